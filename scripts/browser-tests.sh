@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs the browser tests (tests/browser/*.test.mjs) against an already built page.
+#
+# The caller builds first: the page into dist/ (trunk) and the native CLI into target/debug/saeplay.
+# Environment (all optional):
+#   SAEPLAY_DIST            built page directory           (default dist)
+#   SAEPLAY_BIN             native CLI for reference runs  (default target/debug/saeplay)
+#   SAEPLAY_MODEL           model directory                (default www/models/builtin)
+#   SAEPLAY_BROWSER_PATHS   cpu,webgpu or one of them      (default cpu,webgpu)
+#   BROWSER_TESTS_TIMEOUT   seconds for the whole run      (default 1800)
+# Exits with node's status (124 if the timeout killed it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dist="${SAEPLAY_DIST:-dist}"
+bin="${SAEPLAY_BIN:-target/debug/saeplay}"
+limit="${BROWSER_TESTS_TIMEOUT:-1800}"
+
+missing=0
+[ -f "$dist/index.html" ] || { echo "browser-tests: $dist/index.html not found: build the page first" >&2; missing=1; }
+[ -x "$bin" ] || { echo "browser-tests: $bin not found: build the native CLI first" >&2; missing=1; }
+[ -x /usr/bin/chromium ] || { echo "browser-tests: /usr/bin/chromium not found: run scripts/setup.sh" >&2; missing=1; }
+[ -d node_modules/playwright-core ] || { echo "browser-tests: node_modules/playwright-core missing: run npm ci" >&2; missing=1; }
+[ "$missing" -eq 0 ] || exit 2
+
+status=0
+# --kill-after: chromium children get a grace period, then are killed with node.
+timeout --kill-after=30 "$limit" node --test --test-concurrency=1 tests/browser/ || status=$?
+if [ "$status" -eq 124 ]; then
+  echo "browser-tests: timed out after ${limit}s" >&2
+fi
+exit "$status"

@@ -1,0 +1,106 @@
+//! Every backend choice and device initialisation lives here; the rest of the engine only sees
+//! `burn::Device` and the async read helpers below.
+//!
+//! Reads go through `into_data_async` on every platform: a synchronous read panics in wasm on
+//! WebGPU, and keeping one code path means the native tests exercise the page's path.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::error::{Result, SaeplayError};
+
+/// Which compute path runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// burn's pure-Rust CPU backend.
+    Cpu,
+    /// burn's wgpu backend: WebGPU in the browser, Vulkan/Metal natively.
+    Wgpu,
+}
+
+impl BackendKind {
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Self::Cpu),
+            "wgpu" | "webgpu" | "gpu" => Ok(Self::Wgpu),
+            other => Err(SaeplayError::InvalidSetting(format!(
+                "unknown backend `{other}`: use cpu or wgpu"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Wgpu => "wgpu",
+        }
+    }
+}
+
+/// The CPU device: burn's ndarray backend, or its newer `flex` backend. Natively
+/// `SAEPLAY_CPU_BACKEND=flex` selects flex, so the two can be benchmarked side by side.
+#[allow(deprecated)]
+pub fn cpu_device() -> Device {
+    #[cfg(not(target_arch = "wasm32"))]
+    if std::env::var("SAEPLAY_CPU_BACKEND").as_deref() == Ok("flex") {
+        return Device::flex();
+    }
+    Device::ndarray()
+}
+
+/// Initialise the wgpu device asynchronously (the only way in a browser). Call once per process:
+/// a second initialisation fails in burn, so callers keep and clone the returned device.
+pub async fn wgpu_device() -> Result<Device> {
+    Device::wgpu_options()
+        .init_async()
+        .await
+        .map_err(|error| SaeplayError::Device(format!("WebGPU/wgpu could not start: {error}")))
+}
+
+/// Native convenience: pick a device by kind, blocking on the async initialisation.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn native_device(kind: BackendKind) -> Result<Device> {
+    match kind {
+        BackendKind::Cpu => Ok(cpu_device()),
+        BackendKind::Wgpu => {
+            static WGPU: std::sync::OnceLock<std::result::Result<Device, String>> =
+                std::sync::OnceLock::new();
+            WGPU.get_or_init(|| pollster::block_on(wgpu_device()).map_err(|e| e.to_string()))
+                .clone()
+                .map_err(SaeplayError::Device)
+        }
+    }
+}
+
+/// Block on an engine future natively (the CLI and tests); the page awaits instead.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    pollster::block_on(future)
+}
+
+pub fn float_tensor<const D: usize>(
+    values: Vec<f32>,
+    shape: [usize; D],
+    device: &Device,
+) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+pub fn int_tensor<const D: usize>(
+    values: Vec<i64>,
+    shape: [usize; D],
+    device: &Device,
+) -> Tensor<D, Int> {
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// Read a float tensor back to the host as f32 values, asynchronously.
+pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    let data = tensor
+        .into_data_async()
+        .await
+        .map_err(|error| SaeplayError::Device(format!("reading a tensor failed: {error:?}")))?;
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|error| SaeplayError::Device(format!("reading a tensor failed: {error:?}")))
+}

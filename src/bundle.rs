@@ -1,0 +1,109 @@
+//! A model as a person supplies it: the three Hugging Face files, as bytes. Loading checks that
+//! they belong together before anything reaches a device.
+
+use crate::error::{Result, SaeplayError};
+use crate::model::{Gpt2, Gpt2Config, Gpt2Weights};
+use crate::tokenizer::TextTokenizer;
+
+/// The bytes of `config.json`, `model.safetensors` and `tokenizer.json`.
+#[derive(Clone)]
+pub struct ModelFiles {
+    pub config_json: Vec<u8>,
+    pub safetensors: Vec<u8>,
+    pub tokenizer_json: Vec<u8>,
+}
+
+/// A parsed, checked model on the host, not yet on a device.
+pub struct HostModel {
+    pub weights: Gpt2Weights,
+    pub tokenizer: TextTokenizer,
+}
+
+impl HostModel {
+    pub fn config(&self) -> &Gpt2Config {
+        &self.weights.config
+    }
+}
+
+/// A model ready to run.
+pub struct LoadedModel {
+    pub model: Gpt2,
+    pub tokenizer: TextTokenizer,
+}
+
+impl ModelFiles {
+    /// Read the three files from a directory.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_dir(dir: &std::path::Path) -> Result<Self> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|error| {
+                SaeplayError::Io(format!("cannot read {}: {error}", path.display()))
+            })
+        };
+        Ok(Self {
+            config_json: read("config.json")?,
+            safetensors: read("model.safetensors")?,
+            tokenizer_json: read("tokenizer.json")?,
+        })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn write_dir(&self, dir: &std::path::Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|error| {
+            SaeplayError::Io(format!("cannot create {}: {error}", dir.display()))
+        })?;
+        for (name, bytes) in [
+            ("config.json", &self.config_json),
+            ("model.safetensors", &self.safetensors),
+            ("tokenizer.json", &self.tokenizer_json),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(|error| {
+                SaeplayError::Io(format!("cannot write {}: {error}", path.display()))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Parse and check: config, every tensor's shape, and the tokenizer against the vocabulary.
+    pub fn parse(&self) -> Result<HostModel> {
+        let config = Gpt2Config::from_json(&self.config_json)?;
+        let weights = Gpt2Weights::from_safetensors(&config, &self.safetensors)?;
+        let tokenizer = TextTokenizer::from_bytes(&self.tokenizer_json)?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(SaeplayError::VocabMismatch {
+                tokenizer: tokenizer.vocab_size(),
+                model: config.vocab_size,
+            });
+        }
+        Ok(HostModel { weights, tokenizer })
+    }
+}
+
+impl HostModel {
+    pub fn upload(self, device: &burn::tensor::Device) -> Result<LoadedModel> {
+        Ok(LoadedModel {
+            model: Gpt2::new(&self.weights, device)?,
+            tokenizer: self.tokenizer,
+        })
+    }
+}
+
+impl LoadedModel {
+    /// Encode a prompt, checking it fits the context.
+    pub fn encode_prompt(&self, text: &str) -> Result<crate::tokenizer::Encoded> {
+        let encoded = self.tokenizer.encode(text)?;
+        if encoded.ids.is_empty() {
+            return Err(SaeplayError::EmptyInput);
+        }
+        let max = self.model.config().n_positions;
+        if encoded.ids.len() > max {
+            return Err(SaeplayError::TooLong {
+                len: encoded.ids.len(),
+                max,
+            });
+        }
+        Ok(encoded)
+    }
+}

@@ -1,0 +1,56 @@
+//! Typed errors of the engine. Each variant's message is a plain sentence that the CLI prints as
+//! its one line and the page shows as its message.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SaeplayError {
+    #[error("config.json is not valid: {0}")]
+    Config(String),
+    #[error("model weights are not a valid safetensors file: {0}")]
+    Safetensors(String),
+    #[error("model weights lack the tensor `{0}`")]
+    MissingTensor(String),
+    #[error("tensor `{name}` has shape {found:?}, but the config needs {expected:?}")]
+    TensorShape {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("tensor `{name}` has dtype {dtype}, which saeplay cannot read (use F32, F16 or BF16)")]
+    TensorDtype { name: String, dtype: String },
+    #[error("tensor `{name}` holds a value that is not finite (NaN or infinity)")]
+    NonFinite { name: String },
+    #[error("tokenizer.json is not valid: {0}")]
+    Tokenizer(String),
+    #[error(
+        "the tokenizer has {tokenizer} tokens but the model's vocabulary has only {model}: they do not belong together"
+    )]
+    VocabMismatch { tokenizer: usize, model: usize },
+    #[error("token id {id} is out of range: the vocabulary has {vocab} tokens (ids 0..{vocab})")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    #[error(
+        "the input is {len} tokens long, but the model's context holds at most {max} (n_positions)"
+    )]
+    TooLong { len: usize, max: usize },
+    #[error("the input is empty: give at least one token")]
+    EmptyInput,
+    #[error("unknown hook point `{name}`; valid names look like {examples}")]
+    UnknownHook { name: String, examples: String },
+    #[error(
+        "a patch at `{hook}` has shape {found:?}, but the activation there has shape {expected:?}"
+    )]
+    PatchShape {
+        hook: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("invalid setting: {0}")]
+    InvalidSetting(String),
+    #[error("the compute device failed: {0}")]
+    Device(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+pub type Result<T, E = SaeplayError> = std::result::Result<T, E>;

@@ -1,0 +1,421 @@
+//! A GPT-2 forward pass on burn that matches Hugging Face `GPT2LMHeadModel`, with
+//! TransformerLens hook points and a key/value cache. Shapes are noted as `[batch, pos, d]`.
+
+use burn::tensor::activation::{gelu, relu, softmax};
+use burn::tensor::{Device, Tensor};
+
+use super::config::{Activation, Gpt2Config};
+use super::hooks::{HookContext, HookPoint, Hooks, PatchOp};
+use super::weights::{Gpt2Weights, HostTensor};
+use crate::backend::{float_tensor, int_tensor};
+use crate::error::{Result, SaeplayError};
+
+/// Additive mask for future positions; exp() of it is exactly 0 in f32.
+const MASKED: f32 = -1.0e9;
+
+#[derive(Clone, Debug)]
+struct LayerNorm {
+    weight: Tensor<1>, // [d]
+    bias: Tensor<1>,   // [d]
+}
+
+#[derive(Clone, Debug)]
+struct Linear {
+    weight: Tensor<2>, // [in, out], Conv1D layout
+    bias: Tensor<1>,   // [out]
+}
+
+impl Linear {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch, pos, d_in] = x.dims();
+        let d_out = self.weight.dims()[1];
+        let y = x.reshape([batch * pos, d_in]).matmul(self.weight.clone())
+            + self.bias.clone().unsqueeze::<2>();
+        y.reshape([batch, pos, d_out])
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Block {
+    ln_1: LayerNorm,
+    c_attn: Linear,
+    attn_proj: Linear,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    mlp_proj: Linear,
+}
+
+/// Keys and values of the positions seen so far, per layer: `[batch, head, pos, d_head]`.
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(n_layer: usize) -> Self {
+        Self {
+            layers: vec![None; n_layer],
+            len: 0,
+        }
+    }
+
+    /// Number of positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Which positions get logits: all (analysis) or the last only (generation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsFor {
+    AllPositions,
+    LastPosition,
+}
+
+pub struct ForwardOutput {
+    /// `[batch, pos, vocab]`, or `[batch, 1, vocab]` with [`LogitsFor::LastPosition`].
+    pub logits: Tensor<3>,
+    /// Captured activations in the order the forward reached them, each `[batch, pos, d]`.
+    pub captured: Vec<(HookPoint, Tensor<3>)>,
+}
+
+impl ForwardOutput {
+    pub fn activation(&self, hook: HookPoint) -> Option<&Tensor<3>> {
+        self.captured
+            .iter()
+            .find(|(h, _)| *h == hook)
+            .map(|(_, t)| t)
+    }
+}
+
+/// GPT-2 with weights on one device. Cloning is cheap (tensors are shared handles).
+#[derive(Clone, Debug)]
+pub struct Gpt2 {
+    config: Gpt2Config,
+    activation: Activation,
+    device: Device,
+    wte: Tensor<2>,     // [vocab, d]
+    wpe: Tensor<2>,     // [n_positions, d]
+    unembed: Tensor<2>, // [d, vocab], tied to wte
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+}
+
+fn upload1(tensor: &HostTensor, device: &Device) -> Tensor<1> {
+    float_tensor(tensor.values.clone(), [tensor.shape[0]], device)
+}
+
+fn upload2(tensor: &HostTensor, device: &Device) -> Tensor<2> {
+    float_tensor(
+        tensor.values.clone(),
+        [tensor.shape[0], tensor.shape[1]],
+        device,
+    )
+}
+
+impl Gpt2 {
+    pub fn new(weights: &Gpt2Weights, device: &Device) -> Result<Self> {
+        let config = weights.config.clone();
+        let activation = config.activation()?;
+        let ln = |name: &str| LayerNorm {
+            weight: upload1(weights.get(&format!("{name}.weight")), device),
+            bias: upload1(weights.get(&format!("{name}.bias")), device),
+        };
+        let linear = |name: &str| Linear {
+            weight: upload2(weights.get(&format!("{name}.weight")), device),
+            bias: upload1(weights.get(&format!("{name}.bias")), device),
+        };
+        let blocks = (0..config.n_layer)
+            .map(|l| Block {
+                ln_1: ln(&format!("h.{l}.ln_1")),
+                c_attn: linear(&format!("h.{l}.attn.c_attn")),
+                attn_proj: linear(&format!("h.{l}.attn.c_proj")),
+                ln_2: ln(&format!("h.{l}.ln_2")),
+                c_fc: linear(&format!("h.{l}.mlp.c_fc")),
+                mlp_proj: linear(&format!("h.{l}.mlp.c_proj")),
+            })
+            .collect();
+        let wte = upload2(weights.get("wte.weight"), device);
+        let unembed = wte.clone().transpose();
+        Ok(Self {
+            activation,
+            device: device.clone(),
+            wpe: upload2(weights.get("wpe.weight"), device),
+            wte,
+            unembed,
+            blocks,
+            ln_f: ln("ln_f"),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The unembedding `[d, vocab]` (tied to `wte`), for logit-lens style analyses.
+    pub fn unembed(&self) -> &Tensor<2> {
+        &self.unembed
+    }
+
+    /// Check a batch of token ids and upload it: `[batch, pos]`.
+    fn check_ids(&self, batch: &[Vec<u32>], offset: usize) -> Result<(usize, usize, Vec<i64>)> {
+        let seq = batch.first().map(Vec::len).unwrap_or(0);
+        if seq == 0 {
+            return Err(SaeplayError::EmptyInput);
+        }
+        if batch.iter().any(|row| row.len() != seq) {
+            return Err(SaeplayError::InvalidSetting(
+                "every sequence in a batch must have the same length".into(),
+            ));
+        }
+        if offset + seq > self.config.n_positions {
+            return Err(SaeplayError::TooLong {
+                len: offset + seq,
+                max: self.config.n_positions,
+            });
+        }
+        let mut flat = Vec::with_capacity(batch.len() * seq);
+        for &id in batch.iter().flatten() {
+            if id as usize >= self.config.vocab_size {
+                return Err(SaeplayError::TokenOutOfRange {
+                    id,
+                    vocab: self.config.vocab_size,
+                });
+            }
+            flat.push(i64::from(id));
+        }
+        Ok((batch.len(), seq, flat))
+    }
+
+    /// A full forward pass with no cache.
+    pub fn forward(
+        &self,
+        batch: &[Vec<u32>],
+        hooks: &Hooks,
+        logits_for: LogitsFor,
+    ) -> Result<ForwardOutput> {
+        let mut cache = KvCache::new(self.config.n_layer);
+        self.forward_cached(batch, &mut cache, hooks, logits_for)
+    }
+
+    /// A forward pass over new positions that continue the sequence already in `cache`.
+    pub fn forward_cached(
+        &self,
+        batch: &[Vec<u32>],
+        cache: &mut KvCache,
+        hooks: &Hooks,
+        logits_for: LogitsFor,
+    ) -> Result<ForwardOutput> {
+        if cache.layers.len() != self.config.n_layer {
+            *cache = KvCache::new(self.config.n_layer);
+        }
+        let offset = cache.len;
+        let (b, t, flat) = self.check_ids(batch, offset)?;
+        self.check_patches(hooks, b, offset + t)?;
+        let d = self.config.n_embd;
+        let mut run = HookRun {
+            hooks,
+            offset,
+            captured: Vec::new(),
+        };
+
+        let ids = int_tensor(flat, [b * t], &self.device);
+        let embed = self.wte.clone().select(0, ids).reshape([b, t, d]);
+        let embed = run.site(HookPoint::Embed, embed)?;
+        let positions = int_tensor(
+            (offset as i64..(offset + t) as i64).collect(),
+            [t],
+            &self.device,
+        );
+        let pos_embed = self.wpe.clone().select(0, positions).reshape([1, t, d]);
+        let pos_embed = run.site(HookPoint::PosEmbed, pos_embed.expand([b, t, d]))?;
+        let mut resid = embed + pos_embed;
+
+        for (l, block) in self.blocks.iter().enumerate() {
+            resid = run.site(HookPoint::ResidPre(l), resid)?;
+            let normed = self.layer_norm(resid.clone(), &block.ln_1);
+            let (z, keys, values) = self.attention(l, block, normed, cache.layers[l].take());
+            cache.layers[l] = Some((keys, values));
+            let z = run.site(HookPoint::AttnZ(l), z)?;
+            let attn_out = run.site(HookPoint::AttnOut(l), block.attn_proj.forward(z))?;
+            resid = run.site(HookPoint::ResidMid(l), resid + attn_out)?;
+            let normed = self.layer_norm(resid.clone(), &block.ln_2);
+            let hidden = self.mlp_activation(block.c_fc.forward(normed));
+            let hidden = run.site(HookPoint::MlpPost(l), hidden)?;
+            let mlp_out = run.site(HookPoint::MlpOut(l), block.mlp_proj.forward(hidden))?;
+            resid = run.site(HookPoint::ResidPost(l), resid + mlp_out)?;
+        }
+        cache.len = offset + t;
+
+        let resid = match logits_for {
+            LogitsFor::AllPositions => resid,
+            LogitsFor::LastPosition => resid.slice([0..b, t - 1..t, 0..d]),
+        };
+        let t_out = resid.dims()[1];
+        let normalized = run.site(HookPoint::LnFinalNormalized, self.normalize(resid))?;
+        let final_hidden = normalized * self.ln_f.weight.clone().unsqueeze::<3>()
+            + self.ln_f.bias.clone().unsqueeze::<3>();
+        let logits = final_hidden
+            .reshape([b * t_out, d])
+            .matmul(self.unembed.clone())
+            .reshape([b, t_out, self.config.vocab_size]);
+        Ok(ForwardOutput {
+            logits,
+            captured: run.captured,
+        })
+    }
+
+    /// `(x - mean) / sqrt(var + eps)` over the last dim (biased variance, as torch's LayerNorm).
+    fn normalize(&self, x: Tensor<3>) -> Tensor<3> {
+        let centred = x.clone() - x.mean_dim(2);
+        let variance = centred.clone().powf_scalar(2.0).mean_dim(2);
+        centred / (variance + self.config.layer_norm_epsilon).sqrt()
+    }
+
+    fn layer_norm(&self, x: Tensor<3>, ln: &LayerNorm) -> Tensor<3> {
+        self.normalize(x) * ln.weight.clone().unsqueeze::<3>() + ln.bias.clone().unsqueeze::<3>()
+    }
+
+    fn mlp_activation(&self, x: Tensor<3>) -> Tensor<3> {
+        match self.activation {
+            Activation::GeluTanh => {
+                let inner = (x.clone() + x.clone().powf_scalar(3.0) * 0.044715)
+                    * (2.0 / std::f64::consts::PI).sqrt();
+                x * (inner.tanh() + 1.0) * 0.5
+            }
+            Activation::GeluErf => gelu(x),
+            Activation::Relu => relu(x),
+        }
+    }
+
+    /// Causal self-attention over the new positions; returns `z` `[batch, pos, head * d_head]`
+    /// and the keys and values of all positions so far.
+    fn attention(
+        &self,
+        layer: usize,
+        block: &Block,
+        x: Tensor<3>,
+        past: Option<(Tensor<4>, Tensor<4>)>,
+    ) -> (Tensor<3>, Tensor<4>, Tensor<4>) {
+        let [b, t, d] = x.dims();
+        let heads = self.config.n_head;
+        let dh = self.config.d_head();
+        let qkv = block.c_attn.forward(x); // [b, t, 3d]
+        let split = |i: usize| {
+            qkv.clone()
+                .slice([0..b, 0..t, i * d..(i + 1) * d])
+                .reshape([b, t, heads, dh])
+                .swap_dims(1, 2) // [b, head, t, dh]
+        };
+        let (q, k_new, v_new) = (split(0), split(1), split(2));
+        let (keys, values) = match past {
+            Some((k, v)) => (
+                Tensor::cat(vec![k, k_new], 2),
+                Tensor::cat(vec![v, v_new], 2),
+            ),
+            None => (k_new, v_new),
+        };
+        let total = keys.dims()[2];
+        let offset = total - t;
+
+        let mut scale = 1.0;
+        if self.config.scale_attn_weights {
+            scale /= (dh as f64).sqrt();
+        }
+        if self.config.scale_attn_by_inverse_layer_idx {
+            scale /= (layer + 1) as f64;
+        }
+        let mut scores = q.matmul(keys.clone().swap_dims(2, 3)) * scale; // [b, head, t, total]
+        if t > 1 {
+            let mask: Vec<f32> = (0..t)
+                .flat_map(|i| (0..total).map(move |j| if j > offset + i { MASKED } else { 0.0 }))
+                .collect();
+            scores = scores + float_tensor(mask, [1, 1, t, total], &self.device);
+        }
+        let pattern = softmax(scores, 3);
+        let z = pattern
+            .matmul(values.clone()) // [b, head, t, dh]
+            .swap_dims(1, 2)
+            .reshape([b, t, d]);
+        (z, keys, values)
+    }
+
+    fn check_patches(&self, hooks: &Hooks, batch: usize, end: usize) -> Result<()> {
+        for patch in &hooks.patches {
+            let width = patch.hook.width(&self.config);
+            let (tensor, broadcast_ok) = match &patch.op {
+                PatchOp::Replace(t) => (t, false),
+                PatchOp::Add(t) => (t, true),
+                PatchOp::Map(_) => continue,
+            };
+            let [pb, pt, pd] = tensor.dims();
+            let broadcast = broadcast_ok && pb == 1 && pt == 1 && pd == width;
+            if !broadcast && !(pb == batch && pt >= end && pd == width) {
+                return Err(SaeplayError::PatchShape {
+                    hook: patch.hook.to_string(),
+                    expected: vec![batch, end, width],
+                    found: vec![pb, pt, pd],
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The hook bookkeeping of one forward call.
+struct HookRun<'a> {
+    hooks: &'a Hooks,
+    offset: usize,
+    captured: Vec<(HookPoint, Tensor<3>)>,
+}
+
+impl HookRun<'_> {
+    /// Apply the patches at `hook` in order, then capture the value that flows on.
+    fn site(&mut self, hook: HookPoint, mut x: Tensor<3>) -> Result<Tensor<3>> {
+        if self.hooks.is_empty() {
+            return Ok(x);
+        }
+        for patch in self.hooks.patches.iter().filter(|p| p.hook == hook) {
+            let [b, t, d] = x.dims();
+            let window = |tensor: &Tensor<3>| {
+                tensor
+                    .clone()
+                    .slice([0..b, self.offset..self.offset + t, 0..d])
+            };
+            x = match &patch.op {
+                PatchOp::Replace(values) => window(values),
+                PatchOp::Add(delta) if delta.dims()[..2] == [1, 1] => x + delta.clone(),
+                PatchOp::Add(delta) => x + window(delta),
+                PatchOp::Map(function) => {
+                    let context = HookContext {
+                        hook,
+                        position_offset: self.offset,
+                    };
+                    let y = function.apply(x, context);
+                    if y.dims() != [b, t, d] {
+                        return Err(SaeplayError::PatchShape {
+                            hook: hook.to_string(),
+                            expected: vec![b, t, d],
+                            found: y.dims().to_vec(),
+                        });
+                    }
+                    y
+                }
+            };
+        }
+        if self.hooks.capture.contains(&hook) {
+            self.captured.push((hook, x.clone()));
+        }
+        Ok(x)
+    }
+}

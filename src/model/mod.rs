@@ -1,0 +1,13 @@
+//! The GPT-2 model: config, weights, hook points, forward pass and generation.
+
+pub mod config;
+pub mod generate;
+pub mod gpt2;
+pub mod hooks;
+pub mod weights;
+
+pub use config::Gpt2Config;
+pub use generate::{Generation, SamplingConfig, Step, StopReason};
+pub use gpt2::{ForwardOutput, Gpt2, KvCache, LogitsFor};
+pub use hooks::{HookContext, HookFn, HookPoint, Hooks, Patch, PatchOp};
+pub use weights::{Gpt2Weights, HostTensor};

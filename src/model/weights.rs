@@ -1,0 +1,199 @@
+//! GPT-2 weights on the host: read from (and written to) Hugging Face safetensors bytes, checked
+//! against the config before anything reaches a device.
+//!
+//! Names are the checkpoint's own (`h.0.attn.c_attn.weight`, ...), without the optional
+//! `transformer.` prefix. Linear weights are Conv1D, `[in, out]`, used as stored.
+
+use std::collections::BTreeMap;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use super::config::Gpt2Config;
+use crate::error::{Result, SaeplayError};
+use crate::rng::SplitMix64;
+
+/// One tensor's values in row-major order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Gpt2Weights {
+    pub config: Gpt2Config,
+    pub tensors: BTreeMap<String, HostTensor>,
+}
+
+/// Every tensor a GPT-2 checkpoint must hold, with its shape under `config`.
+pub fn expected_shapes(config: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
+    let d = config.n_embd;
+    let m = config.d_mlp();
+    let mut shapes = vec![
+        ("wte.weight".to_string(), vec![config.vocab_size, d]),
+        ("wpe.weight".to_string(), vec![config.n_positions, d]),
+    ];
+    for layer in 0..config.n_layer {
+        let p = format!("h.{layer}.");
+        shapes.extend([
+            (format!("{p}ln_1.weight"), vec![d]),
+            (format!("{p}ln_1.bias"), vec![d]),
+            (format!("{p}attn.c_attn.weight"), vec![d, 3 * d]),
+            (format!("{p}attn.c_attn.bias"), vec![3 * d]),
+            (format!("{p}attn.c_proj.weight"), vec![d, d]),
+            (format!("{p}attn.c_proj.bias"), vec![d]),
+            (format!("{p}ln_2.weight"), vec![d]),
+            (format!("{p}ln_2.bias"), vec![d]),
+            (format!("{p}mlp.c_fc.weight"), vec![d, m]),
+            (format!("{p}mlp.c_fc.bias"), vec![m]),
+            (format!("{p}mlp.c_proj.weight"), vec![m, d]),
+            (format!("{p}mlp.c_proj.bias"), vec![d]),
+        ]);
+    }
+    shapes.push(("ln_f.weight".into(), vec![d]));
+    shapes.push(("ln_f.bias".into(), vec![d]));
+    shapes
+}
+
+const PREFIX: &str = "transformer.";
+
+impl Gpt2Weights {
+    /// Parse safetensors bytes and check every tensor against the config.
+    pub fn from_safetensors(config: &Gpt2Config, bytes: &[u8]) -> Result<Self> {
+        config.validate()?;
+        let file = SafeTensors::deserialize(bytes)
+            .map_err(|error| SaeplayError::Safetensors(error.to_string()))?;
+        let has_prefix = file.names().iter().any(|name| name.starts_with(PREFIX));
+        let mut tensors = BTreeMap::new();
+        for (name, expected) in expected_shapes(config) {
+            let stored_name = if has_prefix {
+                format!("{PREFIX}{name}")
+            } else {
+                name.clone()
+            };
+            let view = file
+                .tensor(&stored_name)
+                .or_else(|_| file.tensor(&name))
+                .map_err(|_| SaeplayError::MissingTensor(name.clone()))?;
+            if view.shape() != expected.as_slice() {
+                return Err(SaeplayError::TensorShape {
+                    name,
+                    expected,
+                    found: view.shape().to_vec(),
+                });
+            }
+            let values = to_f32(&name, &view)?;
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(SaeplayError::NonFinite { name });
+            }
+            tensors.insert(
+                name,
+                HostTensor {
+                    shape: expected,
+                    values,
+                },
+            );
+        }
+        Ok(Self {
+            config: config.clone(),
+            tensors,
+        })
+    }
+
+    /// Serialise as safetensors (F32), optionally with the `transformer.` key prefix.
+    pub fn to_safetensors(&self, with_prefix: bool) -> Vec<u8> {
+        let named: Vec<(String, &HostTensor)> = self
+            .tensors
+            .iter()
+            .map(|(name, tensor)| {
+                let key = if with_prefix {
+                    format!("{PREFIX}{name}")
+                } else {
+                    name.clone()
+                };
+                (key, tensor)
+            })
+            .collect();
+        write_safetensors(
+            named
+                .iter()
+                .map(|(k, t)| (k.as_str(), &t.shape[..], &t.values[..])),
+        )
+    }
+
+    pub fn get(&self, name: &str) -> &HostTensor {
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("weights were validated to hold `{name}`"))
+    }
+
+    /// Deterministic random weights for tests and the placeholder page model. Layer-norm gains
+    /// and every bias are randomised too, so a forward that forgot one of them is caught.
+    pub fn random(config: &Gpt2Config, seed: u64) -> Self {
+        let mut rng = SplitMix64::new(seed);
+        let mut tensors = BTreeMap::new();
+        for (name, shape) in expected_shapes(config) {
+            let count: usize = shape.iter().product();
+            let values: Vec<f32> = if name.contains("ln_") && name.ends_with(".weight") {
+                (0..count).map(|_| 1.0 + 0.1 * rng.normal()).collect()
+            } else if name.ends_with(".bias") {
+                (0..count).map(|_| 0.02 * rng.normal()).collect()
+            } else if name.starts_with("wte") || name.starts_with("wpe") {
+                (0..count).map(|_| 0.1 * rng.normal()).collect()
+            } else {
+                (0..count).map(|_| 0.06 * rng.normal()).collect()
+            };
+            tensors.insert(name, HostTensor { shape, values });
+        }
+        Self {
+            config: config.clone(),
+            tensors,
+        }
+    }
+}
+
+fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
+    let data = view.data();
+    let values = match view.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(SaeplayError::TensorDtype {
+                name: name.to_string(),
+                dtype: format!("{other:?}"),
+            });
+        }
+    };
+    Ok(values)
+}
+
+/// Write f32 tensors as a safetensors file, in the order given.
+pub fn write_safetensors<'a>(
+    tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [f32])>,
+) -> Vec<u8> {
+    let owned: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .map(|(name, shape, values)| {
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name.to_string(), shape.to_vec(), bytes)
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = owned
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .expect("shape and byte count agree by construction");
+            (name.clone(), view)
+        })
+        .collect();
+    safetensors::serialize(views, None).expect("serialising f32 tensors cannot fail")
+}

@@ -1,0 +1,307 @@
+//! Each bad input gets a clear, typed error naming the problem, never a panic.
+
+mod common;
+
+use saeplay::SaeplayError;
+use saeplay::bundle::ModelFiles;
+use saeplay::fixtures::{TinySpec, tiny_checkpoint};
+use saeplay::model::weights::write_safetensors;
+use saeplay::model::{Gpt2Config, Gpt2Weights, HookPoint, Hooks, LogitsFor, PatchOp};
+use saeplay::tokenizer::byte_level_bpe_json;
+
+fn files() -> ModelFiles {
+    tiny_checkpoint(&TinySpec::default())
+}
+
+fn parse_error(files: &ModelFiles) -> SaeplayError {
+    files.parse().err().expect("the files were refused")
+}
+
+#[test]
+fn truncated_and_malformed_safetensors() {
+    let mut f = files();
+    f.safetensors.truncate(f.safetensors.len() / 2);
+    assert!(matches!(parse_error(&f), SaeplayError::Safetensors(_)));
+    let mut f = files();
+    f.safetensors = b"this is not a safetensors file".to_vec();
+    assert!(matches!(parse_error(&f), SaeplayError::Safetensors(_)));
+    let mut f = files();
+    f.safetensors.clear();
+    assert!(matches!(parse_error(&f), SaeplayError::Safetensors(_)));
+}
+
+/// Rewrite the checkpoint's tensors through `edit`.
+fn edited(edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> ModelFiles {
+    let mut f = files();
+    let weights = f.parse().unwrap().weights;
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = weights
+        .tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shape.clone(), t.values.clone()))
+        .collect();
+    edit(&mut tensors);
+    f.safetensors = write_safetensors(tensors.iter().map(|(n, s, v)| (n.as_str(), &s[..], &v[..])));
+    f
+}
+
+#[test]
+fn missing_misshapen_and_non_finite_tensors() {
+    let f = edited(|t| t.retain(|(n, _, _)| n != "h.1.mlp.c_fc.bias"));
+    match parse_error(&f) {
+        SaeplayError::MissingTensor(name) => assert_eq!(name, "h.1.mlp.c_fc.bias"),
+        other => panic!("{other}"),
+    }
+    let f = edited(|t| {
+        let entry = t
+            .iter_mut()
+            .find(|(n, _, _)| n == "h.0.attn.c_attn.weight")
+            .unwrap();
+        entry.1 = vec![96, 32]; // transposed: a Linear layout instead of Conv1D
+    });
+    let error = parse_error(&f);
+    assert!(matches!(error, SaeplayError::TensorShape { .. }));
+    assert!(
+        error.to_string().contains("h.0.attn.c_attn.weight"),
+        "{error}"
+    );
+    let f = edited(|t| t[3].2[0] = f32::NAN);
+    assert!(matches!(parse_error(&f), SaeplayError::NonFinite { .. }));
+}
+
+#[test]
+fn config_that_disagrees_with_the_weights_or_is_invalid() {
+    let mut f = files();
+    let mut config = Gpt2Config::from_json(&f.config_json).unwrap();
+    config.n_layer = 3;
+    f.config_json = config.to_json().into_bytes();
+    assert!(matches!(parse_error(&f), SaeplayError::MissingTensor(ref n) if n.starts_with("h.2.")));
+    let mut config = Gpt2Config::from_json(&files().config_json).unwrap();
+    config.n_embd = 48;
+    let mut f = files();
+    f.config_json = config.to_json().into_bytes();
+    assert!(matches!(parse_error(&f), SaeplayError::TensorShape { .. }));
+
+    for bad in [
+        &b"{not json"[..],
+        br#"{"vocab_size": 10}"#,
+        br#"{"vocab_size": 10, "n_positions": 8, "n_embd": 30, "n_layer": 1, "n_head": 4}"#,
+        br#"{"vocab_size": 10, "n_positions": 8, "n_embd": 32, "n_layer": 0, "n_head": 4}"#,
+        br#"{"vocab_size": 10, "n_positions": 8, "n_embd": 32, "n_layer": 1, "n_head": 4, "activation_function": "swish"}"#,
+        br#"{"vocab_size": -1, "n_positions": 8, "n_embd": 32, "n_layer": 1, "n_head": 4}"#,
+    ] {
+        let error = Gpt2Config::from_json(bad).err().expect("refused");
+        assert!(matches!(error, SaeplayError::Config(_)), "{error}");
+    }
+}
+
+#[test]
+fn unsupported_dtype_is_named() {
+    let mut f = files();
+    let bytes: Vec<u8> = vec![0; 8];
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![1], &bytes).unwrap();
+    f.safetensors = safetensors::serialize(vec![("wte.weight", view)], None).unwrap();
+    match parse_error(&f) {
+        SaeplayError::TensorShape { .. } | SaeplayError::TensorDtype { .. } => {}
+        other => panic!("{other}"),
+    }
+    // Right shape, wrong dtype.
+    let config = Gpt2Config::from_json(&f.config_json).unwrap();
+    let weights = Gpt2Weights::random(&config, 1);
+    let wte = weights.get("wte.weight");
+    let ints: Vec<u8> = vec![0; wte.values.len() * 8];
+    let mut views: Vec<(String, safetensors::tensor::TensorView<'_>)> = Vec::new();
+    let f32_bytes: Vec<(String, Vec<usize>, Vec<u8>)> = weights
+        .tensors
+        .iter()
+        .filter(|(n, _)| *n != "wte.weight")
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.shape.clone(),
+                t.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    for (n, s, b) in &f32_bytes {
+        views.push((
+            n.clone(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap(),
+        ));
+    }
+    views.push((
+        "wte.weight".into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::I64, wte.shape.clone(), &ints)
+            .unwrap(),
+    ));
+    f.safetensors = safetensors::serialize(views, None).unwrap();
+    let error = parse_error(&f);
+    assert!(matches!(error, SaeplayError::TensorDtype { .. }), "{error}");
+    assert!(error.to_string().contains("I64"), "{error}");
+}
+
+#[test]
+fn half_precision_checkpoints_load() {
+    let f = files();
+    let weights = f.parse().unwrap().weights;
+    let halves: Vec<(String, Vec<usize>, Vec<u8>)> = weights
+        .tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.shape.clone(),
+                t.values
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+            )
+        })
+        .collect();
+    let views: Vec<_> = halves
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F16, s.clone(), b)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let mut g = f.clone();
+    g.safetensors = safetensors::serialize(views, None).unwrap();
+    let loaded = g.parse().unwrap().weights;
+    let a = &loaded.get("wte.weight").values;
+    let b = &weights.get("wte.weight").values;
+    assert!(
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-3 * y.abs().max(1e-2))
+    );
+}
+
+#[test]
+fn tokenizer_that_disagrees_with_the_model() {
+    let mut f = files();
+    // 20 merges make a 277-token tokenizer for a 257-row model.
+    let merges: Vec<(String, String)> = (0..20)
+        .map(|i| ("a".to_string(), char::from(b'a' + i).to_string()))
+        .collect();
+    f.tokenizer_json = byte_level_bpe_json(&merges).into_bytes();
+    match parse_error(&f) {
+        SaeplayError::VocabMismatch { tokenizer, model } => {
+            assert_eq!((tokenizer, model), (277, 257))
+        }
+        other => panic!("{other}"),
+    }
+    let mut f = files();
+    f.tokenizer_json = b"{\"model\": 3}".to_vec();
+    assert!(matches!(parse_error(&f), SaeplayError::Tokenizer(_)));
+}
+
+#[test]
+fn token_ids_out_of_range_and_too_long_inputs() {
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    let model = &loaded.model;
+    let error = model
+        .forward(&[vec![1, 257]], &Hooks::none(), LogitsFor::AllPositions)
+        .err()
+        .unwrap();
+    assert!(matches!(
+        error,
+        SaeplayError::TokenOutOfRange {
+            id: 257,
+            vocab: 257
+        }
+    ));
+    let error = model
+        .forward(&[vec![1; 65]], &Hooks::none(), LogitsFor::AllPositions)
+        .err()
+        .unwrap();
+    assert!(matches!(error, SaeplayError::TooLong { len: 65, max: 64 }));
+    assert!(matches!(
+        model
+            .forward(&[vec![]], &Hooks::none(), LogitsFor::AllPositions)
+            .err()
+            .unwrap(),
+        SaeplayError::EmptyInput
+    ));
+    assert!(
+        model
+            .forward(
+                &[vec![1, 2], vec![3]],
+                &Hooks::none(),
+                LogitsFor::AllPositions
+            )
+            .is_err()
+    );
+    // A prompt that tokenises past the context is refused, not truncated.
+    let long_text = "x".repeat(65);
+    assert!(matches!(
+        loaded.encode_prompt(&long_text).err().unwrap(),
+        SaeplayError::TooLong { len: 65, max: 64 }
+    ));
+    assert!(matches!(
+        loaded.encode_prompt("").err().unwrap(),
+        SaeplayError::EmptyInput
+    ));
+}
+
+#[test]
+fn unknown_hook_names() {
+    let config = Gpt2Config::from_json(&files().config_json).unwrap();
+    for name in [
+        "",
+        "hook_embeds",
+        "blocks.2.hook_resid_pre",
+        "blocks.x.hook_resid_pre",
+        "blocks.0.hook_nothing",
+        "blocks..hook_resid_pre",
+        "blocks.-1.hook_resid_pre",
+        "blocks.99999999999999999999.hook_resid_pre",
+        "<script>",
+    ] {
+        let error = HookPoint::parse(name, &config).err().expect(name);
+        assert!(matches!(error, SaeplayError::UnknownHook { .. }), "{name}");
+    }
+    // Every listed hook round-trips through its name.
+    for hook in HookPoint::all(&config) {
+        assert_eq!(HookPoint::parse(&hook.to_string(), &config).unwrap(), hook);
+    }
+    assert_eq!(HookPoint::all(&config).len(), 2 + 7 * 2 + 1);
+}
+
+#[test]
+fn patches_of_the_wrong_shape_are_refused() {
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    let model = &loaded.model;
+    let wrong = saeplay::backend::float_tensor(vec![0.0; 16], [1, 1, 16], model.device());
+    let hooks = Hooks::none().with_patch(HookPoint::ResidPre(0), PatchOp::Add(wrong));
+    let error = model
+        .forward(&[vec![1, 2]], &hooks, LogitsFor::AllPositions)
+        .err()
+        .unwrap();
+    assert!(matches!(error, SaeplayError::PatchShape { .. }), "{error}");
+    let short = saeplay::backend::float_tensor(vec![0.0; 32], [1, 1, 32], model.device());
+    let hooks = Hooks::none().with_patch(HookPoint::ResidPre(0), PatchOp::Replace(short));
+    assert!(
+        model
+            .forward(&[vec![1, 2]], &hooks, LogitsFor::AllPositions)
+            .is_err()
+    );
+    let bad_map = Hooks::none().with_patch(
+        HookPoint::MlpOut(0),
+        PatchOp::Map(std::sync::Arc::new(
+            |x: burn::tensor::Tensor<3>, _c: saeplay::model::HookContext| {
+                x.slice([0..1, 0..1, 0..4])
+            },
+        )),
+    );
+    assert!(matches!(
+        model
+            .forward(&[vec![1, 2]], &bad_map, LogitsFor::AllPositions)
+            .err()
+            .unwrap(),
+        SaeplayError::PatchShape { .. }
+    ));
+}

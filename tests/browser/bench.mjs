@@ -1,0 +1,89 @@
+// Forward-pass throughput of the built page on both paths (a script, not a test).
+//
+//   node tests/browser/bench.mjs [--paths cpu,webgpu] [--runs N]
+//
+// Opens the page in headless Chromium on the CPU path (no WebGPU flags, automatic choice) and on
+// the WebGPU path (flags, `#backend=webgpu`), then calls `saeplay.benchForward(batch, seq, runs)`
+// for each shape and prints a table of tokens/s with the time from navigation to ready.
+// SwiftShader is about 25x slower than the CPU path, so WebGPU gets fewer shapes unless
+// SAEPLAY_BENCH_WEBGPU_SHAPES says otherwise. Env: SAEPLAY_DIST (default dist).
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { launch, openPage, printLogs, waitReady } from './harness.mjs';
+import { serve } from './serve.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const DIST = path.resolve(ROOT, process.env.SAEPLAY_DIST ?? 'dist');
+const READY_TIMEOUT_MS = 180_000;
+const BENCH_TIMEOUT_MS = 600_000;
+
+const { values: opts } = parseArgs({
+  options: {
+    paths: { type: 'string', default: 'cpu,webgpu' },
+    runs: { type: 'string', default: '5' },
+    'webgpu-runs': { type: 'string', default: '2' },
+  },
+});
+
+/** Parses "1x1,1x64" into [[1, 1], [1, 64]]. */
+const parseShapes = (text) => text.split(',').map((s) => s.trim().split('x').map(Number));
+
+const PATHS = [
+  { name: 'cpu', webgpu: false, fragment: '', shapes: process.env.SAEPLAY_BENCH_CPU_SHAPES ?? '1x1,1x64,8x64,1x128', runs: Number(opts.runs) },
+  { name: 'webgpu', webgpu: true, fragment: '#backend=webgpu', shapes: process.env.SAEPLAY_BENCH_WEBGPU_SHAPES ?? '1x1,1x64', runs: Number(opts['webgpu-runs']) },
+].filter((p) => opts.paths.split(',').includes(p.name));
+
+const rows = [];
+const server = await serve(DIST);
+let failed = false;
+try {
+  for (const spec of PATHS) {
+    const browser = await launch({ webgpu: spec.webgpu });
+    const opened = await openPage(browser, server.url, { timeoutMs: BENCH_TIMEOUT_MS, goto: false });
+    try {
+      const started = Date.now();
+      await opened.page.goto(server.url + spec.fragment, { timeout: READY_TIMEOUT_MS });
+      await waitReady(opened.page, { timeoutMs: READY_TIMEOUT_MS });
+      const readyMs = Date.now() - started;
+      const info = await opened.page.evaluate(() => window.saeplay.info());
+      console.log(`${spec.name}: ready in ${readyMs} ms; backend ${info.backend}; adapter ${JSON.stringify(info.adapter)}`);
+      rows.push({ path: spec.name, backend: info.backend, shape: 'ready', firstMs: readyMs });
+
+      for (const [batch, seq] of parseShapes(spec.shapes)) {
+        if (seq > info.nPositions) {
+          console.log(`${spec.name}: skipping ${batch}x${seq} (context is ${info.nPositions})`);
+          continue;
+        }
+        const r = await opened.page.evaluate(
+          ([b, s, n]) => window.saeplay.benchForward(b, s, n),
+          [batch, seq, spec.runs],
+        );
+        const row = { path: spec.name, backend: info.backend, shape: `${batch}x${seq}`, ...r };
+        console.log(`${spec.name} ${row.shape}: ${JSON.stringify(r)}`);
+        rows.push(row);
+      }
+    } catch (error) {
+      failed = true;
+      console.error(`${spec.name}: ${error.message}`);
+      printLogs(`${spec.name} page`, opened.logs);
+    } finally {
+      await opened.close().catch(() => {});
+      await browser.close();
+    }
+  }
+} finally {
+  await server.close();
+}
+
+// The table: one line per path and shape; the "ready" line gives navigation-to-ready time.
+const fmt = (v, digits = 1) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(digits) : '-');
+console.log('');
+console.log(['path', 'backend', 'shape', 'first ms', 'mean ms', 'tokens/s'].map((h, i) => (i < 3 ? h.padEnd(8) : h.padStart(12))).join(' '));
+for (const r of rows) {
+  console.log(
+    [r.path.padEnd(8), r.backend.padEnd(8), r.shape.padEnd(8), fmt(r.firstMs).padStart(12), fmt(r.meanMs).padStart(12), fmt(r.tokensPerSecond, 0).padStart(12)].join(' '),
+  );
+}
+process.exit(failed ? 1 : 0);

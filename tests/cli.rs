@@ -1,0 +1,229 @@
+//! The command line end to end: exit codes, one-line errors, and files other tools can read.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use saeplay::fixtures::{TinySpec, tiny_checkpoint};
+use safetensors::SafeTensors;
+
+fn saeplay(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_saeplay"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("saeplay-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn model_dir(name: &str, spec: &TinySpec) -> PathBuf {
+    let dir = temp_dir(name);
+    tiny_checkpoint(spec).write_dir(&dir).unwrap();
+    dir
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A failure is one line starting with `error:` and a nonzero exit.
+fn assert_clean_failure(output: &Output, needle: &str) {
+    assert!(!output.status.success(), "expected failure");
+    let text = stderr(output);
+    assert_eq!(text.trim_end().lines().count(), 1, "one line: {text}");
+    assert!(text.starts_with("error: "), "{text}");
+    assert!(text.contains(needle), "`{needle}` in {text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+#[test]
+fn info_lists_shapes_and_hooks() {
+    let dir = model_dir("info", &TinySpec::default());
+    let output = saeplay(&["info", "--model", dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("n_layer 2  n_embd 32  n_head 4"), "{text}");
+    for hook in [
+        "hook_embed",
+        "blocks.0.hook_resid_pre",
+        "blocks.1.hook_resid_post",
+        "blocks.1.mlp.hook_post  [pos, 128]",
+        "ln_final.hook_normalized",
+    ] {
+        assert!(text.contains(hook), "{hook} in {text}");
+    }
+}
+
+#[test]
+fn forward_writes_logits_and_hooks_equal_to_the_reference() {
+    let spec = TinySpec {
+        with_prefix: true,
+        ..TinySpec::default()
+    };
+    let dir = model_dir("forward", &spec);
+    let out = dir.join("acts.safetensors");
+    let output = saeplay(&[
+        "forward",
+        "--model",
+        dir.to_str().unwrap(),
+        "--ids",
+        "5,17,200,3",
+        "--hooks",
+        "blocks.0.hook_resid_pre,blocks.1.hook_mlp_out",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let bytes = std::fs::read(&out).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let mut names = file.names();
+    names.sort();
+    assert_eq!(
+        names,
+        ["blocks.0.hook_resid_pre", "blocks.1.hook_mlp_out", "logits"]
+    );
+    let weights = tiny_checkpoint(&spec).parse().unwrap().weights;
+    let expected = common::reference::forward(&weights, &[5, 17, 200, 3]);
+    for name in names {
+        let view = file.tensor(name).unwrap();
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(view.shape()[0], 4);
+        let (diff, _) = common::reference::max_abs_diff(&values, &expected[name]);
+        assert!(diff < 1e-4, "{name}: {diff}");
+    }
+}
+
+#[test]
+fn forward_from_text_uses_the_tokenizer() {
+    let dir = model_dir("text", &TinySpec::default());
+    let out = dir.join("t.safetensors");
+    let output = saeplay(&[
+        "forward",
+        "--model",
+        dir.to_str().unwrap(),
+        "--text",
+        "Hi é",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let bytes = std::fs::read(&out).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    // Byte-level tokens: H, i, " " and the two bytes of é.
+    assert_eq!(file.tensor("logits").unwrap().shape(), [5, 257]);
+}
+
+#[test]
+fn generate_is_reproducible_from_a_seed() {
+    let dir = model_dir("generate", &TinySpec::default());
+    let run = |seed: &str| {
+        let output = saeplay(&[
+            "generate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--prompt",
+            "Once",
+            "--max-tokens",
+            "16",
+            "--temperature",
+            "1.0",
+            "--top-k",
+            "50",
+            "--top-p",
+            "0.95",
+            "--seed",
+            seed,
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let first = run("3");
+    assert!(first.starts_with("Once"));
+    assert_eq!(first, run("3"));
+    assert_ne!(first, run("4"));
+}
+
+#[test]
+fn bad_inputs_fail_with_one_clear_line() {
+    let dir = model_dir("bad", &TinySpec::default());
+    let model = dir.to_str().unwrap();
+    let out = dir.join("o.safetensors");
+    let out = out.to_str().unwrap();
+    assert_clean_failure(
+        &saeplay(&["forward", "--model", model, "--ids", "1,999", "--out", out]),
+        "token id 999 is out of range",
+    );
+    assert_clean_failure(
+        &saeplay(&["forward", "--model", model, "--ids", "1,x", "--out", out]),
+        "`x` is not a token id",
+    );
+    assert_clean_failure(
+        &saeplay(&[
+            "forward",
+            "--model",
+            model,
+            "--ids",
+            "1",
+            "--hooks",
+            "blocks.7.hook_resid_pre",
+            "--out",
+            out,
+        ]),
+        "unknown hook point `blocks.7.hook_resid_pre`",
+    );
+    let long = "a".repeat(100);
+    assert_clean_failure(
+        &saeplay(&["forward", "--model", model, "--text", &long, "--out", out]),
+        "at most 64",
+    );
+    assert_clean_failure(
+        &saeplay(&[
+            "generate",
+            "--model",
+            model,
+            "--prompt",
+            "a",
+            "--temperature",
+            "-2",
+        ]),
+        "temperature",
+    );
+    assert_clean_failure(
+        &saeplay(&[
+            "generate",
+            "--model",
+            model,
+            "--prompt",
+            "a",
+            "--backend",
+            "tpu",
+        ]),
+        "unknown backend `tpu`",
+    );
+    assert_clean_failure(
+        &saeplay(&["info", "--model", "/nonexistent/model"]),
+        "cannot read /nonexistent/model/config.json",
+    );
+
+    // A truncated weights file.
+    let broken = temp_dir("broken");
+    tiny_checkpoint(&TinySpec::default())
+        .write_dir(&broken)
+        .unwrap();
+    let weights = broken.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() - 100]).unwrap();
+    assert_clean_failure(
+        &saeplay(&["info", "--model", broken.to_str().unwrap()]),
+        "not a valid safetensors file",
+    );
+}

@@ -1,0 +1,15 @@
+#![allow(dead_code)]
+pub mod reference;
+
+use saeplay::bundle::{LoadedModel, ModelFiles};
+use saeplay::fixtures::{TinySpec, tiny_checkpoint};
+
+pub fn cpu_model(spec: &TinySpec) -> (ModelFiles, LoadedModel) {
+    let files = tiny_checkpoint(spec);
+    let loaded = files
+        .parse()
+        .unwrap()
+        .upload(&saeplay::backend::cpu_device())
+        .unwrap();
+    (files, loaded)
+}

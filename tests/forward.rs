@@ -1,0 +1,392 @@
+//! The burn forward pass against the independent reference, capture and patch semantics, the
+//! key/value cache, and the CPU and wgpu backends agreeing.
+
+mod common;
+
+use common::reference::{self, max_abs_diff};
+use saeplay::backend::{block_on, read_f32};
+use saeplay::bundle::ModelFiles;
+use saeplay::fixtures::{TinySpec, tiny_checkpoint};
+use saeplay::model::{
+    Gpt2, Gpt2Config, Gpt2Weights, HookPoint, Hooks, KvCache, LogitsFor, PatchOp,
+};
+
+const TOLERANCE: f64 = 1e-4;
+
+fn ids(n: usize, salt: u32) -> Vec<u32> {
+    (0..n as u32)
+        .map(|i| (i * 37 + salt * 11 + 5) % 257)
+        .collect()
+}
+
+fn read3(tensor: burn::tensor::Tensor<3>) -> Vec<f32> {
+    block_on(read_f32(tensor)).unwrap()
+}
+
+/// Every hook and the logits of the engine equal the reference on `ids`.
+fn assert_matches_reference(weights: &Gpt2Weights, model: &Gpt2, ids: &[u32]) {
+    let expected = reference::forward(weights, ids);
+    let all = HookPoint::all(&weights.config);
+    let output = model
+        .forward(
+            &[ids.to_vec()],
+            &Hooks::capture(all.clone()),
+            LogitsFor::AllPositions,
+        )
+        .unwrap();
+    assert_eq!(
+        output.captured.len(),
+        all.len(),
+        "every hook was captured once"
+    );
+    let (diff, at) = max_abs_diff(&read3(output.logits), &expected["logits"]);
+    assert!(diff < TOLERANCE, "logits differ by {diff} at {at}");
+    for (hook, activation) in output.captured {
+        let name = hook.to_string();
+        let (diff, at) = max_abs_diff(&read3(activation), &expected[&name]);
+        assert!(diff < TOLERANCE, "{name} differs by {diff} at {at}");
+    }
+}
+
+#[test]
+fn forward_matches_reference_with_and_without_key_prefix() {
+    for with_prefix in [false, true] {
+        let spec = TinySpec {
+            with_prefix,
+            seed: 3,
+            ..TinySpec::default()
+        };
+        let (files, loaded) = common::cpu_model(&spec);
+        let weights = files.parse().unwrap().weights;
+        assert_matches_reference(&weights, &loaded.model, &ids(17, 1));
+    }
+}
+
+#[test]
+fn forward_matches_reference_for_other_shapes() {
+    // Three layers, one head, an odd MLP width, another epsilon, a padded vocabulary.
+    let mut config = Gpt2Config::new(300, 40, 24, 3, 1);
+    config.n_inner = Some(40);
+    config.layer_norm_epsilon = 1e-6;
+    let weights = Gpt2Weights::random(&config, 9);
+    let model = Gpt2::new(&weights, &saeplay::backend::cpu_device()).unwrap();
+    assert_matches_reference(&weights, &model, &ids(40, 2));
+    assert_matches_reference(&weights, &model, &[299]);
+}
+
+#[test]
+fn prefixed_and_plain_checkpoints_give_identical_logits() {
+    let plain = common::cpu_model(&TinySpec::default()).1;
+    let prefixed = common::cpu_model(&TinySpec {
+        with_prefix: true,
+        ..TinySpec::default()
+    })
+    .1;
+    let input = [ids(9, 4)];
+    let a = read3(
+        plain
+            .model
+            .forward(&input, &Hooks::none(), LogitsFor::AllPositions)
+            .unwrap()
+            .logits,
+    );
+    let b = read3(
+        prefixed
+            .model
+            .forward(&input, &Hooks::none(), LogitsFor::AllPositions)
+            .unwrap()
+            .logits,
+    );
+    assert_eq!(a, b);
+}
+
+#[test]
+fn batched_rows_equal_single_rows() {
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    let rows = vec![ids(12, 1), ids(12, 2), ids(12, 3)];
+    let hook = HookPoint::ResidMid(1);
+    let batched = loaded
+        .model
+        .forward(&rows, &Hooks::capture([hook]), LogitsFor::AllPositions)
+        .unwrap();
+    let batched_logits = read3(batched.logits);
+    let batched_act = read3(batched.captured[0].1.clone());
+    let vocab = loaded.model.config().vocab_size;
+    let d = loaded.model.config().n_embd;
+    for (r, row) in rows.iter().enumerate() {
+        let single = loaded
+            .model
+            .forward(
+                &[row.clone()],
+                &Hooks::capture([hook]),
+                LogitsFor::AllPositions,
+            )
+            .unwrap();
+        let logits = read3(single.logits);
+        let act = read3(single.captured[0].1.clone());
+        let slice = &batched_logits[r * 12 * vocab..(r + 1) * 12 * vocab];
+        assert!(slice.iter().zip(&logits).all(|(a, b)| (a - b).abs() < 1e-5));
+        let slice = &batched_act[r * 12 * d..(r + 1) * 12 * d];
+        assert!(slice.iter().zip(&act).all(|(a, b)| (a - b).abs() < 1e-5));
+    }
+}
+
+#[test]
+fn capture_returns_exactly_the_hooks_asked_for() {
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    let config = loaded.model.config().clone();
+    let none = loaded
+        .model
+        .forward(&[ids(5, 0)], &Hooks::none(), LogitsFor::AllPositions)
+        .unwrap();
+    assert!(none.captured.is_empty());
+    let asked = [
+        HookPoint::MlpPost(0),
+        HookPoint::Embed,
+        HookPoint::ResidPost(1),
+    ];
+    let output = loaded
+        .model
+        .forward(
+            &[ids(5, 0)],
+            &Hooks::capture(asked),
+            LogitsFor::AllPositions,
+        )
+        .unwrap();
+    // Captured in forward order, with the hook's width.
+    let got: Vec<HookPoint> = output.captured.iter().map(|(h, _)| *h).collect();
+    assert_eq!(
+        got,
+        vec![
+            HookPoint::Embed,
+            HookPoint::MlpPost(0),
+            HookPoint::ResidPost(1)
+        ]
+    );
+    for (hook, tensor) in &output.captured {
+        assert_eq!(tensor.dims(), [1, 5, hook.width(&config)]);
+    }
+    assert_eq!(
+        output.activation(HookPoint::MlpPost(0)).unwrap().dims()[2],
+        4 * config.n_embd
+    );
+}
+
+#[test]
+fn replacing_the_residual_stream_transplants_the_rest_of_the_forward() {
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    let model = &loaded.model;
+    let (a, b) = (ids(10, 1), ids(10, 7));
+    let hook = HookPoint::ResidPre(1);
+    let from_b = model
+        .forward(
+            &[b.clone()],
+            &Hooks::capture([hook]),
+            LogitsFor::AllPositions,
+        )
+        .unwrap();
+    let b_logits = read3(from_b.logits);
+    let b_resid = from_b.captured[0].1.clone();
+    let patched = model
+        .forward(
+            &[a.clone()],
+            &Hooks::none().with_patch(hook, PatchOp::Replace(b_resid)),
+            LogitsFor::AllPositions,
+        )
+        .unwrap();
+    let patched_logits = read3(patched.logits);
+    let a_logits = read3(
+        model
+            .forward(&[a], &Hooks::none(), LogitsFor::AllPositions)
+            .unwrap()
+            .logits,
+    );
+    let max = |x: &[f32], y: &[f32]| {
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max)
+    };
+    assert!(
+        max(&patched_logits, &b_logits) < 1e-5,
+        "patched forward is b's forward"
+    );
+    assert!(
+        max(&patched_logits, &a_logits) > 1e-3,
+        "and differs from a's"
+    );
+}
+
+#[test]
+fn adding_at_the_final_norm_shifts_logits_by_the_direct_computation() {
+    let (files, loaded) = common::cpu_model(&TinySpec::default());
+    let weights = files.parse().unwrap().weights;
+    let model = &loaded.model;
+    let d = model.config().n_embd;
+    let vocab = model.config().vocab_size;
+    let delta: Vec<f32> = (0..d).map(|i| ((i as f32) * 0.37).sin()).collect();
+    let delta_tensor = saeplay::backend::float_tensor(delta.clone(), [1, 1, d], model.device());
+    let input = [ids(6, 2)];
+    let clean = read3(
+        model
+            .forward(&input, &Hooks::none(), LogitsFor::AllPositions)
+            .unwrap()
+            .logits,
+    );
+    let hooks = Hooks::none().with_patch(HookPoint::LnFinalNormalized, PatchOp::Add(delta_tensor));
+    let steered = read3(
+        model
+            .forward(&input, &hooks, LogitsFor::AllPositions)
+            .unwrap()
+            .logits,
+    );
+    // logits = (normalized * g + b) @ wte^T, so adding delta adds (delta * g) @ wte^T at every position.
+    let gain = &weights.get("ln_f.weight").values;
+    let wte = &weights.get("wte.weight").values;
+    for v in 0..vocab {
+        let expected: f64 = (0..d)
+            .map(|i| f64::from(delta[i] * gain[i]) * f64::from(wte[v * d + i]))
+            .sum();
+        for p in 0..6 {
+            let got = f64::from(steered[p * vocab + v] - clean[p * vocab + v]);
+            assert!(
+                (got - expected).abs() < 1e-4,
+                "token {v} position {p}: {got} vs {expected}"
+            );
+        }
+    }
+}
+
+#[test]
+fn map_patch_sees_the_activation_and_zero_ablation_equals_replacing_with_zeros() {
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    let model = &loaded.model;
+    let input = [ids(8, 3)];
+    let hook = HookPoint::AttnOut(0);
+    let zero_map = Hooks::none().with_patch(
+        hook,
+        PatchOp::Map(std::sync::Arc::new(
+            |x: burn::tensor::Tensor<3>, _ctx: saeplay::model::HookContext| x.zeros_like(),
+        )),
+    );
+    let zeros = saeplay::backend::float_tensor(vec![0.0; 8 * 32], [1, 8, 32], model.device());
+    let zero_replace = Hooks::none().with_patch(hook, PatchOp::Replace(zeros));
+    let a = read3(
+        model
+            .forward(&input, &zero_map, LogitsFor::AllPositions)
+            .unwrap()
+            .logits,
+    );
+    let b = read3(
+        model
+            .forward(&input, &zero_replace, LogitsFor::AllPositions)
+            .unwrap()
+            .logits,
+    );
+    assert_eq!(a, b);
+    // Capture after a patch sees the patched value.
+    let both = zero_map.clone();
+    let both = Hooks {
+        capture: vec![hook],
+        ..both
+    };
+    let out = model
+        .forward(&input, &both, LogitsFor::AllPositions)
+        .unwrap();
+    assert!(read3(out.captured[0].1.clone()).iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn cached_forward_in_chunks_equals_full_forward() {
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    let model = &loaded.model;
+    let sequence = ids(20, 5);
+    let vocab = model.config().vocab_size;
+    let full = read3(
+        model
+            .forward(&[sequence.clone()], &Hooks::none(), LogitsFor::AllPositions)
+            .unwrap()
+            .logits,
+    );
+    let mut cache = KvCache::new(model.config().n_layer);
+    let mut position = 0;
+    for chunk in [7usize, 1, 1, 5, 6] {
+        let piece = sequence[position..position + chunk].to_vec();
+        let out = model
+            .forward_cached(
+                &[piece],
+                &mut cache,
+                &Hooks::none(),
+                LogitsFor::AllPositions,
+            )
+            .unwrap();
+        let logits = read3(out.logits);
+        let expected = &full[position * vocab..(position + chunk) * vocab];
+        let diff = logits
+            .iter()
+            .zip(expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-5, "chunk at {position} differs by {diff}");
+        position += chunk;
+    }
+    assert_eq!(cache.len(), 20);
+}
+
+#[test]
+fn steering_add_applies_during_cached_forward() {
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    let model = &loaded.model;
+    let d = model.config().n_embd;
+    let delta = saeplay::backend::float_tensor(vec![0.5; d], [1, 1, d], model.device());
+    let hooks = Hooks::none().with_patch(HookPoint::ResidPost(0), PatchOp::Add(delta));
+    let sequence = ids(9, 8);
+    let full = read3(
+        model
+            .forward(&[sequence.clone()], &hooks, LogitsFor::LastPosition)
+            .unwrap()
+            .logits,
+    );
+    let mut cache = KvCache::new(model.config().n_layer);
+    model
+        .forward_cached(
+            &[sequence[..5].to_vec()],
+            &mut cache,
+            &hooks,
+            LogitsFor::LastPosition,
+        )
+        .unwrap();
+    let last = read3(
+        model
+            .forward_cached(
+                &[sequence[5..].to_vec()],
+                &mut cache,
+                &hooks,
+                LogitsFor::LastPosition,
+            )
+            .unwrap()
+            .logits,
+    );
+    let diff = full
+        .iter()
+        .zip(&last)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(diff < 1e-5);
+}
+
+/// The wgpu backend (Mesa lavapipe here) computes the same forward as the CPU backend.
+#[test]
+fn wgpu_backend_agrees_with_cpu() {
+    if std::env::var_os("SAEPLAY_SKIP_WGPU").is_some() {
+        eprintln!("SAEPLAY_SKIP_WGPU is set: skipping the wgpu comparison");
+        return;
+    }
+    let device = saeplay::backend::native_device(saeplay::backend::BackendKind::Wgpu)
+        .expect("a wgpu device (install Mesa's Vulkan driver: scripts/setup.sh)");
+    let files = tiny_checkpoint(&TinySpec::default());
+    let weights = files.parse().unwrap().weights;
+    let model = Gpt2::new(&weights, &device).unwrap();
+    assert_matches_reference(&weights, &model, &ids(16, 6));
+    let _ = ModelFiles::parse; // the same loader feeds both backends
+}
