@@ -192,8 +192,7 @@ fn bad_inputs_fail_with_one_clear_line() {
             model,
             "--prompt",
             "a",
-            "--temperature",
-            "-2",
+            "--temperature=-2",
         ]),
         "temperature",
     );
