@@ -2,11 +2,13 @@
 //! TransformerLens hook points and a key/value cache. Shapes are noted as `[batch, pos, d]`.
 
 use burn::tensor::activation::{gelu, relu, softmax};
+use std::collections::BTreeMap;
+
 use burn::tensor::{Device, Tensor};
 
 use super::config::{Activation, Gpt2Config};
 use super::hooks::{HookContext, HookPoint, Hooks, PatchOp};
-use super::weights::{Gpt2Weights, HostTensor};
+use super::weights::Gpt2Weights;
 use crate::backend::{float_tensor, int_tensor};
 use crate::error::{Result, SaeplayError};
 
@@ -106,51 +108,89 @@ pub struct Gpt2 {
     ln_f: LayerNorm,
 }
 
-fn upload1(tensor: &HostTensor, device: &Device) -> Tensor<1> {
-    float_tensor(tensor.values.clone(), [tensor.shape[0]], device)
+/// One parameter tensor by its checkpoint name (`h.0.ln_1.weight`, ...).
+#[derive(Clone, Debug)]
+pub enum ParamTensor {
+    Vector(Tensor<1>),
+    Matrix(Tensor<2>),
 }
 
-fn upload2(tensor: &HostTensor, device: &Device) -> Tensor<2> {
-    float_tensor(
-        tensor.values.clone(),
-        [tensor.shape[0], tensor.shape[1]],
-        device,
-    )
+/// A model's parameters by checkpoint name: what training updates and `Gpt2` is built from.
+pub type Gpt2Params = BTreeMap<String, ParamTensor>;
+
+/// Upload host weights to a device as parameters.
+pub fn upload_params(weights: &Gpt2Weights, device: &Device) -> Gpt2Params {
+    weights
+        .tensors
+        .iter()
+        .map(|(name, tensor)| {
+            let param = match tensor.shape[..] {
+                [n] => ParamTensor::Vector(float_tensor(tensor.values.clone(), [n], device)),
+                [rows, cols] => ParamTensor::Matrix(float_tensor(tensor.values.clone(), [rows, cols], device)),
+                _ => unreachable!("GPT-2 tensors have rank 1 or 2"),
+            };
+            (name.clone(), param)
+        })
+        .collect()
+}
+
+fn vector(params: &Gpt2Params, name: &str) -> Result<Tensor<1>> {
+    match params.get(name) {
+        Some(ParamTensor::Vector(t)) => Ok(t.clone()),
+        _ => Err(SaeplayError::MissingTensor(name.to_string())),
+    }
+}
+
+fn matrix(params: &Gpt2Params, name: &str) -> Result<Tensor<2>> {
+    match params.get(name) {
+        Some(ParamTensor::Matrix(t)) => Ok(t.clone()),
+        _ => Err(SaeplayError::MissingTensor(name.to_string())),
+    }
 }
 
 impl Gpt2 {
     pub fn new(weights: &Gpt2Weights, device: &Device) -> Result<Self> {
-        let config = weights.config.clone();
+        Self::from_params(&weights.config, &upload_params(weights, device), device)
+    }
+
+    /// Build from parameters already on `device` (autodiff tensors during training).
+    pub fn from_params(config: &Gpt2Config, params: &Gpt2Params, device: &Device) -> Result<Self> {
         let activation = config.activation()?;
-        let ln = |name: &str| LayerNorm {
-            weight: upload1(weights.get(&format!("{name}.weight")), device),
-            bias: upload1(weights.get(&format!("{name}.bias")), device),
+        let ln = |name: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm {
+                weight: vector(params, &format!("{name}.weight"))?,
+                bias: vector(params, &format!("{name}.bias"))?,
+            })
         };
-        let linear = |name: &str| Linear {
-            weight: upload2(weights.get(&format!("{name}.weight")), device),
-            bias: upload1(weights.get(&format!("{name}.bias")), device),
+        let linear = |name: &str| -> Result<Linear> {
+            Ok(Linear {
+                weight: matrix(params, &format!("{name}.weight"))?,
+                bias: vector(params, &format!("{name}.bias"))?,
+            })
         };
         let blocks = (0..config.n_layer)
-            .map(|l| Block {
-                ln_1: ln(&format!("h.{l}.ln_1")),
-                c_attn: linear(&format!("h.{l}.attn.c_attn")),
-                attn_proj: linear(&format!("h.{l}.attn.c_proj")),
-                ln_2: ln(&format!("h.{l}.ln_2")),
-                c_fc: linear(&format!("h.{l}.mlp.c_fc")),
-                mlp_proj: linear(&format!("h.{l}.mlp.c_proj")),
+            .map(|l| {
+                Ok(Block {
+                    ln_1: ln(&format!("h.{l}.ln_1"))?,
+                    c_attn: linear(&format!("h.{l}.attn.c_attn"))?,
+                    attn_proj: linear(&format!("h.{l}.attn.c_proj"))?,
+                    ln_2: ln(&format!("h.{l}.ln_2"))?,
+                    c_fc: linear(&format!("h.{l}.mlp.c_fc"))?,
+                    mlp_proj: linear(&format!("h.{l}.mlp.c_proj"))?,
+                })
             })
-            .collect();
-        let wte = upload2(weights.get("wte.weight"), device);
+            .collect::<Result<Vec<_>>>()?;
+        let wte = matrix(params, "wte.weight")?;
         let unembed = wte.clone().transpose();
         Ok(Self {
             activation,
             device: device.clone(),
-            wpe: upload2(weights.get("wpe.weight"), device),
+            wpe: matrix(params, "wpe.weight")?,
             wte,
             unembed,
             blocks,
-            ln_f: ln("ln_f"),
-            config,
+            ln_f: ln("ln_f")?,
+            config: config.clone(),
         })
     }
 

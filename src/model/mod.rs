@@ -8,6 +8,6 @@ pub mod weights;
 
 pub use config::Gpt2Config;
 pub use generate::{Generation, SamplingConfig, Step, StopReason};
-pub use gpt2::{ForwardOutput, Gpt2, KvCache, LogitsFor};
+pub use gpt2::{ForwardOutput, Gpt2, Gpt2Params, KvCache, LogitsFor, ParamTensor, upload_params};
 pub use hooks::{HookContext, HookFn, HookPoint, Hooks, Patch, PatchOp};
 pub use weights::{Gpt2Weights, HostTensor};
