@@ -12,6 +12,7 @@ pub mod model;
 pub mod rng;
 pub mod tinytales;
 pub mod tokenizer;
+pub mod train_model;
 
 pub use error::{Result, SaeplayError};
 pub mod ui;

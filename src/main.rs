@@ -12,7 +12,7 @@ fn main() -> std::process::ExitCode {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-mod cli {
+pub(crate) mod cli {
     use std::io::Write;
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
@@ -108,6 +108,25 @@ mod cli {
             #[arg(long)]
             prefix: bool,
         },
+        /// Train a GPT-2 on TinyTales from scratch (resumes from DIR's checkpoint when present).
+        TrainModel(TrainModelArgs),
+        /// Sample stories and score them against TinyTales' rules; held-out loss.
+        EvalModel {
+            #[command(flatten)]
+            model: ModelArgs,
+            #[arg(long, default_value_t = 100)]
+            samples: usize,
+            #[arg(long, default_value_t = 0.8)]
+            temperature: f32,
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            /// Bytes of held-out TinyTales text for the loss.
+            #[arg(long, default_value_t = 100_000)]
+            eval_bytes: usize,
+            /// Print the report as JSON.
+            #[arg(long)]
+            json: bool,
+        },
         /// Forward throughput (tokens per second) for several batch x sequence shapes.
         Bench {
             #[command(flatten)]
@@ -119,6 +138,42 @@ mod cli {
             #[arg(long, default_value_t = 2.0)]
             seconds: f64,
         },
+    }
+
+    #[derive(clap::Args)]
+    pub struct TrainModelArgs {
+        /// Run directory: checkpoints, and the final model in the Hugging Face layout.
+        #[arg(long)]
+        pub out: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        pub steps: usize,
+        #[arg(long, default_value_t = 16)]
+        pub batch_size: usize,
+        #[arg(long, default_value_t = 3e-3)]
+        pub lr: f64,
+        #[arg(long, default_value_t = 4)]
+        pub layers: usize,
+        #[arg(long, default_value_t = 128)]
+        pub d_model: usize,
+        #[arg(long, default_value_t = 4)]
+        pub heads: usize,
+        #[arg(long, default_value_t = 256)]
+        pub context: usize,
+        #[arg(long, default_value_t = 4096)]
+        pub vocab: usize,
+        #[arg(long, default_value_t = 1)]
+        pub seed: u64,
+        /// Megabytes of TinyTales text to train on.
+        #[arg(long, default_value_t = 40.0)]
+        pub train_mb: f64,
+        #[arg(long, default_value_t = 100)]
+        pub warmup: usize,
+        #[arg(long, default_value_t = 100)]
+        pub eval_every: usize,
+        #[arg(long, default_value_t = 200)]
+        pub checkpoint_every: usize,
+        #[arg(long, default_value = "cpu")]
+        pub backend: String,
     }
 
     pub fn main() -> ExitCode {
@@ -239,6 +294,22 @@ mod cli {
                 shapes,
                 seconds,
             } => bench(&model, &shapes, seconds),
+            Command::TrainModel(args) => crate::train::train_model(args),
+            Command::EvalModel {
+                model,
+                samples,
+                temperature,
+                seed,
+                eval_bytes,
+                json,
+            } => crate::train::eval_model(
+                &load(&model)?,
+                samples,
+                temperature,
+                seed,
+                eval_bytes,
+                json,
+            ),
         }
     }
 
@@ -350,6 +421,328 @@ mod cli {
                 mean * 1e3,
                 (b * t) as f64 / mean
             );
+        }
+        Ok(())
+    }
+}
+
+/// `train-model` and `eval-model`.
+#[cfg(not(target_arch = "wasm32"))]
+mod train {
+    use std::path::Path;
+    use std::time::Instant;
+
+    use saeplay::backend::{BackendKind, block_on, native_device};
+    use saeplay::bundle::LoadedModel;
+    use saeplay::model::{Generation, Gpt2Config, Gpt2Weights, Hooks, SamplingConfig};
+    use saeplay::tinytales;
+    use saeplay::tokenizer::TextTokenizer;
+    use saeplay::train_model::{
+        END_OF_TEXT, ModelTrainer, ModelTrainingConfig, TrainerState, init_weights,
+        language_model_loss, sample_rows, tinytales_stories, tokenize_stories, train_tokenizer,
+    };
+    use saeplay::{Result, SaeplayError};
+
+    use super::cli::TrainModelArgs;
+
+    /// Held-out stories come from this corpus seed, never used for training.
+    const HELD_OUT_SEED: u64 = 0xE7A1_5EED;
+
+    fn io(path: &Path, error: std::io::Error) -> SaeplayError {
+        SaeplayError::Io(format!("cannot access {}: {error}", path.display()))
+    }
+
+    fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+        // Write then rename, so an interrupted checkpoint never leaves a half file behind.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, bytes).map_err(|e| io(&partial, e))?;
+        std::fs::rename(&partial, path).map_err(|e| io(path, e))
+    }
+
+    fn duration(seconds: f64) -> String {
+        let s = seconds.max(0.0) as u64;
+        if s >= 3600 {
+            format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+        } else {
+            format!("{}m{:02}s", s / 60, s % 60)
+        }
+    }
+
+    pub fn train_model(args: TrainModelArgs) -> Result<()> {
+        let dir = args.out.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let state_path = dir.join("trainer_state.json");
+        let resumed: Option<TrainerState> = if state_path.exists() {
+            let text = std::fs::read(&state_path).map_err(|e| io(&state_path, e))?;
+            Some(serde_json::from_slice(&text).map_err(|e| {
+                SaeplayError::Io(format!("{} is not valid: {e}", state_path.display()))
+            })?)
+        } else {
+            None
+        };
+        let config = match &resumed {
+            Some(state) => ModelTrainingConfig {
+                steps: args.steps,
+                ..state.config.clone()
+            },
+            None => ModelTrainingConfig {
+                n_layer: args.layers,
+                n_embd: args.d_model,
+                n_head: args.heads,
+                n_positions: args.context,
+                batch_size: args.batch_size,
+                steps: args.steps,
+                learning_rate: args.lr,
+                min_learning_rate: args.lr / 10.0,
+                warmup_steps: args.warmup,
+                eval_every: args.eval_every,
+                checkpoint_every: args.checkpoint_every,
+                seed: args.seed,
+                train_bytes: (args.train_mb * 1e6) as usize,
+                tokenizer_vocab: args.vocab,
+                ..ModelTrainingConfig::default()
+            },
+        };
+        config.validate()?;
+        let started = Instant::now();
+        let stories = tinytales_stories(config.seed, config.train_bytes);
+        let held_out = tinytales_stories(HELD_OUT_SEED, config.eval_bytes);
+        eprintln!(
+            "corpus: {} stories ({:.1} MB) for training, {} held out",
+            stories.len(),
+            config.train_bytes as f64 / 1e6,
+            held_out.len()
+        );
+
+        let tokenizer_path = dir.join("tokenizer.json");
+        if !tokenizer_path.exists() {
+            // A few megabytes hold every word of the closed world many times over.
+            let sample: Vec<String> = stories.iter().take(20_000).cloned().collect();
+            let json = train_tokenizer(&sample, config.tokenizer_vocab)?;
+            write(&tokenizer_path, json.as_bytes())?;
+        }
+        let tokenizer_json = std::fs::read(&tokenizer_path).map_err(|e| io(&tokenizer_path, e))?;
+        let tokenizer = TextTokenizer::from_bytes(&tokenizer_json)?;
+        let eos = tokenizer
+            .id_of(END_OF_TEXT)
+            .expect("the trained tokenizer has <|endoftext|>");
+        let train_tokens = tokenize_stories(&tokenizer, &stories)?;
+        let eval_tokens = tokenize_stories(&tokenizer, &held_out)?;
+        drop(stories);
+        eprintln!(
+            "tokenizer: {} tokens; {} training tokens ({:.2} bytes/token); prepared in {:.0} s",
+            tokenizer.vocab_size(),
+            train_tokens.len(),
+            config.train_bytes as f64 / train_tokens.len() as f64,
+            started.elapsed().as_secs_f64()
+        );
+
+        let mut model_config = Gpt2Config::new(
+            tokenizer.vocab_size(),
+            config.n_positions,
+            config.n_embd,
+            config.n_layer,
+            config.n_head,
+        );
+        model_config.bos_token_id = Some(eos);
+        model_config.eos_token_id = Some(eos);
+        let weights = match &resumed {
+            Some(_) => {
+                let path = dir.join("model.safetensors");
+                let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+                Gpt2Weights::from_safetensors(&model_config, &bytes)?
+            }
+            None => init_weights(&model_config, config.seed),
+        };
+        let device = native_device(BackendKind::parse(&args.backend)?)?;
+        let mut trainer =
+            ModelTrainer::new(config.clone(), model_config.clone(), &weights, &device)?;
+        let mut history = Vec::new();
+        if let Some(state) = &resumed {
+            let path = dir.join("optimizer.safetensors");
+            let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+            trainer.restore(&bytes, state)?;
+            history = state.history.clone();
+            eprintln!("resumed at step {}", trainer.step);
+        }
+        eprintln!(
+            "model: {} parameters, {} layers, d_model {}, context {}",
+            model_config.parameter_count(),
+            config.n_layer,
+            config.n_embd,
+            config.n_positions
+        );
+
+        let save =
+            |trainer: &ModelTrainer, history: &Vec<(usize, f32, Option<f32>)>| -> Result<()> {
+                let weights = block_on(trainer.weights())?;
+                let (moments, state) = block_on(trainer.optimizer_state(history.clone()))?;
+                write(
+                    &dir.join("model.safetensors"),
+                    &weights.to_safetensors(false),
+                )?;
+                write(&dir.join("config.json"), model_config.to_json().as_bytes())?;
+                write(&dir.join("optimizer.safetensors"), &moments)?;
+                write(
+                    &state_path,
+                    serde_json::to_string_pretty(&state)
+                        .expect("state serialises")
+                        .as_bytes(),
+                )
+            };
+
+        let loop_start = Instant::now();
+        let first_step = trainer.step;
+        let tokens_per_step = config.batch_size * config.n_positions;
+        let mut smoothed: Option<f32> = None;
+        while trainer.step < config.steps {
+            let report = block_on(trainer.train_step(&train_tokens))?;
+            smoothed = Some(smoothed.map_or(report.loss, |s| 0.95 * s + 0.05 * report.loss));
+            let done = trainer.step;
+            let mut eval = None;
+            if done % config.eval_every == 0 || done == config.steps {
+                eval = Some(block_on(trainer.evaluate(&eval_tokens))?);
+            }
+            history.push((report.step, report.loss, eval));
+            if done % 10 == 0 || eval.is_some() || done == config.steps {
+                let per_step = loop_start.elapsed().as_secs_f64() / (done - first_step) as f64;
+                eprintln!(
+                    "step {done}/{}  loss {:.3} (avg {:.3}){}  lr {:.1e}  |g| {:.2}  {:.2} s/step  {:.0} tok/s  elapsed {}  left {}",
+                    config.steps,
+                    report.loss,
+                    smoothed.unwrap_or(report.loss),
+                    eval.map(|e| format!("  held-out {e:.3}"))
+                        .unwrap_or_default(),
+                    report.learning_rate,
+                    report.grad_norm,
+                    per_step,
+                    tokens_per_step as f64 / per_step,
+                    duration(started.elapsed().as_secs_f64()),
+                    duration(per_step * (config.steps - done) as f64),
+                );
+            }
+            if done % config.checkpoint_every == 0 || done == config.steps {
+                save(&trainer, &history)?;
+            }
+        }
+        eprintln!(
+            "done: {} steps in {}; model in {}",
+            config.steps,
+            duration(started.elapsed().as_secs_f64()),
+            dir.display()
+        );
+        Ok(())
+    }
+
+    #[derive(serde::Serialize)]
+    struct EvalReport {
+        samples: usize,
+        temperature: f32,
+        held_out_loss: f32,
+        balanced_quotes: f64,
+        balanced_parens: f64,
+        balanced_brackets: f64,
+        pronouns_agree: f64,
+        proper_ending: f64,
+        passes_all: f64,
+        mean_tokens: f64,
+        example: String,
+    }
+
+    pub fn eval_model(
+        loaded: &LoadedModel,
+        samples: usize,
+        temperature: f32,
+        seed: u64,
+        eval_bytes: usize,
+        json: bool,
+    ) -> Result<()> {
+        let model = &loaded.model;
+        let config = model.config();
+        let eos = loaded
+            .tokenizer
+            .id_of(END_OF_TEXT)
+            .or(config.eos_token_id)
+            .ok_or_else(|| {
+                SaeplayError::InvalidSetting(format!(
+                    "the tokenizer has no {END_OF_TEXT} token to start stories from"
+                ))
+            })?;
+        // Held-out loss over windows of the model's full context.
+        let held_out = tinytales_stories(HELD_OUT_SEED, eval_bytes);
+        let tokens = tokenize_stories(&loaded.tokenizer, &held_out)?;
+        let length = config
+            .n_positions
+            .min(tokens.len().saturating_sub(2))
+            .max(1);
+        let mut rng = saeplay::rng::SplitMix64::new(0xE7A1);
+        let windows = (tokens.len() / length).clamp(1, 64);
+        let mut total = 0.0;
+        for chunk in sample_rows(&tokens, windows, length, &mut rng).chunks(8) {
+            let loss = block_on(saeplay::backend::read_f32(language_model_loss(
+                model, chunk,
+            )?))?[0];
+            total += loss * chunk.len() as f32;
+        }
+        let held_out_loss = total / windows as f32;
+
+        let mut tally = tinytales::CheckTally::default();
+        let mut token_total = 0;
+        let mut example = String::new();
+        for i in 0..samples {
+            let sampling = SamplingConfig {
+                temperature,
+                top_k: None,
+                top_p: None,
+                seed: seed.wrapping_add(i as u64),
+                max_new_tokens: config.n_positions - 1,
+            };
+            let (produced, _) =
+                block_on(Generation::new(model, &[eos], sampling, Hooks::none())?.run())?;
+            token_total += produced.len();
+            let story: Vec<u32> = produced.into_iter().take_while(|&t| t != eos).collect();
+            let text = loaded.tokenizer.decode(&story)?;
+            tally.add(&tinytales::check_story(&text));
+            if i == 0 {
+                example = text;
+            }
+        }
+        let rates = tally.rates();
+        let report = EvalReport {
+            samples,
+            temperature,
+            held_out_loss,
+            balanced_quotes: rates.balanced_quotes,
+            balanced_parens: rates.balanced_parens,
+            balanced_brackets: rates.balanced_brackets,
+            pronouns_agree: rates.pronouns_agree,
+            proper_ending: rates.proper_ending,
+            passes_all: rates.passes_all,
+            mean_tokens: token_total as f64 / samples.max(1) as f64,
+            example,
+        };
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("report serialises")
+            );
+        } else {
+            println!("held-out loss {:.4} (nats/token)", report.held_out_loss);
+            println!(
+                "{} stories sampled at temperature {} (mean {:.0} tokens)",
+                samples, temperature, report.mean_tokens
+            );
+            for (name, rate) in [
+                ("balanced quotes", report.balanced_quotes),
+                ("balanced parentheses", report.balanced_parens),
+                ("balanced brackets", report.balanced_brackets),
+                ("pronoun agreement", report.pronouns_agree),
+                ("proper ending", report.proper_ending),
+                ("all rules", report.passes_all),
+            ] {
+                println!("  {name:<22} {:>6.1}%", rate * 100.0);
+            }
+            println!("example:\n{}", report.example);
         }
         Ok(())
     }

@@ -31,3 +31,14 @@ impl SplitMix64 {
         ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
     }
 }
+
+impl SplitMix64 {
+    /// The internal state, for checkpoints.
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
+    pub fn from_state(state: u64) -> Self {
+        Self { state }
+    }
+}

@@ -89,7 +89,7 @@ fn config_that_disagrees_with_the_weights_or_is_invalid() {
         br#"{"vocab_size": 10, "n_positions": 8, "n_embd": 32, "n_layer": 1, "n_head": 4, "activation_function": "swish"}"#,
         br#"{"vocab_size": -1, "n_positions": 8, "n_embd": 32, "n_layer": 1, "n_head": 4}"#,
     ] {
-        let error = Gpt2Config::from_json(bad).err().expect("refused");
+        let error = Gpt2Config::from_json(bad).expect_err("refused");
         assert!(matches!(error, SaeplayError::Config(_)), "{error}");
     }
 }
@@ -261,7 +261,7 @@ fn unknown_hook_names() {
         "blocks.99999999999999999999.hook_resid_pre",
         "<script>",
     ] {
-        let error = HookPoint::parse(name, &config).err().expect(name);
+        let error = HookPoint::parse(name, &config).expect_err(name);
         assert!(matches!(error, SaeplayError::UnknownHook { .. }), "{name}");
     }
     // Every listed hook round-trips through its name.

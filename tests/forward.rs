@@ -117,7 +117,7 @@ fn batched_rows_equal_single_rows() {
         let single = loaded
             .model
             .forward(
-                &[row.clone()],
+                std::slice::from_ref(row),
                 &Hooks::capture([hook]),
                 LogitsFor::AllPositions,
             )
@@ -180,7 +180,7 @@ fn replacing_the_residual_stream_transplants_the_rest_of_the_forward() {
     let hook = HookPoint::ResidPre(1);
     let from_b = model
         .forward(
-            &[b.clone()],
+            std::slice::from_ref(&b),
             &Hooks::capture([hook]),
             LogitsFor::AllPositions,
         )
@@ -189,7 +189,7 @@ fn replacing_the_residual_stream_transplants_the_rest_of_the_forward() {
     let b_resid = from_b.captured[0].1.clone();
     let patched = model
         .forward(
-            &[a.clone()],
+            std::slice::from_ref(&a),
             &Hooks::none().with_patch(hook, PatchOp::Replace(b_resid)),
             LogitsFor::AllPositions,
         )
@@ -304,7 +304,11 @@ fn cached_forward_in_chunks_equals_full_forward() {
     let vocab = model.config().vocab_size;
     let full = read3(
         model
-            .forward(&[sequence.clone()], &Hooks::none(), LogitsFor::AllPositions)
+            .forward(
+                std::slice::from_ref(&sequence),
+                &Hooks::none(),
+                LogitsFor::AllPositions,
+            )
             .unwrap()
             .logits,
     );
@@ -343,7 +347,11 @@ fn steering_add_applies_during_cached_forward() {
     let sequence = ids(9, 8);
     let full = read3(
         model
-            .forward(&[sequence.clone()], &hooks, LogitsFor::LastPosition)
+            .forward(
+                std::slice::from_ref(&sequence),
+                &hooks,
+                LogitsFor::LastPosition,
+            )
             .unwrap()
             .logits,
     );

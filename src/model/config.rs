@@ -108,7 +108,7 @@ impl Gpt2Config {
                 return Err(SaeplayError::Config(format!("{name} must be at least 1")));
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return Err(SaeplayError::Config(format!(
                 "n_embd ({}) is not divisible by n_head ({})",
                 self.n_embd, self.n_head

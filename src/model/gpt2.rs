@@ -126,7 +126,9 @@ pub fn upload_params(weights: &Gpt2Weights, device: &Device) -> Gpt2Params {
         .map(|(name, tensor)| {
             let param = match tensor.shape[..] {
                 [n] => ParamTensor::Vector(float_tensor(tensor.values.clone(), [n], device)),
-                [rows, cols] => ParamTensor::Matrix(float_tensor(tensor.values.clone(), [rows, cols], device)),
+                [rows, cols] => {
+                    ParamTensor::Matrix(float_tensor(tensor.values.clone(), [rows, cols], device))
+                }
                 _ => unreachable!("GPT-2 tensors have rank 1 or 2"),
             };
             (name.clone(), param)
@@ -400,7 +402,7 @@ impl Gpt2 {
             };
             let [pb, pt, pd] = tensor.dims();
             let broadcast = broadcast_ok && pb == 1 && pt == 1 && pd == width;
-            if !broadcast && !(pb == batch && pt >= end && pd == width) {
+            if !(broadcast || (pb == batch && pt >= end && pd == width)) {
                 return Err(SaeplayError::PatchShape {
                     hook: patch.hook.to_string(),
                     expected: vec![batch, end, width],

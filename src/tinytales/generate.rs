@@ -773,8 +773,8 @@ impl Gen {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::check::check_story;
+    use super::*;
 
     fn all_templates() -> Vec<&'static str> {
         let mut all: Vec<&'static str> = Vec::new();
