@@ -434,19 +434,15 @@ mod train {
 
     use saeplay::backend::{BackendKind, block_on, native_device};
     use saeplay::bundle::LoadedModel;
-    use saeplay::model::{Generation, Gpt2Config, Gpt2Weights, Hooks, SamplingConfig};
-    use saeplay::tinytales;
+    use saeplay::model::{Gpt2Config, Gpt2Weights};
     use saeplay::tokenizer::TextTokenizer;
     use saeplay::train_model::{
-        END_OF_TEXT, ModelTrainer, ModelTrainingConfig, TrainerState, init_weights,
-        language_model_loss, sample_rows, tinytales_stories, tokenize_stories, train_tokenizer,
+        END_OF_TEXT, HELD_OUT_SEED, ModelTrainer, ModelTrainingConfig, TrainerState,
+        evaluate_model, init_weights, tinytales_stories, tokenize_stories, train_tokenizer,
     };
     use saeplay::{Result, SaeplayError};
 
     use super::cli::TrainModelArgs;
-
-    /// Held-out stories come from this corpus seed, never used for training.
-    const HELD_OUT_SEED: u64 = 0xE7A1_5EED;
 
     fn io(path: &Path, error: std::io::Error) -> SaeplayError {
         SaeplayError::Io(format!("cannot access {}: {error}", path.display()))
@@ -634,21 +630,6 @@ mod train {
         Ok(())
     }
 
-    #[derive(serde::Serialize)]
-    struct EvalReport {
-        samples: usize,
-        temperature: f32,
-        held_out_loss: f32,
-        balanced_quotes: f64,
-        balanced_parens: f64,
-        balanced_brackets: f64,
-        pronouns_agree: f64,
-        proper_ending: f64,
-        passes_all: f64,
-        mean_tokens: f64,
-        example: String,
-    }
-
     pub fn eval_model(
         loaded: &LoadedModel,
         samples: usize,
@@ -657,70 +638,13 @@ mod train {
         eval_bytes: usize,
         json: bool,
     ) -> Result<()> {
-        let model = &loaded.model;
-        let config = model.config();
-        let eos = loaded
-            .tokenizer
-            .id_of(END_OF_TEXT)
-            .or(config.eos_token_id)
-            .ok_or_else(|| {
-                SaeplayError::InvalidSetting(format!(
-                    "the tokenizer has no {END_OF_TEXT} token to start stories from"
-                ))
-            })?;
-        // Held-out loss over windows of the model's full context.
-        let held_out = tinytales_stories(HELD_OUT_SEED, eval_bytes);
-        let tokens = tokenize_stories(&loaded.tokenizer, &held_out)?;
-        let length = config
-            .n_positions
-            .min(tokens.len().saturating_sub(2))
-            .max(1);
-        let mut rng = saeplay::rng::SplitMix64::new(0xE7A1);
-        let windows = (tokens.len() / length).clamp(1, 64);
-        let mut total = 0.0;
-        for chunk in sample_rows(&tokens, windows, length, &mut rng).chunks(8) {
-            let loss = block_on(saeplay::backend::read_f32(language_model_loss(
-                model, chunk,
-            )?))?[0];
-            total += loss * chunk.len() as f32;
-        }
-        let held_out_loss = total / windows as f32;
-
-        let mut tally = tinytales::CheckTally::default();
-        let mut token_total = 0;
-        let mut example = String::new();
-        for i in 0..samples {
-            let sampling = SamplingConfig {
-                temperature,
-                top_k: None,
-                top_p: None,
-                seed: seed.wrapping_add(i as u64),
-                max_new_tokens: config.n_positions - 1,
-            };
-            let (produced, _) =
-                block_on(Generation::new(model, &[eos], sampling, Hooks::none())?.run())?;
-            token_total += produced.len();
-            let story: Vec<u32> = produced.into_iter().take_while(|&t| t != eos).collect();
-            let text = loaded.tokenizer.decode(&story)?;
-            tally.add(&tinytales::check_story(&text));
-            if i == 0 {
-                example = text;
-            }
-        }
-        let rates = tally.rates();
-        let report = EvalReport {
+        let report = block_on(evaluate_model(
+            loaded,
             samples,
             temperature,
-            held_out_loss,
-            balanced_quotes: rates.balanced_quotes,
-            balanced_parens: rates.balanced_parens,
-            balanced_brackets: rates.balanced_brackets,
-            pronouns_agree: rates.pronouns_agree,
-            proper_ending: rates.proper_ending,
-            passes_all: rates.passes_all,
-            mean_tokens: token_total as f64 / samples.max(1) as f64,
-            example,
-        };
+            seed,
+            eval_bytes,
+        ))?;
         if json {
             println!(
                 "{}",

@@ -22,6 +22,9 @@ use crate::tokenizer::TextTokenizer;
 
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
+/// Held-out stories come from this corpus seed, never used for training.
+pub const HELD_OUT_SEED: u64 = 0xE7A1_5EED;
+
 /// Everything that defines a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelTrainingConfig {
@@ -517,4 +520,91 @@ impl ModelTrainer {
         self.rng = SplitMix64::from_state(state.rng_state);
         Ok(())
     }
+}
+
+/// What `saeplay eval-model` reports: held-out loss and how often sampled stories keep the
+/// world's rules.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelEvalReport {
+    pub samples: usize,
+    pub temperature: f32,
+    pub held_out_loss: f32,
+    pub balanced_quotes: f64,
+    pub balanced_parens: f64,
+    pub balanced_brackets: f64,
+    pub pronouns_agree: f64,
+    pub proper_ending: f64,
+    pub passes_all: f64,
+    pub mean_tokens: f64,
+    pub example: String,
+}
+
+/// Sample `samples` stories from `<|endoftext|>` and score them; held-out loss on fresh stories.
+pub async fn evaluate_model(
+    loaded: &crate::bundle::LoadedModel,
+    samples: usize,
+    temperature: f32,
+    seed: u64,
+    eval_bytes: usize,
+) -> Result<ModelEvalReport> {
+    use crate::model::{Generation, SamplingConfig};
+    let model = &loaded.model;
+    let config = model.config();
+    let eos = loaded
+        .tokenizer
+        .id_of(END_OF_TEXT)
+        .or(config.eos_token_id)
+        .ok_or_else(|| {
+            SaeplayError::InvalidSetting(format!(
+                "the tokenizer has no {END_OF_TEXT} token to start stories from"
+            ))
+        })?;
+    let held_out = tinytales_stories(HELD_OUT_SEED, eval_bytes);
+    let tokens = tokenize_stories(&loaded.tokenizer, &held_out)?;
+    let length = config
+        .n_positions
+        .min(tokens.len().saturating_sub(2))
+        .max(1);
+    let mut rng = SplitMix64::new(0xE7A1);
+    let windows = (tokens.len() / length).clamp(1, 64);
+    let mut total = 0.0;
+    for chunk in sample_rows(&tokens, windows, length, &mut rng).chunks(8) {
+        total += read_f32(language_model_loss(model, chunk)?).await?[0] * chunk.len() as f32;
+    }
+    let mut tally = tinytales::CheckTally::default();
+    let mut token_total = 0;
+    let mut example = String::new();
+    for i in 0..samples {
+        let sampling = SamplingConfig {
+            temperature,
+            top_k: None,
+            top_p: None,
+            seed: seed.wrapping_add(i as u64),
+            max_new_tokens: config.n_positions - 1,
+        };
+        let (produced, _) = Generation::new(model, &[eos], sampling, Hooks::none())?
+            .run()
+            .await?;
+        token_total += produced.len();
+        let story: Vec<u32> = produced.into_iter().take_while(|&t| t != eos).collect();
+        let text = loaded.tokenizer.decode(&story)?;
+        tally.add(&tinytales::check_story(&text));
+        if i == 0 {
+            example = text;
+        }
+    }
+    let rates = tally.rates();
+    Ok(ModelEvalReport {
+        samples,
+        temperature,
+        held_out_loss: total / windows as f32,
+        balanced_quotes: rates.balanced_quotes,
+        balanced_parens: rates.balanced_parens,
+        balanced_brackets: rates.balanced_brackets,
+        pronouns_agree: rates.pronouns_agree,
+        proper_ending: rates.proper_ending,
+        passes_all: rates.passes_all,
+        mean_tokens: token_total as f64 / samples.max(1) as f64,
+        example,
+    })
 }
