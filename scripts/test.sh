@@ -13,4 +13,5 @@ echo "== page build (trunk, release, no wasm-opt) =="
 bash scripts/build-page.sh --fast
 
 echo "== browser tests (headless Chromium) =="
-SAEPLAY_DIST="$PWD/dist" SAEPLAY_BIN="$PWD/target/release/saeplay" bash scripts/browser-tests.sh
+SAEPLAY_DIST="$PWD/dist" SAEPLAY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/saeplay" \
+  bash scripts/browser-tests.sh
