@@ -45,6 +45,19 @@ pub enum SaeplayError {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
+    #[error("the SAE weights lack `{name}`, which a {architecture} SAE needs")]
+    MissingSaeTensor {
+        name: String,
+        architecture: &'static str,
+    },
+    #[error("this SAE does not fit the model: {0}")]
+    SaeMismatch(String),
+    #[error("the SAE files are not valid: {0}")]
+    SaeFile(String),
+    #[error(
+        "training diverged at step {step}: {what} is not finite; the last good state is kept (lower the learning rate)"
+    )]
+    Diverged { step: usize, what: String },
     #[error("invalid setting: {0}")]
     InvalidSetting(String),
     #[error("the compute device failed: {0}")]

@@ -10,6 +10,7 @@ pub mod error;
 pub mod fixtures;
 pub mod model;
 pub mod rng;
+pub mod sae;
 pub mod tinytales;
 pub mod tokenizer;
 pub mod train_model;

@@ -12,6 +12,10 @@ fn main() -> std::process::ExitCode {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
+#[path = "cli_sae.rs"]
+mod sae_cli;
+
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod cli {
     use std::io::Write;
     use std::path::{Path, PathBuf};
@@ -27,7 +31,7 @@ pub(crate) mod cli {
     use saeplay::{Result, SaeplayError};
 
     /// The built-in model, found beside the crate's sources.
-    const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/builtin");
+    pub const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/builtin");
 
     #[derive(Parser)]
     #[command(
@@ -74,6 +78,18 @@ pub(crate) mod cli {
             top_p: Option<f32>,
             #[arg(long, default_value_t = 0)]
             seed: u64,
+            /// A SAELens directory whose features --steer, --clamp and --ablate name.
+            #[arg(long)]
+            sae: Option<PathBuf>,
+            /// Add STRENGTH x the feature's decoder direction: FEATURE:STRENGTH (repeatable).
+            #[arg(long)]
+            steer: Vec<String>,
+            /// Hold a feature at a value, keeping the SAE's error: FEATURE:VALUE (repeatable).
+            #[arg(long)]
+            clamp: Vec<String>,
+            /// Remove a feature, keeping the SAE's error: FEATURE (repeatable).
+            #[arg(long)]
+            ablate: Vec<String>,
         },
         /// Run one forward pass and write logits and hook activations as safetensors.
         Forward {
@@ -127,6 +143,16 @@ pub(crate) mod cli {
             #[arg(long)]
             json: bool,
         },
+        /// Capture activations at hook points over a corpus (safetensors, one tensor per hook).
+        Capture(crate::sae_cli::CaptureArgs),
+        /// Train an SAE and write it as a SAELens directory (with metrics in saeplay.json).
+        TrainSae(crate::sae_cli::TrainSaeArgs),
+        /// Evaluate an SAE on held-out text: L0, explained variance, loss recovered, ...
+        EvalSae(crate::sae_cli::EvalSaeArgs),
+        /// Per-feature data (examples, histogram, logit lens, nearest features, concepts) as JSON.
+        Features(crate::sae_cli::FeaturesArgs),
+        /// SAE training throughput (vectors/s, GFLOP/s) on random activations.
+        BenchSae(crate::sae_cli::BenchSaeArgs),
         /// Forward throughput (tokens per second) for several batch x sequence shapes.
         Bench {
             #[command(flatten)]
@@ -204,9 +230,29 @@ pub(crate) mod cli {
                 top_k,
                 top_p,
                 seed,
+                sae,
+                steer,
+                clamp,
+                ablate,
             } => {
                 let loaded = load(&model)?;
                 let prompt_ids = loaded.encode_prompt(&prompt)?.ids;
+                let interventions = crate::sae_cli::interventions(&steer, &clamp, &ablate)?;
+                let hooks = match (&sae, interventions.is_empty()) {
+                    (_, true) => Hooks::none(),
+                    (None, false) => {
+                        return Err(SaeplayError::InvalidSetting(
+                            "--steer, --clamp and --ablate need --sae DIR".into(),
+                        ));
+                    }
+                    (Some(dir), false) => {
+                        let (sae, hook) = crate::sae_cli::steering_sae(dir, &loaded)?;
+                        Hooks::none().with_patch(
+                            hook,
+                            saeplay::sae::steer::intervention_patch(&sae, &interventions)?,
+                        )
+                    }
+                };
                 let config = SamplingConfig {
                     temperature,
                     top_k,
@@ -214,8 +260,7 @@ pub(crate) mod cli {
                     seed,
                     max_new_tokens: max_tokens,
                 };
-                let mut generation =
-                    Generation::new(&loaded.model, &prompt_ids, config, Hooks::none())?;
+                let mut generation = Generation::new(&loaded.model, &prompt_ids, config, hooks)?;
                 print!("{prompt}");
                 let mut shown = String::new();
                 let reason = loop {
@@ -295,6 +340,11 @@ pub(crate) mod cli {
                 seconds,
             } => bench(&model, &shapes, seconds),
             Command::TrainModel(args) => crate::train::train_model(args),
+            Command::Capture(args) => crate::sae_cli::capture(args),
+            Command::TrainSae(args) => crate::sae_cli::train_sae(args),
+            Command::EvalSae(args) => crate::sae_cli::eval_sae(args),
+            Command::Features(args) => crate::sae_cli::features(args),
+            Command::BenchSae(args) => crate::sae_cli::bench_sae(args),
             Command::EvalModel {
                 model,
                 samples,
@@ -667,6 +717,9 @@ mod train {
                 println!("  {name:<22} {:>6.1}%", rate * 100.0);
             }
             println!("example:\n{}", report.example);
+            for (story, broken) in &report.failures {
+                println!("\nbroke {}:\n{story}", broken.join(", "));
+            }
         }
         Ok(())
     }

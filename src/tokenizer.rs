@@ -4,6 +4,7 @@
 
 use crate::error::{Result, SaeplayError};
 
+#[derive(Clone)]
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
 }

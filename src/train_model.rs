@@ -537,6 +537,8 @@ pub struct ModelEvalReport {
     pub passes_all: f64,
     pub mean_tokens: f64,
     pub example: String,
+    /// Up to five stories that broke a rule, each with the rules it broke.
+    pub failures: Vec<(String, Vec<&'static str>)>,
 }
 
 /// Sample `samples` stories from `<|endoftext|>` and score them; held-out loss on fresh stories.
@@ -574,6 +576,7 @@ pub async fn evaluate_model(
     let mut tally = tinytales::CheckTally::default();
     let mut token_total = 0;
     let mut example = String::new();
+    let mut failures = Vec::new();
     for i in 0..samples {
         let sampling = SamplingConfig {
             temperature,
@@ -588,7 +591,11 @@ pub async fn evaluate_model(
         token_total += produced.len();
         let story: Vec<u32> = produced.into_iter().take_while(|&t| t != eos).collect();
         let text = loaded.tokenizer.decode(&story)?;
-        tally.add(&tinytales::check_story(&text));
+        let check = tinytales::check_story(&text);
+        tally.add(&check);
+        if !check.passes_all() && failures.len() < 5 {
+            failures.push((text.clone(), check.broken_rules()));
+        }
         if i == 0 {
             example = text;
         }
@@ -606,5 +613,6 @@ pub async fn evaluate_model(
         passes_all: rates.passes_all,
         mean_tokens: token_total as f64 / samples.max(1) as f64,
         example,
+        failures,
     })
 }

@@ -197,3 +197,21 @@ pub fn write_safetensors<'a>(
         .collect();
     safetensors::serialize(views, None).expect("serialising f32 tensors cannot fail")
 }
+
+/// Every tensor of a safetensors file as f32 (F32, F16 or BF16 stored), by name.
+pub fn read_f32_tensors(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>> {
+    let file = SafeTensors::deserialize(bytes)
+        .map_err(|error| SaeplayError::Safetensors(error.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let values = to_f32(&name, &view)?;
+        out.insert(
+            name,
+            HostTensor {
+                shape: view.shape().to_vec(),
+                values,
+            },
+        );
+    }
+    Ok(out)
+}

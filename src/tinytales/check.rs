@@ -31,6 +31,21 @@ impl StoryCheck {
             && self.pronouns_agree
             && self.proper_ending
     }
+
+    /// The names of the rules the story breaks.
+    pub fn broken_rules(&self) -> Vec<&'static str> {
+        [
+            ("balanced_quotes", self.balanced_quotes),
+            ("balanced_parens", self.balanced_parens),
+            ("balanced_brackets", self.balanced_brackets),
+            ("pronouns_agree", self.pronouns_agree),
+            ("proper_ending", self.proper_ending),
+        ]
+        .into_iter()
+        .filter(|&(_, kept)| !kept)
+        .map(|(name, _)| name)
+        .collect()
+    }
 }
 
 /// Checks one story (see the module docs for the rules).

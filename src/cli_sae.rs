@@ -1,0 +1,637 @@
+//! The SAE commands of the CLI: capture, train-sae, eval-sae, features, bench-sae.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use saeplay::backend::{BackendKind, block_on, native_device};
+use saeplay::bundle::{LoadedModel, ModelFiles};
+use saeplay::model::weights::{read_f32_tensors, write_safetensors};
+use saeplay::model::{HookPoint, HostTensor};
+use saeplay::sae::features::{ScanConfig, feature_report, scan};
+use saeplay::sae::metrics::{SaeMetrics, evaluate_sae};
+use saeplay::sae::saelens::{Provenance, SaeFiles, log10_densities, write_sae};
+use saeplay::sae::store::{ActivationStore, Corpus, StoreConfig, TokenStream, Window};
+use saeplay::sae::train::{
+    CapturedActivations, Control, LrSchedule, RunOutcome, SaeTrainer, SaeTrainingConfig, run,
+};
+use saeplay::sae::{Architecture, Sae};
+use saeplay::train_model::HELD_OUT_SEED;
+use saeplay::{Result, SaeplayError};
+
+#[derive(clap::Args)]
+pub struct ModelChoice {
+    /// A Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long, default_value = super::cli::DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// cpu, or wgpu (Vulkan/Metal natively).
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
+}
+
+impl ModelChoice {
+    fn load(&self) -> Result<LoadedModel> {
+        let kind = BackendKind::parse(&self.backend)?;
+        ModelFiles::read_dir(&self.model)?
+            .parse()?
+            .upload(&native_device(kind)?)
+    }
+}
+
+#[derive(clap::Args)]
+pub struct CorpusChoice {
+    /// `tinytales` (generated stories) or the path of a UTF-8 text file.
+    #[arg(long, default_value = "tinytales")]
+    pub corpus: String,
+    /// Seed of the generated stories.
+    #[arg(long, default_value_t = 1)]
+    pub corpus_seed: u64,
+    /// Tokens per window, BOS included.
+    #[arg(long, default_value_t = 128)]
+    pub context: usize,
+}
+
+impl CorpusChoice {
+    fn corpus(&self) -> Result<Corpus> {
+        if self.corpus == "tinytales" {
+            return Ok(Corpus::TinyTales {
+                seed: self.corpus_seed,
+            });
+        }
+        let text = std::fs::read_to_string(&self.corpus).map_err(|e| {
+            SaeplayError::Io(format!("could not read the corpus {}: {e}", self.corpus))
+        })?;
+        Ok(Corpus::Text { text })
+    }
+
+    /// Held-out windows: TinyTales from the held-out seed, or the text itself.
+    fn held_out(&self, loaded: &LoadedModel, windows: usize) -> Result<Vec<Window>> {
+        let corpus = match self.corpus()? {
+            Corpus::TinyTales { .. } => Corpus::TinyTales {
+                seed: HELD_OUT_SEED,
+            },
+            text => text,
+        };
+        TokenStream::new(&loaded.tokenizer, corpus, self.context)?.windows(windows)
+    }
+}
+
+#[derive(clap::Args)]
+pub struct CaptureArgs {
+    #[command(flatten)]
+    pub model: ModelChoice,
+    #[command(flatten)]
+    pub corpus: CorpusChoice,
+    /// Comma-separated hook names.
+    #[arg(long, default_value = "blocks.2.hook_resid_pre")]
+    pub hooks: String,
+    /// Activation vectors to capture per hook.
+    #[arg(long, default_value_t = 200_000)]
+    pub tokens: usize,
+    /// Keep BOS / end-of-text positions.
+    #[arg(long)]
+    pub keep_special: bool,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn capture(args: CaptureArgs) -> Result<()> {
+    let loaded = args.model.load()?;
+    let hooks = HookPoint::parse_list(&args.hooks, loaded.model.config())?;
+    if hooks.is_empty() {
+        return Err(SaeplayError::InvalidSetting(
+            "name at least one hook".into(),
+        ));
+    }
+    let mut store = ActivationStore::new(
+        &loaded.model,
+        &loaded.tokenizer,
+        args.corpus.corpus()?,
+        &hooks,
+        StoreConfig {
+            context: args.corpus.context,
+            skip_special_tokens: !args.keep_special,
+            ..StoreConfig::default()
+        },
+    )?;
+    let start = Instant::now();
+    let batches = block_on(store.next_batch(args.tokens))?;
+    let widths = store.widths().to_vec();
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = hooks
+        .iter()
+        .zip(batches)
+        .zip(&widths)
+        .map(|((h, values), &w)| (h.to_string(), vec![args.tokens, w], values))
+        .collect();
+    let named = tensors
+        .iter()
+        .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()));
+    write(&args.out, &write_safetensors(named))?;
+    eprintln!(
+        "wrote {} vectors of {} hook(s) to {} ({} tokens read, {:.1} s)",
+        args.tokens,
+        hooks.len(),
+        args.out.display(),
+        store.tokens_read(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct TrainSaeArgs {
+    #[command(flatten)]
+    pub model: ModelChoice,
+    #[command(flatten)]
+    pub corpus: CorpusChoice,
+    #[arg(long, default_value = "blocks.2.hook_resid_pre")]
+    pub hook: String,
+    /// standard, topk, batchtopk, gated or jumprelu.
+    #[arg(long, default_value = "topk")]
+    pub architecture: String,
+    /// k of TopK and BatchTopK.
+    #[arg(long, default_value_t = 16)]
+    pub k: usize,
+    #[arg(long, default_value_t = 8)]
+    pub expansion: usize,
+    /// Training vectors in all.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub tokens: usize,
+    #[arg(long, default_value_t = 4096)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// constant or cosine.
+    #[arg(long, default_value = "cosine")]
+    pub lr_schedule: String,
+    /// L1 (standard, gated) or L0 (jumprelu) coefficient.
+    #[arg(long)]
+    pub sparsity: Option<f64>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Train on activations written by `saeplay capture` instead of running the model.
+    #[arg(long)]
+    pub activations: Option<PathBuf>,
+    /// Held-out windows for the final evaluation.
+    #[arg(long, default_value_t = 32)]
+    pub eval_windows: usize,
+    /// Name recorded in saeplay.json.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Output SAELens directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print the final metrics as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The default sparsity coefficient of an architecture (inputs normalised to norm sqrt(d_in)).
+pub fn default_sparsity(architecture: Architecture) -> f64 {
+    match architecture {
+        Architecture::Standard => 5.0,
+        Architecture::Gated => 5.0,
+        Architecture::JumpRelu => 1.0,
+        Architecture::TopK { .. } | Architecture::BatchTopK { .. } => 0.0,
+    }
+}
+
+pub fn train_sae(args: TrainSaeArgs) -> Result<()> {
+    let loaded = args.model.load()?;
+    let hook = HookPoint::parse(&args.hook, loaded.model.config())?;
+    let architecture = Architecture::parse(&args.architecture, Some(args.k))?;
+    let config = SaeTrainingConfig {
+        architecture,
+        hook_name: hook.to_string(),
+        expansion_factor: args.expansion,
+        corpus: args.corpus.corpus()?,
+        context: args.corpus.context,
+        training_tokens: args.tokens,
+        batch_size: args.batch_size,
+        learning_rate: args.lr,
+        lr_schedule: match args.lr_schedule.as_str() {
+            "constant" => LrSchedule::Constant,
+            "cosine" => LrSchedule::Cosine,
+            other => {
+                return Err(SaeplayError::InvalidSetting(format!(
+                    "unknown learning-rate schedule `{other}`: use constant or cosine"
+                )));
+            }
+        },
+        sparsity_coefficient: args.sparsity.unwrap_or(default_sparsity(architecture)),
+        seed: args.seed,
+        ..SaeTrainingConfig::default()
+    };
+    config.validate()?;
+    let d_in = hook.width(loaded.model.config());
+    let model_name = model_name(&args.model.model);
+    let start = Instant::now();
+    let now = move || start.elapsed().as_secs_f64();
+    let mut last_print = -1.0;
+    let mut on_step = |p: &saeplay::sae::train::Progress| {
+        let t = p.elapsed_seconds;
+        if t - last_print >= 2.0 || p.stats.step + 1 == p.total_steps {
+            last_print = t;
+            let terms: Vec<String> = p
+                .stats
+                .terms
+                .iter()
+                .map(|(n, v)| format!("{} {v:.4}", n.trim_end_matches("_loss")))
+                .collect();
+            eprintln!(
+                "step {}/{}  loss {:.4} ({})  L0 {:.1}  EV {:.3}  dead {:.1}%  {:.0} vec/s  left {:.0}s",
+                p.stats.step + 1,
+                p.total_steps,
+                p.stats.loss,
+                terms.join(", "),
+                p.stats.l0,
+                p.stats.explained_variance,
+                p.stats.dead_fraction * 100.0,
+                p.vectors_per_second,
+                p.seconds_left
+            );
+        }
+        Control::Continue
+    };
+    let device = loaded.model.device().clone();
+    let trainer = if let Some(path) = &args.activations {
+        let values = read_captured(path, &hook.to_string(), d_in)?;
+        let mut source = CapturedActivations::new(values, d_in, config.seed)?;
+        let first = block_on(saeplay::sae::train::BatchSource::next_batch(
+            &mut source,
+            config.batch_size,
+        ))?;
+        let mut trainer = SaeTrainer::new(config.clone(), d_in, &model_name, &first, &device)?;
+        finish(block_on(run(
+            &mut trainer,
+            &mut source,
+            &now,
+            &mut on_step,
+        ))?)?;
+        trainer
+    } else {
+        let mut store = ActivationStore::new(
+            &loaded.model,
+            &loaded.tokenizer,
+            config.corpus.clone(),
+            &[hook],
+            StoreConfig {
+                context: config.context,
+                skip_special_tokens: config.skip_special_tokens,
+                seed: config.seed,
+                ..StoreConfig::default()
+            },
+        )?;
+        let first = block_on(store.next_batch(config.batch_size))?.swap_remove(0);
+        let mut trainer = SaeTrainer::new(config.clone(), d_in, &model_name, &first, &device)?;
+        finish(block_on(run(&mut trainer, &mut store, &now, &mut on_step))?)?;
+        trainer
+    };
+    let train_seconds = start.elapsed().as_secs_f64();
+    let sae = trainer.sae();
+    let windows = args.corpus.held_out(&loaded, args.eval_windows)?;
+    let bos = TokenStream::new(&loaded.tokenizer, config.corpus.clone(), config.context)?.bos();
+    let metrics = block_on(evaluate_sae(
+        &loaded.model,
+        &sae,
+        hook,
+        &windows,
+        16,
+        config.skip_special_tokens.then_some(bos),
+    ))?;
+    let provenance = Provenance {
+        trained_as: Some(architecture.name().to_string()),
+        recipe: Some(config.clone()),
+        metrics: Some(metrics.clone()),
+        input_scale: Some(trainer.input_scale),
+        model_id: Some(model_name.clone()),
+        name: args.name.clone(),
+    };
+    let files = block_on(write_sae(
+        &sae,
+        Some(&log10_densities(&metrics.feature_density)),
+        &provenance,
+        Some(config.context),
+    ))?;
+    files.write_dir(&args.out)?;
+    eprintln!(
+        "trained in {train_seconds:.1} s; wrote {}",
+        args.out.display()
+    );
+    print_metrics(&metrics, args.json);
+    Ok(())
+}
+
+fn finish(outcome: RunOutcome) -> Result<()> {
+    match outcome {
+        RunOutcome::Finished => Ok(()),
+        other => Err(SaeplayError::InvalidSetting(format!(
+            "training ended early ({other:?})"
+        ))),
+    }
+}
+
+/// The model's name for SAE files: the directory's name under `saeplay/`.
+fn model_name(dir: &Path) -> String {
+    let name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".into());
+    format!("saeplay/{name}")
+}
+
+fn read_captured(path: &Path, hook: &str, width: usize) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| SaeplayError::Io(format!("could not read {}: {e}", path.display())))?;
+    let mut tensors = read_f32_tensors(&bytes)?;
+    let HostTensor { shape, values } = tensors.remove(hook).ok_or_else(|| {
+        SaeplayError::InvalidSetting(format!(
+            "{} holds no activations for `{hook}`",
+            path.display()
+        ))
+    })?;
+    if shape.len() != 2 || shape[1] != width {
+        return Err(SaeplayError::InvalidSetting(format!(
+            "the activations for `{hook}` have shape {shape:?}; the model's hook is {width} wide"
+        )));
+    }
+    Ok(values)
+}
+
+fn print_metrics(m: &SaeMetrics, json: bool) {
+    if json {
+        let mut m = m.clone();
+        m.feature_density.clear();
+        println!("{}", serde_json::to_string_pretty(&m).unwrap_or_default());
+        return;
+    }
+    println!("held-out tokens      {}", m.tokens);
+    println!("L0                   {:.2}", m.l0);
+    println!("explained variance   {:.4}", m.explained_variance);
+    println!("MSE                  {:.6}", m.mse);
+    println!(
+        "CE clean / SAE / zero {:.4} / {:.4} / {:.4}",
+        m.ce_clean, m.ce_with_sae, m.ce_zero_ablation
+    );
+    println!("loss recovered       {:.4}", m.loss_recovered);
+    println!("KL                   {:.5}", m.kl);
+    println!(
+        "dead / dense         {:.1}% / {:.1}%",
+        m.dead_fraction * 100.0,
+        m.dense_fraction * 100.0
+    );
+    println!(
+        "shrinkage (gamma)    {:.3}   L2 ratio {:.3}",
+        m.shrinkage, m.l2_ratio
+    );
+}
+
+fn load_sae(dir: &Path, loaded: &LoadedModel) -> Result<(Sae, HookPoint)> {
+    let host = SaeFiles::read_dir(dir)?.parse()?;
+    let hook = HookPoint::parse(&host.config.hook_name, loaded.model.config())?;
+    let sae = host.upload(loaded.model.device())?;
+    sae.check_fits(&hook.to_string(), hook.width(loaded.model.config()))?;
+    Ok((sae, hook))
+}
+
+#[derive(clap::Args)]
+pub struct EvalSaeArgs {
+    #[command(flatten)]
+    pub model: ModelChoice,
+    #[command(flatten)]
+    pub corpus: CorpusChoice,
+    /// A SAELens directory.
+    #[arg(long)]
+    pub sae: PathBuf,
+    #[arg(long, default_value_t = 32)]
+    pub windows: usize,
+    /// Count BOS / end-of-text positions too.
+    #[arg(long)]
+    pub keep_special: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn eval_sae(args: EvalSaeArgs) -> Result<()> {
+    let loaded = args.model.load()?;
+    let (sae, hook) = load_sae(&args.sae, &loaded)?;
+    let windows = args.corpus.held_out(&loaded, args.windows)?;
+    let bos = windows.first().map(|w| w.ids[0]);
+    let metrics = block_on(evaluate_sae(
+        &loaded.model,
+        &sae,
+        hook,
+        &windows,
+        16,
+        if args.keep_special { None } else { bos },
+    ))?;
+    print_metrics(&metrics, args.json);
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct FeaturesArgs {
+    #[command(flatten)]
+    pub model: ModelChoice,
+    #[command(flatten)]
+    pub corpus: CorpusChoice,
+    #[arg(long)]
+    pub sae: PathBuf,
+    /// Comma-separated feature indices (all when absent).
+    #[arg(long)]
+    pub features: Option<String>,
+    #[arg(long, default_value_t = 64)]
+    pub windows: usize,
+    /// Write the JSON here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn features(args: FeaturesArgs) -> Result<()> {
+    let loaded = args.model.load()?;
+    let (sae, hook) = load_sae(&args.sae, &loaded)?;
+    let chosen = match &args.features {
+        None => None,
+        Some(list) => Some(
+            list.split(',')
+                .map(|s| {
+                    s.trim().parse::<usize>().map_err(|_| {
+                        SaeplayError::InvalidSetting(format!("`{s}` is not a feature index"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+    };
+    let windows = args.corpus.held_out(&loaded, args.windows)?;
+    let config = ScanConfig::default();
+    let scanned = block_on(scan(
+        &loaded.model,
+        &sae,
+        hook,
+        &windows,
+        config.batch_windows,
+    ))?;
+    let report = block_on(feature_report(
+        &loaded.model,
+        &loaded.tokenizer,
+        &sae,
+        &scanned,
+        chosen.as_deref(),
+        &config,
+    ))?;
+    let json = serde_json::to_string_pretty(&report)
+        .map_err(|e| SaeplayError::Io(format!("could not write JSON: {e}")))?;
+    match &args.out {
+        Some(path) => write(path, json.as_bytes())?,
+        None => println!("{json}"),
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct BenchSaeArgs {
+    /// cpu or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
+    #[arg(long, default_value = "64,128,256")]
+    pub d_in: String,
+    #[arg(long, default_value = "1024,4096,8192")]
+    pub d_sae: String,
+    #[arg(long, default_value_t = 4096)]
+    pub batch_size: usize,
+    #[arg(long, default_value = "topk")]
+    pub architecture: String,
+    #[arg(long, default_value_t = 16)]
+    pub k: usize,
+    /// Seconds per shape (after two warm-up steps).
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Training throughput on random activations: vectors/s and achieved GFLOP/s, counting the six
+/// `batch x d_in x d_sae` matrix products of a step (two forward, four backward) at 2 flops per
+/// multiply-add, as the PyTorch yardstick (tests/sae/pytorch_bench.py) does.
+pub fn bench_sae(args: BenchSaeArgs) -> Result<()> {
+    let kind = BackendKind::parse(&args.backend)?;
+    let device = native_device(kind)?;
+    let parse = |s: &str| -> Result<Vec<usize>> {
+        s.split(',')
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .map_err(|_| SaeplayError::InvalidSetting(format!("`{v}` is not a size")))
+            })
+            .collect()
+    };
+    let architecture = Architecture::parse(&args.architecture, Some(args.k))?;
+    let mut records = Vec::new();
+    if !args.json {
+        println!(
+            "{:>9} {:>5} {:>6} {:>6} {:>6} {:>9} {:>10} {:>8}",
+            "arch", "d_in", "d_sae", "batch", "steps", "ms/step", "vectors/s", "GFLOP/s"
+        );
+    }
+    for &d_in in &parse(&args.d_in)? {
+        for &d_sae in &parse(&args.d_sae)? {
+            if d_sae % d_in != 0 {
+                continue;
+            }
+            let mut rng = saeplay::rng::SplitMix64::new(7);
+            let rows = args.batch_size * 4;
+            let values: Vec<f32> = (0..rows * d_in).map(|_| rng.normal()).collect();
+            let mut source = CapturedActivations::new(values, d_in, 1)?;
+            let config = SaeTrainingConfig {
+                architecture,
+                expansion_factor: d_sae / d_in,
+                batch_size: args.batch_size,
+                training_tokens: usize::MAX / 2,
+                sparsity_coefficient: default_sparsity(architecture),
+                ..SaeTrainingConfig::default()
+            };
+            let next = |source: &mut CapturedActivations| {
+                block_on(saeplay::sae::train::BatchSource::next_batch(
+                    source,
+                    args.batch_size,
+                ))
+            };
+            let first = next(&mut source)?;
+            let mut trainer = SaeTrainer::new(config, d_in, "bench", &first, &device)?;
+            for _ in 0..2 {
+                let batch = next(&mut source)?;
+                block_on(trainer.train_step(&batch))?;
+            }
+            let start = Instant::now();
+            let mut steps = 0;
+            while steps < 3 || start.elapsed().as_secs_f64() < args.seconds {
+                let batch = next(&mut source)?;
+                block_on(trainer.train_step(&batch))?;
+                steps += 1;
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            let per_step = seconds / steps as f64;
+            let vectors = args.batch_size as f64 / per_step;
+            let gflops = 12.0 * (args.batch_size * d_in * d_sae) as f64 / per_step / 1e9;
+            if !args.json {
+                println!(
+                    "{:>9} {:>5} {:>6} {:>6} {:>6} {:>9.1} {:>10.0} {:>8.1}",
+                    architecture.name(),
+                    d_in,
+                    d_sae,
+                    args.batch_size,
+                    steps,
+                    per_step * 1e3,
+                    vectors,
+                    gflops
+                );
+            }
+            records.push(serde_json::json!({
+                "backend": args.backend, "arch": architecture.name(), "d_in": d_in,
+                "d_sae": d_sae, "batch": args.batch_size, "steps": steps,
+                "vectors_per_s": vectors, "gflops": gflops,
+            }));
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Array(records));
+    }
+    Ok(())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| SaeplayError::Io(format!("could not create {}: {e}", parent.display())))?;
+    }
+    std::fs::write(path, bytes)
+        .map_err(|e| SaeplayError::Io(format!("could not write {}: {e}", path.display())))
+}
+
+pub use saeplay::sae::steer::Intervention;
+
+/// Interventions from `--steer`, `--clamp` and `--ablate`.
+pub fn interventions(
+    steer: &[String],
+    clamp: &[String],
+    ablate: &[String],
+) -> Result<Vec<Intervention>> {
+    let mut out = Vec::new();
+    for s in steer {
+        out.push(Intervention::parse(s, "add")?);
+    }
+    for s in clamp {
+        out.push(Intervention::parse(s, "clamp")?);
+    }
+    for s in ablate {
+        out.push(Intervention::parse(s, "ablate")?);
+    }
+    Ok(out)
+}
+
+/// The SAE and its hook for steering a generation.
+pub fn steering_sae(dir: &Path, loaded: &LoadedModel) -> Result<(Sae, HookPoint)> {
+    load_sae(dir, loaded)
+}

@@ -1,0 +1,349 @@
+//! Per-feature data for feature cards, and concept recovery on TinyTales.
+//!
+//! A scan runs the model over held-out windows, encodes the SAE's hook, and keeps every token's
+//! feature activations (tokens x d_sae on the host), from which it derives, per feature: density,
+//! top-activating contexts, examples from bands of lower activation (intervals of the maximum,
+//! as Neuronpedia and Anthropic show them), the activation histogram, the logit lens (the tokens
+//! `W_dec[i] @ W_U` most promotes and suppresses) and the nearest features by decoder cosine.
+//! When the windows carry TinyTales concepts, each concept's best single feature by AUROC, and
+//! each feature's best concept.
+
+use serde::{Deserialize, Serialize};
+
+use super::Sae;
+use super::arch::W_DEC;
+use super::stats::{
+    ExampleCollector, ExampleConfig, FeatureStatsAccumulator, Histogram, best_concept_per_feature,
+    best_feature_per_concept, concept_auroc_matrix, histogram, mean_best_auroc, nearest_by_cosine,
+    top_and_bottom,
+};
+use super::store::Window;
+use crate::backend::read_f32;
+use crate::error::{Result, SaeplayError};
+use crate::model::{Gpt2, HookPoint, Hooks, LogitsFor};
+use crate::tinytales::Concept;
+use crate::tokenizer::TextTokenizer;
+
+/// How much a scan keeps per feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScanConfig {
+    pub top_examples: usize,
+    pub bands: usize,
+    pub examples_per_band: usize,
+    pub histogram_bins: usize,
+    pub logit_lens_tokens: usize,
+    pub nearest_features: usize,
+    /// Tokens shown before and after the example's token.
+    pub context_before: usize,
+    pub context_after: usize,
+    pub batch_windows: usize,
+    pub seed: u64,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            top_examples: 12,
+            bands: 4,
+            examples_per_band: 4,
+            histogram_bins: 32,
+            logit_lens_tokens: 10,
+            nearest_features: 8,
+            context_before: 12,
+            context_after: 4,
+            batch_windows: 16,
+            seed: 0,
+        }
+    }
+}
+
+/// One example: a stretch of tokens with this feature's activation on each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Example {
+    /// The activation on the focus token.
+    pub activation: f32,
+    pub tokens: Vec<String>,
+    pub token_ids: Vec<u32>,
+    pub activations: Vec<f32>,
+    /// Index of the focus token in `tokens`.
+    pub focus: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BandExamples {
+    pub low: f32,
+    pub high: f32,
+    pub examples: Vec<Example>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LensToken {
+    pub token: String,
+    pub id: u32,
+    pub value: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConceptScore {
+    pub concept: String,
+    pub auroc: f64,
+}
+
+/// Everything a feature card shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureData {
+    pub index: usize,
+    pub density: f64,
+    pub max_activation: f32,
+    pub mean_active: f64,
+    pub top_examples: Vec<Example>,
+    pub bands: Vec<BandExamples>,
+    /// Histogram of the feature's non-zero activations.
+    pub histogram: Histogram,
+    pub promoted: Vec<LensToken>,
+    pub suppressed: Vec<LensToken>,
+    /// `(feature, cosine similarity of decoder rows)`, most similar first.
+    pub nearest: Vec<(usize, f32)>,
+    pub best_concept: Option<ConceptScore>,
+}
+
+/// Per concept, the single feature that best tells its tokens apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConceptRecovery {
+    pub concept: String,
+    pub feature: usize,
+    pub auroc: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureReport {
+    pub tokens: usize,
+    pub features: Vec<FeatureData>,
+    /// Empty when the windows carry no concepts (text that is not TinyTales).
+    pub concept_recovery: Vec<ConceptRecovery>,
+    pub mean_concept_auroc: Option<f64>,
+}
+
+/// Everything a scan keeps before it summarises.
+pub struct Scan {
+    pub tokens: usize,
+    pub d_sae: usize,
+    /// `[tokens, d_sae]`.
+    pub acts: Vec<f32>,
+    pub ids: Vec<u32>,
+    /// Index of each token's window and position in it.
+    pub place: Vec<(usize, usize)>,
+    pub concepts: Vec<u64>,
+    pub window_len: usize,
+}
+
+/// Run the model over `windows` and keep the SAE's activations on every token.
+pub async fn scan(
+    model: &Gpt2,
+    sae: &Sae,
+    hook: HookPoint,
+    windows: &[Window],
+    batch_windows: usize,
+) -> Result<Scan> {
+    sae.check_fits(&hook.to_string(), hook.width(model.config()))?;
+    let d = sae.config.d_in;
+    let d_sae = sae.config.d_sae;
+    let window_len = windows.first().map_or(0, |w| w.ids.len());
+    let mut out = Scan {
+        tokens: 0,
+        d_sae,
+        acts: Vec::new(),
+        ids: Vec::new(),
+        place: Vec::new(),
+        concepts: Vec::new(),
+        window_len,
+    };
+    for (c, chunk) in windows.chunks(batch_windows.max(1)).enumerate() {
+        let ids: Vec<Vec<u32>> = chunk.iter().map(|w| w.ids.clone()).collect();
+        let (b, t) = (ids.len(), ids[0].len());
+        let output = model.forward(&ids, &Hooks::capture([hook]), LogitsFor::LastPosition)?;
+        let x = output.activation(hook).expect("captured").clone();
+        let acts = sae.encode(x.reshape([b * t, d]));
+        out.acts.extend(read_f32(acts).await?);
+        for (w, window) in chunk.iter().enumerate() {
+            out.ids.extend(&window.ids);
+            out.concepts
+                .extend(window.concepts.iter().map(|c| u64::from(c.bits())));
+            out.place
+                .extend((0..t).map(|p| (c * batch_windows.max(1) + w, p)));
+        }
+        out.tokens += b * t;
+    }
+    Ok(out)
+}
+
+impl Scan {
+    fn activation(&self, token: usize, feature: usize) -> f32 {
+        self.acts[token * self.d_sae + feature]
+    }
+
+    fn example(
+        &self,
+        tokenizer: &TextTokenizer,
+        config: &ScanConfig,
+        token: usize,
+        feature: usize,
+    ) -> Example {
+        let (window, position) = self.place[token];
+        let start = position.saturating_sub(config.context_before);
+        let end = (position + config.context_after + 1).min(self.window_len);
+        let base = window * self.window_len;
+        let range = base + start..base + end;
+        Example {
+            activation: self.activation(token, feature),
+            tokens: range
+                .clone()
+                .map(|t| tokenizer.token_text(self.ids[t]))
+                .collect(),
+            token_ids: range.clone().map(|t| self.ids[t]).collect(),
+            activations: range.map(|t| self.activation(t, feature)).collect(),
+            focus: position - start,
+        }
+    }
+}
+
+/// Summarise a scan into feature data for `features` (all when `None`).
+pub async fn feature_report(
+    model: &Gpt2,
+    tokenizer: &TextTokenizer,
+    sae: &Sae,
+    scan: &Scan,
+    features: Option<&[usize]>,
+    config: &ScanConfig,
+) -> Result<FeatureReport> {
+    let d_sae = scan.d_sae;
+    let chosen: Vec<usize> = match features {
+        Some(list) => {
+            if let Some(&bad) = list.iter().find(|&&f| f >= d_sae) {
+                return Err(SaeplayError::InvalidSetting(format!(
+                    "feature {bad} does not exist: this SAE has features 0 to {}",
+                    d_sae - 1
+                )));
+            }
+            list.to_vec()
+        }
+        None => (0..d_sae).collect(),
+    };
+    let mut summary = FeatureStatsAccumulator::new(d_sae);
+    summary
+        .add_batch(&scan.acts, scan.tokens)
+        .map_err(SaeplayError::InvalidSetting)?;
+    let summaries = summary.finish();
+    let mut collector = ExampleCollector::new(
+        d_sae,
+        Some(chosen.clone()),
+        ExampleConfig {
+            n_top: config.top_examples,
+            n_bands: config.bands,
+            per_band: config.examples_per_band,
+            seed: config.seed,
+        },
+    )
+    .map_err(SaeplayError::InvalidSetting)?;
+    collector
+        .add_batch(&scan.acts, scan.tokens)
+        .map_err(SaeplayError::InvalidSetting)?;
+    let examples = collector.finish();
+
+    // Logit lens: W_dec @ W_U, [d_sae, vocab].
+    let lens = read_f32(sae.param(W_DEC).matmul(model.unembed().clone())).await?;
+    let vocab = model.config().vocab_size;
+    let w_dec = read_f32(sae.param(W_DEC)).await?;
+    let d_in = sae.config.d_in;
+
+    // Concepts, when the windows carry any.
+    let has_concepts = scan.concepts.iter().any(|&c| c != 0);
+    let (recovery, per_feature, mean) = if has_concepts {
+        let matrix = concept_auroc_matrix(
+            &scan.acts,
+            scan.tokens,
+            d_sae,
+            &scan.concepts,
+            Concept::COUNT,
+        )
+        .map_err(SaeplayError::InvalidSetting)?;
+        let best = best_feature_per_concept(&matrix, d_sae, Concept::COUNT);
+        let mean = mean_best_auroc(&best);
+        let recovery = best
+            .iter()
+            .flatten()
+            .map(|m| ConceptRecovery {
+                concept: Concept::ALL[m.concept].name().to_string(),
+                feature: m.feature,
+                auroc: m.auroc,
+            })
+            .collect();
+        (
+            recovery,
+            best_concept_per_feature(&matrix, d_sae, Concept::COUNT),
+            mean,
+        )
+    } else {
+        (Vec::new(), vec![None; d_sae], None)
+    };
+
+    let lens_tokens = |pairs: Vec<(usize, f32)>| -> Vec<LensToken> {
+        pairs
+            .into_iter()
+            .map(|(id, value)| LensToken {
+                token: tokenizer.token_text(id as u32),
+                id: id as u32,
+                value,
+            })
+            .collect()
+    };
+    let mut out = Vec::with_capacity(chosen.len());
+    for (&f, ex) in chosen.iter().zip(&examples) {
+        let s = &summaries[f];
+        let values = (0..scan.tokens)
+            .map(|t| f64::from(scan.activation(t, f)))
+            .filter(|&v| v > 0.0);
+        let row = &lens[f * vocab..(f + 1) * vocab];
+        let (top, bottom) = top_and_bottom(row, config.logit_lens_tokens);
+        out.push(FeatureData {
+            index: f,
+            density: s.density,
+            max_activation: s.max_activation,
+            mean_active: s.mean_active,
+            top_examples: ex
+                .top
+                .iter()
+                .map(|&(_, token)| scan.example(tokenizer, config, token, f))
+                .collect(),
+            bands: ex
+                .quantiles
+                .iter()
+                .map(|band| BandExamples {
+                    low: band.low,
+                    high: band.high,
+                    examples: band
+                        .examples
+                        .iter()
+                        .map(|&(_, token)| scan.example(tokenizer, config, token, f))
+                        .collect(),
+                })
+                .collect(),
+            histogram: histogram(values, config.histogram_bins, None),
+            promoted: lens_tokens(top),
+            suppressed: lens_tokens(bottom),
+            nearest: nearest_by_cosine(&w_dec, d_sae, d_in, f, config.nearest_features)
+                .map_err(SaeplayError::InvalidSetting)?,
+            best_concept: per_feature[f].as_ref().map(|m| ConceptScore {
+                concept: Concept::ALL[m.concept].name().to_string(),
+                auroc: m.auroc,
+            }),
+        });
+    }
+    Ok(FeatureReport {
+        tokens: scan.tokens,
+        features: out,
+        concept_recovery: recovery,
+        mean_concept_auroc: mean,
+    })
+}

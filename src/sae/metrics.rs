@@ -1,0 +1,234 @@
+//! Held-out evaluation of an SAE, with SAELens's definitions.
+//!
+//! Over held-out windows the model runs three times per batch: clean, with the SAE's
+//! reconstruction spliced in at its hook, and with the hook zero-ablated. The splice and the
+//! ablation apply at the positions the SAE is trained on (special tokens are left as they are when
+//! it was trained without them), and every reconstruction figure counts those positions only.
+//!
+//! - `mse`: mean over tokens and dimensions of `(x - x_hat)^2`;
+//! - `explained_variance`: `1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2`, pooled;
+//! - `l0`: mean active latents per token; `l1`: mean `sum_i f_i` per token;
+//! - dead: never active on the held-out tokens; dense: active on more than 10% of them;
+//! - `shrinkage`: the relative reconstruction bias gamma of the Gated-SAE paper,
+//!   `E||x_hat||^2 / E[x_hat . x]` (1 is unbiased, below 1 is shrinkage); `l2_ratio`: mean
+//!   `||x_hat|| / ||x||` (SAELens);
+//! - cross-entropy clean / spliced / zero-ablated, `loss_recovered =
+//!   (CE_zero - CE_sae) / (CE_zero - CE_clean)`, and `kl`: mean KL(clean || spliced) per token.
+
+use std::sync::Arc;
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::log_softmax;
+use serde::{Deserialize, Serialize};
+
+use super::Sae;
+use super::stats::{FeatureStatsAccumulator, Histogram, log10_density_histogram};
+use super::store::Window;
+use crate::backend::{float_tensor, int_tensor, read_f32};
+use crate::error::Result;
+use crate::model::{Gpt2, HookContext, HookPoint, Hooks, LogitsFor, PatchOp};
+
+/// A feature counts as dense above this density.
+pub const DENSE_THRESHOLD: f64 = 0.1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaeMetrics {
+    /// Held-out tokens the figures are over.
+    pub tokens: usize,
+    pub mse: f64,
+    pub explained_variance: f64,
+    pub l0: f64,
+    pub l1: f64,
+    pub dead_fraction: f64,
+    pub dense_fraction: f64,
+    pub shrinkage: f64,
+    pub l2_ratio: f64,
+    pub ce_clean: f64,
+    pub ce_with_sae: f64,
+    pub ce_zero_ablation: f64,
+    pub loss_recovered: f64,
+    pub kl: f64,
+    /// log10 of each live feature's density; dead features counted apart.
+    pub density_histogram: Histogram,
+    pub dead_features: usize,
+    /// Fraction of held-out tokens on which each feature is active (for `sparsity.safetensors`).
+    pub feature_density: Vec<f64>,
+}
+
+/// A hook function that replaces the activation by `replace(activation)` at the masked
+/// positions `[batch, pos, 1]` and keeps it elsewhere.
+fn masked_patch(
+    mask: Tensor<3>,
+    replace: impl Fn(Tensor<3>) -> Tensor<3> + Send + Sync + 'static,
+) -> PatchOp {
+    let mask = Arc::new(mask);
+    PatchOp::Map(Arc::new(move |activation: Tensor<3>, _: HookContext| {
+        let replaced = replace(activation.clone());
+        let mask = (*mask).clone();
+        replaced * mask.clone() + activation * (mask.neg() + 1.0)
+    }))
+}
+
+/// `[batch, pos, d]` through the SAE.
+pub fn reconstruct_3d(sae: &Sae, activation: Tensor<3>) -> Tensor<3> {
+    let [b, t, d] = activation.dims();
+    sae.reconstruct(activation.reshape([b * t, d]))
+        .reshape([b, t, d])
+}
+
+/// Per-token cross-entropy sum and KL sum against `clean_log_probs`, for next-token targets.
+fn next_token_log_probs(logits: Tensor<3>) -> Tensor<2> {
+    let [b, t, v] = logits.dims();
+    log_softmax(logits.reshape([b * t, v]), 1)
+}
+
+/// Evaluate `sae` at its hook over held-out `windows` (all the same length), `batch_windows` at
+/// a time. `skip_special` leaves positions holding `special_id` out, as in training.
+pub async fn evaluate_sae(
+    model: &Gpt2,
+    sae: &Sae,
+    hook: HookPoint,
+    windows: &[Window],
+    batch_windows: usize,
+    special_id: Option<u32>,
+) -> Result<SaeMetrics> {
+    sae.check_fits(&hook.to_string(), hook.width(model.config()))?;
+    let device = model.device().clone();
+    let d = sae.config.d_in;
+    let d_sae = sae.config.d_sae;
+    let mut features = FeatureStatsAccumulator::new(d_sae);
+    let (mut sse, mut sum_sq, mut sum_x, mut n_tokens) = (0.0f64, 0.0f64, vec![0.0f64; d], 0usize);
+    let (mut hat_sq, mut hat_dot, mut ratio_sum, mut l1_sum) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let (mut ce_clean, mut ce_sae, mut ce_zero, mut kl, mut ce_count, mut kl_count) =
+        (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize, 0usize);
+    for chunk in windows.chunks(batch_windows.max(1)) {
+        let ids: Vec<Vec<u32>> = chunk.iter().map(|w| w.ids.clone()).collect();
+        let (b, t) = (ids.len(), ids[0].len());
+        let keep: Vec<f32> = ids
+            .iter()
+            .flatten()
+            .map(|&id| if Some(id) == special_id { 0.0 } else { 1.0 })
+            .collect();
+        let mask = float_tensor(keep.clone(), [b, t, 1], &device);
+        let clean = model.forward(&ids, &Hooks::capture([hook]), LogitsFor::AllPositions)?;
+        let x = clean.activation(hook).expect("captured").clone();
+        let spliced_sae = sae.clone();
+        let with_sae = model.forward(
+            &ids,
+            &Hooks::none().with_patch(
+                hook,
+                masked_patch(mask.clone(), move |a| reconstruct_3d(&spliced_sae, a)),
+            ),
+            LogitsFor::AllPositions,
+        )?;
+        let zeroed = model.forward(
+            &ids,
+            &Hooks::none().with_patch(hook, masked_patch(mask, |a| a.zeros_like())),
+            LogitsFor::AllPositions,
+        )?;
+
+        // Cross-entropy over next-token targets (positions 0..t-1), and KL per position.
+        if t > 1 {
+            let targets: Vec<i64> = ids
+                .iter()
+                .flat_map(|r| r[1..].iter().map(|&id| i64::from(id)).chain([0]))
+                .collect();
+            let targets = int_tensor(targets, [b * t, 1], &device);
+            let valid: Vec<f32> = (0..b)
+                .flat_map(|_| (0..t).map(|p| if p + 1 < t { 1.0 } else { 0.0 }))
+                .collect();
+            let valid = float_tensor(valid, [b * t, 1], &device);
+            let clean_lp = next_token_log_probs(clean.logits);
+            let sae_lp = next_token_log_probs(with_sae.logits);
+            let zero_lp = next_token_log_probs(zeroed.logits);
+            let ce = |lp: Tensor<2>| (lp.gather(1, targets.clone()) * valid.clone()).sum().neg();
+            let kl_sum = (clean_lp.clone().exp() * (clean_lp.clone() - sae_lp.clone()))
+                .sum_dim(1)
+                .sum();
+            let sums = read_f32(Tensor::cat(
+                vec![ce(clean_lp), ce(sae_lp), ce(zero_lp), kl_sum],
+                0,
+            ))
+            .await?;
+            ce_clean += f64::from(sums[0]);
+            ce_sae += f64::from(sums[1]);
+            ce_zero += f64::from(sums[2]);
+            kl += f64::from(sums[3]);
+            ce_count += b * (t - 1);
+            kl_count += b * t;
+        }
+
+        // Reconstruction and feature figures on the kept positions.
+        let flat = x.reshape([b * t, d]);
+        let acts = sae.encode(flat.clone());
+        let x_hat = sae.decode(acts.clone());
+        let x_host = read_f32(flat).await?;
+        let hat_host = read_f32(x_hat).await?;
+        let acts_host = read_f32(acts).await?;
+        let mut kept_acts = Vec::with_capacity(acts_host.len());
+        for (row, &k) in keep.iter().enumerate() {
+            if k == 0.0 {
+                continue;
+            }
+            let xr = &x_host[row * d..(row + 1) * d];
+            let hr = &hat_host[row * d..(row + 1) * d];
+            let (mut x_norm, mut h_norm) = (0.0f64, 0.0f64);
+            for j in 0..d {
+                let (xv, hv) = (f64::from(xr[j]), f64::from(hr[j]));
+                sse += (xv - hv).powi(2);
+                sum_sq += xv * xv;
+                sum_x[j] += xv;
+                hat_dot += xv * hv;
+                x_norm += xv * xv;
+                h_norm += hv * hv;
+            }
+            hat_sq += h_norm;
+            if x_norm > 0.0 {
+                ratio_sum += (h_norm / x_norm).sqrt();
+            }
+            let ar = &acts_host[row * d_sae..(row + 1) * d_sae];
+            l1_sum += ar.iter().map(|&v| f64::from(v)).sum::<f64>();
+            kept_acts.extend_from_slice(ar);
+            n_tokens += 1;
+        }
+        features
+            .add_batch(&kept_acts, kept_acts.len() / d_sae)
+            .map_err(crate::error::SaeplayError::InvalidSetting)?;
+    }
+    let n = n_tokens.max(1) as f64;
+    // SST about the mean: sum ||x||^2 - n ||mean||^2.
+    let sst = sum_sq - sum_x.iter().map(|s| s * s).sum::<f64>() / n;
+    let summaries = features.finish();
+    let feature_density: Vec<f64> = summaries.iter().map(|s| s.density).collect();
+    let (density_histogram, dead_features) = log10_density_histogram(&feature_density, 40);
+    let ce_n = ce_count.max(1) as f64;
+    let (ce_clean, ce_with_sae, ce_zero_ablation) =
+        (ce_clean / ce_n, ce_sae / ce_n, ce_zero / ce_n);
+    Ok(SaeMetrics {
+        tokens: n_tokens,
+        mse: sse / (n * d as f64),
+        explained_variance: if sst > 0.0 { 1.0 - sse / sst } else { 0.0 },
+        l0: features.l0(),
+        l1: l1_sum / n,
+        dead_fraction: features.dead_fraction(),
+        dense_fraction: features.dense_fraction(DENSE_THRESHOLD),
+        shrinkage: if hat_dot != 0.0 {
+            hat_sq / hat_dot
+        } else {
+            0.0
+        },
+        l2_ratio: ratio_sum / n,
+        ce_clean,
+        ce_with_sae,
+        ce_zero_ablation,
+        loss_recovered: if ce_zero_ablation != ce_clean {
+            (ce_zero_ablation - ce_with_sae) / (ce_zero_ablation - ce_clean)
+        } else {
+            0.0
+        },
+        kl: kl / kl_count.max(1) as f64,
+        density_histogram,
+        dead_features,
+        feature_density,
+    })
+}

@@ -1,0 +1,272 @@
+//! Sparse autoencoders: architectures, training, metrics, features, interventions and files.
+//!
+//! `f = act((x - b_dec) @ W_enc + b_enc)`, `x_hat = f @ W_dec + b_dec` (see PRODUCT.md). An
+//! [`Sae`] always holds its weights at the model's scale: an input-scaling factor used in training
+//! is folded into the weights when training ends, as SAELens expects on disk.
+//!
+//! - [`arch`]: the five architectures, one file each over a shared base;
+//! - [`select`]: top-k masks that work on WebGPU (no synchronous read-back);
+//! - [`store`]: the activation store that feeds training;
+//! - [`train`]: the trainer (Adam, schedules, dead latents, checkpoints, progress);
+//! - [`metrics`]: held-out evaluation (MSE, explained variance, L0, loss recovered, KL, ...);
+//! - [`features`]: per-feature data for feature cards, and concept recovery;
+//! - [`steer`]: interventions at the SAE's hook (add, clamp, ablate, splice);
+//! - [`saelens`]: SAELens directories in and out;
+//! - [`stats`]: host-side statistics (AUROC, histograms, examples, nearest features).
+
+pub mod arch;
+pub mod features;
+pub mod metrics;
+pub mod saelens;
+pub mod select;
+pub mod stats;
+pub mod steer;
+pub mod store;
+pub mod train;
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{float_tensor, read_f32};
+use crate::error::{Result, SaeplayError};
+use crate::model::HostTensor;
+use arch::{B_DEC, B_ENC, B_GATE, B_MAG, Params, R_MAG, THRESHOLD, W_DEC, W_ENC};
+
+/// Which sparsity mechanism an SAE uses. Serialised as SAELens's architecture names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "architecture", rename_all = "lowercase")]
+pub enum Architecture {
+    /// ReLU with the decoder-norm-weighted L1 penalty.
+    Standard,
+    /// Exactly `k` active latents per token.
+    #[serde(rename = "topk")]
+    TopK { k: usize },
+    /// `k x batch` active latents across a training batch; a threshold at inference.
+    #[serde(rename = "batchtopk")]
+    BatchTopK { k: usize },
+    /// Separate gate and magnitude paths.
+    Gated,
+    /// Learned per-latent thresholds with an L0 penalty.
+    #[serde(rename = "jumprelu")]
+    JumpRelu,
+}
+
+impl Architecture {
+    /// SAELens's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::TopK { .. } => "topk",
+            Self::BatchTopK { .. } => "batchtopk",
+            Self::Gated => "gated",
+            Self::JumpRelu => "jumprelu",
+        }
+    }
+
+    /// Parse `standard`, `relu`, `topk`, `batchtopk`, `gated` or `jumprelu`; `k` is needed by the
+    /// two top-k architectures.
+    pub fn parse(name: &str, k: Option<usize>) -> Result<Self> {
+        let need_k = |arch: &str| {
+            k.filter(|&k| k > 0).ok_or_else(|| {
+                SaeplayError::InvalidSetting(format!("the {arch} architecture needs k >= 1"))
+            })
+        };
+        Ok(match name.trim().to_ascii_lowercase().as_str() {
+            "standard" | "relu" => Self::Standard,
+            "topk" => Self::TopK { k: need_k("topk")? },
+            "batchtopk" => Self::BatchTopK {
+                k: need_k("batchtopk")?,
+            },
+            "gated" => Self::Gated,
+            "jumprelu" => Self::JumpRelu,
+            other => {
+                return Err(SaeplayError::InvalidSetting(format!(
+                    "unknown SAE architecture `{other}`: use standard, topk, batchtopk, gated or jumprelu"
+                )));
+            }
+        })
+    }
+
+    /// The `k` of the top-k architectures.
+    pub fn k(self) -> Option<usize> {
+        match self {
+            Self::TopK { k } | Self::BatchTopK { k } => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// What an SAE is: its shape, architecture, and where it reads the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaeConfig {
+    #[serde(flatten)]
+    pub architecture: Architecture,
+    pub d_in: usize,
+    pub d_sae: usize,
+    /// TransformerLens hook name, e.g. `blocks.2.hook_resid_pre`.
+    pub hook_name: String,
+    /// The model it was trained on (e.g. `saeplay/tinytales-gpt2`).
+    pub model_name: String,
+}
+
+impl SaeConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.d_in == 0 || self.d_sae == 0 {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "an SAE needs d_in and d_sae of at least 1 (got {} and {})",
+                self.d_in, self.d_sae
+            )));
+        }
+        if let Some(k) = self.architecture.k()
+            && (k == 0 || k > self.d_sae)
+        {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "k must be between 1 and d_sae = {} (got {k})",
+                self.d_sae
+            )));
+        }
+        Ok(())
+    }
+
+    /// Parameter names and shapes (SAELens's) this configuration needs.
+    pub fn parameter_shapes(&self) -> Vec<(&'static str, Vec<usize>)> {
+        let (d_in, d_sae) = (self.d_in, self.d_sae);
+        let mut shapes = vec![
+            (W_ENC, vec![d_in, d_sae]),
+            (W_DEC, vec![d_sae, d_in]),
+            (B_DEC, vec![d_in]),
+        ];
+        match self.architecture {
+            Architecture::Gated => shapes.extend([
+                (B_GATE, vec![d_sae]),
+                (R_MAG, vec![d_sae]),
+                (B_MAG, vec![d_sae]),
+            ]),
+            Architecture::JumpRelu | Architecture::BatchTopK { .. } => {
+                shapes.extend([(B_ENC, vec![d_sae]), (THRESHOLD, vec![d_sae])])
+            }
+            Architecture::Standard | Architecture::TopK { .. } => shapes.push((B_ENC, vec![d_sae])),
+        }
+        shapes
+    }
+}
+
+/// A sparse autoencoder with weights on a device, at the model's activation scale.
+#[derive(Clone)]
+pub struct Sae {
+    pub config: SaeConfig,
+    params: Params,
+    device: Device,
+}
+
+impl std::fmt::Debug for Sae {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sae").field("config", &self.config).finish()
+    }
+}
+
+impl Sae {
+    /// Upload host weights (SAELens names and shapes), checking names, shapes and finiteness.
+    pub fn from_host(
+        config: SaeConfig,
+        weights: &BTreeMap<String, HostTensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let mut params = Params::new();
+        for (name, shape) in config.parameter_shapes() {
+            let tensor = weights
+                .get(name)
+                .ok_or_else(|| SaeplayError::MissingSaeTensor {
+                    name: name.to_string(),
+                    architecture: config.architecture.name(),
+                })?;
+            if tensor.shape != shape {
+                return Err(SaeplayError::TensorShape {
+                    name: name.to_string(),
+                    expected: shape,
+                    found: tensor.shape.clone(),
+                });
+            }
+            if tensor.values.iter().any(|v| !v.is_finite()) {
+                return Err(SaeplayError::NonFinite {
+                    name: name.to_string(),
+                });
+            }
+            let rows = if shape.len() == 2 { shape[0] } else { 1 };
+            let cols = *shape.last().expect("shapes are non-empty");
+            params.insert(
+                name,
+                float_tensor(tensor.values.clone(), [rows, cols], device),
+            );
+        }
+        Ok(Self {
+            config,
+            params,
+            device: device.clone(),
+        })
+    }
+
+    /// Build from device parameters that already have the right names and shapes.
+    pub(crate) fn from_params(config: SaeConfig, params: Params, device: &Device) -> Self {
+        Self {
+            config,
+            params,
+            device: device.clone(),
+        }
+    }
+
+    /// Read the weights back (SAELens names and shapes).
+    pub async fn to_host(&self) -> Result<BTreeMap<String, HostTensor>> {
+        let mut out = BTreeMap::new();
+        for (name, shape) in self.config.parameter_shapes() {
+            let values = read_f32(arch::param(&self.params, name)).await?;
+            out.insert(name.to_string(), HostTensor { shape, values });
+        }
+        Ok(out)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// One parameter, `[rows, cols]` (vectors as `[1, n]`).
+    pub fn param(&self, name: &'static str) -> Tensor<2> {
+        arch::param(&self.params, name)
+    }
+
+    /// Feature activations `[n, d_sae]` of activations `x` `[n, d_in]`. Synchronous and free of
+    /// read-backs, so it runs inside hook functions and on WebGPU.
+    pub fn encode(&self, x: Tensor<2>) -> Tensor<2> {
+        match self.config.architecture {
+            Architecture::Standard => arch::standard::encode(&self.params, x),
+            Architecture::TopK { k } => arch::topk::encode(&self.params, x, k),
+            Architecture::BatchTopK { .. } => arch::batchtopk::encode(&self.params, x),
+            Architecture::Gated => arch::gated::encode(&self.params, x),
+            Architecture::JumpRelu => arch::jumprelu::encode(&self.params, x),
+        }
+    }
+
+    /// `f @ W_dec + b_dec`.
+    pub fn decode(&self, feature_acts: Tensor<2>) -> Tensor<2> {
+        arch::decode(&self.params, feature_acts)
+    }
+
+    /// Encode then decode.
+    pub fn reconstruct(&self, x: Tensor<2>) -> Tensor<2> {
+        self.decode(self.encode(x))
+    }
+
+    /// Check that this SAE reads a hook of `d_in` wide activations named `hook_name`.
+    pub fn check_fits(&self, hook_name: &str, width: usize) -> Result<()> {
+        if self.config.d_in != width {
+            return Err(SaeplayError::SaeMismatch(format!(
+                "the SAE reads {} numbers per token, but `{hook_name}` in this model has {width}",
+                self.config.d_in
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,415 @@
+//! SAELens directories in and out: `cfg.json`, `sae_weights.safetensors` and optionally
+//! `sparsity.safetensors` (log10 feature density), plus our own `saeplay.json` beside them
+//! (training recipe, metrics, model identity), which SAELens ignores.
+//!
+//! Reading accepts SAELens 6 configs (`architecture`, `metadata.hook_name`, `k`) and older ones
+//! (`hook_point`, `activation_fn_str` / `activation_fn: topk` with `activation_fn_kwargs.k`).
+//! `apply_b_dec_to_input: false` is folded into the encoder bias so that the SAE computes the same
+//! features with our single formula. Writing gives what SAELens 6 loads unchanged; BatchTopK is
+//! written as JumpReLU with its threshold, as SAELens saves it for inference.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::arch::{B_DEC, B_ENC, B_GATE, B_MAG, R_MAG, W_ENC};
+use super::metrics::SaeMetrics;
+use super::train::SaeTrainingConfig;
+use super::{Architecture, Sae, SaeConfig};
+use crate::error::{Result, SaeplayError};
+use crate::model::HostTensor;
+use crate::model::weights::{read_f32_tensors, write_safetensors};
+
+pub const CFG_FILE: &str = "cfg.json";
+pub const WEIGHTS_FILE: &str = "sae_weights.safetensors";
+pub const SPARSITY_FILE: &str = "sparsity.safetensors";
+pub const SAEPLAY_FILE: &str = "saeplay.json";
+
+/// What we keep beside the SAELens files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Provenance {
+    /// The architecture it was trained as (BatchTopK is saved as JumpReLU).
+    #[serde(default)]
+    pub trained_as: Option<String>,
+    #[serde(default)]
+    pub recipe: Option<SaeTrainingConfig>,
+    #[serde(default)]
+    pub metrics: Option<SaeMetrics>,
+    /// The input scale used in training (already folded into the weights).
+    #[serde(default)]
+    pub input_scale: Option<f32>,
+    /// A short identifier (content hash) of the model the SAE was trained on.
+    #[serde(default)]
+    pub model_id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// The files of one SAE directory, as bytes (the page has no filesystem).
+#[derive(Debug, Clone, Default)]
+pub struct SaeFiles {
+    pub cfg: Vec<u8>,
+    pub weights: Vec<u8>,
+    pub sparsity: Option<Vec<u8>>,
+    pub saeplay: Option<Vec<u8>>,
+}
+
+/// An SAE read from files, on the host.
+#[derive(Debug, Clone)]
+pub struct HostSae {
+    pub config: SaeConfig,
+    pub weights: BTreeMap<String, HostTensor>,
+    /// log10 feature density, when the directory has it.
+    pub log_density: Option<Vec<f32>>,
+    pub provenance: Provenance,
+}
+
+impl HostSae {
+    pub fn upload(&self, device: &burn::tensor::Device) -> Result<Sae> {
+        Sae::from_host(self.config.clone(), &self.weights, device)
+    }
+}
+
+fn file_error(what: impl Into<String>) -> SaeplayError {
+    SaeplayError::SaeFile(what.into())
+}
+
+impl SaeFiles {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_dir(dir: &std::path::Path) -> Result<Self> {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name)).map_err(|e| {
+                SaeplayError::Io(format!("could not read {}: {e}", dir.join(name).display()))
+            })
+        };
+        let optional = |name: &str| std::fs::read(dir.join(name)).ok();
+        Ok(Self {
+            cfg: read(CFG_FILE)?,
+            weights: read(WEIGHTS_FILE)?,
+            sparsity: optional(SPARSITY_FILE),
+            saeplay: optional(SAEPLAY_FILE),
+        })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn write_dir(&self, dir: &std::path::Path) -> Result<()> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SaeplayError::Io(format!("could not create {}: {e}", dir.display())))?;
+        let write = |name: &str, bytes: &[u8]| {
+            std::fs::write(dir.join(name), bytes).map_err(|e| {
+                SaeplayError::Io(format!("could not write {}: {e}", dir.join(name).display()))
+            })
+        };
+        write(CFG_FILE, &self.cfg)?;
+        write(WEIGHTS_FILE, &self.weights)?;
+        if let Some(s) = &self.sparsity {
+            write(SPARSITY_FILE, s)?;
+        }
+        if let Some(s) = &self.saeplay {
+            write(SAEPLAY_FILE, s)?;
+        }
+        Ok(())
+    }
+
+    /// Parse and check the files.
+    pub fn parse(&self) -> Result<HostSae> {
+        let cfg: Value = serde_json::from_slice(&self.cfg)
+            .map_err(|e| file_error(format!("cfg.json is not valid JSON: {e}")))?;
+        let parsed = parse_cfg(&cfg)?;
+        let mut weights = read_f32_tensors(&self.weights)
+            .map_err(|e| file_error(format!("sae_weights.safetensors: {e}")))?;
+        let config = parsed.config;
+        if !parsed.apply_b_dec_to_input {
+            fold_b_dec_into_encoder(&config, &mut weights)?;
+        }
+        // Vectors may be stored as [1, n] by some writers.
+        for tensor in weights.values_mut() {
+            if tensor.shape.len() == 2 && tensor.shape[0] == 1 {
+                tensor.shape.remove(0);
+            }
+        }
+        for (name, shape) in config.parameter_shapes() {
+            match weights.get(name) {
+                None => {
+                    return Err(SaeplayError::MissingSaeTensor {
+                        name: name.to_string(),
+                        architecture: config.architecture.name(),
+                    });
+                }
+                Some(t) if t.shape != shape => {
+                    return Err(SaeplayError::TensorShape {
+                        name: name.to_string(),
+                        expected: shape,
+                        found: t.shape.clone(),
+                    });
+                }
+                Some(t) if t.values.iter().any(|v| !v.is_finite()) => {
+                    return Err(SaeplayError::NonFinite {
+                        name: name.to_string(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        let log_density = match &self.sparsity {
+            None => None,
+            Some(bytes) => {
+                let tensors = read_f32_tensors(bytes)
+                    .map_err(|e| file_error(format!("sparsity.safetensors: {e}")))?;
+                let t = tensors.get("sparsity").ok_or_else(|| {
+                    file_error("sparsity.safetensors lacks the tensor `sparsity`")
+                })?;
+                if t.values.len() != config.d_sae {
+                    return Err(file_error(format!(
+                        "sparsity.safetensors has {} values but the SAE has {} features",
+                        t.values.len(),
+                        config.d_sae
+                    )));
+                }
+                Some(t.values.clone())
+            }
+        };
+        let provenance = match &self.saeplay {
+            None => Provenance::default(),
+            Some(bytes) => serde_json::from_slice(bytes)
+                .map_err(|e| file_error(format!("saeplay.json is not valid: {e}")))?,
+        };
+        Ok(HostSae {
+            config,
+            weights,
+            log_density,
+            provenance,
+        })
+    }
+}
+
+struct ParsedCfg {
+    config: SaeConfig,
+    apply_b_dec_to_input: bool,
+}
+
+fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
+    let obj = cfg
+        .as_object()
+        .ok_or_else(|| file_error("cfg.json must be a JSON object"))?;
+    let metadata = obj.get("metadata").and_then(Value::as_object);
+    // A key from metadata (SAELens 6) or the top level (older configs).
+    let get = |key: &str| {
+        metadata
+            .and_then(|m| m.get(key))
+            .filter(|v| !v.is_null())
+            .or_else(|| obj.get(key).filter(|v| !v.is_null()))
+    };
+    let size = |key: &str| -> Result<usize> {
+        obj.get(key)
+            .and_then(Value::as_u64)
+            .filter(|&v| v > 0)
+            .map(|v| v as usize)
+            .ok_or_else(|| file_error(format!("cfg.json needs `{key}` as a whole number above 0")))
+    };
+    let d_in = size("d_in")?;
+    let d_sae = size("d_sae")?;
+    let hook_name = get("hook_name")
+        .or_else(|| get("hook_point"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| file_error("cfg.json names no hook (`hook_name` or `hook_point`)"))?
+        .to_string();
+    if let Some(head) = get("hook_head_index")
+        && !head.is_null()
+    {
+        return Err(file_error(format!(
+            "SAEs on a single attention head (hook_head_index {head}) are not supported"
+        )));
+    }
+    let model_name = get("model_name")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
+    let k_from = |v: Option<&Value>| v.and_then(Value::as_u64).map(|k| k as usize);
+    let kwargs_k = k_from(obj.get("activation_fn_kwargs").and_then(|kw| kw.get("k")));
+    let k = k_from(obj.get("k")).or(kwargs_k);
+    let activation = obj
+        .get("activation_fn_str")
+        .or_else(|| obj.get("activation_fn"))
+        .and_then(Value::as_str);
+    let architecture = match obj.get("architecture").and_then(Value::as_str) {
+        Some(name) => {
+            let name = if name == "standard" && activation == Some("topk") {
+                "topk"
+            } else {
+                name
+            };
+            Architecture::parse(name, k).map_err(|e| file_error(e.to_string()))?
+        }
+        None => match activation {
+            None | Some("relu") => Architecture::Standard,
+            Some("topk") => {
+                Architecture::parse("topk", k).map_err(|e| file_error(e.to_string()))?
+            }
+            Some(other) => {
+                return Err(file_error(format!("unknown activation function `{other}`")));
+            }
+        },
+    };
+    match obj.get("normalize_activations").and_then(Value::as_str) {
+        None | Some("none") | Some("expected_average_only_in") => {}
+        Some(other) => {
+            return Err(file_error(format!(
+                "input normalisation `{other}` is not supported (use none)"
+            )));
+        }
+    }
+    let apply_b_dec_to_input = obj
+        .get("apply_b_dec_to_input")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let config = SaeConfig {
+        architecture,
+        d_in,
+        d_sae,
+        hook_name,
+        model_name,
+    };
+    config.validate()?;
+    Ok(ParsedCfg {
+        config,
+        apply_b_dec_to_input,
+    })
+}
+
+/// With `apply_b_dec_to_input: false` the encoder reads `x` rather than `x - b_dec`; adding
+/// `b_dec @ W_enc` (rescaled for the magnitude path) to the encoder biases gives the same
+/// pre-activations from `x - b_dec`.
+fn fold_b_dec_into_encoder(
+    config: &SaeConfig,
+    weights: &mut BTreeMap<String, HostTensor>,
+) -> Result<()> {
+    let (d_in, d_sae) = (config.d_in, config.d_sae);
+    let get = |weights: &BTreeMap<String, HostTensor>, name: &str| {
+        weights
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SaeplayError::MissingSaeTensor {
+                name: name.to_string(),
+                architecture: config.architecture.name(),
+            })
+    };
+    let w_enc = get(weights, W_ENC)?;
+    let b_dec = get(weights, B_DEC)?;
+    if w_enc.values.len() != d_in * d_sae || b_dec.values.len() != d_in {
+        return Err(file_error(
+            "W_enc or b_dec has the wrong size for d_in and d_sae",
+        ));
+    }
+    let project = |scale: &dyn Fn(usize) -> f32| -> Vec<f32> {
+        (0..d_sae)
+            .map(|i| {
+                (0..d_in)
+                    .map(|j| b_dec.values[j] * w_enc.values[j * d_sae + i])
+                    .sum::<f32>()
+                    * scale(i)
+            })
+            .collect()
+    };
+    let add_to =
+        |weights: &mut BTreeMap<String, HostTensor>, name: &str, delta: &[f32]| -> Result<()> {
+            let t = weights
+                .get_mut(name)
+                .ok_or_else(|| SaeplayError::MissingSaeTensor {
+                    name: name.to_string(),
+                    architecture: config.architecture.name(),
+                })?;
+            if t.values.len() != delta.len() {
+                return Err(file_error(format!("`{name}` has the wrong size")));
+            }
+            t.values.iter_mut().zip(delta).for_each(|(v, d)| *v += d);
+            Ok(())
+        };
+    match config.architecture {
+        Architecture::Gated => {
+            let plain = project(&|_| 1.0);
+            add_to(weights, B_GATE, &plain)?;
+            let r_mag = get(weights, R_MAG)?;
+            let mag = project(&|i| r_mag.values.get(i).copied().unwrap_or(0.0).exp());
+            add_to(weights, B_MAG, &mag)?;
+        }
+        _ => {
+            let delta = project(&|_| 1.0);
+            add_to(weights, B_ENC, &delta)?;
+        }
+    }
+    Ok(())
+}
+
+/// Write an SAE as a SAELens 6 directory, with log10 densities and our provenance.
+pub async fn write_sae(
+    sae: &Sae,
+    log_density: Option<&[f32]>,
+    provenance: &Provenance,
+    context_size: Option<usize>,
+) -> Result<SaeFiles> {
+    let config = &sae.config;
+    let host = sae.to_host().await?;
+    // SAELens loads BatchTopK for inference as JumpReLU with the threshold.
+    let (architecture, trained_as) = match config.architecture {
+        Architecture::BatchTopK { .. } => ("jumprelu", Some("batchtopk".to_string())),
+        other => (other.name(), provenance.trained_as.clone()),
+    };
+    let mut cfg = json!({
+        "architecture": architecture,
+        "d_in": config.d_in,
+        "d_sae": config.d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": true,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {
+            "model_name": config.model_name,
+            "hook_name": config.hook_name,
+            "hook_head_index": null,
+            "prepend_bos": true,
+            "context_size": context_size,
+            "dataset_path": "saeplay/tinytales",
+            "model_class_name": "HookedTransformer",
+            "sae_lens_training_version": null,
+        },
+    });
+    if let Architecture::TopK { k } = config.architecture {
+        cfg["k"] = json!(k);
+    }
+    let named: Vec<(&str, &[usize], &[f32])> = host
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.shape.as_slice(), t.values.as_slice()))
+        .collect();
+    let weights = write_safetensors(named.into_iter());
+    let sparsity = log_density.map(|values| {
+        let shape = [values.len()];
+        write_safetensors([("sparsity", &shape[..], values)].into_iter())
+    });
+    let mut provenance = provenance.clone();
+    provenance.trained_as = trained_as.or(Some(config.architecture.name().to_string()));
+    if let Some(metrics) = &mut provenance.metrics {
+        metrics.feature_density.clear(); // kept in sparsity.safetensors
+    }
+    Ok(SaeFiles {
+        cfg: json_bytes(&cfg)?,
+        weights,
+        sparsity,
+        saeplay: Some(json_bytes(&provenance)?),
+    })
+}
+
+fn json_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value)
+        .map_err(|e| SaeplayError::Io(format!("could not write JSON: {e}")))
+}
+
+/// log10 of feature densities, with SAELens's floor for dead features.
+pub fn log10_densities(density: &[f64]) -> Vec<f32> {
+    density
+        .iter()
+        .map(|&d| (d + 1e-10).log10() as f32)
+        .collect()
+}

@@ -1,0 +1,208 @@
+//! Top-k selection masks for TopK and BatchTopK SAEs.
+//!
+//! burn's sorting top-k reads back synchronously and panics on WebGPU in wasm (burn issue 5110),
+//! so two selections are offered, both giving a 0/1 float mask of the pre-activation's shape:
+//!
+//! - [`topk_mask_by_bisection`]: pure tensor ops, no read-back, safe everywhere (WebGPU, inside a
+//!   hook function, in wasm). It finds each row's k-th largest value by bisecting on a threshold:
+//!   30 halvings of the row's range. Exactly k entries are kept unless values tie to within
+//!   2^-30 of the row's range, in which case all the tied values are kept.
+//! - [`topk_mask_on_host`]: reads the values back and selects with `select_nth_unstable` (exact,
+//!   ties broken by the lower index); much faster on the CPU backends, where a read costs a copy.
+
+use burn::tensor::{Device, Tensor};
+
+use crate::backend::{float_tensor, read_f32};
+use crate::error::Result;
+
+/// Halvings of the search interval in [`topk_mask_by_bisection`].
+const BISECTION_STEPS: usize = 30;
+
+/// How a trainer picks top-k masks on its device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Read back and select on the host (CPU backends).
+    Host,
+    /// Bisection in tensor ops (GPU backends).
+    Bisection,
+}
+
+impl Selection {
+    /// Host selection on the CPU backends, bisection elsewhere.
+    pub fn for_device(device: &Device) -> Self {
+        use burn::backend::DispatchDevice;
+        match device.as_dispatch() {
+            DispatchDevice::NdArray(_) | DispatchDevice::Flex(_) => Selection::Host,
+            _ => Selection::Bisection,
+        }
+    }
+}
+
+/// Whether selection runs per row (TopK) or over the whole batch (BatchTopK, k x rows in all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    PerRow,
+    WholeBatch,
+}
+
+/// 0/1 mask of the `k` largest entries of each row of `values` `[rows, n]` (or of the `k * rows`
+/// largest of the whole tensor for [`Scope::WholeBatch`]), by bisection. No read-back.
+pub fn topk_mask_by_bisection(values: Tensor<2>, k: usize, scope: Scope) -> Tensor<2> {
+    let [rows, n] = values.dims();
+    if k >= n {
+        return values.ones_like();
+    }
+    if k == 0 {
+        return values.zeros_like();
+    }
+    // Work on a [groups, m] view: one group per row, or one group for the whole batch.
+    let (grouped, target) = match scope {
+        Scope::PerRow => (values.clone(), k as f32),
+        Scope::WholeBatch => (values.clone().reshape([1, rows * n]), (k * rows) as f32),
+    };
+    // Invariant: count(x >= lo) >= target and count(x >= hi) < target.
+    let mut lo = grouped.clone().min_dim(1);
+    let max = grouped.clone().max_dim(1);
+    let span = (max.clone() - lo.clone()).clamp_min(f32::MIN_POSITIVE);
+    let mut hi = max + span * 1e-6 + 1e-30;
+    for _ in 0..BISECTION_STEPS {
+        let mid = (lo.clone() + hi.clone()) * 0.5;
+        let count = grouped
+            .clone()
+            .greater_equal(mid.clone())
+            .float()
+            .sum_dim(1);
+        let enough = count.greater_equal_elem(target);
+        lo = lo.mask_where(enough.clone(), mid.clone());
+        hi = mid.mask_where(enough, hi);
+    }
+    let mask = grouped.greater_equal(lo).float();
+    mask.reshape([rows, n])
+}
+
+/// 0/1 mask of the `k` largest entries per row (or `k * rows` in the whole batch), selected on
+/// the host. Exact; ties go to the lower index.
+pub async fn topk_mask_on_host(values: Tensor<2>, k: usize, scope: Scope) -> Result<Tensor<2>> {
+    let [rows, n] = values.dims();
+    let device = values.device();
+    let host = read_f32(values).await?;
+    Ok(float_tensor(
+        host_topk_mask(&host, rows, n, k, scope),
+        [rows, n],
+        &device,
+    ))
+}
+
+/// The host selection itself on a row-major `[rows, n]` slice.
+pub fn host_topk_mask(values: &[f32], rows: usize, n: usize, k: usize, scope: Scope) -> Vec<f32> {
+    let mut mask = vec![0.0f32; rows * n];
+    let (groups, width, keep) = match scope {
+        Scope::PerRow => (rows, n, k.min(n)),
+        Scope::WholeBatch => (1, rows * n, (k * rows).min(rows * n)),
+    };
+    if keep == 0 {
+        return mask;
+    }
+    let mut order: Vec<u32> = Vec::with_capacity(width);
+    for g in 0..groups {
+        let group = &values[g * width..(g + 1) * width];
+        let out = &mut mask[g * width..(g + 1) * width];
+        if keep == width {
+            out.fill(1.0);
+            continue;
+        }
+        order.clear();
+        order.extend(0..width as u32);
+        // Larger first; NaN counts as smallest; ties by lower index.
+        let rank = |a: &u32, b: &u32| {
+            let (va, vb) = (group[*a as usize], group[*b as usize]);
+            let va = if va.is_nan() { f32::NEG_INFINITY } else { va };
+            let vb = if vb.is_nan() { f32::NEG_INFINITY } else { vb };
+            vb.total_cmp(&va).then(a.cmp(b))
+        };
+        order.select_nth_unstable_by(keep - 1, rank);
+        for &i in &order[..keep] {
+            out[i as usize] = 1.0;
+        }
+    }
+    mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{block_on, cpu_device};
+    use crate::rng::SplitMix64;
+
+    fn random(rows: usize, n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = SplitMix64::new(seed);
+        (0..rows * n)
+            .map(|_| rng.uniform() as f32 * 4.0 - 2.0)
+            .collect()
+    }
+
+    /// Reference: sort each row.
+    fn sorted_mask(values: &[f32], rows: usize, n: usize, k: usize) -> Vec<f32> {
+        let mut mask = vec![0.0; rows * n];
+        for r in 0..rows {
+            let mut idx: Vec<usize> = (0..n).collect();
+            idx.sort_by(|&a, &b| values[r * n + b].total_cmp(&values[r * n + a]));
+            for &i in &idx[..k] {
+                mask[r * n + i] = 1.0;
+            }
+        }
+        mask
+    }
+
+    #[test]
+    fn host_selection_equals_sorting() {
+        let (rows, n) = (7, 50);
+        let values = random(rows, n, 3);
+        for k in [1, 5, 49] {
+            assert_eq!(
+                host_topk_mask(&values, rows, n, k, Scope::PerRow),
+                sorted_mask(&values, rows, n, k)
+            );
+        }
+        let whole = host_topk_mask(&values, rows, n, 4, Scope::WholeBatch);
+        assert_eq!(whole, sorted_mask(&values, 1, rows * n, 4 * rows));
+    }
+
+    #[test]
+    fn bisection_equals_host_selection() {
+        let device = cpu_device();
+        let (rows, n) = (9, 64);
+        let values = random(rows, n, 11);
+        for (k, scope) in [
+            (1, Scope::PerRow),
+            (8, Scope::PerRow),
+            (63, Scope::PerRow),
+            (3, Scope::WholeBatch),
+        ] {
+            let tensor = float_tensor(values.clone(), [rows, n], &device);
+            let got = block_on(read_f32(topk_mask_by_bisection(tensor, k, scope))).unwrap();
+            assert_eq!(got, host_topk_mask(&values, rows, n, k, scope), "k {k}");
+        }
+    }
+
+    #[test]
+    fn bisection_handles_constant_rows_and_extremes() {
+        let device = cpu_device();
+        let tensor = float_tensor(vec![1.0; 8], [2, 4], &device);
+        // All tied: every tied value is kept (documented).
+        let got = block_on(read_f32(topk_mask_by_bisection(
+            tensor.clone(),
+            2,
+            Scope::PerRow,
+        )));
+        assert_eq!(got.unwrap(), vec![1.0; 8]);
+        let all = block_on(read_f32(topk_mask_by_bisection(
+            tensor.clone(),
+            4,
+            Scope::PerRow,
+        )));
+        assert_eq!(all.unwrap(), vec![1.0; 8]);
+        let none = block_on(read_f32(topk_mask_by_bisection(tensor, 0, Scope::PerRow)));
+        assert_eq!(none.unwrap(), vec![0.0; 8]);
+    }
+}

@@ -1,0 +1,167 @@
+//! Interventions at an SAE's hook, as patches for a forward pass or a generation.
+//!
+//! - add: `x + strength * W_dec[i]` (steering; no encoding needed);
+//! - clamp: set feature i to a value while keeping the SAE's reconstruction error. Since
+//!   `x = x_hat + error` and `x_hat` is linear in the features, this is
+//!   `x + (value - f_i(x)) * W_dec[i]` (the "Golden Gate" method);
+//! - ablate: clamp to zero;
+//! - splice: replace `x` by the SAE's reconstruction (the error is dropped).
+//!
+//! Several interventions combine in one patch; clamps and ablations all read the features of the
+//! unpatched activation.
+
+use std::sync::Arc;
+
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::Sae;
+use super::arch::W_DEC;
+use crate::backend::{float_tensor, int_tensor};
+use crate::error::{Result, SaeplayError};
+use crate::model::{HookContext, PatchOp};
+
+/// What to do to one feature.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum InterventionMode {
+    Add { strength: f32 },
+    Clamp { value: f32 },
+    Ablate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Intervention {
+    pub feature: usize,
+    #[serde(flatten)]
+    pub mode: InterventionMode,
+}
+
+impl Intervention {
+    /// Parse `FEATURE:STRENGTH` (add), `FEATURE=VALUE` (clamp) or `FEATURE` with `ablate`.
+    pub fn parse(text: &str, mode: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            SaeplayError::InvalidSetting(format!("`{text}` is not a valid intervention: {why}"))
+        };
+        let number = |s: &str, what: &str| -> Result<f32> {
+            let v: f32 = s
+                .trim()
+                .parse()
+                .map_err(|_| bad(&format!("{what} `{s}` is not a number")))?;
+            if v.is_finite() {
+                Ok(v)
+            } else {
+                Err(bad(&format!("{what} must be finite")))
+            }
+        };
+        let feature = |s: &str| -> Result<usize> {
+            s.trim()
+                .parse()
+                .map_err(|_| bad(&format!("feature `{s}` is not a whole number")))
+        };
+        match mode {
+            "add" => {
+                let (f, s) = text
+                    .split_once(':')
+                    .ok_or_else(|| bad("write FEATURE:STRENGTH, e.g. 12:4"))?;
+                Ok(Self {
+                    feature: feature(f)?,
+                    mode: InterventionMode::Add {
+                        strength: number(s, "strength")?,
+                    },
+                })
+            }
+            "clamp" => {
+                let (f, v) = text
+                    .split_once(':')
+                    .or_else(|| text.split_once('='))
+                    .ok_or_else(|| bad("write FEATURE:VALUE, e.g. 12:8"))?;
+                Ok(Self {
+                    feature: feature(f)?,
+                    mode: InterventionMode::Clamp {
+                        value: number(v, "value")?,
+                    },
+                })
+            }
+            "ablate" => Ok(Self {
+                feature: feature(text)?,
+                mode: InterventionMode::Ablate,
+            }),
+            other => Err(SaeplayError::InvalidSetting(format!(
+                "unknown intervention `{other}`: use add, clamp or ablate"
+            ))),
+        }
+    }
+}
+
+/// One patch that applies all `interventions` at the SAE's hook.
+pub fn intervention_patch(sae: &Sae, interventions: &[Intervention]) -> Result<PatchOp> {
+    let d_sae = sae.config.d_sae;
+    let d_in = sae.config.d_in;
+    for i in interventions {
+        if i.feature >= d_sae {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "feature {} does not exist: this SAE has features 0 to {}",
+                i.feature,
+                d_sae - 1
+            )));
+        }
+        let value = match i.mode {
+            InterventionMode::Add { strength } => strength,
+            InterventionMode::Clamp { value } => value,
+            InterventionMode::Ablate => 0.0,
+        };
+        if !value.is_finite() {
+            return Err(SaeplayError::InvalidSetting(
+                "intervention strengths and values must be finite numbers".into(),
+            ));
+        }
+    }
+    let device = sae.device().clone();
+    let w_dec = sae.param(W_DEC);
+    // Additions fold into one constant vector.
+    let mut add = vec![0.0f32; d_sae];
+    let mut clamp_features = Vec::new();
+    let mut clamp_values = Vec::new();
+    for i in interventions {
+        match i.mode {
+            InterventionMode::Add { strength } => add[i.feature] += strength,
+            InterventionMode::Clamp { value } => {
+                clamp_features.push(i.feature as i64);
+                clamp_values.push(value);
+            }
+            InterventionMode::Ablate => {
+                clamp_features.push(i.feature as i64);
+                clamp_values.push(0.0);
+            }
+        }
+    }
+    let added = float_tensor(add, [1, d_sae], &device)
+        .matmul(w_dec.clone())
+        .reshape([1, 1, d_in]);
+    if clamp_features.is_empty() {
+        return Ok(PatchOp::Add(added));
+    }
+    let m = clamp_features.len();
+    let index = int_tensor(clamp_features, [m], &device);
+    let directions = w_dec.select(0, index.clone()); // [m, d_in]
+    let targets = float_tensor(clamp_values, [1, m], &device);
+    let sae = sae.clone();
+    Ok(PatchOp::Map(Arc::new(
+        move |activation: Tensor<3>, _: HookContext| {
+            let [b, t, d] = activation.dims();
+            let flat = activation.reshape([b * t, d]);
+            let current = sae.encode(flat.clone()).select(1, index.clone()); // [n, m]
+            let delta = (targets.clone() - current).matmul(directions.clone());
+            (flat + delta).reshape([b, t, d]) + added.clone()
+        },
+    )))
+}
+
+/// A patch that splices the SAE's reconstruction in at every position.
+pub fn splice_patch(sae: &Sae) -> PatchOp {
+    let sae = sae.clone();
+    PatchOp::Map(Arc::new(move |activation: Tensor<3>, _: HookContext| {
+        super::metrics::reconstruct_3d(&sae, activation)
+    }))
+}

@@ -1,0 +1,861 @@
+//! Training an SAE on batches of activations.
+//!
+//! The recipe ([`SaeTrainingConfig`]) is everything needed to train the same SAE again: it is
+//! saved beside the SAE and carried by shared links. The trainer works one step at a time
+//! ([`SaeTrainer::train_step`]), so the page can drive it between frames; [`run`] drives it with a
+//! progress callback that can pause or stop.
+//!
+//! Inputs are scaled by a factor `s` so that their mean norm is `sqrt(d_in)` (SAELens's
+//! `expected_average_only_in`); the SAE the trainer hands out has `s` folded into its weights
+//! (`W_enc * s`, `W_dec / s`, `b_dec / s`), so it reads and writes the model's own scale.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::arch::{
+    self, B_DEC, B_ENC, B_GATE, B_MAG, Params, R_MAG, THRESHOLD, TrainingContext, TrainingForward,
+    W_DEC, W_ENC,
+};
+use super::select::Selection;
+use super::stats::geometric_median;
+use super::store::Corpus;
+use super::{Architecture, Sae, SaeConfig};
+use crate::backend::{float_tensor, read_f32};
+use crate::error::{Result, SaeplayError};
+use crate::model::weights::write_safetensors;
+use crate::rng::SplitMix64;
+
+/// The learning rate after warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    Constant,
+    /// Cosine decay to `lr_end_fraction` of the peak.
+    Cosine,
+}
+
+/// How `b_dec` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderBiasInit {
+    Zeros,
+    /// The mean of the first batch.
+    Mean,
+    /// The geometric median of the first batch (robust to outlier tokens).
+    GeometricMedian,
+}
+
+/// A training recipe: the SAE's shape, the data, and the optimisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SaeTrainingConfig {
+    #[serde(flatten)]
+    pub architecture: Architecture,
+    /// TransformerLens hook name the SAE reads.
+    pub hook_name: String,
+    /// `d_sae = d_in * expansion_factor`.
+    pub expansion_factor: usize,
+    pub corpus: Corpus,
+    /// Tokens per window, BOS included.
+    pub context: usize,
+    pub skip_special_tokens: bool,
+    /// Activation vectors to train on; steps = training_tokens / batch_size.
+    pub training_tokens: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub lr_warmup_steps: usize,
+    pub lr_schedule: LrSchedule,
+    pub lr_end_fraction: f64,
+    /// L1 coefficient (Standard, Gated) or L0 coefficient (JumpReLU); unused by TopK/BatchTopK.
+    pub sparsity_coefficient: f64,
+    pub sparsity_warmup_steps: usize,
+    /// AuxK coefficient (TopK, BatchTopK).
+    pub aux_coefficient: f64,
+    /// A latent that has not fired for this many training vectors counts as dead.
+    pub dead_window_tokens: usize,
+    pub b_dec_init: DecoderBiasInit,
+    /// Initial norm of each decoder row (`W_enc` starts as `W_dec` transposed).
+    pub decoder_init_norm: f64,
+    pub jumprelu_init_threshold: f64,
+    pub jumprelu_bandwidth: f64,
+    /// BatchTopK: rate of the running average that becomes the inference threshold.
+    pub batchtopk_threshold_rate: f64,
+    /// Scale inputs to mean norm sqrt(d_in) during training (folded into the weights after).
+    pub normalize_activations: bool,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub seed: u64,
+}
+
+impl Default for SaeTrainingConfig {
+    fn default() -> Self {
+        Self {
+            architecture: Architecture::TopK { k: 16 },
+            hook_name: "blocks.2.hook_resid_pre".into(),
+            expansion_factor: 8,
+            corpus: Corpus::TinyTales { seed: 1 },
+            context: 128,
+            skip_special_tokens: true,
+            training_tokens: 1_000_000,
+            batch_size: 4096,
+            learning_rate: 1e-3,
+            lr_warmup_steps: 20,
+            lr_schedule: LrSchedule::Cosine,
+            lr_end_fraction: 0.1,
+            sparsity_coefficient: 5.0,
+            sparsity_warmup_steps: 50,
+            aux_coefficient: 1.0 / 32.0,
+            dead_window_tokens: 200_000,
+            b_dec_init: DecoderBiasInit::GeometricMedian,
+            decoder_init_norm: 0.1,
+            jumprelu_init_threshold: 0.001,
+            jumprelu_bandwidth: 0.001,
+            batchtopk_threshold_rate: 0.01,
+            normalize_activations: true,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            seed: 1,
+        }
+    }
+}
+
+impl SaeTrainingConfig {
+    pub fn steps(&self) -> usize {
+        self.training_tokens / self.batch_size.max(1)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(SaeplayError::InvalidSetting(what));
+        if self.batch_size == 0 {
+            return bad("the batch size must be at least 1".into());
+        }
+        if self.expansion_factor == 0 {
+            return bad("the expansion factor must be at least 1".into());
+        }
+        if self.steps() == 0 {
+            return bad(format!(
+                "{} training tokens make no step at batch size {}: train on more tokens",
+                self.training_tokens, self.batch_size
+            ));
+        }
+        for (name, value) in [
+            ("learning rate", self.learning_rate),
+            ("sparsity coefficient", self.sparsity_coefficient),
+            ("aux coefficient", self.aux_coefficient),
+            ("decoder init norm", self.decoder_init_norm),
+            ("JumpReLU bandwidth", self.jumprelu_bandwidth),
+            ("JumpReLU initial threshold", self.jumprelu_init_threshold),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return bad(format!(
+                    "the {name} must be a finite number >= 0 (got {value})"
+                ));
+            }
+        }
+        if self.learning_rate == 0.0 {
+            return bad("the learning rate must be above 0".into());
+        }
+        if matches!(self.architecture, Architecture::JumpRelu)
+            && (self.jumprelu_bandwidth == 0.0 || self.jumprelu_init_threshold == 0.0)
+        {
+            return bad("JumpReLU needs a bandwidth and an initial threshold above 0".into());
+        }
+        if !(0.0..=1.0).contains(&self.lr_end_fraction) {
+            return bad("the final learning-rate fraction must be between 0 and 1".into());
+        }
+        if !(0.0..1.0).contains(&self.adam_beta1) || !(0.0..1.0).contains(&self.adam_beta2) {
+            return bad("Adam's betas must be in [0, 1)".into());
+        }
+        Ok(())
+    }
+
+    /// The learning rate at a step: linear warm-up, then constant or cosine decay.
+    pub fn learning_rate_at(&self, step: usize) -> f64 {
+        let peak = self.learning_rate;
+        if step < self.lr_warmup_steps {
+            return peak * (step + 1) as f64 / self.lr_warmup_steps as f64;
+        }
+        match self.lr_schedule {
+            LrSchedule::Constant => peak,
+            LrSchedule::Cosine => {
+                let total = self.steps().saturating_sub(self.lr_warmup_steps).max(1);
+                let done = (step - self.lr_warmup_steps).min(total) as f64 / total as f64;
+                let end = peak * self.lr_end_fraction;
+                end + (peak - end) * 0.5 * (1.0 + (std::f64::consts::PI * done).cos())
+            }
+        }
+    }
+
+    /// The sparsity coefficient at a step, after its linear warm-up.
+    pub fn sparsity_coefficient_at(&self, step: usize) -> f64 {
+        if step >= self.sparsity_warmup_steps {
+            self.sparsity_coefficient
+        } else {
+            self.sparsity_coefficient * (step + 1) as f64 / self.sparsity_warmup_steps as f64
+        }
+    }
+}
+
+/// One step's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStats {
+    pub step: usize,
+    pub loss: f32,
+    /// Each loss term by SAELens's name (`mse_loss`, `l1_loss`, `auxk_loss`, ...).
+    pub terms: Vec<(String, f32)>,
+    /// Mean active latents per vector.
+    pub l0: f32,
+    /// `1 - SSE / SST` on this batch (variance about the batch mean).
+    pub explained_variance: f32,
+    /// Latents that have not fired within the dead window.
+    pub dead_fraction: f32,
+    pub learning_rate: f64,
+    pub sparsity_coefficient: f64,
+    pub tokens_seen: usize,
+}
+
+/// Trains one SAE.
+pub struct SaeTrainer {
+    pub config: SaeTrainingConfig,
+    pub sae_config: SaeConfig,
+    /// Autodiff device the parameters live on, and the plain device under it.
+    device: Device,
+    inner_device: Device,
+    params: Params,
+    first_moments: Params,
+    second_moments: Params,
+    selection: Selection,
+    /// Inputs are multiplied by this before the SAE sees them.
+    pub input_scale: f32,
+    pub step: usize,
+    pub tokens_seen: usize,
+    /// Training vectors since each latent last fired.
+    since_fired: Vec<usize>,
+    /// BatchTopK's running inference threshold (in the scaled space).
+    batchtopk_threshold: Option<f64>,
+}
+
+impl SaeTrainer {
+    /// A fresh SAE for activations of width `d_in`; `first_batch` (row-major, at least one row)
+    /// sets the input scale and `b_dec`.
+    pub fn new(
+        config: SaeTrainingConfig,
+        d_in: usize,
+        model_name: &str,
+        first_batch: &[f32],
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let sae_config = SaeConfig {
+            architecture: config.architecture,
+            d_in,
+            d_sae: d_in * config.expansion_factor,
+            hook_name: config.hook_name.clone(),
+            model_name: model_name.to_string(),
+        };
+        sae_config.validate()?;
+        if first_batch.is_empty() || !first_batch.len().is_multiple_of(d_in) {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "the first batch must be whole rows of {d_in} numbers"
+            )));
+        }
+        if first_batch.iter().any(|v| !v.is_finite()) {
+            return Err(SaeplayError::InvalidSetting(
+                "the activations hold values that are not finite".into(),
+            ));
+        }
+        let rows = first_batch.len() / d_in;
+        let input_scale = if config.normalize_activations {
+            let mean_norm = first_batch
+                .chunks_exact(d_in)
+                .map(|r| r.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt())
+                .sum::<f64>()
+                / rows as f64;
+            if mean_norm > 0.0 {
+                ((d_in as f64).sqrt() / mean_norm) as f32
+            } else {
+                1.0
+            }
+        } else {
+            1.0
+        };
+        let scaled: Vec<f32> = first_batch.iter().map(|v| v * input_scale).collect();
+        let host = initial_params(&config, &sae_config, &scaled, rows)?;
+        let inner_device = device.clone();
+        let device = device.clone().autodiff();
+        let mut params = Params::new();
+        let mut first_moments = Params::new();
+        let mut second_moments = Params::new();
+        for (name, (shape, values)) in host {
+            let tensor = float_tensor(values, shape, &inner_device);
+            first_moments.insert(name, tensor.zeros_like());
+            second_moments.insert(name, tensor.zeros_like());
+            params.insert(name, Tensor::from_inner(tensor).require_grad());
+        }
+        let batchtopk_threshold =
+            matches!(config.architecture, Architecture::BatchTopK { .. }).then_some(0.0);
+        Ok(Self {
+            selection: Selection::for_device(&inner_device),
+            since_fired: vec![0; sae_config.d_sae],
+            sae_config,
+            config,
+            device,
+            inner_device,
+            params,
+            first_moments,
+            second_moments,
+            input_scale,
+            step: 0,
+            tokens_seen: 0,
+            batchtopk_threshold,
+        })
+    }
+
+    pub fn total_steps(&self) -> usize {
+        self.config.steps()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.step >= self.total_steps()
+    }
+
+    fn dead_row(&self) -> (Vec<f32>, usize) {
+        let window = self.config.dead_window_tokens;
+        let row: Vec<f32> = self
+            .since_fired
+            .iter()
+            .map(|&n| if n >= window { 1.0 } else { 0.0 })
+            .collect();
+        let count = row.iter().filter(|&&v| v > 0.0).count();
+        (row, count)
+    }
+
+    /// One Adam step on `batch` (row-major `[n, d_in]`, at the model's scale). If the loss or
+    /// the update is not finite, nothing changes and [`SaeplayError::Diverged`] is returned.
+    pub async fn train_step(&mut self, batch: &[f32]) -> Result<StepStats> {
+        let d_in = self.sae_config.d_in;
+        let d_sae = self.sae_config.d_sae;
+        if batch.is_empty() || !batch.len().is_multiple_of(d_in) {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "a batch must be whole rows of {d_in} numbers"
+            )));
+        }
+        let rows = batch.len() / d_in;
+        let scale = self.input_scale;
+        let x = float_tensor(
+            batch.iter().map(|v| v * scale).collect(),
+            [rows, d_in],
+            &self.device,
+        );
+        let (dead_row, dead_count) = self.dead_row();
+        let needs_dead = matches!(
+            self.config.architecture,
+            Architecture::TopK { .. } | Architecture::BatchTopK { .. }
+        );
+        let context = TrainingContext {
+            selection: self.selection,
+            sparsity_coefficient: self.config.sparsity_coefficient_at(self.step),
+            aux_coefficient: self.config.aux_coefficient,
+            dead: (needs_dead && dead_count > 0)
+                .then(|| (float_tensor(dead_row, [1, d_sae], &self.device), dead_count)),
+            bandwidth: self.config.jumprelu_bandwidth,
+        };
+        let forward = self.training_forward(x.clone(), &context).await?;
+        let TrainingForward {
+            feature_acts,
+            x_hat,
+            loss,
+            terms,
+            smallest_kept,
+        } = forward;
+        let grads = loss.backward();
+
+        // Everything the host needs, in one read: loss, terms, L0 sum, SSE, SST, smallest kept,
+        // then how often each latent fired.
+        let x_inner = x.inner();
+        let acts_inner = feature_acts.inner();
+        let err = (x_inner.clone() - x_hat.inner()).powi_scalar(2).sum();
+        let centred = x_inner.clone() - x_inner.mean_dim(0);
+        let total = centred.powi_scalar(2).sum();
+        let active = acts_inner.greater_elem(0.0).float();
+        let l0_sum = active.clone().sum();
+        let fired = active.sum_dim(0).reshape([d_sae]);
+        let mut scalars = vec![loss.inner()];
+        scalars.extend(terms.iter().map(|(_, t)| t.clone().inner()));
+        scalars.extend([l0_sum, err, total]);
+        scalars.push(match &smallest_kept {
+            Some(t) => t.clone().inner(),
+            None => Tensor::zeros([1], &self.inner_device),
+        });
+        let n_scalars = scalars.len();
+        scalars.push(fired);
+        let host = read_f32(Tensor::cat(scalars, 0)).await?;
+        let (values, fired) = host.split_at(n_scalars);
+        let loss_value = values[0];
+        if !loss_value.is_finite() {
+            return Err(SaeplayError::Diverged {
+                step: self.step,
+                what: "the loss".into(),
+            });
+        }
+        let term_values = &values[1..1 + terms.len()];
+        let [l0_sum, sse, sst, smallest] = values[1 + terms.len()..] else {
+            unreachable!("four figures follow the terms")
+        };
+
+        // Adam, into new tensors first: the old ones stay if anything is not finite.
+        let lr = self.config.learning_rate_at(self.step);
+        let t = (self.step + 1) as i32;
+        let (b1, b2) = (self.config.adam_beta1, self.config.adam_beta2);
+        let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        let mut updated = Vec::new();
+        let mut check: Option<Tensor<1>> = None;
+        for (&name, param) in &self.params {
+            let Some(grad) = param.grad(&grads) else {
+                continue;
+            };
+            let m = self.first_moments[name].clone() * b1 + grad.clone() * (1.0 - b1);
+            let v = self.second_moments[name].clone() * b2 + grad.powi_scalar(2) * (1.0 - b2);
+            let step = (m.clone() / c1) / ((v.clone() / c2).sqrt() + 1e-8);
+            let mut new = param.clone().inner() - step * lr;
+            if name == THRESHOLD {
+                new = new.clamp_min(0.0);
+            }
+            let sum = new.clone().sum();
+            check = Some(match check {
+                Some(acc) => acc + sum,
+                None => sum,
+            });
+            updated.push((name, new, m, v));
+        }
+        if let Some(check) = check
+            && !read_f32(check).await?[0].is_finite()
+        {
+            return Err(SaeplayError::Diverged {
+                step: self.step,
+                what: "a parameter update".into(),
+            });
+        }
+        for (name, new, m, v) in updated {
+            self.params
+                .insert(name, Tensor::from_inner(new).require_grad());
+            self.first_moments.insert(name, m);
+            self.second_moments.insert(name, v);
+        }
+
+        for (since, &count) in self.since_fired.iter_mut().zip(fired) {
+            *since = if count > 0.0 { 0 } else { *since + rows };
+        }
+        if let Some(threshold) = &mut self.batchtopk_threshold
+            && smallest < 1e29
+        {
+            let rate = self.config.batchtopk_threshold_rate;
+            *threshold = if self.step == 0 {
+                f64::from(smallest)
+            } else {
+                (1.0 - rate) * *threshold + rate * f64::from(smallest)
+            };
+        }
+        let stats = StepStats {
+            step: self.step,
+            loss: loss_value,
+            terms: terms
+                .iter()
+                .zip(term_values)
+                .map(|((name, _), &v)| (name.to_string(), v))
+                .collect(),
+            l0: l0_sum / rows as f32,
+            explained_variance: if sst > 0.0 { 1.0 - sse / sst } else { 0.0 },
+            dead_fraction: self.dead_row().1 as f32 / d_sae as f32,
+            learning_rate: lr,
+            sparsity_coefficient: context.sparsity_coefficient,
+            tokens_seen: self.tokens_seen + rows,
+        };
+        self.step += 1;
+        self.tokens_seen += rows;
+        Ok(stats)
+    }
+
+    async fn training_forward(
+        &self,
+        x: Tensor<2>,
+        context: &TrainingContext,
+    ) -> Result<TrainingForward> {
+        let p = &self.params;
+        match self.config.architecture {
+            Architecture::Standard => arch::standard::training_forward(p, x, context).await,
+            Architecture::TopK { k } => arch::topk::training_forward(p, x, k, context).await,
+            Architecture::BatchTopK { k } => {
+                arch::batchtopk::training_forward(p, x, k, context).await
+            }
+            Architecture::Gated => arch::gated::training_forward(p, x, context).await,
+            Architecture::JumpRelu => arch::jumprelu::training_forward(p, x, context).await,
+        }
+    }
+
+    /// Latents that have not fired within the dead window, as a fraction.
+    pub fn dead_fraction(&self) -> f32 {
+        self.dead_row().1 as f32 / self.sae_config.d_sae as f32
+    }
+
+    /// The SAE as trained so far, at the model's scale (the input scale folded in), on the
+    /// plain device.
+    pub fn sae(&self) -> Sae {
+        let s = self.input_scale;
+        let get = |name| arch::param(&self.params, name).inner();
+        let mut params = Params::new();
+        params.insert(W_ENC, get(W_ENC) * s);
+        params.insert(W_DEC, get(W_DEC) / s);
+        params.insert(B_DEC, get(B_DEC) / s);
+        match self.config.architecture {
+            Architecture::Gated => {
+                for name in [B_GATE, R_MAG, B_MAG] {
+                    params.insert(name, get(name));
+                }
+            }
+            Architecture::JumpRelu => {
+                params.insert(B_ENC, get(B_ENC));
+                params.insert(THRESHOLD, get(THRESHOLD));
+            }
+            Architecture::BatchTopK { .. } => {
+                params.insert(B_ENC, get(B_ENC));
+                let threshold = self.batchtopk_threshold.unwrap_or(0.0) as f32;
+                params.insert(
+                    THRESHOLD,
+                    Tensor::full([1, self.sae_config.d_sae], threshold, &self.inner_device),
+                );
+            }
+            Architecture::Standard | Architecture::TopK { .. } => {
+                params.insert(B_ENC, get(B_ENC));
+            }
+        }
+        Sae::from_params(self.sae_config.clone(), params, &self.inner_device)
+    }
+
+    /// Everything needed to resume exactly: parameters and Adam moments (safetensors) and the
+    /// trainer's state (JSON).
+    pub async fn checkpoint(&self) -> Result<TrainerCheckpoint> {
+        let mut tensors = Vec::new();
+        for (prefix, params) in [
+            ("", &self.params),
+            ("adam_m.", &self.first_moments),
+            ("adam_v.", &self.second_moments),
+        ] {
+            for (name, tensor) in params {
+                let tensor = if prefix.is_empty() {
+                    tensor.clone().inner()
+                } else {
+                    tensor.clone()
+                };
+                let shape = tensor.dims().to_vec();
+                tensors.push((format!("{prefix}{name}"), shape, read_f32(tensor).await?));
+            }
+        }
+        let named: Vec<(&str, &[usize], &[f32])> = tensors
+            .iter()
+            .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
+            .collect();
+        let state = CheckpointState {
+            config: self.config.clone(),
+            sae_config: self.sae_config.clone(),
+            input_scale: self.input_scale,
+            step: self.step,
+            tokens_seen: self.tokens_seen,
+            since_fired: self.since_fired.clone(),
+            batchtopk_threshold: self.batchtopk_threshold,
+        };
+        Ok(TrainerCheckpoint {
+            tensors: write_safetensors(named.into_iter()),
+            state: serde_json::to_string_pretty(&state)
+                .map_err(|e| SaeplayError::Io(format!("could not write the state: {e}")))?,
+        })
+    }
+
+    /// Resume from a checkpoint.
+    pub fn restore(checkpoint: &TrainerCheckpoint, device: &Device) -> Result<Self> {
+        let state: CheckpointState = serde_json::from_str(&checkpoint.state)
+            .map_err(|e| SaeplayError::SaeFile(format!("the trainer state is not valid: {e}")))?;
+        state.config.validate()?;
+        let tensors = crate::model::weights::read_f32_tensors(&checkpoint.tensors)
+            .map_err(|e| SaeplayError::SaeFile(format!("the checkpoint: {e}")))?;
+        let inner_device = device.clone();
+        let autodiff = device.clone().autodiff();
+        let expected = trained_shapes(&state.config, &state.sae_config);
+        let mut params = Params::new();
+        let mut first_moments = Params::new();
+        let mut second_moments = Params::new();
+        for (name, shape) in expected {
+            let load = |key: String| -> Result<Tensor<2>> {
+                let found = tensors.get(&key).ok_or_else(|| {
+                    SaeplayError::SaeFile(format!("the checkpoint lacks `{key}`"))
+                })?;
+                if found.shape.as_slice() != shape {
+                    return Err(SaeplayError::SaeFile(format!(
+                        "`{key}` has shape {:?}, expected {shape:?}",
+                        found.shape
+                    )));
+                }
+                Ok(float_tensor(found.values.clone(), shape, &inner_device))
+            };
+            params.insert(
+                name,
+                Tensor::from_inner(load(name.to_string())?).require_grad(),
+            );
+            first_moments.insert(name, load(format!("adam_m.{name}"))?);
+            second_moments.insert(name, load(format!("adam_v.{name}"))?);
+        }
+        if state.since_fired.len() != state.sae_config.d_sae {
+            return Err(SaeplayError::SaeFile(
+                "the trainer state's dead-latent counts do not match d_sae".into(),
+            ));
+        }
+        Ok(Self {
+            selection: Selection::for_device(&inner_device),
+            config: state.config,
+            sae_config: state.sae_config,
+            device: autodiff,
+            inner_device,
+            params,
+            first_moments,
+            second_moments,
+            input_scale: state.input_scale,
+            step: state.step,
+            tokens_seen: state.tokens_seen,
+            since_fired: state.since_fired,
+            batchtopk_threshold: state.batchtopk_threshold,
+        })
+    }
+}
+
+/// A trainer saved to resume later.
+#[derive(Debug, Clone)]
+pub struct TrainerCheckpoint {
+    /// Parameters (training names) and Adam moments (`adam_m.*`, `adam_v.*`).
+    pub tensors: Vec<u8>,
+    /// [`CheckpointState`] as JSON.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    config: SaeTrainingConfig,
+    sae_config: SaeConfig,
+    input_scale: f32,
+    step: usize,
+    tokens_seen: usize,
+    since_fired: Vec<usize>,
+    batchtopk_threshold: Option<f64>,
+}
+
+/// The parameters an architecture trains, with their `[rows, cols]` shapes.
+fn trained_shapes(config: &SaeTrainingConfig, sae: &SaeConfig) -> Vec<(&'static str, [usize; 2])> {
+    let (d_in, d_sae) = (sae.d_in, sae.d_sae);
+    let mut shapes = vec![
+        (W_ENC, [d_in, d_sae]),
+        (W_DEC, [d_sae, d_in]),
+        (B_DEC, [1, d_in]),
+    ];
+    match config.architecture {
+        Architecture::Gated => shapes.extend([
+            (B_GATE, [1, d_sae]),
+            (R_MAG, [1, d_sae]),
+            (B_MAG, [1, d_sae]),
+        ]),
+        Architecture::JumpRelu => shapes.extend([(B_ENC, [1, d_sae]), (THRESHOLD, [1, d_sae])]),
+        _ => shapes.push((B_ENC, [1, d_sae])),
+    }
+    shapes
+}
+
+/// Host parameters by name: `[rows, cols]` and values.
+type InitialParams = BTreeMap<&'static str, ([usize; 2], Vec<f32>)>;
+
+/// Initial parameters on the host: decoder rows in random directions with norm
+/// `decoder_init_norm`, `W_enc = W_dec^T`, `b_dec` from the first (scaled) batch, biases zero.
+fn initial_params(
+    config: &SaeTrainingConfig,
+    sae: &SaeConfig,
+    scaled_batch: &[f32],
+    rows: usize,
+) -> Result<InitialParams> {
+    let (d_in, d_sae) = (sae.d_in, sae.d_sae);
+    let mut rng = SplitMix64::new(config.seed ^ 0x5AE0_1417);
+    let mut w_dec = vec![0.0f32; d_sae * d_in];
+    for row in w_dec.chunks_exact_mut(d_in) {
+        for v in row.iter_mut() {
+            *v = rng.normal();
+        }
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        let scale = config.decoder_init_norm as f32 / norm;
+        row.iter_mut().for_each(|v| *v *= scale);
+    }
+    let mut w_enc = vec![0.0f32; d_in * d_sae];
+    for i in 0..d_sae {
+        for j in 0..d_in {
+            w_enc[j * d_sae + i] = w_dec[i * d_in + j];
+        }
+    }
+    let b_dec = match config.b_dec_init {
+        DecoderBiasInit::Zeros => vec![0.0; d_in],
+        DecoderBiasInit::Mean => {
+            let mut mean = vec![0.0f64; d_in];
+            for row in scaled_batch.chunks_exact(d_in) {
+                for (m, v) in mean.iter_mut().zip(row) {
+                    *m += f64::from(*v);
+                }
+            }
+            mean.iter().map(|m| (m / rows as f64) as f32).collect()
+        }
+        DecoderBiasInit::GeometricMedian => geometric_median(scaled_batch, rows, d_in, 100, 1e-5)
+            .map_err(SaeplayError::InvalidSetting)?,
+    };
+    let zeros = vec![0.0f32; d_sae];
+    let mut params = BTreeMap::new();
+    params.insert(W_ENC, ([d_in, d_sae], w_enc));
+    params.insert(W_DEC, ([d_sae, d_in], w_dec));
+    params.insert(B_DEC, ([1, d_in], b_dec));
+    match config.architecture {
+        Architecture::Gated => {
+            for name in [B_GATE, R_MAG, B_MAG] {
+                params.insert(name, ([1, d_sae], zeros.clone()));
+            }
+        }
+        Architecture::JumpRelu => {
+            params.insert(B_ENC, ([1, d_sae], zeros.clone()));
+            let threshold = config.jumprelu_init_threshold as f32;
+            params.insert(THRESHOLD, ([1, d_sae], vec![threshold; d_sae]));
+        }
+        _ => {
+            params.insert(B_ENC, ([1, d_sae], zeros));
+        }
+    }
+    Ok(params)
+}
+
+/// What a progress callback sees after each step.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub stats: StepStats,
+    pub total_steps: usize,
+    /// Training vectors per second over the run so far (activation capture included).
+    pub vectors_per_second: f64,
+    pub elapsed_seconds: f64,
+    pub seconds_left: f64,
+}
+
+/// What a progress callback asks for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    /// Return now; calling [`run`] again resumes.
+    Pause,
+    /// Return now and train no further.
+    Stop,
+}
+
+/// How [`run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    Finished,
+    Paused,
+    Stopped,
+}
+
+/// Where training batches come from: a live store, or activations captured earlier.
+pub trait BatchSource {
+    /// The next `n` vectors, row-major `[n, d_in]`.
+    fn next_batch(&mut self, n: usize) -> impl std::future::Future<Output = Result<Vec<f32>>>;
+}
+
+impl BatchSource for super::store::ActivationStore {
+    async fn next_batch(&mut self, n: usize) -> Result<Vec<f32>> {
+        let mut batches = super::store::ActivationStore::next_batch(self, n).await?;
+        Ok(batches.swap_remove(0))
+    }
+}
+
+/// Captured activations in memory, served in a fresh random order each pass.
+pub struct CapturedActivations {
+    values: Vec<f32>,
+    width: usize,
+    order: Vec<usize>,
+    cursor: usize,
+    rng: SplitMix64,
+}
+
+impl CapturedActivations {
+    pub fn new(values: Vec<f32>, width: usize, seed: u64) -> Result<Self> {
+        if width == 0 || values.is_empty() || !values.len().is_multiple_of(width) {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "captured activations must be whole rows of {width} numbers"
+            )));
+        }
+        let rows = values.len() / width;
+        Ok(Self {
+            values,
+            width,
+            order: (0..rows).collect(),
+            cursor: rows,
+            rng: SplitMix64::new(seed),
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.order.len()
+    }
+}
+
+impl BatchSource for CapturedActivations {
+    async fn next_batch(&mut self, n: usize) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(n * self.width);
+        for _ in 0..n {
+            if self.cursor == self.order.len() {
+                // Fisher-Yates shuffle for each pass.
+                for i in (1..self.order.len()).rev() {
+                    let j = (self.rng.next_u64() % (i as u64 + 1)) as usize;
+                    self.order.swap(i, j);
+                }
+                self.cursor = 0;
+            }
+            let row = self.order[self.cursor];
+            self.cursor += 1;
+            out.extend_from_slice(&self.values[row * self.width..(row + 1) * self.width]);
+        }
+        Ok(out)
+    }
+}
+
+/// Train until finished, or until `on_step` asks to pause or stop. `now` gives seconds from
+/// any fixed origin (the page passes `performance.now() / 1000`).
+pub async fn run(
+    trainer: &mut SaeTrainer,
+    source: &mut impl BatchSource,
+    now: &dyn Fn() -> f64,
+    on_step: &mut dyn FnMut(&Progress) -> Control,
+) -> Result<RunOutcome> {
+    let start = now();
+    let start_tokens = trainer.tokens_seen;
+    while !trainer.is_finished() {
+        let batch = source.next_batch(trainer.config.batch_size).await?;
+        let stats = trainer.train_step(&batch).await?;
+        let elapsed = (now() - start).max(1e-9);
+        let vectors_per_second = (trainer.tokens_seen - start_tokens) as f64 / elapsed;
+        let steps_left = trainer.total_steps().saturating_sub(trainer.step);
+        let progress = Progress {
+            stats,
+            total_steps: trainer.total_steps(),
+            vectors_per_second,
+            elapsed_seconds: elapsed,
+            seconds_left: steps_left as f64 * trainer.config.batch_size as f64
+                / vectors_per_second.max(1e-9),
+        };
+        match on_step(&progress) {
+            Control::Continue => {}
+            Control::Pause => return Ok(RunOutcome::Paused),
+            Control::Stop => return Ok(RunOutcome::Stopped),
+        }
+    }
+    Ok(RunOutcome::Finished)
+}

@@ -1,0 +1,1286 @@
+//! The SAE engine against direct computations: each architecture's encode, decode and training
+//! loss, JumpReLU's straight-through gradient, training on data with known sparse structure,
+//! reproducibility, checkpoints, divergence, folding of the input scale, SAELens files (new and
+//! old configs), metrics and interventions on a model, and feature data.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use burn::tensor::Tensor;
+use saeplay::backend::{block_on, cpu_device, float_tensor, read_f32};
+use saeplay::fixtures::TinySpec;
+use saeplay::model::{HookPoint, Hooks, HostTensor, LogitsFor, PatchOp};
+use saeplay::rng::SplitMix64;
+use saeplay::sae::arch::{self, Params, TrainingContext};
+use saeplay::sae::features::{ScanConfig, feature_report, scan};
+use saeplay::sae::metrics::evaluate_sae;
+use saeplay::sae::saelens::{Provenance, SaeFiles, write_sae};
+use saeplay::sae::select::Selection;
+use saeplay::sae::steer::{Intervention, InterventionMode, intervention_patch};
+use saeplay::sae::store::{ActivationStore, Corpus, StoreConfig, TokenStream};
+use saeplay::sae::train::{
+    BatchSource, CapturedActivations, DecoderBiasInit, SaeTrainer, SaeTrainingConfig,
+};
+use saeplay::sae::{Architecture, Sae, SaeConfig};
+use saeplay::{SaeplayError, train_model::HELD_OUT_SEED};
+
+fn random(n: usize, scale: f32, rng: &mut SplitMix64) -> Vec<f32> {
+    (0..n).map(|_| rng.normal() * scale).collect()
+}
+
+fn host(shape: &[usize], values: Vec<f32>) -> HostTensor {
+    HostTensor {
+        shape: shape.to_vec(),
+        values,
+    }
+}
+
+fn config(architecture: Architecture, d_in: usize, d_sae: usize) -> SaeConfig {
+    SaeConfig {
+        architecture,
+        d_in,
+        d_sae,
+        hook_name: "blocks.1.hook_resid_pre".into(),
+        model_name: "test".into(),
+    }
+}
+
+/// Random weights for an architecture, with SAELens names and shapes.
+fn random_weights(c: &SaeConfig, seed: u64) -> BTreeMap<String, HostTensor> {
+    let mut rng = SplitMix64::new(seed);
+    let mut w = BTreeMap::new();
+    for (name, shape) in c.parameter_shapes() {
+        let n: usize = shape.iter().product();
+        let values = match name {
+            "threshold" => (0..n).map(|_| rng.uniform() as f32 * 0.5).collect(),
+            "r_mag" => random(n, 0.3, &mut rng),
+            _ => random(n, 0.5, &mut rng),
+        };
+        w.insert(name.to_string(), host(&shape, values));
+    }
+    w
+}
+
+fn get<'a>(w: &'a BTreeMap<String, HostTensor>, name: &str) -> &'a [f32] {
+    &w[name].values
+}
+
+/// Direct encode: f64 loops over the formulas in PRODUCT.md / the papers.
+fn reference_encode(c: &SaeConfig, w: &BTreeMap<String, HostTensor>, x: &[f32]) -> Vec<f64> {
+    let (d, m) = (c.d_in, c.d_sae);
+    let n = x.len() / d;
+    let w_enc = get(w, "W_enc");
+    let b_dec = get(w, "b_dec");
+    let mut out = vec![0.0; n * m];
+    for r in 0..n {
+        let centred: Vec<f64> = (0..d)
+            .map(|j| f64::from(x[r * d + j]) - f64::from(b_dec[j]))
+            .collect();
+        let dot = |i: usize, scale: f64| -> f64 {
+            (0..d)
+                .map(|j| centred[j] * f64::from(w_enc[j * m + i]) * scale)
+                .sum()
+        };
+        let row = &mut out[r * m..(r + 1) * m];
+        match c.architecture {
+            Architecture::Gated => {
+                for (i, v) in row.iter_mut().enumerate() {
+                    let gate = dot(i, 1.0) + f64::from(get(w, "b_gate")[i]);
+                    let mag =
+                        dot(i, f64::from(get(w, "r_mag")[i]).exp()) + f64::from(get(w, "b_mag")[i]);
+                    *v = if gate > 0.0 { mag.max(0.0) } else { 0.0 };
+                }
+            }
+            _ => {
+                let pre: Vec<f64> = (0..m)
+                    .map(|i| dot(i, 1.0) + f64::from(get(w, "b_enc")[i]))
+                    .collect();
+                match c.architecture {
+                    Architecture::Standard => {
+                        for i in 0..m {
+                            row[i] = pre[i].max(0.0);
+                        }
+                    }
+                    Architecture::TopK { k } => {
+                        let mut order: Vec<usize> = (0..m).collect();
+                        order.sort_by(|&a, &b| pre[b].total_cmp(&pre[a]));
+                        for &i in &order[..k] {
+                            row[i] = pre[i].max(0.0);
+                        }
+                    }
+                    Architecture::JumpRelu | Architecture::BatchTopK { .. } => {
+                        let threshold = get(w, "threshold");
+                        for i in 0..m {
+                            if pre[i] > f64::from(threshold[i]) {
+                                row[i] = pre[i].max(0.0);
+                            }
+                        }
+                    }
+                    Architecture::Gated => unreachable!(),
+                }
+            }
+        }
+    }
+    out
+}
+
+fn reference_decode(c: &SaeConfig, w: &BTreeMap<String, HostTensor>, f: &[f64]) -> Vec<f64> {
+    let (d, m) = (c.d_in, c.d_sae);
+    let n = f.len() / m;
+    let (w_dec, b_dec) = (get(w, "W_dec"), get(w, "b_dec"));
+    let mut out = vec![0.0; n * d];
+    for r in 0..n {
+        for j in 0..d {
+            out[r * d + j] = f64::from(b_dec[j])
+                + (0..m)
+                    .map(|i| f[r * m + i] * f64::from(w_dec[i * d + j]))
+                    .sum::<f64>();
+        }
+    }
+    out
+}
+
+fn max_diff(a: &[f32], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - y).abs())
+        .fold(0.0, f64::max)
+}
+
+fn read2(t: Tensor<2>) -> Vec<f32> {
+    block_on(read_f32(t)).unwrap()
+}
+
+const ALL_ARCHITECTURES: [Architecture; 5] = [
+    Architecture::Standard,
+    Architecture::TopK { k: 3 },
+    Architecture::BatchTopK { k: 3 },
+    Architecture::Gated,
+    Architecture::JumpRelu,
+];
+
+#[test]
+fn encode_and_decode_match_the_formulas_for_every_architecture() {
+    let device = cpu_device();
+    let (d, m, n) = (8, 24, 10);
+    for (a, architecture) in ALL_ARCHITECTURES.into_iter().enumerate() {
+        let c = config(architecture, d, m);
+        let w = random_weights(&c, 10 + a as u64);
+        let sae = Sae::from_host(c.clone(), &w, &device).unwrap();
+        let x = random(n * d, 1.0, &mut SplitMix64::new(99));
+        let f = read2(sae.encode(float_tensor(x.clone(), [n, d], &device)));
+        let expected = reference_encode(&c, &w, &x);
+        assert!(max_diff(&f, &expected) < 1e-5, "{architecture:?} encode");
+        if let Architecture::TopK { k } = architecture {
+            for row in f.chunks(m) {
+                assert!(row.iter().filter(|&&v| v > 0.0).count() <= k);
+            }
+        }
+        let x_hat = read2(sae.reconstruct(float_tensor(x.clone(), [n, d], &device)));
+        let expected_hat = reference_decode(&c, &w, &expected);
+        assert!(
+            max_diff(&x_hat, &expected_hat) < 1e-5,
+            "{architecture:?} decode"
+        );
+        // Host round trip keeps every tensor.
+        assert_eq!(block_on(sae.to_host()).unwrap(), w);
+    }
+}
+
+fn upload(w: &BTreeMap<String, HostTensor>, device: &burn::tensor::Device) -> Params {
+    let mut p = Params::new();
+    for (name, t) in w {
+        let name: &'static str = Box::leak(name.clone().into_boxed_str());
+        let (rows, cols) = if t.shape.len() == 2 {
+            (t.shape[0], t.shape[1])
+        } else {
+            (1, t.shape[0])
+        };
+        p.insert(name, float_tensor(t.values.clone(), [rows, cols], device));
+    }
+    p
+}
+
+fn scalar(t: Tensor<1>) -> f64 {
+    f64::from(block_on(read_f32(t)).unwrap()[0])
+}
+
+fn context(coefficient: f64) -> TrainingContext {
+    TrainingContext {
+        selection: Selection::Host,
+        sparsity_coefficient: coefficient,
+        aux_coefficient: 1.0 / 32.0,
+        dead: None,
+        bandwidth: 0.3,
+    }
+}
+
+#[test]
+fn training_losses_match_direct_computation() {
+    let device = cpu_device();
+    let (d, m, n) = (6, 18, 9);
+    let x = random(n * d, 1.0, &mut SplitMix64::new(5));
+    let xt = || float_tensor(x.clone(), [n, d], &device);
+    let mse_of = |c: &SaeConfig, w: &BTreeMap<String, HostTensor>| {
+        let hat = reference_decode(c, w, &reference_encode(c, w, &x));
+        hat.iter()
+            .zip(&x)
+            .map(|(h, v)| (h - f64::from(*v)).powi(2))
+            .sum::<f64>()
+            / n as f64
+    };
+    let dec_norms = |w: &BTreeMap<String, HostTensor>| -> Vec<f64> {
+        get(w, "W_dec")
+            .chunks(d)
+            .map(|r| r.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt())
+            .collect()
+    };
+
+    // Standard: MSE + lambda * sum f_i ||W_dec[i]||.
+    let c = config(Architecture::Standard, d, m);
+    let w = random_weights(&c, 1);
+    let f = reference_encode(&c, &w, &x);
+    let norms = dec_norms(&w);
+    let l1: f64 = f
+        .chunks(m)
+        .map(|r| r.iter().zip(&norms).map(|(a, b)| a * b).sum::<f64>())
+        .sum::<f64>()
+        / n as f64;
+    let out = block_on(arch::standard::training_forward(
+        &upload(&w, &device),
+        xt(),
+        &context(2.0),
+    ))
+    .unwrap();
+    assert!((scalar(out.loss) - (mse_of(&c, &w) + 2.0 * l1)).abs() < 1e-4);
+
+    // Gated: MSE + lambda * sum ReLU(pi_gate) ||W_dec|| + frozen-decoder reconstruction of ReLU(pi_gate).
+    let c = config(Architecture::Gated, d, m);
+    let w = random_weights(&c, 2);
+    let (w_enc, b_dec, b_gate) = (get(&w, "W_enc"), get(&w, "b_dec"), get(&w, "b_gate"));
+    let mut gate_relu = vec![0.0f64; n * m];
+    for r in 0..n {
+        for i in 0..m {
+            let pre: f64 = (0..d)
+                .map(|j| {
+                    (f64::from(x[r * d + j]) - f64::from(b_dec[j])) * f64::from(w_enc[j * m + i])
+                })
+                .sum::<f64>()
+                + f64::from(b_gate[i]);
+            gate_relu[r * m + i] = pre.max(0.0);
+        }
+    }
+    let norms = dec_norms(&w);
+    let l1: f64 = gate_relu
+        .chunks(m)
+        .map(|r| r.iter().zip(&norms).map(|(a, b)| a * b).sum::<f64>())
+        .sum::<f64>()
+        / n as f64;
+    let aux_hat = reference_decode(&c, &w, &gate_relu);
+    let aux = aux_hat
+        .iter()
+        .zip(&x)
+        .map(|(h, v)| (h - f64::from(*v)).powi(2))
+        .sum::<f64>()
+        / n as f64;
+    let out = block_on(arch::gated::training_forward(
+        &upload(&w, &device),
+        xt(),
+        &context(0.5),
+    ))
+    .unwrap();
+    assert!((scalar(out.loss) - (mse_of(&c, &w) + 0.5 * l1 + aux)).abs() < 1e-4);
+
+    // JumpReLU: MSE + lambda * L0, the threshold trained as its log.
+    let c = config(Architecture::JumpRelu, d, m);
+    let mut w = random_weights(&c, 3);
+    let threshold = w.remove("threshold").unwrap();
+    let f = reference_encode(
+        &c,
+        &{
+            let mut w2 = w.clone();
+            w2.insert("threshold".into(), threshold.clone());
+            w2
+        },
+        &x,
+    );
+    let l0 = f.iter().filter(|&&v| v > 0.0).count() as f64 / n as f64;
+    let mut wt = w.clone();
+    wt.insert("threshold".into(), threshold);
+    let out = block_on(arch::jumprelu::training_forward(
+        &upload(&wt, &device),
+        xt(),
+        &context(0.7),
+    ))
+    .unwrap();
+    assert!((scalar(out.loss) - (mse_of(&c, &wt) + 0.7 * l0)).abs() < 1e-4);
+
+    // TopK with dead latents: MSE + AuxK on the detached residual.
+    let k = 2;
+    let c = config(Architecture::TopK { k }, d, m);
+    let w = random_weights(&c, 4);
+    let f = reference_encode(&c, &w, &x);
+    let hat = reference_decode(&c, &w, &f);
+    let dead: Vec<usize> = (0..m).filter(|i| i % 3 == 0).collect(); // 6 dead latents
+    let k_aux = (d / 2).min(dead.len());
+    let scale = (dead.len() as f64 / (d / 2) as f64).min(1.0);
+    let (w_enc, b_enc, b_dec, w_dec) = (
+        get(&w, "W_enc"),
+        get(&w, "b_enc"),
+        get(&w, "b_dec"),
+        get(&w, "W_dec"),
+    );
+    let mut auxk = 0.0;
+    for r in 0..n {
+        let pre = |i: usize| -> f64 {
+            (0..d)
+                .map(|j| {
+                    (f64::from(x[r * d + j]) - f64::from(b_dec[j])) * f64::from(w_enc[j * m + i])
+                })
+                .sum::<f64>()
+                + f64::from(b_enc[i])
+        };
+        let mut order = dead.clone();
+        order.sort_by(|&a, &b| pre(b).total_cmp(&pre(a)));
+        for j in 0..d {
+            let recon: f64 = order[..k_aux]
+                .iter()
+                .map(|&i| pre(i).max(0.0) * f64::from(w_dec[i * d + j]))
+                .sum();
+            let residual = f64::from(x[r * d + j]) - hat[r * d + j];
+            auxk += (recon - residual).powi(2);
+        }
+    }
+    auxk = auxk / n as f64 * scale;
+    let mut ctx = context(0.0);
+    let dead_row: Vec<f32> = (0..m).map(|i| if i % 3 == 0 { 1.0 } else { 0.0 }).collect();
+    ctx.dead = Some((float_tensor(dead_row, [1, m], &device), dead.len()));
+    let out = block_on(arch::topk::training_forward(
+        &upload(&w, &device),
+        xt(),
+        k,
+        &ctx,
+    ))
+    .unwrap();
+    let expected = mse_of(&c, &w) + auxk / 32.0;
+    let loss = scalar(out.loss);
+    assert!((loss - expected).abs() < 1e-4, "{loss} vs {expected}");
+}
+
+#[test]
+fn jumprelu_threshold_gets_the_straight_through_gradient() {
+    let inner = cpu_device();
+    let device = inner.clone().autodiff();
+    let (d, m, n) = (4, 8, 32);
+    let eps = 0.6;
+    let lambda = 0.3;
+    let c = config(Architecture::JumpRelu, d, m);
+    let mut w = random_weights(&c, 8);
+    let threshold = w.remove("threshold").unwrap();
+    let theta: Vec<f64> = threshold
+        .values
+        .iter()
+        .map(|&t| f64::from(t) + 0.2)
+        .collect();
+    w.insert(
+        "threshold".into(),
+        host(&[m], theta.iter().map(|&t| t as f32).collect()),
+    );
+    let x = random(n * d, 1.0, &mut SplitMix64::new(3));
+    let mut params = upload(&w, &device);
+    let log_t = params.remove("threshold").unwrap().require_grad();
+    params.insert("threshold", log_t.clone());
+    let mut ctx = context(lambda);
+    ctx.bandwidth = eps;
+    let out = block_on(arch::jumprelu::training_forward(
+        &params,
+        float_tensor(x.clone(), [n, d], &device),
+        &ctx,
+    ))
+    .unwrap();
+    let grads = out.loss.backward();
+    let got = block_on(read_f32(log_t.grad(&grads).unwrap())).unwrap();
+
+    // Reference: dL/dtheta_i = sum_r K_ri [ (2/n)(x_hat_r - x_r).W_dec[i] (-theta_i/eps) - lambda/(n eps) ].
+    let (w_enc, b_enc, b_dec, w_dec) = (
+        get(&w, "W_enc"),
+        get(&w, "b_enc"),
+        get(&w, "b_dec"),
+        get(&w, "W_dec"),
+    );
+    let wt = w.clone();
+    let hat = reference_decode(&c, &wt, &reference_encode(&c, &wt, &x));
+    let mut kernel_hits = 0;
+    for i in 0..m {
+        let mut grad = 0.0;
+        for r in 0..n {
+            let pre: f64 = (0..d)
+                .map(|j| {
+                    (f64::from(x[r * d + j]) - f64::from(b_dec[j])) * f64::from(w_enc[j * m + i])
+                })
+                .sum::<f64>()
+                + f64::from(b_enc[i]);
+            if ((pre - theta[i]) / eps).abs() < 0.5 {
+                kernel_hits += 1;
+                let err_dot: f64 = (0..d)
+                    .map(|j| {
+                        (hat[r * d + j] - f64::from(x[r * d + j])) * f64::from(w_dec[i * d + j])
+                    })
+                    .sum();
+                grad += 2.0 / n as f64 * err_dot * (-theta[i] / eps) - lambda / (n as f64 * eps);
+            }
+        }
+        let expected = grad;
+        assert!(
+            (f64::from(got[i]) - expected).abs() < 1e-4 * (1.0 + expected.abs()),
+            "latent {i}: {} vs {expected}",
+            got[i]
+        );
+    }
+    assert!(kernel_hits > 10, "the test must exercise the kernel");
+}
+
+/// Vectors that are sums of 2 of 48 hidden unit directions with magnitudes in [1, 3].
+struct Synthetic {
+    directions: Vec<f32>,
+    d: usize,
+    rng: SplitMix64,
+}
+
+impl Synthetic {
+    fn new(d: usize, seed: u64) -> Self {
+        Self::with_samples(d, seed, seed)
+    }
+
+    /// The directions of `seed`, with samples drawn from `sample_seed`.
+    fn with_samples(d: usize, seed: u64, sample_seed: u64) -> Self {
+        let mut rng = SplitMix64::new(seed);
+        let mut directions = random(48 * d, 1.0, &mut rng);
+        for row in directions.chunks_mut(d) {
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+        let rng = SplitMix64::new(sample_seed ^ 0xABCD);
+        Self { directions, d, rng }
+    }
+}
+
+impl BatchSource for Synthetic {
+    async fn next_batch(&mut self, n: usize) -> saeplay::Result<Vec<f32>> {
+        let d = self.d;
+        let mut out = vec![0.0f32; n * d];
+        for row in out.chunks_mut(d) {
+            for _ in 0..2 {
+                let which = (self.rng.next_u64() % 48) as usize;
+                let magnitude = 1.0 + 2.0 * self.rng.uniform() as f32;
+                for (v, dir) in row
+                    .iter_mut()
+                    .zip(&self.directions[which * d..(which + 1) * d])
+                {
+                    *v += magnitude * dir + 0.5; // an offset that b_dec must learn
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn small_recipe(architecture: Architecture, steps: usize) -> SaeTrainingConfig {
+    SaeTrainingConfig {
+        architecture,
+        expansion_factor: 8,
+        batch_size: 256,
+        training_tokens: 256 * steps,
+        learning_rate: 3e-3,
+        lr_warmup_steps: 10,
+        sparsity_warmup_steps: 20,
+        dead_window_tokens: 256 * 40,
+        b_dec_init: DecoderBiasInit::Mean,
+        jumprelu_init_threshold: 0.05,
+        jumprelu_bandwidth: 0.05,
+        sparsity_coefficient: match architecture {
+            Architecture::JumpRelu => 1.0,
+            Architecture::Standard => 1.0,
+            Architecture::Gated => 4.0,
+            _ => 0.0,
+        },
+        ..SaeTrainingConfig::default()
+    }
+}
+
+fn train(recipe: SaeTrainingConfig, d: usize, data_seed: u64) -> (SaeTrainer, Vec<f32>) {
+    let device = cpu_device();
+    let mut source = Synthetic::new(d, data_seed);
+    let first = block_on(source.next_batch(recipe.batch_size)).unwrap();
+    let mut trainer = SaeTrainer::new(recipe, d, "synthetic", &first, &device).unwrap();
+    let mut losses = Vec::new();
+    while !trainer.is_finished() {
+        let batch = block_on(source.next_batch(trainer.config.batch_size)).unwrap();
+        losses.push(
+            block_on(trainer.train_step(&batch))
+                .unwrap()
+                .explained_variance,
+        );
+    }
+    (trainer, losses)
+}
+
+/// Explained variance of an SAE on fresh samples of the same synthetic data, and its L0.
+fn held_out(sae: &Sae, d: usize, data_seed: u64) -> (f64, f64) {
+    let device = cpu_device();
+    let mut source = Synthetic::with_samples(d, data_seed, 1234);
+    let n = 2048;
+    let x = block_on(source.next_batch(n)).unwrap();
+    let xt = float_tensor(x.clone(), [n, d], &device);
+    let f = read2(sae.encode(xt.clone()));
+    let hat = read2(sae.decode(float_tensor(f.clone(), [n, sae.config.d_sae], &device)));
+    let mut mean = vec![0.0f64; d];
+    for row in x.chunks(d) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += f64::from(*v) / n as f64;
+        }
+    }
+    let sse: f64 = x
+        .iter()
+        .zip(&hat)
+        .map(|(a, b)| f64::from(a - b).powi(2))
+        .sum();
+    let sst: f64 = x
+        .chunks(d)
+        .flat_map(|r| {
+            r.iter()
+                .zip(&mean)
+                .map(|(v, m)| (f64::from(*v) - m).powi(2))
+        })
+        .sum();
+    let l0 = f.iter().filter(|&&v| v > 0.0).count() as f64 / n as f64;
+    (1.0 - sse / sst, l0)
+}
+
+#[test]
+fn every_architecture_learns_known_sparse_structure() {
+    let d = 16;
+    for architecture in [
+        Architecture::TopK { k: 4 },
+        Architecture::BatchTopK { k: 4 },
+        Architecture::Standard,
+        Architecture::Gated,
+        Architecture::JumpRelu,
+    ] {
+        let (trainer, ev) = train(small_recipe(architecture, 1000), d, 7);
+        let sae = trainer.sae();
+        let (held_out_ev, l0) = held_out(&sae, d, 7);
+        eprintln!(
+            "{architecture:?}: training EV {:.3} -> {:.3}; held-out EV {held_out_ev:.3}, L0 {l0:.2}",
+            ev[0],
+            ev[ev.len() - 1]
+        );
+        // The data has L0 2 in 48 directions; dense codes reach EV ~1 with L0 ~d = 16.
+        assert!(
+            held_out_ev > 0.75,
+            "{architecture:?} explains {held_out_ev}"
+        );
+        assert!(l0 < 10.0, "{architecture:?} is not sparse: L0 {l0}");
+        if let Some(k) = architecture.k() {
+            // BatchTopK's inference threshold keeps about k per token on average.
+            assert!(l0 <= k as f64 * 1.5 + 0.5, "{architecture:?} L0 {l0}");
+        }
+    }
+}
+
+#[test]
+fn training_is_reproducible_from_a_seed_and_resumes_exactly() {
+    let d = 8;
+    let recipe = small_recipe(Architecture::TopK { k: 3 }, 12);
+    let (a, _) = train(recipe.clone(), d, 3);
+    let (b, _) = train(recipe.clone(), d, 3);
+    let wa = block_on(a.sae().to_host()).unwrap();
+    assert_eq!(wa, block_on(b.sae().to_host()).unwrap());
+    let (c, _) = train(
+        SaeTrainingConfig {
+            seed: 2,
+            ..recipe.clone()
+        },
+        d,
+        3,
+    );
+    assert_ne!(wa, block_on(c.sae().to_host()).unwrap());
+
+    // Checkpoint after 6 steps, then both continue on the same batches.
+    let device = cpu_device();
+    let mut source = Synthetic::new(d, 3);
+    let first = block_on(source.next_batch(256)).unwrap();
+    let mut trainer = SaeTrainer::new(recipe, d, "synthetic", &first, &device).unwrap();
+    let batches: Vec<Vec<f32>> = (0..12)
+        .map(|_| block_on(source.next_batch(256)).unwrap())
+        .collect();
+    for batch in &batches[..6] {
+        block_on(trainer.train_step(batch)).unwrap();
+    }
+    let checkpoint = block_on(trainer.checkpoint()).unwrap();
+    for batch in &batches[6..] {
+        block_on(trainer.train_step(batch)).unwrap();
+    }
+    let mut resumed = SaeTrainer::restore(&checkpoint, &device).unwrap();
+    assert_eq!(resumed.step, 6);
+    for batch in &batches[6..] {
+        block_on(resumed.train_step(batch)).unwrap();
+    }
+    assert_eq!(
+        block_on(trainer.sae().to_host()).unwrap(),
+        block_on(resumed.sae().to_host()).unwrap()
+    );
+    // A damaged checkpoint is an error, not a panic.
+    let mut broken = checkpoint.clone();
+    broken.state = "{".into();
+    assert!(matches!(
+        SaeTrainer::restore(&broken, &device),
+        Err(SaeplayError::SaeFile(_))
+    ));
+    let mut broken = checkpoint;
+    broken.tensors.truncate(40);
+    assert!(SaeTrainer::restore(&broken, &device).is_err());
+}
+
+#[test]
+fn divergence_is_reported_and_the_last_good_state_kept() {
+    let d = 8;
+    let device = cpu_device();
+    let recipe = SaeTrainingConfig {
+        learning_rate: 1e38,
+        lr_warmup_steps: 0,
+        ..small_recipe(Architecture::Standard, 10)
+    };
+    let mut source = Synthetic::new(d, 3);
+    let first = block_on(source.next_batch(256)).unwrap();
+    let mut trainer = SaeTrainer::new(recipe, d, "synthetic", &first, &device).unwrap();
+    let before = block_on(trainer.sae().to_host()).unwrap();
+    let mut diverged = None;
+    for _ in 0..5 {
+        let batch = block_on(source.next_batch(256)).unwrap();
+        match block_on(trainer.train_step(&batch)) {
+            Ok(_) => {}
+            Err(e) => {
+                diverged = Some(e);
+                break;
+            }
+        }
+    }
+    let error = diverged.expect("a 1e38 learning rate must diverge");
+    assert!(matches!(error, SaeplayError::Diverged { .. }), "{error}");
+    assert!(error.to_string().contains("last good state"));
+    let after = block_on(trainer.sae().to_host()).unwrap();
+    assert!(
+        after
+            .values()
+            .all(|t| t.values.iter().all(|v| v.is_finite()))
+    );
+    let _ = before;
+    // Inputs with NaN are refused up front.
+    let bad = vec![f32::NAN; 256 * d];
+    let recipe = small_recipe(Architecture::Standard, 10);
+    assert!(SaeTrainer::new(recipe, d, "x", &bad, &device).is_err());
+}
+
+#[test]
+fn the_input_scale_is_folded_into_the_exported_weights() {
+    let d = 8;
+    let recipe = SaeTrainingConfig {
+        normalize_activations: true,
+        ..small_recipe(Architecture::TopK { k: 3 }, 5)
+    };
+    let (trainer, _) = train(recipe, d, 5);
+    let s = trainer.input_scale;
+    assert!(
+        (s - 1.0).abs() > 0.05,
+        "the synthetic data is not at norm sqrt(d)"
+    );
+    // The training-space SAE from the checkpoint, applied to s * x, equals the exported SAE on x.
+    let checkpoint = block_on(trainer.checkpoint()).unwrap();
+    let tensors = saeplay::model::weights::read_f32_tensors(&checkpoint.tensors).unwrap();
+    let mut raw = BTreeMap::new();
+    for name in ["W_enc", "W_dec", "b_enc", "b_dec"] {
+        let mut t = tensors[name].clone();
+        if t.shape[0] == 1 {
+            t.shape.remove(0);
+        }
+        raw.insert(name.to_string(), t);
+    }
+    let device = cpu_device();
+    let scaled_sae = Sae::from_host(trainer.sae_config.clone(), &raw, &device).unwrap();
+    let exported = trainer.sae();
+    let x = block_on(Synthetic::new(d, 77).next_batch(64)).unwrap();
+    let xs: Vec<f32> = x.iter().map(|v| v * s).collect();
+    let f_scaled = read2(scaled_sae.encode(float_tensor(xs.clone(), [64, d], &device)));
+    let f = read2(exported.encode(float_tensor(x.clone(), [64, d], &device)));
+    let diff = f
+        .iter()
+        .zip(&f_scaled)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "features differ by {diff}");
+    let hat_scaled = read2(scaled_sae.reconstruct(float_tensor(xs, [64, d], &device)));
+    let hat = read2(exported.reconstruct(float_tensor(x, [64, d], &device)));
+    let diff = hat
+        .iter()
+        .zip(&hat_scaled)
+        .map(|(a, b)| (a - b / s).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "reconstructions differ by {diff}");
+}
+
+#[test]
+fn saelens_files_round_trip_for_every_architecture() {
+    let device = cpu_device();
+    let (d, m, n) = (8, 24, 6);
+    let x = random(n * d, 1.0, &mut SplitMix64::new(1));
+    for (a, architecture) in ALL_ARCHITECTURES.into_iter().enumerate() {
+        let c = config(architecture, d, m);
+        let w = random_weights(&c, 40 + a as u64);
+        let sae = Sae::from_host(c.clone(), &w, &device).unwrap();
+        let density: Vec<f32> = (0..m).map(|i| -(i as f32) / 4.0).collect();
+        let files = block_on(write_sae(
+            &sae,
+            Some(&density),
+            &Provenance::default(),
+            Some(64),
+        ))
+        .unwrap();
+        let cfg: serde_json::Value = serde_json::from_slice(&files.cfg).unwrap();
+        let expected_arch = match architecture {
+            Architecture::BatchTopK { .. } => "jumprelu",
+            other => other.name(),
+        };
+        assert_eq!(cfg["architecture"], expected_arch);
+        assert_eq!(cfg["metadata"]["hook_name"], "blocks.1.hook_resid_pre");
+        let back = files.parse().unwrap();
+        assert_eq!(back.log_density.as_deref(), Some(&density[..]));
+        let loaded = back.upload(&device).unwrap();
+        let f1 = read2(sae.encode(float_tensor(x.clone(), [n, d], &device)));
+        let f2 = read2(loaded.encode(float_tensor(x.clone(), [n, d], &device)));
+        assert_eq!(f1, f2, "{architecture:?}");
+        if let Architecture::TopK { k } = architecture {
+            assert_eq!(cfg["k"], k);
+        }
+    }
+}
+
+fn weights_file(w: &BTreeMap<String, HostTensor>) -> Vec<u8> {
+    saeplay::model::weights::write_safetensors(
+        w.iter()
+            .map(|(n, t)| (n.as_str(), t.shape.as_slice(), t.values.as_slice())),
+    )
+}
+
+#[test]
+fn old_saelens_configs_load_with_the_same_features() {
+    let device = cpu_device();
+    let (d, m, n) = (8, 24, 6);
+    let x = random(n * d, 1.0, &mut SplitMix64::new(2));
+    // Pre-6.0 TopK: hook_point, activation_fn_str + activation_fn_kwargs.k.
+    let c = config(Architecture::TopK { k: 5 }, d, m);
+    let w = random_weights(&c, 3);
+    let files = SaeFiles {
+        cfg: serde_json::to_vec(&serde_json::json!({
+            "model_name": "gpt2", "hook_point": "blocks.1.hook_resid_pre", "d_in": d, "d_sae": m,
+            "dtype": "float32", "activation_fn_str": "topk", "activation_fn_kwargs": {"k": 5},
+            "apply_b_dec_to_input": true, "normalize_activations": false,
+        }))
+        .unwrap(),
+        weights: weights_file(&w),
+        ..SaeFiles::default()
+    };
+    let parsed = files.parse().unwrap();
+    assert_eq!(parsed.config.architecture, Architecture::TopK { k: 5 });
+    assert_eq!(parsed.config.hook_name, "blocks.1.hook_resid_pre");
+    assert_eq!(parsed.config.model_name, "gpt2");
+    let f = read2(
+        parsed
+            .upload(&device)
+            .unwrap()
+            .encode(float_tensor(x.clone(), [n, d], &device)),
+    );
+    assert!(max_diff(&f, &reference_encode(&c, &w, &x)) < 1e-5);
+
+    // apply_b_dec_to_input: false, for standard and gated: the encoder reads x itself.
+    for architecture in [Architecture::Standard, Architecture::Gated] {
+        let c = config(architecture, d, m);
+        let w = random_weights(&c, 4);
+        let files = SaeFiles {
+            cfg: serde_json::to_vec(&serde_json::json!({
+                "architecture": architecture.name(), "d_in": d, "d_sae": m, "dtype": "float32",
+                "apply_b_dec_to_input": false, "hook_name": "blocks.0.hook_resid_post",
+            }))
+            .unwrap(),
+            weights: weights_file(&w),
+            ..SaeFiles::default()
+        };
+        let sae = files.parse().unwrap().upload(&device).unwrap();
+        let f = read2(sae.encode(float_tensor(x.clone(), [n, d], &device)));
+        // Reference with b_dec not subtracted = reference on x + b_dec.
+        let b_dec = get(&w, "b_dec");
+        let shifted: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + b_dec[i % d])
+            .collect();
+        assert!(
+            max_diff(&f, &reference_encode(&c, &w, &shifted)) < 1e-4,
+            "{architecture:?}"
+        );
+    }
+}
+
+#[test]
+fn malformed_sae_files_are_plain_errors() {
+    let c = config(Architecture::Standard, 8, 16);
+    let w = random_weights(&c, 1);
+    let good_cfg = serde_json::json!({"architecture": "standard", "d_in": 8, "d_sae": 16,
+        "dtype": "float32", "metadata": {"hook_name": "blocks.0.hook_resid_pre"}});
+    let parse = |cfg: serde_json::Value, w: &BTreeMap<String, HostTensor>| {
+        SaeFiles {
+            cfg: serde_json::to_vec(&cfg).unwrap(),
+            weights: weights_file(w),
+            ..SaeFiles::default()
+        }
+        .parse()
+    };
+    assert!(parse(good_cfg.clone(), &w).is_ok());
+    let mut cases: Vec<(serde_json::Value, BTreeMap<String, HostTensor>, &str)> = Vec::new();
+    let mut no_d_in = good_cfg.clone();
+    no_d_in.as_object_mut().unwrap().remove("d_in");
+    cases.push((no_d_in, w.clone(), "d_in"));
+    let mut unknown = good_cfg.clone();
+    unknown["architecture"] = "matryoshka".into();
+    cases.push((unknown, w.clone(), "matryoshka"));
+    let mut topk_without_k = good_cfg.clone();
+    topk_without_k["architecture"] = "topk".into();
+    cases.push((topk_without_k, w.clone(), "k"));
+    let mut no_hook = good_cfg.clone();
+    no_hook.as_object_mut().unwrap().remove("metadata");
+    cases.push((no_hook, w.clone(), "hook"));
+    let mut head = good_cfg.clone();
+    head["metadata"]["hook_head_index"] = 3.into();
+    cases.push((head, w.clone(), "head"));
+    let mut layer_norm = good_cfg.clone();
+    layer_norm["normalize_activations"] = "layer_norm".into();
+    cases.push((layer_norm, w.clone(), "layer_norm"));
+    let mut missing = w.clone();
+    missing.remove("b_enc");
+    cases.push((good_cfg.clone(), missing, "b_enc"));
+    let mut transposed = w.clone();
+    transposed.get_mut("W_enc").unwrap().shape = vec![16, 8];
+    cases.push((good_cfg.clone(), transposed, "W_enc"));
+    let mut nan = w.clone();
+    nan.get_mut("W_dec").unwrap().values[3] = f32::NAN;
+    cases.push((good_cfg.clone(), nan, "W_dec"));
+    for (cfg, weights, needle) in cases {
+        let error = parse(cfg, &weights).expect_err(needle).to_string();
+        assert!(error.contains(needle), "`{error}` should mention {needle}");
+    }
+    let garbage = SaeFiles {
+        cfg: b"{not json".to_vec(),
+        weights: weights_file(&w),
+        ..SaeFiles::default()
+    };
+    assert!(
+        garbage
+            .parse()
+            .unwrap_err()
+            .to_string()
+            .contains("cfg.json")
+    );
+    let truncated = SaeFiles {
+        cfg: serde_json::to_vec(&good_cfg).unwrap(),
+        weights: weights_file(&w)[..50].to_vec(),
+        ..SaeFiles::default()
+    };
+    assert!(truncated.parse().is_err());
+}
+
+/// An SAE that reconstructs exactly: features are the positive and negative parts of each
+/// coordinate (`W_enc = [I, -I]`, `W_dec = [I; -I]`).
+fn identity_sae(d: usize, device: &burn::tensor::Device, hook: &str) -> Sae {
+    let m = 2 * d;
+    let mut w_enc = vec![0.0; d * m];
+    let mut w_dec = vec![0.0; m * d];
+    for j in 0..d {
+        w_enc[j * m + j] = 1.0;
+        w_enc[j * m + d + j] = -1.0;
+        w_dec[j * d + j] = 1.0;
+        w_dec[(d + j) * d + j] = -1.0;
+    }
+    let mut w = BTreeMap::new();
+    w.insert("W_enc".to_string(), host(&[d, m], w_enc));
+    w.insert("W_dec".to_string(), host(&[m, d], w_dec));
+    w.insert("b_enc".to_string(), host(&[m], vec![0.0; m]));
+    w.insert("b_dec".to_string(), host(&[d], vec![0.0; d]));
+    let mut c = config(Architecture::Standard, d, m);
+    c.hook_name = hook.into();
+    Sae::from_host(c, &w, device).unwrap()
+}
+
+fn zero_sae(d: usize, device: &burn::tensor::Device, hook: &str) -> Sae {
+    let mut c = config(Architecture::Standard, d, 4);
+    c.hook_name = hook.into();
+    let w = c
+        .parameter_shapes()
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), host(&s, vec![0.0; s.iter().product()])))
+        .collect();
+    Sae::from_host(c, &w, device).unwrap()
+}
+
+/// Mean next-token cross-entropy computed on the host from the model's logits.
+fn host_cross_entropy(logits: &[f32], ids: &[Vec<u32>], vocab: usize) -> f64 {
+    let t = ids[0].len();
+    let (mut total, mut count) = (0.0, 0);
+    for (b, row) in ids.iter().enumerate() {
+        for p in 0..t - 1 {
+            let l = &logits[(b * t + p) * vocab..(b * t + p + 1) * vocab];
+            let max = l.iter().fold(f32::MIN, |a, &v| a.max(v)) as f64;
+            let lse = max
+                + l.iter()
+                    .map(|&v| (f64::from(v) - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            total += lse - f64::from(l[row[p + 1] as usize]);
+            count += 1;
+        }
+    }
+    total / count as f64
+}
+
+#[test]
+fn metrics_equal_hand_computed_values() {
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    let model = &loaded.model;
+    let hook = HookPoint::ResidPre(1);
+    let d = model.config().n_embd;
+    let device = model.device().clone();
+    let windows = TokenStream::new(
+        &loaded.tokenizer,
+        Corpus::TinyTales {
+            seed: HELD_OUT_SEED,
+        },
+        24,
+    )
+    .unwrap()
+    .windows(6)
+    .unwrap();
+    let ids: Vec<Vec<u32>> = windows.iter().map(|w| w.ids.clone()).collect();
+    let clean = model
+        .forward(&ids, &Hooks::capture([hook]), LogitsFor::AllPositions)
+        .unwrap();
+    let x = block_on(read_f32(clean.activation(hook).unwrap().clone())).unwrap();
+    let ce_clean = host_cross_entropy(
+        &block_on(read_f32(clean.logits)).unwrap(),
+        &ids,
+        model.config().vocab_size,
+    );
+
+    // A perfect SAE: nothing lost.
+    let perfect = identity_sae(d, &device, &hook.to_string());
+    let m = block_on(evaluate_sae(model, &perfect, hook, &windows, 4, None)).unwrap();
+    assert_eq!(m.tokens, 6 * 24);
+    assert!(m.explained_variance > 1.0 - 1e-5 && m.mse < 1e-9, "{m:?}");
+    assert!(
+        (m.ce_clean - ce_clean).abs() < 1e-4,
+        "{} vs {ce_clean}",
+        m.ce_clean
+    );
+    assert!((m.ce_with_sae - m.ce_clean).abs() < 1e-4 && m.kl.abs() < 1e-5);
+    assert!((m.loss_recovered - 1.0).abs() < 1e-3);
+    let nonzero = x.iter().filter(|&&v| v != 0.0).count() as f64 / (6 * 24) as f64;
+    assert!((m.l0 - nonzero).abs() < 1e-9, "L0 {} vs {nonzero}", m.l0);
+    let l1 = x.iter().map(|v| f64::from(v.abs())).sum::<f64>() / (6 * 24) as f64;
+    assert!((m.l1 - l1).abs() < 1e-3 * l1);
+    assert!((m.shrinkage - 1.0).abs() < 1e-5 && (m.l2_ratio - 1.0).abs() < 1e-5);
+
+    // An SAE that outputs zero: the splice is the zero ablation; EV is -E||x||^2/SST + 1.
+    let zero = zero_sae(d, &device, &hook.to_string());
+    let z = block_on(evaluate_sae(model, &zero, hook, &windows, 4, None)).unwrap();
+    assert!((z.ce_with_sae - z.ce_zero_ablation).abs() < 1e-6 && z.loss_recovered.abs() < 1e-6);
+    assert_eq!(z.dead_fraction, 1.0);
+    assert_eq!(z.l0, 0.0);
+    let n = (6 * 24) as f64;
+    let mut mean = vec![0.0f64; d];
+    for row in x.chunks(d) {
+        for (mu, v) in mean.iter_mut().zip(row) {
+            *mu += f64::from(*v) / n;
+        }
+    }
+    let sst: f64 = x
+        .chunks(d)
+        .flat_map(|r| {
+            r.iter()
+                .zip(&mean)
+                .map(|(v, mu)| (f64::from(*v) - mu).powi(2))
+        })
+        .sum();
+    let sse: f64 = x.iter().map(|v| f64::from(*v).powi(2)).sum();
+    assert!((z.explained_variance - (1.0 - sse / sst)).abs() < 1e-6);
+
+    // Skipping the BOS positions counts the other tokens only.
+    let bos = windows[0].ids[0];
+    let skipped = block_on(evaluate_sae(model, &perfect, hook, &windows, 4, Some(bos))).unwrap();
+    assert_eq!(skipped.tokens, 6 * 23);
+
+    // An SAE for another width is refused.
+    let narrow = identity_sae(d / 2, &device, &hook.to_string());
+    let error = block_on(evaluate_sae(model, &narrow, hook, &windows, 4, None)).unwrap_err();
+    assert!(matches!(error, SaeplayError::SaeMismatch(_)), "{error}");
+}
+
+#[test]
+fn interventions_change_the_activation_as_defined() {
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    let model = &loaded.model;
+    let hook = HookPoint::ResidMid(0);
+    let d = model.config().n_embd;
+    let sae = identity_sae(d, model.device(), &hook.to_string());
+    let ids = vec![(0..12).map(|i| (i * 29 + 3) % 257).collect::<Vec<u32>>()];
+    let capture = |hooks: Hooks| -> Vec<f32> {
+        let out = model
+            .forward(&ids, &hooks.clone(), LogitsFor::LastPosition)
+            .unwrap();
+        block_on(read_f32(out.activation(hook).unwrap().clone())).unwrap()
+    };
+    let x = capture(Hooks::capture([hook]));
+    let with = |interventions: &[Intervention]| {
+        let patch = intervention_patch(&sae, interventions).unwrap();
+        capture(Hooks::capture([hook]).with_patch(hook, patch))
+    };
+    let (j, k) = (3, 5);
+    let patched = with(&[
+        Intervention {
+            feature: j,
+            mode: InterventionMode::Ablate,
+        },
+        Intervention {
+            feature: k,
+            mode: InterventionMode::Clamp { value: 2.5 },
+        },
+        Intervention {
+            feature: d + 1,
+            mode: InterventionMode::Add { strength: 0.75 },
+        },
+    ]);
+    for (p, row) in patched.chunks(d).zip(x.chunks(d)) {
+        for c in 0..d {
+            let expected = if c == j {
+                row[c].min(0.0) // its positive part removed
+            } else if c == k {
+                row[c] + (2.5 - row[c].max(0.0))
+            } else if c == 1 {
+                row[c] - 0.75 // feature d+1 is -e_1
+            } else {
+                row[c]
+            };
+            assert!(
+                (p[c] - expected).abs() < 1e-5,
+                "coordinate {c}: {} vs {expected}",
+                p[c]
+            );
+        }
+    }
+    // Out-of-range features and non-finite values are refused.
+    assert!(
+        intervention_patch(
+            &sae,
+            &[Intervention {
+                feature: 2 * d,
+                mode: InterventionMode::Ablate
+            }]
+        )
+        .is_err()
+    );
+    assert!(
+        intervention_patch(
+            &sae,
+            &[Intervention {
+                feature: 0,
+                mode: InterventionMode::Add { strength: f32::NAN }
+            }]
+        )
+        .is_err()
+    );
+    assert!(Intervention::parse("12", "add").is_err());
+    assert!(Intervention::parse("x:1", "add").is_err());
+    assert_eq!(
+        Intervention::parse("12:-3.5", "add").unwrap(),
+        Intervention {
+            feature: 12,
+            mode: InterventionMode::Add { strength: -3.5 }
+        }
+    );
+    // Steering by PatchOp::Add is the same as the add intervention.
+    let direction = read2(sae.param("W_dec"))
+        .chunks(d)
+        .nth(2)
+        .unwrap()
+        .iter()
+        .map(|v| v * 1.5)
+        .collect::<Vec<f32>>();
+    let by_add = capture(Hooks::capture([hook]).with_patch(
+        hook,
+        PatchOp::Add(float_tensor(direction, [1, 1, d], model.device())),
+    ));
+    let by_intervention = with(&[Intervention {
+        feature: 2,
+        mode: InterventionMode::Add { strength: 1.5 },
+    }]);
+    assert_eq!(by_add, by_intervention);
+}
+
+#[test]
+fn feature_report_finds_examples_lens_neighbours_and_concepts() {
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    let model = &loaded.model;
+    let hook = HookPoint::ResidPre(1);
+    let d = model.config().n_embd;
+    let sae = identity_sae(d, model.device(), &hook.to_string());
+    let windows = TokenStream::new(&loaded.tokenizer, Corpus::TinyTales { seed: 4 }, 32)
+        .unwrap()
+        .windows(8)
+        .unwrap();
+    let scanned = block_on(scan(model, &sae, hook, &windows, 3)).unwrap();
+    assert_eq!(scanned.tokens, 8 * 32);
+    let config = ScanConfig::default();
+    let report = block_on(feature_report(
+        model,
+        &loaded.tokenizer,
+        &sae,
+        &scanned,
+        Some(&[2, d + 2]),
+        &config,
+    ))
+    .unwrap();
+    assert_eq!(report.features.len(), 2);
+    let f = &report.features[0];
+    assert_eq!(f.index, 2);
+    // The top example's activation is the largest positive part of coordinate 2.
+    let ids: Vec<Vec<u32>> = windows.iter().map(|w| w.ids.clone()).collect();
+    let out = model
+        .forward(&ids, &Hooks::capture([hook]), LogitsFor::LastPosition)
+        .unwrap();
+    let x = block_on(read_f32(out.activation(hook).unwrap().clone())).unwrap();
+    let max = x.chunks(d).map(|r| r[2]).fold(0.0f32, f32::max);
+    assert!((f.top_examples[0].activation - max).abs() < 1e-6);
+    assert!((f.max_activation - max).abs() < 1e-6);
+    let e = &f.top_examples[0];
+    assert_eq!(e.activations[e.focus], e.activation);
+    assert_eq!(e.tokens.len(), e.token_ids.len());
+    // Logit lens: row 2 of the unembedding.
+    let unembed = read2(model.unembed().clone());
+    let vocab = model.config().vocab_size;
+    let row = &unembed[2 * vocab..3 * vocab];
+    let best = (0..vocab)
+        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+        .unwrap();
+    assert_eq!(f.promoted[0].id as usize, best);
+    let worst = (0..vocab)
+        .min_by(|&a, &b| row[a].total_cmp(&row[b]))
+        .unwrap();
+    assert_eq!(f.suppressed[0].id as usize, worst);
+    // Nearest by decoder cosine: e_2's only non-orthogonal row is -e_2, at -1: last, so absent.
+    assert!(f.nearest.iter().all(|&(i, c)| i != d + 2 && c.abs() < 1e-6));
+    assert!(f.histogram.counts.iter().sum::<u64>() > 0);
+    // TinyTales windows carry concepts, so recovery is scored.
+    assert!(!report.concept_recovery.is_empty());
+    let mean = report.mean_concept_auroc.unwrap();
+    assert!((0.5..=1.0).contains(&mean), "{mean}");
+    assert!(
+        report
+            .concept_recovery
+            .iter()
+            .all(|c| (0.0..=1.0).contains(&c.auroc))
+    );
+    // A feature that does not exist is an error.
+    assert!(
+        block_on(feature_report(
+            model,
+            &loaded.tokenizer,
+            &sae,
+            &scanned,
+            Some(&[2 * d]),
+            &config
+        ))
+        .is_err()
+    );
+}
+
+#[test]
+fn the_store_serves_shuffled_real_tokens_without_special_ones() {
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    let model = &loaded.model;
+    let mut store = ActivationStore::new(
+        model,
+        &loaded.tokenizer,
+        Corpus::TinyTales { seed: 2 },
+        &[HookPoint::Embed, HookPoint::ResidPost(1)],
+        StoreConfig {
+            context: 32,
+            windows_per_forward: 4,
+            buffer_vectors: 300,
+            skip_special_tokens: true,
+            seed: 1,
+        },
+    )
+    .unwrap();
+    let batches = block_on(store.next_batch(200)).unwrap();
+    let d = model.config().n_embd;
+    assert_eq!(batches.len(), 2);
+    assert_eq!(batches[0].len(), 200 * d);
+    // hook_embed rows are rows of wte: find which token each is, and never the BOS token.
+    let wte = read2(model.unembed().clone().transpose());
+    let bos = loaded.tokenizer.id_of("<|endoftext|>").unwrap() as usize;
+    let mut tokens = Vec::new();
+    for row in batches[0].chunks(d) {
+        let id = (0..model.config().vocab_size)
+            .find(|&t| wte[t * d..(t + 1) * d] == *row)
+            .expect("every embed row is a token's embedding");
+        assert_ne!(id, bos);
+        tokens.push(id);
+    }
+    // Shuffled: not the stream's order (consecutive rows rarely repeat the story's order).
+    let first_window = TokenStream::new(&loaded.tokenizer, Corpus::TinyTales { seed: 2 }, 32)
+        .unwrap()
+        .next_window()
+        .unwrap();
+    let in_order: Vec<usize> = first_window.ids[1..].iter().map(|&t| t as usize).collect();
+    assert_ne!(tokens[..in_order.len()].to_vec(), in_order);
+    // Captured activations serve every row once per pass.
+    let mut captured = CapturedActivations::new((0..40).map(|v| v as f32).collect(), 4, 3).unwrap();
+    let pass = block_on(captured.next_batch(10)).unwrap();
+    let mut firsts: Vec<f32> = pass.chunks(4).map(|r| r[0]).collect();
+    firsts.sort_by(f32::total_cmp);
+    assert_eq!(firsts, (0..10).map(|i| (i * 4) as f32).collect::<Vec<_>>());
+    // Bad settings are errors.
+    assert!(
+        ActivationStore::new(
+            model,
+            &loaded.tokenizer,
+            Corpus::TinyTales { seed: 2 },
+            &[],
+            StoreConfig::default()
+        )
+        .is_err()
+    );
+    let too_long = StoreConfig {
+        context: 10_000,
+        ..StoreConfig::default()
+    };
+    assert!(
+        ActivationStore::new(
+            model,
+            &loaded.tokenizer,
+            Corpus::TinyTales { seed: 2 },
+            &[HookPoint::Embed],
+            too_long
+        )
+        .is_err()
+    );
+}
