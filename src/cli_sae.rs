@@ -635,3 +635,46 @@ pub fn interventions(
 pub fn steering_sae(dir: &Path, loaded: &LoadedModel) -> Result<(Sae, HookPoint)> {
     load_sae(dir, loaded)
 }
+
+#[derive(clap::Args)]
+pub struct EncodeArgs {
+    /// A SAELens directory.
+    #[arg(long)]
+    pub sae: PathBuf,
+    /// Activations written by `saeplay capture` (the tensor named as the SAE's hook is read).
+    #[arg(long)]
+    pub activations: PathBuf,
+    /// How many rows to encode (from the start).
+    #[arg(long, default_value_t = 1024)]
+    pub rows: usize,
+    /// Output safetensors: `x`, `feature_acts`, `x_hat`.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Encode captured activations with an SAE and write inputs, features and reconstructions (for
+/// offline analysis, and for checking an SAE against SAELens: tests/sae/compare_saelens.py).
+pub fn encode(args: EncodeArgs) -> Result<()> {
+    let device = saeplay::backend::cpu_device();
+    let host = SaeFiles::read_dir(&args.sae)?.parse()?;
+    let sae = host.upload(&device)?;
+    let (d_in, d_sae) = (sae.config.d_in, sae.config.d_sae);
+    let values = read_captured(&args.activations, &sae.config.hook_name, d_in)?;
+    let rows = args.rows.min(values.len() / d_in);
+    let x = values[..rows * d_in].to_vec();
+    let xt = saeplay::backend::float_tensor(x.clone(), [rows, d_in], &device);
+    let acts = sae.encode(xt);
+    let x_hat = block_on(saeplay::backend::read_f32(sae.decode(acts.clone())))?;
+    let acts = block_on(saeplay::backend::read_f32(acts))?;
+    let tensors = [
+        ("x", vec![rows, d_in], x),
+        ("feature_acts", vec![rows, d_sae], acts),
+        ("x_hat", vec![rows, d_in], x_hat),
+    ];
+    let named = tensors
+        .iter()
+        .map(|(n, s, v)| (*n, s.as_slice(), v.as_slice()));
+    write(&args.out, &write_safetensors(named))?;
+    eprintln!("wrote {rows} rows to {}", args.out.display());
+    Ok(())
+}

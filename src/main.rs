@@ -151,6 +151,8 @@ pub(crate) mod cli {
         EvalSae(crate::sae_cli::EvalSaeArgs),
         /// Per-feature data (examples, histogram, logit lens, nearest features, concepts) as JSON.
         Features(crate::sae_cli::FeaturesArgs),
+        /// Encode captured activations with an SAE: writes x, feature_acts and x_hat.
+        Encode(crate::sae_cli::EncodeArgs),
         /// SAE training throughput (vectors/s, GFLOP/s) on random activations.
         BenchSae(crate::sae_cli::BenchSaeArgs),
         /// Forward throughput (tokens per second) for several batch x sequence shapes.
@@ -345,6 +347,7 @@ pub(crate) mod cli {
             Command::EvalSae(args) => crate::sae_cli::eval_sae(args),
             Command::Features(args) => crate::sae_cli::features(args),
             Command::BenchSae(args) => crate::sae_cli::bench_sae(args),
+            Command::Encode(args) => crate::sae_cli::encode(args),
             Command::EvalModel {
                 model,
                 samples,

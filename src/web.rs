@@ -605,6 +605,19 @@ fn install_api(app: &Rc<App>, decision: &BackendDecision) {
     set("benchForward", bench.as_ref());
     bench.forget();
 
+    let for_sae = Rc::clone(&loaded);
+    let train_sae = Closure::<dyn Fn(JsValue) -> Promise>::new(move |options: JsValue| {
+        let loaded = Rc::clone(&for_sae);
+        future_to_promise(async move {
+            let options = options_from_js(&options)?;
+            train_sae_in_page(&loaded, options)
+                .await
+                .map_err(|e| JsValue::from_str(&e.to_string()))
+        })
+    });
+    set("trainSae", train_sae.as_ref());
+    train_sae.forget();
+
     Reflect::set(&window(), &"saeplay".into(), &api).ok();
 }
 
@@ -621,4 +634,160 @@ fn ids_from_js(value: &JsValue) -> Result<Vec<u32>, JsValue> {
                 .ok_or_else(|| JsValue::from_str("ids must be whole numbers from 0"))
         })
         .collect()
+}
+
+/// Options of `window.saeplay.trainSae`, all optional: `{architecture, k, expansion, tokens,
+/// batchSize, hook, learningRate, sparsity, seed, randomInputs}`.
+struct TrainSaeOptions {
+    architecture: String,
+    k: usize,
+    expansion: usize,
+    tokens: usize,
+    batch_size: usize,
+    hook: String,
+    learning_rate: f64,
+    sparsity: Option<f64>,
+    seed: u64,
+    /// Train on Gaussian vectors instead of the model's activations (throughput only).
+    random_inputs: bool,
+}
+
+fn options_from_js(value: &JsValue) -> Result<TrainSaeOptions, JsValue> {
+    let get = |key: &str| {
+        Reflect::get(value, &key.into())
+            .ok()
+            .filter(|v| !v.is_undefined())
+    };
+    let number = |key: &str, default: f64| -> Result<f64, JsValue> {
+        match get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| JsValue::from_str(&format!("{key} must be a number >= 0"))),
+        }
+    };
+    let text = |key: &str, default: &str| {
+        get(key)
+            .and_then(|v| v.as_string())
+            .unwrap_or(default.into())
+    };
+    Ok(TrainSaeOptions {
+        architecture: text("architecture", "topk"),
+        k: number("k", 16.0)? as usize,
+        expansion: number("expansion", 8.0)? as usize,
+        tokens: number("tokens", 65536.0)? as usize,
+        batch_size: number("batchSize", 1024.0)? as usize,
+        hook: text("hook", "blocks.2.hook_resid_pre"),
+        learning_rate: number("learningRate", 1e-3)?,
+        sparsity: get("sparsity").and_then(|v| v.as_f64()),
+        seed: number("seed", 1.0)? as u64,
+        random_inputs: get("randomInputs")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+    })
+}
+
+/// Train an SAE in the page on its backend and report throughput and quality: the check that
+/// TopK and BatchTopK train on WebGPU in wasm, and the page's SAE benchmark.
+async fn train_sae_in_page(
+    loaded: &LoadedModel,
+    options: TrainSaeOptions,
+) -> crate::Result<JsValue> {
+    use crate::model::HookPoint;
+    use crate::sae::Architecture;
+    use crate::sae::store::{ActivationStore, Corpus, StoreConfig};
+    use crate::sae::train::{
+        BatchSource, CapturedActivations, Control, SaeTrainer, SaeTrainingConfig, run,
+    };
+
+    let architecture = Architecture::parse(&options.architecture, Some(options.k))?;
+    let hook = HookPoint::parse(&options.hook, loaded.model.config())?;
+    let d_in = hook.width(loaded.model.config());
+    let sparsity = options.sparsity.unwrap_or(match architecture {
+        Architecture::Standard | Architecture::Gated => 5.0,
+        Architecture::JumpRelu => 1.0,
+        _ => 0.0,
+    });
+    let config = SaeTrainingConfig {
+        architecture,
+        hook_name: hook.to_string(),
+        expansion_factor: options.expansion,
+        training_tokens: options.tokens,
+        batch_size: options.batch_size,
+        learning_rate: options.learning_rate,
+        sparsity_coefficient: sparsity,
+        seed: options.seed,
+        ..SaeTrainingConfig::default()
+    };
+    config.validate()?;
+    let device = loaded.model.device().clone();
+    let start = now_ms();
+    let now = || now_ms() / 1000.0;
+    let mut last = None;
+    let mut on_step = |p: &crate::sae::train::Progress| {
+        last = Some(p.clone());
+        Control::Continue
+    };
+    let first_batch;
+    let (trainer, capture_ms) = if options.random_inputs {
+        let mut rng = crate::rng::SplitMix64::new(options.seed);
+        let rows = options.batch_size * 4;
+        let values = (0..rows * d_in).map(|_| rng.normal()).collect();
+        let mut source = CapturedActivations::new(values, d_in, options.seed)?;
+        first_batch = source.next_batch(options.batch_size).await?;
+        let mut trainer = SaeTrainer::new(config, d_in, "builtin", &first_batch, &device)?;
+        run(&mut trainer, &mut source, &now, &mut on_step).await?;
+        (trainer, 0.0)
+    } else {
+        let mut store = ActivationStore::new(
+            &loaded.model,
+            &loaded.tokenizer,
+            Corpus::TinyTales { seed: options.seed },
+            &[hook],
+            StoreConfig {
+                buffer_vectors: options.batch_size * 4,
+                ..StoreConfig::default()
+            },
+        )?;
+        // Capture everything first, so the training figure is the SAE's own speed.
+        let capture_start = now_ms();
+        let values = store
+            .next_batch(options.tokens.max(options.batch_size))
+            .await?
+            .swap_remove(0);
+        let capture_ms = now_ms() - capture_start;
+        let mut source = CapturedActivations::new(values, d_in, options.seed)?;
+        first_batch = source.next_batch(options.batch_size).await?;
+        let mut trainer = SaeTrainer::new(config, d_in, "builtin", &first_batch, &device)?;
+        run(&mut trainer, &mut source, &now, &mut on_step).await?;
+        (trainer, capture_ms)
+    };
+    let total_ms = now_ms() - start;
+    let progress = last.ok_or_else(|| crate::SaeplayError::InvalidSetting("no step ran".into()))?;
+    // Encode on the page's device (bisection top-k for TopK: no synchronous read-back).
+    let sae = trainer.sae();
+    let rows = first_batch.len() / d_in;
+    let x = crate::backend::float_tensor(first_batch, [rows, d_in], &device);
+    let acts = read_f32(sae.encode(x)).await?;
+    let active = acts.iter().filter(|&&v| v > 0.0).count() as f64 / rows as f64;
+    let result = Object::new();
+    for (key, value) in [
+        ("steps", progress.total_steps as f64),
+        ("vectorsPerSecond", progress.vectors_per_second),
+        ("trainSeconds", progress.elapsed_seconds),
+        ("captureMs", capture_ms),
+        ("totalMs", total_ms),
+        (
+            "explainedVariance",
+            f64::from(progress.stats.explained_variance),
+        ),
+        ("trainL0", f64::from(progress.stats.l0)),
+        ("encodeL0", active),
+        ("deadFraction", f64::from(progress.stats.dead_fraction)),
+        ("loss", f64::from(progress.stats.loss)),
+    ] {
+        Reflect::set(&result, &key.into(), &value.into()).ok();
+    }
+    Ok(result.into())
 }

@@ -804,6 +804,59 @@ fn old_saelens_configs_load_with_the_same_features() {
     );
     assert!(max_diff(&f, &reference_encode(&c, &w, &x)) < 1e-5);
 
+    // SAELens TopK with rescale_acts_by_decoder_norm: features are top-k of pre * ||W_dec[i]||.
+    let files = SaeFiles {
+        cfg: serde_json::to_vec(&serde_json::json!({
+            "architecture": "topk", "k": 5, "d_in": d, "d_sae": m, "dtype": "float32",
+            "rescale_acts_by_decoder_norm": true,
+            "metadata": {"hook_name": "blocks.1.hook_resid_pre", "sae_lens_version": "6.5.0"},
+        }))
+        .unwrap(),
+        weights: weights_file(&w),
+        ..SaeFiles::default()
+    };
+    let sae = files.parse().unwrap().upload(&device).unwrap();
+    let f = read2(sae.encode(float_tensor(x.clone(), [n, d], &device)));
+    let (w_enc, b_enc, b_dec, w_dec) = (
+        get(&w, "W_enc"),
+        get(&w, "b_enc"),
+        get(&w, "b_dec"),
+        get(&w, "W_dec"),
+    );
+    let norms: Vec<f64> = w_dec
+        .chunks(d)
+        .map(|r| r.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt())
+        .collect();
+    let mut expected = vec![0.0f64; n * m];
+    for r in 0..n {
+        let scaled: Vec<f64> = (0..m)
+            .map(|i| {
+                let pre: f64 = (0..d)
+                    .map(|j| {
+                        (f64::from(x[r * d + j]) - f64::from(b_dec[j]))
+                            * f64::from(w_enc[j * m + i])
+                    })
+                    .sum::<f64>()
+                    + f64::from(b_enc[i]);
+                pre * norms[i]
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..m).collect();
+        order.sort_by(|&a, &b| scaled[b].total_cmp(&scaled[a]));
+        for &i in &order[..5] {
+            expected[r * m + i] = scaled[i].max(0.0);
+        }
+    }
+    assert!(max_diff(&f, &expected) < 1e-4);
+    // ... and decoding divides each feature by its norm again.
+    let unscaled: Vec<f64> = expected
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v / norms[i % m])
+        .collect();
+    let hat = read2(sae.reconstruct(float_tensor(x.clone(), [n, d], &device)));
+    assert!(max_diff(&hat, &reference_decode(&c, &w, &unscaled)) < 1e-4);
+
     // apply_b_dec_to_input: false, for standard and gated: the encoder reads x itself.
     for architecture in [Architecture::Standard, Architecture::Gated] {
         let c = config(architecture, d, m);
@@ -1283,4 +1336,60 @@ fn the_store_serves_shuffled_real_tokens_without_special_ones() {
         )
         .is_err()
     );
+}
+
+/// TopK and BatchTopK train on wgpu with bisection top-k (the WebGPU path: no read-back for
+/// selection), reach the same quality as on the CPU, and their encode agrees with the CPU's.
+#[test]
+fn topk_and_batchtopk_train_on_wgpu() {
+    if std::env::var_os("SAEPLAY_SKIP_WGPU").is_some() {
+        eprintln!("SAEPLAY_SKIP_WGPU is set: skipping the wgpu SAE training");
+        return;
+    }
+    let device = saeplay::backend::native_device(saeplay::backend::BackendKind::Wgpu)
+        .expect("a wgpu device (install Mesa's Vulkan driver: scripts/setup.sh)");
+    assert_eq!(Selection::for_device(&device), Selection::Bisection);
+    let d = 16;
+    for architecture in [
+        Architecture::TopK { k: 4 },
+        Architecture::BatchTopK { k: 4 },
+    ] {
+        let recipe = small_recipe(architecture, 150);
+        let mut source = Synthetic::new(d, 7);
+        let first = block_on(source.next_batch(recipe.batch_size)).unwrap();
+        let mut trainer = SaeTrainer::new(recipe, d, "synthetic", &first, &device).unwrap();
+        let mut last = None;
+        while !trainer.is_finished() {
+            let batch = block_on(source.next_batch(256)).unwrap();
+            last = Some(block_on(trainer.train_step(&batch)).unwrap());
+        }
+        let stats = last.unwrap();
+        assert!(
+            stats.explained_variance > 0.7,
+            "{architecture:?} on wgpu: {stats:?}"
+        );
+        if matches!(architecture, Architecture::TopK { .. }) {
+            assert!(
+                (stats.l0 - 4.0).abs() < 1e-6,
+                "exactly k per token: {}",
+                stats.l0
+            );
+        }
+        // The same weights on the CPU encode the same features.
+        let sae = trainer.sae();
+        let host = block_on(sae.to_host()).unwrap();
+        let cpu = Sae::from_host(sae.config.clone(), &host, &cpu_device()).unwrap();
+        let x = block_on(Synthetic::with_samples(d, 7, 99).next_batch(64)).unwrap();
+        let on_gpu = read2(sae.encode(float_tensor(x.clone(), [64, d], &device)));
+        let on_cpu = read2(cpu.encode(float_tensor(x, [64, d], &cpu_device())));
+        let diff = on_gpu
+            .iter()
+            .zip(&on_cpu)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            diff < 1e-4,
+            "{architecture:?}: wgpu and CPU encodes differ by {diff}"
+        );
+    }
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::arch::{B_DEC, B_ENC, B_GATE, B_MAG, R_MAG, W_ENC};
+use super::arch::{B_DEC, B_ENC, B_GATE, B_MAG, R_MAG, W_DEC, W_ENC};
 use super::metrics::SaeMetrics;
 use super::train::SaeTrainingConfig;
 use super::{Architecture, Sae, SaeConfig};
@@ -123,6 +123,9 @@ impl SaeFiles {
         if !parsed.apply_b_dec_to_input {
             fold_b_dec_into_encoder(&config, &mut weights)?;
         }
+        if parsed.rescale_acts_by_decoder_norm {
+            fold_decoder_norms(&config, &mut weights)?;
+        }
         // Vectors may be stored as [1, n] by some writers.
         for tensor in weights.values_mut() {
             if tensor.shape.len() == 2 && tensor.shape[0] == 1 {
@@ -187,6 +190,7 @@ impl SaeFiles {
 struct ParsedCfg {
     config: SaeConfig,
     apply_b_dec_to_input: bool,
+    rescale_acts_by_decoder_norm: bool,
 }
 
 fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
@@ -272,9 +276,14 @@ fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
         model_name,
     };
     config.validate()?;
+    let rescale_acts_by_decoder_norm = obj
+        .get("rescale_acts_by_decoder_norm")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     Ok(ParsedCfg {
         config,
         apply_b_dec_to_input,
+        rescale_acts_by_decoder_norm,
     })
 }
 
@@ -342,6 +351,47 @@ fn fold_b_dec_into_encoder(
     Ok(())
 }
 
+/// SAELens's TopK `rescale_acts_by_decoder_norm` multiplies pre-activations by `||W_dec[i]||`
+/// and divides features by it before decoding; folding `n_i` into `W_enc`'s columns and `b_enc`
+/// and dividing `W_dec`'s rows by it computes the same features with the plain formula.
+fn fold_decoder_norms(
+    config: &SaeConfig,
+    weights: &mut BTreeMap<String, HostTensor>,
+) -> Result<()> {
+    let (d_in, d_sae) = (config.d_in, config.d_sae);
+    let sizes_ok = weights
+        .get(W_DEC)
+        .is_some_and(|t| t.values.len() == d_sae * d_in)
+        && weights
+            .get(W_ENC)
+            .is_some_and(|t| t.values.len() == d_in * d_sae)
+        && weights.get(B_ENC).is_some_and(|t| t.values.len() == d_sae);
+    if !sizes_ok {
+        return Err(file_error(
+            "W_enc, b_enc or W_dec has the wrong size for d_in and d_sae",
+        ));
+    }
+    let norms: Vec<f32> = weights[W_DEC]
+        .values
+        .chunks_exact(d_in)
+        .map(|row| row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12))
+        .collect();
+    if let Some(w) = weights.get_mut(W_ENC) {
+        for row in w.values.chunks_exact_mut(d_sae) {
+            row.iter_mut().zip(&norms).for_each(|(v, n)| *v *= n);
+        }
+    }
+    if let Some(b) = weights.get_mut(B_ENC) {
+        b.values.iter_mut().zip(&norms).for_each(|(v, n)| *v *= n);
+    }
+    if let Some(w) = weights.get_mut(W_DEC) {
+        for (row, n) in w.values.chunks_exact_mut(d_in).zip(&norms) {
+            row.iter_mut().for_each(|v| *v /= n);
+        }
+    }
+    Ok(())
+}
+
 /// Write an SAE as a SAELens 6 directory, with log10 densities and our provenance.
 pub async fn write_sae(
     sae: &Sae,
@@ -373,9 +423,14 @@ pub async fn write_sae(
             "context_size": context_size,
             "dataset_path": "saeplay/tinytales",
             "model_class_name": "HookedTransformer",
+            // The format version we write (SAELens 6); without it SAELens runs its pre-6.0 migration.
+            "sae_lens_version": "6.0.0",
             "sae_lens_training_version": null,
         },
     });
+    if trained_as.as_deref() == Some("batchtopk") {
+        cfg["metadata"]["training_architecture"] = json!("batchtopk");
+    }
     if let Architecture::TopK { k } = config.architecture {
         cfg["k"] = json!(k);
     }
