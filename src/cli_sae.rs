@@ -156,7 +156,7 @@ pub struct TrainSaeArgs {
     /// Training vectors in all.
     #[arg(long, default_value_t = 1_000_000)]
     pub tokens: usize,
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,

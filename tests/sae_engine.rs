@@ -1393,3 +1393,68 @@ fn topk_and_batchtopk_train_on_wgpu() {
         );
     }
 }
+
+/// The CPU's sparse TopK step (gathered columns and rows) has the dense step's loss and gradients,
+/// with and without dead latents (AuxK).
+#[test]
+fn sparse_topk_step_equals_the_dense_step() {
+    let device = cpu_device().autodiff();
+    let (d, m, n, k) = (8, 40, 12, 4);
+    let c = config(Architecture::TopK { k }, d, m);
+    let w = random_weights(&c, 21);
+    let x = random(n * d, 1.0, &mut SplitMix64::new(8));
+    let dead_row: Vec<f32> = (0..m).map(|i| if i % 4 == 1 { 1.0 } else { 0.0 }).collect();
+    for with_dead in [false, true] {
+        let mut results = Vec::new();
+        for selection in [Selection::Host, Selection::Bisection] {
+            let mut params = Params::new();
+            for (name, t) in upload(&w, &device) {
+                params.insert(name, t.require_grad());
+            }
+            let mut ctx = context(0.0);
+            ctx.selection = selection;
+            if with_dead {
+                ctx.dead = Some((float_tensor(dead_row.clone(), [1, m], &device), 10));
+            }
+            let out = block_on(arch::topk::training_forward(
+                &params,
+                float_tensor(x.clone(), [n, d], &device),
+                k,
+                &ctx,
+            ))
+            .unwrap();
+            let loss = scalar(out.loss.clone().inner());
+            let terms: Vec<f64> = out
+                .terms
+                .iter()
+                .map(|(_, t)| scalar(t.clone().inner()))
+                .collect();
+            let grads = out.loss.backward();
+            let g: Vec<Vec<f32>> = ["W_enc", "b_enc", "W_dec", "b_dec"]
+                .iter()
+                .map(|name| read2(params[name].grad(&grads).unwrap()))
+                .collect();
+            results.push((loss, terms, g));
+        }
+        let (host, dense) = (&results[0], &results[1]);
+        assert!(
+            (host.0 - dense.0).abs() < 1e-4,
+            "loss {} vs {}",
+            host.0,
+            dense.0
+        );
+        assert_eq!(host.1.len(), if with_dead { 2 } else { 1 });
+        assert_eq!(host.1.len(), dense.1.len());
+        for (a, b) in host.2.iter().zip(&dense.2) {
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                diff < 1e-4,
+                "gradients differ by {diff} (dead latents: {with_dead})"
+            );
+        }
+    }
+}

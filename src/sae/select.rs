@@ -128,6 +128,43 @@ pub fn host_topk_mask(values: &[f32], rows: usize, n: usize, k: usize, scope: Sc
     mask
 }
 
+/// The `k` largest entries of each row of a row-major `[rows, n]` slice, as column indices
+/// (`[rows, k]` row-major, in no particular order; ties to the lower index). With `allowed`,
+/// only columns with `allowed[i] > 0` compete, and `k` is capped at their number.
+pub fn host_topk_indices(
+    values: &[f32],
+    rows: usize,
+    n: usize,
+    k: usize,
+    allowed: Option<&[f32]>,
+) -> Vec<u32> {
+    let candidates: Vec<u32> = match allowed {
+        Some(mask) => (0..n as u32).filter(|&i| mask[i as usize] > 0.0).collect(),
+        None => (0..n as u32).collect(),
+    };
+    let k = k.min(candidates.len());
+    let mut out = Vec::with_capacity(rows * k);
+    if k == 0 {
+        return out;
+    }
+    let mut order = candidates.clone();
+    for r in 0..rows {
+        let row = &values[r * n..(r + 1) * n];
+        order.copy_from_slice(&candidates);
+        let rank = |a: &u32, b: &u32| {
+            let (va, vb) = (row[*a as usize], row[*b as usize]);
+            let va = if va.is_nan() { f32::NEG_INFINITY } else { va };
+            let vb = if vb.is_nan() { f32::NEG_INFINITY } else { vb };
+            vb.total_cmp(&va).then(a.cmp(b))
+        };
+        if k < order.len() {
+            order.select_nth_unstable_by(k - 1, rank);
+        }
+        out.extend_from_slice(&order[..k]);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,8 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::arch::{
-    self, B_DEC, B_ENC, B_GATE, B_MAG, Params, R_MAG, THRESHOLD, TrainingContext, TrainingForward,
-    W_DEC, W_ENC,
+    self, Activity, B_DEC, B_ENC, B_GATE, B_MAG, Params, R_MAG, THRESHOLD, TrainingContext,
+    TrainingForward, W_DEC, W_ENC,
 };
 use super::select::Selection;
 use super::stats::geometric_median;
@@ -99,7 +99,9 @@ impl Default for SaeTrainingConfig {
             context: 128,
             skip_special_tokens: true,
             training_tokens: 1_000_000,
-            batch_size: 4096,
+            // Measured on the built-in model: at 1M tokens, batch 1024 (977 steps) beats 4096
+            // (244 steps): TopK k=16 explains 0.93 of the variance against 0.90.
+            batch_size: 1024,
             learning_rate: 1e-3,
             lr_warmup_steps: 20,
             lr_schedule: LrSchedule::Cosine,
@@ -364,7 +366,7 @@ impl SaeTrainer {
         };
         let forward = self.training_forward(x.clone(), &context).await?;
         let TrainingForward {
-            feature_acts,
+            activity,
             x_hat,
             loss,
             terms,
@@ -373,26 +375,34 @@ impl SaeTrainer {
         let grads = loss.backward();
 
         // Everything the host needs, in one read: loss, terms, L0 sum, SSE, SST, smallest kept,
-        // then how often each latent fired.
+        // then how often each latent fired (unless the architecture already knows on the host).
         let x_inner = x.inner();
-        let acts_inner = feature_acts.inner();
         let err = (x_inner.clone() - x_hat.inner()).powi_scalar(2).sum();
         let centred = x_inner.clone() - x_inner.mean_dim(0);
         let total = centred.powi_scalar(2).sum();
-        let active = acts_inner.greater_elem(0.0).float();
-        let l0_sum = active.clone().sum();
-        let fired = active.sum_dim(0).reshape([d_sae]);
+        let (l0_tensor, fired_tensor, host_activity) = match activity {
+            Activity::Dense(acts) => {
+                let active = acts.inner().greater_elem(0.0).float();
+                let l0_sum = active.clone().sum();
+                (l0_sum, Some(active.sum_dim(0).reshape([d_sae])), None)
+            }
+            Activity::Host { l0_sum, fired } => (
+                Tensor::zeros([1], &self.inner_device),
+                None,
+                Some((l0_sum, fired)),
+            ),
+        };
         let mut scalars = vec![loss.inner()];
         scalars.extend(terms.iter().map(|(_, t)| t.clone().inner()));
-        scalars.extend([l0_sum, err, total]);
+        scalars.extend([l0_tensor, err, total]);
         scalars.push(match &smallest_kept {
             Some(t) => t.clone().inner(),
             None => Tensor::zeros([1], &self.inner_device),
         });
         let n_scalars = scalars.len();
-        scalars.push(fired);
+        scalars.extend(fired_tensor);
         let host = read_f32(Tensor::cat(scalars, 0)).await?;
-        let (values, fired) = host.split_at(n_scalars);
+        let (values, device_fired) = host.split_at(n_scalars);
         let loss_value = values[0];
         if !loss_value.is_finite() {
             return Err(SaeplayError::Diverged {
@@ -401,8 +411,12 @@ impl SaeTrainer {
             });
         }
         let term_values = &values[1..1 + terms.len()];
-        let [l0_sum, sse, sst, smallest] = values[1 + terms.len()..] else {
+        let [device_l0_sum, sse, sst, smallest] = values[1 + terms.len()..] else {
             unreachable!("four figures follow the terms")
+        };
+        let (l0_sum, fired) = match &host_activity {
+            Some((l0_sum, fired)) => (*l0_sum, fired.as_slice()),
+            None => (device_l0_sum, device_fired),
         };
 
         // Adam, into new tensors first: the old ones stay if anything is not finite.

@@ -460,6 +460,38 @@ for (const spec of PATHS) {
       });
     });
 
+    test('g. TopK and BatchTopK SAEs train in the page on its backend', { timeout: ACTION_TIMEOUT_MS * 8 }, async () => {
+      const opened = await ready();
+      await withLogs(`${spec.name} g`, opened, async () => {
+        const { page } = opened;
+        // SwiftShader is a software GPU: keep the WebGPU run small.
+        const size = spec.webgpu
+          ? { tokens: 2048, batchSize: 256, expansion: 2 }
+          : { tokens: 65536, batchSize: 1024, expansion: 8 };
+        for (const architecture of ['topk', 'batchtopk']) {
+          const k = 8;
+          const result = await page.evaluate(
+            (options) => window.saeplay.trainSae(options),
+            { architecture, k, ...size },
+          );
+          console.log(`${spec.name} ${architecture}: ${JSON.stringify(result)}`);
+          measure(spec.name, `${architecture} SAE training vectors/s (x${size.expansion}, batch ${size.batchSize})`, Math.round(result.vectorsPerSecond));
+          assert.equal(result.steps, size.tokens / size.batchSize, 'every step ran');
+          assert.ok(Number.isFinite(result.loss), `loss ${result.loss}`);
+          if (architecture === 'topk') {
+            assert.ok(Math.abs(result.trainL0 - k) < 1e-6, `TopK keeps exactly k per token in training: ${result.trainL0}`);
+            assert.ok(result.encodeL0 <= k + 1e-6 && result.encodeL0 > 0, `TopK encode keeps at most k: ${result.encodeL0}`);
+          } else {
+            assert.ok(Math.abs(result.trainL0 - k) < 1e-6, `BatchTopK keeps k x batch in training: ${result.trainL0}`);
+            assert.ok(result.encodeL0 > 0 && result.encodeL0 < 8 * k, `BatchTopK's threshold keeps a sparse code: ${result.encodeL0}`);
+          }
+          // The CPU run is long enough to learn: it must explain most of the variance.
+          if (!spec.webgpu) assert.ok(result.explainedVariance > 0.5, `explained variance ${result.explainedVariance}`);
+        }
+        assert.deepEqual(opened.pageErrors.map((e) => e.message), [], 'uncaught errors in the page');
+      });
+    });
+
     if (spec.webgpu) {
       test('e. without a fragment, a software adapter loses to CPU', { timeout: READY_TIMEOUT_MS + 60_000 }, async () => {
         const opened = await openReady(browser, '', `${spec.name} e`);

@@ -7,7 +7,7 @@
 use burn::tensor::Tensor;
 
 use super::{
-    Params, TrainingContext, TrainingForward, auxk_loss, decode, pre_activation, select,
+    Activity, Params, TrainingContext, TrainingForward, auxk_loss, decode, pre_activation, select,
     squared_error,
 };
 use crate::error::Result;
@@ -40,7 +40,7 @@ pub async fn training_forward(
         terms.push(("auxk_loss", aux));
     }
     Ok(TrainingForward {
-        feature_acts,
+        activity: Activity::Dense(Box::new(feature_acts)),
         x_hat,
         loss,
         terms,

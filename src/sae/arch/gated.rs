@@ -9,8 +9,8 @@
 use burn::tensor::Tensor;
 
 use super::{
-    B_DEC, B_GATE, B_MAG, Params, R_MAG, TrainingContext, TrainingForward, W_DEC, W_ENC, decode,
-    decoder_norms, param, squared_error,
+    Activity, B_DEC, B_GATE, B_MAG, Params, R_MAG, TrainingContext, TrainingForward, W_DEC, W_ENC,
+    decode, decoder_norms, param, squared_error,
 };
 use crate::error::Result;
 
@@ -47,7 +47,7 @@ pub async fn training_forward(
     let aux = squared_error(frozen, x);
     let loss = mse.clone() + l1.clone() * context.sparsity_coefficient + aux.clone();
     Ok(TrainingForward {
-        feature_acts,
+        activity: Activity::Dense(Box::new(feature_acts)),
         x_hat,
         loss,
         terms: vec![

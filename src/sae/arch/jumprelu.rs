@@ -12,7 +12,7 @@
 use burn::tensor::Tensor;
 
 use super::{
-    Params, THRESHOLD, TrainingContext, TrainingForward, decode, param, pre_activation,
+    Activity, Params, THRESHOLD, TrainingContext, TrainingForward, decode, param, pre_activation,
     squared_error,
 };
 use crate::error::Result;
@@ -48,7 +48,7 @@ pub async fn training_forward(
     let l0 = l0_surrogate.sum_dim(1).mean();
     let loss = mse.clone() + l0.clone() * context.sparsity_coefficient;
     Ok(TrainingForward {
-        feature_acts,
+        activity: Activity::Dense(Box::new(feature_acts)),
         x_hat,
         loss,
         terms: vec![("mse_loss", mse), ("l0_loss", l0)],

@@ -77,9 +77,18 @@ pub struct TrainingContext {
     pub bandwidth: f64,
 }
 
+/// Which latents were active in a training batch.
+pub enum Activity {
+    /// The feature activations `[batch, d_sae]` on the device.
+    Dense(Box<Tensor<2>>),
+    /// Already known on the host (sparse TopK): the sum of active counts over rows, and how
+    /// many rows each latent was active in.
+    Host { l0_sum: f32, fired: Vec<f32> },
+}
+
 /// One training forward: the activations, reconstruction, total loss and its named terms.
 pub struct TrainingForward {
-    pub feature_acts: Tensor<2>,
+    pub activity: Activity,
     pub x_hat: Tensor<2>,
     pub loss: Tensor<1>,
     pub terms: Vec<(&'static str, Tensor<1>)>,
@@ -121,8 +130,13 @@ pub(crate) async fn auxk_loss(
     let k_aux = k_aux_full.min(*dead_count);
     let scale = (*dead_count as f64 / k_aux_full as f64).min(1.0);
     let residual = (x.clone() - x_hat.clone()).detach();
-    // Live latents are pushed far below any dead one before selecting.
-    let candidates = pre.clone().detach() + (dead.clone() - 1.0) * 1e30;
+    // Live latents are pushed just below the row's smallest value before selecting (not to
+    // -inf: bisection needs a finite, natural range to resolve the dead latents' values).
+    let [rows, d_sae] = pre.dims();
+    let values = pre.clone().detach();
+    let floor = (values.clone().min_dim(1) - 1.0).expand([rows, d_sae]);
+    let live = dead.clone().lower_elem(0.5).expand([rows, d_sae]);
+    let candidates = values.mask_where(live, floor);
     let mask = select(candidates, k_aux, Scope::PerRow, context.selection).await? * dead.clone();
     let aux_acts = pre.clone().clamp_min(0.0) * mask;
     let recons = aux_acts.matmul(param(params, W_DEC));

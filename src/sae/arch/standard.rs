@@ -4,7 +4,8 @@
 use burn::tensor::Tensor;
 
 use super::{
-    Params, TrainingContext, TrainingForward, decode, decoder_norms, pre_activation, squared_error,
+    Activity, Params, TrainingContext, TrainingForward, decode, decoder_norms, pre_activation,
+    squared_error,
 };
 use crate::error::Result;
 
@@ -25,7 +26,7 @@ pub async fn training_forward(
         .mean();
     let loss = mse.clone() + l1.clone() * context.sparsity_coefficient;
     Ok(TrainingForward {
-        feature_acts,
+        activity: Activity::Dense(Box::new(feature_acts)),
         x_hat,
         loss,
         terms: vec![("mse_loss", mse), ("l1_loss", l1)],

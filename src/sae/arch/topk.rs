@@ -4,11 +4,13 @@
 use burn::tensor::Tensor;
 
 use super::{
-    Params, TrainingContext, TrainingForward, auxk_loss, decode, pre_activation, select,
+    Activity, Params, TrainingContext, TrainingForward, auxk_loss, decode, pre_activation, select,
     squared_error,
 };
+use super::{B_DEC, B_ENC, W_DEC, W_ENC, param};
+use crate::backend::{int_tensor, read_f32};
 use crate::error::Result;
-use crate::sae::select::{Scope, topk_mask_by_bisection};
+use crate::sae::select::{Scope, Selection, host_topk_indices, topk_mask_by_bisection};
 
 /// Inference: bisection selection (no read-back), so it runs inside hooks and on WebGPU.
 pub fn encode(params: &Params, x: Tensor<2>, k: usize) -> Tensor<2> {
@@ -23,6 +25,9 @@ pub async fn training_forward(
     k: usize,
     context: &TrainingContext,
 ) -> Result<TrainingForward> {
+    if context.selection == Selection::Host {
+        return sparse_training_forward(params, x, k, context).await;
+    }
     let pre = pre_activation(params, x.clone());
     let mask = select(pre.clone(), k, Scope::PerRow, context.selection).await?;
     let feature_acts = pre.clone().clamp_min(0.0) * mask;
@@ -35,10 +40,130 @@ pub async fn training_forward(
         terms.push(("auxk_loss", aux));
     }
     Ok(TrainingForward {
-        feature_acts,
+        activity: Activity::Dense(Box::new(feature_acts)),
         x_hat,
         loss,
         terms,
         smallest_kept: None,
     })
+}
+
+/// The CPU path: the full pre-activation is computed once without gradients to select the top k
+/// on the host; then only the selected latents are recomputed with gradients, by gathering their
+/// encoder columns and decoder rows. Dense work per step is one `[batch, d_in] x [d_in, d_sae]`
+/// product instead of six; the rest is `batch x k x d_in`. Same loss and gradients as the dense
+/// path (tests compare them).
+async fn sparse_training_forward(
+    params: &Params,
+    x: Tensor<2>,
+    k: usize,
+    context: &TrainingContext,
+) -> Result<TrainingForward> {
+    let [rows, d_in] = x.dims();
+    let d_sae = param(params, W_ENC).dims()[1];
+    let k = k.min(d_sae);
+    let centred = x.clone() - param(params, B_DEC);
+    let pre_host = read_f32(
+        (centred
+            .clone()
+            .detach()
+            .matmul(param(params, W_ENC).detach())
+            + param(params, B_ENC).detach())
+        .detach(),
+    )
+    .await?;
+    let chosen = host_topk_indices(&pre_host, rows, d_sae, k, None);
+    let mut fired = vec![0.0f32; d_sae];
+    let mut l0_sum = 0.0f32;
+    for (row, latents) in chosen.chunks(k).enumerate() {
+        for &i in latents {
+            if pre_host[row * d_sae + i as usize] > 0.0 {
+                fired[i as usize] += 1.0;
+                l0_sum += 1.0;
+            }
+        }
+    }
+    let device = x.device();
+    let values = gathered_pre(params, &centred, &chosen, rows, k, &device).clamp_min(0.0);
+    let x_hat = gathered_decode(params, values, &chosen, rows, k, &device) + param(params, B_DEC);
+    let mse = squared_error(x_hat.clone(), x.clone());
+    let mut loss = mse.clone();
+    let mut terms = vec![("mse_loss", mse)];
+    if let Some((dead_row, dead_count)) = &context.dead
+        && *dead_count > 0
+    {
+        // AuxK on the host-selected top dead latents (see `auxk_loss`).
+        let dead_mask = read_f32(dead_row.clone().detach()).await?;
+        let k_aux_full = (d_in / 2).max(1);
+        let k_aux = k_aux_full.min(*dead_count);
+        let scale = (*dead_count as f64 / k_aux_full as f64).min(1.0);
+        let aux_chosen = host_topk_indices(&pre_host, rows, d_sae, k_aux, Some(&dead_mask));
+        let residual = (x - x_hat.clone()).detach();
+        let aux_values =
+            gathered_pre(params, &centred, &aux_chosen, rows, k_aux, &device).clamp_min(0.0);
+        let recons = gathered_decode(params, aux_values, &aux_chosen, rows, k_aux, &device);
+        let aux = squared_error(recons, residual) * scale;
+        loss = loss + aux.clone() * context.aux_coefficient;
+        terms.push(("auxk_loss", aux));
+    }
+    Ok(TrainingForward {
+        activity: Activity::Host { l0_sum, fired },
+        x_hat,
+        loss,
+        terms,
+        smallest_kept: None,
+    })
+}
+
+/// `pre[r, chosen[r, j]]` `[rows, k]`, with gradients to `W_enc`, `b_enc` and (through
+/// `centred`) `b_dec`.
+fn gathered_pre(
+    params: &Params,
+    centred: &Tensor<2>,
+    chosen: &[u32],
+    rows: usize,
+    k: usize,
+    device: &burn::tensor::Device,
+) -> Tensor<2> {
+    let w_enc = param(params, W_ENC); // [d_in, d_sae]
+    let [d_in, d_sae] = w_enc.dims();
+    let index = int_tensor(
+        chosen.iter().map(|&i| i64::from(i)).collect(),
+        [rows * k],
+        device,
+    );
+    let columns = w_enc
+        .transpose()
+        .select(0, index.clone())
+        .reshape([rows, k, d_in]);
+    let dots = (columns * centred.clone().reshape([rows, 1, d_in]))
+        .sum_dim(2)
+        .reshape([rows, k]);
+    let bias = param(params, B_ENC)
+        .reshape([d_sae])
+        .select(0, index)
+        .reshape([rows, k]);
+    dots + bias
+}
+
+/// `sum_j values[r, j] * W_dec[chosen[r, j]]` `[rows, d_in]` (no `b_dec`).
+fn gathered_decode(
+    params: &Params,
+    values: Tensor<2>,
+    chosen: &[u32],
+    rows: usize,
+    k: usize,
+    device: &burn::tensor::Device,
+) -> Tensor<2> {
+    let w_dec = param(params, W_DEC); // [d_sae, d_in]
+    let d_in = w_dec.dims()[1];
+    let index = int_tensor(
+        chosen.iter().map(|&i| i64::from(i)).collect(),
+        [rows * k],
+        device,
+    );
+    let directions = w_dec.select(0, index).reshape([rows, k, d_in]);
+    (directions * values.reshape([rows, k, 1]))
+        .sum_dim(1)
+        .reshape([rows, d_in])
 }
