@@ -1051,6 +1051,12 @@ fn metrics_equal_hand_computed_values() {
     let l1 = x.iter().map(|v| f64::from(v.abs())).sum::<f64>() / (6 * 24) as f64;
     assert!((m.l1 - l1).abs() < 1e-3 * l1);
     assert!((m.shrinkage - 1.0).abs() < 1e-5 && (m.l2_ratio - 1.0).abs() < 1e-5);
+    // TinyTales windows: concept recovery is scored, each AUROC a probability.
+    let mean = m
+        .mean_concept_auroc
+        .expect("TinyTales windows carry concepts");
+    assert!((0.5..=1.0).contains(&mean), "{mean}");
+    assert!(!m.concept_recovery.is_empty());
 
     // An SAE that outputs zero: the splice is the zero ablation; EV is -E||x||^2/SST + 1.
     let zero = zero_sae(d, &device, &hook.to_string());

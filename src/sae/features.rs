@@ -138,6 +138,32 @@ pub struct Scan {
     pub window_len: usize,
 }
 
+/// Per concept, the best single feature by AUROC over tokens `[n_tokens, d_sae]` whose concept
+/// bitmasks are `concepts`; empty (and `None`) when no token carries a concept.
+pub fn concept_recovery(
+    acts: &[f32],
+    n_tokens: usize,
+    d_sae: usize,
+    concepts: &[u64],
+) -> Result<(Vec<ConceptRecovery>, Option<f64>)> {
+    if !concepts.iter().any(|&c| c != 0) {
+        return Ok((Vec::new(), None));
+    }
+    let matrix = concept_auroc_matrix(acts, n_tokens, d_sae, concepts, Concept::COUNT)
+        .map_err(SaeplayError::InvalidSetting)?;
+    let best = best_feature_per_concept(&matrix, d_sae, Concept::COUNT);
+    let recovery = best
+        .iter()
+        .flatten()
+        .map(|m| ConceptRecovery {
+            concept: Concept::ALL[m.concept].name().to_string(),
+            feature: m.feature,
+            auroc: m.auroc,
+        })
+        .collect();
+    Ok((recovery, mean_best_auroc(&best)))
+}
+
 /// Run the model over `windows` and keep the SAE's activations on every token.
 pub async fn scan(
     model: &Gpt2,

@@ -53,6 +53,11 @@ pub struct SaeMetrics {
     pub dead_features: usize,
     /// Fraction of held-out tokens on which each feature is active (for `sparsity.safetensors`).
     pub feature_density: Vec<f64>,
+    /// TinyTales only: per concept, the best single feature by AUROC, and their mean.
+    #[serde(default)]
+    pub concept_recovery: Vec<super::features::ConceptRecovery>,
+    #[serde(default)]
+    pub mean_concept_auroc: Option<f64>,
 }
 
 /// A hook function that replaces the activation by `replace(activation)` at the masked
@@ -97,6 +102,8 @@ pub async fn evaluate_sae(
     let d = sae.config.d_in;
     let d_sae = sae.config.d_sae;
     let mut features = FeatureStatsAccumulator::new(d_sae);
+    // Kept for concept recovery (TinyTales windows carry concepts per token).
+    let (mut all_acts, mut kept_concepts) = (Vec::new(), Vec::new());
     let (mut sse, mut sum_sq, mut sum_x, mut n_tokens) = (0.0f64, 0.0f64, vec![0.0f64; d], 0usize);
     let (mut hat_sq, mut hat_dot, mut ratio_sum, mut l1_sum) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     let (mut ce_clean, mut ce_sae, mut ce_zero, mut kl, mut ce_count, mut kl_count) =
@@ -165,6 +172,10 @@ pub async fn evaluate_sae(
         let x_host = read_f32(flat).await?;
         let hat_host = read_f32(x_hat).await?;
         let acts_host = read_f32(acts).await?;
+        let concepts: Vec<u64> = chunk
+            .iter()
+            .flat_map(|w| w.concepts.iter().map(|c| u64::from(c.bits())))
+            .collect();
         let mut kept_acts = Vec::with_capacity(acts_host.len());
         for (row, &k) in keep.iter().enumerate() {
             if k == 0.0 {
@@ -189,12 +200,16 @@ pub async fn evaluate_sae(
             let ar = &acts_host[row * d_sae..(row + 1) * d_sae];
             l1_sum += ar.iter().map(|&v| f64::from(v)).sum::<f64>();
             kept_acts.extend_from_slice(ar);
+            kept_concepts.push(concepts[row]);
             n_tokens += 1;
         }
         features
             .add_batch(&kept_acts, kept_acts.len() / d_sae)
             .map_err(crate::error::SaeplayError::InvalidSetting)?;
+        all_acts.extend(kept_acts);
     }
+    let (concept_recovery, mean_concept_auroc) =
+        super::features::concept_recovery(&all_acts, n_tokens, d_sae, &kept_concepts)?;
     let n = n_tokens.max(1) as f64;
     // SST about the mean: sum ||x||^2 - n ||mean||^2.
     let sst = sum_sq - sum_x.iter().map(|s| s * s).sum::<f64>() / n;
@@ -230,5 +245,7 @@ pub async fn evaluate_sae(
         density_histogram,
         dead_features,
         feature_density,
+        concept_recovery,
+        mean_concept_auroc,
     })
 }

@@ -112,8 +112,12 @@ impl Default for SaeTrainingConfig {
             dead_window_tokens: 200_000,
             b_dec_init: DecoderBiasInit::GeometricMedian,
             decoder_init_norm: 0.1,
-            jumprelu_init_threshold: 0.001,
-            jumprelu_bandwidth: 0.001,
+            // In units of the normalised input (mean norm sqrt(d_in)); initial pre-activations
+            // are ~0.1, so 0.05 lets about half fire, and a bandwidth as wide lets the
+            // straight-through gradient reach the threshold. (0.001, the paper's value for far
+            // longer runs, left the threshold where it started: L0 stayed ~220 at any penalty.)
+            jumprelu_init_threshold: 0.05,
+            jumprelu_bandwidth: 0.05,
             batchtopk_threshold_rate: 0.01,
             normalize_activations: true,
             adam_beta1: 0.9,
