@@ -90,6 +90,9 @@ pub(crate) mod cli {
             /// Remove a feature, keeping the SAE's error: FEATURE (repeatable).
             #[arg(long)]
             ablate: Vec<String>,
+            /// Also print the generated token ids (comma-separated) on stderr.
+            #[arg(long)]
+            print_ids: bool,
         },
         /// Run one forward pass and write logits and hook activations as safetensors.
         Forward {
@@ -236,6 +239,7 @@ pub(crate) mod cli {
                 steer,
                 clamp,
                 ablate,
+                print_ids,
             } => {
                 let loaded = load(&model)?;
                 let prompt_ids = loaded.encode_prompt(&prompt)?.ids;
@@ -285,6 +289,11 @@ pub(crate) mod cli {
                     generation.produced().len(),
                     reason.describe()
                 );
+                if print_ids {
+                    let ids: Vec<String> =
+                        generation.produced().iter().map(u32::to_string).collect();
+                    eprintln!("ids: {}", ids.join(","));
+                }
                 Ok(())
             }
             Command::Forward {

@@ -226,3 +226,284 @@ fn bad_inputs_fail_with_one_clear_line() {
         "not a valid safetensors file",
     );
 }
+
+/// capture -> train-sae (from captured and from live activations) -> eval-sae -> features ->
+/// encode -> generate with steering, on a tiny model; and the SAE commands' bad inputs.
+#[test]
+fn sae_commands_end_to_end() {
+    let model = model_dir("sae-model", &TinySpec::default());
+    let work = temp_dir("sae-work");
+    let m = model.to_str().unwrap();
+    let path = |name: &str| work.join(name).to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let output = saeplay(args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        output
+    };
+    let hook = "blocks.1.hook_resid_pre";
+    run(&[
+        "capture",
+        "--model",
+        m,
+        "--hooks",
+        hook,
+        "--tokens",
+        "3000",
+        "--context",
+        "32",
+        "--out",
+        &path("acts.safetensors"),
+    ]);
+    let bytes = std::fs::read(path("acts.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(file.tensor(hook).unwrap().shape(), &[3000, 32]);
+
+    let out = run(&[
+        "train-sae",
+        "--model",
+        m,
+        "--hook",
+        hook,
+        "--architecture",
+        "topk",
+        "--k",
+        "4",
+        "--expansion",
+        "4",
+        "--tokens",
+        "8192",
+        "--batch-size",
+        "256",
+        "--context",
+        "32",
+        "--activations",
+        &path("acts.safetensors"),
+        "--eval-windows",
+        "4",
+        "--out",
+        &path("sae"),
+        "--json",
+    ]);
+    let metrics: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(metrics["l0"], 4.0);
+    // Plumbing, not quality (tests/sae_engine.rs holds training to known structure): 32 steps on
+    // a random model must still explain some variance.
+    assert!(
+        metrics["explained_variance"].as_f64().unwrap() > 0.02,
+        "{metrics}"
+    );
+    for file in [
+        "cfg.json",
+        "sae_weights.safetensors",
+        "sparsity.safetensors",
+        "saeplay.json",
+    ] {
+        assert!(work.join("sae").join(file).exists(), "{file}");
+    }
+    // Live activations (no --activations): the model runs as the SAE trains.
+    run(&[
+        "train-sae",
+        "--model",
+        m,
+        "--hook",
+        hook,
+        "--architecture",
+        "jumprelu",
+        "--expansion",
+        "2",
+        "--tokens",
+        "2048",
+        "--batch-size",
+        "256",
+        "--context",
+        "32",
+        "--eval-windows",
+        "2",
+        "--out",
+        &path("live"),
+    ]);
+
+    let out = run(&[
+        "eval-sae",
+        "--model",
+        m,
+        "--sae",
+        &path("sae"),
+        "--windows",
+        "4",
+        "--context",
+        "32",
+        "--json",
+    ]);
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["l0"], 4.0);
+
+    let out = run(&[
+        "features",
+        "--model",
+        m,
+        "--sae",
+        &path("sae"),
+        "--features",
+        "0,5",
+        "--windows",
+        "4",
+        "--context",
+        "32",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["features"].as_array().unwrap().len(), 2);
+    assert_eq!(report["features"][1]["index"], 5);
+
+    run(&[
+        "encode",
+        "--sae",
+        &path("sae"),
+        "--activations",
+        &path("acts.safetensors"),
+        "--rows",
+        "10",
+        "--out",
+        &path("check.safetensors"),
+    ]);
+    let bytes = std::fs::read(path("check.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(file.tensor("feature_acts").unwrap().shape(), &[10, 128]);
+
+    // Steering changes a greedy continuation; the same seed without steering does not change.
+    let sae_dir = path("sae");
+    let generate = |extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "--model",
+            m,
+            "--prompt",
+            "Once",
+            "--max-tokens",
+            "12",
+            "--temperature",
+            "0",
+            "--print-ids",
+            "--sae",
+            &sae_dir,
+        ];
+        args.extend_from_slice(extra);
+        let text = stderr(&run(&args));
+        text.lines()
+            .find(|l| l.starts_with("ids: "))
+            .unwrap()
+            .to_string()
+    };
+    let plain = generate(&[]);
+    assert_eq!(plain, generate(&[]));
+    let steered = generate(&["--steer", "3:40", "--steer", "7:40"]);
+    assert_ne!(
+        plain, steered,
+        "steering by 40 x two decoder directions changes greedy text"
+    );
+    let clamped = generate(&["--clamp", "3:50", "--ablate", "7"]);
+    assert_ne!(plain, clamped);
+
+    // Bad inputs are one-line errors.
+    assert_clean_failure(
+        &saeplay(&["generate", "--model", m, "--prompt", "x", "--steer", "3:1"]),
+        "--sae",
+    );
+    assert_clean_failure(
+        &saeplay(&[
+            "generate",
+            "--model",
+            m,
+            "--prompt",
+            "x",
+            "--sae",
+            &path("sae"),
+            "--steer",
+            "999:1",
+        ]),
+        "feature 999",
+    );
+    assert_clean_failure(
+        &saeplay(&[
+            "generate",
+            "--model",
+            m,
+            "--prompt",
+            "x",
+            "--sae",
+            &path("sae"),
+            "--steer",
+            "3",
+        ]),
+        "FEATURE:STRENGTH",
+    );
+    assert_clean_failure(
+        &saeplay(&["eval-sae", "--model", m, "--sae", &path("missing")]),
+        "could not read",
+    );
+    assert_clean_failure(
+        &saeplay(&[
+            "train-sae",
+            "--model",
+            m,
+            "--hook",
+            "blocks.9.hook_resid_pre",
+            "--out",
+            &path("x"),
+        ]),
+        "blocks.9",
+    );
+    assert_clean_failure(
+        &saeplay(&[
+            "train-sae",
+            "--model",
+            m,
+            "--architecture",
+            "topk",
+            "--k",
+            "0",
+            "--out",
+            &path("x"),
+        ]),
+        "k",
+    );
+    assert_clean_failure(
+        &saeplay(&[
+            "train-sae",
+            "--model",
+            m,
+            "--hook",
+            hook,
+            "--tokens",
+            "10",
+            "--out",
+            &path("x"),
+        ]),
+        "no step",
+    );
+    // An SAE for another model's width is refused with its reason.
+    let wide = model_dir(
+        "sae-wide",
+        &TinySpec {
+            n_embd: 64,
+            ..TinySpec::default()
+        },
+    );
+    assert_clean_failure(
+        &saeplay(&[
+            "eval-sae",
+            "--model",
+            wide.to_str().unwrap(),
+            "--sae",
+            &path("sae"),
+            "--windows",
+            "2",
+        ]),
+        "does not fit",
+    );
+    std::fs::write(work.join("sae").join("cfg.json"), b"{").unwrap();
+    assert_clean_failure(
+        &saeplay(&["eval-sae", "--model", m, "--sae", &path("sae")]),
+        "cfg.json",
+    );
+}

@@ -1464,3 +1464,99 @@ fn sparse_topk_step_equals_the_dense_step() {
         }
     }
 }
+
+/// `run` reports progress each step and can pause (resumable) and stop.
+#[test]
+fn run_pauses_resumes_and_stops() {
+    use saeplay::sae::train::{Control, RunOutcome, run};
+    let d = 8;
+    let device = cpu_device();
+    let recipe = small_recipe(Architecture::TopK { k: 3 }, 10);
+    let mut source = Synthetic::new(d, 3);
+    let first = block_on(source.next_batch(256)).unwrap();
+    let mut trainer = SaeTrainer::new(recipe, d, "synthetic", &first, &device).unwrap();
+    let clock = std::cell::Cell::new(0.0);
+    let now = || {
+        clock.set(clock.get() + 0.5);
+        clock.get()
+    };
+    let mut seen = Vec::new();
+    let outcome = block_on(run(&mut trainer, &mut source, &now, &mut |p| {
+        seen.push((
+            p.stats.step,
+            p.total_steps,
+            p.seconds_left,
+            p.vectors_per_second,
+        ));
+        if p.stats.step == 2 {
+            Control::Pause
+        } else {
+            Control::Continue
+        }
+    }))
+    .unwrap();
+    assert_eq!(outcome, RunOutcome::Paused);
+    assert_eq!(trainer.step, 3);
+    assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert!(seen.iter().all(|s| s.1 == 10 && s.2 > 0.0 && s.3 > 0.0));
+    let outcome = block_on(run(&mut trainer, &mut source, &now, &mut |p| {
+        if p.stats.step == 6 {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    }))
+    .unwrap();
+    assert_eq!(outcome, RunOutcome::Stopped);
+    assert_eq!(trainer.step, 7);
+    let outcome = block_on(run(&mut trainer, &mut source, &now, &mut |_| {
+        Control::Continue
+    }))
+    .unwrap();
+    assert_eq!(outcome, RunOutcome::Finished);
+    assert_eq!(trainer.step, 10);
+    assert!(trainer.is_finished());
+}
+
+/// Splicing a perfect SAE changes nothing; splicing a zero SAE is the zero ablation.
+#[test]
+fn splicing_an_sae_replaces_the_activation_by_its_reconstruction() {
+    use saeplay::sae::steer::splice_patch;
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    let model = &loaded.model;
+    let hook = HookPoint::ResidPost(0);
+    let d = model.config().n_embd;
+    let ids = vec![(0..10).map(|i| (i * 13 + 1) % 257).collect::<Vec<u32>>()];
+    let logits = |hooks: Hooks| {
+        read3(
+            model
+                .forward(&ids, &hooks, LogitsFor::AllPositions)
+                .unwrap()
+                .logits,
+        )
+    };
+    let clean = logits(Hooks::none());
+    let perfect = logits(Hooks::none().with_patch(
+        hook,
+        splice_patch(&identity_sae(d, model.device(), &hook.to_string())),
+    ));
+    let diff = clean
+        .iter()
+        .zip(&perfect)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "{diff}");
+    let zero = logits(Hooks::none().with_patch(
+        hook,
+        splice_patch(&zero_sae(d, model.device(), &hook.to_string())),
+    ));
+    let ablated = logits(Hooks::none().with_patch(
+        hook,
+        PatchOp::Replace(Tensor::zeros([1, 10, d], model.device())),
+    ));
+    assert_eq!(zero, ablated);
+}
+
+fn read3(t: Tensor<3>) -> Vec<f32> {
+    block_on(read_f32(t)).unwrap()
+}
