@@ -1,5 +1,5 @@
-//! Deterministic GPT-2 checkpoints made by the project itself, for tests, benchmarks and the
-//! page's placeholder model: no downloads anywhere.
+//! Deterministic GPT-2 checkpoints made by the project itself, for tests and benchmarks: no
+//! downloads anywhere.
 
 use crate::bundle::ModelFiles;
 use crate::model::{Gpt2Config, Gpt2Weights};
