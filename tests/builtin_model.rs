@@ -1,0 +1,119 @@
+//! The shipped built-in model: it loads from `www/models/builtin` as the page and CLI load it, and
+//! passes a quick quality check (it is not retrained here; `saeplay eval-model` gives the full figures).
+
+use saeplay::backend::{block_on, cpu_device};
+use saeplay::bundle::ModelFiles;
+use saeplay::train_model::{END_OF_TEXT, evaluate_model};
+
+#[test]
+fn the_builtin_model_loads_and_writes_tinytales() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/builtin");
+    let loaded = ModelFiles::read_dir(&dir)
+        .unwrap()
+        .parse()
+        .unwrap()
+        .upload(&cpu_device())
+        .unwrap();
+    let config = loaded.model.config();
+    assert_eq!(config.eos_token_id, loaded.tokenizer.id_of(END_OF_TEXT));
+    assert_eq!(config.vocab_size, loaded.tokenizer.vocab_size());
+    // 12 stories at temperature 0.8 from a fixed seed: a quick look, not the full evaluation.
+    let report = block_on(evaluate_model(&loaded, 12, 0.8, 0, 20_000)).unwrap();
+    println!("{report:#?}");
+    // Uniform guessing is ln(vocab) ~ 7.2 nats; the shipped model reaches ~0.8 on held-out stories.
+    assert!(
+        report.held_out_loss < 1.0,
+        "held-out loss {}",
+        report.held_out_loss
+    );
+    assert!(
+        report.passes_all >= 9.0 / 12.0,
+        "stories keeping every rule: {}",
+        report.passes_all
+    );
+    for (rule, rate) in [
+        ("quotes", report.balanced_quotes),
+        ("parentheses", report.balanced_parens),
+        ("brackets", report.balanced_brackets),
+        ("ending", report.proper_ending),
+    ] {
+        assert!(rate >= 10.0 / 12.0, "{rule}: {rate}");
+    }
+}
+
+/// The SAEs shipped beside the built-in model: each loads, fits its hook, and reconstructs
+/// held-out activations as well as its recorded metrics say (a quick check on 8 windows).
+#[test]
+fn the_shipped_saes_load_and_reconstruct() {
+    use saeplay::model::HookPoint;
+    use saeplay::sae::metrics::evaluate_sae;
+    use saeplay::sae::saelens::SaeFiles;
+    use saeplay::sae::store::{Corpus, TokenStream};
+    use saeplay::train_model::HELD_OUT_SEED;
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/builtin");
+    let loaded = ModelFiles::read_dir(&dir)
+        .unwrap()
+        .parse()
+        .unwrap()
+        .upload(&cpu_device())
+        .unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("saes/index.json")).unwrap()).unwrap();
+    let entries = index["saes"].as_array().unwrap();
+    assert!(
+        entries.len() >= 5,
+        "a TopK SAE per layer and a standard one"
+    );
+    let windows = TokenStream::new(
+        &loaded.tokenizer,
+        Corpus::TinyTales {
+            seed: HELD_OUT_SEED,
+        },
+        128,
+    )
+    .unwrap()
+    .windows(8)
+    .unwrap();
+    let bos = windows[0].ids[0];
+    let mut layers_with_topk = std::collections::BTreeSet::new();
+    for entry in entries {
+        let path = dir.join(entry["path"].as_str().unwrap());
+        let host = SaeFiles::read_dir(&path).unwrap().parse().unwrap();
+        let hook = HookPoint::parse(&host.config.hook_name, loaded.model.config()).unwrap();
+        let sae = host.upload(loaded.model.device()).unwrap();
+        let m = block_on(evaluate_sae(
+            &loaded.model,
+            &sae,
+            hook,
+            &windows,
+            8,
+            Some(bos),
+        ))
+        .unwrap();
+        let recorded = host
+            .provenance
+            .metrics
+            .expect("metrics are recorded in saeplay.json");
+        println!(
+            "{}: EV {:.3} (recorded {:.3}), L0 {:.1}, loss recovered {:.3}",
+            entry["id"], m.explained_variance, recorded.explained_variance, m.l0, m.loss_recovered
+        );
+        assert!((m.explained_variance - recorded.explained_variance).abs() < 0.05);
+        assert!(
+            m.loss_recovered > 0.8,
+            "{}: loss recovered {}",
+            entry["id"],
+            m.loss_recovered
+        );
+        if let saeplay::sae::Architecture::TopK { k } = host.config.architecture {
+            assert!((m.l0 - k as f64).abs() < 1e-6);
+            layers_with_topk.insert(hook.layer());
+        }
+    }
+    assert_eq!(
+        layers_with_topk.len(),
+        loaded.model.config().n_layer,
+        "one TopK SAE per layer"
+    );
+}
