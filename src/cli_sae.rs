@@ -384,6 +384,17 @@ fn print_metrics(m: &SaeMetrics, json: bool) {
         "shrinkage (gamma)    {:.3}   L2 ratio {:.3}",
         m.shrinkage, m.l2_ratio
     );
+    if let Some(mean) = m.mean_concept_auroc {
+        println!(
+            "concept recovery     mean best-feature AUROC {mean:.3} over {} concepts",
+            m.concept_recovery.len()
+        );
+        let mut sorted = m.concept_recovery.clone();
+        sorted.sort_by(|a, b| b.auroc.total_cmp(&a.auroc));
+        for c in sorted {
+            println!("  {:<18} {:.3}  feature {}", c.concept, c.auroc, c.feature);
+        }
+    }
 }
 
 fn load_sae(dir: &Path, loaded: &LoadedModel) -> Result<(Sae, HookPoint)> {
