@@ -143,25 +143,44 @@ pub fn host_topk_indices(
         None => (0..n as u32).collect(),
     };
     let k = k.min(candidates.len());
-    let mut out = Vec::with_capacity(rows * k);
+    let mut out = vec![0u32; rows * k];
     if k == 0 {
         return out;
     }
-    let mut order = candidates.clone();
-    for r in 0..rows {
-        let row = &values[r * n..(r + 1) * n];
-        order.copy_from_slice(&candidates);
-        let rank = |a: &u32, b: &u32| {
-            let (va, vb) = (row[*a as usize], row[*b as usize]);
-            let va = if va.is_nan() { f32::NEG_INFINITY } else { va };
-            let vb = if vb.is_nan() { f32::NEG_INFINITY } else { vb };
-            vb.total_cmp(&va).then(a.cmp(b))
-        };
-        if k < order.len() {
-            order.select_nth_unstable_by(k - 1, rank);
+    let select_rows = |first_row: usize, out: &mut [u32]| {
+        let mut order = candidates.clone();
+        for (r, chosen) in out.chunks_exact_mut(k).enumerate() {
+            let row = &values[(first_row + r) * n..(first_row + r + 1) * n];
+            order.copy_from_slice(&candidates);
+            let rank = |a: &u32, b: &u32| {
+                let (va, vb) = (row[*a as usize], row[*b as usize]);
+                let va = if va.is_nan() { f32::NEG_INFINITY } else { va };
+                let vb = if vb.is_nan() { f32::NEG_INFINITY } else { vb };
+                vb.total_cmp(&va).then(a.cmp(b))
+            };
+            if k < order.len() {
+                order.select_nth_unstable_by(k - 1, rank);
+            }
+            chosen.copy_from_slice(&order[..k]);
         }
-        out.extend_from_slice(&order[..k]);
+    };
+    // Natively, rows are split across the cores (a large batch's selection is a fifth of a
+    // TopK training step); the page is single-threaded.
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+        if threads > 1 && rows * n >= 1 << 20 {
+            let rows_per = rows.div_ceil(threads);
+            std::thread::scope(|scope| {
+                for (t, part) in out.chunks_mut(rows_per * k).enumerate() {
+                    let select_rows = &select_rows;
+                    scope.spawn(move || select_rows(t * rows_per, part));
+                }
+            });
+            return out;
+        }
     }
+    select_rows(0, &mut out);
     out
 }
 
@@ -203,6 +222,30 @@ mod tests {
         }
         let whole = host_topk_mask(&values, rows, n, 4, Scope::WholeBatch);
         assert_eq!(whole, sorted_mask(&values, 1, rows * n, 4 * rows));
+    }
+
+    #[test]
+    fn host_indices_equal_the_mask_including_the_threaded_path() {
+        // 300 x 4096 is above the size at which rows are split across threads.
+        for (rows, n, k) in [(5, 40, 3), (300, 4096, 16)] {
+            let values = random(rows, n, 17);
+            let indices = host_topk_indices(&values, rows, n, k, None);
+            let mut mask = vec![0.0f32; rows * n];
+            for (r, chosen) in indices.chunks(k).enumerate() {
+                for &i in chosen {
+                    mask[r * n + i as usize] = 1.0;
+                }
+            }
+            assert_eq!(mask, host_topk_mask(&values, rows, n, k, Scope::PerRow));
+        }
+        // Only allowed columns compete, and k is capped at their number.
+        let values = random(2, 10, 4);
+        let allowed: Vec<f32> = (0..10)
+            .map(|i| if i % 4 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let picked = host_topk_indices(&values, 2, 10, 5, Some(&allowed));
+        assert_eq!(picked.len(), 2 * 3);
+        assert!(picked.iter().all(|&i| i % 4 == 0));
     }
 
     #[test]
