@@ -503,7 +503,7 @@ fn small_recipe(architecture: Architecture, steps: usize) -> SaeTrainingConfig {
         sparsity_coefficient: match architecture {
             Architecture::JumpRelu => 1.0,
             Architecture::Standard => 1.0,
-            Architecture::Gated => 4.0,
+            Architecture::Gated => 2.0,
             _ => 0.0,
         },
         ..SaeTrainingConfig::default()

@@ -468,7 +468,13 @@ impl SaeTrainer {
                 what: "a parameter update".into(),
             });
         }
-        for (name, new, m, v) in updated {
+        for (name, mut new, m, v) in updated {
+            // Gated SAEs keep unit-norm decoder rows, as in the paper (Rajamanoharan et al.
+            // 2024): without the constraint the gate stayed open on hundreds of latents here.
+            if name == W_DEC && matches!(self.config.architecture, Architecture::Gated) {
+                let norms = new.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-8);
+                new = new / norms;
+            }
             self.params
                 .insert(name, Tensor::from_inner(new).require_grad());
             self.first_moments.insert(name, m);
@@ -718,7 +724,12 @@ fn initial_params(
             *v = rng.normal();
         }
         let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-        let scale = config.decoder_init_norm as f32 / norm;
+        // Gated keeps unit-norm decoder rows throughout (see `train_step`).
+        let target = match config.architecture {
+            Architecture::Gated => 1.0,
+            _ => config.decoder_init_norm as f32,
+        };
+        let scale = target / norm;
         row.iter_mut().for_each(|v| *v *= scale);
     }
     let mut w_enc = vec![0.0f32; d_in * d_sae];
