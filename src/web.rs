@@ -298,7 +298,7 @@ impl App {
             let output = loaded
                 .model
                 .forward(
-                    &[encoded.ids.clone()],
+                    std::slice::from_ref(&encoded.ids),
                     &Hooks::none(),
                     LogitsFor::LastPosition,
                 )
@@ -636,6 +636,16 @@ fn ids_from_js(value: &JsValue) -> Result<Vec<u32>, JsValue> {
         .collect()
 }
 
+/// A batch source that lets the browser run (events, paint) before each training step.
+struct Yielding<S>(S);
+
+impl<S: crate::sae::train::BatchSource> crate::sae::train::BatchSource for Yielding<S> {
+    async fn next_batch(&mut self, n: usize) -> crate::Result<Vec<f32>> {
+        sleep(0).await;
+        self.0.next_batch(n).await
+    }
+}
+
 /// Options of `window.saeplay.trainSae`, all optional: `{architecture, k, expansion, tokens,
 /// batchSize, hook, learningRate, sparsity, seed, randomInputs}`.
 struct TrainSaeOptions {
@@ -737,7 +747,7 @@ async fn train_sae_in_page(
         let mut source = CapturedActivations::new(values, d_in, options.seed)?;
         first_batch = source.next_batch(options.batch_size).await?;
         let mut trainer = SaeTrainer::new(config, d_in, "builtin", &first_batch, &device)?;
-        run(&mut trainer, &mut source, &now, &mut on_step).await?;
+        run(&mut trainer, &mut Yielding(source), &now, &mut on_step).await?;
         (trainer, 0.0)
     } else {
         let mut store = ActivationStore::new(
@@ -752,15 +762,19 @@ async fn train_sae_in_page(
         )?;
         // Capture everything first, so the training figure is the SAE's own speed.
         let capture_start = now_ms();
-        let values = store
-            .next_batch(options.tokens.max(options.batch_size))
-            .await?
-            .swap_remove(0);
+        // In chunks, yielding between them, so the page keeps answering while it captures.
+        let wanted = options.tokens.max(options.batch_size);
+        let mut values = Vec::with_capacity(wanted * d_in);
+        while values.len() < wanted * d_in {
+            let take = (wanted - values.len() / d_in).min(2048);
+            values.extend(store.next_batch(take).await?.swap_remove(0));
+            sleep(0).await;
+        }
         let capture_ms = now_ms() - capture_start;
         let mut source = CapturedActivations::new(values, d_in, options.seed)?;
         first_batch = source.next_batch(options.batch_size).await?;
         let mut trainer = SaeTrainer::new(config, d_in, "builtin", &first_batch, &device)?;
-        run(&mut trainer, &mut source, &now, &mut on_step).await?;
+        run(&mut trainer, &mut Yielding(source), &now, &mut on_step).await?;
         (trainer, capture_ms)
     };
     let total_ms = now_ms() - start;

@@ -470,12 +470,24 @@ for (const spec of PATHS) {
           : { tokens: 65536, batchSize: 1024, expansion: 8 };
         for (const architecture of ['topk', 'batchtopk']) {
           const k = 8;
-          const result = await page.evaluate(
-            (options) => window.saeplay.trainSae(options),
-            { architecture, k, ...size },
-          );
+          // While it trains, measure how late setTimeout(0) callbacks fire (as in test d).
+          const result = await page.evaluate(async (options) => {
+            const channel = new MessageChannel();
+            const freshTask = () => new Promise((resolve) => { channel.port1.onmessage = resolve; channel.port2.postMessage(0); });
+            let done = false, max = 0, count = 0;
+            const training = window.saeplay.trainSae(options).finally(() => { done = true; });
+            while (!done) {
+              await freshTask();
+              const t = performance.now();
+              await new Promise((resolve) => setTimeout(resolve, 0));
+              max = Math.max(max, performance.now() - t);
+              count += 1;
+            }
+            return { ...(await training), maxDelayMs: max, probes: count };
+          }, { architecture, k, ...size });
           console.log(`${spec.name} ${architecture}: ${JSON.stringify(result)}`);
           measure(spec.name, `${architecture} SAE training vectors/s (x${size.expansion}, batch ${size.batchSize})`, Math.round(result.vectorsPerSecond));
+          measure(spec.name, `${architecture}: max setTimeout(0) delay while capturing and training (ms)`, `${result.maxDelayMs.toFixed(1)} (${result.probes} probes)`);
           assert.equal(result.steps, size.tokens / size.batchSize, 'every step ran');
           assert.ok(Number.isFinite(result.loss), `loss ${result.loss}`);
           if (architecture === 'topk') {
