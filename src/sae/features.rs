@@ -146,8 +146,28 @@ pub fn concept_recovery(
     d_sae: usize,
     concepts: &[u64],
 ) -> Result<(Vec<ConceptRecovery>, Option<f64>)> {
+    Ok(match concept_scores(acts, n_tokens, d_sae, concepts)? {
+        Some(scores) => (scores.recovery, scores.mean),
+        None => (Vec::new(), None),
+    })
+}
+
+/// The AUROC of every feature for every concept `[d_sae, concepts]`, each concept's best
+/// feature, and their mean; `None` when no token carries a concept.
+struct ConceptScores {
+    matrix: Vec<f32>,
+    recovery: Vec<ConceptRecovery>,
+    mean: Option<f64>,
+}
+
+fn concept_scores(
+    acts: &[f32],
+    n_tokens: usize,
+    d_sae: usize,
+    concepts: &[u64],
+) -> Result<Option<ConceptScores>> {
     if !concepts.iter().any(|&c| c != 0) {
-        return Ok((Vec::new(), None));
+        return Ok(None);
     }
     let matrix = concept_auroc_matrix(acts, n_tokens, d_sae, concepts, Concept::COUNT)
         .map_err(SaeplayError::InvalidSetting)?;
@@ -161,7 +181,11 @@ pub fn concept_recovery(
             auroc: m.auroc,
         })
         .collect();
-    Ok((recovery, mean_best_auroc(&best)))
+    Ok(Some(ConceptScores {
+        mean: mean_best_auroc(&best),
+        matrix,
+        recovery,
+    }))
 }
 
 /// Run the model over `windows` and keep the SAE's activations on every token.
@@ -284,35 +308,15 @@ pub async fn feature_report(
     let d_in = sae.config.d_in;
 
     // Concepts, when the windows carry any.
-    let has_concepts = scan.concepts.iter().any(|&c| c != 0);
-    let (recovery, per_feature, mean) = if has_concepts {
-        let matrix = concept_auroc_matrix(
-            &scan.acts,
-            scan.tokens,
-            d_sae,
-            &scan.concepts,
-            Concept::COUNT,
-        )
-        .map_err(SaeplayError::InvalidSetting)?;
-        let best = best_feature_per_concept(&matrix, d_sae, Concept::COUNT);
-        let mean = mean_best_auroc(&best);
-        let recovery = best
-            .iter()
-            .flatten()
-            .map(|m| ConceptRecovery {
-                concept: Concept::ALL[m.concept].name().to_string(),
-                feature: m.feature,
-                auroc: m.auroc,
-            })
-            .collect();
-        (
-            recovery,
-            best_concept_per_feature(&matrix, d_sae, Concept::COUNT),
-            mean,
-        )
-    } else {
-        (Vec::new(), vec![None; d_sae], None)
-    };
+    let (recovery, per_feature, mean) =
+        match concept_scores(&scan.acts, scan.tokens, d_sae, &scan.concepts)? {
+            Some(scores) => (
+                scores.recovery,
+                best_concept_per_feature(&scores.matrix, d_sae, Concept::COUNT),
+                scores.mean,
+            ),
+            None => (Vec::new(), vec![None; d_sae], None),
+        };
 
     let lens_tokens = |pairs: Vec<(usize, f32)>| -> Vec<LensToken> {
         pairs
