@@ -769,9 +769,23 @@ async fn train_sae_in_page(
         let wanted = options.tokens.max(options.batch_size);
         let mut values = Vec::with_capacity(wanted * d_in);
         while values.len() < wanted * d_in {
-            let take = (wanted - values.len() / d_in).min(2048);
+            let take = (wanted - values.len() / d_in).min(1024);
+            // One forward at a time, yielding between them (each is ~0.3 s on the CPU path).
+            let mut empty = 0;
+            while store.buffered() < store.buffer_target(take) {
+                let before = store.buffered();
+                store.fill_step().await?;
+                sleep(0).await;
+                if store.buffered() == before {
+                    empty += 1;
+                    if empty > 3 {
+                        return Err(crate::SaeplayError::InvalidSetting(
+                            "the corpus gives no tokens to train on".into(),
+                        ));
+                    }
+                }
+            }
             values.extend(store.next_batch(take).await?.swap_remove(0));
-            sleep(0).await;
         }
         let capture_ms = now_ms() - capture_start;
         let mut source = CapturedActivations::new(values, d_in, options.seed)?;
@@ -782,11 +796,12 @@ async fn train_sae_in_page(
     };
     let total_ms = now_ms() - start;
     let progress = last.ok_or_else(|| crate::SaeplayError::InvalidSetting("no step ran".into()))?;
-    // Encode on the page's device (bisection top-k for TopK: no synchronous read-back).
+    // Encode on the page's device: bisection top-k on WebGPU (no synchronous read-back), host
+    // selection on the CPU path.
     let sae = trainer.sae();
     let rows = first_batch.len() / d_in;
     let x = crate::backend::float_tensor(first_batch, [rows, d_in], &device);
-    let acts = read_f32(sae.encode(x)).await?;
+    let acts = read_f32(sae.encode_async(x).await?).await?;
     let active = acts.iter().filter(|&&v| v > 0.0).count() as f64 / rows as f64;
     let result = Object::new();
     for (key, value) in [

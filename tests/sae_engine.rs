@@ -173,6 +173,8 @@ fn encode_and_decode_match_the_formulas_for_every_architecture() {
         let f = read2(sae.encode(float_tensor(x.clone(), [n, d], &device)));
         let expected = reference_encode(&c, &w, &x);
         assert!(max_diff(&f, &expected) < 1e-5, "{architecture:?} encode");
+        let f_async = block_on(sae.encode_async(float_tensor(x.clone(), [n, d], &device))).unwrap();
+        assert_eq!(read2(f_async), f, "{architecture:?} encode_async");
         if let Architecture::TopK { k } = architecture {
             for row in f.chunks(m) {
                 assert!(row.iter().filter(|&&v| v > 0.0).count() <= k);

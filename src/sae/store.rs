@@ -229,8 +229,20 @@ impl ActivationStore {
         self.tokens_read
     }
 
-    fn buffered(&self) -> usize {
+    /// Vectors waiting in the shuffle buffer.
+    pub fn buffered(&self) -> usize {
         self.buffers[0].len() / self.widths[0]
+    }
+
+    /// How many vectors `next_batch(n)` wants buffered before it draws (it runs the model until
+    /// then). A caller that must yield between forwards (the page) tops up with [`Self::fill_step`].
+    pub fn buffer_target(&self, n: usize) -> usize {
+        self.config.buffer_vectors.max(n)
+    }
+
+    /// Run the model once, on the next windows, and buffer their vectors.
+    pub async fn fill_step(&mut self) -> Result<()> {
+        self.fill_once().await
     }
 
     /// Run the model on the next windows and append their vectors.
@@ -268,7 +280,7 @@ impl ActivationStore {
     /// The next `n` vectors per hook, each row-major `[n, width]`, drawn at random from the
     /// shuffle buffer (which is topped up first).
     pub async fn next_batch(&mut self, n: usize) -> Result<Vec<Vec<f32>>> {
-        let target = self.config.buffer_vectors.max(n);
+        let target = self.buffer_target(n);
         let mut empty_forwards = 0;
         while self.buffered() < target {
             let before = self.buffered();
