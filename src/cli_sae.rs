@@ -185,16 +185,6 @@ pub struct TrainSaeArgs {
     pub json: bool,
 }
 
-/// The default sparsity coefficient of an architecture (inputs normalised to norm sqrt(d_in)).
-pub fn default_sparsity(architecture: Architecture) -> f64 {
-    match architecture {
-        Architecture::Standard => 5.0,
-        Architecture::Gated => 5.0,
-        Architecture::JumpRelu => 1.0,
-        Architecture::TopK { .. } | Architecture::BatchTopK { .. } => 0.0,
-    }
-}
-
 pub fn train_sae(args: TrainSaeArgs) -> Result<()> {
     let loaded = args.model.load()?;
     let hook = HookPoint::parse(&args.hook, loaded.model.config())?;
@@ -217,7 +207,9 @@ pub fn train_sae(args: TrainSaeArgs) -> Result<()> {
                 )));
             }
         },
-        sparsity_coefficient: args.sparsity.unwrap_or(default_sparsity(architecture)),
+        sparsity_coefficient: args
+            .sparsity
+            .unwrap_or(architecture.default_sparsity_coefficient()),
         seed: args.seed,
         ..SaeTrainingConfig::default()
     };
@@ -463,15 +455,7 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
     let (sae, hook) = load_sae(&args.sae, &loaded)?;
     let chosen = match &args.features {
         None => None,
-        Some(list) => Some(
-            list.split(',')
-                .map(|s| {
-                    s.trim().parse::<usize>().map_err(|_| {
-                        SaeplayError::InvalidSetting(format!("`{s}` is not a feature index"))
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?,
-        ),
+        Some(list) => Some(parse_sizes(list, "a feature index")?),
     };
     let windows = args.corpus.held_out(&loaded, args.windows)?;
     let config = ScanConfig::default();
@@ -527,15 +511,7 @@ pub struct BenchSaeArgs {
 pub fn bench_sae(args: BenchSaeArgs) -> Result<()> {
     let kind = BackendKind::parse(&args.backend)?;
     let device = native_device(kind)?;
-    let parse = |s: &str| -> Result<Vec<usize>> {
-        s.split(',')
-            .map(|v| {
-                v.trim()
-                    .parse()
-                    .map_err(|_| SaeplayError::InvalidSetting(format!("`{v}` is not a size")))
-            })
-            .collect()
-    };
+    let parse = |s: &str| parse_sizes(s, "a size");
     let architecture = Architecture::parse(&args.architecture, Some(args.k))?;
     let mut records = Vec::new();
     if !args.json {
@@ -558,7 +534,7 @@ pub fn bench_sae(args: BenchSaeArgs) -> Result<()> {
                 expansion_factor: d_sae / d_in,
                 batch_size: args.batch_size,
                 training_tokens: usize::MAX / 2,
-                sparsity_coefficient: default_sparsity(architecture),
+                sparsity_coefficient: architecture.default_sparsity_coefficient(),
                 ..SaeTrainingConfig::default()
             };
             let next = |source: &mut CapturedActivations| {
@@ -608,6 +584,17 @@ pub fn bench_sae(args: BenchSaeArgs) -> Result<()> {
         println!("{}", serde_json::Value::Array(records));
     }
     Ok(())
+}
+
+/// Comma-separated whole numbers; `what` names one in the error.
+fn parse_sizes(text: &str, what: &str) -> Result<Vec<usize>> {
+    text.split(',')
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|_| SaeplayError::InvalidSetting(format!("`{v}` is not {what}")))
+        })
+        .collect()
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {

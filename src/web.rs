@@ -714,11 +714,9 @@ async fn train_sae_in_page(
     let architecture = Architecture::parse(&options.architecture, Some(options.k))?;
     let hook = HookPoint::parse(&options.hook, loaded.model.config())?;
     let d_in = hook.width(loaded.model.config());
-    let sparsity = options.sparsity.unwrap_or(match architecture {
-        Architecture::Standard | Architecture::Gated => 5.0,
-        Architecture::JumpRelu => 1.0,
-        _ => 0.0,
-    });
+    let sparsity = options
+        .sparsity
+        .unwrap_or(architecture.default_sparsity_coefficient());
     let config = SaeTrainingConfig {
         architecture,
         hook_name: hook.to_string(),

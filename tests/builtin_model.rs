@@ -2,18 +2,26 @@
 //! passes a quick quality check (it is not retrained here; `saeplay eval-model` gives the full figures).
 
 use saeplay::backend::{block_on, cpu_device};
-use saeplay::bundle::ModelFiles;
+use saeplay::bundle::{LoadedModel, ModelFiles};
 use saeplay::train_model::{END_OF_TEXT, evaluate_model};
 
-#[test]
-fn the_builtin_model_loads_and_writes_tinytales() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/builtin");
-    let loaded = ModelFiles::read_dir(&dir)
+fn builtin_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/builtin")
+}
+
+/// The built-in model as the CLI loads it.
+fn builtin() -> LoadedModel {
+    ModelFiles::read_dir(&builtin_dir())
         .unwrap()
         .parse()
         .unwrap()
         .upload(&cpu_device())
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn the_builtin_model_loads_and_writes_tinytales() {
+    let loaded = builtin();
     let config = loaded.model.config();
     assert_eq!(config.eos_token_id, loaded.tokenizer.id_of(END_OF_TEXT));
     assert_eq!(config.vocab_size, loaded.tokenizer.vocab_size());
@@ -51,13 +59,8 @@ fn the_shipped_saes_load_and_reconstruct() {
     use saeplay::sae::store::{Corpus, TokenStream};
     use saeplay::train_model::HELD_OUT_SEED;
 
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/builtin");
-    let loaded = ModelFiles::read_dir(&dir)
-        .unwrap()
-        .parse()
-        .unwrap()
-        .upload(&cpu_device())
-        .unwrap();
+    let dir = builtin_dir();
+    let loaded = builtin();
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("saes/index.json")).unwrap()).unwrap();
     let entries = index["saes"].as_array().unwrap();

@@ -89,6 +89,16 @@ impl Architecture {
         })
     }
 
+    /// The default sparsity coefficient for inputs normalised to mean norm sqrt(d_in): L1 for
+    /// Standard and Gated, L0 for JumpReLU, none for the top-k architectures.
+    pub fn default_sparsity_coefficient(self) -> f64 {
+        match self {
+            Self::Standard | Self::Gated => 5.0,
+            Self::JumpRelu => 1.0,
+            Self::TopK { .. } | Self::BatchTopK { .. } => 0.0,
+        }
+    }
+
     /// The `k` of the top-k architectures.
     pub fn k(self) -> Option<usize> {
         match self {

@@ -685,24 +685,18 @@ struct CheckpointState {
     batchtopk_threshold: Option<f64>,
 }
 
-/// The parameters an architecture trains, with their `[rows, cols]` shapes.
+/// The parameters an architecture trains, with their `[rows, cols]` shapes (vectors as
+/// `[1, n]`): the SAE's own, less BatchTopK's threshold, which is a running average.
 fn trained_shapes(config: &SaeTrainingConfig, sae: &SaeConfig) -> Vec<(&'static str, [usize; 2])> {
-    let (d_in, d_sae) = (sae.d_in, sae.d_sae);
-    let mut shapes = vec![
-        (W_ENC, [d_in, d_sae]),
-        (W_DEC, [d_sae, d_in]),
-        (B_DEC, [1, d_in]),
-    ];
-    match config.architecture {
-        Architecture::Gated => shapes.extend([
-            (B_GATE, [1, d_sae]),
-            (R_MAG, [1, d_sae]),
-            (B_MAG, [1, d_sae]),
-        ]),
-        Architecture::JumpRelu => shapes.extend([(B_ENC, [1, d_sae]), (THRESHOLD, [1, d_sae])]),
-        _ => shapes.push((B_ENC, [1, d_sae])),
-    }
-    shapes
+    let batchtopk = matches!(config.architecture, Architecture::BatchTopK { .. });
+    sae.parameter_shapes()
+        .into_iter()
+        .filter(|(name, _)| !(batchtopk && *name == THRESHOLD))
+        .map(|(name, shape)| match shape[..] {
+            [rows, cols] => (name, [rows, cols]),
+            _ => (name, [1, shape[0]]),
+        })
+        .collect()
 }
 
 /// Host parameters by name: `[rows, cols]` and values.

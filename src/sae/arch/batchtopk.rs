@@ -7,8 +7,8 @@
 use burn::tensor::Tensor;
 
 use super::{
-    Activity, Params, TrainingContext, TrainingForward, auxk_loss, decode, pre_activation, select,
-    squared_error,
+    Activity, Params, TrainingContext, TrainingForward, decode, mse_with_auxk, pre_activation,
+    select,
 };
 use crate::error::Result;
 use crate::sae::select::Scope;
@@ -28,17 +28,11 @@ pub async fn training_forward(
     let mask = select(relu.clone(), k, Scope::WholeBatch, context.selection).await?;
     let feature_acts = relu * mask.clone();
     let x_hat = decode(params, feature_acts.clone());
-    let mse = squared_error(x_hat.clone(), x.clone());
     // Smallest positive kept activation: unkept or zero entries are lifted out of the way.
     let kept = feature_acts.clone().detach();
     let unkept = kept.clone().lower_equal_elem(0.0).float();
     let smallest_kept = (kept + unkept * 1e30).min().reshape([1]);
-    let mut loss = mse.clone();
-    let mut terms = vec![("mse_loss", mse)];
-    if let Some(aux) = auxk_loss(params, &pre, &x, &x_hat, context).await? {
-        loss = loss + aux.clone() * context.aux_coefficient;
-        terms.push(("auxk_loss", aux));
-    }
+    let (loss, terms) = mse_with_auxk(params, &pre, &x, &x_hat, context).await?;
     Ok(TrainingForward {
         activity: Activity::Dense(Box::new(feature_acts)),
         x_hat,

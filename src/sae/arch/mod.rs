@@ -110,6 +110,24 @@ pub(crate) async fn select(
     }
 }
 
+/// The top-k architectures' loss: MSE plus, when latents are dead, AuxK; with named terms.
+pub(crate) async fn mse_with_auxk(
+    params: &Params,
+    pre: &Tensor<2>,
+    x: &Tensor<2>,
+    x_hat: &Tensor<2>,
+    context: &TrainingContext,
+) -> Result<(Tensor<1>, Vec<(&'static str, Tensor<1>)>)> {
+    let mse = squared_error(x_hat.clone(), x.clone());
+    let mut loss = mse.clone();
+    let mut terms = vec![("mse_loss", mse)];
+    if let Some(aux) = auxk_loss(params, pre, x, x_hat, context).await? {
+        loss = loss + aux.clone() * context.aux_coefficient;
+        terms.push(("auxk_loss", aux));
+    }
+    Ok((loss, terms))
+}
+
 /// AuxK (Gao et al. 2024, as in SAELens): the dead latents' top `d_in / 2` activations must
 /// reconstruct the detached residual `x - x_hat`; scaled down while few latents are dead.
 pub(crate) async fn auxk_loss(

@@ -1,11 +1,11 @@
 //! TopK SAE (Gao et al. 2024): exactly the k largest pre-activations of each token are kept
 //! (ReLU'd); AuxK revives dead latents. No sparsity penalty.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
 use super::{
-    Activity, Params, TrainingContext, TrainingForward, auxk_loss, decode, pre_activation, select,
-    squared_error,
+    Activity, Params, TrainingContext, TrainingForward, decode, mse_with_auxk, pre_activation,
+    select, squared_error,
 };
 use super::{B_DEC, B_ENC, W_DEC, W_ENC, param};
 use crate::backend::{int_tensor, read_f32};
@@ -32,13 +32,7 @@ pub async fn training_forward(
     let mask = select(pre.clone(), k, Scope::PerRow, context.selection).await?;
     let feature_acts = pre.clone().clamp_min(0.0) * mask;
     let x_hat = decode(params, feature_acts.clone());
-    let mse = squared_error(x_hat.clone(), x.clone());
-    let mut loss = mse.clone();
-    let mut terms = vec![("mse_loss", mse)];
-    if let Some(aux) = auxk_loss(params, &pre, &x, &x_hat, context).await? {
-        loss = loss + aux.clone() * context.aux_coefficient;
-        terms.push(("auxk_loss", aux));
-    }
+    let (loss, terms) = mse_with_auxk(params, &pre, &x, &x_hat, context).await?;
     Ok(TrainingForward {
         activity: Activity::Dense(Box::new(feature_acts)),
         x_hat,
@@ -84,8 +78,9 @@ async fn sparse_training_forward(
         }
     }
     let device = x.device();
-    let values = gathered_pre(params, &centred, &chosen, rows, k, &device).clamp_min(0.0);
-    let x_hat = gathered_decode(params, values, &chosen, rows, k, &device) + param(params, B_DEC);
+    let index = index_tensor(&chosen, &device);
+    let values = gathered_pre(params, &centred, &index, rows, k).clamp_min(0.0);
+    let x_hat = gathered_decode(params, values, &index, rows, k) + param(params, B_DEC);
     let mse = squared_error(x_hat.clone(), x.clone());
     let mut loss = mse.clone();
     let mut terms = vec![("mse_loss", mse)];
@@ -99,9 +94,9 @@ async fn sparse_training_forward(
         let scale = (*dead_count as f64 / k_aux_full as f64).min(1.0);
         let aux_chosen = host_topk_indices(&pre_host, rows, d_sae, k_aux, Some(&dead_mask));
         let residual = (x - x_hat.clone()).detach();
-        let aux_values =
-            gathered_pre(params, &centred, &aux_chosen, rows, k_aux, &device).clamp_min(0.0);
-        let recons = gathered_decode(params, aux_values, &aux_chosen, rows, k_aux, &device);
+        let aux_index = index_tensor(&aux_chosen, &device);
+        let aux_values = gathered_pre(params, &centred, &aux_index, rows, k_aux).clamp_min(0.0);
+        let recons = gathered_decode(params, aux_values, &aux_index, rows, k_aux);
         let aux = squared_error(recons, residual) * scale;
         loss = loss + aux.clone() * context.aux_coefficient;
         terms.push(("auxk_loss", aux));
@@ -115,23 +110,26 @@ async fn sparse_training_forward(
     })
 }
 
+/// Host-chosen latents `[rows * k]` as an index tensor.
+fn index_tensor(chosen: &[u32], device: &burn::tensor::Device) -> Tensor<1, Int> {
+    int_tensor(
+        chosen.iter().map(|&i| i64::from(i)).collect(),
+        [chosen.len()],
+        device,
+    )
+}
+
 /// `pre[r, chosen[r, j]]` `[rows, k]`, with gradients to `W_enc`, `b_enc` and (through
 /// `centred`) `b_dec`.
 fn gathered_pre(
     params: &Params,
     centred: &Tensor<2>,
-    chosen: &[u32],
+    index: &Tensor<1, Int>,
     rows: usize,
     k: usize,
-    device: &burn::tensor::Device,
 ) -> Tensor<2> {
     let w_enc = param(params, W_ENC); // [d_in, d_sae]
     let [d_in, d_sae] = w_enc.dims();
-    let index = int_tensor(
-        chosen.iter().map(|&i| i64::from(i)).collect(),
-        [rows * k],
-        device,
-    );
     let columns = w_enc
         .transpose()
         .select(0, index.clone())
@@ -141,7 +139,7 @@ fn gathered_pre(
         .reshape([rows, k]);
     let bias = param(params, B_ENC)
         .reshape([d_sae])
-        .select(0, index)
+        .select(0, index.clone())
         .reshape([rows, k]);
     dots + bias
 }
@@ -150,19 +148,13 @@ fn gathered_pre(
 fn gathered_decode(
     params: &Params,
     values: Tensor<2>,
-    chosen: &[u32],
+    index: &Tensor<1, Int>,
     rows: usize,
     k: usize,
-    device: &burn::tensor::Device,
 ) -> Tensor<2> {
     let w_dec = param(params, W_DEC); // [d_sae, d_in]
     let d_in = w_dec.dims()[1];
-    let index = int_tensor(
-        chosen.iter().map(|&i| i64::from(i)).collect(),
-        [rows * k],
-        device,
-    );
-    let directions = w_dec.select(0, index).reshape([rows, k, d_in]);
+    let directions = w_dec.select(0, index.clone()).reshape([rows, k, d_in]);
     (directions * values.reshape([rows, k, 1]))
         .sum_dim(1)
         .reshape([rows, d_in])
