@@ -14,6 +14,7 @@ pub mod sae;
 pub mod tinytales;
 pub mod tokenizer;
 pub mod train_model;
+pub mod zip;
 
 pub use error::{Result, SaeplayError};
 pub mod ui;

@@ -229,6 +229,32 @@ pub async fn scan(
 }
 
 impl Scan {
+    /// Add a later scan's tokens (over the windows after this one's), so a long scan can run in
+    /// pieces with the page answering between them.
+    pub fn extend(&mut self, other: Scan) {
+        let windows_before = if self.window_len == 0 {
+            0
+        } else {
+            self.tokens / self.window_len
+        };
+        if self.tokens == 0 {
+            self.window_len = other.window_len;
+            self.d_sae = other.d_sae;
+        }
+        self.tokens += other.tokens;
+        self.acts.extend(other.acts);
+        self.ids.extend(other.ids);
+        self.concepts.extend(other.concepts);
+        self.place.extend(
+            other
+                .place
+                .into_iter()
+                .map(|(w, p)| (w + windows_before, p)),
+        );
+    }
+}
+
+impl Scan {
     fn activation(&self, token: usize, feature: usize) -> f32 {
         self.acts[token * self.d_sae + feature]
     }

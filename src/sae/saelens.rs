@@ -112,6 +112,70 @@ impl SaeFiles {
         Ok(())
     }
 
+    /// One zip of the directory, its files inside `folder/`, as SAELens users unpack it.
+    pub fn to_zip(&self, folder: &str) -> Vec<u8> {
+        let mut entries = vec![
+            (format!("{folder}/{CFG_FILE}"), self.cfg.clone()),
+            (format!("{folder}/{WEIGHTS_FILE}"), self.weights.clone()),
+        ];
+        if let Some(s) = &self.sparsity {
+            entries.push((format!("{folder}/{SPARSITY_FILE}"), s.clone()));
+        }
+        if let Some(s) = &self.saeplay {
+            entries.push((format!("{folder}/{SAEPLAY_FILE}"), s.clone()));
+        }
+        crate::zip::write_zip(&entries)
+    }
+
+    /// Gather one SAE from files a person picked or dropped: a zip of a SAELens directory, or
+    /// the directory's files themselves (`cfg.json` and `sae_weights.safetensors` at least).
+    pub fn from_named_files(files: Vec<(String, Vec<u8>)>) -> Result<Self> {
+        let mut unpacked = Vec::new();
+        for (name, bytes) in files {
+            if crate::zip::looks_like_zip(&bytes) {
+                unpacked.extend(crate::zip::read_zip(&bytes)?);
+            } else {
+                unpacked.push((name, bytes));
+            }
+        }
+        let base = |name: &str| name.rsplit(['/', '\\']).next().unwrap_or(name).to_string();
+        let folders: std::collections::BTreeSet<String> = unpacked
+            .iter()
+            .filter(|(name, _)| base(name) == CFG_FILE)
+            .map(|(name, _)| name[..name.len() - CFG_FILE.len()].to_string())
+            .collect();
+        let folder = match folders.len() {
+            0 => {
+                return Err(file_error(
+                    "there is no cfg.json among them: choose a SAELens directory's files (cfg.json and sae_weights.safetensors) or a zip of it",
+                ));
+            }
+            1 => folders.into_iter().next().unwrap_or_default(),
+            n => {
+                return Err(file_error(format!(
+                    "they hold {n} SAEs (cfg.json files); import one at a time"
+                )));
+            }
+        };
+        let mut take = |file: &str| {
+            unpacked
+                .iter()
+                .position(|(name, _)| {
+                    base(name) == file && name[..name.len() - file.len()] == folder
+                })
+                .map(|i| unpacked.swap_remove(i).1)
+        };
+        let cfg = take(CFG_FILE).unwrap_or_default();
+        let weights = take(WEIGHTS_FILE)
+            .ok_or_else(|| file_error("sae_weights.safetensors is missing beside cfg.json"))?;
+        Ok(Self {
+            cfg,
+            weights,
+            sparsity: take(SPARSITY_FILE),
+            saeplay: take(SAEPLAY_FILE),
+        })
+    }
+
     /// Parse and check the files.
     pub fn parse(&self) -> Result<HostSae> {
         let cfg: Value = serde_json::from_slice(&self.cfg)

@@ -5,117 +5,17 @@ use crate::analysis::Prediction;
 use crate::backend::BackendKind;
 use crate::model::{SamplingConfig, StopReason};
 
-/// What a link's fragment (`#backend=cpu&prompt=...`) asks for.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Fragment {
-    pub backend: Option<BackendKind>,
-    pub prompt: Option<String>,
-}
+pub mod chart;
+pub mod feature_list;
+pub mod link;
+pub mod train_form;
 
-/// Longest prompt a link may carry; longer ones are refused rather than cut.
-pub const MAX_LINK_PROMPT_BYTES: usize = 4096;
+pub use link::{
+    Fragment, MAX_LINK_PROMPT_BYTES, ModelSource, SaeRef, View, fragment_for, parse_fragment,
+};
+pub use train_form::TrainForm;
 
-/// Parse a URL fragment. Unknown or malformed parts are reported as plain messages and ignored,
-/// so a bad link still opens the default view.
-pub fn parse_fragment(fragment: &str) -> (Fragment, Vec<String>) {
-    let mut view = Fragment::default();
-    let mut problems = Vec::new();
-    let body = fragment.strip_prefix('#').unwrap_or(fragment);
-    for part in body.split('&').filter(|p| !p.is_empty()) {
-        let (key, raw) = part.split_once('=').unwrap_or((part, ""));
-        let Some(value) = percent_decode(raw) else {
-            problems.push(format!(
-                "The link's `{}` value is not valid percent-encoded text; it was ignored.",
-                shorten(key)
-            ));
-            continue;
-        };
-        match key {
-            "backend" => match value.as_str() {
-                "cpu" => view.backend = Some(BackendKind::Cpu),
-                "webgpu" | "wgpu" | "gpu" => view.backend = Some(BackendKind::Wgpu),
-                _ => problems.push(format!(
-                    "The link asks for backend \"{}\", which is not cpu or webgpu; the page chose one itself.",
-                    shorten(&value)
-                )),
-            },
-            "prompt" => {
-                if value.len() > MAX_LINK_PROMPT_BYTES {
-                    problems.push(format!(
-                        "The link's prompt is {} bytes long, more than the {MAX_LINK_PROMPT_BYTES} a link may carry; the default prompt is shown.",
-                        value.len()
-                    ));
-                } else {
-                    view.prompt = Some(value);
-                }
-            }
-            other => problems.push(format!("The link has an unknown part \"{}\"; it was ignored.", shorten(other))),
-        }
-    }
-    (view, problems)
-}
-
-/// The fragment that reproduces a view.
-pub fn fragment_for(view: &Fragment) -> String {
-    let mut parts = Vec::new();
-    if let Some(backend) = view.backend {
-        parts.push(format!(
-            "backend={}",
-            if backend == BackendKind::Wgpu {
-                "webgpu"
-            } else {
-                "cpu"
-            }
-        ));
-    }
-    if let Some(prompt) = &view.prompt {
-        parts.push(format!("prompt={}", percent_encode(prompt)));
-    }
-    parts.join("&")
-}
-
-fn shorten(text: &str) -> String {
-    let mut short: String = text.chars().take(40).collect();
-    if short.len() < text.len() {
-        short.push('…');
-    }
-    short
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = text.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+use link::shorten;
 
 /// What the browser says about its WebGPU adapter.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -309,6 +209,8 @@ pub struct PageState {
     pub generation_status: String,
     /// Problems shown to the person, newest last; each is plain text.
     pub errors: Vec<String>,
+    /// The addressable view besides the prompt: view, model, SAE, feature, steering, recipe.
+    pub location: Fragment,
 }
 
 pub const DEFAULT_PROMPT: &str = "Once upon a time, a little fox";
@@ -329,6 +231,11 @@ impl PageState {
             output_done: false,
             generation_status: String::new(),
             errors: problems,
+            location: Fragment {
+                backend: None,
+                prompt: None,
+                ..view.clone()
+            },
         };
         (state, view)
     }
@@ -434,6 +341,7 @@ impl PageState {
         fragment_for(&Fragment {
             backend: forced_backend,
             prompt,
+            ..self.location.clone()
         })
     }
 }

@@ -14,10 +14,14 @@ use crate::analysis::top_predictions;
 use crate::backend::{BackendKind, cpu_device, read_f32, wgpu_device};
 use crate::bundle::{LoadedModel, ModelFiles};
 use crate::model::{Generation, Hooks, LogitsFor, Step};
-use crate::ui::{AdapterInfo, BackendDecision, PageState, TokenView, choose_backend};
+use crate::ui::{AdapterInfo, BackendDecision, ModelSource, PageState, TokenView, choose_backend};
+
+mod dom;
+mod js;
+mod lab;
 
 /// Where the built-in model's files are served from, relative to the page.
-const BUILTIN_MODEL: &str = "models/builtin/";
+pub(crate) const BUILTIN_MODEL: &str = "models/builtin/";
 const PREDICTIONS_SHOWN: usize = 10;
 
 struct App {
@@ -29,6 +33,11 @@ struct App {
     analysis_ticket: Cell<u64>,
     /// Bumped to cancel a running generation.
     generation_ticket: Cell<u64>,
+    /// The SAE views' state.
+    lab: RefCell<lab::Lab>,
+    train_control: lab::TrainControl,
+    /// The answer to the question on screen (fetch a URL the link names?), once given.
+    consent: Cell<Option<bool>>,
 }
 
 /// Start the page: called by the binary's `main` in wasm.
@@ -74,9 +83,33 @@ async fn run() {
         forced_backend: view.backend,
         analysis_ticket: Cell::new(0),
         generation_ticket: Cell::new(0),
+        lab: RefCell::new(lab::Lab::default()),
+        train_control: lab::TrainControl::default(),
+        consent: Cell::new(None),
     });
     app.bind_events();
+    app.bind_lab_events();
+    app.render_view();
     app.render();
+
+    // A model from elsewhere is fetched only if the person agrees.
+    let mut model_base = BUILTIN_MODEL.to_string();
+    if let Some(ModelSource::Url(url)) = &view.model {
+        let question = format!(
+            "This link asks to load a model from {url}. Fetch it? (Otherwise the built-in model loads.)"
+        );
+        if app.ask_consent(&question).await {
+            model_base = if url.ends_with('/') {
+                url.clone()
+            } else {
+                format!("{url}/")
+            };
+        } else {
+            app.state.borrow_mut().location.model = None;
+            app.update_link();
+        }
+    }
+    let builtin = model_base == BUILTIN_MODEL;
 
     let adapter = probe_adapter().await;
     let mut decision = choose_backend(view.backend, &adapter);
@@ -93,7 +126,7 @@ async fn run() {
     app.state.borrow_mut().backend_chosen(decision.clone());
     app.render();
 
-    match load_model(&device).await {
+    match load_model(&device, &model_base).await {
         Ok(loaded) => {
             let c = loaded.model.config();
             let description = format!(
@@ -104,6 +137,9 @@ async fn run() {
             install_api(&app, &decision);
             app.analyse().await;
             app.state.borrow_mut().model_loaded(description);
+            app.render();
+            app.discover_saes(builtin).await;
+            app.apply_link().await;
         }
         Err(message) => app.state.borrow_mut().load_failed(message),
     }
@@ -168,11 +204,11 @@ async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     Ok(Uint8Array::new(&buffer).to_vec())
 }
 
-async fn load_model(device: &burn::tensor::Device) -> Result<LoadedModel, String> {
+async fn load_model(device: &burn::tensor::Device, base: &str) -> Result<LoadedModel, String> {
     let files = ModelFiles {
-        config_json: fetch_bytes(&format!("{BUILTIN_MODEL}config.json")).await?,
-        safetensors: fetch_bytes(&format!("{BUILTIN_MODEL}model.safetensors")).await?,
-        tokenizer_json: fetch_bytes(&format!("{BUILTIN_MODEL}tokenizer.json")).await?,
+        config_json: fetch_bytes(&format!("{base}config.json")).await?,
+        safetensors: fetch_bytes(&format!("{base}model.safetensors")).await?,
+        tokenizer_json: fetch_bytes(&format!("{base}tokenizer.json")).await?,
     };
     let host = files.parse().map_err(|e| e.to_string())?;
     host.upload(device).map_err(|e| e.to_string())
@@ -251,6 +287,8 @@ impl App {
         self.on("stop", "click", |app| {
             app.generation_ticket.set(app.generation_ticket.get() + 1);
         });
+        self.on("consent-yes", "click", |app| app.consent.set(Some(true)));
+        self.on("consent-no", "click", |app| app.consent.set(Some(false)));
         self.on("dismiss-error", "click", |app| {
             app.state.borrow_mut().dismiss_errors();
             app.render();
@@ -285,6 +323,12 @@ impl App {
                 .replace_state_with_url(&JsValue::NULL, "", Some(url.trim()))
                 .ok();
         }
+        if let Some(input) = self
+            .element("share-link")
+            .and_then(|e| e.dyn_into::<HtmlInputElement>().ok())
+        {
+            input.set_value(&window().location().href().unwrap_or_default());
+        }
     }
 
     /// Tokenise the prompt and show the next-token predictions.
@@ -293,18 +337,25 @@ impl App {
             return;
         };
         let prompt = self.state.borrow().prompt.clone();
+        // With an SAE chosen, the same forward captures its hook for the heatmap.
+        let sae_hook = self.selected_loaded().map(|s| s.hook);
         let result = async {
             let encoded = loaded.encode_prompt(&prompt).map_err(|e| e.to_string())?;
+            let hooks = match sae_hook {
+                Some(hook) => Hooks::capture([hook]),
+                None => Hooks::none(),
+            };
             let output = loaded
                 .model
                 .forward(
                     std::slice::from_ref(&encoded.ids),
-                    &Hooks::none(),
+                    &hooks,
                     LogitsFor::LastPosition,
                 )
                 .map_err(|e| e.to_string())?;
+            let captured = sae_hook.and_then(|hook| output.activation(hook).cloned());
             let logits = read_f32(output.logits).await.map_err(|e| e.to_string())?;
-            let tokens = encoded
+            let tokens: Vec<TokenView> = encoded
                 .ids
                 .iter()
                 .zip(encoded.pieces(&prompt))
@@ -313,19 +364,31 @@ impl App {
                     text: piece.to_string(),
                 })
                 .collect();
-            Ok::<_, String>((tokens, top_predictions(&logits, PREDICTIONS_SHOWN)))
+            Ok::<_, String>((
+                tokens,
+                top_predictions(&logits, PREDICTIONS_SHOWN),
+                captured,
+            ))
         }
         .await;
         if self.state.borrow().prompt != prompt {
             return; // the person typed on; a newer analysis follows
         }
-        let mut state = self.state.borrow_mut();
         match result {
-            Ok((tokens, predictions)) => {
-                state.analysed(tokens, &predictions, |id| loaded.tokenizer.token_text(id))
+            Ok((tokens, predictions, captured)) => {
+                let texts: Vec<String> = tokens.iter().map(|t| t.text.clone()).collect();
+                self.state
+                    .borrow_mut()
+                    .analysed(tokens, &predictions, |id| loaded.tokenizer.token_text(id));
+                if let Some(activation) = captured {
+                    if let Err(e) = self.compute_heat(activation, texts).await {
+                        self.show_error(format!("The SAE could not run on the prompt: {e}"));
+                    }
+                }
             }
-            Err(message) => state.analysis_failed(message),
+            Err(message) => self.state.borrow_mut().analysis_failed(message),
         }
+        self.render_heatmap();
     }
 
     async fn generate(self: &Rc<Self>) {
@@ -433,10 +496,11 @@ impl App {
         }
         if let Some(list) = self.element("tokens") {
             list.set_text_content(None);
-            for token in &state.tokens {
+            for (index, token) in state.tokens.iter().enumerate() {
                 if let Ok(span) = self.document.create_element("span") {
                     span.set_class_name("token");
                     span.set_attribute("data-id", &token.id.to_string()).ok();
+                    span.set_attribute("data-token", &index.to_string()).ok();
                     span.set_attribute("title", &format!("token {}", token.id))
                         .ok();
                     span.set_text_content(Some(&token.text));
@@ -477,6 +541,13 @@ impl App {
                 list.append_child(&item).ok();
             }
         }
+        drop(state);
+        self.render_errors();
+        self.render_generation();
+    }
+
+    fn render_errors(&self) {
+        let state = self.state.borrow();
         let message = state.errors.join("\n");
         self.set_text("error-text", &message);
         if let Some(error) = self.element("error") {
@@ -484,8 +555,6 @@ impl App {
                 .toggle_attribute_with_force("hidden", state.errors.is_empty())
                 .ok();
         }
-        drop(state);
-        self.render_generation();
     }
 }
 
@@ -637,9 +706,9 @@ fn ids_from_js(value: &JsValue) -> Result<Vec<u32>, JsValue> {
 }
 
 /// A batch source that lets the browser run (events, paint) before each training step.
-struct Yielding<S>(S);
+struct Yielding<'a, S>(&'a mut S);
 
-impl<S: crate::sae::train::BatchSource> crate::sae::train::BatchSource for Yielding<S> {
+impl<S: crate::sae::train::BatchSource> crate::sae::train::BatchSource for Yielding<'_, S> {
     async fn next_batch(&mut self, n: usize) -> crate::Result<Vec<f32>> {
         sleep(0).await;
         self.0.next_batch(n).await
@@ -745,7 +814,7 @@ async fn train_sae_in_page(
         let mut source = CapturedActivations::new(values, d_in, options.seed)?;
         first_batch = source.next_batch(options.batch_size).await?;
         let mut trainer = SaeTrainer::new(config, d_in, "builtin", &first_batch, &device)?;
-        run(&mut trainer, &mut Yielding(source), &now, &mut on_step).await?;
+        run(&mut trainer, &mut Yielding(&mut source), &now, &mut on_step).await?;
         (trainer, 0.0)
     } else {
         let mut store = ActivationStore::new(
@@ -789,7 +858,7 @@ async fn train_sae_in_page(
         let mut source = CapturedActivations::new(values, d_in, options.seed)?;
         first_batch = source.next_batch(options.batch_size).await?;
         let mut trainer = SaeTrainer::new(config, d_in, "builtin", &first_batch, &device)?;
-        run(&mut trainer, &mut Yielding(source), &now, &mut on_step).await?;
+        run(&mut trainer, &mut Yielding(&mut source), &now, &mut on_step).await?;
         (trainer, capture_ms)
     };
     let total_ms = now_ms() - start;

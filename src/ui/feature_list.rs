@@ -1,0 +1,92 @@
+//! The features view's list: rows, a search box and sortable columns.
+
+/// One feature's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureRow {
+    pub index: usize,
+    pub density: f64,
+    pub max_activation: f32,
+    /// The TinyTales concept it matches best, and that match's AUROC.
+    pub concept: Option<(String, f64)>,
+    /// The tokens it fires on most (from its top examples), for search.
+    pub top_tokens: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Index,
+    Density,
+    MaxActivation,
+    ConceptMatch,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 4] = [
+        SortKey::Index,
+        SortKey::Density,
+        SortKey::MaxActivation,
+        SortKey::ConceptMatch,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SortKey::Index => "index",
+            SortKey::Density => "density",
+            SortKey::MaxActivation => "max",
+            SortKey::ConceptMatch => "concept",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// The rows to show, in order: those matching `query` (a feature number, or words found in its
+/// concept or top tokens), sorted by `key` (ties by index), at most `limit`.
+pub fn select(
+    rows: &[FeatureRow],
+    query: &str,
+    key: SortKey,
+    descending: bool,
+    limit: usize,
+) -> Vec<usize> {
+    let query = query.trim().to_lowercase();
+    let matches = |row: &FeatureRow| {
+        if query.is_empty() {
+            return true;
+        }
+        if let Ok(n) = query.trim_start_matches('#').parse::<usize>() {
+            return row.index == n;
+        }
+        query.split_whitespace().all(|word| {
+            row.concept
+                .as_ref()
+                .is_some_and(|(c, _)| c.to_lowercase().contains(word))
+                || row
+                    .top_tokens
+                    .iter()
+                    .any(|t| t.trim().to_lowercase().contains(word))
+        })
+    };
+    let mut chosen: Vec<usize> = (0..rows.len()).filter(|&i| matches(&rows[i])).collect();
+    let value = |row: &FeatureRow| -> f64 {
+        match key {
+            SortKey::Index => row.index as f64,
+            SortKey::Density => row.density,
+            SortKey::MaxActivation => f64::from(row.max_activation),
+            SortKey::ConceptMatch => row.concept.as_ref().map_or(f64::NEG_INFINITY, |c| c.1),
+        }
+    };
+    chosen.sort_by(|&a, &b| {
+        let (va, vb) = (value(&rows[a]), value(&rows[b]));
+        let order = if descending {
+            vb.total_cmp(&va)
+        } else {
+            va.total_cmp(&vb)
+        };
+        order.then(rows[a].index.cmp(&rows[b].index))
+    });
+    chosen.truncate(limit);
+    chosen
+}

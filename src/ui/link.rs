@@ -1,0 +1,339 @@
+//! The URL fragment that holds a view: `#view=features&sae=...&feature=730&prompt=...`.
+//!
+//! Parsing never fails as a whole: each bad part is reported in words and left out, so a
+//! malformed or hostile link still opens a working default view. Values are only ever data.
+
+use crate::backend::BackendKind;
+use crate::sae::steer::{Intervention, InterventionMode};
+
+/// Longest prompt a link may carry; longer ones are refused rather than cut.
+pub const MAX_LINK_PROMPT_BYTES: usize = 4096;
+/// Longest fragment the page reads at all.
+pub const MAX_FRAGMENT_BYTES: usize = 16 * 1024;
+/// Most interventions one link may carry.
+pub const MAX_LINK_INTERVENTIONS: usize = 16;
+const MAX_URL_BYTES: usize = 2048;
+const MAX_ID_BYTES: usize = 100;
+const MAX_FEATURE: usize = 10_000_000;
+
+/// The page's views, one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum View {
+    #[default]
+    Prompt,
+    Train,
+    Features,
+    Steer,
+    Evaluate,
+}
+
+impl View {
+    pub const ALL: [View; 5] = [
+        View::Prompt,
+        View::Train,
+        View::Features,
+        View::Steer,
+        View::Evaluate,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Prompt => "prompt",
+            View::Train => "train",
+            View::Features => "features",
+            View::Steer => "steer",
+            View::Evaluate => "evaluate",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+}
+
+/// Which model a link asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    Builtin,
+    /// A directory URL holding config.json, model.safetensors and tokenizer.json; fetched only
+    /// after the person agrees.
+    Url(String),
+}
+
+/// Which SAE a link asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaeRef {
+    /// A shipped SAE, or one kept in this browser (trained or imported), by its id.
+    Id(String),
+    /// A SAELens directory (or zip) URL; fetched only after the person agrees.
+    Url(String),
+}
+
+/// What a link's fragment asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fragment {
+    pub backend: Option<BackendKind>,
+    pub model: Option<ModelSource>,
+    pub sae: Option<SaeRef>,
+    pub feature: Option<usize>,
+    pub prompt: Option<String>,
+    pub steer: Vec<Intervention>,
+    pub view: Option<View>,
+    /// The training recipe of an SAE that lives in one tab (`key:value;...`, see [`super::TrainForm`]).
+    pub recipe: Option<String>,
+}
+
+/// A short, single-line version of a link's value for messages (it is shown as text anyway).
+pub(crate) fn shorten(text: &str) -> String {
+    let mut short: String = text.chars().take(40).filter(|c| !c.is_control()).collect();
+    if text.chars().count() > 40 {
+        short.push('…');
+    }
+    short
+}
+
+fn is_web_url(text: &str) -> bool {
+    (text.starts_with("https://") || text.starts_with("http://"))
+        && text.len() > "https://".len()
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn is_plain_id(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_ID_BYTES
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// `730:add:4`, `12:clamp:0`, `5:ablate`, comma-separated.
+pub fn parse_steering(text: &str) -> Result<Vec<Intervention>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+        if out.len() == MAX_LINK_INTERVENTIONS {
+            return Err(format!(
+                "it has more than {MAX_LINK_INTERVENTIONS} interventions"
+            ));
+        }
+        let bits: Vec<&str> = part.trim().split(':').collect();
+        let feature: usize = bits[0]
+            .parse()
+            .ok()
+            .filter(|&f| f < MAX_FEATURE)
+            .ok_or_else(|| format!("\"{}\" is not a feature number", shorten(bits[0])))?;
+        let number = |s: Option<&&str>| -> Result<f32, String> {
+            s.and_then(|s| s.parse::<f32>().ok())
+                .filter(|v| v.is_finite() && v.abs() <= 1e4)
+                .ok_or_else(|| {
+                    format!(
+                        "\"{}\" needs a number between -10000 and 10000",
+                        shorten(part)
+                    )
+                })
+        };
+        let mode = match bits.get(1).copied() {
+            Some("add") if bits.len() == 3 => InterventionMode::Add {
+                strength: number(bits.get(2))?,
+            },
+            Some("clamp") if bits.len() == 3 => InterventionMode::Clamp {
+                value: number(bits.get(2))?,
+            },
+            Some("ablate") if bits.len() == 2 => InterventionMode::Ablate,
+            _ => {
+                return Err(format!(
+                    "\"{}\" is not FEATURE:add:STRENGTH, FEATURE:clamp:VALUE or FEATURE:ablate",
+                    shorten(part)
+                ));
+            }
+        };
+        out.push(Intervention { feature, mode });
+    }
+    Ok(out)
+}
+
+pub fn steering_text(interventions: &[Intervention]) -> String {
+    interventions
+        .iter()
+        .map(|i| match i.mode {
+            InterventionMode::Add { strength } => format!("{}:add:{strength}", i.feature),
+            InterventionMode::Clamp { value } => format!("{}:clamp:{value}", i.feature),
+            InterventionMode::Ablate => format!("{}:ablate", i.feature),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Parse a URL fragment. Unknown or malformed parts are reported as plain messages and ignored,
+/// so a bad link still opens the default view.
+pub fn parse_fragment(fragment: &str) -> (Fragment, Vec<String>) {
+    let mut view = Fragment::default();
+    let mut problems = Vec::new();
+    let body = fragment.strip_prefix('#').unwrap_or(fragment);
+    if body.len() > MAX_FRAGMENT_BYTES {
+        problems.push(format!(
+            "The link is {} bytes long, more than the {MAX_FRAGMENT_BYTES} the page reads; the default view is shown.",
+            body.len()
+        ));
+        return (view, problems);
+    }
+    for part in body.split('&').filter(|p| !p.is_empty()) {
+        let (key, raw) = part.split_once('=').unwrap_or((part, ""));
+        let key_text = percent_decode(key).unwrap_or_else(|| key.to_string());
+        let Some(value) = percent_decode(raw) else {
+            problems.push(format!(
+                "The link's `{}` value is not valid percent-encoded text; it was ignored.",
+                shorten(&key_text)
+            ));
+            continue;
+        };
+        let mut refuse = |what: String| {
+            problems.push(format!("The link's {what}; it was ignored."));
+        };
+        match key_text.as_str() {
+            "backend" => match value.as_str() {
+                "cpu" => view.backend = Some(BackendKind::Cpu),
+                "webgpu" | "wgpu" | "gpu" => view.backend = Some(BackendKind::Wgpu),
+                _ => problems.push(format!(
+                    "The link asks for backend \"{}\", which is not cpu or webgpu; the page chose one itself.",
+                    shorten(&value)
+                )),
+            },
+            "prompt" => {
+                if value.len() > MAX_LINK_PROMPT_BYTES {
+                    problems.push(format!(
+                        "The link's prompt is {} bytes long, more than the {MAX_LINK_PROMPT_BYTES} a link may carry; the default prompt is shown.",
+                        value.len()
+                    ));
+                } else {
+                    view.prompt = Some(value);
+                }
+            }
+            "view" => match View::parse(&value) {
+                Some(v) => view.view = Some(v),
+                None => refuse(format!(
+                    "view \"{}\" is not one of prompt, train, features, steer, evaluate",
+                    shorten(&value)
+                )),
+            },
+            "model" => {
+                if value == "builtin" {
+                    view.model = Some(ModelSource::Builtin);
+                } else if is_web_url(&value) && value.len() <= MAX_URL_BYTES {
+                    view.model = Some(ModelSource::Url(value));
+                } else {
+                    refuse(format!(
+                        "model \"{}\" is neither builtin nor a web address",
+                        shorten(&value)
+                    ));
+                }
+            }
+            "sae" => {
+                if is_plain_id(&value) {
+                    view.sae = Some(SaeRef::Id(value));
+                } else if is_web_url(&value) && value.len() <= MAX_URL_BYTES {
+                    view.sae = Some(SaeRef::Url(value));
+                } else {
+                    refuse(format!(
+                        "SAE \"{}\" is neither an SAE's name (letters, digits, . _ -) nor a web address",
+                        shorten(&value)
+                    ));
+                }
+            }
+            "feature" => match value.parse::<usize>() {
+                Ok(f) if f < MAX_FEATURE => view.feature = Some(f),
+                _ => refuse(format!(
+                    "feature \"{}\" is not a feature number",
+                    shorten(&value)
+                )),
+            },
+            "steer" => match parse_steering(&value) {
+                Ok(list) => view.steer = list,
+                Err(why) => refuse(format!("steering settings are not valid: {why}")),
+            },
+            "recipe" => match super::TrainForm::from_recipe(&value) {
+                Ok(_) => view.recipe = Some(value),
+                Err(why) => refuse(format!("training recipe is not valid: {why}")),
+            },
+            other => problems.push(format!(
+                "The link has an unknown part \"{}\"; it was ignored.",
+                shorten(other)
+            )),
+        }
+    }
+    (view, problems)
+}
+
+/// The fragment that reproduces a view (parts at their defaults are left out).
+pub fn fragment_for(view: &Fragment) -> String {
+    let mut parts = Vec::new();
+    if let Some(v) = view.view.filter(|&v| v != View::Prompt) {
+        parts.push(format!("view={}", v.name()));
+    }
+    if let Some(backend) = view.backend {
+        let name = if backend == BackendKind::Wgpu {
+            "webgpu"
+        } else {
+            "cpu"
+        };
+        parts.push(format!("backend={name}"));
+    }
+    if let Some(ModelSource::Url(url)) = &view.model {
+        parts.push(format!("model={}", percent_encode(url)));
+    }
+    match &view.sae {
+        Some(SaeRef::Id(id)) => parts.push(format!("sae={}", percent_encode(id))),
+        Some(SaeRef::Url(url)) => parts.push(format!("sae={}", percent_encode(url))),
+        None => {}
+    }
+    if let Some(recipe) = &view.recipe {
+        parts.push(format!("recipe={}", percent_encode(recipe)));
+    }
+    if let Some(feature) = view.feature {
+        parts.push(format!("feature={feature}"));
+    }
+    if !view.steer.is_empty() {
+        parts.push(format!(
+            "steer={}",
+            percent_encode(&steering_text(&view.steer))
+        ));
+    }
+    if let Some(prompt) = &view.prompt {
+        parts.push(format!("prompt={}", percent_encode(prompt)));
+    }
+    parts.join("&")
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = text.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b',' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
