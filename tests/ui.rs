@@ -69,6 +69,7 @@ fn fragments_round_trip_and_bad_parts_are_reported_not_applied() {
     let view = Fragment {
         backend: Some(BackendKind::Wgpu),
         prompt: Some("A & B = \"c\" <b>é</b>#%".into()),
+        ..Fragment::default()
     };
     let text = fragment_for(&view);
     let (parsed, problems) = parse_fragment(&format!("#{text}"));
@@ -205,4 +206,272 @@ fn page_state_moves_through_loading_generation_and_errors() {
         .load_failed("could not fetch models/builtin/config.json: the server answered 404".into());
     assert_eq!(failing.phase.name(), "error");
     assert!(failing.errors.last().unwrap().contains("404"));
+}
+
+// ---- Links for every view ----
+
+use saeplay::sae::steer::{Intervention, InterventionMode};
+use saeplay::ui::chart::{self, Frame, Range};
+use saeplay::ui::feature_list::{self, FeatureRow, SortKey};
+use saeplay::ui::link::{MAX_FRAGMENT_BYTES, parse_steering, steering_text};
+use saeplay::ui::train_form::CorpusKind;
+use saeplay::ui::{ModelSource, SaeRef, TrainForm, View};
+
+#[test]
+fn a_full_view_round_trips_through_its_link() {
+    let view = Fragment {
+        backend: Some(BackendKind::Cpu),
+        model: Some(ModelSource::Url(
+            "https://huggingface.co/openai-community/gpt2/resolve/main".into(),
+        )),
+        sae: Some(SaeRef::Id("blocks.2.hook_resid_pre-topk16".into())),
+        feature: Some(730),
+        prompt: Some("Once upon a time; a fox & a hen".into()),
+        steer: vec![
+            Intervention {
+                feature: 730,
+                mode: InterventionMode::Add { strength: 12.5 },
+            },
+            Intervention {
+                feature: 12,
+                mode: InterventionMode::Clamp { value: -3.0 },
+            },
+            Intervention {
+                feature: 5,
+                mode: InterventionMode::Ablate,
+            },
+        ],
+        view: Some(View::Steer),
+        recipe: Some(TrainForm::default().recipe()),
+    };
+    let text = fragment_for(&view);
+    let (parsed, problems) = parse_fragment(&format!("#{text}"));
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(parsed, view);
+    // The page's own state writes the same link, leaving the default view and prompt out.
+    let (state, _) = PageState::new(&format!("#{text}"));
+    assert_eq!(state.fragment(Some(BackendKind::Cpu)), text);
+    let (state, _) = PageState::new("#view=prompt");
+    assert_eq!(state.fragment(None), "");
+}
+
+#[test]
+fn hostile_and_malformed_links_become_messages_and_the_default_view() {
+    let markup = "%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E";
+    let fragment = format!(
+        "#view={markup}&sae={markup}&feature={markup}&steer={markup}&recipe={markup}&model=javascript:alert(1)&backend={markup}"
+    );
+    let (parsed, problems) = parse_fragment(&fragment);
+    assert_eq!(parsed, Fragment::default());
+    assert_eq!(problems.len(), 7, "{problems:?}");
+    for problem in &problems {
+        assert!(problem.ends_with('.'), "a sentence: {problem}");
+        assert!(!problem.contains('\n'));
+    }
+    // The prompt may hold markup: it is data, shown as text by the page.
+    let (parsed, problems) = parse_fragment(&format!("#prompt={markup}"));
+    assert!(problems.is_empty());
+    assert_eq!(
+        parsed.prompt.as_deref(),
+        Some("<img src=x onerror=alert(1)>")
+    );
+    // Huge links are refused whole; truncated encodings per part.
+    let huge = format!("#sae=x&prompt={}", "a".repeat(MAX_FRAGMENT_BYTES));
+    let (parsed, problems) = parse_fragment(&huge);
+    assert_eq!(parsed, Fragment::default());
+    assert!(problems[0].contains("more than"), "{problems:?}");
+    let (parsed, problems) = parse_fragment("#feature=12&steer=12:add:%E0%A4&view=train");
+    assert_eq!(parsed.feature, Some(12));
+    assert_eq!(parsed.view, Some(View::Train));
+    assert!(parsed.steer.is_empty());
+    assert_eq!(problems.len(), 1);
+    // Out-of-range and non-finite steering, ids with path characters, non-web URLs.
+    for bad in [
+        "#steer=1:add:inf",
+        "#steer=1:add:1e9",
+        "#steer=1:boost:3",
+        "#steer=-1:ablate",
+        "#sae=../../etc/passwd",
+        "#sae=file:///etc/passwd",
+        "#model=ftp://example.com/m",
+        "#feature=99999999999",
+    ] {
+        let (parsed, problems) = parse_fragment(bad);
+        assert_eq!(parsed, Fragment::default(), "{bad}");
+        assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+    }
+    let too_many = (0..17)
+        .map(|i| format!("{i}:ablate"))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert!(parse_steering(&too_many).is_err());
+}
+
+#[test]
+fn steering_text_round_trips() {
+    let list = parse_steering("730:add:4, 12:clamp:-0.5,5:ablate").unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[1].mode, InterventionMode::Clamp { value: -0.5 });
+    assert_eq!(parse_steering(&steering_text(&list)).unwrap(), list);
+}
+
+fn hooks() -> Vec<String> {
+    (0..4)
+        .map(|l| format!("blocks.{l}.hook_resid_pre"))
+        .chain(["ln_final.hook_normalized".to_string()])
+        .collect()
+}
+
+#[test]
+fn the_train_form_checks_every_field_and_round_trips_as_a_recipe() {
+    let form = TrainForm::default();
+    let config = form.parse(&hooks()).unwrap();
+    assert_eq!(config.architecture.name(), "topk");
+    assert_eq!(config.architecture.k(), Some(16));
+    assert_eq!(config.expansion_factor, 8);
+    assert_eq!(config.hook_name, "blocks.2.hook_resid_pre");
+    // The recipe carries everything but a pasted text, and comes back to the same config.
+    let mut custom = TrainForm {
+        architecture: "jumprelu".into(),
+        sparsity: "2.5".into(),
+        expansion: "4".into(),
+        seed: "7".into(),
+        ..TrainForm::default()
+    };
+    let back = TrainForm::from_recipe(&custom.recipe()).unwrap();
+    assert_eq!(back, custom);
+    assert_eq!(
+        TrainForm::from_config(&custom.parse(&hooks()).unwrap()),
+        custom
+    );
+    custom.corpus = CorpusKind::Text;
+    assert!(
+        custom
+            .parse(&hooks())
+            .unwrap_err()
+            .contains("text corpus is empty")
+    );
+    custom.text = "Hello there. ".repeat(50);
+    assert!(custom.parse(&hooks()).is_ok());
+
+    for (field, value, message) in [
+        ("hook", "blocks.9.hook_resid_pre", "Hook point"),
+        ("arch", "transcoder", "Unknown SAE architecture"),
+        ("k", "zero", "k \"zero\""),
+        ("k", "0", "k >= 1"),
+        ("x", "0", "Expansion"),
+        ("x", "1000", "Expansion"),
+        ("tokens", "-5", "Training tokens"),
+        ("batch", "0", "Batch size"),
+        ("lr", "0", "Learning rate"),
+        ("lr", "NaN", "Learning rate"),
+        ("sparsity", "-1", "Sparsity"),
+        ("seed", "1.5", "Seed"),
+    ] {
+        let mut form = TrainForm::default();
+        match field {
+            "hook" => form.hook = value.into(),
+            "arch" => form.architecture = value.into(),
+            "k" => form.k = value.into(),
+            "x" => form.expansion = value.into(),
+            "tokens" => form.tokens = value.into(),
+            "batch" => form.batch_size = value.into(),
+            "lr" => form.learning_rate = value.into(),
+            "sparsity" => form.sparsity = value.into(),
+            _ => form.seed = value.into(),
+        }
+        let error = form.parse(&hooks()).unwrap_err();
+        assert!(error.contains(message), "{field}={value}: {error}");
+        assert!(error.ends_with('.'), "a sentence: {error}");
+    }
+    for bad in ["arch:topk;k", "arch:<script>", "nonsense:1", "corpus:web"] {
+        assert!(TrainForm::from_recipe(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn charts_scale_data_into_their_frame() {
+    let frame = Frame::SMALL;
+    let (points, xs, ys) =
+        chart::polyline(&[(0.0, 10.0), (5.0, f64::NAN), (10.0, 20.0)], frame).unwrap();
+    assert_eq!((xs.min, xs.max, ys.min, ys.max), (0.0, 10.0, 10.0, 20.0));
+    // The lowest value sits on the bottom edge, the highest on the top; NaN is left out.
+    let left_bottom = format!("{:.1},{:.1}", frame.pad, frame.height - frame.pad);
+    let right_top = format!("{:.1},{:.1}", frame.width - frame.pad, frame.pad);
+    assert_eq!(points, format!("{left_bottom} {right_top}"));
+    assert!(chart::polyline(&[(f64::NAN, 1.0)], frame).is_none());
+    // Flat series do not divide by zero.
+    let flat = Range::of([0.0, 0.0]).unwrap();
+    assert_eq!((flat.min, flat.max), (0.0, 1.0));
+    let flat = Range::of([16.0, 16.0]).unwrap();
+    assert!(flat.min < 16.0 && flat.max > 16.0);
+
+    let bars = chart::bars(&[1.0, 4.0, 0.0, 2.0], frame);
+    assert_eq!(bars.len(), 4);
+    assert!(
+        (bars[1].y - frame.pad).abs() < 1e-9,
+        "tallest reaches the top"
+    );
+    assert_eq!(bars[2].height, 0.0);
+    assert!(
+        (bars[0].height * 4.0 - bars[1].height).abs() < 1e-9,
+        "heights are proportional"
+    );
+    assert!(chart::bars(&[0.0, 0.0], frame).is_empty());
+
+    let (placed, _, _) =
+        chart::scatter(&[(16.0, 0.99), (f64::NAN, 0.5), (10.0, 0.95)], frame).unwrap();
+    assert_eq!(placed.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 2]);
+    assert_eq!(chart::shade(2.0, 4.0), 0.5);
+    assert_eq!(chart::shade(-1.0, 4.0), 0.0);
+    assert_eq!(chart::shade(9.0, 4.0), 1.0);
+    assert_eq!(chart::shade(1.0, 0.0), 0.0);
+}
+
+#[test]
+fn the_feature_list_searches_and_sorts() {
+    let row = |index: usize, density: f64, max: f32, concept: Option<(&str, f64)>, token: &str| {
+        FeatureRow {
+            index,
+            density,
+            max_activation: max,
+            concept: concept.map(|(c, a)| (c.to_string(), a)),
+            top_tokens: vec![token.to_string()],
+        }
+    };
+    let rows = vec![
+        row(0, 0.10, 3.0, Some(("animal", 0.93)), " dog"),
+        row(1, 0.02, 9.0, Some(("colour", 0.81)), " red"),
+        row(2, 0.00, 0.0, None, ""),
+        row(3, 0.30, 1.0, Some(("animal", 0.60)), " hen"),
+    ];
+    assert_eq!(
+        feature_list::select(&rows, "", SortKey::Density, true, 10),
+        vec![3, 0, 1, 2]
+    );
+    assert_eq!(
+        feature_list::select(&rows, "", SortKey::MaxActivation, true, 2),
+        vec![1, 0]
+    );
+    assert_eq!(
+        feature_list::select(&rows, "", SortKey::ConceptMatch, true, 10),
+        vec![0, 1, 3, 2]
+    );
+    assert_eq!(
+        feature_list::select(&rows, "", SortKey::Index, false, 10),
+        vec![0, 1, 2, 3]
+    );
+    assert_eq!(
+        feature_list::select(&rows, "Animal", SortKey::Density, true, 10),
+        vec![3, 0]
+    );
+    assert_eq!(
+        feature_list::select(&rows, "red", SortKey::Density, true, 10),
+        vec![1]
+    );
+    assert_eq!(
+        feature_list::select(&rows, "#2", SortKey::Density, true, 10),
+        vec![2]
+    );
+    assert!(feature_list::select(&rows, "giraffe", SortKey::Density, true, 10).is_empty());
 }

@@ -14,12 +14,12 @@ impl Frame {
     pub const SMALL: Frame = Frame {
         width: 320.0,
         height: 140.0,
-        pad: 24.0,
+        pad: 34.0,
     };
     pub const WIDE: Frame = Frame {
         width: 480.0,
         height: 220.0,
-        pad: 32.0,
+        pad: 40.0,
     };
 }
 
@@ -45,10 +45,15 @@ impl Range {
         }
         range.map(|r| {
             if r.max - r.min < 1e-12 {
-                let half = (r.max.abs() * 0.05).max(0.5);
-                Range {
-                    min: r.min - half,
-                    max: r.max + half,
+                // A flat line: zero sits on the floor of 0..1, anything else mid-height.
+                if r.max == 0.0 {
+                    Range { min: 0.0, max: 1.0 }
+                } else {
+                    let half = r.max.abs() * 0.05;
+                    Range {
+                        min: r.min - half,
+                        max: r.max + half,
+                    }
                 }
             } else {
                 r

@@ -42,7 +42,8 @@ pub struct TrainForm {
 
 impl Default for TrainForm {
     /// One click trains something good: TopK k=16, 8x, on the middle residual stream, 192
-    /// steps of 1024 over 64k captured tokens (explained variance ~0.9 on the built-in model).
+    /// steps of 1024 over 64k captured tokens. Measured in the page's CPU path: 73 s, explained
+    /// variance 0.86, loss recovered 0.986 on held-out stories.
     fn default() -> Self {
         Self {
             corpus: CorpusKind::TinyTales,

@@ -1780,19 +1780,23 @@ impl App {
                     )));
                     append(&dot, &tip);
                     append(&svg, &dot);
-                    let label = super::dom::svg_el(
-                        d,
-                        "text",
-                        &[
-                            ("x", format!("{:.1}", x + 6.0)),
-                            ("y", format!("{:.1}", y - 4.0)),
-                            ("class", "tick".into()),
-                        ],
-                    );
-                    label.set_text_content(Some(
-                        &lab.saes[i].id.chars().take(24).collect::<String>(),
-                    ));
-                    append(&svg, &label);
+                    if chosen {
+                        // Only the chosen SAE is named: shipped ones often sit on one spot.
+                        let label = super::dom::svg_el(
+                            d,
+                            "text",
+                            &[
+                                ("x", format!("{:.1}", x - 6.0)),
+                                ("y", format!("{:.1}", y - 8.0)),
+                                ("text-anchor", "end".into()),
+                                ("class", "tick".into()),
+                            ],
+                        );
+                        label.set_text_content(Some(
+                            &lab.saes[i].id.chars().take(32).collect::<String>(),
+                        ));
+                        append(&svg, &label);
+                    }
                 }
             }
             append(&figure, &svg);
