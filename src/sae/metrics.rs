@@ -18,7 +18,6 @@
 use std::sync::Arc;
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
 use super::Sae;
@@ -28,6 +27,12 @@ use crate::backend::{float_tensor, int_tensor, read_f32};
 use crate::error::Result;
 use crate::model::{Gpt2, HookContext, HookPoint, Hooks, LogitsFor, PatchOp};
 
+/// JSON has no NaN: serde_json writes it as `null`, and this reads `null` back as NaN, so a
+/// metric that could not be computed does not make the whole file unreadable.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+}
+
 /// A feature counts as dense above this density.
 pub const DENSE_THRESHOLD: f64 = 0.1;
 
@@ -35,18 +40,31 @@ pub const DENSE_THRESHOLD: f64 = 0.1;
 pub struct SaeMetrics {
     /// Held-out tokens the figures are over.
     pub tokens: usize,
+    #[serde(deserialize_with = "nan_if_null")]
     pub mse: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub explained_variance: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub l0: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub l1: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub dead_fraction: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub dense_fraction: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub shrinkage: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub l2_ratio: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub ce_clean: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub ce_with_sae: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub ce_zero_ablation: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss_recovered: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub kl: f64,
     /// log10 of each live feature's density; dead features counted apart.
     pub density_histogram: Histogram,
@@ -82,9 +100,14 @@ pub fn reconstruct_3d(sae: &Sae, activation: Tensor<3>) -> Tensor<3> {
 }
 
 /// Per-token cross-entropy sum and KL sum against `clean_log_probs`, for next-token targets.
+/// Log-probabilities over the vocabulary at every position, `[b * t, vocab]`, computed with the
+/// maximum subtracted first so no entry is -inf on any backend (WebGPU's exp underflows where
+/// the CPU's does not, and -inf times a zero mask is NaN).
 fn next_token_log_probs(logits: Tensor<3>) -> Tensor<2> {
     let [b, t, v] = logits.dims();
-    log_softmax(logits.reshape([b * t, v]), 1)
+    let flat = logits.reshape([b * t, v]);
+    let shifted = flat.clone() - flat.max_dim(1);
+    shifted.clone() - shifted.exp().sum_dim(1).log()
 }
 
 /// Evaluate `sae` at its hook over held-out `windows` (all the same length), `batch_windows` at

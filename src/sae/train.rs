@@ -770,7 +770,7 @@ fn initial_params(
 }
 
 /// What a progress callback sees after each step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Progress {
     pub stats: StepStats,
     pub total_steps: usize,

@@ -2,7 +2,7 @@
 //! prompt heatmap, training, features, steering and evaluation. Decisions that need no browser
 //! (forms, links, chart geometry, list order) live in [`crate::ui`].
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -12,29 +12,27 @@ use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{Element, HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 
 use super::dom::{append, bar_list, clear, el, histogram, line_chart, listen, shaded_tokens};
+use super::train_job::{Reporter, train_job};
+use super::worker::{self, Heard};
 use super::{App, fetch_bytes, js, js_error, now_ms, sleep, window};
 use crate::backend::read_f32;
 use crate::model::{Generation, HookPoint, Hooks, LogitsFor, Step};
 use crate::sae::Sae;
 use crate::sae::features::{FeatureReport, ScanConfig, feature_report, scan};
-use crate::sae::metrics::{SaeMetrics, evaluate_sae};
-use crate::sae::saelens::{Provenance, SaeFiles, log10_densities, write_sae};
+use crate::sae::metrics::SaeMetrics;
+use crate::sae::saelens::{Provenance, SaeFiles};
 use crate::sae::steer::{Intervention, InterventionMode, intervention_patch};
-use crate::sae::store::{ActivationStore, Corpus, StoreConfig, TokenStream, Window};
-use crate::sae::train::{CapturedActivations, Control, Progress, RunOutcome, SaeTrainer, run};
+use crate::sae::store::{Corpus, TokenStream, Window};
+use crate::sae::train::{Control, Progress};
 use crate::train_model::HELD_OUT_SEED;
 use crate::ui::chart::Frame;
 use crate::ui::feature_list::{self, FeatureRow, SortKey};
-use crate::ui::train_form::{CorpusKind, MAX_CAPTURED_TOKENS, TrainForm};
+use crate::ui::train_form::{CorpusKind, TrainForm};
 use crate::ui::{SaeRef, View};
 
 /// Held-out windows (128 tokens) the feature scan reads.
 const SCAN_WINDOWS: usize = 24;
-/// Held-out windows the metrics after training read.
-const EVAL_WINDOWS: usize = 8;
-/// Windows per forward while scanning, capturing or evaluating: small, so the page answers
-/// between forwards (one 2-window forward is ~0.15 s on the CPU path).
-const WINDOWS_PER_FORWARD: usize = 2;
+use super::train_job::WINDOWS_PER_FORWARD;
 const CONTEXT: usize = 128;
 /// Features shown per token in the prompt heatmap.
 const HEAT_PER_TOKEN: usize = 3;
@@ -140,6 +138,9 @@ pub struct Lab {
     pub feature_status: String,
     pub notice: String,
 }
+
+/// The result slot of a training run in the worker.
+pub type WorkerOutcome = Rc<RefCell<Option<Result<Option<SaeFiles>, String>>>>;
 
 /// Pause / cancel requests for a training run.
 #[derive(Default)]
@@ -650,7 +651,8 @@ impl App {
         }
     }
 
-    /// Train an SAE from the form: capture, train with live charts, evaluate, keep.
+    /// Train an SAE from the form: capture, train with live charts, evaluate, keep. On the CPU
+    /// path the work runs in a Web Worker; on WebGPU in the page (the GPU does the work).
     pub async fn train(self: &Rc<Self>) {
         if self.lab.borrow().train.active {
             return;
@@ -666,16 +668,44 @@ impl App {
         };
         self.train_control.pause.set(false);
         self.train_control.cancel.set(false);
-        {
-            let mut lab = self.lab.borrow_mut();
-            lab.train = TrainRun {
-                active: true,
-                phase: "Capturing activations…".into(),
-                ..TrainRun::default()
-            };
-        }
+        self.lab.borrow_mut().train = TrainRun {
+            active: true,
+            phase: "Starting…".into(),
+            ..TrainRun::default()
+        };
         self.render_train();
-        let result = self.train_inner(config, &form).await;
+        let on_gpu = self
+            .state
+            .borrow()
+            .backend
+            .as_ref()
+            .is_some_and(|b| b.kind == crate::backend::BackendKind::Wgpu);
+        let started = now_ms();
+        let files = if on_gpu {
+            self.train_in_page(config).await
+        } else {
+            self.train_in_worker(config).await
+        };
+        let seconds = (now_ms() - started) / 1000.0;
+        let result = match files {
+            Ok(Some(files)) => {
+                let id = format!("tab-{}", js::random_id());
+                let zip = files.to_zip(&id);
+                match self.add_files(&id, files, Origin::Stored).await {
+                    Ok(()) => {
+                        if let Err(e) = keep_in_browser(&id, &zip).await {
+                            self.show_error(format!(
+                                "The SAE was trained but could not be kept in browser storage ({e}); export it to keep it."
+                            ));
+                        }
+                        Ok(Some(id))
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
         {
             let mut lab = self.lab.borrow_mut();
             lab.train.active = false;
@@ -684,7 +714,7 @@ impl App {
                 Ok(Some(id)) => {
                     lab.train.phase = "Done.".into();
                     lab.train.fraction = 1.0;
-                    lab.train.result = format!("Trained and kept as {id}.");
+                    lab.train.result = format!("Trained in {seconds:.0} s and kept as {id}.");
                 }
                 Ok(None) => lab.train.phase = "Cancelled: nothing was kept.".into(),
                 Err(e) => lab.train.phase = format!("Stopped: {e}"),
@@ -708,165 +738,127 @@ impl App {
         self.render_train_progress();
     }
 
-    async fn train_inner(
-        self: &Rc<Self>,
-        config: crate::sae::train::SaeTrainingConfig,
-        form: &TrainForm,
-    ) -> crate::Result<Option<String>> {
-        let loaded = self.loaded()?;
-        let hook = HookPoint::parse(&config.hook_name, loaded.model.config())?;
-        let d_in = hook.width(loaded.model.config());
-        let device = loaded.model.device().clone();
-        let mut store = ActivationStore::new(
-            &loaded.model,
-            &loaded.tokenizer,
-            config.corpus.clone(),
-            &[hook],
-            StoreConfig {
-                context: config.context,
-                windows_per_forward: WINDOWS_PER_FORWARD,
-                buffer_vectors: config.batch_size * 2,
-                skip_special_tokens: config.skip_special_tokens,
-                seed: config.seed,
-            },
-        )?;
-        // Capture once (at most 64k vectors), then train over it: capturing is most of the cost.
-        let wanted = config
-            .training_tokens
-            .min(MAX_CAPTURED_TOKENS)
-            .max(config.batch_size);
-        let mut values = Vec::with_capacity(wanted * d_in);
-        let capture_start = now_ms();
-        while values.len() < wanted * d_in {
-            if self.train_control.cancel.get() {
-                return Ok(None);
-            }
-            while self.train_control.pause.get() && !self.train_control.cancel.get() {
-                sleep(100).await;
-            }
-            let take = (wanted - values.len() / d_in).min(config.batch_size);
-            let mut empty = 0;
-            while store.buffered() < store.buffer_target(take) {
-                let before = store.buffered();
-                store.fill_step().await?;
-                sleep(0).await;
-                if store.buffered() == before {
-                    empty += 1;
-                    if empty > 3 {
-                        return Err(crate::SaeplayError::InvalidSetting(
-                            "the corpus gives no tokens to train on".into(),
-                        ));
-                    }
-                }
-            }
-            values.extend(store.next_batch(take).await?.swap_remove(0));
-            let done = values.len() / d_in;
-            let seconds = (now_ms() - capture_start) / 1000.0;
-            let left = seconds / done as f64 * (wanted - done) as f64;
-            self.set_train_phase(
-                format!("Capturing activations: {done} of {wanted} tokens, about {left:.0} s left"),
-                0.3 * done as f64 / wanted as f64,
+    fn record_progress(&self, p: &Progress) {
+        {
+            let mut lab = self.lab.borrow_mut();
+            lab.train.history.push(p.clone());
+            lab.train.fraction = 0.3 + 0.6 * p.stats.step as f64 / p.total_steps.max(1) as f64;
+            lab.train.phase = format!(
+                "Training: step {} of {}, {:.0} vectors/s, about {:.0} s left",
+                p.stats.step, p.total_steps, p.vectors_per_second, p.seconds_left
             );
         }
-        drop(store);
-        let mut source = CapturedActivations::new(values, d_in, config.seed)?;
-        let first =
-            crate::sae::train::BatchSource::next_batch(&mut source, config.batch_size).await?;
-        let mut trainer = SaeTrainer::new(config.clone(), d_in, "builtin", &first, &device)?;
-        let now = || now_ms() / 1000.0;
-        let control = Rc::clone(self);
-        let mut on_step = move |p: &Progress| {
-            let fraction = 0.3 + 0.6 * p.stats.step as f64 / p.total_steps.max(1) as f64;
-            {
-                let mut lab = control.lab.borrow_mut();
-                lab.train.history.push(p.clone());
-                lab.train.fraction = fraction;
-                lab.train.phase = format!(
-                    "Training: step {} of {}, {:.0} vectors/s, about {:.0} s left",
-                    p.stats.step, p.total_steps, p.vectors_per_second, p.seconds_left
-                );
+        self.render_train_progress();
+        self.render_train_charts();
+    }
+
+    async fn train_in_page(
+        self: &Rc<Self>,
+        config: crate::sae::train::SaeTrainingConfig,
+    ) -> Result<Option<SaeFiles>, String> {
+        struct PageReporter<'a>(&'a App);
+        impl Reporter for PageReporter<'_> {
+            fn phase(&self, text: String, fraction: f64) {
+                self.0.set_train_phase(text, fraction);
             }
-            control.render_train_progress();
-            control.render_train_charts();
-            if control.train_control.cancel.get() {
+            fn progress(&self, progress: &Progress) {
+                self.0.record_progress(progress);
+            }
+            fn control(&self) -> Control {
+                if self.0.train_control.cancel.get() {
+                    Control::Stop
+                } else if self.0.train_control.pause.get() {
+                    Control::Pause
+                } else {
+                    Control::Continue
+                }
+            }
+        }
+        let loaded = self.loaded().map_err(|e| e.to_string())?;
+        train_job(&loaded, config, &PageReporter(self))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn train_in_worker(
+        self: &Rc<Self>,
+        config: crate::sae::train::SaeTrainingConfig,
+    ) -> Result<Option<SaeFiles>, String> {
+        let outcome: WorkerOutcome = Rc::default();
+        if self.worker.borrow().is_none() {
+            self.set_train_phase("Starting the training worker…".into(), 0.0);
+            let app = Rc::clone(self);
+            let worker = worker::spawn(move |event| {
+                let Some(heard) = worker::parse_message(&event.data()) else {
+                    return;
+                };
+                let finished = |result| {
+                    if let Some(slot) = app.worker_outcome.borrow().as_ref() {
+                        *slot.borrow_mut() = Some(result);
+                    }
+                };
+                match heard {
+                    Heard::Ready => app.worker_ready.set(true),
+                    Heard::Phase(text, fraction) => app.set_train_phase(text, fraction),
+                    Heard::Progress(p) => app.record_progress(&p),
+                    Heard::Done(files) => finished(Ok(Some(files))),
+                    Heard::Cancelled => finished(Ok(None)),
+                    Heard::Error(message) => finished(Err(message)),
+                }
+            })?;
+            *self.worker.borrow_mut() = Some(worker);
+            let since = now_ms();
+            while !self.worker_ready.get() {
+                if now_ms() - since > 60_000.0 {
+                    *self.worker.borrow_mut() = None;
+                    return Err("the training worker did not start within a minute".into());
+                }
+                sleep(50).await;
+            }
+        }
+        *self.worker_outcome.borrow_mut() = Some(Rc::clone(&outcome));
+        let base = web_sys::Url::new_with_base(
+            super::BUILTIN_MODEL,
+            &window().location().href().unwrap_or_default(),
+        )
+        .map(|u| u.href())
+        .map_err(js_error)?;
+        let config_json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
+        if let Some(worker) = self.worker.borrow().as_ref() {
+            worker::send(
+                worker,
+                "train",
+                &[("modelBase", base.into()), ("config", config_json.into())],
+            );
+        }
+        let mut sent = Control::Continue;
+        loop {
+            if let Some(result) = outcome.borrow_mut().take() {
+                *self.worker_outcome.borrow_mut() = None;
+                return result;
+            }
+            // Pass pause, resume and cancel on as they change.
+            let wanted = if self.train_control.cancel.get() {
                 Control::Stop
-            } else if control.train_control.pause.get() {
+            } else if self.train_control.pause.get() {
                 Control::Pause
             } else {
                 Control::Continue
-            }
-        };
-        loop {
-            let outcome = run(
-                &mut trainer,
-                &mut super::Yielding(&mut source),
-                &now,
-                &mut on_step,
-            )
-            .await?;
-            match outcome {
-                RunOutcome::Finished => break,
-                RunOutcome::Stopped => return Ok(None),
-                RunOutcome::Paused => {
-                    self.lab.borrow_mut().train.paused = true;
-                    self.render_train_progress();
-                    while self.train_control.pause.get() && !self.train_control.cancel.get() {
-                        sleep(100).await;
-                    }
-                    self.lab.borrow_mut().train.paused = false;
-                    if self.train_control.cancel.get() {
-                        return Ok(None);
-                    }
+            };
+            if wanted != sent {
+                let kind = match wanted {
+                    Control::Stop => "cancel",
+                    Control::Pause => "pause",
+                    Control::Continue => "resume",
+                };
+                if let Some(worker) = self.worker.borrow().as_ref() {
+                    worker::send(worker, kind, &[]);
                 }
+                self.lab.borrow_mut().train.paused = wanted == Control::Pause;
+                sent = wanted;
             }
+            sleep(50).await;
         }
-        self.set_train_phase("Measuring the SAE on held-out stories…".into(), 0.92);
-        sleep(0).await;
-        let sae = trainer.sae();
-        let windows = held_out_windows(self, EVAL_WINDOWS)?;
-        let bos = TokenStream::new(&loaded.tokenizer, config.corpus.clone(), config.context)?.bos();
-        let metrics = evaluate_sae(
-            &loaded.model,
-            &sae,
-            hook,
-            &windows,
-            WINDOWS_PER_FORWARD,
-            config.skip_special_tokens.then_some(bos),
-        )
-        .await?;
-        let id = format!("tab-{}", js::random_id());
-        let provenance = Provenance {
-            trained_as: Some(config.architecture.name().to_string()),
-            recipe: Some(config.clone()),
-            metrics: Some(metrics.clone()),
-            input_scale: Some(trainer.input_scale),
-            model_id: Some("builtin".into()),
-            name: Some(format!(
-                "{} {} x{}",
-                config.hook_name,
-                match config.architecture.k() {
-                    Some(k) => format!("{}{k}", config.architecture.name()),
-                    None => config.architecture.name().to_string(),
-                },
-                config.expansion_factor
-            )),
-        };
-        let files = write_sae(
-            &sae,
-            Some(&log10_densities(&metrics.feature_density)),
-            &provenance,
-            Some(config.context),
-        )
-        .await?;
-        let zip = files.to_zip(&id);
-        self.add_files(&id, files, Origin::Stored).await?;
-        if let Err(e) = keep_in_browser(&id, &zip).await {
-            self.show_error(format!(
-                "The SAE was trained but could not be kept in browser storage ({e}); export it to keep it."
-            ));
-        }
-        let _ = form;
-        Ok(Some(id))
     }
 
     pub fn render_train_progress(&self) {

@@ -19,6 +19,8 @@ use crate::ui::{AdapterInfo, BackendDecision, ModelSource, PageState, TokenView,
 mod dom;
 mod js;
 mod lab;
+mod train_job;
+mod worker;
 
 /// Where the built-in model's files are served from, relative to the page.
 pub(crate) const BUILTIN_MODEL: &str = "models/builtin/";
@@ -38,11 +40,21 @@ struct App {
     train_control: lab::TrainControl,
     /// The answer to the question on screen (fetch a URL the link names?), once given.
     consent: Cell<Option<bool>>,
+    /// The training worker (CPU path), started at the first training run and kept.
+    worker: RefCell<Option<web_sys::Worker>>,
+    worker_ready: Cell<bool>,
+    /// Where the worker's answer to the current run goes.
+    worker_outcome: RefCell<Option<lab::WorkerOutcome>>,
 }
 
 /// Start the page: called by the binary's `main` in wasm.
 pub fn start() {
     console_error_panic_hook::set_once();
+    if web_sys::window().is_none() {
+        // The same module, started inside the training worker.
+        worker::serve();
+        return;
+    }
     spawn_local(run());
 }
 
@@ -50,18 +62,36 @@ fn window() -> web_sys::Window {
     web_sys::window().expect("a page has a window")
 }
 
-/// Resolve after `ms` milliseconds, letting the browser handle events and paint.
+/// The global scope: the page's window, or the worker's scope.
+fn global() -> js_sys::Object {
+    js_sys::global()
+}
+
+fn global_function(name: &str) -> Option<js_sys::Function> {
+    Reflect::get(&global(), &name.into())
+        .ok()
+        .and_then(|f| f.dyn_into().ok())
+}
+
+/// Resolve after `ms` milliseconds, letting the browser handle events and paint (in the page or
+/// in the worker).
 async fn sleep(ms: i32) {
     let promise = Promise::new(&mut |resolve, _| {
-        window()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
-            .ok();
+        if let Some(set_timeout) = global_function("setTimeout") {
+            set_timeout
+                .call2(&global(), &resolve, &JsValue::from(ms))
+                .ok();
+        }
     });
     JsFuture::from(promise).await.ok();
 }
 
 fn now_ms() -> f64 {
-    window().performance().map(|p| p.now()).unwrap_or(0.0)
+    Reflect::get(&global(), &"performance".into())
+        .ok()
+        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
+        .map(|p| p.now())
+        .unwrap_or(0.0)
 }
 
 fn js_error(value: JsValue) -> String {
@@ -86,6 +116,9 @@ async fn run() {
         lab: RefCell::new(lab::Lab::default()),
         train_control: lab::TrainControl::default(),
         consent: Cell::new(None),
+        worker: RefCell::new(None),
+        worker_ready: Cell::new(false),
+        worker_outcome: RefCell::new(None),
     });
     app.bind_events();
     app.bind_lab_events();
@@ -188,7 +221,13 @@ async fn probe_adapter() -> Result<Option<AdapterInfo>, String> {
 }
 
 async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
-    let response = JsFuture::from(window().fetch_with_str(url))
+    let fetch = global_function("fetch").ok_or("this browser has no fetch")?;
+    let promise: Promise = fetch
+        .call1(&global(), &JsValue::from_str(url))
+        .map_err(js_error)?
+        .dyn_into()
+        .map_err(js_error)?;
+    let response = JsFuture::from(promise)
         .await
         .map_err(|e| format!("could not fetch {url}: {}", js_error(e)))?;
     let response: Response = response.dyn_into().map_err(js_error)?;
@@ -705,15 +744,7 @@ fn ids_from_js(value: &JsValue) -> Result<Vec<u32>, JsValue> {
         .collect()
 }
 
-/// A batch source that lets the browser run (events, paint) before each training step.
-struct Yielding<'a, S>(&'a mut S);
-
-impl<S: crate::sae::train::BatchSource> crate::sae::train::BatchSource for Yielding<'_, S> {
-    async fn next_batch(&mut self, n: usize) -> crate::Result<Vec<f32>> {
-        sleep(0).await;
-        self.0.next_batch(n).await
-    }
-}
+use train_job::Yielding;
 
 /// Options of `window.saeplay.trainSae`, all optional: `{architecture, k, expansion, tokens,
 /// batchSize, hook, learningRate, sparsity, seed, randomInputs}`.
