@@ -160,7 +160,11 @@ impl Lab {
 }
 
 fn fmt(value: Option<f64>, digits: usize) -> String {
-    value.map_or("–".into(), |v| format!("{v:.digits$}"))
+    match value {
+        None => "–".into(),
+        Some(v) if !v.is_finite() => "n/a".into(),
+        Some(v) => format!("{v:.digits$}"),
+    }
 }
 
 fn input_of(app: &App, id: &str) -> Option<HtmlInputElement> {
@@ -1826,6 +1830,17 @@ impl App {
                         ("Dense fraction (>10%)", format!("{:.3}", m.dense_fraction)),
                         ("Shrinkage", format!("{:.3}", m.shrinkage)),
                     ];
+                    if !m.ce_clean.is_finite() {
+                        append(
+                            &target,
+                            &el(
+                                d,
+                                "p",
+                                "muted",
+                                "The model's cross-entropy came out non-finite on this backend, so loss recovered and KL are not available (seen with WebGPU in software, SwiftShader; the CPU path computes them).",
+                            ),
+                        );
+                    }
                     let dl = el(d, "dl", "metrics", "");
                     dl.set_id("eval-metrics");
                     for (k, v) in rows {
@@ -2334,10 +2349,16 @@ impl App {
                         self.after_view_change().await;
                     }
                 } else if location.recipe.is_some() {
+                    let text_corpus = self.lab.borrow().form.corpus == CorpusKind::Text;
                     self.set_notice(format!(
                         "This link names the SAE \"{id}\", which was trained in another browser tab and is not kept in this browser. \
-                         You can train it yourself from the recipe the link carries: the Train view is filled in with it, press Train. \
-                         Or, if you have its exported file, import it with \"Import SAE\"."
+                         You can train it yourself from the recipe the link carries: the Train view is filled in with it, press Train.{} \
+                         Or, if you have its exported file, import it with \"Import SAE\".",
+                        if text_corpus {
+                            " It was trained on a text the link cannot carry: paste or upload that text first."
+                        } else {
+                            ""
+                        }
                     ));
                     self.state.borrow_mut().location.view = Some(View::Train);
                     self.render_view();
