@@ -232,11 +232,7 @@ impl Scan {
     /// Add a later scan's tokens (over the windows after this one's), so a long scan can run in
     /// pieces with the page answering between them.
     pub fn extend(&mut self, other: Scan) {
-        let windows_before = if self.window_len == 0 {
-            0
-        } else {
-            self.tokens / self.window_len
-        };
+        let windows_before = self.tokens.checked_div(self.window_len).unwrap_or(0);
         if self.tokens == 0 {
             self.window_len = other.window_len;
             self.d_sae = other.d_sae;

@@ -136,12 +136,12 @@ pub fn bars(counts: &[f64], frame: Frame) -> Vec<Bar> {
         .collect()
 }
 
+/// A scatter point placed in the frame: its index in the data, then x and y.
+pub type Placed = (usize, f64, f64);
+
 /// Scatter points scaled into the frame, with the ranges used (non-finite points dropped,
 /// their indices kept so labels still match).
-pub fn scatter(
-    points: &[(f64, f64)],
-    frame: Frame,
-) -> Option<(Vec<(usize, f64, f64)>, Range, Range)> {
+pub fn scatter(points: &[(f64, f64)], frame: Frame) -> Option<(Vec<Placed>, Range, Range)> {
     let finite = || {
         points
             .iter()

@@ -113,6 +113,9 @@ pub struct Heat {
     pub top: Vec<Vec<(usize, f32)>>,
 }
 
+/// Default text, steered text, and the next-token shifts (label, change, shown text).
+pub type SteerResult = (String, String, Vec<(String, f64, String)>);
+
 /// A steering row as typed.
 #[derive(Clone)]
 pub struct SteerRow {
@@ -133,7 +136,7 @@ pub struct Lab {
     pub sort: Option<SortKey>,
     pub descending: bool,
     pub steer_rows: Vec<SteerRow>,
-    pub steer_result: Option<(String, String, Vec<(String, f64, String)>)>,
+    pub steer_result: Option<SteerResult>,
     pub steer_status: String,
     pub feature_status: String,
     pub notice: String,
@@ -383,30 +386,28 @@ impl App {
             .borrow()
             .slot(&id)
             .is_some_and(|s| s.loaded.is_none());
-        if needs_fetch {
-            if let Origin::Shipped { path } = origin {
-                self.set_notice(format!("Fetching the SAE {id}…"));
-                match fetch_sae_dir(&path).await {
-                    Ok(files) => {
-                        if let Err(e) = self.add_files(&id, files, Origin::Shipped { path }).await {
-                            self.show_error(format!("The SAE {id} could not be loaded: {e}"));
-                        }
+        if needs_fetch && let Origin::Shipped { path } = origin {
+            self.set_notice(format!("Fetching the SAE {id}…"));
+            match fetch_sae_dir(&path).await {
+                Ok(files) => {
+                    if let Err(e) = self.add_files(&id, files, Origin::Shipped { path }).await {
+                        self.show_error(format!("The SAE {id} could not be loaded: {e}"));
                     }
-                    Err(e) => self.show_error(format!("The SAE {id} could not be fetched: {e}")),
                 }
-                self.set_notice(String::new());
+                Err(e) => self.show_error(format!("The SAE {id} could not be fetched: {e}")),
             }
+            self.set_notice(String::new());
         }
         // Links carry the recipe of SAEs that live only in a browser tab.
-        if let Some(slot) = self.lab.borrow().slot(&id) {
-            if slot.origin == Origin::Stored {
-                let recipe = slot
-                    .loaded
-                    .as_ref()
-                    .and_then(|l| l.provenance.recipe.as_ref())
-                    .map(|r| TrainForm::from_config(r).recipe());
-                self.state.borrow_mut().location.recipe = recipe;
-            }
+        if let Some(slot) = self.lab.borrow().slot(&id)
+            && slot.origin == Origin::Stored
+        {
+            let recipe = slot
+                .loaded
+                .as_ref()
+                .and_then(|l| l.provenance.recipe.as_ref())
+                .map(|r| TrainForm::from_config(r).recipe());
+            self.state.borrow_mut().location.recipe = recipe;
         }
         self.update_link();
         self.render_sae_picker();
@@ -902,7 +903,7 @@ impl App {
         let history = &lab.train.history;
         // Redraw at most ~100 times per run: drawing is cheap, but not free on long runs.
         let every = (history.len() / 100).max(1);
-        if !history.is_empty() && history.len() % every != 0 {
+        if !history.is_empty() && !history.len().is_multiple_of(every) {
             return;
         }
         clear(&target);
@@ -1541,18 +1542,13 @@ impl App {
             let mut texts = Vec::new();
             for (label, hooks) in [("default", Hooks::none()), ("steered", patch()?)] {
                 let mut generation = Generation::new(&loaded.model, &ids, config.clone(), hooks)?;
-                loop {
-                    match generation.step().await? {
-                        Step::Token(_) => {
-                            self.lab.borrow_mut().steer_status = format!(
-                                "Generating the {label} text: {} tokens…",
-                                generation.produced().len()
-                            );
-                            self.set_text("steer-status", &self.lab.borrow().steer_status);
-                            sleep(0).await;
-                        }
-                        Step::Done(_) => break,
-                    }
+                while let Step::Token(_) = generation.step().await? {
+                    self.lab.borrow_mut().steer_status = format!(
+                        "Generating the {label} text: {} tokens…",
+                        generation.produced().len()
+                    );
+                    self.set_text("steer-status", &self.lab.borrow().steer_status);
+                    sleep(0).await;
                 }
                 texts.push(loaded.tokenizer.decode(generation.produced())?);
             }
@@ -2264,11 +2260,11 @@ impl App {
                         let app = Rc::clone(&app);
                         spawn_local(async move { app.open_feature(f).await });
                     }
-                } else if let Some(dot) = find("circle[data-sae]") {
-                    if let Some(id) = dot.get_attribute("data-sae") {
-                        let app = Rc::clone(&app);
-                        spawn_local(async move { app.choose_sae(id).await });
-                    }
+                } else if let Some(dot) = find("circle[data-sae]")
+                    && let Some(id) = dot.get_attribute("data-sae")
+                {
+                    let app = Rc::clone(&app);
+                    spawn_local(async move { app.choose_sae(id).await });
                 }
             });
         }
@@ -2309,10 +2305,10 @@ impl App {
     /// After the model loads: apply what the link asked for (SAE, recipe, feature, steering).
     pub async fn apply_link(self: &Rc<Self>) {
         let location = self.state.borrow().location.clone();
-        if let Some(recipe) = &location.recipe {
-            if let Ok(form) = TrainForm::from_recipe(recipe) {
-                self.lab.borrow_mut().form = form;
-            }
+        if let Some(recipe) = &location.recipe
+            && let Ok(form) = TrainForm::from_recipe(recipe)
+        {
+            self.lab.borrow_mut().form = form;
         }
         self.write_train_form();
         self.lab.borrow_mut().steer_rows = location

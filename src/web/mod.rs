@@ -419,10 +419,10 @@ impl App {
                 self.state
                     .borrow_mut()
                     .analysed(tokens, &predictions, |id| loaded.tokenizer.token_text(id));
-                if let Some(activation) = captured {
-                    if let Err(e) = self.compute_heat(activation, texts).await {
-                        self.show_error(format!("The SAE could not run on the prompt: {e}"));
-                    }
+                if let Some(activation) = captured
+                    && let Err(e) = self.compute_heat(activation, texts).await
+                {
+                    self.show_error(format!("The SAE could not run on the prompt: {e}"));
                 }
             }
             Err(message) => self.state.borrow_mut().analysis_failed(message),

@@ -502,6 +502,40 @@ for (const spec of PATHS) {
           await orphan.close();
         }
       });
+
+      test('l. an uploaded text file trains an SAE; bad settings are named in words', { timeout: ACTION_TIMEOUT_MS * 2 }, async () => {
+        const opened = await open(browser, '#view=train');
+        try {
+          await step('l', opened, async () => {
+            const { page } = opened;
+            // A bad setting: a plain message, nothing starts.
+            await setValue(page, '#train-lr', '-1');
+            await page.click('#train-start');
+            await page.waitForSelector('#error:not([hidden])');
+            assert.match(await errorText(page), /Learning rate must be above 0/);
+            await page.click('#dismiss-error');
+            await setValue(page, '#train-lr', '0.001');
+            // The text corpus, from a file.
+            const file = path.join(tmp, 'my-notes.txt');
+            const text = 'The quick brown fox jumps over the lazy dog. A little cat sat on a red mat.\n'.repeat(40);
+            (await import('node:fs')).writeFileSync(file, text);
+            await page.setInputFiles('#train-file', file);
+            await page.waitForFunction(() => /my-notes\.txt/.test(document.querySelector('#train-file-status').textContent));
+            assert.equal(await page.inputValue('#train-corpus'), 'text');
+            assert.equal(await page.inputValue('#train-text'), text);
+            await setValue(page, '#train-tokens', 2048);
+            await setValue(page, '#train-batch', 256);
+            await setValue(page, '#train-expansion', 2);
+            await page.click('#train-start');
+            await page.waitForFunction(() => /Done|Stopped/.test(document.querySelector('#train-status').textContent), null, { timeout: ACTION_TIMEOUT_MS });
+            assert.match(await page.textContent('#train-status'), /Done/, await errorText(page));
+            assert.match(page.url(), /corpus:text/, 'the recipe says it trained on a text');
+            assert.equal(await errorText(page), '');
+          });
+        } finally {
+          await opened.close();
+        }
+      });
     }
   });
 }
