@@ -12,28 +12,22 @@ use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{Element, HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 
 use super::dom::{append, bar_list, clear, el, histogram, line_chart, listen, shaded_tokens};
-use super::train_job::{Reporter, train_job};
+use super::train_job::{Reporter, feature_job, train_job};
 use super::worker::{self, Heard};
 use super::{App, fetch_bytes, js, js_error, now_ms, sleep, window};
 use crate::backend::read_f32;
 use crate::model::{Generation, HookPoint, Hooks, LogitsFor, Step};
 use crate::sae::Sae;
-use crate::sae::features::{FeatureReport, ScanConfig, feature_report, scan};
+use crate::sae::features::FeatureReport;
 use crate::sae::metrics::SaeMetrics;
 use crate::sae::saelens::{Provenance, SaeFiles};
 use crate::sae::steer::{Intervention, InterventionMode, intervention_patch};
-use crate::sae::store::{Corpus, TokenStream, Window};
 use crate::sae::train::{Control, Progress};
-use crate::train_model::HELD_OUT_SEED;
 use crate::ui::chart::Frame;
 use crate::ui::feature_list::{self, FeatureRow, SortKey};
 use crate::ui::train_form::{CorpusKind, TrainForm};
 use crate::ui::{SaeRef, View};
 
-/// Held-out windows (128 tokens) the feature scan reads.
-const SCAN_WINDOWS: usize = 24;
-use super::train_job::WINDOWS_PER_FORWARD;
-const CONTEXT: usize = 128;
 /// Features shown per token in the prompt heatmap.
 const HEAT_PER_TOKEN: usize = 3;
 const HEAT_ROWS: usize = 12;
@@ -176,18 +170,6 @@ fn input_of(app: &App, id: &str) -> Option<HtmlInputElement> {
 
 fn select_of(app: &App, id: &str) -> Option<HtmlSelectElement> {
     app.element(id).and_then(|e| e.dyn_into().ok())
-}
-
-fn held_out_windows(app: &App, n: usize) -> crate::Result<Vec<Window>> {
-    let loaded = app.loaded()?;
-    TokenStream::new(
-        &loaded.tokenizer,
-        Corpus::TinyTales {
-            seed: HELD_OUT_SEED,
-        },
-        CONTEXT,
-    )?
-    .windows(n)
 }
 
 impl App {
@@ -785,49 +767,107 @@ impl App {
             .map_err(|e| e.to_string())
     }
 
+    /// Start the worker (once), and wait until it listens.
+    async fn ensure_worker(self: &Rc<Self>) -> Result<(), String> {
+        if self.worker.borrow().is_some() {
+            return Ok(());
+        }
+        let app = Rc::clone(self);
+        let worker = worker::spawn(move |event| {
+            let Some(heard) = worker::parse_message(&event.data()) else {
+                return;
+            };
+            let finished = |result| {
+                if let Some(slot) = app.worker_outcome.borrow().as_ref() {
+                    *slot.borrow_mut() = Some(result);
+                }
+            };
+            match heard {
+                Heard::Ready => app.worker_ready.set(true),
+                Heard::Phase(text, fraction) => app.set_train_phase(text, fraction),
+                Heard::Progress(p) => app.record_progress(&p),
+                Heard::Done(files) => finished(Ok(Some(files))),
+                Heard::Cancelled => finished(Ok(None)),
+                Heard::Error(message) => finished(Err(message)),
+                Heard::FeaturesPhase(id, text) => {
+                    if app.features_request.get() == id {
+                        app.lab.borrow_mut().feature_status = text;
+                        app.render_feature_status();
+                    }
+                }
+                Heard::Features(id, result) => {
+                    app.features_outcomes.borrow_mut().insert(id, result);
+                }
+            }
+        })?;
+        *self.worker.borrow_mut() = Some(worker);
+        let since = now_ms();
+        while !self.worker_ready.get() {
+            if now_ms() - since > 60_000.0 {
+                *self.worker.borrow_mut() = None;
+                return Err("the worker did not start within a minute".into());
+            }
+            sleep(50).await;
+        }
+        Ok(())
+    }
+
+    fn model_base_url(&self) -> Result<String, String> {
+        web_sys::Url::new_with_base(
+            super::BUILTIN_MODEL,
+            &window().location().href().unwrap_or_default(),
+        )
+        .map(|u| u.href())
+        .map_err(js_error)
+    }
+
+    /// The feature report of `loaded`, computed in the worker (on its CPU copy of the model).
+    async fn features_in_worker(
+        self: &Rc<Self>,
+        loaded: &LoadedSae,
+    ) -> Result<FeatureReport, String> {
+        self.ensure_worker().await?;
+        let id = self.features_request.get() + 1;
+        self.features_request.set(id);
+        let base = self.model_base_url()?;
+        if let Some(worker) = self.worker.borrow().as_ref() {
+            worker::send(
+                worker,
+                "features",
+                &[
+                    ("id", f64::from(id).into()),
+                    ("modelBase", base.into()),
+                    (
+                        "cfg",
+                        js_sys::Uint8Array::from(&loaded.files.cfg[..]).into(),
+                    ),
+                    (
+                        "weights",
+                        js_sys::Uint8Array::from(&loaded.files.weights[..]).into(),
+                    ),
+                ],
+            );
+        }
+        loop {
+            if let Some(result) = self.features_outcomes.borrow_mut().remove(&id) {
+                let json = result?;
+                return serde_json::from_str(&json).map_err(|e| {
+                    format!("the worker's feature report did not arrive intact: {e}")
+                });
+            }
+            sleep(50).await;
+        }
+    }
+
     async fn train_in_worker(
         self: &Rc<Self>,
         config: crate::sae::train::SaeTrainingConfig,
     ) -> Result<Option<SaeFiles>, String> {
         let outcome: WorkerOutcome = Rc::default();
-        if self.worker.borrow().is_none() {
-            self.set_train_phase("Starting the training worker…".into(), 0.0);
-            let app = Rc::clone(self);
-            let worker = worker::spawn(move |event| {
-                let Some(heard) = worker::parse_message(&event.data()) else {
-                    return;
-                };
-                let finished = |result| {
-                    if let Some(slot) = app.worker_outcome.borrow().as_ref() {
-                        *slot.borrow_mut() = Some(result);
-                    }
-                };
-                match heard {
-                    Heard::Ready => app.worker_ready.set(true),
-                    Heard::Phase(text, fraction) => app.set_train_phase(text, fraction),
-                    Heard::Progress(p) => app.record_progress(&p),
-                    Heard::Done(files) => finished(Ok(Some(files))),
-                    Heard::Cancelled => finished(Ok(None)),
-                    Heard::Error(message) => finished(Err(message)),
-                }
-            })?;
-            *self.worker.borrow_mut() = Some(worker);
-            let since = now_ms();
-            while !self.worker_ready.get() {
-                if now_ms() - since > 60_000.0 {
-                    *self.worker.borrow_mut() = None;
-                    return Err("the training worker did not start within a minute".into());
-                }
-                sleep(50).await;
-            }
-        }
+        self.set_train_phase("Starting the training worker…".into(), 0.0);
+        self.ensure_worker().await?;
         *self.worker_outcome.borrow_mut() = Some(Rc::clone(&outcome));
-        let base = web_sys::Url::new_with_base(
-            super::BUILTIN_MODEL,
-            &window().location().href().unwrap_or_default(),
-        )
-        .map(|u| u.href())
-        .map_err(js_error)?;
+        let base = self.model_base_url()?;
         let config_json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
         if let Some(worker) = self.worker.borrow().as_ref() {
             worker::send(
@@ -957,47 +997,33 @@ impl App {
             return Some(report);
         }
         let loaded_sae = self.selected_loaded()?;
-        let result = async {
-            let loaded = self.loaded()?;
-            let windows = held_out_windows(self, SCAN_WINDOWS)?;
-            let mut scanned: Option<crate::sae::features::Scan> = None;
-            for (i, chunk) in windows.chunks(WINDOWS_PER_FORWARD).enumerate() {
-                self.lab.borrow_mut().feature_status = format!(
-                    "Reading the SAE's features on held-out stories: {} of {} windows…",
-                    i * WINDOWS_PER_FORWARD,
-                    windows.len()
-                );
+        let in_page = || async {
+            let loaded = self.loaded().map_err(|e| e.to_string())?;
+            let on_phase = |text: String| {
+                self.lab.borrow_mut().feature_status = text;
                 self.render_feature_status();
-                sleep(0).await;
-                let part = scan(
-                    &loaded.model,
-                    &loaded_sae.sae,
-                    loaded_sae.hook,
-                    chunk,
-                    WINDOWS_PER_FORWARD,
-                )
-                .await?;
-                match &mut scanned {
-                    Some(s) => s.extend(part),
-                    None => scanned = Some(part),
+            };
+            feature_job(&loaded, &loaded_sae.sae, loaded_sae.hook, &on_phase)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        // In the worker on both paths: the summary is host work either way, and there the page
+        // never waits on it.
+        let result = {
+            match self.features_in_worker(&loaded_sae).await {
+                Ok(report) => Ok(report),
+                // The worker is an optimisation: without it, the page scans itself.
+                Err(message) => {
+                    web_sys::console::warn_1(
+                        &format!(
+                            "feature scan in the worker failed ({message}); scanning in the page"
+                        )
+                        .into(),
+                    );
+                    in_page().await
                 }
             }
-            self.lab.borrow_mut().feature_status = "Summarising features…".into();
-            self.render_feature_status();
-            sleep(0).await;
-            let scanned = scanned
-                .ok_or_else(|| crate::SaeplayError::InvalidSetting("no windows to scan".into()))?;
-            feature_report(
-                &loaded.model,
-                &loaded.tokenizer,
-                &loaded_sae.sae,
-                &scanned,
-                None,
-                &ScanConfig::default(),
-            )
-            .await
-        }
-        .await;
+        };
         match result {
             Ok(report) => {
                 let report = Rc::new(report);
@@ -1269,10 +1295,8 @@ impl App {
             .chain(&data.suppressed)
             .map(|t| f64::from(t.value.abs()))
             .fold(0.0, f64::max);
-        let promoted = bar_list(
-            d,
-            &data
-                .promoted
+        let lens_rows = |tokens: &[crate::sae::features::LensToken]| {
+            tokens
                 .iter()
                 .map(|t| {
                     (
@@ -1281,27 +1305,13 @@ impl App {
                         format!("{:+.2}", t.value),
                     )
                 })
-                .collect::<Vec<_>>(),
-            max_lens,
-        );
+                .collect::<Vec<_>>()
+        };
+        let promoted = bar_list(d, &lens_rows(&data.promoted), max_lens);
         promoted.set_id("card-lens-promoted");
         append(&right, &promoted);
         append(&right, &el(d, "h3", "", "…and suppresses"));
-        let suppressed = bar_list(
-            d,
-            &data
-                .suppressed
-                .iter()
-                .map(|t| {
-                    (
-                        format!("{:?}", t.token),
-                        f64::from(t.value),
-                        format!("{:+.2}", t.value),
-                    )
-                })
-                .collect::<Vec<_>>(),
-            max_lens,
-        );
+        let suppressed = bar_list(d, &lens_rows(&data.suppressed), max_lens);
         suppressed.set_id("card-lens-suppressed");
         append(&right, &suppressed);
         append(
@@ -2305,12 +2315,13 @@ impl App {
     /// After the model loads: apply what the link asked for (SAE, recipe, feature, steering).
     pub async fn apply_link(self: &Rc<Self>) {
         let location = self.state.borrow().location.clone();
+        // Only a recipe in the link fills the form: what the person typed since loading stays.
         if let Some(recipe) = &location.recipe
             && let Ok(form) = TrainForm::from_recipe(recipe)
         {
             self.lab.borrow_mut().form = form;
+            self.write_train_form();
         }
-        self.write_train_form();
         self.lab.borrow_mut().steer_rows = location
             .steer
             .iter()

@@ -45,6 +45,9 @@ struct App {
     worker_ready: Cell<bool>,
     /// Where the worker's answer to the current run goes.
     worker_outcome: RefCell<Option<lab::WorkerOutcome>>,
+    /// The latest feature-report request to the worker, and the answers by request.
+    features_request: Cell<u32>,
+    features_outcomes: RefCell<std::collections::HashMap<u32, Result<String, String>>>,
 }
 
 /// Start the page: called by the binary's `main` in wasm.
@@ -119,6 +122,8 @@ async fn run() {
         worker: RefCell::new(None),
         worker_ready: Cell::new(false),
         worker_outcome: RefCell::new(None),
+        features_request: Cell::new(0),
+        features_outcomes: RefCell::new(std::collections::HashMap::new()),
     });
     app.bind_events();
     app.bind_lab_events();
@@ -167,6 +172,7 @@ async fn run() {
                 c.n_layer, c.n_embd, c.n_head, c.n_positions, c.vocab_size
             );
             *app.model.borrow_mut() = Some(Rc::new(loaded));
+            app.write_train_form(); // the model's hook points, and the defaults
             install_api(&app, &decision);
             app.analyse().await;
             app.state.borrow_mut().model_loaded(description);
@@ -868,22 +874,7 @@ async fn train_sae_in_page(
         let mut values = Vec::with_capacity(wanted * d_in);
         while values.len() < wanted * d_in {
             let take = (wanted - values.len() / d_in).min(1024);
-            // One forward at a time, yielding between them (each is ~0.3 s on the CPU path).
-            let mut empty = 0;
-            while store.buffered() < store.buffer_target(take) {
-                let before = store.buffered();
-                store.fill_step().await?;
-                sleep(0).await;
-                if store.buffered() == before {
-                    empty += 1;
-                    if empty > 3 {
-                        return Err(crate::SaeplayError::InvalidSetting(
-                            "the corpus gives no tokens to train on".into(),
-                        ));
-                    }
-                }
-            }
-            values.extend(store.next_batch(take).await?.swap_remove(0));
+            values.extend(train_job::capture(&mut store, take).await?);
         }
         let capture_ms = now_ms() - capture_start;
         let mut source = CapturedActivations::new(values, d_in, options.seed)?;

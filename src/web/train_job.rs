@@ -1,6 +1,7 @@
-//! One SAE training run in the browser: capture activations, train, measure, write the files.
-//! It runs in the Web Worker on the CPU path (so the page never waits on it) and in the page
-//! itself on WebGPU (where the GPU does the work); a [`Reporter`] carries its progress out.
+//! The browser's long jobs: one SAE training run (capture activations, train, measure, write the
+//! files) and one feature scan (held-out stories through the SAE, summarised per feature). They
+//! run in the Web Worker on the CPU path (so the page never waits on them) and in the page itself
+//! on WebGPU (where the GPU does the work); a [`Reporter`] carries their progress out.
 
 use crate::bundle::LoadedModel;
 use crate::model::HookPoint;
@@ -16,6 +17,8 @@ use crate::ui::train_form::MAX_CAPTURED_TOKENS;
 
 use super::{now_ms, sleep};
 
+/// Held-out windows the feature scan reads.
+pub const SCAN_WINDOWS: usize = 24;
 /// Held-out windows the metrics after training read.
 const EVAL_WINDOWS: usize = 8;
 /// Windows per forward while capturing or evaluating (one 2-window forward is ~0.15 s on the
@@ -37,6 +40,26 @@ impl<S: BatchSource> BatchSource for Yielding<'_, S> {
         sleep(0).await;
         self.0.next_batch(n).await
     }
+}
+
+/// The next `n` activations from `store`, one model forward at a time with the event loop run
+/// between forwards.
+pub async fn capture(store: &mut ActivationStore, n: usize) -> crate::Result<Vec<f32>> {
+    let mut empty = 0;
+    while store.buffered() < store.buffer_target(n) {
+        let before = store.buffered();
+        store.fill_step().await?;
+        sleep(0).await;
+        if store.buffered() == before {
+            empty += 1;
+            if empty > 3 {
+                return Err(crate::SaeplayError::InvalidSetting(
+                    "the corpus gives no tokens to train on".into(),
+                ));
+            }
+        }
+    }
+    Ok(store.next_batch(n).await?.swap_remove(0))
 }
 
 /// Wait while paused; `false` when the run was cancelled.
@@ -85,21 +108,7 @@ pub async fn train_job(
             return Ok(None);
         }
         let take = (wanted - values.len() / d_in).min(config.batch_size);
-        let mut empty = 0;
-        while store.buffered() < store.buffer_target(take) {
-            let before = store.buffered();
-            store.fill_step().await?;
-            sleep(0).await;
-            if store.buffered() == before {
-                empty += 1;
-                if empty > 3 {
-                    return Err(crate::SaeplayError::InvalidSetting(
-                        "the corpus gives no tokens to train on".into(),
-                    ));
-                }
-            }
-        }
-        values.extend(store.next_batch(take).await?.swap_remove(0));
+        values.extend(capture(&mut store, take).await?);
         let done = values.len() / d_in;
         let seconds = (now_ms() - capture_start) / 1000.0;
         let left = seconds / done as f64 * (wanted - done) as f64;
@@ -172,4 +181,50 @@ pub async fn train_job(
     )
     .await?;
     Ok(Some(files))
+}
+
+/// Scan held-out TinyTales windows with `sae` at `hook` and summarise every feature, a few windows
+/// per forward with the event loop run between them.
+pub async fn feature_job(
+    loaded: &LoadedModel,
+    sae: &crate::sae::Sae,
+    hook: HookPoint,
+    on_phase: &dyn Fn(String),
+) -> crate::Result<crate::sae::features::FeatureReport> {
+    use crate::sae::features::{ScanConfig, feature_report, scan};
+    let windows = TokenStream::new(
+        &loaded.tokenizer,
+        Corpus::TinyTales {
+            seed: HELD_OUT_SEED,
+        },
+        128,
+    )?
+    .windows(SCAN_WINDOWS)?;
+    let mut scanned: Option<crate::sae::features::Scan> = None;
+    for (i, chunk) in windows.chunks(WINDOWS_PER_FORWARD).enumerate() {
+        on_phase(format!(
+            "Reading the SAE's features on held-out stories: {} of {} windows…",
+            i * WINDOWS_PER_FORWARD,
+            windows.len()
+        ));
+        sleep(0).await;
+        let part = scan(&loaded.model, sae, hook, chunk, WINDOWS_PER_FORWARD).await?;
+        match &mut scanned {
+            Some(s) => s.extend(part),
+            None => scanned = Some(part),
+        }
+    }
+    on_phase("Summarising features…".into());
+    sleep(0).await;
+    let scanned =
+        scanned.ok_or_else(|| crate::SaeplayError::InvalidSetting("no windows to scan".into()))?;
+    feature_report(
+        &loaded.model,
+        &loaded.tokenizer,
+        sae,
+        &scanned,
+        None,
+        &ScanConfig::default(),
+    )
+    .await
 }

@@ -2,9 +2,11 @@
 //! training on the CPU path never hold up typing and clicking in the page.
 //!
 //! Page -> worker: `{kind: "train", modelBase, config}` (config: a `SaeTrainingConfig` as JSON),
-//! then `pause`, `resume` or `cancel`. Worker -> page: `ready`, `phase {text, fraction}`,
-//! `progress {json}`, `done {cfg, weights, sparsity, saeplay}` (bytes), `cancelled`,
-//! `error {message}`. All messages are plain objects; text is only ever shown as text.
+//! then `pause`, `resume` or `cancel`; `{kind: "features", id, modelBase, cfg, weights}` asks for
+//! a feature report. Worker -> page: `ready`, `phase {text, fraction}`, `progress {json}`,
+//! `done {cfg, weights, sparsity, saeplay}` (bytes), `cancelled`, `error {message}`, and
+//! `featuresPhase {id, text}`, `features {id, json}`, `featuresError {id, message}`. All
+//! messages are plain objects; text is only ever shown as text.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -15,7 +17,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-use super::train_job::{Reporter, train_job};
+use super::train_job::{Reporter, feature_job, train_job};
 use crate::backend::cpu_device;
 use crate::bundle::{LoadedModel, ModelFiles};
 use crate::sae::saelens::SaeFiles;
@@ -121,6 +123,40 @@ async fn train(base: String, config_json: String) {
     }
 }
 
+async fn features(id: f64, base: String, cfg: Vec<u8>, weights: Vec<u8>) {
+    let result = async {
+        let loaded = model(&base).await?;
+        let host = SaeFiles {
+            cfg,
+            weights,
+            sparsity: None,
+            saeplay: None,
+        }
+        .parse()
+        .map_err(|e| e.to_string())?;
+        let hook = crate::model::HookPoint::parse(&host.config.hook_name, loaded.model.config())
+            .map_err(|e| e.to_string())?;
+        let sae = host
+            .upload(loaded.model.device())
+            .map_err(|e| e.to_string())?;
+        let on_phase = |text: String| {
+            post("featuresPhase", &[("id", id.into()), ("text", text.into())]);
+        };
+        let report = feature_job(&loaded, &sae, hook, &on_phase)
+            .await
+            .map_err(|e| e.to_string())?;
+        serde_json::to_string(&report).map_err(|e| e.to_string())
+    }
+    .await;
+    match result {
+        Ok(json) => post("features", &[("id", id.into()), ("json", json.into())]),
+        Err(message) => post(
+            "featuresError",
+            &[("id", id.into()), ("message", message.into())],
+        ),
+    }
+}
+
 /// Run as the worker: answer the page's messages.
 pub fn serve() {
     let onmessage = Closure::<dyn Fn(MessageEvent)>::new(|event: MessageEvent| {
@@ -128,6 +164,15 @@ pub fn serve() {
         let text = |key: &str| field(&data, key).as_string().unwrap_or_default();
         match text("kind").as_str() {
             "train" => spawn_local(train(text("modelBase"), text("config"))),
+            "features" => {
+                let bytes = |key: &str| Uint8Array::new(&field(&data, key)).to_vec();
+                spawn_local(features(
+                    field(&data, "id").as_f64().unwrap_or(0.0),
+                    text("modelBase"),
+                    bytes("cfg"),
+                    bytes("weights"),
+                ));
+            }
             "pause" => CONTROL.with(|c| c.set(Control::Pause)),
             "resume" => CONTROL.with(|c| c.set(Control::Continue)),
             "cancel" => CONTROL.with(|c| c.set(Control::Stop)),
@@ -149,10 +194,13 @@ pub enum Heard {
     Done(SaeFiles),
     Cancelled,
     Error(String),
+    FeaturesPhase(u32, String),
+    Features(u32, Result<String, String>),
 }
 
 pub fn parse_message(data: &JsValue) -> Option<Heard> {
     let text = |key: &str| field(data, key).as_string().unwrap_or_default();
+    let id = || field(data, "id").as_f64().unwrap_or(0.0) as u32;
     let bytes = |key: &str| {
         let value = field(data, key);
         (!value.is_null() && !value.is_undefined()).then(|| Uint8Array::new(&value).to_vec())
@@ -172,6 +220,9 @@ pub fn parse_message(data: &JsValue) -> Option<Heard> {
         }),
         "cancelled" => Heard::Cancelled,
         "error" => Heard::Error(text("message")),
+        "featuresPhase" => Heard::FeaturesPhase(id(), text("text")),
+        "features" => Heard::Features(id(), Ok(text("json"))),
+        "featuresError" => Heard::Features(id(), Err(text("message"))),
         _ => return None,
     })
 }
