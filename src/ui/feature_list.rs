@@ -1,7 +1,11 @@
 //! The features view's list: rows, a search box and sortable columns.
 
+use serde::{Deserialize, Serialize};
+
+use crate::sae::features::{FeatureData, FeatureReport};
+
 /// One feature's row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureRow {
     pub index: usize,
     pub density: f64,
@@ -10,6 +14,45 @@ pub struct FeatureRow {
     pub concept: Option<(String, f64)>,
     /// The tokens it fires on most (from its top examples), for search.
     pub top_tokens: Vec<String>,
+}
+
+impl FeatureRow {
+    /// The row of one feature of a report: its top tokens are those of its top 5 examples.
+    pub fn of(feature: &FeatureData) -> Self {
+        Self {
+            index: feature.index,
+            density: feature.density,
+            max_activation: feature.max_activation,
+            concept: feature
+                .best_concept
+                .as_ref()
+                .map(|c| (c.concept.clone(), c.auroc)),
+            top_tokens: feature
+                .top_examples
+                .iter()
+                .take(5)
+                .filter_map(|e| e.tokens.get(e.focus).cloned())
+                .collect(),
+        }
+    }
+}
+
+/// What the list needs of a report (about 100 KB for 1,024 features, where the whole report with
+/// every card's examples is about 10 MB).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureList {
+    /// Held-out tokens the report read.
+    pub tokens: usize,
+    pub rows: Vec<FeatureRow>,
+}
+
+impl FeatureList {
+    pub fn of(report: &FeatureReport) -> Self {
+        Self {
+            tokens: report.tokens,
+            rows: report.features.iter().map(FeatureRow::of).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

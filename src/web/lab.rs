@@ -3,7 +3,7 @@
 //! (forms, links, chart geometry, list order) live in [`crate::ui`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use wasm_bindgen::JsCast;
@@ -18,13 +18,13 @@ use super::{App, fetch_bytes, js, js_error, now_ms, sleep, window};
 use crate::backend::read_f32;
 use crate::model::{Generation, HookPoint, Hooks, LogitsFor, Step};
 use crate::sae::Sae;
-use crate::sae::features::FeatureReport;
+use crate::sae::features::{FeatureData, FeatureReport};
 use crate::sae::metrics::SaeMetrics;
 use crate::sae::saelens::{Provenance, SaeFiles};
 use crate::sae::steer::{Intervention, InterventionMode, intervention_patch};
 use crate::sae::train::{Control, Progress};
 use crate::ui::chart::Frame;
-use crate::ui::feature_list::{self, FeatureRow, SortKey};
+use crate::ui::feature_list::{self, FeatureList, FeatureRow, SortKey};
 use crate::ui::train_form::{CorpusKind, TrainForm};
 use crate::ui::{SaeRef, View};
 
@@ -85,7 +85,32 @@ pub struct SaeSlot {
     pub d_sae: usize,
     pub summary: Summary,
     pub loaded: Option<Rc<LoadedSae>>,
-    pub report: Option<Rc<FeatureReport>>,
+    pub features: Option<Rc<FeatureIndex>>,
+}
+
+/// An SAE's features as the page holds them: every row for the list, and each card's data once
+/// fetched from the worker (or all of them, when the page scanned itself).
+pub struct FeatureIndex {
+    pub tokens: usize,
+    pub rows: Vec<FeatureRow>,
+    pub cards: RefCell<HashMap<usize, Rc<FeatureData>>>,
+    /// A whole report held in the page (the fallback when the worker fails).
+    pub here: Option<FeatureReport>,
+}
+
+impl FeatureIndex {
+    fn card(&self, feature: usize) -> Option<Rc<FeatureData>> {
+        if let Some(card) = self.cards.borrow().get(&feature) {
+            return Some(Rc::clone(card));
+        }
+        let data = self
+            .here
+            .as_ref()?
+            .features
+            .iter()
+            .find(|f| f.index == feature)?;
+        Some(Rc::new(data.clone()))
+    }
 }
 
 /// One training run's state, drawn by the train view.
@@ -244,7 +269,7 @@ impl App {
                                 },
                                 id,
                                 loaded: None,
-                                report: None,
+                                features: None,
                             });
                         }
                     }
@@ -311,7 +336,7 @@ impl App {
                 files,
                 provenance,
             })),
-            report: None,
+            features: None,
         };
         let mut lab = self.lab.borrow_mut();
         match lab.slot_mut(id) {
@@ -403,8 +428,9 @@ impl App {
         let view = self.state.borrow().location.view.unwrap_or_default();
         match view {
             View::Features => {
-                self.ensure_report().await;
+                self.ensure_features().await;
                 self.render_features();
+                self.ensure_card().await;
             }
             View::Evaluate => self.render_evaluate(),
             View::Steer => self.render_steer(),
@@ -821,21 +847,41 @@ impl App {
         .map_err(js_error)
     }
 
-    /// The feature report of `loaded`, computed in the worker (on its CPU copy of the model).
-    async fn features_in_worker(
+    /// Send a request to the worker and wait for its `features` answer (JSON).
+    async fn ask_worker(
         self: &Rc<Self>,
-        loaded: &LoadedSae,
-    ) -> Result<FeatureReport, String> {
+        kind: &str,
+        fields: Vec<(&str, JsValue)>,
+    ) -> Result<String, String> {
         self.ensure_worker().await?;
         let id = self.features_request.get() + 1;
         self.features_request.set(id);
-        let base = self.model_base_url()?;
+        let mut all = vec![("id", JsValue::from(f64::from(id)))];
+        all.extend(fields);
         if let Some(worker) = self.worker.borrow().as_ref() {
-            worker::send(
-                worker,
+            worker::send(worker, kind, &all);
+        }
+        loop {
+            if let Some(result) = self.features_outcomes.borrow_mut().remove(&id) {
+                return result;
+            }
+            sleep(50).await;
+        }
+    }
+
+    /// Scan `loaded` in the worker (on its CPU copy of the model); the worker keeps the report
+    /// under `key` and answers with the list's rows.
+    async fn features_in_worker(
+        self: &Rc<Self>,
+        key: &str,
+        loaded: &LoadedSae,
+    ) -> Result<FeatureList, String> {
+        let base = self.model_base_url()?;
+        let json = self
+            .ask_worker(
                 "features",
-                &[
-                    ("id", f64::from(id).into()),
+                vec![
+                    ("key", key.into()),
                     ("modelBase", base.into()),
                     (
                         "cfg",
@@ -846,17 +892,42 @@ impl App {
                         js_sys::Uint8Array::from(&loaded.files.weights[..]).into(),
                     ),
                 ],
-            );
+            )
+            .await?;
+        serde_json::from_str(&json)
+            .map_err(|e| format!("the worker's feature list did not arrive intact: {e}"))
+    }
+
+    /// Fetch the open card's data from the worker when the page does not hold it yet.
+    pub async fn ensure_card(self: &Rc<Self>) {
+        let (Some(id), Some(feature)) = (self.selected_sae(), self.state.borrow().location.feature)
+        else {
+            return;
+        };
+        let Some(index) = self.lab.borrow().slot(&id).and_then(|s| s.features.clone()) else {
+            return;
+        };
+        if index.card(feature).is_some() || !index.rows.iter().any(|r| r.index == feature) {
+            self.render_card();
+            return;
         }
-        loop {
-            if let Some(result) = self.features_outcomes.borrow_mut().remove(&id) {
-                let json = result?;
-                return serde_json::from_str(&json).map_err(|e| {
-                    format!("the worker's feature report did not arrive intact: {e}")
-                });
+        let answer = self
+            .ask_worker(
+                "feature",
+                vec![
+                    ("key", id.as_str().into()),
+                    ("index", (feature as f64).into()),
+                ],
+            )
+            .await
+            .and_then(|json| serde_json::from_str::<FeatureData>(&json).map_err(|e| e.to_string()));
+        match answer {
+            Ok(data) => {
+                index.cards.borrow_mut().insert(feature, Rc::new(data));
             }
-            sleep(50).await;
+            Err(e) => self.show_error(format!("Feature #{feature} could not be shown: {e}")),
         }
+        self.render_card();
     }
 
     async fn train_in_worker(
@@ -990,53 +1061,61 @@ impl App {
 
     // ---- Features ----
 
-    /// Scan held-out stories with the chosen SAE (once per SAE), a few windows at a time.
-    pub async fn ensure_report(self: &Rc<Self>) -> Option<Rc<FeatureReport>> {
+    /// Scan held-out stories with the chosen SAE (once per SAE), in the worker on both paths:
+    /// the summary is host work either way, and there the page never waits on it.
+    pub async fn ensure_features(self: &Rc<Self>) -> Option<Rc<FeatureIndex>> {
         let id = self.selected_sae()?;
-        if let Some(report) = self.lab.borrow().slot(&id).and_then(|s| s.report.clone()) {
-            return Some(report);
+        if let Some(index) = self.lab.borrow().slot(&id).and_then(|s| s.features.clone()) {
+            return Some(index);
         }
         let loaded_sae = self.selected_loaded()?;
-        let in_page = || async {
-            let loaded = self.loaded().map_err(|e| e.to_string())?;
-            let on_phase = |text: String| {
-                self.lab.borrow_mut().feature_status = text;
-                self.render_feature_status();
-            };
-            feature_job(&loaded, &loaded_sae.sae, loaded_sae.hook, &on_phase)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        // In the worker on both paths: the summary is host work either way, and there the page
-        // never waits on it.
-        let result = {
-            match self.features_in_worker(&loaded_sae).await {
-                Ok(report) => Ok(report),
-                // The worker is an optimisation: without it, the page scans itself.
-                Err(message) => {
-                    web_sys::console::warn_1(
-                        &format!(
-                            "feature scan in the worker failed ({message}); scanning in the page"
-                        )
+        let index = match self.features_in_worker(&id, &loaded_sae).await {
+            Ok(list) => Ok(FeatureIndex {
+                tokens: list.tokens,
+                rows: list.rows,
+                cards: RefCell::default(),
+                here: None,
+            }),
+            // The worker is an optimisation: without it, the page scans itself.
+            Err(message) => {
+                web_sys::console::warn_1(
+                    &format!("feature scan in the worker failed ({message}); scanning in the page")
                         .into(),
-                    );
-                    in_page().await
+                );
+                let loaded = self.loaded().map_err(|e| e.to_string());
+                match loaded {
+                    Ok(loaded) => {
+                        let on_phase = |text: String| {
+                            self.lab.borrow_mut().feature_status = text;
+                            self.render_feature_status();
+                        };
+                        feature_job(&loaded, &loaded_sae.sae, loaded_sae.hook, &on_phase)
+                            .await
+                            .map(|report| FeatureIndex {
+                                tokens: report.tokens,
+                                rows: FeatureList::of(&report).rows,
+                                cards: RefCell::default(),
+                                here: Some(report),
+                            })
+                            .map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e),
                 }
             }
         };
-        match result {
-            Ok(report) => {
-                let report = Rc::new(report);
+        match index {
+            Ok(index) => {
+                let index = Rc::new(index);
                 let mut lab = self.lab.borrow_mut();
                 lab.feature_status = format!(
                     "{} features, read on {} held-out tokens.",
-                    report.features.len(),
-                    report.tokens
+                    index.rows.len(),
+                    index.tokens
                 );
                 if let Some(slot) = lab.slot_mut(&id) {
-                    slot.report = Some(Rc::clone(&report));
+                    slot.features = Some(Rc::clone(&index));
                 }
-                Some(report)
+                Some(index)
             }
             Err(e) => {
                 self.lab.borrow_mut().feature_status = String::new();
@@ -1064,31 +1143,13 @@ impl App {
             return;
         };
         let lab = self.lab.borrow();
-        let Some(report) = lab.slot(&id).and_then(|s| s.report.clone()) else {
+        let Some(index) = lab.slot(&id).and_then(|s| s.features.clone()) else {
             return;
         };
-        let rows: Vec<FeatureRow> = report
-            .features
-            .iter()
-            .map(|f| FeatureRow {
-                index: f.index,
-                density: f.density,
-                max_activation: f.max_activation,
-                concept: f
-                    .best_concept
-                    .as_ref()
-                    .map(|c| (c.concept.clone(), c.auroc)),
-                top_tokens: f
-                    .top_examples
-                    .iter()
-                    .take(5)
-                    .filter_map(|e| e.tokens.get(e.focus).cloned())
-                    .collect(),
-            })
-            .collect();
+        let rows = &index.rows;
         let key = lab.sort.unwrap_or(SortKey::Density);
         let descending = lab.sort.is_none() || lab.descending;
-        let chosen = feature_list::select(&rows, &lab.query, key, descending, LIST_LIMIT);
+        let chosen = feature_list::select(rows, &lab.query, key, descending, LIST_LIMIT);
         self.set_text(
             "feature-count",
             &format!("{} shown of {} features", chosen.len(), rows.len()),
@@ -1154,7 +1215,7 @@ impl App {
             return;
         };
         let lab = self.lab.borrow();
-        let Some(report) = lab.slot(&id).and_then(|s| s.report.clone()) else {
+        let Some(index) = lab.slot(&id).and_then(|s| s.features.clone()) else {
             append(
                 &card,
                 &el(
@@ -1166,7 +1227,7 @@ impl App {
             );
             return;
         };
-        let Some(data) = report.features.iter().find(|f| f.index == feature) else {
+        if !index.rows.iter().any(|r| r.index == feature) {
             append(
                 &card,
                 &el(
@@ -1175,8 +1236,20 @@ impl App {
                     "",
                     &format!(
                         "This SAE has no feature #{feature}: its features are 0 to {}.",
-                        report.features.len().saturating_sub(1)
+                        index.rows.len().saturating_sub(1)
                     ),
+                ),
+            );
+            return;
+        }
+        let Some(data) = index.card(feature) else {
+            append(
+                &card,
+                &el(
+                    &self.document,
+                    "p",
+                    "muted",
+                    &format!("Loading feature #{feature}…"),
                 ),
             );
             return;

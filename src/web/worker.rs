@@ -2,11 +2,12 @@
 //! training on the CPU path never hold up typing and clicking in the page.
 //!
 //! Page -> worker: `{kind: "train", modelBase, config}` (config: a `SaeTrainingConfig` as JSON),
-//! then `pause`, `resume` or `cancel`; `{kind: "features", id, modelBase, cfg, weights}` asks for
-//! a feature report. Worker -> page: `ready`, `phase {text, fraction}`, `progress {json}`,
+//! then `pause`, `resume` or `cancel`; `{kind: "features", id, key, modelBase, cfg, weights}`
+//! scans an SAE and keeps its report under `key`; `{kind: "feature", id, key, index}` asks for one
+//! feature's card. Worker -> page: `ready`, `phase {text, fraction}`, `progress {json}`,
 //! `done {cfg, weights, sparsity, saeplay}` (bytes), `cancelled`, `error {message}`, and
-//! `featuresPhase {id, text}`, `features {id, json}`, `featuresError {id, message}`. All
-//! messages are plain objects; text is only ever shown as text.
+//! `featuresPhase {id, text}`, `features {id, json}` (a `FeatureList`, or one `FeatureData`),
+//! `featuresError {id, message}`. All messages are plain objects; text is only ever shown as text.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -41,6 +42,9 @@ fn message(kind: &str, fields: &[(&str, JsValue)]) -> JsValue {
 thread_local! {
     static CONTROL: Cell<Control> = const { Cell::new(Control::Continue) };
     static MODEL: RefCell<Option<(String, Rc<LoadedModel>)>> = const { RefCell::new(None) };
+    /// Feature reports by the page's key, so cards are sent one at a time.
+    static REPORTS: RefCell<std::collections::HashMap<String, crate::sae::features::FeatureReport>> =
+        RefCell::new(std::collections::HashMap::new());
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -123,7 +127,7 @@ async fn train(base: String, config_json: String) {
     }
 }
 
-async fn features(id: f64, base: String, cfg: Vec<u8>, weights: Vec<u8>) {
+async fn features(id: f64, key: String, base: String, cfg: Vec<u8>, weights: Vec<u8>) {
     let result = async {
         let loaded = model(&base).await?;
         let host = SaeFiles {
@@ -145,10 +149,34 @@ async fn features(id: f64, base: String, cfg: Vec<u8>, weights: Vec<u8>) {
         let report = feature_job(&loaded, &sae, hook, &on_phase)
             .await
             .map_err(|e| e.to_string())?;
-        serde_json::to_string(&report).map_err(|e| e.to_string())
+        let list = crate::ui::feature_list::FeatureList::of(&report);
+        REPORTS.with(|r| r.borrow_mut().insert(key, report));
+        serde_json::to_string(&list).map_err(|e| e.to_string())
     }
     .await;
     match result {
+        Ok(json) => post("features", &[("id", id.into()), ("json", json.into())]),
+        Err(message) => post(
+            "featuresError",
+            &[("id", id.into()), ("message", message.into())],
+        ),
+    }
+}
+
+fn feature(id: f64, key: &str, index: usize) {
+    let json = REPORTS.with(|r| {
+        let reports = r.borrow();
+        let report = reports
+            .get(key)
+            .ok_or("the worker no longer holds this SAE's features")?;
+        let data = report
+            .features
+            .iter()
+            .find(|f| f.index == index)
+            .ok_or_else(|| format!("this SAE has no feature #{index}"))?;
+        serde_json::to_string(data).map_err(|e| e.to_string())
+    });
+    match json {
         Ok(json) => post("features", &[("id", id.into()), ("json", json.into())]),
         Err(message) => post(
             "featuresError",
@@ -168,11 +196,17 @@ pub fn serve() {
                 let bytes = |key: &str| Uint8Array::new(&field(&data, key)).to_vec();
                 spawn_local(features(
                     field(&data, "id").as_f64().unwrap_or(0.0),
+                    text("key"),
                     text("modelBase"),
                     bytes("cfg"),
                     bytes("weights"),
                 ));
             }
+            "feature" => feature(
+                field(&data, "id").as_f64().unwrap_or(0.0),
+                &text("key"),
+                field(&data, "index").as_f64().unwrap_or(f64::MAX) as usize,
+            ),
             "pause" => CONTROL.with(|c| c.set(Control::Pause)),
             "resume" => CONTROL.with(|c| c.set(Control::Continue)),
             "cancel" => CONTROL.with(|c| c.set(Control::Stop)),
