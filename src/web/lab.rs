@@ -143,6 +143,22 @@ pub struct SteerRow {
     pub value: String,
 }
 
+impl SteerRow {
+    /// A new row: add the feature's direction at strength 8.
+    fn adding(feature: String) -> Self {
+        Self {
+            feature,
+            mode: "add".into(),
+            value: "8".into(),
+        }
+    }
+}
+
+/// A whole-number `data-*` attribute of an element.
+fn index_attribute(element: &Element, name: &str) -> Option<usize> {
+    element.get_attribute(name)?.parse().ok()
+}
+
 #[derive(Default)]
 pub struct Lab {
     pub saes: Vec<SaeSlot>,
@@ -2239,11 +2255,10 @@ impl App {
                 .feature
                 .map(|f| f.to_string())
                 .unwrap_or_default();
-            app.lab.borrow_mut().steer_rows.push(SteerRow {
-                feature,
-                mode: "add".into(),
-                value: "8".into(),
-            });
+            app.lab
+                .borrow_mut()
+                .steer_rows
+                .push(SteerRow::adding(feature));
             app.render_steer_rows();
         });
         self.on("steer-rows", "change", |app| {
@@ -2300,22 +2315,17 @@ impl App {
                         .get_attribute("data-steer-feature")
                         .unwrap_or_default();
                     app.read_steer_rows();
-                    app.lab.borrow_mut().steer_rows.push(SteerRow {
-                        feature,
-                        mode: "add".into(),
-                        value: "8".into(),
-                    });
+                    app.lab
+                        .borrow_mut()
+                        .steer_rows
+                        .push(SteerRow::adding(feature));
                     app.state.borrow_mut().location.view = Some(View::Steer);
                     app.update_link();
                     app.render_view();
                     app.render_steer_rows();
                     app.render_steer();
                 } else if let Some(remove) = find("[data-row]") {
-                    if let Ok(row) = remove
-                        .get_attribute("data-row")
-                        .unwrap_or_default()
-                        .parse::<usize>()
-                    {
+                    if let Some(row) = index_attribute(&remove, "data-row") {
                         app.read_steer_rows();
                         let mut lab = app.lab.borrow_mut();
                         if row < lab.steer_rows.len() {
@@ -2326,20 +2336,12 @@ impl App {
                         app.steering_to_link();
                     }
                 } else if let Some(token) = find("[data-token]") {
-                    if let Ok(i) = token
-                        .get_attribute("data-token")
-                        .unwrap_or_default()
-                        .parse::<usize>()
-                    {
+                    if let Some(i) = index_attribute(&token, "data-token") {
                         app.lab.borrow_mut().token_focus = Some(i);
                         app.render_heatmap();
                     }
                 } else if let Some(feature) = find("[data-feature]") {
-                    if let Ok(f) = feature
-                        .get_attribute("data-feature")
-                        .unwrap_or_default()
-                        .parse::<usize>()
-                    {
+                    if let Some(f) = index_attribute(&feature, "data-feature") {
                         let app = Rc::clone(&app);
                         spawn_local(async move { app.open_feature(f).await });
                     }
