@@ -39,7 +39,7 @@ impl BackendKind {
 
 /// The CPU device. Natively burn's `flex` backend (measured here: 1.4x ndarray's speed when
 /// training the model, 4x when training SAEs); `SAEPLAY_CPU_BACKEND=ndarray` selects ndarray
-/// so the two can be compared. In the page, ndarray (see RECIPES.md).
+/// so the two can be compared. In the page, ndarray (see docs/toolchain.md, "CPU backends, threads and SIMD").
 #[allow(deprecated)]
 pub fn cpu_device() -> Device {
     #[cfg(not(target_arch = "wasm32"))]

@@ -3,12 +3,30 @@
 
 use thiserror::Error;
 
+/// What was being done to a file when the operating system refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileAction {
+    Read,
+    Write,
+    Create,
+}
+
+impl std::fmt::Display for FileAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Create => "create",
+        })
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum SaeplayError {
     #[error("config.json is not valid: {0}")]
     Config(String),
     #[error("model weights are not a valid safetensors file: {0}")]
-    Safetensors(String),
+    Safetensors(#[from] safetensors::SafeTensorError),
     #[error("model weights lack the tensor `{0}`")]
     MissingTensor(String),
     #[error("tensor `{name}` has shape {found:?}, but the config needs {expected:?}")]
@@ -58,12 +76,48 @@ pub enum SaeplayError {
         "training diverged at step {step}: {what} is not finite; the last good state is kept (lower the learning rate)"
     )]
     Diverged { step: usize, what: String },
+    #[error("the training checkpoint is not valid: {0}")]
+    Checkpoint(String),
     #[error("invalid setting: {0}")]
     InvalidSetting(String),
     #[error("the compute device failed: {0}")]
     Device(String),
+    #[error("cannot {action} {}: {source}", path.display())]
+    File {
+        action: FileAction,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not read the SAE file {}: {source}", path.display())]
+    SaeFileRead {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not write {what} as JSON: {source}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{0}")]
     Io(String),
 }
 
 pub type Result<T, E = SaeplayError> = std::result::Result<T, E>;
+
+impl SaeplayError {
+    /// A failed file operation on `path`.
+    pub fn file(
+        action: FileAction,
+        path: impl Into<std::path::PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::File {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

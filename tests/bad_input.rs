@@ -3,9 +3,9 @@
 mod common;
 
 use saeplay::SaeplayError;
-use saeplay::bundle::ModelFiles;
-use saeplay::fixtures::{TinySpec, tiny_checkpoint};
-use saeplay::model::weights::write_safetensors;
+use saeplay::io::tensors::write_safetensors;
+use saeplay::model::files::ModelFiles;
+use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};
 use saeplay::model::{Gpt2Config, Gpt2Weights, HookPoint, Hooks, LogitsFor, PatchOp};
 use saeplay::tokenizer::byte_level_bpe_json;
 

@@ -2,8 +2,9 @@
 //! passes a quick quality check (it is not retrained here; `saeplay eval-model` gives the full figures).
 
 use saeplay::backend::{block_on, cpu_device};
-use saeplay::bundle::{LoadedModel, ModelFiles};
-use saeplay::train_model::{END_OF_TEXT, evaluate_model};
+use saeplay::lm::evaluate_model;
+use saeplay::model::files::{LoadedModel, ModelFiles};
+use saeplay::tokenizer::END_OF_TEXT;
 
 fn builtin_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/builtin")
@@ -57,7 +58,7 @@ fn the_shipped_saes_load_and_reconstruct() {
     use saeplay::sae::metrics::evaluate_sae;
     use saeplay::sae::saelens::SaeFiles;
     use saeplay::sae::store::{Corpus, TokenStream};
-    use saeplay::train_model::HELD_OUT_SEED;
+    use saeplay::tinytales::HELD_OUT_SEED;
 
     let dir = builtin_dir();
     let loaded = builtin();

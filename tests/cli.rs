@@ -5,7 +5,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use saeplay::fixtures::{TinySpec, tiny_checkpoint};
+use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};
 use safetensors::SafeTensors;
 
 fn saeplay(args: &[&str]) -> Output {

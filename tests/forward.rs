@@ -5,8 +5,8 @@ mod common;
 
 use common::reference::{self, max_abs_diff};
 use saeplay::backend::{block_on, read_f32};
-use saeplay::bundle::ModelFiles;
-use saeplay::fixtures::{TinySpec, tiny_checkpoint};
+use saeplay::model::files::ModelFiles;
+use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};
 use saeplay::model::{
     Gpt2, Gpt2Config, Gpt2Weights, HookPoint, Hooks, KvCache, LogitsFor, PatchOp,
 };

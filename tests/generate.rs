@@ -3,7 +3,7 @@
 mod common;
 
 use saeplay::backend::{block_on, read_f32};
-use saeplay::fixtures::TinySpec;
+use saeplay::model::fixtures::TinySpec;
 use saeplay::model::generate::sample;
 use saeplay::model::{Generation, Hooks, LogitsFor, SamplingConfig, StopReason};
 use saeplay::rng::SplitMix64;

@@ -8,9 +8,11 @@ mod common;
 use std::collections::BTreeMap;
 
 use burn::tensor::Tensor;
+use saeplay::SaeplayError;
 use saeplay::backend::{block_on, cpu_device, float_tensor, read_f32};
-use saeplay::fixtures::TinySpec;
-use saeplay::model::{HookPoint, Hooks, HostTensor, LogitsFor, PatchOp};
+use saeplay::io::tensors::HostTensor;
+use saeplay::model::fixtures::TinySpec;
+use saeplay::model::{HookPoint, Hooks, LogitsFor, PatchOp};
 use saeplay::rng::SplitMix64;
 use saeplay::sae::arch::{self, Params, TrainingContext};
 use saeplay::sae::features::{ScanConfig, feature_report, scan};
@@ -23,7 +25,7 @@ use saeplay::sae::train::{
     BatchSource, CapturedActivations, DecoderBiasInit, SaeTrainer, SaeTrainingConfig,
 };
 use saeplay::sae::{Architecture, Sae, SaeConfig};
-use saeplay::{SaeplayError, train_model::HELD_OUT_SEED};
+use saeplay::tinytales::HELD_OUT_SEED;
 
 fn random(n: usize, scale: f32, rng: &mut SplitMix64) -> Vec<f32> {
     (0..n).map(|_| rng.normal() * scale).collect()
@@ -66,7 +68,7 @@ fn get<'a>(w: &'a BTreeMap<String, HostTensor>, name: &str) -> &'a [f32] {
     &w[name].values
 }
 
-/// Direct encode: f64 loops over the formulas in PRODUCT.md / the papers.
+/// Direct encode: f64 loops over the formulas in docs/product.md / the papers.
 fn reference_encode(c: &SaeConfig, w: &BTreeMap<String, HostTensor>, x: &[f32]) -> Vec<f64> {
     let (d, m) = (c.d_in, c.d_sae);
     let n = x.len() / d;
@@ -701,7 +703,7 @@ fn the_input_scale_is_folded_into_the_exported_weights() {
     );
     // The training-space SAE from the checkpoint, applied to s * x, equals the exported SAE on x.
     let checkpoint = block_on(trainer.checkpoint()).unwrap();
-    let tensors = saeplay::model::weights::read_f32_tensors(&checkpoint.tensors).unwrap();
+    let tensors = saeplay::io::tensors::read_f32_tensors(&checkpoint.tensors).unwrap();
     let mut raw = BTreeMap::new();
     for name in ["W_enc", "W_dec", "b_enc", "b_dec"] {
         let mut t = tensors[name].clone();
@@ -770,7 +772,7 @@ fn saelens_files_round_trip_for_every_architecture() {
 }
 
 fn weights_file(w: &BTreeMap<String, HostTensor>) -> Vec<u8> {
-    saeplay::model::weights::write_safetensors(
+    saeplay::io::tensors::write_safetensors(
         w.iter()
             .map(|(n, t)| (n.as_str(), t.shape.as_slice(), t.values.as_slice())),
     )

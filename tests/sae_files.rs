@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
+use saeplay::io::zip::{read_zip, write_zip};
 use saeplay::sae::saelens::SaeFiles;
-use saeplay::zip::{read_zip, write_zip};
 
 const SHIPPED: &str = "www/models/builtin/saes/blocks.2.hook_resid_pre-topk16";
 

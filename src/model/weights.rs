@@ -6,18 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::SafeTensors;
 
 use super::config::Gpt2Config;
 use crate::error::{Result, SaeplayError};
+use crate::io::tensors::{HostTensor, to_f32, write_safetensors};
 use crate::rng::SplitMix64;
-
-/// One tensor's values in row-major order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostTensor {
-    pub shape: Vec<usize>,
-    pub values: Vec<f32>,
-}
 
 #[derive(Debug, Clone)]
 pub struct Gpt2Weights {
@@ -61,8 +55,7 @@ impl Gpt2Weights {
     /// Parse safetensors bytes and check every tensor against the config.
     pub fn from_safetensors(config: &Gpt2Config, bytes: &[u8]) -> Result<Self> {
         config.validate()?;
-        let file = SafeTensors::deserialize(bytes)
-            .map_err(|error| SaeplayError::Safetensors(error.to_string()))?;
+        let file = SafeTensors::deserialize(bytes)?;
         let has_prefix = file.names().iter().any(|name| name.starts_with(PREFIX));
         let mut tensors = BTreeMap::new();
         for (name, expected) in expected_shapes(config) {
@@ -150,68 +143,4 @@ impl Gpt2Weights {
             tensors,
         }
     }
-}
-
-fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
-    let data = view.data();
-    let values = match view.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        other => {
-            return Err(SaeplayError::TensorDtype {
-                name: name.to_string(),
-                dtype: format!("{other:?}"),
-            });
-        }
-    };
-    Ok(values)
-}
-
-/// Write f32 tensors as a safetensors file, in the order given.
-pub fn write_safetensors<'a>(
-    tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [f32])>,
-) -> Vec<u8> {
-    let owned: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .map(|(name, shape, values)| {
-            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            (name.to_string(), shape.to_vec(), bytes)
-        })
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = owned
-        .iter()
-        .map(|(name, shape, bytes)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .expect("shape and byte count agree by construction");
-            (name.clone(), view)
-        })
-        .collect();
-    safetensors::serialize(views, None).expect("serialising f32 tensors cannot fail")
-}
-
-/// Every tensor of a safetensors file as f32 (F32, F16 or BF16 stored), by name.
-pub fn read_f32_tensors(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>> {
-    let file = SafeTensors::deserialize(bytes)
-        .map_err(|error| SaeplayError::Safetensors(error.to_string()))?;
-    let mut out = BTreeMap::new();
-    for (name, view) in file.tensors() {
-        let values = to_f32(&name, &view)?;
-        out.insert(
-            name,
-            HostTensor {
-                shape: view.shape().to_vec(),
-                values,
-            },
-        );
-    }
-    Ok(out)
 }

@@ -1,6 +1,6 @@
 //! Sparse autoencoders: architectures, training, metrics, features, interventions and files.
 //!
-//! `f = act((x - b_dec) @ W_enc + b_enc)`, `x_hat = f @ W_dec + b_dec` (see PRODUCT.md). An
+//! `f = act((x - b_dec) @ W_enc + b_enc)`, `x_hat = f @ W_dec + b_dec` (see docs/product.md). An
 //! [`Sae`] always holds its weights at the model's scale: an input-scaling factor used in training
 //! is folded into the weights when training ends, as SAELens expects on disk.
 //!
@@ -17,6 +17,7 @@
 pub mod arch;
 pub mod features;
 pub mod metrics;
+pub mod pipeline;
 pub mod saelens;
 pub mod select;
 pub mod stats;
@@ -31,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{float_tensor, read_f32};
 use crate::error::{Result, SaeplayError};
-use crate::model::HostTensor;
+use crate::io::tensors::HostTensor;
 use arch::{B_DEC, B_ENC, B_GATE, B_MAG, Params, R_MAG, THRESHOLD, W_DEC, W_ENC};
 
 /// Which sparsity mechanism an SAE uses. Serialised as SAELens's architecture names.

@@ -17,9 +17,9 @@ use super::arch::{B_DEC, B_ENC, B_GATE, B_MAG, R_MAG, W_DEC, W_ENC};
 use super::metrics::SaeMetrics;
 use super::train::SaeTrainingConfig;
 use super::{Architecture, Sae, SaeConfig};
-use crate::error::{Result, SaeplayError};
-use crate::model::HostTensor;
-use crate::model::weights::{read_f32_tensors, write_safetensors};
+use crate::error::{FileAction, Result, SaeplayError};
+use crate::io::tensors::HostTensor;
+use crate::io::tensors::{read_f32_tensors, write_safetensors};
 
 pub const CFG_FILE: &str = "cfg.json";
 pub const WEIGHTS_FILE: &str = "sae_weights.safetensors";
@@ -79,8 +79,9 @@ impl SaeFiles {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read_dir(dir: &std::path::Path) -> Result<Self> {
         let read = |name: &str| {
-            std::fs::read(dir.join(name)).map_err(|e| {
-                SaeplayError::Io(format!("could not read {}: {e}", dir.join(name).display()))
+            std::fs::read(dir.join(name)).map_err(|source| SaeplayError::SaeFileRead {
+                path: dir.join(name),
+                source,
             })
         };
         let optional = |name: &str| std::fs::read(dir.join(name)).ok();
@@ -94,12 +95,10 @@ impl SaeFiles {
 
     #[cfg(not(target_arch = "wasm32"))]
     pub fn write_dir(&self, dir: &std::path::Path) -> Result<()> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| SaeplayError::Io(format!("could not create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| SaeplayError::file(FileAction::Create, dir, e))?;
         let write = |name: &str, bytes: &[u8]| {
-            std::fs::write(dir.join(name), bytes).map_err(|e| {
-                SaeplayError::Io(format!("could not write {}: {e}", dir.join(name).display()))
-            })
+            std::fs::write(dir.join(name), bytes)
+                .map_err(|e| SaeplayError::file(FileAction::Write, dir.join(name), e))
         };
         write(CFG_FILE, &self.cfg)?;
         write(WEIGHTS_FILE, &self.weights)?;
@@ -124,7 +123,7 @@ impl SaeFiles {
         if let Some(s) = &self.saeplay {
             entries.push((format!("{folder}/{SAEPLAY_FILE}"), s.clone()));
         }
-        crate::zip::write_zip(&entries)
+        crate::io::zip::write_zip(&entries)
     }
 
     /// Gather one SAE from files a person picked or dropped: a zip of a SAELens directory, or
@@ -132,8 +131,8 @@ impl SaeFiles {
     pub fn from_named_files(files: Vec<(String, Vec<u8>)>) -> Result<Self> {
         let mut unpacked = Vec::new();
         for (name, bytes) in files {
-            if crate::zip::looks_like_zip(&bytes) {
-                unpacked.extend(crate::zip::read_zip(&bytes)?);
+            if crate::io::zip::looks_like_zip(&bytes) {
+                unpacked.extend(crate::io::zip::read_zip(&bytes)?);
             } else {
                 unpacked.push((name, bytes));
             }
@@ -521,8 +520,10 @@ pub async fn write_sae(
 }
 
 fn json_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(value)
-        .map_err(|e| SaeplayError::Io(format!("could not write JSON: {e}")))
+    serde_json::to_vec_pretty(value).map_err(|source| SaeplayError::Json {
+        what: "saeplay.json",
+        source,
+    })
 }
 
 /// log10 of feature densities, with SAELens's floor for dead features.

@@ -37,60 +37,105 @@ pub struct Intervention {
     pub mode: InterventionMode,
 }
 
+/// Why one intervention's parts were refused; each message is a sentence fragment the edges
+/// (CLI, link, steering rows) put in their own sentence.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InterventionError {
+    #[error("feature `{0}` is not a whole number")]
+    Feature(String),
+    #[error("this SAE has features 0 to {last}, not {feature}", last = .d_sae - 1)]
+    FeatureOutOfRange { feature: usize, d_sae: usize },
+    #[error("`{0}` is not a finite number")]
+    Value(String),
+    #[error("unknown intervention `{0}`: use add, clamp or ablate")]
+    Mode(String),
+}
+
+impl InterventionMode {
+    pub const NAMES: [&'static str; 3] = ["add", "clamp", "ablate"];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            InterventionMode::Add { .. } => "add",
+            InterventionMode::Clamp { .. } => "clamp",
+            InterventionMode::Ablate => "ablate",
+        }
+    }
+
+    /// The strength (add) or value (clamp); ablation has none.
+    pub fn amount(&self) -> Option<f32> {
+        match *self {
+            InterventionMode::Add { strength } => Some(strength),
+            InterventionMode::Clamp { value } => Some(value),
+            InterventionMode::Ablate => None,
+        }
+    }
+}
+
+/// A feature number as typed: a whole number, below `d_sae`.
+pub fn parse_feature(text: &str, d_sae: usize) -> std::result::Result<usize, InterventionError> {
+    let feature: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| InterventionError::Feature(text.to_string()))?;
+    if feature >= d_sae {
+        return Err(InterventionError::FeatureOutOfRange { feature, d_sae });
+    }
+    Ok(feature)
+}
+
+/// A strength or value as typed: a finite number.
+pub fn parse_amount(text: &str) -> std::result::Result<f32, InterventionError> {
+    text.trim()
+        .parse::<f32>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| InterventionError::Value(text.to_string()))
+}
+
 impl Intervention {
-    /// Parse `FEATURE:STRENGTH` (add), `FEATURE=VALUE` (clamp) or `FEATURE` with `ablate`.
+    /// One intervention from its parts: the feature (below `d_sae`), the mode's name, and the
+    /// amount (read only for add and clamp). Every reader of interventions goes through here.
+    pub fn from_parts(
+        feature: &str,
+        mode: &str,
+        amount: &str,
+        d_sae: usize,
+    ) -> std::result::Result<Self, InterventionError> {
+        let feature = parse_feature(feature, d_sae)?;
+        let mode = match mode {
+            "add" => InterventionMode::Add {
+                strength: parse_amount(amount)?,
+            },
+            "clamp" => InterventionMode::Clamp {
+                value: parse_amount(amount)?,
+            },
+            "ablate" => InterventionMode::Ablate,
+            other => return Err(InterventionError::Mode(other.to_string())),
+        };
+        Ok(Self { feature, mode })
+    }
+
+    /// Parse the CLI's `FEATURE:STRENGTH` (add), `FEATURE:VALUE` or `FEATURE=VALUE` (clamp), or
+    /// `FEATURE` (ablate).
     pub fn parse(text: &str, mode: &str) -> Result<Self> {
-        let bad = |why: &str| {
+        let bad = |why: String| {
             SaeplayError::InvalidSetting(format!("`{text}` is not a valid intervention: {why}"))
         };
-        let number = |s: &str, what: &str| -> Result<f32> {
-            let v: f32 = s
-                .trim()
-                .parse()
-                .map_err(|_| bad(&format!("{what} `{s}` is not a number")))?;
-            if v.is_finite() {
-                Ok(v)
-            } else {
-                Err(bad(&format!("{what} must be finite")))
-            }
+        let (feature, amount) = match mode {
+            "add" => text
+                .split_once(':')
+                .ok_or_else(|| bad("write FEATURE:STRENGTH, e.g. 12:4".into()))?,
+            "clamp" => text
+                .split_once(':')
+                .or_else(|| text.split_once('='))
+                .ok_or_else(|| bad("write FEATURE:VALUE, e.g. 12:8".into()))?,
+            _ => (text, ""),
         };
-        let feature = |s: &str| -> Result<usize> {
-            s.trim()
-                .parse()
-                .map_err(|_| bad(&format!("feature `{s}` is not a whole number")))
-        };
-        match mode {
-            "add" => {
-                let (f, s) = text
-                    .split_once(':')
-                    .ok_or_else(|| bad("write FEATURE:STRENGTH, e.g. 12:4"))?;
-                Ok(Self {
-                    feature: feature(f)?,
-                    mode: InterventionMode::Add {
-                        strength: number(s, "strength")?,
-                    },
-                })
-            }
-            "clamp" => {
-                let (f, v) = text
-                    .split_once(':')
-                    .or_else(|| text.split_once('='))
-                    .ok_or_else(|| bad("write FEATURE:VALUE, e.g. 12:8"))?;
-                Ok(Self {
-                    feature: feature(f)?,
-                    mode: InterventionMode::Clamp {
-                        value: number(v, "value")?,
-                    },
-                })
-            }
-            "ablate" => Ok(Self {
-                feature: feature(text)?,
-                mode: InterventionMode::Ablate,
-            }),
-            other => Err(SaeplayError::InvalidSetting(format!(
-                "unknown intervention `{other}`: use add, clamp or ablate"
-            ))),
-        }
+        Self::from_parts(feature, mode, amount, usize::MAX).map_err(|e| match e {
+            InterventionError::Mode(_) => SaeplayError::InvalidSetting(e.to_string()),
+            other => bad(other.to_string()),
+        })
     }
 }
 

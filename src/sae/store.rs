@@ -16,8 +16,8 @@ use crate::error::{Result, SaeplayError};
 use crate::model::{Gpt2, HookPoint, Hooks, LogitsFor};
 use crate::rng::SplitMix64;
 use crate::tinytales::{ConceptSet, StoryGenerator};
+use crate::tokenizer::END_OF_TEXT;
 use crate::tokenizer::TextTokenizer;
-use crate::train_model::END_OF_TEXT;
 
 /// Where text comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -322,7 +322,7 @@ impl ActivationStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{TinySpec, tiny_checkpoint};
+    use crate::model::fixtures::{TinySpec, tiny_checkpoint};
 
     #[test]
     fn windows_start_with_bos_and_carry_concepts() {

@@ -24,17 +24,11 @@ use super::store::Corpus;
 use super::{Architecture, Sae, SaeConfig};
 use crate::backend::{float_tensor, read_f32};
 use crate::error::{Result, SaeplayError};
-use crate::model::weights::write_safetensors;
+use crate::io::tensors::write_safetensors;
+pub use crate::optim::LrSchedule;
+use crate::optim::checkpoint::{self, FIRST_MOMENT_PREFIX, SECOND_MOMENT_PREFIX, moment_key};
+use crate::optim::{Adam, Moments, Schedule};
 use crate::rng::SplitMix64;
-
-/// The learning rate after warm-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LrSchedule {
-    Constant,
-    /// Cosine decay to `lr_end_fraction` of the peak.
-    Cosine,
-}
 
 /// How `b_dec` starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,19 +183,14 @@ impl SaeTrainingConfig {
 
     /// The learning rate at a step: linear warm-up, then constant or cosine decay.
     pub fn learning_rate_at(&self, step: usize) -> f64 {
-        let peak = self.learning_rate;
-        if step < self.lr_warmup_steps {
-            return peak * (step + 1) as f64 / self.lr_warmup_steps as f64;
+        Schedule {
+            kind: self.lr_schedule,
+            peak: self.learning_rate,
+            end: self.learning_rate * self.lr_end_fraction,
+            warmup_steps: self.lr_warmup_steps,
+            total_steps: self.steps(),
         }
-        match self.lr_schedule {
-            LrSchedule::Constant => peak,
-            LrSchedule::Cosine => {
-                let total = self.steps().saturating_sub(self.lr_warmup_steps).max(1);
-                let done = (step - self.lr_warmup_steps).min(total) as f64 / total as f64;
-                let end = peak * self.lr_end_fraction;
-                end + (peak - end) * 0.5 * (1.0 + (std::f64::consts::PI * done).cos())
-            }
-        }
+        .at(step)
     }
 
     /// The sparsity coefficient at a step, after its linear warm-up.
@@ -240,8 +229,7 @@ pub struct SaeTrainer {
     device: Device,
     inner_device: Device,
     params: Params,
-    first_moments: Params,
-    second_moments: Params,
+    moments: Moments<&'static str, Tensor<2>>,
     selection: Selection,
     /// Inputs are multiplied by this before the SAE sees them.
     pub input_scale: f32,
@@ -302,12 +290,11 @@ impl SaeTrainer {
         let inner_device = device.clone();
         let device = device.clone().autodiff();
         let mut params = Params::new();
-        let mut first_moments = Params::new();
-        let mut second_moments = Params::new();
+        let mut moments = Moments::default();
         for (name, (shape, values)) in host {
             let tensor = float_tensor(values, shape, &inner_device);
-            first_moments.insert(name, tensor.zeros_like());
-            second_moments.insert(name, tensor.zeros_like());
+            moments.first.insert(name, tensor.zeros_like());
+            moments.second.insert(name, tensor.zeros_like());
             params.insert(name, Tensor::from_inner(tensor).require_grad());
         }
         let batchtopk_threshold =
@@ -320,8 +307,7 @@ impl SaeTrainer {
             device,
             inner_device,
             params,
-            first_moments,
-            second_moments,
+            moments,
             input_scale,
             step: 0,
             tokens_seen: 0,
@@ -435,23 +421,31 @@ impl SaeTrainer {
 
         // Adam, into new tensors first: the old ones stay if anything is not finite.
         let lr = self.config.learning_rate_at(self.step);
-        let t = (self.step + 1) as i32;
-        let (b1, b2) = (self.config.adam_beta1, self.config.adam_beta2);
-        let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        let adam = Adam::new(self.config.adam_beta1, self.config.adam_beta2);
         let mut updated = Vec::new();
         let mut check: Option<Tensor<1>> = None;
         for (&name, param) in &self.params {
             let Some(grad) = param.grad(&grads) else {
                 continue;
             };
-            let m = self.first_moments[name].clone() * b1 + grad.clone() * (1.0 - b1);
-            let v = self.second_moments[name].clone() * b2 + grad.powi_scalar(2) * (1.0 - b2);
-            let step = (m.clone() / c1) / ((v.clone() / c2).sqrt() + 1e-8);
-            let new = if name == THRESHOLD {
-                (param.clone().inner() - step * (lr * self.config.jumprelu_threshold_lr_multiplier))
-                    .clamp_min(0.0)
+            let lr = if name == THRESHOLD {
+                lr * self.config.jumprelu_threshold_lr_multiplier
             } else {
-                param.clone().inner() - step * lr
+                lr
+            };
+            let (new, m, v) = adam.update(
+                param.clone().inner(),
+                grad,
+                self.moments.first[name].clone(),
+                self.moments.second[name].clone(),
+                self.step,
+                lr,
+                0.0,
+            );
+            let new = if name == THRESHOLD {
+                new.clamp_min(0.0)
+            } else {
+                new
             };
             let sum = new.clone().sum();
             check = Some(match check {
@@ -477,8 +471,8 @@ impl SaeTrainer {
             }
             self.params
                 .insert(name, Tensor::from_inner(new).require_grad());
-            self.first_moments.insert(name, m);
-            self.second_moments.insert(name, v);
+            self.moments.first.insert(name, m);
+            self.moments.second.insert(name, v);
         }
 
         for (since, &count) in self.since_fired.iter_mut().zip(fired) {
@@ -576,8 +570,8 @@ impl SaeTrainer {
         let mut tensors = Vec::new();
         for (prefix, params) in [
             ("", &self.params),
-            ("adam_m.", &self.first_moments),
-            ("adam_v.", &self.second_moments),
+            (FIRST_MOMENT_PREFIX, &self.moments.first),
+            (SECOND_MOMENT_PREFIX, &self.moments.second),
         ] {
             for (name, tensor) in params {
                 let tensor = if prefix.is_empty() {
@@ -604,8 +598,10 @@ impl SaeTrainer {
         };
         Ok(TrainerCheckpoint {
             tensors: write_safetensors(named.into_iter()),
-            state: serde_json::to_string_pretty(&state)
-                .map_err(|e| SaeplayError::Io(format!("could not write the state: {e}")))?,
+            state: serde_json::to_string_pretty(&state).map_err(|source| SaeplayError::Json {
+                what: "the trainer state",
+                source,
+            })?,
         })
     }
 
@@ -614,33 +610,28 @@ impl SaeTrainer {
         let state: CheckpointState = serde_json::from_str(&checkpoint.state)
             .map_err(|e| SaeplayError::SaeFile(format!("the trainer state is not valid: {e}")))?;
         state.config.validate()?;
-        let tensors = crate::model::weights::read_f32_tensors(&checkpoint.tensors)
+        let tensors = crate::io::tensors::read_f32_tensors(&checkpoint.tensors)
             .map_err(|e| SaeplayError::SaeFile(format!("the checkpoint: {e}")))?;
         let inner_device = device.clone();
         let autodiff = device.clone().autodiff();
         let expected = trained_shapes(&state.config, &state.sae_config);
         let mut params = Params::new();
-        let mut first_moments = Params::new();
-        let mut second_moments = Params::new();
+        let mut moments = Moments::default();
         for (name, shape) in expected {
             let load = |key: String| -> Result<Tensor<2>> {
-                let found = tensors.get(&key).ok_or_else(|| {
-                    SaeplayError::SaeFile(format!("the checkpoint lacks `{key}`"))
-                })?;
-                if found.shape.as_slice() != shape {
-                    return Err(SaeplayError::SaeFile(format!(
-                        "`{key}` has shape {:?}, expected {shape:?}",
-                        found.shape
-                    )));
-                }
+                let found = checkpoint::take(&tensors, &key, &shape)?;
                 Ok(float_tensor(found.values.clone(), shape, &inner_device))
             };
             params.insert(
                 name,
                 Tensor::from_inner(load(name.to_string())?).require_grad(),
             );
-            first_moments.insert(name, load(format!("adam_m.{name}"))?);
-            second_moments.insert(name, load(format!("adam_v.{name}"))?);
+            moments
+                .first
+                .insert(name, load(moment_key(FIRST_MOMENT_PREFIX, name))?);
+            moments
+                .second
+                .insert(name, load(moment_key(SECOND_MOMENT_PREFIX, name))?);
         }
         if state.since_fired.len() != state.sae_config.d_sae {
             return Err(SaeplayError::SaeFile(
@@ -654,8 +645,7 @@ impl SaeTrainer {
             device: autodiff,
             inner_device,
             params,
-            first_moments,
-            second_moments,
+            moments,
             input_scale: state.input_scale,
             step: state.step,
             tokens_seen: state.tokens_seen,

@@ -2,7 +2,8 @@
 //! and the story plan that strings templates together.
 
 use super::concepts::Concept;
-use super::labels::{ConceptSet, Span, token_labels, word_spans};
+use super::concepts::ConceptSet;
+use super::labels::{Span, token_labels, word_spans};
 use super::templates::{self, Arc};
 use super::world::{self, Gender};
 use serde::{Deserialize, Serialize};
@@ -129,7 +130,7 @@ impl Iterator for StoryGenerator {
 
 /// Many stories in one text, with their labels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Corpus {
+pub struct StoryCorpus {
     /// The stories joined by the separator (between stories, not after the last).
     pub text: String,
     /// Every story's spans, shifted to offsets in `text`, sorted.
@@ -138,9 +139,9 @@ pub struct Corpus {
     pub stories: Vec<(usize, usize)>,
 }
 
-impl Corpus {
-    fn build(seed: u64, separator: &str, mut more: impl FnMut(usize, &str) -> bool) -> Corpus {
-        let mut corpus = Corpus {
+impl StoryCorpus {
+    fn build(seed: u64, separator: &str, mut more: impl FnMut(usize, &str) -> bool) -> StoryCorpus {
+        let mut corpus = StoryCorpus {
             text: String::new(),
             spans: Vec::new(),
             stories: Vec::new(),
@@ -170,14 +171,14 @@ impl Corpus {
 }
 
 /// The first `n_stories` stories of the stream with this seed, joined by `separator`.
-pub fn generate_corpus(seed: u64, n_stories: usize, separator: &str) -> Corpus {
-    Corpus::build(seed, separator, |n, _| n < n_stories)
+pub fn generate_corpus(seed: u64, n_stories: usize, separator: &str) -> StoryCorpus {
+    StoryCorpus::build(seed, separator, |n, _| n < n_stories)
 }
 
 /// Stories of the stream with this seed, joined by `separator`, until the text holds at least
 /// `min_bytes` bytes (the last story is whole, so it may hold a little more).
-pub fn generate_corpus_bytes(seed: u64, min_bytes: usize, separator: &str) -> Corpus {
-    Corpus::build(seed, separator, |_, text| text.len() < min_bytes)
+pub fn generate_corpus_bytes(seed: u64, min_bytes: usize, separator: &str) -> StoryCorpus {
+    StoryCorpus::build(seed, separator, |_, text| text.len() < min_bytes)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -450,10 +451,10 @@ impl Gen {
         StoryVars {
             pet,
             pet_colour: rng.pick(templates::ANIMAL_COLOURS),
-            pet_size: rng.pick(templates::SIZES),
+            pet_size: rng.pick(templates::THING_SIZES),
             thing,
             thing_colour: rng.pick(world::COLOURS),
-            thing_size: rng.pick(templates::SIZES),
+            thing_size: rng.pick(templates::THING_SIZES),
             place: rng.pick(arc.places),
             time,
             weather: world::WEATHER[weather].0,
@@ -468,8 +469,8 @@ impl Gen {
         let food2 = rng.other(world::FOODS.len(), food);
         let colour = rng.below(world::COLOURS.len());
         let colour2 = rng.other(world::COLOURS.len(), colour);
-        let size = rng.below(templates::SIZES.len());
-        let size2 = rng.other(templates::SIZES.len(), size);
+        let size = rng.below(templates::THING_SIZES.len());
+        let size2 = rng.other(templates::THING_SIZES.len(), size);
         let number = rng.below(world::NUMBER_WORDS.len());
         let number2 = rng.other(world::NUMBER_WORDS.len(), number);
         EventVars {
@@ -479,8 +480,8 @@ impl Gen {
             foods2: world::FOODS[food2].1,
             colour: world::COLOURS[colour],
             colour2: world::COLOURS[colour2],
-            size: templates::SIZES[size],
-            size2: templates::SIZES[size2],
+            size: templates::THING_SIZES[size],
+            size2: templates::THING_SIZES[size2],
             kid_size: rng.pick(templates::KID_SIZES),
             animal_colour: rng.pick(templates::ANIMAL_COLOURS),
             flower_colour: rng.pick(templates::FLOWER_COLOURS),

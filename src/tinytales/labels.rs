@@ -8,10 +8,9 @@
 //! space, is a colour token; `."` at the end of a quotation is a quotation token). A token with
 //! an empty range (`ts >= te`, e.g. special tokens) gets no labels.
 
-use super::concepts::Concept;
+use super::concepts::{Concept, ConceptSet};
 use super::world;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// One labelled span: `text[start..end]` expresses `concept`. Byte offsets, `start < end`.
 /// Spans order by (start, end, concept).
@@ -60,77 +59,6 @@ impl Span {
             end: self.end + by,
             ..self
         }
-    }
-}
-
-/// A set of concepts as a bitmask: bit `c.index()` is set when concept `c` is in the set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ConceptSet(pub u32);
-
-impl ConceptSet {
-    pub const EMPTY: ConceptSet = ConceptSet(0);
-
-    pub const fn single(c: Concept) -> ConceptSet {
-        ConceptSet(1 << c as u32)
-    }
-
-    pub const fn bits(self) -> u32 {
-        self.0
-    }
-
-    pub const fn contains(self, c: Concept) -> bool {
-        self.0 & (1 << c as u32) != 0
-    }
-
-    pub fn insert(&mut self, c: Concept) {
-        self.0 |= 1 << c as u32;
-    }
-
-    pub fn remove(&mut self, c: Concept) {
-        self.0 &= !(1 << c as u32);
-    }
-
-    pub const fn union(self, other: ConceptSet) -> ConceptSet {
-        ConceptSet(self.0 | other.0)
-    }
-
-    pub const fn intersection(self, other: ConceptSet) -> ConceptSet {
-        ConceptSet(self.0 & other.0)
-    }
-
-    pub const fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    pub const fn len(self) -> usize {
-        self.0.count_ones() as usize
-    }
-
-    /// The concepts in the set, in bit-index order.
-    pub fn iter(self) -> impl Iterator<Item = Concept> {
-        Concept::ALL.into_iter().filter(move |&c| self.contains(c))
-    }
-
-    /// The concepts' names, in bit-index order.
-    pub fn names(self) -> Vec<&'static str> {
-        self.iter().map(Concept::name).collect()
-    }
-}
-
-impl FromIterator<Concept> for ConceptSet {
-    fn from_iter<I: IntoIterator<Item = Concept>>(iter: I) -> ConceptSet {
-        let mut s = ConceptSet::EMPTY;
-        for c in iter {
-            s.insert(c);
-        }
-        s
-    }
-}
-
-impl fmt::Display for ConceptSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.names().join("+"))
     }
 }
 

@@ -46,12 +46,30 @@ pub mod templates;
 pub mod world;
 
 pub use check::{CheckRates, CheckTally, StoryCheck, check_stories, check_story};
-pub use concepts::Concept;
+pub use concepts::{Concept, ConceptSet};
 pub use generate::{
-    Corpus, MAX_WORDS, MIN_WORDS, Story, StoryGenerator, generate_corpus, generate_corpus_bytes,
-    generate_story, story_seed,
+    MAX_WORDS, MIN_WORDS, Story, StoryCorpus, StoryGenerator, generate_corpus,
+    generate_corpus_bytes, generate_story, story_seed,
 };
-pub use labels::{ConceptSet, Span, concept_counts, concept_mask, token_labels};
+pub use labels::{Span, concept_counts, concept_mask, token_labels};
+
+/// Held-out stories come from this corpus seed, never used for training (the model's and the
+/// SAEs' held-out loss, metrics and feature scans).
+pub const HELD_OUT_SEED: u64 = 0xE7A1_5EED;
+
+/// Stories from TinyTales totalling at least `bytes`, from `seed`.
+pub fn stories(seed: u64, bytes: usize) -> Vec<String> {
+    let mut total = 0;
+    let mut stories = Vec::new();
+    for story in StoryGenerator::new(seed) {
+        if total >= bytes {
+            break;
+        }
+        total += story.text.len() + 1;
+        stories.push(story.text);
+    }
+    stories
+}
 
 #[cfg(test)]
 mod tests {

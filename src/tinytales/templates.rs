@@ -541,7 +541,8 @@ pub const NEARBY: &[&str] = &[
 ];
 
 /// Sizes for `{size}` and `{pet_size}`: things and animals (not "tall", "short").
-pub const SIZES: &[&str] = &["big", "small", "tiny", "huge", "little", "large"];
+/// Sizes of pets and things in stories (every size word, for labels, is `world::SIZES`).
+pub const THING_SIZES: &[&str] = &["big", "small", "tiny", "huge", "little", "large"];
 /// Sizes for a child.
 pub const KID_SIZES: &[&str] = &["little", "small", "tall", "short"];
 /// Colours an animal can be.

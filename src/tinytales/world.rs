@@ -7,7 +7,7 @@
 //! vocabulary, so a new template word must be classified here before it can be used.
 
 use super::concepts::Concept;
-use super::labels::ConceptSet;
+use super::concepts::ConceptSet;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -81,6 +81,7 @@ pub const COLOURS: &[&str] = &[
     "orange", "silver",
 ];
 
+/// Every size word the labels know: the stories' `THING_SIZES` and `KID_SIZES` (templates.rs).
 pub const SIZES: &[&str] = &[
     "big", "small", "tiny", "huge", "little", "tall", "short", "large",
 ];
@@ -820,6 +821,17 @@ impl Iterator for Words<'_> {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn every_size_a_story_uses_is_labelled_a_size() {
+        use crate::tinytales::templates::{KID_SIZES, THING_SIZES};
+        for word in THING_SIZES.iter().chain(KID_SIZES) {
+            assert!(
+                SIZES.contains(word),
+                "{word} is a size in stories but not in SIZES"
+            );
+        }
+    }
 
     #[test]
     fn lists_are_disjoint_where_it_matters() {

@@ -156,6 +156,42 @@ pub fn scatter(points: &[(f64, f64)], frame: Frame) -> Option<(Vec<Placed>, Rang
     Some((placed, xs, ys))
 }
 
+/// A text label placed in a chart (`anchor`: SVG's `text-anchor`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    pub x: f64,
+    pub y: f64,
+    pub anchor: &'static str,
+    pub text: String,
+}
+
+/// The evaluate view's Pareto chart (L0 against loss recovered): the axis as SVG `points`, its
+/// four tick labels, and the points placed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pareto {
+    pub axis: String,
+    pub ticks: Vec<Label>,
+    pub dots: Vec<Placed>,
+}
+
+/// The Pareto chart of `(l0, loss recovered)` points, or `None` when no point is finite.
+pub fn pareto(points: &[(f64, f64)], frame: Frame) -> Option<Pareto> {
+    let (dots, xs, ys) = scatter(points, frame)?;
+    let (left, right) = (frame.x(0.0), frame.x(1.0));
+    let (bottom, top) = (frame.y(0.0), frame.y(1.0));
+    let label = |x, y, anchor, text| Label { x, y, anchor, text };
+    Some(Pareto {
+        axis: format!("{left:.1},{top:.1} {left:.1},{bottom:.1} {right:.1},{bottom:.1}"),
+        ticks: vec![
+            label(left, bottom + 14.0, "start", format!("L0 {}", tick(xs.min))),
+            label(right, bottom + 14.0, "end", tick(xs.max)),
+            label(left - 3.0, top + 4.0, "end", tick(ys.max)),
+            label(left - 3.0, bottom, "end", tick(ys.min)),
+        ],
+        dots,
+    })
+}
+
 /// How strongly to shade a token for an activation: 0 (none) to 1 (the maximum).
 pub fn shade(activation: f32, max: f32) -> f32 {
     if !(activation.is_finite() && max.is_finite()) || max <= 0.0 || activation <= 0.0 {

@@ -4,7 +4,7 @@
 //! malformed or hostile link still opens a working default view. Values are only ever data.
 
 use crate::backend::BackendKind;
-use crate::sae::steer::{Intervention, InterventionMode};
+use crate::sae::steer::{Intervention, InterventionError, InterventionMode};
 
 /// Longest prompt a link may carry; longer ones are refused rather than cut.
 pub const MAX_LINK_PROMPT_BYTES: usize = 4096;
@@ -15,6 +15,8 @@ pub const MAX_LINK_INTERVENTIONS: usize = 16;
 const MAX_URL_BYTES: usize = 2048;
 const MAX_ID_BYTES: usize = 100;
 const MAX_FEATURE: usize = 10_000_000;
+/// Largest strength or value a link may carry.
+const MAX_LINK_AMOUNT: f32 = 1e4;
 
 /// The page's views, one at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -106,7 +108,8 @@ fn is_plain_id(text: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
-/// `730:add:4`, `12:clamp:0`, `5:ablate`, comma-separated.
+/// `730:add:4`, `12:clamp:0`, `5:ablate`, comma-separated; a link's amounts stay within
+/// ±10000, its features below 10 million (the SAE's own size is checked when steering).
 pub fn parse_steering(text: &str) -> Result<Vec<Intervention>, String> {
     let mut out = Vec::new();
     for part in text.split(',').filter(|p| !p.trim().is_empty()) {
@@ -116,37 +119,32 @@ pub fn parse_steering(text: &str) -> Result<Vec<Intervention>, String> {
             ));
         }
         let bits: Vec<&str> = part.trim().split(':').collect();
-        let feature: usize = bits[0]
-            .parse()
-            .ok()
-            .filter(|&f| f < MAX_FEATURE)
-            .ok_or_else(|| format!("\"{}\" is not a feature number", shorten(bits[0])))?;
-        let number = |s: Option<&&str>| -> Result<f32, String> {
-            s.and_then(|s| s.parse::<f32>().ok())
-                .filter(|v| v.is_finite() && v.abs() <= 1e4)
-                .ok_or_else(|| {
-                    format!(
-                        "\"{}\" needs a number between -10000 and 10000",
-                        shorten(part)
-                    )
-                })
+        let shape_fits = match bits.get(1).copied() {
+            Some("add" | "clamp") => bits.len() == 3,
+            Some("ablate") => bits.len() == 2,
+            _ => false,
         };
-        let mode = match bits.get(1).copied() {
-            Some("add") if bits.len() == 3 => InterventionMode::Add {
-                strength: number(bits.get(2))?,
-            },
-            Some("clamp") if bits.len() == 3 => InterventionMode::Clamp {
-                value: number(bits.get(2))?,
-            },
-            Some("ablate") if bits.len() == 2 => InterventionMode::Ablate,
-            _ => {
+        let mode = bits.get(1).copied().unwrap_or("");
+        let amount = bits.get(2).copied().unwrap_or("");
+        let intervention = match Intervention::from_parts(bits[0], mode, amount, MAX_FEATURE) {
+            Err(InterventionError::Feature(_) | InterventionError::FeatureOutOfRange { .. }) => {
+                return Err(format!("\"{}\" is not a feature number", shorten(bits[0])));
+            }
+            _ if !shape_fits => {
                 return Err(format!(
                     "\"{}\" is not FEATURE:add:STRENGTH, FEATURE:clamp:VALUE or FEATURE:ablate",
                     shorten(part)
                 ));
             }
+            Ok(i) if i.mode.amount().is_none_or(|v| v.abs() <= MAX_LINK_AMOUNT) => i,
+            _ => {
+                return Err(format!(
+                    "\"{}\" needs a number between -10000 and 10000",
+                    shorten(part)
+                ));
+            }
         };
-        out.push(Intervention { feature, mode });
+        out.push(intervention);
     }
     Ok(out)
 }

@@ -1,14 +1,19 @@
 //! The page's state and its updates, as plain Rust: no browser types here, so tests drive it
 //! natively. `web` (wasm only) turns events into these calls and renders the state to the DOM.
 
-use crate::analysis::Prediction;
 use crate::backend::BackendKind;
+use crate::model::readout::Prediction;
 use crate::model::{SamplingConfig, StopReason};
 
 pub mod chart;
 pub mod feature_list;
+pub mod heat;
+pub mod ids;
+pub mod lab;
 pub mod link;
+pub mod steer;
 pub mod train_form;
+pub mod worker_protocol;
 
 pub use link::{
     Fragment, MAX_LINK_PROMPT_BYTES, ModelSource, SaeRef, View, fragment_for, parse_fragment,

@@ -6,7 +6,7 @@ use crate::sae::store::Corpus;
 use crate::sae::train::SaeTrainingConfig;
 
 /// Most activations the page captures before training (cycled when training asks for more).
-pub const MAX_CAPTURED_TOKENS: usize = 65_536;
+pub use crate::sae::pipeline::MAX_CAPTURED_TOKENS;
 const MAX_TRAINING_TOKENS: usize = 20_000_000;
 const MAX_EXPANSION: usize = 64;
 const MAX_BATCH: usize = 16_384;

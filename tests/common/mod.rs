@@ -1,8 +1,8 @@
 #![allow(dead_code)]
 pub mod reference;
 
-use saeplay::bundle::{LoadedModel, ModelFiles};
-use saeplay::fixtures::{TinySpec, tiny_checkpoint};
+use saeplay::model::files::{LoadedModel, ModelFiles};
+use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};
 
 pub fn cpu_model(spec: &TinySpec) -> (ModelFiles, LoadedModel) {
     let files = tiny_checkpoint(spec);

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use saeplay::model::{Gpt2Weights, HostTensor};
+use saeplay::io::tensors::HostTensor;
+use saeplay::model::Gpt2Weights;
 
 /// Each hook's activation `[T, d]` by TransformerLens name, plus `logits` `[T, vocab]`.
 pub type Activations = BTreeMap<String, Vec<f64>>;

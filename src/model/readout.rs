@@ -11,10 +11,19 @@ pub struct Prediction {
     pub probability: f32,
 }
 
-/// Softmax over one position's logits, the k most likely tokens first.
-pub fn top_predictions(logits: &[f32], k: usize) -> Vec<Prediction> {
+/// Softmax over one position's logits, in f64 (the one softmax the read-outs share).
+pub fn probabilities(logits: &[f32]) -> Vec<f64> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let total: f64 = logits.iter().map(|&v| f64::from(v - max).exp()).sum();
+    logits
+        .iter()
+        .map(|&v| f64::from(v - max).exp() / total)
+        .collect()
+}
+
+/// Softmax over one position's logits, the k most likely tokens first.
+pub fn top_predictions(logits: &[f32], k: usize) -> Vec<Prediction> {
+    let probabilities = probabilities(logits);
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
     order
@@ -22,7 +31,7 @@ pub fn top_predictions(logits: &[f32], k: usize) -> Vec<Prediction> {
         .take(k)
         .map(|i| Prediction {
             id: i as u32,
-            probability: (f64::from(logits[i] - max).exp() / total) as f32,
+            probability: probabilities[i] as f32,
         })
         .collect()
 }
@@ -32,7 +41,7 @@ pub struct NamedTensors(pub Vec<(String, Vec<usize>, Vec<f32>)>);
 
 impl NamedTensors {
     pub fn to_safetensors(&self) -> Vec<u8> {
-        crate::model::weights::write_safetensors(
+        crate::io::tensors::write_safetensors(
             self.0
                 .iter()
                 .map(|(name, shape, values)| (name.as_str(), &shape[..], &values[..])),

@@ -1,7 +1,7 @@
 //! Deterministic GPT-2 checkpoints made by the project itself, for tests and benchmarks: no
 //! downloads anywhere.
 
-use crate::bundle::ModelFiles;
+use crate::model::files::ModelFiles;
 use crate::model::{Gpt2Config, Gpt2Weights};
 use crate::tokenizer::byte_level_bpe_json;
 

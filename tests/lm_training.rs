@@ -2,12 +2,10 @@
 //! reproducibility from a seed, and exact resume from a checkpoint.
 
 use saeplay::backend::{block_on, cpu_device};
+use saeplay::lm::{ModelTrainer, ModelTrainingConfig, init_weights, tokenize_stories};
 use saeplay::model::Gpt2Config;
-use saeplay::tokenizer::TextTokenizer;
-use saeplay::train_model::{
-    END_OF_TEXT, ModelTrainer, ModelTrainingConfig, init_weights, tinytales_stories,
-    tokenize_stories, train_tokenizer,
-};
+use saeplay::tinytales::stories as tinytales_stories;
+use saeplay::tokenizer::{END_OF_TEXT, TextTokenizer, train_tokenizer};
 
 fn tiny_config(steps: usize) -> ModelTrainingConfig {
     ModelTrainingConfig {
@@ -127,7 +125,7 @@ fn resuming_from_a_checkpoint_continues_exactly() {
     )
     .unwrap();
     let (moments, state) = block_on(trainer.optimizer_state(Vec::new())).unwrap();
-    let state: saeplay::train_model::TrainerState =
+    let state: saeplay::lm::TrainerState =
         serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
     let mut resumed = ModelTrainer::new(
         config.clone(),

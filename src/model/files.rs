@@ -1,7 +1,7 @@
 //! A model as a person supplies it: the three Hugging Face files, as bytes. Loading checks that
 //! they belong together before anything reaches a device.
 
-use crate::error::{Result, SaeplayError};
+use crate::error::{FileAction, Result, SaeplayError};
 use crate::model::{Gpt2, Gpt2Config, Gpt2Weights};
 use crate::tokenizer::TextTokenizer;
 
@@ -37,9 +37,7 @@ impl ModelFiles {
     pub fn read_dir(dir: &std::path::Path) -> Result<Self> {
         let read = |name: &str| {
             let path = dir.join(name);
-            std::fs::read(&path).map_err(|error| {
-                SaeplayError::Io(format!("cannot read {}: {error}", path.display()))
-            })
+            std::fs::read(&path).map_err(|error| SaeplayError::file(FileAction::Read, &path, error))
         };
         Ok(Self {
             config_json: read("config.json")?,
@@ -50,18 +48,16 @@ impl ModelFiles {
 
     #[cfg(not(target_arch = "wasm32"))]
     pub fn write_dir(&self, dir: &std::path::Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|error| {
-            SaeplayError::Io(format!("cannot create {}: {error}", dir.display()))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|error| SaeplayError::file(FileAction::Create, dir, error))?;
         for (name, bytes) in [
             ("config.json", &self.config_json),
             ("model.safetensors", &self.safetensors),
             ("tokenizer.json", &self.tokenizer_json),
         ] {
             let path = dir.join(name);
-            std::fs::write(&path, bytes).map_err(|error| {
-                SaeplayError::Io(format!("cannot write {}: {error}", path.display()))
-            })?;
+            std::fs::write(&path, bytes)
+                .map_err(|error| SaeplayError::file(FileAction::Write, &path, error))?;
         }
         Ok(())
     }

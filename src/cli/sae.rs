@@ -1,41 +1,28 @@
-//! The SAE commands of the CLI: capture, train-sae, eval-sae, features, bench-sae.
+//! SAE commands: `capture`, `train-sae`, `eval-sae`, `features`, `encode`, `bench-sae`. Training
+//! runs the one pipeline in [`saeplay::sae::pipeline`].
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use saeplay::backend::{BackendKind, block_on, native_device};
-use saeplay::bundle::{LoadedModel, ModelFiles};
-use saeplay::model::weights::{read_f32_tensors, write_safetensors};
-use saeplay::model::{HookPoint, HostTensor};
+use saeplay::error::FileAction;
+use saeplay::io::tensors::{HostTensor, read_f32_tensors, write_safetensors};
+use saeplay::model::HookPoint;
+use saeplay::model::files::LoadedModel;
 use saeplay::sae::features::{ScanConfig, feature_report, scan};
 use saeplay::sae::metrics::{SaeMetrics, evaluate_sae};
-use saeplay::sae::saelens::{Provenance, SaeFiles, log10_densities, write_sae};
-use saeplay::sae::store::{ActivationStore, Corpus, StoreConfig, TokenStream, Window};
+use saeplay::sae::pipeline::{self, Reporter, TrainOptions, TrainingData};
+use saeplay::sae::saelens::SaeFiles;
+use saeplay::sae::steer::Intervention;
+use saeplay::sae::store::{ActivationStore, Corpus, StoreConfig, Window};
 use saeplay::sae::train::{
-    CapturedActivations, Control, LrSchedule, RunOutcome, SaeTrainer, SaeTrainingConfig, run,
+    CapturedActivations, Control, LrSchedule, Progress, SaeTrainer, SaeTrainingConfig,
 };
 use saeplay::sae::{Architecture, Sae};
-use saeplay::train_model::HELD_OUT_SEED;
 use saeplay::{Result, SaeplayError};
 
-#[derive(clap::Args)]
-pub struct ModelChoice {
-    /// A Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer.json).
-    #[arg(long, default_value = super::cli::DEFAULT_MODEL)]
-    pub model: PathBuf,
-    /// cpu, or wgpu (Vulkan/Metal natively).
-    #[arg(long, default_value = "cpu")]
-    pub backend: String,
-}
-
-impl ModelChoice {
-    fn load(&self) -> Result<LoadedModel> {
-        let kind = BackendKind::parse(&self.backend)?;
-        ModelFiles::read_dir(&self.model)?
-            .parse()?
-            .upload(&native_device(kind)?)
-    }
-}
+use super::ModelArgs;
+use super::write_file as write;
 
 #[derive(clap::Args)]
 pub struct CorpusChoice {
@@ -57,28 +44,21 @@ impl CorpusChoice {
                 seed: self.corpus_seed,
             });
         }
-        let text = std::fs::read_to_string(&self.corpus).map_err(|e| {
-            SaeplayError::Io(format!("could not read the corpus {}: {e}", self.corpus))
-        })?;
+        let text = std::fs::read_to_string(&self.corpus)
+            .map_err(|e| SaeplayError::file(FileAction::Read, &self.corpus, e))?;
         Ok(Corpus::Text { text })
     }
 
     /// Held-out windows: TinyTales from the held-out seed, or the text itself.
     fn held_out(&self, loaded: &LoadedModel, windows: usize) -> Result<Vec<Window>> {
-        let corpus = match self.corpus()? {
-            Corpus::TinyTales { .. } => Corpus::TinyTales {
-                seed: HELD_OUT_SEED,
-            },
-            text => text,
-        };
-        TokenStream::new(&loaded.tokenizer, corpus, self.context)?.windows(windows)
+        pipeline::held_out_windows(&loaded.tokenizer, &self.corpus()?, self.context, windows)
     }
 }
 
 #[derive(clap::Args)]
 pub struct CaptureArgs {
     #[command(flatten)]
-    pub model: ModelChoice,
+    pub model: ModelArgs,
     #[command(flatten)]
     pub corpus: CorpusChoice,
     /// Comma-separated hook names.
@@ -140,7 +120,7 @@ pub fn capture(args: CaptureArgs) -> Result<()> {
 #[derive(clap::Args)]
 pub struct TrainSaeArgs {
     #[command(flatten)]
-    pub model: ModelChoice,
+    pub model: ModelArgs,
     #[command(flatten)]
     pub corpus: CorpusChoice,
     #[arg(long, default_value = "blocks.2.hook_resid_pre")]
@@ -160,9 +140,8 @@ pub struct TrainSaeArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
-    /// constant or cosine.
-    #[arg(long, default_value = "cosine")]
-    pub lr_schedule: String,
+    #[arg(long, value_enum, default_value_t = LrSchedule::Cosine)]
+    pub lr_schedule: LrSchedule,
     /// L1 (standard, gated) or L0 (jumprelu) coefficient.
     #[arg(long)]
     pub sparsity: Option<f64>,
@@ -185,6 +164,45 @@ pub struct TrainSaeArgs {
     pub json: bool,
 }
 
+/// Prints a line of progress every two seconds; never pauses.
+struct PrintProgress {
+    last_print: std::cell::Cell<f64>,
+}
+
+impl Reporter for PrintProgress {
+    fn phase(&self, _text: String, _fraction: f64) {}
+
+    fn progress(&self, p: &Progress) {
+        let t = p.elapsed_seconds;
+        if t - self.last_print.get() < 2.0 && p.stats.step + 1 != p.total_steps {
+            return;
+        }
+        self.last_print.set(t);
+        let terms: Vec<String> = p
+            .stats
+            .terms
+            .iter()
+            .map(|(n, v)| format!("{} {v:.4}", n.trim_end_matches("_loss")))
+            .collect();
+        eprintln!(
+            "step {}/{}  loss {:.4} ({})  L0 {:.1}  EV {:.3}  dead {:.1}%  {:.0} vec/s  left {:.0}s",
+            p.stats.step + 1,
+            p.total_steps,
+            p.stats.loss,
+            terms.join(", "),
+            p.stats.l0,
+            p.stats.explained_variance,
+            p.stats.dead_fraction * 100.0,
+            p.vectors_per_second,
+            p.seconds_left
+        );
+    }
+
+    fn control(&self) -> Control {
+        Control::Continue
+    }
+}
+
 pub fn train_sae(args: TrainSaeArgs) -> Result<()> {
     let loaded = args.model.load()?;
     let hook = HookPoint::parse(&args.hook, loaded.model.config())?;
@@ -198,15 +216,7 @@ pub fn train_sae(args: TrainSaeArgs) -> Result<()> {
         training_tokens: args.tokens,
         batch_size: args.batch_size,
         learning_rate: args.lr,
-        lr_schedule: match args.lr_schedule.as_str() {
-            "constant" => LrSchedule::Constant,
-            "cosine" => LrSchedule::Cosine,
-            other => {
-                return Err(SaeplayError::InvalidSetting(format!(
-                    "unknown learning-rate schedule `{other}`: use constant or cosine"
-                )));
-            }
-        },
+        lr_schedule: args.lr_schedule,
         sparsity_coefficient: args
             .sparsity
             .unwrap_or(architecture.default_sparsity_coefficient()),
@@ -214,112 +224,34 @@ pub fn train_sae(args: TrainSaeArgs) -> Result<()> {
         ..SaeTrainingConfig::default()
     };
     config.validate()?;
-    let d_in = hook.width(loaded.model.config());
-    let model_name = model_name(&args.model.model);
-    let start = Instant::now();
-    let now = move || start.elapsed().as_secs_f64();
-    let mut last_print = -1.0;
-    let mut on_step = |p: &saeplay::sae::train::Progress| {
-        let t = p.elapsed_seconds;
-        if t - last_print >= 2.0 || p.stats.step + 1 == p.total_steps {
-            last_print = t;
-            let terms: Vec<String> = p
-                .stats
-                .terms
-                .iter()
-                .map(|(n, v)| format!("{} {v:.4}", n.trim_end_matches("_loss")))
-                .collect();
-            eprintln!(
-                "step {}/{}  loss {:.4} ({})  L0 {:.1}  EV {:.3}  dead {:.1}%  {:.0} vec/s  left {:.0}s",
-                p.stats.step + 1,
-                p.total_steps,
-                p.stats.loss,
-                terms.join(", "),
-                p.stats.l0,
-                p.stats.explained_variance,
-                p.stats.dead_fraction * 100.0,
-                p.vectors_per_second,
-                p.seconds_left
-            );
+    let data = match &args.activations {
+        Some(path) => {
+            let d_in = hook.width(loaded.model.config());
+            TrainingData::Captured(read_captured(path, &hook.to_string(), d_in)?)
         }
-        Control::Continue
+        None => TrainingData::Stream,
     };
-    let device = loaded.model.device().clone();
-    let trainer = if let Some(path) = &args.activations {
-        let values = read_captured(path, &hook.to_string(), d_in)?;
-        let mut source = CapturedActivations::new(values, d_in, config.seed)?;
-        let first = block_on(saeplay::sae::train::BatchSource::next_batch(
-            &mut source,
-            config.batch_size,
-        ))?;
-        let mut trainer = SaeTrainer::new(config.clone(), d_in, &model_name, &first, &device)?;
-        finish(block_on(run(
-            &mut trainer,
-            &mut source,
-            &now,
-            &mut on_step,
-        ))?)?;
-        trainer
-    } else {
-        let mut store = ActivationStore::new(
-            &loaded.model,
-            &loaded.tokenizer,
-            config.corpus.clone(),
-            &[hook],
-            StoreConfig {
-                context: config.context,
-                skip_special_tokens: config.skip_special_tokens,
-                seed: config.seed,
-                ..StoreConfig::default()
-            },
-        )?;
-        let first = block_on(store.next_batch(config.batch_size))?.swap_remove(0);
-        let mut trainer = SaeTrainer::new(config.clone(), d_in, &model_name, &first, &device)?;
-        finish(block_on(run(&mut trainer, &mut store, &now, &mut on_step))?)?;
-        trainer
-    };
-    let train_seconds = start.elapsed().as_secs_f64();
-    let sae = trainer.sae();
-    let windows = args.corpus.held_out(&loaded, args.eval_windows)?;
-    let bos = TokenStream::new(&loaded.tokenizer, config.corpus.clone(), config.context)?.bos();
-    let metrics = block_on(evaluate_sae(
-        &loaded.model,
-        &sae,
-        hook,
-        &windows,
-        16,
-        config.skip_special_tokens.then_some(bos),
-    ))?;
-    let provenance = Provenance {
-        trained_as: Some(architecture.name().to_string()),
-        recipe: Some(config.clone()),
-        metrics: Some(metrics.clone()),
-        input_scale: Some(trainer.input_scale),
-        model_id: Some(model_name.clone()),
+    let options = TrainOptions {
+        data,
+        windows_per_forward: StoreConfig::default().windows_per_forward,
+        buffer_vectors: None,
+        eval_windows: args.eval_windows,
+        model_id: model_name(&args.model.model),
         name: args.name.clone(),
     };
-    let files = block_on(write_sae(
-        &sae,
-        Some(&log10_densities(&metrics.feature_density)),
-        &provenance,
-        Some(config.context),
-    ))?;
-    files.write_dir(&args.out)?;
+    let reporter = PrintProgress {
+        last_print: std::cell::Cell::new(-1.0),
+    };
+    let trained = block_on(pipeline::train_sae(&loaded, config, &options, &reporter))?
+        .ok_or_else(|| SaeplayError::InvalidSetting("training ended early".into()))?;
+    trained.files.write_dir(&args.out)?;
     eprintln!(
-        "trained in {train_seconds:.1} s; wrote {}",
+        "trained in {:.1} s; wrote {}",
+        trained.train_seconds,
         args.out.display()
     );
-    print_metrics(&metrics, args.json);
+    print_metrics(&trained.metrics, args.json);
     Ok(())
-}
-
-fn finish(outcome: RunOutcome) -> Result<()> {
-    match outcome {
-        RunOutcome::Finished => Ok(()),
-        other => Err(SaeplayError::InvalidSetting(format!(
-            "training ended early ({other:?})"
-        ))),
-    }
 }
 
 /// The model's name for SAE files: the directory's name under `saeplay/`.
@@ -333,8 +265,7 @@ fn model_name(dir: &Path) -> String {
 }
 
 fn read_captured(path: &Path, hook: &str, width: usize) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| SaeplayError::Io(format!("could not read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| SaeplayError::file(FileAction::Read, path, e))?;
     let mut tensors = read_f32_tensors(&bytes)?;
     let HostTensor { shape, values } = tensors.remove(hook).ok_or_else(|| {
         SaeplayError::InvalidSetting(format!(
@@ -400,7 +331,7 @@ fn load_sae(dir: &Path, loaded: &LoadedModel) -> Result<(Sae, HookPoint)> {
 #[derive(clap::Args)]
 pub struct EvalSaeArgs {
     #[command(flatten)]
-    pub model: ModelChoice,
+    pub model: ModelArgs,
     #[command(flatten)]
     pub corpus: CorpusChoice,
     /// A SAELens directory.
@@ -435,7 +366,7 @@ pub fn eval_sae(args: EvalSaeArgs) -> Result<()> {
 #[derive(clap::Args)]
 pub struct FeaturesArgs {
     #[command(flatten)]
-    pub model: ModelChoice,
+    pub model: ModelArgs,
     #[command(flatten)]
     pub corpus: CorpusChoice,
     #[arg(long)]
@@ -474,8 +405,10 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
         chosen.as_deref(),
         &config,
     ))?;
-    let json = serde_json::to_string_pretty(&report)
-        .map_err(|e| SaeplayError::Io(format!("could not write JSON: {e}")))?;
+    let json = serde_json::to_string_pretty(&report).map_err(|source| SaeplayError::Json {
+        what: "the feature report",
+        source,
+    })?;
     match &args.out {
         Some(path) => write(path, json.as_bytes())?,
         None => println!("{json}"),
@@ -486,8 +419,8 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
 #[derive(clap::Args)]
 pub struct BenchSaeArgs {
     /// cpu or wgpu.
-    #[arg(long, default_value = "cpu")]
-    pub backend: String,
+    #[arg(long, default_value = "cpu", value_parser = super::parse_backend)]
+    pub backend: BackendKind,
     #[arg(long, default_value = "64,128,256")]
     pub d_in: String,
     #[arg(long, default_value = "1024,4096,8192")]
@@ -509,8 +442,7 @@ pub struct BenchSaeArgs {
 /// `batch x d_in x d_sae` matrix products of a step (two forward, four backward) at 2 flops per
 /// multiply-add, as the PyTorch yardstick (tests/sae/pytorch_bench.py) does.
 pub fn bench_sae(args: BenchSaeArgs) -> Result<()> {
-    let kind = BackendKind::parse(&args.backend)?;
-    let device = native_device(kind)?;
+    let device = native_device(args.backend)?;
     let parse = |s: &str| parse_sizes(s, "a size");
     let architecture = Architecture::parse(&args.architecture, Some(args.k))?;
     let mut records = Vec::new();
@@ -574,7 +506,7 @@ pub fn bench_sae(args: BenchSaeArgs) -> Result<()> {
                 );
             }
             records.push(serde_json::json!({
-                "backend": args.backend, "arch": architecture.name(), "d_in": d_in,
+                "backend": args.backend.name(), "arch": architecture.name(), "d_in": d_in,
                 "d_sae": d_sae, "batch": args.batch_size, "steps": steps,
                 "vectors_per_s": vectors, "gflops": gflops,
             }));
@@ -596,19 +528,6 @@ fn parse_sizes(text: &str, what: &str) -> Result<Vec<usize>> {
         })
         .collect()
 }
-
-fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| SaeplayError::Io(format!("could not create {}: {e}", parent.display())))?;
-    }
-    std::fs::write(path, bytes)
-        .map_err(|e| SaeplayError::Io(format!("could not write {}: {e}", path.display())))
-}
-
-pub use saeplay::sae::steer::Intervention;
 
 /// Interventions from `--steer`, `--clamp` and `--ablate`.
 pub fn interventions(

@@ -2,7 +2,14 @@
 //! no filesystem). Offsets are byte ranges into the encoded text, kept so that views can shade
 //! text token by token.
 
+pub mod train;
+
+pub use train::train_tokenizer;
+
 use crate::error::{Result, SaeplayError};
+
+/// GPT-2's end-of-text token: it separates stories in training and starts sampled ones.
+pub const END_OF_TEXT: &str = "<|endoftext|>";
 
 #[derive(Clone)]
 pub struct TextTokenizer {

@@ -1,0 +1,136 @@
+//! The native command line: the same engine as the page. One file per command group:
+//! [`model`] (info, generate, forward, make-test-model, bench), [`lm`] (train-model, eval-model)
+//! and [`sae`] (capture, train-sae, eval-sae, features, encode, bench-sae).
+
+mod lm;
+mod model;
+mod sae;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use saeplay::backend::{BackendKind, native_device};
+use saeplay::error::FileAction;
+use saeplay::model::files::{LoadedModel, ModelFiles};
+use saeplay::{Result, SaeplayError};
+
+/// The built-in model, found beside the crate's sources.
+pub const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/builtin");
+
+#[derive(Parser)]
+#[command(
+    name = "saeplay",
+    version,
+    about = "A sparse-autoencoder playground for small GPT models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// `--backend`, with the engine's own message for a name it does not know.
+fn parse_backend(text: &str) -> std::result::Result<BackendKind, String> {
+    BackendKind::parse(text).map_err(|e| e.to_string())
+}
+
+/// The model a command runs.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// A Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// cpu, or wgpu (Vulkan/Metal natively).
+    #[arg(long, default_value = "cpu", value_parser = parse_backend)]
+    pub backend: BackendKind,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<LoadedModel> {
+        ModelFiles::read_dir(&self.model)?
+            .parse()?
+            .upload(&native_device(self.backend)?)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Shapes of a model and the list of its hook points.
+    Info(ModelArgs),
+    /// Continue a prompt.
+    Generate(model::GenerateArgs),
+    /// Run one forward pass and write logits and hook activations as safetensors.
+    Forward(model::ForwardArgs),
+    /// Write a deterministic random-weight GPT-2 checkpoint (tests, benchmarks, placeholders).
+    MakeTestModel(model::MakeTestModelArgs),
+    /// Forward throughput (tokens per second) for several batch x sequence shapes.
+    Bench(model::BenchArgs),
+    /// Train a GPT-2 on TinyTales from scratch (resumes from DIR's checkpoint when present).
+    TrainModel(lm::TrainModelArgs),
+    /// Sample stories and score them against TinyTales' rules; held-out loss.
+    EvalModel(lm::EvalModelArgs),
+    /// Capture activations at hook points over a corpus (safetensors, one tensor per hook).
+    Capture(sae::CaptureArgs),
+    /// Train an SAE and write it as a SAELens directory (with metrics in saeplay.json).
+    TrainSae(sae::TrainSaeArgs),
+    /// Evaluate an SAE on held-out text: L0, explained variance, loss recovered, ...
+    EvalSae(sae::EvalSaeArgs),
+    /// Per-feature data (examples, histogram, logit lens, nearest features, concepts) as JSON.
+    Features(sae::FeaturesArgs),
+    /// Encode captured activations with an SAE: writes x, feature_acts and x_hat.
+    Encode(sae::EncodeArgs),
+    /// SAE training throughput (vectors/s, GFLOP/s) on random activations.
+    BenchSae(sae::BenchSaeArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => error.exit(), // --help, --version
+        Err(error) => {
+            // Errors are one line, as the engine's are; clap's first line names the problem.
+            let text = error.to_string();
+            eprintln!(
+                "{}",
+                text.lines().next().unwrap_or("error: invalid arguments")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Info(args) => model::info(&args),
+        Command::Generate(args) => model::generate(args),
+        Command::Forward(args) => model::forward(args),
+        Command::MakeTestModel(args) => model::make_test_model(args),
+        Command::Bench(args) => model::bench(&args),
+        Command::TrainModel(args) => lm::train_model(args),
+        Command::EvalModel(args) => lm::eval_model(&args),
+        Command::Capture(args) => sae::capture(args),
+        Command::TrainSae(args) => sae::train_sae(args),
+        Command::EvalSae(args) => sae::eval_sae(args),
+        Command::Features(args) => sae::features(args),
+        Command::BenchSae(args) => sae::bench_sae(args),
+        Command::Encode(args) => sae::encode(args),
+    }
+}
+
+/// Write a file, creating its directory first.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| SaeplayError::file(FileAction::Create, parent, e))?;
+    }
+    std::fs::write(path, bytes).map_err(|e| SaeplayError::file(FileAction::Write, path, e))
+}

@@ -1,0 +1,326 @@
+//! Model commands: `info`, `generate`, `forward`, `make-test-model`, `bench`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use saeplay::backend::{block_on, read_f32};
+use saeplay::model::files::ModelFiles;
+use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};
+use saeplay::model::readout::forward_tensors;
+use saeplay::model::{Generation, HookPoint, Hooks, LogitsFor, SamplingConfig, Step};
+use saeplay::{Result, SaeplayError};
+
+use super::{ModelArgs, write_file};
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long)]
+    pub prompt: String,
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A SAELens directory whose features --steer, --clamp and --ablate name.
+    #[arg(long)]
+    pub sae: Option<PathBuf>,
+    /// Add STRENGTH x the feature's decoder direction: FEATURE:STRENGTH (repeatable).
+    #[arg(long)]
+    pub steer: Vec<String>,
+    /// Hold a feature at a value, keeping the SAE's error: FEATURE:VALUE (repeatable).
+    #[arg(long)]
+    pub clamp: Vec<String>,
+    /// Remove a feature, keeping the SAE's error: FEATURE (repeatable).
+    #[arg(long)]
+    pub ablate: Vec<String>,
+    /// Also print the generated token ids (comma-separated) on stderr.
+    #[arg(long)]
+    pub print_ids: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ForwardArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Comma-separated token ids.
+    #[arg(long, conflicts_with = "text", required_unless_present = "text")]
+    pub ids: Option<String>,
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Comma-separated hook names, e.g. blocks.0.hook_resid_pre,blocks.1.hook_mlp_out.
+    #[arg(long, default_value = "")]
+    pub hooks: String,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct MakeTestModelArgs {
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 32)]
+    pub d_model: usize,
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    #[arg(long, default_value_t = 64)]
+    pub context: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Store keys with the `transformer.` prefix.
+    #[arg(long)]
+    pub prefix: bool,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Shapes as BATCHxSEQ, comma-separated.
+    #[arg(long, default_value = "1x1,1x64,8x64,1x128,16x128")]
+    pub shapes: String,
+    /// Seconds to spend per shape (at least 3 runs each).
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+}
+
+pub fn generate(args: GenerateArgs) -> Result<()> {
+    let GenerateArgs {
+        model,
+        prompt,
+        max_tokens,
+        temperature,
+        top_k,
+        top_p,
+        seed,
+        sae,
+        steer,
+        clamp,
+        ablate,
+        print_ids,
+    } = args;
+    let loaded = model.load()?;
+    let prompt_ids = loaded.encode_prompt(&prompt)?.ids;
+    let interventions = super::sae::interventions(&steer, &clamp, &ablate)?;
+    let hooks = match (&sae, interventions.is_empty()) {
+        (_, true) => Hooks::none(),
+        (None, false) => {
+            return Err(SaeplayError::InvalidSetting(
+                "--steer, --clamp and --ablate need --sae DIR".into(),
+            ));
+        }
+        (Some(dir), false) => {
+            let (sae, hook) = super::sae::steering_sae(dir, &loaded)?;
+            Hooks::none().with_patch(
+                hook,
+                saeplay::sae::steer::intervention_patch(&sae, &interventions)?,
+            )
+        }
+    };
+    let config = SamplingConfig {
+        temperature,
+        top_k,
+        top_p,
+        seed,
+        max_new_tokens: max_tokens,
+    };
+    let mut generation = Generation::new(&loaded.model, &prompt_ids, config, hooks)?;
+    print!("{prompt}");
+    let mut shown = String::new();
+    let reason = loop {
+        match block_on(generation.step())? {
+            Step::Token(_) => {
+                // Decode the whole continuation so multi-byte characters print whole.
+                let text = loaded.tokenizer.decode(generation.produced())?;
+                if let Some(new) = text.strip_prefix(shown.as_str()) {
+                    print!("{new}");
+                    shown = text;
+                }
+                std::io::stdout().flush().ok();
+            }
+            Step::Done(reason) => break reason,
+        }
+    };
+    println!();
+    eprintln!(
+        "({} tokens; {})",
+        generation.produced().len(),
+        reason.describe()
+    );
+    if print_ids {
+        let ids: Vec<String> = generation.produced().iter().map(u32::to_string).collect();
+        eprintln!("ids: {}", ids.join(","));
+    }
+    Ok(())
+}
+
+pub fn forward(args: ForwardArgs) -> Result<()> {
+    let ForwardArgs {
+        model,
+        ids,
+        text,
+        hooks,
+        out,
+    } = args;
+    let loaded = model.load()?;
+    let config = loaded.model.config();
+    let hooks = HookPoint::parse_list(&hooks, config)?;
+    let ids = match (ids, text) {
+        (Some(ids), _) => parse_ids(&ids)?,
+        (None, Some(text)) => loaded.encode_prompt(&text)?.ids,
+        (None, None) => return Err(SaeplayError::EmptyInput),
+    };
+    let tensors = block_on(forward_tensors(&loaded.model, &ids, &hooks))?;
+    write_file(&out, &tensors.to_safetensors())?;
+    eprintln!(
+        "wrote {} ({} tokens; logits and {} hooks)",
+        out.display(),
+        ids.len(),
+        hooks.len()
+    );
+    Ok(())
+}
+
+pub fn make_test_model(args: MakeTestModelArgs) -> Result<()> {
+    let MakeTestModelArgs {
+        out,
+        layers,
+        d_model,
+        heads,
+        context,
+        seed,
+        prefix,
+    } = args;
+    let spec = TinySpec {
+        n_layer: layers,
+        n_embd: d_model,
+        n_head: heads,
+        n_positions: context,
+        vocab_padding: 0,
+        seed,
+        with_prefix: prefix,
+    };
+    let files = tiny_checkpoint(&spec);
+    files.parse()?; // the generator must produce what the loader accepts
+    files.write_dir(&out)?;
+    eprintln!("wrote a random-weight GPT-2 to {}", out.display());
+    Ok(())
+}
+
+pub fn info(args: &ModelArgs) -> Result<()> {
+    let host = ModelFiles::read_dir(&args.model)?.parse()?;
+    let c = host.config();
+    println!("model: {}", args.model.display());
+    println!(
+        "n_layer {}  n_embd {}  n_head {}  d_head {}  d_mlp {}  n_positions {}  vocab {}  (tokenizer {})",
+        c.n_layer,
+        c.n_embd,
+        c.n_head,
+        c.d_head(),
+        c.d_mlp(),
+        c.n_positions,
+        c.vocab_size,
+        host.tokenizer.vocab_size()
+    );
+    println!("parameters: {}", c.parameter_count());
+    println!(
+        "activation: {}  layer_norm_epsilon: {}",
+        c.activation_function, c.layer_norm_epsilon
+    );
+    println!("hook points ([pos, d]):");
+    for hook in HookPoint::all(c) {
+        println!("  {hook}  [pos, {}]", hook.width(c));
+    }
+    Ok(())
+}
+
+fn parse_ids(text: &str) -> Result<Vec<u32>> {
+    let ids: Result<Vec<u32>> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u32>().map_err(|_| {
+                SaeplayError::InvalidSetting(format!(
+                    "`{s}` is not a token id (ids are whole numbers from 0)"
+                ))
+            })
+        })
+        .collect();
+    let ids = ids?;
+    if ids.is_empty() {
+        return Err(SaeplayError::EmptyInput);
+    }
+    Ok(ids)
+}
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    let (shapes, seconds) = (&args.shapes, args.seconds);
+    let args = &args.model;
+    let loaded = args.load()?;
+    let config = loaded.model.config().clone();
+    println!(
+        "backend {}  model {}  (n_layer {}, n_embd {}, vocab {})",
+        args.backend.name(),
+        args.model.display(),
+        config.n_layer,
+        config.n_embd,
+        config.vocab_size
+    );
+    println!(
+        "{:>10} {:>12} {:>14} {:>12}",
+        "shape", "first (ms)", "mean (ms)", "tokens/s"
+    );
+    for shape in shapes.split(',') {
+        let (b, t) = shape
+            .split_once('x')
+            .and_then(|(b, t)| {
+                Some((
+                    b.trim().parse::<usize>().ok()?,
+                    t.trim().parse::<usize>().ok()?,
+                ))
+            })
+            .ok_or_else(|| {
+                SaeplayError::InvalidSetting(format!("shape `{shape}` is not BATCHxSEQ"))
+            })?;
+        let batch: Vec<Vec<u32>> = (0..b)
+            .map(|i| (0..t).map(|j| ((i * 31 + j * 7) % 250) as u32).collect())
+            .collect();
+        let run_once = || -> Result<()> {
+            let output = loaded
+                .model
+                .forward(&batch, &Hooks::none(), LogitsFor::AllPositions)?;
+            // Reading one value forces the whole computation to finish.
+            block_on(read_f32(output.logits.slice([0..1, 0..1, 0..1])))?;
+            Ok(())
+        };
+        let start = Instant::now();
+        run_once()?;
+        let first = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let mut runs = 0;
+        while runs < 3 || start.elapsed().as_secs_f64() < seconds {
+            run_once()?;
+            runs += 1;
+        }
+        let mean = start.elapsed().as_secs_f64() / runs as f64;
+        println!(
+            "{:>10} {:>12.1} {:>14.2} {:>12.0}",
+            shape,
+            first * 1e3,
+            mean * 1e3,
+            (b * t) as f64 / mean
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! The one SAE pipeline: capture activations -> train -> evaluate on held-out text -> SAELens
+//! files. The CLI (`train-sae`), the page's worker (CPU path), the page itself (WebGPU) and the
+//! page's `trainSae` test API all run it; they differ only in [`TrainOptions`] and in where a
+//! [`Reporter`] sends progress. A feature scan for the page's feature views lives here too.
+//!
+//! Everything is async and yields between model forwards and training steps
+//! ([`crate::clock::yield_now`]), so in a browser the event loop keeps running; natively the
+//! yields cost nothing.
+
+use super::Sae;
+use super::features::{FeatureReport, Scan, ScanConfig, feature_report, scan};
+use super::metrics::{SaeMetrics, evaluate_sae};
+use super::saelens::{Provenance, SaeFiles, log10_densities, write_sae};
+use super::store::{ActivationStore, Corpus, StoreConfig, TokenStream, Window};
+use super::train::{
+    BatchSource, CapturedActivations, Control, Progress, RunOutcome, SaeTrainer, SaeTrainingConfig,
+    run,
+};
+use crate::clock::{now_seconds, sleep_ms, yield_now};
+use crate::error::{Result, SaeplayError};
+use crate::model::HookPoint;
+use crate::model::files::LoadedModel;
+use crate::tinytales::HELD_OUT_SEED;
+use crate::tokenizer::TextTokenizer;
+
+/// Held-out windows a feature scan reads.
+pub const SCAN_WINDOWS: usize = 24;
+/// Tokens per window of a feature scan.
+pub const SCAN_CONTEXT: usize = 128;
+/// Windows per model forward in the page: one 2-window forward is ~0.15 s on the CPU path, so
+/// the page answers between them.
+pub const PAGE_WINDOWS_PER_FORWARD: usize = 2;
+/// The page captures at most this many vectors and trains over them (capturing is most of the
+/// cost of a run in the page).
+pub const MAX_CAPTURED_TOKENS: usize = 65_536;
+
+/// Where a run reports to, and asks whether to go on.
+pub trait Reporter {
+    fn phase(&self, text: String, fraction: f64);
+    fn progress(&self, progress: &Progress);
+    fn control(&self) -> Control;
+}
+
+/// Where the training vectors come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainingData {
+    /// Run the model as training goes (the CLI's default).
+    Stream,
+    /// Capture up to `max_tokens` vectors first, then train over them (the page).
+    CaptureFirst { max_tokens: usize },
+    /// Vectors captured earlier (`saeplay capture`), row-major `[n, d_in]`.
+    Captured(Vec<f32>),
+}
+
+/// How one run is paced and recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOptions {
+    pub data: TrainingData,
+    /// Windows per model forward while capturing and evaluating.
+    pub windows_per_forward: usize,
+    /// Vectors the store's shuffle buffer keeps (`None`: the store's default).
+    pub buffer_vectors: Option<usize>,
+    /// Held-out windows for the metrics after training.
+    pub eval_windows: usize,
+    /// The model's name in the SAE files.
+    pub model_id: String,
+    /// A name for `saeplay.json`.
+    pub name: Option<String>,
+}
+
+impl TrainOptions {
+    /// The page's run: capture first, [`PAGE_WINDOWS_PER_FORWARD`], 8 held-out windows.
+    pub fn in_page(config: &SaeTrainingConfig) -> Self {
+        Self {
+            data: TrainingData::CaptureFirst {
+                max_tokens: MAX_CAPTURED_TOKENS,
+            },
+            windows_per_forward: PAGE_WINDOWS_PER_FORWARD,
+            buffer_vectors: Some(config.batch_size * 2),
+            eval_windows: 8,
+            model_id: "builtin".into(),
+            name: Some(default_name(config)),
+        }
+    }
+}
+
+/// A trained SAE with its metrics and files.
+pub struct TrainedSae {
+    pub sae: Sae,
+    pub files: SaeFiles,
+    pub metrics: SaeMetrics,
+    pub train_seconds: f64,
+}
+
+/// The name the page gives an SAE: `HOOK ARCH[k] xEXPANSION`.
+pub fn default_name(config: &SaeTrainingConfig) -> String {
+    let architecture = match config.architecture.k() {
+        Some(k) => format!("{}{k}", config.architecture.name()),
+        None => config.architecture.name().to_string(),
+    };
+    format!(
+        "{} {architecture} x{}",
+        config.hook_name, config.expansion_factor
+    )
+}
+
+/// The corpus held-out windows come from: TinyTales from its held-out seed, a text itself.
+pub fn held_out_corpus(corpus: &Corpus) -> Corpus {
+    match corpus {
+        Corpus::TinyTales { .. } => Corpus::TinyTales {
+            seed: HELD_OUT_SEED,
+        },
+        text => text.clone(),
+    }
+}
+
+/// `n` held-out windows of `context` tokens for a model trained or probed on `corpus`.
+pub fn held_out_windows(
+    tokenizer: &TextTokenizer,
+    corpus: &Corpus,
+    context: usize,
+    n: usize,
+) -> Result<Vec<Window>> {
+    TokenStream::new(tokenizer, held_out_corpus(corpus), context)?.windows(n)
+}
+
+/// The activation store a run with `config` reads from.
+pub fn open_store(
+    loaded: &LoadedModel,
+    config: &SaeTrainingConfig,
+    hook: HookPoint,
+    windows_per_forward: usize,
+    buffer_vectors: Option<usize>,
+) -> Result<ActivationStore> {
+    let defaults = StoreConfig::default();
+    ActivationStore::new(
+        &loaded.model,
+        &loaded.tokenizer,
+        config.corpus.clone(),
+        &[hook],
+        StoreConfig {
+            context: config.context,
+            windows_per_forward,
+            buffer_vectors: buffer_vectors.unwrap_or(defaults.buffer_vectors),
+            skip_special_tokens: config.skip_special_tokens,
+            seed: config.seed,
+        },
+    )
+}
+
+/// A batch source that lets the event loop run (messages, input, paint) before each step.
+pub struct Yielding<'a, S>(pub &'a mut S);
+
+impl<S: BatchSource> BatchSource for Yielding<'_, S> {
+    async fn next_batch(&mut self, n: usize) -> Result<Vec<f32>> {
+        yield_now().await;
+        self.0.next_batch(n).await
+    }
+}
+
+/// The next `n` activations from `store`, one model forward at a time with the event loop run
+/// between forwards. A corpus that gives no tokens is refused instead of looping for ever.
+pub async fn capture(store: &mut ActivationStore, n: usize) -> Result<Vec<f32>> {
+    let mut empty = 0;
+    while store.buffered() < store.buffer_target(n) {
+        let before = store.buffered();
+        store.fill_step().await?;
+        yield_now().await;
+        if store.buffered() == before {
+            empty += 1;
+            if empty > 3 {
+                return Err(SaeplayError::InvalidSetting(
+                    "the corpus gives no tokens to train on".into(),
+                ));
+            }
+        }
+    }
+    Ok(store.next_batch(n).await?.swap_remove(0))
+}
+
+/// Wait while paused; `false` when the run was cancelled.
+async fn carry_on(reporter: &dyn Reporter) -> bool {
+    loop {
+        match reporter.control() {
+            Control::Continue => return true,
+            Control::Stop => return false,
+            Control::Pause => sleep_ms(100).await,
+        }
+    }
+}
+
+/// Capture `wanted` vectors of `d_in` in chunks of at most `chunk`, reporting each chunk;
+/// `None` when cancelled.
+pub async fn capture_vectors(
+    store: &mut ActivationStore,
+    wanted: usize,
+    d_in: usize,
+    chunk: usize,
+    reporter: &dyn Reporter,
+) -> Result<Option<Vec<f32>>> {
+    let mut values = Vec::with_capacity(wanted * d_in);
+    let start = now_seconds();
+    while values.len() < wanted * d_in {
+        if !carry_on(reporter).await {
+            return Ok(None);
+        }
+        let take = (wanted - values.len() / d_in).min(chunk);
+        values.extend(capture(store, take).await?);
+        let done = values.len() / d_in;
+        let left = (now_seconds() - start) / done as f64 * (wanted - done) as f64;
+        reporter.phase(
+            format!("Capturing activations: {done} of {wanted} tokens, about {left:.0} s left"),
+            0.3 * done as f64 / wanted as f64,
+        );
+    }
+    Ok(Some(values))
+}
+
+/// Train `trainer` on `source` to the end, through pauses; `false` when cancelled.
+pub async fn train_to_end(
+    trainer: &mut SaeTrainer,
+    source: &mut impl BatchSource,
+    reporter: &dyn Reporter,
+) -> Result<bool> {
+    let mut on_step = |p: &Progress| {
+        reporter.progress(p);
+        reporter.control()
+    };
+    loop {
+        match run(trainer, &mut Yielding(source), &now_seconds, &mut on_step).await? {
+            RunOutcome::Finished => return Ok(true),
+            RunOutcome::Stopped => return Ok(false),
+            RunOutcome::Paused => {
+                if !carry_on(reporter).await {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
+
+/// Train one SAE on `loaded`, measure it on held-out text and write its SAELens files; `None`
+/// when cancelled.
+pub async fn train_sae(
+    loaded: &LoadedModel,
+    config: SaeTrainingConfig,
+    options: &TrainOptions,
+    reporter: &dyn Reporter,
+) -> Result<Option<TrainedSae>> {
+    config.validate()?;
+    let hook = HookPoint::parse(&config.hook_name, loaded.model.config())?;
+    let d_in = hook.width(loaded.model.config());
+    let device = loaded.model.device().clone();
+    let start = now_seconds();
+    let new_trainer =
+        |first: &[f32]| SaeTrainer::new(config.clone(), d_in, &options.model_id, first, &device);
+    let open = || {
+        open_store(
+            loaded,
+            &config,
+            hook,
+            options.windows_per_forward,
+            options.buffer_vectors,
+        )
+    };
+    let trainer = match &options.data {
+        TrainingData::Stream => {
+            let mut store = open()?;
+            let first = capture(&mut store, config.batch_size).await?;
+            let mut trainer = new_trainer(&first)?;
+            if !train_to_end(&mut trainer, &mut store, reporter).await? {
+                return Ok(None);
+            }
+            trainer
+        }
+        TrainingData::CaptureFirst { max_tokens } => {
+            let wanted = config
+                .training_tokens
+                .min(*max_tokens)
+                .max(config.batch_size);
+            let mut store = open()?;
+            let chunk = config.batch_size;
+            let Some(values) = capture_vectors(&mut store, wanted, d_in, chunk, reporter).await?
+            else {
+                return Ok(None);
+            };
+            drop(store);
+            let mut source = CapturedActivations::new(values, d_in, config.seed)?;
+            let first = source.next_batch(config.batch_size).await?;
+            let mut trainer = new_trainer(&first)?;
+            if !train_to_end(&mut trainer, &mut source, reporter).await? {
+                return Ok(None);
+            }
+            trainer
+        }
+        TrainingData::Captured(values) => {
+            let mut source = CapturedActivations::new(values.clone(), d_in, config.seed)?;
+            let first = source.next_batch(config.batch_size).await?;
+            let mut trainer = new_trainer(&first)?;
+            if !train_to_end(&mut trainer, &mut source, reporter).await? {
+                return Ok(None);
+            }
+            trainer
+        }
+    };
+    let train_seconds = now_seconds() - start;
+
+    reporter.phase("Measuring the SAE on held-out stories…".into(), 0.92);
+    yield_now().await;
+    let sae = trainer.sae();
+    let windows = held_out_windows(
+        &loaded.tokenizer,
+        &config.corpus,
+        config.context,
+        options.eval_windows,
+    )?;
+    let bos = TokenStream::new(&loaded.tokenizer, config.corpus.clone(), config.context)?.bos();
+    let metrics = evaluate_sae(
+        &loaded.model,
+        &sae,
+        hook,
+        &windows,
+        options.windows_per_forward,
+        config.skip_special_tokens.then_some(bos),
+    )
+    .await?;
+    let provenance = Provenance {
+        trained_as: Some(config.architecture.name().to_string()),
+        recipe: Some(config.clone()),
+        metrics: Some(metrics.clone()),
+        input_scale: Some(trainer.input_scale),
+        model_id: Some(options.model_id.clone()),
+        name: options.name.clone(),
+    };
+    let files = write_sae(
+        &sae,
+        Some(&log10_densities(&metrics.feature_density)),
+        &provenance,
+        Some(config.context),
+    )
+    .await?;
+    Ok(Some(TrainedSae {
+        sae,
+        files,
+        metrics,
+        train_seconds,
+    }))
+}
+
+/// Scan held-out TinyTales windows with `sae` at `hook` and summarise every feature, a few
+/// windows per forward with the event loop run between them.
+pub async fn feature_job(
+    loaded: &LoadedModel,
+    sae: &Sae,
+    hook: HookPoint,
+    windows_per_forward: usize,
+    on_phase: &dyn Fn(String),
+) -> Result<FeatureReport> {
+    let held_out = Corpus::TinyTales {
+        seed: HELD_OUT_SEED,
+    };
+    let windows =
+        TokenStream::new(&loaded.tokenizer, held_out, SCAN_CONTEXT)?.windows(SCAN_WINDOWS)?;
+    let mut scanned: Option<Scan> = None;
+    for (i, chunk) in windows.chunks(windows_per_forward).enumerate() {
+        on_phase(format!(
+            "Reading the SAE's features on held-out stories: {} of {} windows…",
+            i * windows_per_forward,
+            windows.len()
+        ));
+        yield_now().await;
+        let part = scan(&loaded.model, sae, hook, chunk, windows_per_forward).await?;
+        match &mut scanned {
+            Some(s) => s.extend(part),
+            None => scanned = Some(part),
+        }
+    }
+    on_phase("Summarising features…".into());
+    yield_now().await;
+    let scanned =
+        scanned.ok_or_else(|| SaeplayError::InvalidSetting("no windows to scan".into()))?;
+    feature_report(
+        &loaded.model,
+        &loaded.tokenizer,
+        sae,
+        &scanned,
+        None,
+        &ScanConfig::default(),
+    )
+    .await
+}

@@ -1,0 +1,189 @@
+//! Every DOM id the Rust side uses, in one place. Those in [`IN_PAGE`] are written in
+//! `index.html` (a native test checks each is there, so a typo cannot leave a control dead);
+//! those in [`CREATED`] are given by Rust to elements it builds, and the browser tests read them.
+
+use crate::ui::View;
+
+// ---- Written in index.html ----
+
+pub const BACKEND: &str = "backend";
+pub const BACKEND_REASON: &str = "backend-reason";
+pub const STATUS: &str = "status";
+pub const SAE_SELECT: &str = "sae-select";
+pub const SAE_STATUS: &str = "sae-status";
+pub const SAE_EXPORT: &str = "sae-export";
+pub const SAE_IMPORT: &str = "sae-import";
+pub const SAE_FORGET: &str = "sae-forget";
+pub const SHARE_LINK: &str = "share-link";
+pub const COPY_LINK: &str = "copy-link";
+pub const SHARE_STATUS: &str = "share-status";
+pub const CONSENT: &str = "consent";
+pub const CONSENT_TEXT: &str = "consent-text";
+pub const CONSENT_YES: &str = "consent-yes";
+pub const CONSENT_NO: &str = "consent-no";
+pub const NOTICE: &str = "notice";
+pub const ERROR: &str = "error";
+pub const ERROR_TEXT: &str = "error-text";
+pub const DISMISS_ERROR: &str = "dismiss-error";
+pub const PROMPT: &str = "prompt";
+pub const TOKENS: &str = "tokens";
+pub const PREDICTIONS: &str = "predictions";
+pub const HEATMAP: &str = "heatmap";
+pub const TOKEN_FEATURES: &str = "token-features";
+pub const TEMPERATURE: &str = "temperature";
+pub const TOP_K: &str = "top-k";
+pub const TOP_P: &str = "top-p";
+pub const SEED: &str = "seed";
+pub const MAX_TOKENS: &str = "max-tokens";
+pub const GENERATE: &str = "generate";
+pub const STOP: &str = "stop";
+pub const GENERATION_STATUS: &str = "generation-status";
+pub const OUTPUT: &str = "output";
+pub const TRAIN_CORPUS: &str = "train-corpus";
+pub const TRAIN_HOOK: &str = "train-hook";
+pub const TRAIN_ARCH: &str = "train-arch";
+pub const TRAIN_K: &str = "train-k";
+pub const TRAIN_EXPANSION: &str = "train-expansion";
+pub const TRAIN_TOKENS: &str = "train-tokens";
+pub const TRAIN_BATCH: &str = "train-batch";
+pub const TRAIN_LR: &str = "train-lr";
+pub const TRAIN_SPARSITY: &str = "train-sparsity";
+pub const TRAIN_SEED: &str = "train-seed";
+pub const TRAIN_TEXT: &str = "train-text";
+pub const TRAIN_FILE: &str = "train-file";
+pub const TRAIN_FILE_STATUS: &str = "train-file-status";
+pub const TRAIN_START: &str = "train-start";
+pub const TRAIN_PAUSE: &str = "train-pause";
+pub const TRAIN_CANCEL: &str = "train-cancel";
+pub const TRAIN_PROGRESS: &str = "train-progress";
+pub const TRAIN_STATUS: &str = "train-status";
+pub const TRAIN_RESULT: &str = "train-result";
+pub const TRAIN_CHARTS: &str = "train-charts";
+pub const FEATURE_SEARCH: &str = "feature-search";
+pub const FEATURE_SORT: &str = "feature-sort";
+pub const FEATURE_COUNT: &str = "feature-count";
+pub const FEATURE_STATUS: &str = "feature-status";
+pub const FEATURE_ROWS: &str = "feature-rows";
+pub const FEATURE_CARD: &str = "feature-card";
+pub const STEER_ROWS: &str = "steer-rows";
+pub const STEER_ADD: &str = "steer-add";
+pub const STEER_RUN: &str = "steer-run";
+pub const STEER_STATUS: &str = "steer-status";
+pub const STEER_DEFAULT: &str = "steer-default";
+pub const STEER_STEERED: &str = "steer-steered";
+pub const STEER_SHIFT: &str = "steer-shift";
+pub const EVAL_ROWS: &str = "eval-rows";
+pub const EVAL_PARETO: &str = "eval-pareto";
+pub const EVAL_DETAIL: &str = "eval-detail";
+
+// ---- Created by Rust (feature card, evaluate detail) ----
+
+pub const CARD_TITLE: &str = "card-title";
+pub const CARD_CONCEPT: &str = "card-concept";
+pub const CARD_TOP: &str = "card-top";
+pub const CARD_BANDS: &str = "card-bands";
+pub const CARD_HISTOGRAM: &str = "card-histogram";
+pub const CARD_LENS_PROMOTED: &str = "card-lens-promoted";
+pub const CARD_LENS_SUPPRESSED: &str = "card-lens-suppressed";
+pub const CARD_NEAREST: &str = "card-nearest";
+pub const EVAL_METRICS: &str = "eval-metrics";
+pub const EVAL_DENSITY: &str = "eval-density";
+pub const EVAL_CONCEPTS: &str = "eval-concepts";
+
+/// The ids `index.html` must hold (besides each view's tab and section).
+pub const IN_PAGE: &[&str] = &[
+    BACKEND,
+    BACKEND_REASON,
+    STATUS,
+    SAE_SELECT,
+    SAE_STATUS,
+    SAE_EXPORT,
+    SAE_IMPORT,
+    SAE_FORGET,
+    SHARE_LINK,
+    COPY_LINK,
+    SHARE_STATUS,
+    CONSENT,
+    CONSENT_TEXT,
+    CONSENT_YES,
+    CONSENT_NO,
+    NOTICE,
+    ERROR,
+    ERROR_TEXT,
+    DISMISS_ERROR,
+    PROMPT,
+    TOKENS,
+    PREDICTIONS,
+    HEATMAP,
+    TOKEN_FEATURES,
+    TEMPERATURE,
+    TOP_K,
+    TOP_P,
+    SEED,
+    MAX_TOKENS,
+    GENERATE,
+    STOP,
+    GENERATION_STATUS,
+    OUTPUT,
+    TRAIN_CORPUS,
+    TRAIN_HOOK,
+    TRAIN_ARCH,
+    TRAIN_K,
+    TRAIN_EXPANSION,
+    TRAIN_TOKENS,
+    TRAIN_BATCH,
+    TRAIN_LR,
+    TRAIN_SPARSITY,
+    TRAIN_SEED,
+    TRAIN_TEXT,
+    TRAIN_FILE,
+    TRAIN_FILE_STATUS,
+    TRAIN_START,
+    TRAIN_PAUSE,
+    TRAIN_CANCEL,
+    TRAIN_PROGRESS,
+    TRAIN_STATUS,
+    TRAIN_RESULT,
+    TRAIN_CHARTS,
+    FEATURE_SEARCH,
+    FEATURE_SORT,
+    FEATURE_COUNT,
+    FEATURE_STATUS,
+    FEATURE_ROWS,
+    FEATURE_CARD,
+    STEER_ROWS,
+    STEER_ADD,
+    STEER_RUN,
+    STEER_STATUS,
+    STEER_DEFAULT,
+    STEER_STEERED,
+    STEER_SHIFT,
+    EVAL_ROWS,
+    EVAL_PARETO,
+    EVAL_DETAIL,
+];
+
+/// The ids Rust gives to elements it creates; not in `index.html`.
+pub const CREATED: &[&str] = &[
+    CARD_TITLE,
+    CARD_CONCEPT,
+    CARD_TOP,
+    CARD_BANDS,
+    CARD_HISTOGRAM,
+    CARD_LENS_PROMOTED,
+    CARD_LENS_SUPPRESSED,
+    CARD_NEAREST,
+    EVAL_METRICS,
+    EVAL_DENSITY,
+    EVAL_CONCEPTS,
+];
+
+/// A view's tab button, `tab-{name}` (in `index.html`).
+pub fn tab(view: View) -> String {
+    format!("tab-{}", view.name())
+}
+
+/// A view's section, `view-{name}` (in `index.html`).
+pub fn section(view: View) -> String {
+    format!("view-{}", view.name())
+}

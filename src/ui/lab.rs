@@ -1,0 +1,251 @@
+//! The SAE views' state as plain Rust: the SAEs the page holds, the training run, the heatmap,
+//! the feature list's query, the steering rows. The page (`web`, wasm only) renders it and changes
+//! it through `App::update`; nothing here touches the browser, so tests drive it natively.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::model::HookPoint;
+use crate::sae::Sae;
+use crate::sae::features::{FeatureData, FeatureReport};
+use crate::sae::metrics::SaeMetrics;
+use crate::sae::saelens::{Provenance, SaeFiles};
+use crate::sae::train::{Control, Progress};
+use crate::ui::feature_list::{FeatureRow, SortKey};
+use crate::ui::heat::Heat;
+use crate::ui::steer::{SteerResult, SteerRow};
+use crate::ui::train_form::TrainForm;
+
+/// Where an SAE came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// Shipped with the page, fetched from its own directory when chosen.
+    Shipped { path: String },
+    /// Trained in a tab or imported, kept in this browser's storage.
+    Stored,
+    /// Fetched from a URL a link named (after the person agreed).
+    Remote { url: String },
+}
+
+impl Origin {
+    /// Where it came from, in the evaluate table's words.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Origin::Shipped { .. } => "shipped",
+            Origin::Stored => "this browser",
+            Origin::Remote { .. } => "fetched",
+        }
+    }
+}
+
+/// Headline metrics, for tables and the Pareto chart.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub l0: Option<f64>,
+    pub explained_variance: Option<f64>,
+    pub loss_recovered: Option<f64>,
+    pub dead_fraction: Option<f64>,
+    pub dense_fraction: Option<f64>,
+    pub mean_concept_auroc: Option<f64>,
+}
+
+impl Summary {
+    pub fn of(metrics: &SaeMetrics) -> Self {
+        Self {
+            l0: Some(metrics.l0),
+            explained_variance: Some(metrics.explained_variance),
+            loss_recovered: Some(metrics.loss_recovered),
+            dead_fraction: Some(metrics.dead_fraction),
+            dense_fraction: Some(metrics.dense_fraction),
+            mean_concept_auroc: metrics.mean_concept_auroc,
+        }
+    }
+}
+
+/// An SAE ready to run.
+pub struct LoadedSae {
+    pub sae: Sae,
+    pub hook: HookPoint,
+    pub files: SaeFiles,
+    pub provenance: Provenance,
+}
+
+/// One SAE the page holds; `loaded` once its files are here.
+pub struct SaeSlot {
+    pub id: String,
+    pub label: String,
+    pub origin: Origin,
+    pub hook_name: String,
+    pub architecture: String,
+    pub d_sae: usize,
+    pub summary: Summary,
+    pub loaded: Option<Rc<LoadedSae>>,
+    pub features: Option<Rc<FeatureIndex>>,
+}
+
+/// An SAE's features as the page holds them: every row for the list, and each card's data once
+/// fetched from the worker (or all of them, when the page scanned itself).
+pub struct FeatureIndex {
+    pub tokens: usize,
+    pub rows: Vec<FeatureRow>,
+    pub cards: RefCell<HashMap<usize, Rc<FeatureData>>>,
+    /// A whole report held in the page (the fallback when the worker fails).
+    pub here: Option<FeatureReport>,
+}
+
+impl FeatureIndex {
+    pub fn card(&self, feature: usize) -> Option<Rc<FeatureData>> {
+        if let Some(card) = self.cards.borrow().get(&feature) {
+            return Some(Rc::clone(card));
+        }
+        let data = self
+            .here
+            .as_ref()?
+            .features
+            .iter()
+            .find(|f| f.index == feature)?;
+        Some(Rc::new(data.clone()))
+    }
+}
+
+/// One training run's state, drawn by the train view.
+#[derive(Debug, Clone, Default)]
+pub struct TrainRun {
+    pub active: bool,
+    pub paused: bool,
+    pub phase: String,
+    pub fraction: f64,
+    pub history: Vec<Progress>,
+    pub result: String,
+}
+
+impl TrainRun {
+    /// A run that has just been asked for.
+    pub fn starting() -> Self {
+        Self {
+            active: true,
+            phase: "Starting…".into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn set_phase(&mut self, phase: String, fraction: f64) {
+        self.phase = phase;
+        self.fraction = fraction;
+    }
+
+    /// One training step's figures: capture is the first 30% of the bar, training the next 60%.
+    pub fn record(&mut self, p: &Progress) {
+        self.history.push(p.clone());
+        self.fraction = 0.3 + 0.6 * p.stats.step as f64 / p.total_steps.max(1) as f64;
+        self.phase = format!(
+            "Training: step {} of {}, {:.0} vectors/s, about {:.0} s left",
+            p.stats.step, p.total_steps, p.vectors_per_second, p.seconds_left
+        );
+    }
+
+    /// The run ended: kept under an id, cancelled (`Ok(None)`), or failed.
+    pub fn finish(&mut self, result: &Result<Option<String>, String>, seconds: f64) {
+        self.active = false;
+        self.paused = false;
+        match result {
+            Ok(Some(id)) => {
+                self.phase = "Done.".into();
+                self.fraction = 1.0;
+                self.result = format!("Trained in {seconds:.0} s and kept as {id}.");
+            }
+            Ok(None) => self.phase = "Cancelled: nothing was kept.".into(),
+            Err(e) => self.phase = format!("Stopped: {e}"),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Lab {
+    pub saes: Vec<SaeSlot>,
+    pub form: TrainForm,
+    pub text_file: Option<String>,
+    pub train: TrainRun,
+    pub heat: Option<Heat>,
+    pub token_focus: Option<usize>,
+    pub query: String,
+    pub sort: Option<SortKey>,
+    pub descending: bool,
+    pub steer_rows: Vec<SteerRow>,
+    pub steer_result: Option<SteerResult>,
+    pub steer_status: String,
+    pub feature_status: String,
+    pub notice: String,
+}
+
+/// Pause / cancel requests for a training run.
+#[derive(Default)]
+pub struct TrainControl {
+    pub pause: Cell<bool>,
+    pub cancel: Cell<bool>,
+}
+
+impl TrainControl {
+    /// What the person asks of the run now: cancel wins over pause.
+    pub fn wanted(&self) -> Control {
+        if self.cancel.get() {
+            Control::Stop
+        } else if self.pause.get() {
+            Control::Pause
+        } else {
+            Control::Continue
+        }
+    }
+}
+
+impl Lab {
+    pub fn slot(&self, id: &str) -> Option<&SaeSlot> {
+        self.saes.iter().find(|s| s.id == id)
+    }
+
+    pub fn slot_mut(&mut self, id: &str) -> Option<&mut SaeSlot> {
+        self.saes.iter_mut().find(|s| s.id == id)
+    }
+
+    /// Add a slot, or replace the one with its id. A shipped SAE stays shipped: only its weights
+    /// (and the metrics it lacked) arrive.
+    pub fn insert_slot(&mut self, slot: SaeSlot) {
+        match self.slot_mut(&slot.id) {
+            Some(existing) if matches!(existing.origin, Origin::Shipped { .. }) => {
+                existing.loaded = slot.loaded;
+                if existing.summary.dead_fraction.is_none() {
+                    let keep = existing.summary.clone();
+                    existing.summary = Summary {
+                        l0: slot.summary.l0.or(keep.l0),
+                        ..slot.summary
+                    };
+                }
+            }
+            Some(existing) => *existing = slot,
+            None => self.saes.push(slot),
+        }
+    }
+
+    /// The `(L0, loss recovered)` of every SAE, NaN where unknown: the Pareto chart's points.
+    pub fn pareto_points(&self) -> Vec<(f64, f64)> {
+        self.saes
+            .iter()
+            .map(|s| {
+                (
+                    s.summary.l0.unwrap_or(f64::NAN),
+                    s.summary.loss_recovered.unwrap_or(f64::NAN),
+                )
+            })
+            .collect()
+    }
+}
+
+/// A metric for a table: a dash when unknown, "n/a" when not finite.
+pub fn metric_text(value: Option<f64>, digits: usize) -> String {
+    match value {
+        None => "–".into(),
+        Some(v) if !v.is_finite() => "n/a".into(),
+        Some(v) => format!("{v:.digits$}"),
+    }
+}

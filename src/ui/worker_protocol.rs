@@ -1,0 +1,109 @@
+//! The messages between the page and its Web Worker, one enum per direction. They cross as JSON
+//! text; the large byte buffers (SAE weights, both ways) travel beside the message as
+//! `Uint8Array`s, in the order [`ToWorker::Features`] and [`FromWorker::Done`] name, because
+//! megabytes of weights as JSON number arrays would be slow to write and parse.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sae::features::FeatureData;
+use crate::sae::train::{Progress, SaeTrainingConfig};
+use crate::ui::feature_list::FeatureList;
+
+/// Page -> worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum ToWorker {
+    /// Train one SAE on the model at `model_base`.
+    Train {
+        model_base: String,
+        config: SaeTrainingConfig,
+    },
+    Pause,
+    Resume,
+    Cancel,
+    /// Scan an SAE's features and keep the report under `key`; bytes beside: `[cfg, weights]`.
+    Features {
+        id: u32,
+        key: String,
+        model_base: String,
+    },
+    /// One feature's card from the report kept under `key`.
+    Feature {
+        id: u32,
+        key: String,
+        index: usize,
+    },
+}
+
+/// Worker -> page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum FromWorker {
+    Ready,
+    Phase {
+        text: String,
+        fraction: f64,
+    },
+    Progress {
+        progress: Box<Progress>,
+    },
+    /// Training finished; bytes beside: `[cfg, weights, sparsity?, saeplay?]`.
+    Done,
+    Cancelled,
+    Error {
+        message: String,
+    },
+    FeaturesPhase {
+        id: u32,
+        text: String,
+    },
+    FeatureList {
+        id: u32,
+        list: FeatureList,
+    },
+    FeatureCard {
+        id: u32,
+        card: Box<FeatureData>,
+    },
+    FeaturesError {
+        id: u32,
+        message: String,
+    },
+}
+
+/// The answer to one features request.
+#[derive(Debug, Clone)]
+pub enum FeaturesAnswer {
+    List(FeatureList),
+    Card(Box<FeatureData>),
+}
+
+impl ToWorker {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("worker messages are plain data")
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text)
+            .map_err(|e| format!("a message to the worker did not arrive intact: {e}"))
+    }
+}
+
+impl FromWorker {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("worker messages are plain data")
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text)
+            .map_err(|e| format!("a message from the worker did not arrive intact: {e}"))
+    }
+}

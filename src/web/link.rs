@@ -1,0 +1,157 @@
+//! The link: keeping the address bar in step with the view, applying a link after the model
+//! loads, and asking before anything a link names is fetched from elsewhere.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+use web_sys::{Element, HtmlElement, HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
+
+use crate::backend::{BackendKind, read_f32};
+use crate::model::readout::{probabilities, top_predictions};
+use crate::model::{Generation, HookPoint, Hooks, LogitsFor, Step};
+use crate::sae::features::{FeatureData, LensToken};
+use crate::sae::pipeline::{Reporter, TrainOptions, feature_job, train_sae};
+use crate::sae::saelens::SaeFiles;
+use crate::sae::steer::intervention_patch;
+use crate::sae::train::{Control, Progress, SaeTrainingConfig};
+use crate::ui::chart::{self, Frame};
+use crate::ui::feature_list::{self, FeatureList, SortKey};
+use crate::ui::heat::{HEAT_PER_TOKEN, HEAT_ROWS, Heat};
+use crate::ui::lab::{FeatureIndex, LoadedSae, Origin, SaeSlot, Summary, TrainRun, metric_text};
+use crate::ui::steer::{self, SHIFTS_SHOWN, SteerMode, SteerResult, SteerRow};
+use crate::ui::train_form::{CorpusKind, TrainForm};
+use crate::ui::{BackendDecision, SaeRef, TokenView, View, ids};
+use crate::web::dom::{
+    append, bar_list, clear, el, histogram, line_chart, listen, shaded_tokens, svg_el,
+};
+use crate::web::platform::{fetch_bytes, js_error, now_ms, sleep, window};
+use crate::web::{App, BUILTIN_MODEL, js};
+
+impl App {
+    pub(crate) fn update_link(&self) {
+        let fragment = self.state.borrow().fragment(self.forced_backend);
+        let url = if fragment.is_empty() {
+            " ".to_string()
+        } else {
+            format!("#{fragment}")
+        };
+        if let Ok(history) = window().history() {
+            history
+                .replace_state_with_url(&JsValue::NULL, "", Some(url.trim()))
+                .ok();
+        }
+        if let Some(input) = self
+            .element("share-link")
+            .and_then(|e| e.dyn_into::<HtmlInputElement>().ok())
+        {
+            input.set_value(&window().location().href().unwrap_or_default());
+        }
+    }
+
+    /// After the model loads: apply what the link asked for (SAE, recipe, feature, steering).
+    pub(crate) async fn apply_link(self: &Rc<Self>) {
+        let location = self.state.borrow().location.clone();
+        // Only a recipe in the link fills the form: what the person typed since loading stays.
+        if let Some(recipe) = &location.recipe
+            && let Ok(form) = TrainForm::from_recipe(recipe)
+        {
+            self.lab.borrow_mut().form = form;
+            self.write_train_form();
+        }
+        self.lab.borrow_mut().steer_rows = location
+            .steer
+            .iter()
+            .map(|i| match i.mode {
+                InterventionMode::Add { strength } => SteerRow {
+                    feature: i.feature.to_string(),
+                    mode: "add".into(),
+                    value: strength.to_string(),
+                },
+                InterventionMode::Clamp { value } => SteerRow {
+                    feature: i.feature.to_string(),
+                    mode: "clamp".into(),
+                    value: value.to_string(),
+                },
+                InterventionMode::Ablate => SteerRow {
+                    feature: i.feature.to_string(),
+                    mode: "ablate".into(),
+                    value: String::new(),
+                },
+            })
+            .collect();
+        self.render_steer_rows();
+        match location.sae.clone() {
+            Some(SaeRef::Id(id)) => {
+                if self.lab.borrow().slot(&id).is_some() {
+                    let feature = location.feature;
+                    self.choose_sae(id).await;
+                    if let Some(f) = feature {
+                        self.state.borrow_mut().location.feature = Some(f);
+                        self.update_link();
+                        self.render_card();
+                        self.after_view_change().await;
+                    }
+                } else if location.recipe.is_some() {
+                    let text_corpus = self.lab.borrow().form.corpus == CorpusKind::Text;
+                    self.set_notice(format!(
+                        "This link names the SAE \"{id}\", which was trained in another browser tab and is not kept in this browser. \
+                         You can train it yourself from the recipe the link carries: the Train view is filled in with it, press Train.{} \
+                         Or, if you have its exported file, import it with \"Import SAE\".",
+                        if text_corpus {
+                            " It was trained on a text the link cannot carry: paste or upload that text first."
+                        } else {
+                            ""
+                        }
+                    ));
+                    self.state.borrow_mut().location.view = Some(View::Train);
+                    self.render_view();
+                    self.render_train();
+                } else {
+                    self.set_notice(format!(
+                        "This link names the SAE \"{id}\", which this page does not have and the link carries no recipe for. \
+                         Import its file with \"Import SAE\", or choose another SAE."
+                    ));
+                    self.state.borrow_mut().location.sae = None;
+                    self.update_link();
+                }
+            }
+            Some(SaeRef::Url(url)) => {
+                if self
+                    .ask_consent(&format!(
+                        "This link asks to fetch an SAE from {url}. Fetch it?"
+                    ))
+                    .await
+                {
+                    self.fetch_remote_sae(url).await;
+                } else {
+                    self.state.borrow_mut().location.sae = None;
+                    self.update_link();
+                    self.set_notice("The SAE named by the link was not fetched.".into());
+                }
+            }
+            None => self.after_view_change().await,
+        }
+    }
+
+    /// Show a yes/no question and wait for the answer.
+    pub(crate) async fn ask_consent(self: &Rc<Self>, question: &str) -> bool {
+        self.consent.set(None);
+        self.set_text("consent-text", question);
+        if let Some(c) = self.element("consent") {
+            c.remove_attribute("hidden").ok();
+        }
+        let answer = loop {
+            if let Some(answer) = self.consent.get() {
+                break answer;
+            }
+            sleep(100).await;
+        };
+        if let Some(c) = self.element("consent") {
+            c.set_attribute("hidden", "").ok();
+        }
+        answer
+    }
+}

@@ -1,0 +1,133 @@
+//! Browser platform calls shared by the page and the worker: the global scope, timers, the
+//! clock, fetch, loading the model's files, and the WebGPU adapter probe.
+
+use js_sys::{Promise, Reflect, Uint8Array};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::Response;
+
+use crate::model::files::{LoadedModel, ModelFiles};
+use crate::ui::AdapterInfo;
+
+pub(crate) fn window() -> web_sys::Window {
+    web_sys::window().expect("a page has a window")
+}
+
+/// The global scope: the page's window, or the worker's scope.
+fn global() -> js_sys::Object {
+    js_sys::global()
+}
+
+fn global_function(name: &str) -> Option<js_sys::Function> {
+    Reflect::get(&global(), &name.into())
+        .ok()
+        .and_then(|f| f.dyn_into().ok())
+}
+
+/// Resolve after `ms` milliseconds, letting the browser handle events and paint (in the page or
+/// in the worker).
+pub(crate) async fn sleep(ms: i32) {
+    let promise = Promise::new(&mut |resolve, _| {
+        if let Some(set_timeout) = global_function("setTimeout") {
+            set_timeout
+                .call2(&global(), &resolve, &JsValue::from(ms))
+                .ok();
+        }
+    });
+    JsFuture::from(promise).await.ok();
+}
+
+pub(crate) fn now_ms() -> f64 {
+    Reflect::get(&global(), &"performance".into())
+        .ok()
+        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
+        .map(|p| p.now())
+        .unwrap_or(0.0)
+}
+
+pub(crate) fn js_error(value: JsValue) -> String {
+    value
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| value.as_string())
+        .unwrap_or_else(|| format!("{value:?}"))
+}
+
+/// Ask the browser for a WebGPU adapter and describe it, without committing to it.
+pub(crate) async fn probe_adapter() -> Result<Option<AdapterInfo>, String> {
+    let navigator = window().navigator();
+    let gpu = Reflect::get(&navigator, &"gpu".into()).map_err(js_error)?;
+    if gpu.is_undefined() || gpu.is_null() {
+        return Ok(None);
+    }
+    let request = Reflect::get(&gpu, &"requestAdapter".into()).map_err(js_error)?;
+    let request: js_sys::Function = request
+        .dyn_into()
+        .map_err(|_| "navigator.gpu.requestAdapter is missing".to_string())?;
+    let promise: Promise = request
+        .call0(&gpu)
+        .map_err(js_error)?
+        .dyn_into()
+        .map_err(js_error)?;
+    let adapter = JsFuture::from(promise).await.map_err(js_error)?;
+    if adapter.is_null() || adapter.is_undefined() {
+        return Ok(None);
+    }
+    let info = Reflect::get(&adapter, &"info".into()).unwrap_or(JsValue::UNDEFINED);
+    let text = |object: &JsValue, key: &str| {
+        Reflect::get(object, &key.into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_default()
+    };
+    let flag = |object: &JsValue, key: &str| {
+        Reflect::get(object, &key.into())
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    };
+    Ok(Some(AdapterInfo {
+        vendor: text(&info, "vendor"),
+        architecture: text(&info, "architecture"),
+        description: text(&info, "description"),
+        is_fallback: flag(&info, "isFallbackAdapter") || flag(&adapter, "isFallbackAdapter"),
+    }))
+}
+
+pub(crate) async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+    let fetch = global_function("fetch").ok_or("this browser has no fetch")?;
+    let promise: Promise = fetch
+        .call1(&global(), &JsValue::from_str(url))
+        .map_err(js_error)?
+        .dyn_into()
+        .map_err(js_error)?;
+    let response = JsFuture::from(promise)
+        .await
+        .map_err(|e| format!("could not fetch {url}: {}", js_error(e)))?;
+    let response: Response = response.dyn_into().map_err(js_error)?;
+    if !response.ok() {
+        return Err(format!(
+            "could not fetch {url}: the server answered {}",
+            response.status()
+        ));
+    }
+    let buffer = JsFuture::from(response.array_buffer().map_err(js_error)?)
+        .await
+        .map_err(js_error)?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+/// The model's three files from `base`, checked and uploaded to `device`.
+pub(crate) async fn load_model(
+    device: &burn::tensor::Device,
+    base: &str,
+) -> Result<LoadedModel, String> {
+    let files = ModelFiles {
+        config_json: fetch_bytes(&format!("{base}config.json")).await?,
+        safetensors: fetch_bytes(&format!("{base}model.safetensors")).await?,
+        tokenizer_json: fetch_bytes(&format!("{base}tokenizer.json")).await?,
+    };
+    let host = files.parse().map_err(|e| e.to_string())?;
+    host.upload(device).map_err(|e| e.to_string())
+}

@@ -1,0 +1,346 @@
+//! The SAEs the page holds: shipped (fetched when chosen), stored in this browser (trained here or
+//! imported), fetched from a link's URL; choosing one, export, import, forgetting.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+use web_sys::{Element, HtmlElement, HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
+
+use crate::backend::{BackendKind, read_f32};
+use crate::model::readout::{probabilities, top_predictions};
+use crate::model::{Generation, HookPoint, Hooks, LogitsFor, Step};
+use crate::sae::features::{FeatureData, LensToken};
+use crate::sae::pipeline::{Reporter, TrainOptions, feature_job, train_sae};
+use crate::sae::saelens::SaeFiles;
+use crate::sae::steer::intervention_patch;
+use crate::sae::train::{Control, Progress, SaeTrainingConfig};
+use crate::ui::chart::{self, Frame};
+use crate::ui::feature_list::{self, FeatureList, SortKey};
+use crate::ui::heat::{HEAT_PER_TOKEN, HEAT_ROWS, Heat};
+use crate::ui::lab::{FeatureIndex, LoadedSae, Origin, SaeSlot, Summary, TrainRun, metric_text};
+use crate::ui::steer::{self, SHIFTS_SHOWN, SteerMode, SteerResult, SteerRow};
+use crate::ui::train_form::{CorpusKind, TrainForm};
+use crate::ui::{BackendDecision, SaeRef, TokenView, View, ids};
+use crate::web::dom::{
+    append, bar_list, clear, el, histogram, line_chart, listen, shaded_tokens, svg_el,
+};
+use crate::web::platform::{fetch_bytes, js_error, now_ms, sleep, window};
+use crate::web::{App, BUILTIN_MODEL, js};
+
+impl App {
+    // ---- The SAEs the page holds ----
+
+    /// Add the shipped SAEs (index.json) and those kept in this browser.
+    pub(crate) async fn discover_saes(self: &Rc<Self>, builtin: bool) {
+        if builtin {
+            match fetch_bytes(&format!("{}saes/index.json", BUILTIN_MODEL)).await {
+                Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    Ok(index) => {
+                        let list = index["saes"].as_array().cloned().unwrap_or_default();
+                        let mut lab = self.lab.borrow_mut();
+                        for entry in list {
+                            let text = |k: &str| entry[k].as_str().unwrap_or("").to_string();
+                            let number = |k: &str| entry[k].as_f64();
+                            let id = text("id");
+                            if id.is_empty() || lab.slot(&id).is_some() {
+                                continue;
+                            }
+                            lab.saes.push(SaeSlot {
+                                label: format!("{id} (shipped)"),
+                                origin: Origin::Shipped {
+                                    path: format!("{}{}", BUILTIN_MODEL, text("path")),
+                                },
+                                hook_name: text("hook_name"),
+                                architecture: text("architecture"),
+                                d_sae: number("d_sae").unwrap_or(0.0) as usize,
+                                summary: Summary {
+                                    l0: number("l0"),
+                                    explained_variance: number("explained_variance"),
+                                    loss_recovered: number("loss_recovered"),
+                                    mean_concept_auroc: number("mean_concept_auroc"),
+                                    ..Summary::default()
+                                },
+                                id,
+                                loaded: None,
+                                features: None,
+                            });
+                        }
+                    }
+                    Err(e) => self.show_error(format!("The list of shipped SAEs is damaged: {e}")),
+                },
+                Err(e) => self.show_error(format!("The shipped SAEs could not be listed: {e}")),
+            }
+        }
+        match stored_saes().await {
+            Ok(stored) => {
+                for (id, bytes) in stored {
+                    if let Err(e) = self.add_from_zip(&id, &bytes, Origin::Stored).await {
+                        self.show_error(format!(
+                            "The SAE \"{id}\" kept in this browser could not be read ({e}); it was left alone."
+                        ));
+                    }
+                }
+            }
+            Err(e) => self.show_error(format!(
+                "Browser storage is not available, so SAEs trained here will not survive a reload: {e}"
+            )),
+        }
+        self.render_sae_picker();
+    }
+
+    /// Parse SAE files, check they fit the model, and add (or replace) a slot.
+    pub(crate) async fn add_files(
+        self: &Rc<Self>,
+        id: &str,
+        files: SaeFiles,
+        origin: Origin,
+    ) -> crate::Result<()> {
+        let loaded = self.loaded()?;
+        let host = files.parse()?;
+        let hook = HookPoint::parse(&host.config.hook_name, loaded.model.config())?;
+        let sae = host.upload(loaded.model.device())?;
+        sae.check_fits(&hook.to_string(), hook.width(loaded.model.config()))?;
+        let provenance = host.provenance.clone();
+        let summary = provenance
+            .metrics
+            .as_ref()
+            .map(Summary::of)
+            .unwrap_or_default();
+        let architecture = provenance
+            .trained_as
+            .clone()
+            .unwrap_or_else(|| host.config.architecture.name().to_string());
+        let label = match (&provenance.name, &origin) {
+            (Some(name), _) => format!("{name} ({id})"),
+            (None, Origin::Remote { url }) => format!("{id} from {url}"),
+            (None, _) => id.to_string(),
+        };
+        let slot = SaeSlot {
+            id: id.to_string(),
+            label,
+            origin,
+            hook_name: host.config.hook_name.clone(),
+            architecture,
+            d_sae: host.config.d_sae,
+            summary,
+            loaded: Some(Rc::new(LoadedSae {
+                sae,
+                hook,
+                files,
+                provenance,
+            })),
+            features: None,
+        };
+        let mut lab = self.lab.borrow_mut();
+        match lab.slot_mut(id) {
+            Some(existing) => {
+                if matches!(existing.origin, Origin::Shipped { .. }) {
+                    // A shipped SAE stays shipped; only its weights arrive.
+                    existing.loaded = slot.loaded;
+                    if existing.summary.dead_fraction.is_none() {
+                        let keep = existing.summary.clone();
+                        existing.summary = Summary {
+                            l0: slot.summary.l0.or(keep.l0),
+                            ..slot.summary
+                        };
+                    }
+                } else {
+                    *existing = slot;
+                }
+            }
+            None => lab.saes.push(slot),
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn add_from_zip(
+        self: &Rc<Self>,
+        id: &str,
+        zip: &[u8],
+        origin: Origin,
+    ) -> crate::Result<()> {
+        let files = SaeFiles::from_named_files(vec![(format!("{id}.zip"), zip.to_vec())])?;
+        self.add_files(id, files, origin).await
+    }
+
+    /// Make `id` the chosen SAE, fetching its files if they are not here yet.
+    pub(crate) async fn choose_sae(self: &Rc<Self>, id: String) {
+        let origin = self.lab.borrow().slot(&id).map(|s| s.origin.clone());
+        let Some(origin) = origin else {
+            self.show_error(format!("There is no SAE called \"{id}\" here."));
+            return;
+        };
+        {
+            let mut state = self.state.borrow_mut();
+            if state.location.sae != Some(SaeRef::Id(id.clone())) {
+                state.location.feature = None;
+            }
+            state.location.sae = Some(SaeRef::Id(id.clone()));
+            state.location.recipe = None;
+        }
+        self.lab.borrow_mut().heat = None;
+        self.update_link();
+        self.render_sae_picker();
+        let needs_fetch = self
+            .lab
+            .borrow()
+            .slot(&id)
+            .is_some_and(|s| s.loaded.is_none());
+        if needs_fetch && let Origin::Shipped { path } = origin {
+            self.set_notice(format!("Fetching the SAE {id}…"));
+            match fetch_sae_dir(&path).await {
+                Ok(files) => {
+                    if let Err(e) = self.add_files(&id, files, Origin::Shipped { path }).await {
+                        self.show_error(format!("The SAE {id} could not be loaded: {e}"));
+                    }
+                }
+                Err(e) => self.show_error(format!("The SAE {id} could not be fetched: {e}")),
+            }
+            self.set_notice(String::new());
+        }
+        // Links carry the recipe of SAEs that live only in a browser tab.
+        if let Some(slot) = self.lab.borrow().slot(&id)
+            && slot.origin == Origin::Stored
+        {
+            let recipe = slot
+                .loaded
+                .as_ref()
+                .and_then(|l| l.provenance.recipe.as_ref())
+                .map(|r| TrainForm::from_config(r).recipe());
+            self.state.borrow_mut().location.recipe = recipe;
+        }
+        self.update_link();
+        self.render_sae_picker();
+        self.render_view();
+        self.analyse().await;
+        self.render();
+        self.after_view_change().await;
+    }
+
+    // ---- Keep and move SAEs ----
+
+    pub(crate) fn export_sae(&self) {
+        let Some(id) = self.selected_sae() else {
+            self.show_error("Choose an SAE to export.".into());
+            return;
+        };
+        let Some(loaded) = self.selected_loaded() else {
+            self.show_error("This SAE is still loading; try again in a moment.".into());
+            return;
+        };
+        js::download(&format!("{id}.zip"), &loaded.files.to_zip(&id));
+    }
+
+    pub(crate) async fn import_files(self: &Rc<Self>, files: Vec<(String, Vec<u8>)>) {
+        if files.is_empty() {
+            return;
+        }
+        let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        let result = async {
+            let sae_files = SaeFiles::from_named_files(files)?;
+            let id = format!("imported-{}", js::random_id());
+            let zip = sae_files.to_zip(&id);
+            self.add_files(&id, sae_files, Origin::Stored).await?;
+            if let Err(e) = keep_in_browser(&id, &zip).await {
+                self.show_error(format!(
+                    "The SAE was imported but could not be kept in browser storage: {e}"
+                ));
+            }
+            Ok::<_, crate::SaeplayError>(id)
+        }
+        .await;
+        match result {
+            Ok(id) => {
+                self.set_notice(format!("Imported {} as {id}.", names.join(", ")));
+                self.choose_sae(id).await;
+            }
+            Err(e) => self.show_error(format!("Could not import {}: {e}", names.join(", "))),
+        }
+    }
+
+    pub(crate) async fn forget_sae(self: &Rc<Self>) {
+        let Some(id) = self.selected_sae() else {
+            return;
+        };
+        let stored = self
+            .lab
+            .borrow()
+            .slot(&id)
+            .is_some_and(|s| s.origin == Origin::Stored);
+        if !stored {
+            self.show_error(
+                "Only SAEs trained or imported here can be removed; shipped ones stay.".into(),
+            );
+            return;
+        }
+        if let Ok(promise) = js::store_delete(&id) {
+            JsFuture::from(promise).await.ok();
+        }
+        self.lab.borrow_mut().saes.retain(|s| s.id != id);
+        self.state.borrow_mut().location.sae = None;
+        self.update_link();
+        self.render_sae_picker();
+        self.render_view();
+        self.after_view_change().await;
+    }
+
+    pub(crate) async fn fetch_remote_sae(self: &Rc<Self>, url: String) {
+        self.set_notice(format!("Fetching the SAE from {url}…"));
+        let result = async {
+            let files = if url.to_ascii_lowercase().ends_with(".zip") {
+                SaeFiles::from_named_files(vec![(
+                    "sae.zip".into(),
+                    fetch_bytes(&url).await.map_err(crate::SaeplayError::Io)?,
+                )])?
+            } else {
+                let base = if url.ends_with('/') {
+                    url.clone()
+                } else {
+                    format!("{url}/")
+                };
+                fetch_sae_dir(&base)
+                    .await
+                    .map_err(crate::SaeplayError::Io)?
+            };
+            let id = format!("fetched-{}", js::random_id());
+            self.add_files(&id, files, Origin::Remote { url: url.clone() })
+                .await?;
+            Ok::<_, crate::SaeplayError>(id)
+        }
+        .await;
+        self.set_notice(String::new());
+        match result {
+            Ok(id) => {
+                self.choose_sae(id).await;
+                // The link keeps naming the URL, so it still works for others.
+                self.state.borrow_mut().location.sae = Some(SaeRef::Url(url));
+                self.update_link();
+            }
+            Err(e) => self.show_error(format!("The SAE at {url} could not be loaded: {e}")),
+        }
+    }
+}
+
+async fn fetch_sae_dir(base: &str) -> Result<SaeFiles, String> {
+    use crate::sae::saelens::{CFG_FILE, SAEPLAY_FILE, SPARSITY_FILE, WEIGHTS_FILE};
+    Ok(SaeFiles {
+        cfg: fetch_bytes(&format!("{base}{CFG_FILE}")).await?,
+        weights: fetch_bytes(&format!("{base}{WEIGHTS_FILE}")).await?,
+        sparsity: fetch_bytes(&format!("{base}{SPARSITY_FILE}")).await.ok(),
+        saeplay: fetch_bytes(&format!("{base}{SAEPLAY_FILE}")).await.ok(),
+    })
+}
+
+async fn keep_in_browser(id: &str, zip: &[u8]) -> Result<(), String> {
+    let promise = js::store_put(id, zip).map_err(js_error)?;
+    JsFuture::from(promise).await.map(|_| ()).map_err(js_error)
+}
+
+async fn stored_saes() -> Result<Vec<(String, Vec<u8>)>, String> {
+    let promise = js::store_all().map_err(js_error)?;
+    let all = JsFuture::from(promise).await.map_err(js_error)?;
+    Ok(js::named_files(&all))
+}

@@ -1,0 +1,432 @@
+//! The features view: the list (search, sort) and one feature's card.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+use web_sys::{Element, HtmlElement, HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
+
+use crate::backend::{BackendKind, read_f32};
+use crate::model::readout::{probabilities, top_predictions};
+use crate::model::{Generation, HookPoint, Hooks, LogitsFor, Step};
+use crate::sae::features::{FeatureData, LensToken};
+use crate::sae::pipeline::{Reporter, TrainOptions, feature_job, train_sae};
+use crate::sae::saelens::SaeFiles;
+use crate::sae::steer::intervention_patch;
+use crate::sae::train::{Control, Progress, SaeTrainingConfig};
+use crate::ui::chart::{self, Frame};
+use crate::ui::feature_list::{self, FeatureList, SortKey};
+use crate::ui::heat::{HEAT_PER_TOKEN, HEAT_ROWS, Heat};
+use crate::ui::lab::{FeatureIndex, LoadedSae, Origin, SaeSlot, Summary, TrainRun, metric_text};
+use crate::ui::steer::{self, SHIFTS_SHOWN, SteerMode, SteerResult, SteerRow};
+use crate::ui::train_form::{CorpusKind, TrainForm};
+use crate::ui::{BackendDecision, SaeRef, TokenView, View, ids};
+use crate::web::dom::{
+    append, bar_list, clear, el, histogram, line_chart, listen, shaded_tokens, svg_el,
+};
+use crate::web::platform::{fetch_bytes, js_error, now_ms, sleep, window};
+use crate::web::{App, BUILTIN_MODEL, js};
+
+const LIST_LIMIT: usize = 200;
+
+impl App {
+    /// Fetch the open card's data from the worker when the page does not hold it yet.
+    pub(crate) async fn ensure_card(self: &Rc<Self>) {
+        let (Some(id), Some(feature)) = (self.selected_sae(), self.state.borrow().location.feature)
+        else {
+            return;
+        };
+        let Some(index) = self.lab.borrow().slot(&id).and_then(|s| s.features.clone()) else {
+            return;
+        };
+        if index.card(feature).is_some() || !index.rows.iter().any(|r| r.index == feature) {
+            self.render_card();
+            return;
+        }
+        let answer = self
+            .ask_worker(
+                "feature",
+                vec![
+                    ("key", id.as_str().into()),
+                    ("index", (feature as f64).into()),
+                ],
+            )
+            .await
+            .and_then(|json| serde_json::from_str::<FeatureData>(&json).map_err(|e| e.to_string()));
+        match answer {
+            Ok(data) => {
+                index.cards.borrow_mut().insert(feature, Rc::new(data));
+            }
+            Err(e) => self.show_error(format!("Feature #{feature} could not be shown: {e}")),
+        }
+        self.render_card();
+    }
+
+    /// Scan held-out stories with the chosen SAE (once per SAE), in the worker on both paths:
+    /// the summary is host work either way, and there the page never waits on it.
+    pub(crate) async fn ensure_features(self: &Rc<Self>) -> Option<Rc<FeatureIndex>> {
+        let id = self.selected_sae()?;
+        if let Some(index) = self.lab.borrow().slot(&id).and_then(|s| s.features.clone()) {
+            return Some(index);
+        }
+        let loaded_sae = self.selected_loaded()?;
+        let index = match self.features_in_worker(&id, &loaded_sae).await {
+            Ok(list) => Ok(FeatureIndex {
+                tokens: list.tokens,
+                rows: list.rows,
+                cards: RefCell::default(),
+                here: None,
+            }),
+            // The worker is an optimisation: without it, the page scans itself.
+            Err(message) => {
+                web_sys::console::warn_1(
+                    &format!("feature scan in the worker failed ({message}); scanning in the page")
+                        .into(),
+                );
+                let loaded = self.loaded().map_err(|e| e.to_string());
+                match loaded {
+                    Ok(loaded) => {
+                        let on_phase = |text: String| {
+                            self.lab.borrow_mut().feature_status = text;
+                            self.render_feature_status();
+                        };
+                        feature_job(
+                            &loaded,
+                            &loaded_sae.sae,
+                            loaded_sae.hook,
+                            PAGE_WINDOWS_PER_FORWARD,
+                            &on_phase,
+                        )
+                        .await
+                        .map(|report| FeatureIndex {
+                            tokens: report.tokens,
+                            rows: FeatureList::of(&report).rows,
+                            cards: RefCell::default(),
+                            here: Some(report),
+                        })
+                        .map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match index {
+            Ok(index) => {
+                let index = Rc::new(index);
+                let mut lab = self.lab.borrow_mut();
+                lab.feature_status = format!(
+                    "{} features, read on {} held-out tokens.",
+                    index.rows.len(),
+                    index.tokens
+                );
+                if let Some(slot) = lab.slot_mut(&id) {
+                    slot.features = Some(Rc::clone(&index));
+                }
+                Some(index)
+            }
+            Err(e) => {
+                self.lab.borrow_mut().feature_status = String::new();
+                self.show_error(format!("The features could not be read: {e}"));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn render_feature_status(&self) {
+        self.set_text("feature-status", &self.lab.borrow().feature_status);
+    }
+
+    pub(crate) fn render_features(&self) {
+        self.render_feature_status();
+        let Some(body) = self.element("feature-rows") else {
+            return;
+        };
+        clear(&body);
+        let Some(id) = self.selected_sae() else {
+            self.set_text(
+                "feature-status",
+                "Choose an SAE above to list its features.",
+            );
+            return;
+        };
+        let lab = self.lab.borrow();
+        let Some(index) = lab.slot(&id).and_then(|s| s.features.clone()) else {
+            return;
+        };
+        let rows = &index.rows;
+        let key = lab.sort.unwrap_or(SortKey::Density);
+        let descending = lab.sort.is_none() || lab.descending;
+        let chosen = feature_list::select(rows, &lab.query, key, descending, LIST_LIMIT);
+        self.set_text(
+            "feature-count",
+            &format!("{} shown of {} features", chosen.len(), rows.len()),
+        );
+        for i in chosen {
+            let row = &rows[i];
+            let tr = el(&self.document, "tr", "", "");
+            tr.set_attribute("data-feature", &row.index.to_string())
+                .ok();
+            append(
+                &tr,
+                &el(&self.document, "td", "num", &format!("#{}", row.index)),
+            );
+            append(
+                &tr,
+                &el(&self.document, "td", "num", &format!("{:.4}", row.density)),
+            );
+            append(
+                &tr,
+                &el(
+                    &self.document,
+                    "td",
+                    "num",
+                    &format!("{:.2}", row.max_activation),
+                ),
+            );
+            let concept = row
+                .concept
+                .as_ref()
+                .map_or("–".to_string(), |(c, a)| format!("{c} ({a:.2})"));
+            append(&tr, &el(&self.document, "td", "", &concept));
+            append(
+                &tr,
+                &el(
+                    &self.document,
+                    "td",
+                    "tokens",
+                    &row.top_tokens
+                        .iter()
+                        .map(|t| format!("{t:?}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+            );
+            append(&body, &tr);
+        }
+        drop(lab);
+        self.render_card();
+    }
+
+    pub(crate) fn render_card(&self) {
+        let Some(card) = self.element("feature-card") else {
+            return;
+        };
+        clear(&card);
+        let feature = self.state.borrow().location.feature;
+        let Some(feature) = feature else {
+            card.set_attribute("hidden", "").ok();
+            return;
+        };
+        card.remove_attribute("hidden").ok();
+        let Some(id) = self.selected_sae() else {
+            return;
+        };
+        let lab = self.lab.borrow();
+        let Some(index) = lab.slot(&id).and_then(|s| s.features.clone()) else {
+            append(
+                &card,
+                &el(
+                    &self.document,
+                    "p",
+                    "muted",
+                    &format!("Feature #{feature}: reading the SAE's features…"),
+                ),
+            );
+            return;
+        };
+        if !index.rows.iter().any(|r| r.index == feature) {
+            append(
+                &card,
+                &el(
+                    &self.document,
+                    "p",
+                    "",
+                    &format!(
+                        "This SAE has no feature #{feature}: its features are 0 to {}.",
+                        index.rows.len().saturating_sub(1)
+                    ),
+                ),
+            );
+            return;
+        }
+        let Some(data) = index.card(feature) else {
+            append(
+                &card,
+                &el(
+                    &self.document,
+                    "p",
+                    "muted",
+                    &format!("Loading feature #{feature}…"),
+                ),
+            );
+            return;
+        };
+        let d = &self.document;
+        let title = el(d, "h2", "", &format!("Feature #{feature}"));
+        title.set_id("card-title");
+        append(&card, &title);
+        append(
+            &card,
+            &el(
+                d,
+                "p",
+                "muted",
+                &format!(
+                    "Density {:.4} (fires on {:.2}% of tokens), max activation {:.2}, mean when active {:.2}.",
+                    data.density,
+                    data.density * 100.0,
+                    data.max_activation,
+                    data.mean_active
+                ),
+            ),
+        );
+        let concept = el(
+            d,
+            "p",
+            "concept",
+            &match &data.best_concept {
+                Some(c) => format!(
+                    "Best-matching concept: {} (AUROC {:.3})",
+                    c.concept, c.auroc
+                ),
+                None => "No concept labels for this text.".into(),
+            },
+        );
+        concept.set_id("card-concept");
+        append(&card, &concept);
+        let steer = el(d, "button", "", "Steer with this feature");
+        steer.set_attribute("type", "button").ok();
+        steer
+            .set_attribute("data-steer-feature", &feature.to_string())
+            .ok();
+        append(&card, &steer);
+
+        let columns = el(d, "div", "card-columns", "");
+        let left = el(d, "div", "", "");
+        append(&left, &el(d, "h3", "", "Top activations"));
+        let top = el(d, "div", "examples", "");
+        top.set_id("card-top");
+        for example in &data.top_examples {
+            append(
+                &top,
+                &shaded_tokens(
+                    d,
+                    &example.tokens,
+                    &example.activations,
+                    data.max_activation,
+                    Some(example.focus),
+                ),
+            );
+        }
+        if data.top_examples.is_empty() {
+            append(
+                &top,
+                &el(d, "p", "muted", "It never fired on the held-out stories."),
+            );
+        }
+        append(&left, &top);
+        let bands = el(d, "div", "examples", "");
+        bands.set_id("card-bands");
+        for band in &data.bands {
+            if band.examples.is_empty() {
+                continue;
+            }
+            append(
+                &bands,
+                &el(
+                    d,
+                    "h4",
+                    "",
+                    &format!("Activations {:.2} to {:.2}", band.low, band.high),
+                ),
+            );
+            for example in &band.examples {
+                append(
+                    &bands,
+                    &shaded_tokens(
+                        d,
+                        &example.tokens,
+                        &example.activations,
+                        data.max_activation,
+                        Some(example.focus),
+                    ),
+                );
+            }
+        }
+        append(&left, &el(d, "h3", "", "Quantile examples"));
+        append(&left, &bands);
+        append(&columns, &left);
+
+        let right = el(d, "div", "", "");
+        let counts: Vec<f64> = data.histogram.counts.iter().map(|&c| c as f64).collect();
+        let hist = histogram(
+            d,
+            "Activation histogram (when active)",
+            &data.histogram.edges,
+            &counts,
+            Frame::SMALL,
+        );
+        hist.set_id("card-histogram");
+        append(&right, &hist);
+        append(&right, &el(d, "h3", "", "Logit lens: tokens it promotes"));
+        let max_lens = data
+            .promoted
+            .iter()
+            .chain(&data.suppressed)
+            .map(|t| f64::from(t.value.abs()))
+            .fold(0.0, f64::max);
+        let lens_rows = |tokens: &[crate::sae::features::LensToken]| {
+            tokens
+                .iter()
+                .map(|t| {
+                    (
+                        format!("{:?}", t.token),
+                        f64::from(t.value),
+                        format!("{:+.2}", t.value),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let promoted = bar_list(d, &lens_rows(&data.promoted), max_lens);
+        promoted.set_id("card-lens-promoted");
+        append(&right, &promoted);
+        append(&right, &el(d, "h3", "", "…and suppresses"));
+        let suppressed = bar_list(d, &lens_rows(&data.suppressed), max_lens);
+        suppressed.set_id("card-lens-suppressed");
+        append(&right, &suppressed);
+        append(
+            &right,
+            &el(d, "h3", "", "Nearest features (decoder cosine)"),
+        );
+        let nearest = el(d, "ul", "feature-chips", "");
+        nearest.set_id("card-nearest");
+        for &(f, cos) in &data.nearest {
+            let item = el(d, "li", "", "");
+            let button = el(d, "button", "chip", &format!("#{f}  {cos:.2}"));
+            button.set_attribute("type", "button").ok();
+            button.set_attribute("data-feature", &f.to_string()).ok();
+            append(&item, &button);
+            append(&nearest, &item);
+        }
+        append(&right, &nearest);
+        append(&columns, &right);
+        append(&card, &columns);
+    }
+
+    pub(crate) async fn open_feature(self: &Rc<Self>, feature: usize) {
+        {
+            let mut state = self.state.borrow_mut();
+            state.location.feature = Some(feature);
+            state.location.view = Some(View::Features);
+        }
+        self.update_link();
+        self.render_view();
+        self.render_card();
+        self.after_view_change().await;
+        if let Some(card) = self.element("feature-card") {
+            card.scroll_into_view();
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The prompt view: tokens, next-token predictions, and generation.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+use web_sys::{Element, HtmlElement, HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
+
+use crate::backend::{BackendKind, read_f32};
+use crate::model::readout::{probabilities, top_predictions};
+use crate::model::{Generation, HookPoint, Hooks, LogitsFor, Step};
+use crate::sae::features::{FeatureData, LensToken};
+use crate::sae::pipeline::{Reporter, TrainOptions, feature_job, train_sae};
+use crate::sae::saelens::SaeFiles;
+use crate::sae::steer::intervention_patch;
+use crate::sae::train::{Control, Progress, SaeTrainingConfig};
+use crate::ui::chart::{self, Frame};
+use crate::ui::feature_list::{self, FeatureList, SortKey};
+use crate::ui::heat::{HEAT_PER_TOKEN, HEAT_ROWS, Heat};
+use crate::ui::lab::{FeatureIndex, LoadedSae, Origin, SaeSlot, Summary, TrainRun, metric_text};
+use crate::ui::steer::{self, SHIFTS_SHOWN, SteerMode, SteerResult, SteerRow};
+use crate::ui::train_form::{CorpusKind, TrainForm};
+use crate::ui::{BackendDecision, SaeRef, TokenView, View, ids};
+use crate::web::dom::{
+    append, bar_list, clear, el, histogram, line_chart, listen, shaded_tokens, svg_el,
+};
+use crate::web::platform::{fetch_bytes, js_error, now_ms, sleep, window};
+use crate::web::{App, BUILTIN_MODEL, js};
+
+const PREDICTIONS_SHOWN: usize = 10;
+
+impl App {
+    /// Tokenise the prompt and show the next-token predictions.
+    pub(crate) async fn analyse(self: &Rc<Self>) {
+        let Some(loaded) = self.model.borrow().clone() else {
+            return;
+        };
+        let prompt = self.state.borrow().prompt.clone();
+        // With an SAE chosen, the same forward captures its hook for the heatmap.
+        let sae_hook = self.selected_loaded().map(|s| s.hook);
+        let result = async {
+            let encoded = loaded.encode_prompt(&prompt).map_err(|e| e.to_string())?;
+            let hooks = match sae_hook {
+                Some(hook) => Hooks::capture([hook]),
+                None => Hooks::none(),
+            };
+            let output = loaded
+                .model
+                .forward(
+                    std::slice::from_ref(&encoded.ids),
+                    &hooks,
+                    LogitsFor::LastPosition,
+                )
+                .map_err(|e| e.to_string())?;
+            let captured = sae_hook.and_then(|hook| output.activation(hook).cloned());
+            let logits = read_f32(output.logits).await.map_err(|e| e.to_string())?;
+            let tokens: Vec<TokenView> = encoded
+                .ids
+                .iter()
+                .zip(encoded.pieces(&prompt))
+                .map(|(&id, piece)| TokenView {
+                    id,
+                    text: piece.to_string(),
+                })
+                .collect();
+            Ok::<_, String>((
+                tokens,
+                top_predictions(&logits, PREDICTIONS_SHOWN),
+                captured,
+            ))
+        }
+        .await;
+        if self.state.borrow().prompt != prompt {
+            return; // the person typed on; a newer analysis follows
+        }
+        match result {
+            Ok((tokens, predictions, captured)) => {
+                let texts: Vec<String> = tokens.iter().map(|t| t.text.clone()).collect();
+                self.state
+                    .borrow_mut()
+                    .analysed(tokens, &predictions, |id| loaded.tokenizer.token_text(id));
+                if let Some(activation) = captured
+                    && let Err(e) = self.compute_heat(activation, texts).await
+                {
+                    self.show_error(format!("The SAE could not run on the prompt: {e}"));
+                }
+            }
+            Err(message) => self.state.borrow_mut().analysis_failed(message),
+        }
+        self.render_heatmap();
+    }
+
+    pub(crate) async fn generate(self: &Rc<Self>) {
+        let Some(loaded) = self.model.borrow().clone() else {
+            return;
+        };
+        let Some(config) = self.state.borrow_mut().start_generation() else {
+            self.render();
+            return;
+        };
+        self.render();
+        let ticket = self.generation_ticket.get();
+        let prompt = self.state.borrow().prompt.clone();
+        let started = now_ms();
+        let result = async {
+            let ids = loaded
+                .encode_prompt(&prompt)
+                .map_err(|e| e.to_string())?
+                .ids;
+            let mut generation = Generation::new(&loaded.model, &ids, config, Hooks::none())
+                .map_err(|e| e.to_string())?;
+            loop {
+                if self.generation_ticket.get() != ticket {
+                    return Ok(None);
+                }
+                match generation.step().await.map_err(|e| e.to_string())? {
+                    Step::Token(_) => {
+                        let text = loaded
+                            .tokenizer
+                            .decode(generation.produced())
+                            .map_err(|e| e.to_string())?;
+                        self.state
+                            .borrow_mut()
+                            .generated(text, generation.produced().len());
+                        self.render_generation();
+                        sleep(0).await; // let the page handle input between tokens
+                    }
+                    Step::Done(reason) => return Ok(Some((reason, generation.produced().len()))),
+                }
+            }
+        }
+        .await;
+        let seconds = (now_ms() - started) / 1000.0;
+        {
+            let mut state = self.state.borrow_mut();
+            match result {
+                Ok(Some((reason, tokens))) => {
+                    state.generation_finished(Ok((reason, tokens, seconds)))
+                }
+                Ok(None) => state.generation_cancelled(),
+                Err(message) => state.generation_finished(Err(message)),
+            }
+        }
+        self.render();
+    }
+
+    pub(crate) fn render_generation(&self) {
+        let state = self.state.borrow();
+        self.set_text("output", &state.output);
+        if let Some(output) = self.element("output") {
+            if state.output_done {
+                output.set_attribute("data-done", "true").ok();
+            } else {
+                output.remove_attribute("data-done").ok();
+            }
+        }
+        self.set_text("generation-status", &state.generation_status);
+        if let Some(button) = self.element("generate") {
+            button
+                .toggle_attribute_with_force("disabled", state.generating)
+                .ok();
+        }
+        if let Some(button) = self.element("stop") {
+            button
+                .toggle_attribute_with_force("disabled", !state.generating)
+                .ok();
+        }
+    }
+
+    /// Draw the whole state. Every string is set as text, never parsed as markup.
+    pub(crate) fn render(&self) {
+        let state = self.state.borrow();
+        if let Some(body) = self.document.body() {
+            body.dataset().set("state", state.phase.name()).ok();
+        }
+        self.set_text("status", &state.status);
+        match &state.backend {
+            Some(BackendDecision {
+                kind,
+                label,
+                reason,
+            }) => {
+                self.set_text("backend", label);
+                self.set_text("backend-reason", reason);
+                if let Some(element) = self.element("backend") {
+                    let name = if *kind == BackendKind::Wgpu {
+                        "webgpu"
+                    } else {
+                        "cpu"
+                    };
+                    element.set_attribute("data-backend", name).ok();
+                }
+            }
+            None => self.set_text("backend", "choosing…"),
+        }
+        if let Some(list) = self.element("tokens") {
+            list.set_text_content(None);
+            for (index, token) in state.tokens.iter().enumerate() {
+                if let Ok(span) = self.document.create_element("span") {
+                    span.set_class_name("token");
+                    span.set_attribute("data-id", &token.id.to_string()).ok();
+                    span.set_attribute("data-token", &index.to_string()).ok();
+                    span.set_attribute("title", &format!("token {}", token.id))
+                        .ok();
+                    span.set_text_content(Some(&token.text));
+                    list.append_child(&span).ok();
+                }
+            }
+        }
+        if let Some(list) = self.element("predictions") {
+            list.set_text_content(None);
+            for prediction in &state.predictions {
+                let Ok(item) = self.document.create_element("li") else {
+                    continue;
+                };
+                item.set_class_name("prediction");
+                item.set_attribute("data-id", &prediction.id.to_string())
+                    .ok();
+                item.set_attribute("data-prob", &prediction.probability.to_string())
+                    .ok();
+                let bar = self.document.create_element("span").ok();
+                if let Some(bar) = bar.and_then(|b| b.dyn_into::<HtmlElement>().ok()) {
+                    bar.set_class_name("bar");
+                    bar.style()
+                        .set_property("width", &format!("{:.1}%", prediction.probability * 100.0))
+                        .ok();
+                    item.append_child(&bar).ok();
+                }
+                if let Ok(label) = self.document.create_element("span") {
+                    label.set_class_name("label");
+                    label.set_text_content(Some(&format!("{:?}", prediction.text)));
+                    item.append_child(&label).ok();
+                }
+                if let Ok(value) = self.document.create_element("span") {
+                    value.set_class_name("prob");
+                    value
+                        .set_text_content(Some(&format!("{:.1}%", prediction.probability * 100.0)));
+                    item.append_child(&value).ok();
+                }
+                list.append_child(&item).ok();
+            }
+        }
+        drop(state);
+        self.render_errors();
+        self.render_generation();
+    }
+
+    pub(crate) fn render_errors(&self) {
+        let state = self.state.borrow();
+        let message = state.errors.join("\n");
+        self.set_text("error-text", &message);
+        if let Some(error) = self.element("error") {
+            error
+                .toggle_attribute_with_force("hidden", state.errors.is_empty())
+                .ok();
+        }
+    }
+}

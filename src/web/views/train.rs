@@ -1,0 +1,292 @@
+//! The train view: the form, one run (in the worker on the CPU path, in the page on WebGPU), its live charts.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+use web_sys::{Element, HtmlElement, HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
+
+use crate::backend::{BackendKind, read_f32};
+use crate::model::readout::{probabilities, top_predictions};
+use crate::model::{Generation, HookPoint, Hooks, LogitsFor, Step};
+use crate::sae::features::{FeatureData, LensToken};
+use crate::sae::pipeline::{Reporter, TrainOptions, feature_job, train_sae};
+use crate::sae::saelens::SaeFiles;
+use crate::sae::steer::intervention_patch;
+use crate::sae::train::{Control, Progress, SaeTrainingConfig};
+use crate::ui::chart::{self, Frame};
+use crate::ui::feature_list::{self, FeatureList, SortKey};
+use crate::ui::heat::{HEAT_PER_TOKEN, HEAT_ROWS, Heat};
+use crate::ui::lab::{FeatureIndex, LoadedSae, Origin, SaeSlot, Summary, TrainRun, metric_text};
+use crate::ui::steer::{self, SHIFTS_SHOWN, SteerMode, SteerResult, SteerRow};
+use crate::ui::train_form::{CorpusKind, TrainForm};
+use crate::ui::{BackendDecision, SaeRef, TokenView, View, ids};
+use crate::web::dom::{
+    append, bar_list, clear, el, histogram, line_chart, listen, shaded_tokens, svg_el,
+};
+use crate::web::platform::{fetch_bytes, js_error, now_ms, sleep, window};
+use crate::web::{App, BUILTIN_MODEL, js};
+
+impl App {
+    pub(crate) fn read_train_form(&self) {
+        let value = |id: &str| input_of(self, id).map(|e| e.value()).unwrap_or_default();
+        let select = |id: &str| select_of(self, id).map(|e| e.value()).unwrap_or_default();
+        let text = self
+            .element("train-text")
+            .and_then(|e| e.dyn_into::<HtmlTextAreaElement>().ok())
+            .map(|e| e.value())
+            .unwrap_or_default();
+        let corpus = select("train-corpus");
+        self.update(|lab| {
+            let form = &mut lab.form;
+            form.corpus = if corpus == "text" {
+                CorpusKind::Text
+            } else {
+                CorpusKind::TinyTales
+            };
+            form.text = text;
+            form.hook = select("train-hook");
+            form.architecture = select("train-arch");
+            form.k = value("train-k");
+            form.expansion = value("train-expansion");
+            form.tokens = value("train-tokens");
+            form.batch_size = value("train-batch");
+            form.learning_rate = value("train-lr");
+            form.sparsity = value("train-sparsity");
+            form.seed = value("train-seed");
+        });
+    }
+
+    pub(crate) fn write_train_form(&self) {
+        let lab = self.lab.borrow();
+        let form = &lab.form;
+        if let Some(hook) = select_of(self, "train-hook") {
+            if hook.length() == 0 {
+                for name in self.hook_names() {
+                    let option = el(&self.document, "option", "", &name);
+                    option.set_attribute("value", &name).ok();
+                    hook.append_child(&option).ok();
+                }
+            }
+            hook.set_value(&form.hook);
+        }
+        if let Some(arch) = select_of(self, "train-arch") {
+            arch.set_value(&form.architecture);
+        }
+        if let Some(corpus) = select_of(self, "train-corpus") {
+            corpus.set_value(if form.corpus == CorpusKind::Text {
+                "text"
+            } else {
+                "tinytales"
+            });
+        }
+        if let Some(text) = self
+            .element("train-text")
+            .and_then(|e| e.dyn_into::<HtmlTextAreaElement>().ok())
+        {
+            text.set_value(&form.text);
+        }
+        for (id, value) in [
+            ("train-k", &form.k),
+            ("train-expansion", &form.expansion),
+            ("train-tokens", &form.tokens),
+            ("train-batch", &form.batch_size),
+            ("train-lr", &form.learning_rate),
+            ("train-sparsity", &form.sparsity),
+            ("train-seed", &form.seed),
+        ] {
+            if let Some(input) = input_of(self, id) {
+                input.set_value(value);
+            }
+        }
+    }
+
+    /// Train an SAE from the form: capture, train with live charts, evaluate, keep. On the CPU
+    /// path the work runs in a Web Worker; on WebGPU in the page (the GPU does the work).
+    pub(crate) async fn train(self: &Rc<Self>) {
+        if self.lab.borrow().train.active {
+            return;
+        }
+        self.read_train_form();
+        let form = self.lab.borrow().form.clone();
+        let config = match form.parse(&self.hook_names()) {
+            Ok(config) => config,
+            Err(message) => {
+                self.show_error(message);
+                return;
+            }
+        };
+        self.train_control.pause.set(false);
+        self.train_control.cancel.set(false);
+        self.update(|lab| lab.train = TrainRun::starting());
+        self.render_train();
+        let on_gpu = self
+            .state
+            .borrow()
+            .backend
+            .as_ref()
+            .is_some_and(|b| b.kind == crate::backend::BackendKind::Wgpu);
+        let started = now_ms();
+        let files = if on_gpu {
+            self.train_in_page(config).await
+        } else {
+            self.train_in_worker(config).await
+        };
+        let seconds = (now_ms() - started) / 1000.0;
+        let result = match files {
+            Ok(Some(files)) => {
+                let id = format!("tab-{}", js::random_id());
+                let zip = files.to_zip(&id);
+                match self.add_files(&id, files, Origin::Stored).await {
+                    Ok(()) => {
+                        if let Err(e) = super::super::saes::keep_in_browser(&id, &zip).await {
+                            self.show_error(format!(
+                                "The SAE was trained but could not be kept in browser storage ({e}); export it to keep it."
+                            ));
+                        }
+                        Ok(Some(id))
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        self.update(|lab| lab.train.finish(&result, seconds));
+        if let Err(e) = &result {
+            self.show_error(format!("Training failed: {e}"));
+        }
+        self.render_train();
+        if let Ok(Some(id)) = result {
+            self.choose_sae(id).await;
+        }
+    }
+
+    pub(crate) fn set_train_phase(&self, phase: String, fraction: f64) {
+        self.update(|lab| lab.train.set_phase(phase, fraction));
+        self.render_train_progress();
+    }
+
+    pub(crate) fn record_progress(&self, p: &Progress) {
+        self.update(|lab| lab.train.record(p));
+        self.render_train_progress();
+        self.render_train_charts();
+    }
+
+    pub(crate) async fn train_in_page(
+        self: &Rc<Self>,
+        config: crate::sae::train::SaeTrainingConfig,
+    ) -> Result<Option<SaeFiles>, String> {
+        struct PageReporter<'a>(&'a App);
+        impl Reporter for PageReporter<'_> {
+            fn phase(&self, text: String, fraction: f64) {
+                self.0.set_train_phase(text, fraction);
+            }
+            fn progress(&self, progress: &Progress) {
+                self.0.record_progress(progress);
+            }
+            fn control(&self) -> Control {
+                self.0.train_control.wanted()
+            }
+        }
+        let loaded = self.loaded().map_err(|e| e.to_string())?;
+        let options = TrainOptions::in_page(&config);
+        train_sae(&loaded, config, &options, &PageReporter(self))
+            .await
+            .map(|run| run.map(|trained| trained.files))
+            .map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn render_train_progress(&self) {
+        let lab = self.lab.borrow();
+        let run = &lab.train;
+        if let Some(progress) = self.element("train-progress") {
+            progress
+                .set_attribute("value", &format!("{:.3}", run.fraction))
+                .ok();
+        }
+        self.set_text("train-status", &run.phase);
+        self.set_text("train-result", &run.result);
+        if let Some(b) = self.element("train-start") {
+            b.toggle_attribute_with_force("disabled", run.active).ok();
+        }
+        if let Some(b) = self.element("train-pause") {
+            b.toggle_attribute_with_force("disabled", !run.active).ok();
+            b.set_text_content(Some(if run.paused || self.train_control.pause.get() {
+                "Resume"
+            } else {
+                "Pause"
+            }));
+        }
+        if let Some(b) = self.element("train-cancel") {
+            b.toggle_attribute_with_force("disabled", !run.active).ok();
+        }
+        if let Some(file) = &lab.text_file {
+            self.set_text("train-file-status", file);
+        }
+    }
+
+    pub(crate) fn render_train_charts(&self) {
+        let Some(target) = self.element("train-charts") else {
+            return;
+        };
+        let lab = self.lab.borrow();
+        let history = &lab.train.history;
+        // Redraw at most ~100 times per run: drawing is cheap, but not free on long runs.
+        let every = (history.len() / 100).max(1);
+        if !history.is_empty() && !history.len().is_multiple_of(every) {
+            return;
+        }
+        clear(&target);
+        let series = |f: &dyn Fn(&Progress) -> f64| -> Vec<(f64, f64)> {
+            history
+                .iter()
+                .map(|p| (p.stats.step as f64, f(p)))
+                .collect()
+        };
+        let mut charts: Vec<(String, Vec<(f64, f64)>)> =
+            vec![("Loss".into(), series(&|p| f64::from(p.stats.loss)))];
+        if let Some(first) = history.first() {
+            for (i, (name, _)) in first.stats.terms.iter().enumerate() {
+                if first.stats.terms.len() > 1 {
+                    charts.push((
+                        format!("Loss term: {name}"),
+                        series(&|p| p.stats.terms.get(i).map_or(f64::NAN, |t| f64::from(t.1))),
+                    ));
+                }
+            }
+        }
+        charts.push((
+            "L0 (features per token)".into(),
+            series(&|p| f64::from(p.stats.l0)),
+        ));
+        charts.push((
+            "Explained variance".into(),
+            series(&|p| f64::from(p.stats.explained_variance)),
+        ));
+        charts.push((
+            "Dead fraction".into(),
+            series(&|p| f64::from(p.stats.dead_fraction)),
+        ));
+        for (name, points) in charts {
+            let chart = line_chart(&self.document, &name, &points, Frame::SMALL);
+            append(&target, &chart);
+        }
+    }
+
+    pub(crate) fn render_train(&self) {
+        self.render_train_progress();
+        self.render_train_charts();
+    }
+
+    pub(crate) fn read_train_form_keep_text(&self) {
+        let text = self.lab.borrow().form.text.clone();
+        self.read_train_form();
+        self.update(|lab| {
+            lab.form.text = text;
+            lab.form.corpus = CorpusKind::Text;
+        });
+    }
+}

@@ -1,0 +1,195 @@
+//! The page's side of the worker: starting it, and the calls that wait on its answers.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::{envelope, open};
+use crate::sae::features::FeatureData;
+use crate::sae::saelens::SaeFiles;
+use crate::sae::train::{Control, SaeTrainingConfig};
+use crate::ui::feature_list::FeatureList;
+use crate::ui::lab::LoadedSae;
+use crate::ui::worker_protocol::{FeaturesAnswer, FromWorker, ToWorker};
+use crate::web::platform::{js_error, now_ms, sleep, window};
+use crate::web::{App, BUILTIN_MODEL};
+
+/// The result slot of a training run in the worker.
+pub type WorkerOutcome = Rc<RefCell<Option<Result<Option<SaeFiles>, String>>>>;
+
+/// The SAE files of a `Done` message: `[cfg, weights, sparsity?, saeplay?]` beside it.
+fn files_beside(mut bytes: Vec<Option<Vec<u8>>>) -> Option<SaeFiles> {
+    bytes.resize(4, None);
+    let mut take = |i: usize| bytes[i].take();
+    Some(SaeFiles {
+        cfg: take(0)?,
+        weights: take(1)?,
+        sparsity: take(2),
+        saeplay: take(3),
+    })
+}
+
+impl App {
+    fn send(&self, message: &ToWorker, bytes: &[Option<&[u8]>]) {
+        if let Some(worker) = self.worker.borrow().as_ref() {
+            worker
+                .post_message(&envelope(message.to_json(), bytes))
+                .ok();
+        }
+    }
+
+    fn hear(&self, message: FromWorker, bytes: Vec<Option<Vec<u8>>>) {
+        let finished = |result| {
+            if let Some(slot) = self.worker_outcome.borrow().as_ref() {
+                *slot.borrow_mut() = Some(result);
+            }
+        };
+        let answered = |id, answer| {
+            self.features_outcomes.borrow_mut().insert(id, answer);
+        };
+        match message {
+            FromWorker::Ready => self.worker_ready.set(true),
+            FromWorker::Phase { text, fraction } => self.set_train_phase(text, fraction),
+            FromWorker::Progress { progress } => self.record_progress(&progress),
+            FromWorker::Done => match files_beside(bytes) {
+                Some(files) => finished(Ok(Some(files))),
+                None => finished(Err("the trained SAE's files did not arrive".into())),
+            },
+            FromWorker::Cancelled => finished(Ok(None)),
+            FromWorker::Error { message } => finished(Err(message)),
+            FromWorker::FeaturesPhase { id, text } => {
+                if self.features_request.get() == id {
+                    self.update(|lab| lab.feature_status = text);
+                    self.render_feature_status();
+                }
+            }
+            FromWorker::FeatureList { id, list } => answered(id, Ok(FeaturesAnswer::List(list))),
+            FromWorker::FeatureCard { id, card } => answered(id, Ok(FeaturesAnswer::Card(card))),
+            FromWorker::FeaturesError { id, message } => answered(id, Err(message)),
+        }
+    }
+
+    /// Start the worker (once), and wait until it listens.
+    async fn ensure_worker(self: &Rc<Self>) -> Result<(), String> {
+        if self.worker.borrow().is_some() {
+            return Ok(());
+        }
+        let app = Rc::clone(self);
+        let worker = super::spawn(move |event| {
+            // A message that does not parse is dropped, as an unknown one always was.
+            if let Some((json, bytes)) = open(&event.data())
+                && let Ok(message) = FromWorker::from_json(&json)
+            {
+                app.hear(message, bytes);
+            }
+        })?;
+        *self.worker.borrow_mut() = Some(worker);
+        let since = now_ms();
+        while !self.worker_ready.get() {
+            if now_ms() - since > 60_000.0 {
+                *self.worker.borrow_mut() = None;
+                return Err("the worker did not start within a minute".into());
+            }
+            sleep(50).await;
+        }
+        Ok(())
+    }
+
+    fn model_base_url(&self) -> Result<String, String> {
+        web_sys::Url::new_with_base(
+            BUILTIN_MODEL,
+            &window().location().href().unwrap_or_default(),
+        )
+        .map(|u| u.href())
+        .map_err(js_error)
+    }
+
+    /// Send a features request (numbered here) and wait for the worker's answer to it.
+    async fn ask_worker(
+        self: &Rc<Self>,
+        request: impl FnOnce(u32) -> ToWorker,
+        bytes: &[Option<&[u8]>],
+    ) -> Result<FeaturesAnswer, String> {
+        self.ensure_worker().await?;
+        let id = self.features_request.get() + 1;
+        self.features_request.set(id);
+        self.send(&request(id), bytes);
+        loop {
+            if let Some(result) = self.features_outcomes.borrow_mut().remove(&id) {
+                return result;
+            }
+            sleep(50).await;
+        }
+    }
+
+    /// Scan `loaded` in the worker (on its CPU copy of the model); the worker keeps the report
+    /// under `key` and answers with the list's rows.
+    pub(crate) async fn features_in_worker(
+        self: &Rc<Self>,
+        key: &str,
+        loaded: &LoadedSae,
+    ) -> Result<FeatureList, String> {
+        let model_base = self.model_base_url()?;
+        let request = |id| ToWorker::Features {
+            id,
+            key: key.to_string(),
+            model_base,
+        };
+        let files = &loaded.files;
+        match self
+            .ask_worker(request, &[Some(&files.cfg), Some(&files.weights)])
+            .await?
+        {
+            FeaturesAnswer::List(list) => Ok(list),
+            FeaturesAnswer::Card(_) => Err("the worker answered with a card, not the list".into()),
+        }
+    }
+
+    /// One feature's card from the report the worker keeps under `key`.
+    pub(crate) async fn card_from_worker(
+        self: &Rc<Self>,
+        key: &str,
+        index: usize,
+    ) -> Result<FeatureData, String> {
+        let request = |id| ToWorker::Feature {
+            id,
+            key: key.to_string(),
+            index,
+        };
+        match self.ask_worker(request, &[]).await? {
+            FeaturesAnswer::Card(card) => Ok(*card),
+            FeaturesAnswer::List(_) => Err("the worker answered with the list, not a card".into()),
+        }
+    }
+
+    pub(crate) async fn train_in_worker(
+        self: &Rc<Self>,
+        config: SaeTrainingConfig,
+    ) -> Result<Option<SaeFiles>, String> {
+        let outcome: WorkerOutcome = Rc::default();
+        self.set_train_phase("Starting the training worker…".into(), 0.0);
+        self.ensure_worker().await?;
+        *self.worker_outcome.borrow_mut() = Some(Rc::clone(&outcome));
+        let model_base = self.model_base_url()?;
+        self.send(&ToWorker::Train { model_base, config }, &[]);
+        let mut sent = Control::Continue;
+        loop {
+            if let Some(result) = outcome.borrow_mut().take() {
+                *self.worker_outcome.borrow_mut() = None;
+                return result;
+            }
+            // Pass pause, resume and cancel on as they change.
+            let wanted = self.train_control.wanted();
+            if wanted != sent {
+                let message = match wanted {
+                    Control::Stop => ToWorker::Cancel,
+                    Control::Pause => ToWorker::Pause,
+                    Control::Continue => ToWorker::Resume,
+                };
+                self.send(&message, &[]);
+                self.update(|lab| lab.train.paused = wanted == Control::Pause);
+                sent = wanted;
+            }
+            sleep(50).await;
+        }
+    }
+}

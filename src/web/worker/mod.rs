@@ -1,0 +1,85 @@
+//! The Web Worker: the page's own module started again in a module worker, so that capturing,
+//! training on the CPU path and feature scans never hold up typing and clicking in the page.
+//! The messages are [`crate::ui::worker_protocol`]'s enums as JSON (`{json, bytes}` objects,
+//! byte buffers beside the text); text from the worker is only ever shown as text.
+
+mod client;
+mod serve;
+
+pub use client::WorkerOutcome;
+pub use serve::serve;
+
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::MessageEvent;
+
+use super::platform::{js_error, window};
+
+/// A message as it crosses: the typed message as JSON, and byte buffers beside it (`None` for an
+/// absent optional one).
+fn envelope(json: String, bytes: &[Option<&[u8]>]) -> JsValue {
+    let object = Object::new();
+    Reflect::set(&object, &"json".into(), &json.into()).ok();
+    let list: Array = bytes
+        .iter()
+        .map(|b| b.map_or(JsValue::NULL, |b| Uint8Array::from(b).into()))
+        .collect();
+    Reflect::set(&object, &"bytes".into(), &list).ok();
+    object.into()
+}
+
+/// The JSON text and byte buffers of a received message.
+fn open(data: &JsValue) -> Option<(String, Vec<Option<Vec<u8>>>)> {
+    let json = Reflect::get(data, &"json".into()).ok()?.as_string()?;
+    let bytes = Reflect::get(data, &"bytes".into())
+        .ok()
+        .filter(|b| b.is_object())
+        .map(|b| Array::from(&b))
+        .map(|list| {
+            list.iter()
+                .map(|v| (!v.is_null() && !v.is_undefined()).then(|| Uint8Array::new(&v).to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((json, bytes))
+}
+
+/// Start a module worker running this page's own module (compiled once, shared).
+pub fn spawn(on_message: impl Fn(MessageEvent) + 'static) -> Result<web_sys::Worker, String> {
+    let document = window().document().ok_or("no document")?;
+    // Trunk preloads the page's module; its absolute URL is the worker's import.
+    let links = document
+        .query_selector_all("link[rel=modulepreload]")
+        .map_err(js_error)?;
+    let module_url = (0..links.length())
+        .filter_map(|i| links.item(i))
+        .filter_map(|node| {
+            Reflect::get(&node, &"href".into())
+                .ok()
+                .and_then(|h| h.as_string())
+        })
+        .find(|href| !href.contains("/snippets/") && href.ends_with(".js"))
+        .ok_or("the page's module could not be found for the training worker")?;
+    let source = format!(
+        "import init from {module_url:?};\n\
+         self.onmessage = async (event) => {{ self.onmessage = null; await init({{ module_or_path: event.data }}); }};\n"
+    );
+    let parts = Array::of1(&source.into());
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type("text/javascript");
+    let blob =
+        web_sys::Blob::new_with_str_sequence_and_options(&parts, &options).map_err(js_error)?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(js_error)?;
+    let worker_options = web_sys::WorkerOptions::new();
+    worker_options.set_type(web_sys::WorkerType::Module);
+    let worker = web_sys::Worker::new_with_options(&url, &worker_options).map_err(js_error)?;
+    let closure = Closure::<dyn Fn(MessageEvent)>::new(on_message);
+    worker.set_onmessage(Some(closure.as_ref().unchecked_ref()));
+    closure.forget();
+    // The compiled module itself: the worker does not fetch or compile the wasm again.
+    worker
+        .post_message(&wasm_bindgen::module())
+        .map_err(js_error)?;
+    Ok(worker)
+}
