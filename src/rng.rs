@@ -4,14 +4,18 @@
 /// SplitMix64's state increment: 2^64 divided by the golden ratio, rounded to odd.
 const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
+/// SplitMix64's output function (Stafford's "mix13" finaliser): a bijective 64-bit mixer.
+pub fn finalize(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// SplitMix64 as a stateless hash: the first value `SplitMix64::new(x)` produces. A cheap,
 /// well-mixed 64-bit hash, the same on every platform, e.g. to give items reproducible
 /// pseudo-random keys.
 pub fn mix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(GOLDEN_GAMMA);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    finalize(x.wrapping_add(GOLDEN_GAMMA))
 }
 
 #[derive(Debug, Clone)]

@@ -6,23 +6,23 @@ use super::concepts::ConceptSet;
 use super::labels::{Span, token_labels, word_spans};
 use super::templates::{self, Arc};
 use super::world::{self, Gender};
+use crate::rng::{SplitMix64, finalize};
 use serde::{Deserialize, Serialize};
 
 // ---------------------------------------------------------------------------------------------
 // PRNG
 
-/// SplitMix64: tiny, seeded, the same on every platform (wasm included).
+/// The stories' generator: the crate's SplitMix64 with the draws the templates need.
 #[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
+pub(crate) struct Rng(SplitMix64);
 
 impl Rng {
     pub(crate) fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng(SplitMix64::new(seed))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix64(self.0)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (n > 0).
@@ -46,16 +46,9 @@ impl Rng {
     }
 }
 
-/// SplitMix64's output function.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The seed of story `index` of the corpus (or [`StoryGenerator`]) with seed `corpus_seed`.
 pub fn story_seed(corpus_seed: u64, index: u64) -> u64 {
-    mix64(mix64(corpus_seed ^ 0x7469_6E79_7461_6C65) ^ index)
+    finalize(finalize(corpus_seed ^ 0x7469_6E79_7461_6C65) ^ index)
 }
 
 // ---------------------------------------------------------------------------------------------

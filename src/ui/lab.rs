@@ -208,6 +208,15 @@ impl Lab {
         self.saes.iter_mut().find(|s| s.id == id)
     }
 
+    /// Add the shipped SAEs whose ids are not here yet.
+    pub fn add_shipped(&mut self, slots: Vec<SaeSlot>) {
+        for slot in slots {
+            if self.slot(&slot.id).is_none() {
+                self.saes.push(slot);
+            }
+        }
+    }
+
     /// Add a slot, or replace the one with its id. A shipped SAE stays shipped: only its weights
     /// (and the metrics it lacked) arrive.
     pub fn insert_slot(&mut self, slot: SaeSlot) {
@@ -248,4 +257,38 @@ pub fn metric_text(value: Option<f64>, digits: usize) -> String {
         Some(v) if !v.is_finite() => "n/a".into(),
         Some(v) => format!("{v:.digits$}"),
     }
+}
+
+/// The shipped SAEs listed in `saes/index.json` (`{"saes": [{id, path, hook_name, architecture,
+/// d_sae, l0, ...}]}`), their files under `base`; entries without an id are skipped.
+pub fn shipped_slots(index_json: &[u8], base: &str) -> Result<Vec<SaeSlot>, serde_json::Error> {
+    let index: serde_json::Value = serde_json::from_slice(index_json)?;
+    let list = index["saes"].as_array().cloned().unwrap_or_default();
+    Ok(list
+        .iter()
+        .filter_map(|entry| {
+            let text = |k: &str| entry[k].as_str().unwrap_or("").to_string();
+            let number = |k: &str| entry[k].as_f64();
+            let id = text("id");
+            (!id.is_empty()).then(|| SaeSlot {
+                label: format!("{id} (shipped)"),
+                origin: Origin::Shipped {
+                    path: format!("{base}{}", text("path")),
+                },
+                hook_name: text("hook_name"),
+                architecture: text("architecture"),
+                d_sae: number("d_sae").unwrap_or(0.0) as usize,
+                summary: Summary {
+                    l0: number("l0"),
+                    explained_variance: number("explained_variance"),
+                    loss_recovered: number("loss_recovered"),
+                    mean_concept_auroc: number("mean_concept_auroc"),
+                    ..Summary::default()
+                },
+                id,
+                loaded: None,
+                features: None,
+            })
+        })
+        .collect())
 }

@@ -1,45 +1,23 @@
 //! Wiring the page's controls to the app.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
-use web_sys::{Element, HtmlElement, HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
+use web_sys::{Element, HtmlInputElement, HtmlTextAreaElement};
 
-use crate::backend::{BackendKind, read_f32};
-use crate::model::readout::{probabilities, top_predictions};
-use crate::model::{Generation, HookPoint, Hooks, LogitsFor, Step};
-use crate::sae::features::{FeatureData, LensToken};
-use crate::sae::pipeline::{Reporter, TrainOptions, feature_job, train_sae};
-use crate::sae::saelens::SaeFiles;
-use crate::sae::steer::intervention_patch;
-use crate::sae::train::{Control, Progress, SaeTrainingConfig};
-use crate::ui::chart::{self, Frame};
-use crate::ui::feature_list::{self, FeatureList, SortKey};
-use crate::ui::heat::{HEAT_PER_TOKEN, HEAT_ROWS, Heat};
-use crate::ui::lab::{FeatureIndex, LoadedSae, Origin, SaeSlot, Summary, TrainRun, metric_text};
-use crate::ui::steer::{self, SHIFTS_SHOWN, SteerMode, SteerResult, SteerRow};
-use crate::ui::train_form::{CorpusKind, TrainForm};
-use crate::ui::{BackendDecision, SaeRef, TokenView, View, ids};
-use crate::web::dom::{
-    append, bar_list, clear, el, histogram, line_chart, listen, shaded_tokens, svg_el,
-};
-use crate::web::platform::{fetch_bytes, js_error, now_ms, sleep, window};
-use crate::web::{App, BUILTIN_MODEL, js};
+use crate::ui::feature_list::SortKey;
+use crate::ui::steer::SteerRow;
+use crate::ui::train_form::CorpusKind;
+use crate::ui::View;
+use crate::web::dom::listen;
+use crate::web::platform::{js_error, sleep, window};
+use crate::web::{App, input_of, js, select_of};
 
 /// A whole-number `data-*` attribute of an element.
 fn index_attribute(element: &Element, name: &str) -> Option<usize> {
     element.get_attribute(name)?.parse().ok()
-}
-
-fn input_of(app: &App, id: &str) -> Option<HtmlInputElement> {
-    app.element(id).and_then(|e| e.dyn_into().ok())
-}
-
-fn select_of(app: &App, id: &str) -> Option<HtmlSelectElement> {
-    app.element(id).and_then(|e| e.dyn_into().ok())
 }
 
 impl App {
@@ -68,7 +46,7 @@ impl App {
                 .and_then(|e| e.dyn_into::<HtmlTextAreaElement>().ok())
                 .map(|e| e.value())
                 .unwrap_or_default();
-            app.state.borrow_mut().prompt_changed(text);
+            app.update_page(|state| state.prompt_changed(text));
             app.update_link();
             let app = Rc::clone(app);
             spawn_local(async move {
@@ -101,7 +79,7 @@ impl App {
         self.on("consent-yes", "click", |app| app.consent.set(Some(true)));
         self.on("consent-no", "click", |app| app.consent.set(Some(false)));
         self.on("dismiss-error", "click", |app| {
-            app.state.borrow_mut().dismiss_errors();
+            app.update_page(|state| state.dismiss_errors());
             app.render();
         });
         // Show the form's initial values.
@@ -126,7 +104,7 @@ impl App {
     pub(crate) fn bind_lab_events(self: &Rc<Self>) {
         for v in View::ALL {
             self.on(&format!("tab-{}", v.name()), "click", move |app| {
-                app.state.borrow_mut().location.view = Some(v);
+                app.update_page(|state| state.location.view = Some(v));
                 app.update_link();
                 app.render_view();
                 let app = Rc::clone(app);
@@ -140,9 +118,9 @@ impl App {
             let app = Rc::clone(app);
             spawn_local(async move {
                 if id.is_empty() {
-                    app.state.borrow_mut().location.sae = None;
-                    app.state.borrow_mut().location.recipe = None;
-                    app.lab.borrow_mut().heat = None;
+                    app.update_page(|state| state.location.sae = None);
+                    app.update_page(|state| state.location.recipe = None);
+                    app.update(|lab| lab.heat = None);
                     app.update_link();
                     app.render_sae_picker();
                     app.render_heatmap();
@@ -289,7 +267,7 @@ impl App {
                         .borrow_mut()
                         .steer_rows
                         .push(SteerRow::adding(feature));
-                    app.state.borrow_mut().location.view = Some(View::Steer);
+                    app.update_page(|state| state.location.view = Some(View::Steer));
                     app.update_link();
                     app.render_view();
                     app.render_steer_rows();
@@ -307,7 +285,7 @@ impl App {
                     }
                 } else if let Some(token) = find("[data-token]") {
                     if let Some(i) = index_attribute(&token, "data-token") {
-                        app.lab.borrow_mut().token_focus = Some(i);
+                        app.update(|lab| lab.token_focus = Some(i));
                         app.render_heatmap();
                     }
                 } else if let Some(feature) = find("[data-feature]") {

@@ -1,34 +1,17 @@
 //! The link: keeping the address bar in step with the view, applying a link after the model
 //! loads, and asking before anything a link names is fetched from elsewhere.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, spawn_local};
-use web_sys::{Element, HtmlElement, HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
+use web_sys::HtmlInputElement;
 
-use crate::backend::{BackendKind, read_f32};
-use crate::model::readout::{probabilities, top_predictions};
-use crate::model::{Generation, HookPoint, Hooks, LogitsFor, Step};
-use crate::sae::features::{FeatureData, LensToken};
-use crate::sae::pipeline::{Reporter, TrainOptions, feature_job, train_sae};
-use crate::sae::saelens::SaeFiles;
-use crate::sae::steer::intervention_patch;
-use crate::sae::train::{Control, Progress, SaeTrainingConfig};
-use crate::ui::chart::{self, Frame};
-use crate::ui::feature_list::{self, FeatureList, SortKey};
-use crate::ui::heat::{HEAT_PER_TOKEN, HEAT_ROWS, Heat};
-use crate::ui::lab::{FeatureIndex, LoadedSae, Origin, SaeSlot, Summary, TrainRun, metric_text};
-use crate::ui::steer::{self, SHIFTS_SHOWN, SteerMode, SteerResult, SteerRow};
+use crate::ui::steer::SteerRow;
 use crate::ui::train_form::{CorpusKind, TrainForm};
-use crate::ui::{BackendDecision, SaeRef, TokenView, View, ids};
-use crate::web::dom::{
-    append, bar_list, clear, el, histogram, line_chart, listen, shaded_tokens, svg_el,
-};
-use crate::web::platform::{fetch_bytes, js_error, now_ms, sleep, window};
-use crate::web::{App, BUILTIN_MODEL, js};
+use crate::ui::{SaeRef, View};
+use crate::web::platform::{sleep, window};
+use crate::web::App;
 
 impl App {
     pub(crate) fn update_link(&self) {
@@ -58,30 +41,11 @@ impl App {
         if let Some(recipe) = &location.recipe
             && let Ok(form) = TrainForm::from_recipe(recipe)
         {
-            self.lab.borrow_mut().form = form;
+            self.update(|lab| lab.form = form);
             self.write_train_form();
         }
-        self.lab.borrow_mut().steer_rows = location
-            .steer
-            .iter()
-            .map(|i| match i.mode {
-                InterventionMode::Add { strength } => SteerRow {
-                    feature: i.feature.to_string(),
-                    mode: "add".into(),
-                    value: strength.to_string(),
-                },
-                InterventionMode::Clamp { value } => SteerRow {
-                    feature: i.feature.to_string(),
-                    mode: "clamp".into(),
-                    value: value.to_string(),
-                },
-                InterventionMode::Ablate => SteerRow {
-                    feature: i.feature.to_string(),
-                    mode: "ablate".into(),
-                    value: String::new(),
-                },
-            })
-            .collect();
+        let rows = location.steer.iter().map(SteerRow::of).collect();
+        self.update(|lab| lab.steer_rows = rows);
         self.render_steer_rows();
         match location.sae.clone() {
             Some(SaeRef::Id(id)) => {
@@ -89,7 +53,7 @@ impl App {
                     let feature = location.feature;
                     self.choose_sae(id).await;
                     if let Some(f) = feature {
-                        self.state.borrow_mut().location.feature = Some(f);
+                        self.update_page(|state| state.location.feature = Some(f));
                         self.update_link();
                         self.render_card();
                         self.after_view_change().await;
@@ -106,7 +70,7 @@ impl App {
                             ""
                         }
                     ));
-                    self.state.borrow_mut().location.view = Some(View::Train);
+                    self.update_page(|state| state.location.view = Some(View::Train));
                     self.render_view();
                     self.render_train();
                 } else {
@@ -114,7 +78,7 @@ impl App {
                         "This link names the SAE \"{id}\", which this page does not have and the link carries no recipe for. \
                          Import its file with \"Import SAE\", or choose another SAE."
                     ));
-                    self.state.borrow_mut().location.sae = None;
+                    self.update_page(|state| state.location.sae = None);
                     self.update_link();
                 }
             }
@@ -127,7 +91,7 @@ impl App {
                 {
                     self.fetch_remote_sae(url).await;
                 } else {
-                    self.state.borrow_mut().location.sae = None;
+                    self.update_page(|state| state.location.sae = None);
                     self.update_link();
                     self.set_notice("The SAE named by the link was not fetched.".into());
                 }

@@ -149,6 +149,14 @@ async fn run() {
     app.render();
 }
 
+fn input_of(app: &App, id: &str) -> Option<HtmlInputElement> {
+    app.element(id).and_then(|e| e.dyn_into().ok())
+}
+
+fn select_of(app: &App, id: &str) -> Option<web_sys::HtmlSelectElement> {
+    app.element(id).and_then(|e| e.dyn_into().ok())
+}
+
 impl App {
     /// The one way the SAE views' state changes: events and jobs pass their change here, and
     /// the views read the state afterwards.

@@ -1,33 +1,16 @@
 //! The SAEs the page holds: shipped (fetched when chosen), stored in this browser (trained here or
 //! imported), fetched from a link's URL; choosing one, export, import, forgetting.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
-use wasm_bindgen::JsCast;
-use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, spawn_local};
-use web_sys::{Element, HtmlElement, HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
+use wasm_bindgen_futures::JsFuture;
 
-use crate::backend::{BackendKind, read_f32};
-use crate::model::readout::{probabilities, top_predictions};
-use crate::model::{Generation, HookPoint, Hooks, LogitsFor, Step};
-use crate::sae::features::{FeatureData, LensToken};
-use crate::sae::pipeline::{Reporter, TrainOptions, feature_job, train_sae};
+use crate::model::HookPoint;
 use crate::sae::saelens::SaeFiles;
-use crate::sae::steer::intervention_patch;
-use crate::sae::train::{Control, Progress, SaeTrainingConfig};
-use crate::ui::chart::{self, Frame};
-use crate::ui::feature_list::{self, FeatureList, SortKey};
-use crate::ui::heat::{HEAT_PER_TOKEN, HEAT_ROWS, Heat};
-use crate::ui::lab::{FeatureIndex, LoadedSae, Origin, SaeSlot, Summary, TrainRun, metric_text};
-use crate::ui::steer::{self, SHIFTS_SHOWN, SteerMode, SteerResult, SteerRow};
-use crate::ui::train_form::{CorpusKind, TrainForm};
-use crate::ui::{BackendDecision, SaeRef, TokenView, View, ids};
-use crate::web::dom::{
-    append, bar_list, clear, el, histogram, line_chart, listen, shaded_tokens, svg_el,
-};
-use crate::web::platform::{fetch_bytes, js_error, now_ms, sleep, window};
+use crate::ui::lab::{shipped_slots, LoadedSae, Origin, SaeSlot, Summary};
+use crate::ui::train_form::TrainForm;
+use crate::ui::SaeRef;
+use crate::web::platform::{fetch_bytes, js_error};
 use crate::web::{App, BUILTIN_MODEL, js};
 
 impl App {
@@ -37,38 +20,8 @@ impl App {
     pub(crate) async fn discover_saes(self: &Rc<Self>, builtin: bool) {
         if builtin {
             match fetch_bytes(&format!("{}saes/index.json", BUILTIN_MODEL)).await {
-                Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                    Ok(index) => {
-                        let list = index["saes"].as_array().cloned().unwrap_or_default();
-                        let mut lab = self.lab.borrow_mut();
-                        for entry in list {
-                            let text = |k: &str| entry[k].as_str().unwrap_or("").to_string();
-                            let number = |k: &str| entry[k].as_f64();
-                            let id = text("id");
-                            if id.is_empty() || lab.slot(&id).is_some() {
-                                continue;
-                            }
-                            lab.saes.push(SaeSlot {
-                                label: format!("{id} (shipped)"),
-                                origin: Origin::Shipped {
-                                    path: format!("{}{}", BUILTIN_MODEL, text("path")),
-                                },
-                                hook_name: text("hook_name"),
-                                architecture: text("architecture"),
-                                d_sae: number("d_sae").unwrap_or(0.0) as usize,
-                                summary: Summary {
-                                    l0: number("l0"),
-                                    explained_variance: number("explained_variance"),
-                                    loss_recovered: number("loss_recovered"),
-                                    mean_concept_auroc: number("mean_concept_auroc"),
-                                    ..Summary::default()
-                                },
-                                id,
-                                loaded: None,
-                                features: None,
-                            });
-                        }
-                    }
+                Ok(bytes) => match shipped_slots(&bytes, BUILTIN_MODEL) {
+                    Ok(slots) => self.update(|lab| lab.add_shipped(slots)),
                     Err(e) => self.show_error(format!("The list of shipped SAEs is damaged: {e}")),
                 },
                 Err(e) => self.show_error(format!("The shipped SAEs could not be listed: {e}")),
@@ -134,25 +87,7 @@ impl App {
             })),
             features: None,
         };
-        let mut lab = self.lab.borrow_mut();
-        match lab.slot_mut(id) {
-            Some(existing) => {
-                if matches!(existing.origin, Origin::Shipped { .. }) {
-                    // A shipped SAE stays shipped; only its weights arrive.
-                    existing.loaded = slot.loaded;
-                    if existing.summary.dead_fraction.is_none() {
-                        let keep = existing.summary.clone();
-                        existing.summary = Summary {
-                            l0: slot.summary.l0.or(keep.l0),
-                            ..slot.summary
-                        };
-                    }
-                } else {
-                    *existing = slot;
-                }
-            }
-            None => lab.saes.push(slot),
-        }
+        self.update(|lab| lab.insert_slot(slot));
         Ok(())
     }
 
@@ -173,15 +108,14 @@ impl App {
             self.show_error(format!("There is no SAE called \"{id}\" here."));
             return;
         };
-        {
-            let mut state = self.state.borrow_mut();
+        self.update_page(|state| {
             if state.location.sae != Some(SaeRef::Id(id.clone())) {
                 state.location.feature = None;
             }
             state.location.sae = Some(SaeRef::Id(id.clone()));
             state.location.recipe = None;
-        }
-        self.lab.borrow_mut().heat = None;
+        });
+        self.update(|lab| lab.heat = None);
         self.update_link();
         self.render_sae_picker();
         let needs_fetch = self
@@ -210,7 +144,7 @@ impl App {
                 .as_ref()
                 .and_then(|l| l.provenance.recipe.as_ref())
                 .map(|r| TrainForm::from_config(r).recipe());
-            self.state.borrow_mut().location.recipe = recipe;
+            self.update_page(|state| state.location.recipe = recipe);
         }
         self.update_link();
         self.render_sae_picker();
@@ -279,8 +213,8 @@ impl App {
         if let Ok(promise) = js::store_delete(&id) {
             JsFuture::from(promise).await.ok();
         }
-        self.lab.borrow_mut().saes.retain(|s| s.id != id);
-        self.state.borrow_mut().location.sae = None;
+        self.update(|lab| lab.saes.retain(|s| s.id != id));
+        self.update_page(|state| state.location.sae = None);
         self.update_link();
         self.render_sae_picker();
         self.render_view();
@@ -316,7 +250,7 @@ impl App {
             Ok(id) => {
                 self.choose_sae(id).await;
                 // The link keeps naming the URL, so it still works for others.
-                self.state.borrow_mut().location.sae = Some(SaeRef::Url(url));
+                self.update_page(|state| state.location.sae = Some(SaeRef::Url(url)));
                 self.update_link();
             }
             Err(e) => self.show_error(format!("The SAE at {url} could not be loaded: {e}")),
@@ -334,7 +268,7 @@ async fn fetch_sae_dir(base: &str) -> Result<SaeFiles, String> {
     })
 }
 
-async fn keep_in_browser(id: &str, zip: &[u8]) -> Result<(), String> {
+pub(crate) async fn keep_in_browser(id: &str, zip: &[u8]) -> Result<(), String> {
     let promise = js::store_put(id, zip).map_err(js_error)?;
     JsFuture::from(promise).await.map(|_| ()).map_err(js_error)
 }

@@ -1,33 +1,13 @@
 //! The evaluate view: every SAE's headline metrics, the Pareto chart, the chosen SAE in full.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 
-use wasm_bindgen::JsCast;
-use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, spawn_local};
-use web_sys::{Element, HtmlElement, HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 
-use crate::backend::{BackendKind, read_f32};
-use crate::model::readout::{probabilities, top_predictions};
-use crate::model::{Generation, HookPoint, Hooks, LogitsFor, Step};
-use crate::sae::features::{FeatureData, LensToken};
-use crate::sae::pipeline::{Reporter, TrainOptions, feature_job, train_sae};
-use crate::sae::saelens::SaeFiles;
-use crate::sae::steer::intervention_patch;
-use crate::sae::train::{Control, Progress, SaeTrainingConfig};
 use crate::ui::chart::{self, Frame};
-use crate::ui::feature_list::{self, FeatureList, SortKey};
-use crate::ui::heat::{HEAT_PER_TOKEN, HEAT_ROWS, Heat};
-use crate::ui::lab::{FeatureIndex, LoadedSae, Origin, SaeSlot, Summary, TrainRun, metric_text};
-use crate::ui::steer::{self, SHIFTS_SHOWN, SteerMode, SteerResult, SteerRow};
-use crate::ui::train_form::{CorpusKind, TrainForm};
-use crate::ui::{BackendDecision, SaeRef, TokenView, View, ids};
+use crate::ui::lab::{Origin, metric_text};
 use crate::web::dom::{
-    append, bar_list, clear, el, histogram, line_chart, listen, shaded_tokens, svg_el,
+    append, bar_list, clear, el, histogram, svg_el,
 };
-use crate::web::platform::{fetch_bytes, js_error, now_ms, sleep, window};
-use crate::web::{App, BUILTIN_MODEL, js};
+use crate::web::App;
 
 impl App {
     pub(crate) fn render_evaluate(&self) {

@@ -3,31 +3,16 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use wasm_bindgen::JsCast;
-use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, spawn_local};
-use web_sys::{Element, HtmlElement, HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 
-use crate::backend::{BackendKind, read_f32};
-use crate::model::readout::{probabilities, top_predictions};
-use crate::model::{Generation, HookPoint, Hooks, LogitsFor, Step};
-use crate::sae::features::{FeatureData, LensToken};
-use crate::sae::pipeline::{Reporter, TrainOptions, feature_job, train_sae};
-use crate::sae::saelens::SaeFiles;
-use crate::sae::steer::intervention_patch;
-use crate::sae::train::{Control, Progress, SaeTrainingConfig};
-use crate::ui::chart::{self, Frame};
+use crate::sae::pipeline::{PAGE_WINDOWS_PER_FORWARD, feature_job};
+use crate::ui::chart::Frame;
 use crate::ui::feature_list::{self, FeatureList, SortKey};
-use crate::ui::heat::{HEAT_PER_TOKEN, HEAT_ROWS, Heat};
-use crate::ui::lab::{FeatureIndex, LoadedSae, Origin, SaeSlot, Summary, TrainRun, metric_text};
-use crate::ui::steer::{self, SHIFTS_SHOWN, SteerMode, SteerResult, SteerRow};
-use crate::ui::train_form::{CorpusKind, TrainForm};
-use crate::ui::{BackendDecision, SaeRef, TokenView, View, ids};
+use crate::ui::lab::FeatureIndex;
+use crate::ui::View;
 use crate::web::dom::{
-    append, bar_list, clear, el, histogram, line_chart, listen, shaded_tokens, svg_el,
+    append, bar_list, clear, el, histogram, shaded_tokens,
 };
-use crate::web::platform::{fetch_bytes, js_error, now_ms, sleep, window};
-use crate::web::{App, BUILTIN_MODEL, js};
+use crate::web::App;
 
 const LIST_LIMIT: usize = 200;
 
@@ -45,16 +30,7 @@ impl App {
             self.render_card();
             return;
         }
-        let answer = self
-            .ask_worker(
-                "feature",
-                vec![
-                    ("key", id.as_str().into()),
-                    ("index", (feature as f64).into()),
-                ],
-            )
-            .await
-            .and_then(|json| serde_json::from_str::<FeatureData>(&json).map_err(|e| e.to_string()));
+        let answer = self.card_from_worker(&id, feature).await;
         match answer {
             Ok(data) => {
                 index.cards.borrow_mut().insert(feature, Rc::new(data));
@@ -89,7 +65,7 @@ impl App {
                 match loaded {
                     Ok(loaded) => {
                         let on_phase = |text: String| {
-                            self.lab.borrow_mut().feature_status = text;
+                            self.update(|lab| lab.feature_status = text);
                             self.render_feature_status();
                         };
                         feature_job(
@@ -127,7 +103,7 @@ impl App {
                 Some(index)
             }
             Err(e) => {
-                self.lab.borrow_mut().feature_status = String::new();
+                self.update(|lab| lab.feature_status = String::new());
                 self.show_error(format!("The features could not be read: {e}"));
                 None
             }

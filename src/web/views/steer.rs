@@ -1,33 +1,20 @@
 //! The steer view: rows of interventions, default and steered text from one seed, next-token shift.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::JsCast;
-use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, spawn_local};
-use web_sys::{Element, HtmlElement, HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
+use web_sys::{Element, HtmlInputElement, HtmlSelectElement};
 
-use crate::backend::{BackendKind, read_f32};
-use crate::model::readout::{probabilities, top_predictions};
-use crate::model::{Generation, HookPoint, Hooks, LogitsFor, Step};
-use crate::sae::features::{FeatureData, LensToken};
-use crate::sae::pipeline::{Reporter, TrainOptions, feature_job, train_sae};
-use crate::sae::saelens::SaeFiles;
+use crate::backend::read_f32;
+use crate::model::readout::probabilities;
+use crate::model::{Generation, Hooks, LogitsFor, Step};
 use crate::sae::steer::intervention_patch;
-use crate::sae::train::{Control, Progress, SaeTrainingConfig};
-use crate::ui::chart::{self, Frame};
-use crate::ui::feature_list::{self, FeatureList, SortKey};
-use crate::ui::heat::{HEAT_PER_TOKEN, HEAT_ROWS, Heat};
-use crate::ui::lab::{FeatureIndex, LoadedSae, Origin, SaeSlot, Summary, TrainRun, metric_text};
 use crate::ui::steer::{self, SHIFTS_SHOWN, SteerMode, SteerResult, SteerRow};
-use crate::ui::train_form::{CorpusKind, TrainForm};
-use crate::ui::{BackendDecision, SaeRef, TokenView, View, ids};
 use crate::web::dom::{
-    append, bar_list, clear, el, histogram, line_chart, listen, shaded_tokens, svg_el,
+    append, bar_list, clear, el,
 };
-use crate::web::platform::{fetch_bytes, js_error, now_ms, sleep, window};
-use crate::web::{App, BUILTIN_MODEL, js};
+use crate::web::platform::sleep;
+use crate::web::App;
 
 impl App {
     pub(crate) fn read_steer_rows(&self) {
