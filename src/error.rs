@@ -78,6 +78,8 @@ pub enum SaeplayError {
     Diverged { step: usize, what: String },
     #[error("the training checkpoint is not valid: {0}")]
     Checkpoint(String),
+    #[error("a statistic could not be computed: {0}")]
+    Stats(#[from] crate::sae::stats::StatsError),
     #[error("invalid setting: {0}")]
     InvalidSetting(String),
     #[error("the compute device failed: {0}")]

@@ -169,8 +169,7 @@ fn concept_scores(
     if !concepts.iter().any(|&c| c != 0) {
         return Ok(None);
     }
-    let matrix = concept_auroc_matrix(acts, n_tokens, d_sae, concepts, Concept::COUNT)
-        .map_err(SaeplayError::InvalidSetting)?;
+    let matrix = concept_auroc_matrix(acts, n_tokens, d_sae, concepts, Concept::COUNT)?;
     let best = best_feature_per_concept(&matrix, d_sae, Concept::COUNT);
     let recovery = best
         .iter()
@@ -303,9 +302,7 @@ pub async fn feature_report(
         None => (0..d_sae).collect(),
     };
     let mut summary = FeatureStatsAccumulator::new(d_sae);
-    summary
-        .add_batch(&scan.acts, scan.tokens)
-        .map_err(SaeplayError::InvalidSetting)?;
+    summary.add_batch(&scan.acts, scan.tokens)?;
     let summaries = summary.finish();
     let mut collector = ExampleCollector::new(
         d_sae,
@@ -316,11 +313,8 @@ pub async fn feature_report(
             per_band: config.examples_per_band,
             seed: config.seed,
         },
-    )
-    .map_err(SaeplayError::InvalidSetting)?;
-    collector
-        .add_batch(&scan.acts, scan.tokens)
-        .map_err(SaeplayError::InvalidSetting)?;
+    )?;
+    collector.add_batch(&scan.acts, scan.tokens)?;
     let examples = collector.finish();
 
     // Logit lens: W_dec @ W_U, [d_sae, vocab].
@@ -384,8 +378,7 @@ pub async fn feature_report(
             histogram: histogram(values, config.histogram_bins, None),
             promoted: lens_tokens(top),
             suppressed: lens_tokens(bottom),
-            nearest: nearest_by_cosine(&w_dec, d_sae, d_in, f, config.nearest_features)
-                .map_err(SaeplayError::InvalidSetting)?,
+            nearest: nearest_by_cosine(&w_dec, d_sae, d_in, f, config.nearest_features)?,
             best_concept: per_feature[f].as_ref().map(|m| ConceptScore {
                 concept: Concept::ALL[m.concept].name().to_string(),
                 auroc: m.auroc,

@@ -226,9 +226,7 @@ pub async fn evaluate_sae(
             kept_concepts.push(concepts[row]);
             n_tokens += 1;
         }
-        features
-            .add_batch(&kept_acts, kept_acts.len() / d_sae)
-            .map_err(crate::error::SaeplayError::InvalidSetting)?;
+        features.add_batch(&kept_acts, kept_acts.len() / d_sae)?;
         all_acts.extend(kept_acts);
     }
     let (concept_recovery, mean_concept_auroc) =

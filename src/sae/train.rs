@@ -733,8 +733,7 @@ fn initial_params(
             }
             mean.iter().map(|m| (m / rows as f64) as f32).collect()
         }
-        DecoderBiasInit::GeometricMedian => geometric_median(scaled_batch, rows, d_in, 100, 1e-5)
-            .map_err(SaeplayError::InvalidSetting)?,
+        DecoderBiasInit::GeometricMedian => geometric_median(scaled_batch, rows, d_in, 100, 1e-5)?,
     };
     let zeros = vec![0.0f32; d_sae];
     let mut params = BTreeMap::new();

@@ -2,6 +2,7 @@
 //! activations (zeros are ranked as one tie group, never sorted), and the best feature/concept
 //! matches read off that matrix.
 
+use super::StatsError;
 use serde::{Deserialize, Serialize};
 
 use super::auroc::auroc_from_twice_u;
@@ -150,23 +151,23 @@ pub fn concept_auroc_matrix(
     d_sae: usize,
     token_concepts: &[u64],
     n_concepts: usize,
-) -> Result<Vec<f32>, String> {
+) -> Result<Vec<f32>, StatsError> {
     check_shape(acts.len(), n_tokens, d_sae, "activations")?;
     if token_concepts.len() != n_tokens {
-        return Err(format!(
+        return Err(StatsError::Invalid(format!(
             "token_concepts has {} masks but there are {n_tokens} tokens",
             token_concepts.len()
-        ));
+        )));
     }
     if n_concepts > MAX_CONCEPTS {
-        return Err(format!(
+        return Err(StatsError::Invalid(format!(
             "{n_concepts} concepts requested but a u64 mask holds at most {MAX_CONCEPTS}"
-        ));
+        )));
     }
     if u32::try_from(n_tokens).is_err() {
-        return Err(format!(
+        return Err(StatsError::Invalid(format!(
             "{n_tokens} tokens is more than this function indexes (u32)"
-        ));
+        )));
     }
     if d_sae == 0 || n_concepts == 0 {
         return Ok(Vec::new());

@@ -1,6 +1,7 @@
 //! Nearest neighbours by cosine similarity among the rows of a matrix, e.g. the features whose
 //! decoder directions are closest to a given feature's.
 
+use super::StatsError;
 use super::check_shape;
 
 /// The `n` rows most cosine-similar to row `query` of `rows` (`[n_rows, dim]` row-major),
@@ -13,12 +14,12 @@ pub fn nearest_by_cosine(
     dim: usize,
     query: usize,
     n: usize,
-) -> Result<Vec<(usize, f32)>, String> {
+) -> Result<Vec<(usize, f32)>, StatsError> {
     check_shape(rows.len(), n_rows, dim, "rows")?;
     if query >= n_rows {
-        return Err(format!(
+        return Err(StatsError::Invalid(format!(
             "query row {query} is out of range for {n_rows} rows"
-        ));
+        )));
     }
     let row = |index: usize| &rows[index * dim..(index + 1) * dim];
     let norm = |values: &[f32]| {
@@ -31,7 +32,9 @@ pub fn nearest_by_cosine(
     let query_row = row(query);
     let query_norm = norm(query_row);
     if !query_norm.is_finite() {
-        return Err(format!("query row {query} contains NaN or infinity"));
+        return Err(StatsError::Invalid(format!(
+            "query row {query} contains NaN or infinity"
+        )));
     }
     let mut similar: Vec<(usize, f64)> = (0..n_rows)
         .filter(|&index| index != query)

@@ -2,6 +2,7 @@
 //! batch-order-independent sample of examples for each interval of activation, streamed in
 //! bounded memory (the Anthropic/Neuronpedia feature-card layout).
 
+use super::StatsError;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -367,25 +368,29 @@ impl ExampleCollector {
         d_sae: usize,
         features: Option<Vec<usize>>,
         config: ExampleConfig,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StatsError> {
         let features = features.unwrap_or_else(|| (0..d_sae).collect());
         let mut seen = vec![false; d_sae];
         for &feature in &features {
             match seen.get_mut(feature) {
                 None => {
-                    return Err(format!(
+                    return Err(StatsError::Invalid(format!(
                         "feature id {feature} is out of range for d_sae = {d_sae}"
-                    ));
+                    )));
                 }
-                Some(true) => return Err(format!("feature id {feature} is listed twice")),
+                Some(true) => {
+                    return Err(StatsError::Invalid(format!(
+                        "feature id {feature} is listed twice"
+                    )));
+                }
                 Some(flag) => *flag = true,
             }
         }
         if config.n_bands > MAX_BANDS {
-            return Err(format!(
+            return Err(StatsError::Invalid(format!(
                 "{} bands requested but at most {MAX_BANDS} are supported",
                 config.n_bands
-            ));
+            )));
         }
         // Fine bins at most half a band wide (the scale is under twice the max), so every band
         // covers at least one whole fine bin.
@@ -407,10 +412,10 @@ impl ExampleCollector {
 
     /// Adds `n_rows` rows of activations, `[n_rows, d_sae]` row-major; their token indices
     /// continue from the rows already added. Errors, changing nothing, on a shape mismatch.
-    pub fn add_batch(&mut self, acts: &[f32], n_rows: usize) -> Result<(), String> {
+    pub fn add_batch(&mut self, acts: &[f32], n_rows: usize) -> Result<(), StatsError> {
         check_shape(acts.len(), n_rows, self.d_sae, "activations")?;
         let Some(end) = self.tokens_seen.checked_add(n_rows) else {
-            return Err("token count overflowed".to_string());
+            return Err(StatsError::Invalid("token count overflowed".into()));
         };
         for row_index in 0..n_rows {
             let token = self.tokens_seen + row_index;

@@ -1,6 +1,7 @@
 //! Streaming per-feature activation summaries (density, max, mean when active) and the
 //! whole-SAE figures derived from them (L0, dead and dense fractions), in O(d_sae) memory.
 
+use super::StatsError;
 use serde::{Deserialize, Serialize};
 
 use super::check_shape;
@@ -47,7 +48,7 @@ impl FeatureStatsAccumulator {
 
     /// Adds `n_rows` tokens of activations, `[n_rows, d_sae]` row-major. Errors, changing
     /// nothing, when `acts.len() != n_rows * d_sae`.
-    pub fn add_batch(&mut self, acts: &[f32], n_rows: usize) -> Result<(), String> {
+    pub fn add_batch(&mut self, acts: &[f32], n_rows: usize) -> Result<(), StatsError> {
         check_shape(acts.len(), n_rows, self.d_sae, "activations")?;
         for row_index in 0..n_rows {
             let row = &acts[row_index * self.d_sae..(row_index + 1) * self.d_sae];

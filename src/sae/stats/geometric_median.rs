@@ -1,6 +1,7 @@
 //! The geometric median by Weiszfeld's algorithm with the Vardi-Zhang guard, e.g. to initialise
 //! an SAE's decoder bias.
 
+use super::StatsError;
 use super::check_shape;
 
 /// The geometric median (the point minimising the sum of Euclidean distances) of `n_points`
@@ -16,13 +17,13 @@ pub fn geometric_median(
     dim: usize,
     max_iter: usize,
     tol: f64,
-) -> Result<Vec<f32>, String> {
+) -> Result<Vec<f32>, StatsError> {
     check_shape(points.len(), n_points, dim, "points")?;
     if n_points == 0 {
-        return Err("geometric median of no points".to_string());
+        return Err(StatsError::Invalid("geometric median of no points".into()));
     }
     if points.iter().any(|value| !value.is_finite()) {
-        return Err("points contain NaN or infinity".to_string());
+        return Err(StatsError::Invalid("points contain NaN or infinity".into()));
     }
     let data: Vec<f64> = points.iter().map(|&value| f64::from(value)).collect();
     let point = |index: usize| &data[index * dim..(index + 1) * dim];

@@ -5,7 +5,7 @@
 //!
 //! Activations arrive row-major as `&[f32]` of shape `[n_tokens, d_sae]`. Inputs are `f32`; sums
 //! and results where precision matters are `f64`. Nothing here panics on any input: malformed
-//! input (mismatched lengths, out-of-range ids) gives an `Err(String)` or, where the signature has
+//! input (mismatched lengths, out-of-range ids) gives a [`StatsError`] or, where the signature has
 //! no error channel, an empty or `None` result, as each item documents. NaN values are skipped
 //! unless an item says otherwise.
 
@@ -36,6 +36,27 @@ pub use top_and_bottom::{IndexedValues, top_and_bottom};
 
 use std::cmp::Ordering;
 
+/// Why a statistic could not be computed from its input.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StatsError {
+    #[error("{what} has {found} values but {rows} x {cols} = {expected} were expected")]
+    Shape {
+        what: String,
+        found: usize,
+        rows: usize,
+        cols: usize,
+        expected: usize,
+    },
+    #[error("{what} shape {rows} x {cols} is too large")]
+    TooLarge {
+        what: String,
+        rows: usize,
+        cols: usize,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// Orders two values known not to be NaN. Unlike `total_cmp`, `-0.0` and `0.0` compare equal,
 /// which is what ties and "exactly zero" mean for activations.
 fn cmp_non_nan(a: f32, b: f32) -> Ordering {
@@ -43,12 +64,25 @@ fn cmp_non_nan(a: f32, b: f32) -> Ordering {
 }
 
 /// Checks that a flat buffer holds `n_rows * n_cols` values, without overflowing.
-fn check_shape(data_len: usize, n_rows: usize, n_cols: usize, what: &str) -> Result<(), String> {
+fn check_shape(
+    data_len: usize,
+    n_rows: usize,
+    n_cols: usize,
+    what: &str,
+) -> Result<(), StatsError> {
     match n_rows.checked_mul(n_cols) {
         Some(expected) if expected == data_len => Ok(()),
-        Some(expected) => Err(format!(
-            "{what} has {data_len} values but {n_rows} x {n_cols} = {expected} were expected"
-        )),
-        None => Err(format!("{what} shape {n_rows} x {n_cols} is too large")),
+        Some(expected) => Err(StatsError::Shape {
+            what: what.to_string(),
+            found: data_len,
+            rows: n_rows,
+            cols: n_cols,
+            expected,
+        }),
+        None => Err(StatsError::TooLarge {
+            what: what.to_string(),
+            rows: n_rows,
+            cols: n_cols,
+        }),
     }
 }
