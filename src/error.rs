@@ -80,6 +80,10 @@ pub enum SaeplayError {
     Checkpoint(String),
     #[error("a statistic could not be computed: {0}")]
     Stats(#[from] crate::sae::stats::StatsError),
+    #[error(
+        "the corpus gives no tokens to train on (it is empty, or holds only special tokens once they are left out)"
+    )]
+    EmptyCorpus,
     #[error("invalid setting: {0}")]
     InvalidSetting(String),
     #[error("the compute device failed: {0}")]

@@ -475,3 +475,22 @@ fn the_feature_list_searches_and_sorts() {
     );
     assert!(feature_list::select(&rows, "giraffe", SortKey::Density, true, 10).is_empty());
 }
+
+#[test]
+fn index_html_has_every_id_the_page_uses() {
+    use saeplay::ui::{View, ids};
+    let html = include_str!("../index.html");
+    let has = |id: &str| html.contains(&format!("id=\"{id}\""));
+    let views = View::ALL
+        .into_iter()
+        .flat_map(|v| [ids::tab(v), ids::section(v)]);
+    for id in ids::IN_PAGE.iter().map(|s| s.to_string()).chain(views) {
+        assert!(has(&id), "index.html has no element with id {id}");
+    }
+    for id in ids::CREATED {
+        assert!(
+            !has(id),
+            "{id} is created by Rust, yet index.html has it too"
+        );
+    }
+}

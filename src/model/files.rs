@@ -1,7 +1,7 @@
 //! A model as a person supplies it: the three Hugging Face files, as bytes. Loading checks that
 //! they belong together before anything reaches a device.
 
-use crate::error::{FileAction, Result, SaeplayError};
+use crate::error::{Result, SaeplayError};
 use crate::model::{Gpt2, Gpt2Config, Gpt2Weights};
 use crate::tokenizer::TextTokenizer;
 
@@ -37,7 +37,8 @@ impl ModelFiles {
     pub fn read_dir(dir: &std::path::Path) -> Result<Self> {
         let read = |name: &str| {
             let path = dir.join(name);
-            std::fs::read(&path).map_err(|error| SaeplayError::file(FileAction::Read, &path, error))
+            std::fs::read(&path)
+                .map_err(|error| SaeplayError::file(crate::error::FileAction::Read, &path, error))
         };
         Ok(Self {
             config_json: read("config.json")?,
@@ -49,15 +50,16 @@ impl ModelFiles {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn write_dir(&self, dir: &std::path::Path) -> Result<()> {
         std::fs::create_dir_all(dir)
-            .map_err(|error| SaeplayError::file(FileAction::Create, dir, error))?;
+            .map_err(|error| SaeplayError::file(crate::error::FileAction::Create, dir, error))?;
         for (name, bytes) in [
             ("config.json", &self.config_json),
             ("model.safetensors", &self.safetensors),
             ("tokenizer.json", &self.tokenizer_json),
         ] {
             let path = dir.join(name);
-            std::fs::write(&path, bytes)
-                .map_err(|error| SaeplayError::file(FileAction::Write, &path, error))?;
+            std::fs::write(&path, bytes).map_err(|error| {
+                SaeplayError::file(crate::error::FileAction::Write, &path, error)
+            })?;
         }
         Ok(())
     }

@@ -169,9 +169,7 @@ pub async fn capture(store: &mut ActivationStore, n: usize) -> Result<Vec<f32>> 
         if store.buffered() == before {
             empty += 1;
             if empty > 3 {
-                return Err(SaeplayError::InvalidSetting(
-                    "the corpus gives no tokens to train on".into(),
-                ));
+                return Err(SaeplayError::EmptyCorpus);
             }
         }
     }

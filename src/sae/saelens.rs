@@ -17,7 +17,7 @@ use super::arch::{B_DEC, B_ENC, B_GATE, B_MAG, R_MAG, W_DEC, W_ENC};
 use super::metrics::SaeMetrics;
 use super::train::SaeTrainingConfig;
 use super::{Architecture, Sae, SaeConfig};
-use crate::error::{FileAction, Result, SaeplayError};
+use crate::error::{Result, SaeplayError};
 use crate::io::tensors::HostTensor;
 use crate::io::tensors::{read_f32_tensors, write_safetensors};
 
@@ -95,10 +95,11 @@ impl SaeFiles {
 
     #[cfg(not(target_arch = "wasm32"))]
     pub fn write_dir(&self, dir: &std::path::Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| SaeplayError::file(FileAction::Create, dir, e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SaeplayError::file(crate::error::FileAction::Create, dir, e))?;
         let write = |name: &str, bytes: &[u8]| {
             std::fs::write(dir.join(name), bytes)
-                .map_err(|e| SaeplayError::file(FileAction::Write, dir.join(name), e))
+                .map_err(|e| SaeplayError::file(crate::error::FileAction::Write, dir.join(name), e))
         };
         write(CFG_FILE, &self.cfg)?;
         write(WEIGHTS_FILE, &self.weights)?;

@@ -288,10 +288,7 @@ impl ActivationStore {
             if self.buffered() == before {
                 empty_forwards += 1;
                 if empty_forwards > 3 {
-                    return Err(SaeplayError::InvalidSetting(
-                        "the corpus gives no tokens to train on once special tokens are left out"
-                            .into(),
-                    ));
+                    return Err(SaeplayError::EmptyCorpus);
                 }
             }
         }

@@ -1,4 +1,5 @@
-//! Wiring the page's controls to the app.
+//! Wiring the page's controls to the app, one group of controls per function. Every handler
+//! changes state through `App::update`/`update_page` and then redraws what it changed.
 
 use std::rc::Rc;
 
@@ -10,10 +11,19 @@ use web_sys::{Element, HtmlInputElement, HtmlTextAreaElement};
 use crate::ui::feature_list::SortKey;
 use crate::ui::steer::SteerRow;
 use crate::ui::train_form::CorpusKind;
-use crate::ui::View;
+use crate::ui::{View, ids};
 use crate::web::dom::listen;
 use crate::web::platform::{js_error, sleep, window};
 use crate::web::{App, input_of, js, select_of};
+
+/// The generation form's inputs.
+const GENERATION_INPUTS: [&str; 5] = [
+    ids::TEMPERATURE,
+    ids::TOP_K,
+    ids::TOP_P,
+    ids::SEED,
+    ids::MAX_TOKENS,
+];
 
 /// A whole-number `data-*` attribute of an element.
 fn index_attribute(element: &Element, name: &str) -> Option<usize> {
@@ -21,7 +31,8 @@ fn index_attribute(element: &Element, name: &str) -> Option<usize> {
 }
 
 impl App {
-    pub(crate) fn on(self: &Rc<Self>, id: &str, event: &str, handler: impl Fn(&Rc<App>) + 'static) {
+    /// Call `handler` on `event` at the element `id`, for as long as the page lives.
+    fn on(self: &Rc<Self>, id: &str, event: &str, handler: impl Fn(&Rc<App>) + 'static) {
         let Some(element) = self.element(id) else {
             return;
         };
@@ -33,16 +44,32 @@ impl App {
         closure.forget(); // listeners live as long as the page
     }
 
+    /// Wire every control of the page.
     pub(crate) fn bind_events(self: &Rc<Self>) {
+        self.bind_prompt();
+        self.bind_generation();
+        self.bind_notices();
+        self.bind_view_tabs();
+        self.bind_sae_bar();
+        self.bind_train();
+        self.bind_feature_list();
+        self.bind_steer();
+        self.bind_drops();
+        self.bind_clicks();
+        self.bind_share();
+    }
+
+    /// Typing in the prompt: the link follows at once, the analysis once typing settles.
+    fn bind_prompt(self: &Rc<Self>) {
         if let Some(prompt) = self
-            .element("prompt")
+            .element(ids::PROMPT)
             .and_then(|e| e.dyn_into::<HtmlTextAreaElement>().ok())
         {
             prompt.set_value(&self.state.borrow().prompt);
         }
-        self.on("prompt", "input", |app| {
+        self.on(ids::PROMPT, "input", |app| {
             let text = app
-                .element("prompt")
+                .element(ids::PROMPT)
                 .and_then(|e| e.dyn_into::<HtmlTextAreaElement>().ok())
                 .map(|e| e.value())
                 .unwrap_or_default();
@@ -59,51 +86,59 @@ impl App {
                 }
             });
         });
-        for id in ["temperature", "top-k", "top-p", "seed", "max-tokens"] {
+    }
+
+    /// The generation form, Generate and Stop.
+    fn bind_generation(self: &Rc<Self>) {
+        for id in GENERATION_INPUTS {
             self.on(id, "input", |app| {
-                let mut state = app.state.borrow_mut();
-                state.form.temperature = app.input_value("temperature");
-                state.form.top_k = app.input_value("top-k");
-                state.form.top_p = app.input_value("top-p");
-                state.form.seed = app.input_value("seed");
-                state.form.max_tokens = app.input_value("max-tokens");
+                let [temperature, top_k, top_p, seed, max_tokens] =
+                    GENERATION_INPUTS.map(|id| app.input_value(id));
+                app.update_page(|state| {
+                    state.form.temperature = temperature;
+                    state.form.top_k = top_k;
+                    state.form.top_p = top_p;
+                    state.form.seed = seed;
+                    state.form.max_tokens = max_tokens;
+                });
             });
         }
-        self.on("generate", "click", |app| {
+        self.on(ids::GENERATE, "click", |app| {
             let app = Rc::clone(app);
             spawn_local(async move { app.generate().await });
         });
-        self.on("stop", "click", |app| {
+        self.on(ids::STOP, "click", |app| {
             app.generation_ticket.set(app.generation_ticket.get() + 1);
-        });
-        self.on("consent-yes", "click", |app| app.consent.set(Some(true)));
-        self.on("consent-no", "click", |app| app.consent.set(Some(false)));
-        self.on("dismiss-error", "click", |app| {
-            app.update_page(|state| state.dismiss_errors());
-            app.render();
         });
         // Show the form's initial values.
         let form = self.state.borrow().form.clone();
-        for (id, value) in [
-            ("temperature", &form.temperature),
-            ("top-k", &form.top_k),
-            ("top-p", &form.top_p),
-            ("seed", &form.seed),
-            ("max-tokens", &form.max_tokens),
-        ] {
-            if let Some(input) = self
-                .element(id)
-                .and_then(|e| e.dyn_into::<HtmlInputElement>().ok())
-            {
+        let values = [
+            &form.temperature,
+            &form.top_k,
+            &form.top_p,
+            &form.seed,
+            &form.max_tokens,
+        ];
+        for (id, value) in GENERATION_INPUTS.into_iter().zip(values) {
+            if let Some(input) = input_of(self, id) {
                 input.set_value(value);
             }
         }
     }
 
-    /// Wire the SAE views' controls.
-    pub(crate) fn bind_lab_events(self: &Rc<Self>) {
+    /// The consent question's answers and the error box's dismissal.
+    fn bind_notices(self: &Rc<Self>) {
+        self.on(ids::CONSENT_YES, "click", |app| app.consent.set(Some(true)));
+        self.on(ids::CONSENT_NO, "click", |app| app.consent.set(Some(false)));
+        self.on(ids::DISMISS_ERROR, "click", |app| {
+            app.update_page(|state| state.dismiss_errors());
+            app.render();
+        });
+    }
+
+    fn bind_view_tabs(self: &Rc<Self>) {
         for v in View::ALL {
-            self.on(&format!("tab-{}", v.name()), "click", move |app| {
+            self.on(&ids::tab(v), "click", move |app| {
                 app.update_page(|state| state.location.view = Some(v));
                 app.update_link();
                 app.render_view();
@@ -111,15 +146,21 @@ impl App {
                 spawn_local(async move { app.after_view_change().await });
             });
         }
-        self.on("sae-select", "change", |app| {
-            let id = select_of(app, "sae-select")
+    }
+
+    /// Choosing an SAE (or none), export, forget, import.
+    fn bind_sae_bar(self: &Rc<Self>) {
+        self.on(ids::SAE_SELECT, "change", |app| {
+            let id = select_of(app, ids::SAE_SELECT)
                 .map(|s| s.value())
                 .unwrap_or_default();
             let app = Rc::clone(app);
             spawn_local(async move {
                 if id.is_empty() {
-                    app.update_page(|state| state.location.sae = None);
-                    app.update_page(|state| state.location.recipe = None);
+                    app.update_page(|state| {
+                        state.location.sae = None;
+                        state.location.recipe = None;
+                    });
                     app.update(|lab| lab.heat = None);
                     app.update_link();
                     app.render_sae_picker();
@@ -129,101 +170,13 @@ impl App {
                 }
             });
         });
-        self.on("train-start", "click", |app| {
-            let app = Rc::clone(app);
-            spawn_local(async move { app.train().await });
-        });
-        self.on("train-pause", "click", |app| {
-            app.train_control.pause.set(!app.train_control.pause.get());
-            app.render_train_progress();
-        });
-        self.on("train-cancel", "click", |app| {
-            app.train_control.cancel.set(true);
-        });
-        self.on("train-file", "change", |app| {
-            let Some(input) = app.element("train-file") else {
-                return;
-            };
-            let app = Rc::clone(app);
-            spawn_local(async move {
-                let files = JsFuture::from(js::read_input_files(&input)).await;
-                match files.map(|f| js::named_files(&f)) {
-                    Ok(files) if !files.is_empty() => {
-                        let (name, bytes) = files.into_iter().next().unwrap_or_default();
-                        match String::from_utf8(bytes) {
-                            Ok(text) => {
-                                {
-                                    let mut lab = app.lab.borrow_mut();
-                                    lab.text_file = Some(format!(
-                                        "{name}: {} characters",
-                                        text.chars().count()
-                                    ));
-                                    lab.form.corpus = CorpusKind::Text;
-                                    lab.form.text = text;
-                                }
-                                app.read_train_form_keep_text();
-                                app.write_train_form();
-                                app.render_train_progress();
-                            }
-                            Err(_) => app.show_error(format!(
-                                "{name} is not UTF-8 text; choose a plain text file."
-                            )),
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        app.show_error(format!("The file could not be read: {}", js_error(e)))
-                    }
-                }
-            });
-        });
-        self.on("feature-search", "input", |app| {
-            app.lab.borrow_mut().query = input_of(app, "feature-search")
-                .map(|e| e.value())
-                .unwrap_or_default();
-            app.render_features();
-        });
-        self.on("feature-sort", "change", |app| {
-            let value = select_of(app, "feature-sort")
-                .map(|e| e.value())
-                .unwrap_or_default();
-            {
-                let mut lab = app.lab.borrow_mut();
-                lab.sort = SortKey::parse(&value);
-                lab.descending = value != "index";
-            }
-            app.render_features();
-        });
-        self.on("steer-add", "click", |app| {
-            app.read_steer_rows();
-            let feature = app
-                .state
-                .borrow()
-                .location
-                .feature
-                .map(|f| f.to_string())
-                .unwrap_or_default();
-            app.lab
-                .borrow_mut()
-                .steer_rows
-                .push(SteerRow::adding(feature));
-            app.render_steer_rows();
-        });
-        self.on("steer-rows", "change", |app| {
-            app.read_steer_rows();
-            app.steering_to_link();
-        });
-        self.on("steer-run", "click", |app| {
-            let app = Rc::clone(app);
-            spawn_local(async move { app.steer().await });
-        });
-        self.on("sae-export", "click", |app| app.export_sae());
-        self.on("sae-forget", "click", |app| {
+        self.on(ids::SAE_EXPORT, "click", |app| app.export_sae());
+        self.on(ids::SAE_FORGET, "click", |app| {
             let app = Rc::clone(app);
             spawn_local(async move { app.forget_sae().await });
         });
-        self.on("sae-import", "change", |app| {
-            let Some(input) = app.element("sae-import") else {
+        self.on(ids::SAE_IMPORT, "change", |app| {
+            let Some(input) = app.element(ids::SAE_IMPORT) else {
                 return;
             };
             let app = Rc::clone(app);
@@ -239,71 +192,184 @@ impl App {
                 }
             });
         });
-        if let Some(body) = self.document.body() {
-            let app = Rc::clone(self);
-            let callback = Closure::<dyn Fn(JsValue)>::new(move |files: JsValue| {
-                let app = Rc::clone(&app);
-                if let Some(message) = files.as_string() {
-                    app.show_error(format!("The dropped files could not be read: {message}"));
-                    return;
+    }
+
+    /// Train, pause/resume, cancel, and a text file to train on.
+    fn bind_train(self: &Rc<Self>) {
+        self.on(ids::TRAIN_START, "click", |app| {
+            let app = Rc::clone(app);
+            spawn_local(async move { app.train().await });
+        });
+        self.on(ids::TRAIN_PAUSE, "click", |app| {
+            app.train_control.pause.set(!app.train_control.pause.get());
+            app.render_train_progress();
+        });
+        self.on(ids::TRAIN_CANCEL, "click", |app| {
+            app.train_control.cancel.set(true);
+        });
+        self.on(ids::TRAIN_FILE, "change", |app| {
+            let Some(input) = app.element(ids::TRAIN_FILE) else {
+                return;
+            };
+            let app = Rc::clone(app);
+            spawn_local(async move { app.read_training_text(&input).await });
+        });
+    }
+
+    /// The picked text file becomes the training corpus.
+    async fn read_training_text(self: &Rc<Self>, input: &Element) {
+        let files = JsFuture::from(js::read_input_files(input)).await;
+        match files.map(|f| js::named_files(&f)) {
+            Ok(files) if !files.is_empty() => {
+                let (name, bytes) = files.into_iter().next().unwrap_or_default();
+                match String::from_utf8(bytes) {
+                    Ok(text) => {
+                        self.update(|lab| {
+                            lab.text_file =
+                                Some(format!("{name}: {} characters", text.chars().count()));
+                            lab.form.corpus = CorpusKind::Text;
+                            lab.form.text = text;
+                        });
+                        self.read_train_form_keep_text();
+                        self.write_train_form();
+                        self.render_train_progress();
+                    }
+                    Err(_) => self.show_error(format!(
+                        "{name} is not UTF-8 text; choose a plain text file."
+                    )),
                 }
-                spawn_local(async move { app.import_files(js::named_files(&files)).await });
+            }
+            Ok(_) => {}
+            Err(e) => self.show_error(format!("The file could not be read: {}", js_error(e))),
+        }
+    }
+
+    /// The feature list's search and sort.
+    fn bind_feature_list(self: &Rc<Self>) {
+        self.on(ids::FEATURE_SEARCH, "input", |app| {
+            let query = input_of(app, ids::FEATURE_SEARCH)
+                .map(|e| e.value())
+                .unwrap_or_default();
+            app.update(|lab| lab.query = query);
+            app.render_features();
+        });
+        self.on(ids::FEATURE_SORT, "change", |app| {
+            let value = select_of(app, ids::FEATURE_SORT)
+                .map(|e| e.value())
+                .unwrap_or_default();
+            app.update(|lab| {
+                lab.sort = SortKey::parse(&value);
+                lab.descending = value != "index";
             });
-            js::watch_drops(&body, callback.as_ref().unchecked_ref());
-            callback.forget();
-            // One listener for every clickable feature, token and steering button.
-            let app = Rc::clone(self);
-            listen(&body, "click", move |event| {
-                let Some(target) = event.target().and_then(|t| t.dyn_into::<Element>().ok()) else {
-                    return;
-                };
-                let find = |selector: &str| target.closest(selector).ok().flatten();
-                if let Some(button) = find("[data-steer-feature]") {
-                    let feature = button
-                        .get_attribute("data-steer-feature")
-                        .unwrap_or_default();
+            app.render_features();
+        });
+    }
+
+    /// Adding rows, editing them (the link follows), and running the comparison.
+    fn bind_steer(self: &Rc<Self>) {
+        self.on(ids::STEER_ADD, "click", |app| {
+            app.read_steer_rows();
+            let feature = app
+                .state
+                .borrow()
+                .location
+                .feature
+                .map(|f| f.to_string())
+                .unwrap_or_default();
+            app.update(|lab| lab.steer_rows.push(SteerRow::adding(feature)));
+            app.render_steer_rows();
+        });
+        self.on(ids::STEER_ROWS, "change", |app| {
+            app.read_steer_rows();
+            app.steering_to_link();
+        });
+        self.on(ids::STEER_RUN, "click", |app| {
+            let app = Rc::clone(app);
+            spawn_local(async move { app.steer().await });
+        });
+    }
+
+    /// SAE files dropped anywhere on the page are imported.
+    fn bind_drops(self: &Rc<Self>) {
+        let Some(body) = self.document.body() else {
+            return;
+        };
+        let app = Rc::clone(self);
+        let callback = Closure::<dyn Fn(JsValue)>::new(move |files: JsValue| {
+            let app = Rc::clone(&app);
+            if let Some(message) = files.as_string() {
+                app.show_error(format!("The dropped files could not be read: {message}"));
+                return;
+            }
+            spawn_local(async move { app.import_files(js::named_files(&files)).await });
+        });
+        js::watch_drops(&body, callback.as_ref().unchecked_ref());
+        callback.forget();
+    }
+
+    /// One listener for every clickable feature, token, steering button and chart dot, which
+    /// the views create and recreate.
+    fn bind_clicks(self: &Rc<Self>) {
+        let Some(body) = self.document.body() else {
+            return;
+        };
+        let app = Rc::clone(self);
+        listen(&body, "click", move |event| {
+            let Some(target) = event.target().and_then(|t| t.dyn_into::<Element>().ok()) else {
+                return;
+            };
+            let find = |selector: &str| target.closest(selector).ok().flatten();
+            if let Some(button) = find("[data-steer-feature]") {
+                let feature = button
+                    .get_attribute("data-steer-feature")
+                    .unwrap_or_default();
+                app.steer_with(feature);
+            } else if let Some(remove) = find("[data-row]") {
+                if let Some(row) = index_attribute(&remove, "data-row") {
                     app.read_steer_rows();
-                    app.lab
-                        .borrow_mut()
-                        .steer_rows
-                        .push(SteerRow::adding(feature));
-                    app.update_page(|state| state.location.view = Some(View::Steer));
-                    app.update_link();
-                    app.render_view();
-                    app.render_steer_rows();
-                    app.render_steer();
-                } else if let Some(remove) = find("[data-row]") {
-                    if let Some(row) = index_attribute(&remove, "data-row") {
-                        app.read_steer_rows();
-                        let mut lab = app.lab.borrow_mut();
+                    app.update(|lab| {
                         if row < lab.steer_rows.len() {
                             lab.steer_rows.remove(row);
                         }
-                        drop(lab);
-                        app.render_steer_rows();
-                        app.steering_to_link();
-                    }
-                } else if let Some(token) = find("[data-token]") {
-                    if let Some(i) = index_attribute(&token, "data-token") {
-                        app.update(|lab| lab.token_focus = Some(i));
-                        app.render_heatmap();
-                    }
-                } else if let Some(feature) = find("[data-feature]") {
-                    if let Some(f) = index_attribute(&feature, "data-feature") {
-                        let app = Rc::clone(&app);
-                        spawn_local(async move { app.open_feature(f).await });
-                    }
-                } else if let Some(dot) = find("circle[data-sae]")
-                    && let Some(id) = dot.get_attribute("data-sae")
-                {
-                    let app = Rc::clone(&app);
-                    spawn_local(async move { app.choose_sae(id).await });
+                    });
+                    app.render_steer_rows();
+                    app.steering_to_link();
                 }
-            });
-        }
-        self.on("copy-link", "click", |app| {
+            } else if let Some(token) = find("[data-token]") {
+                if let Some(i) = index_attribute(&token, "data-token") {
+                    app.update(|lab| lab.token_focus = Some(i));
+                    app.render_heatmap();
+                }
+            } else if let Some(feature) = find("[data-feature]") {
+                if let Some(f) = index_attribute(&feature, "data-feature") {
+                    let app = Rc::clone(&app);
+                    spawn_local(async move { app.open_feature(f).await });
+                }
+            } else if let Some(dot) = find("circle[data-sae]")
+                && let Some(id) = dot.get_attribute("data-sae")
+            {
+                let app = Rc::clone(&app);
+                spawn_local(async move { app.choose_sae(id).await });
+            }
+        });
+    }
+
+    /// A card's "Steer with this feature": a new row, and the steer view.
+    fn steer_with(&self, feature: String) {
+        self.read_steer_rows();
+        self.update(|lab| lab.steer_rows.push(SteerRow::adding(feature)));
+        self.update_page(|state| state.location.view = Some(View::Steer));
+        self.update_link();
+        self.render_view();
+        self.render_steer_rows();
+        self.render_steer();
+    }
+
+    /// Copy the link.
+    fn bind_share(self: &Rc<Self>) {
+        self.on(ids::COPY_LINK, "click", |app| {
             let href = window().location().href().unwrap_or_default();
-            if let Some(input) = input_of(app, "share-link") {
+            if let Some(input) = input_of(app, ids::SHARE_LINK) {
                 input.set_value(&href);
                 input.select();
             }
@@ -316,7 +382,7 @@ impl App {
                     .and_then(|v| v.as_bool())
                     .unwrap_or(false);
                 app.set_text(
-                    "share-status",
+                    ids::SHARE_STATUS,
                     if copied {
                         "Copied."
                     } else {

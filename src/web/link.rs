@@ -7,11 +7,12 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlInputElement;
 
+use crate::ui::ids;
 use crate::ui::steer::SteerRow;
 use crate::ui::train_form::{CorpusKind, TrainForm};
 use crate::ui::{SaeRef, View};
-use crate::web::platform::{sleep, window};
 use crate::web::App;
+use crate::web::platform::{sleep, window};
 
 impl App {
     pub(crate) fn update_link(&self) {
@@ -27,7 +28,7 @@ impl App {
                 .ok();
         }
         if let Some(input) = self
-            .element("share-link")
+            .element(ids::SHARE_LINK)
             .and_then(|e| e.dyn_into::<HtmlInputElement>().ok())
         {
             input.set_value(&window().location().href().unwrap_or_default());
@@ -103,8 +104,8 @@ impl App {
     /// Show a yes/no question and wait for the answer.
     pub(crate) async fn ask_consent(self: &Rc<Self>, question: &str) -> bool {
         self.consent.set(None);
-        self.set_text("consent-text", question);
-        if let Some(c) = self.element("consent") {
+        self.set_text(ids::CONSENT_TEXT, question);
+        if let Some(c) = self.element(ids::CONSENT) {
             c.remove_attribute("hidden").ok();
         }
         let answer = loop {
@@ -113,7 +114,7 @@ impl App {
             }
             sleep(100).await;
         };
-        if let Some(c) = self.element("consent") {
+        if let Some(c) = self.element(ids::CONSENT) {
             c.set_attribute("hidden", "").ok();
         }
         answer

@@ -7,9 +7,9 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::model::HookPoint;
 use crate::sae::saelens::SaeFiles;
-use crate::ui::lab::{shipped_slots, LoadedSae, Origin, SaeSlot, Summary};
-use crate::ui::train_form::TrainForm;
 use crate::ui::SaeRef;
+use crate::ui::lab::{LoadedSae, Origin, SaeSlot, Summary, shipped_slots};
+use crate::ui::train_form::TrainForm;
 use crate::web::platform::{fetch_bytes, js_error};
 use crate::web::{App, BUILTIN_MODEL, js};
 

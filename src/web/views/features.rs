@@ -3,16 +3,14 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-
 use crate::sae::pipeline::{PAGE_WINDOWS_PER_FORWARD, feature_job};
+use crate::ui::View;
 use crate::ui::chart::Frame;
 use crate::ui::feature_list::{self, FeatureList, SortKey};
+use crate::ui::ids;
 use crate::ui::lab::FeatureIndex;
-use crate::ui::View;
-use crate::web::dom::{
-    append, bar_list, clear, el, histogram, shaded_tokens,
-};
 use crate::web::App;
+use crate::web::dom::{append, bar_list, clear, el, histogram, shaded_tokens};
 
 const LIST_LIMIT: usize = 200;
 
@@ -111,18 +109,18 @@ impl App {
     }
 
     pub(crate) fn render_feature_status(&self) {
-        self.set_text("feature-status", &self.lab.borrow().feature_status);
+        self.set_text(ids::FEATURE_STATUS, &self.lab.borrow().feature_status);
     }
 
     pub(crate) fn render_features(&self) {
         self.render_feature_status();
-        let Some(body) = self.element("feature-rows") else {
+        let Some(body) = self.element(ids::FEATURE_ROWS) else {
             return;
         };
         clear(&body);
         let Some(id) = self.selected_sae() else {
             self.set_text(
-                "feature-status",
+                ids::FEATURE_STATUS,
                 "Choose an SAE above to list its features.",
             );
             return;
@@ -136,7 +134,7 @@ impl App {
         let descending = lab.sort.is_none() || lab.descending;
         let chosen = feature_list::select(rows, &lab.query, key, descending, LIST_LIMIT);
         self.set_text(
-            "feature-count",
+            ids::FEATURE_COUNT,
             &format!("{} shown of {} features", chosen.len(), rows.len()),
         );
         for i in chosen {
@@ -186,7 +184,7 @@ impl App {
     }
 
     pub(crate) fn render_card(&self) {
-        let Some(card) = self.element("feature-card") else {
+        let Some(card) = self.element(ids::FEATURE_CARD) else {
             return;
         };
         clear(&card);
@@ -241,7 +239,7 @@ impl App {
         };
         let d = &self.document;
         let title = el(d, "h2", "", &format!("Feature #{feature}"));
-        title.set_id("card-title");
+        title.set_id(ids::CARD_TITLE);
         append(&card, &title);
         append(
             &card,
@@ -270,7 +268,7 @@ impl App {
                 None => "No concept labels for this text.".into(),
             },
         );
-        concept.set_id("card-concept");
+        concept.set_id(ids::CARD_CONCEPT);
         append(&card, &concept);
         let steer = el(d, "button", "", "Steer with this feature");
         steer.set_attribute("type", "button").ok();
@@ -283,7 +281,7 @@ impl App {
         let left = el(d, "div", "", "");
         append(&left, &el(d, "h3", "", "Top activations"));
         let top = el(d, "div", "examples", "");
-        top.set_id("card-top");
+        top.set_id(ids::CARD_TOP);
         for example in &data.top_examples {
             append(
                 &top,
@@ -304,7 +302,7 @@ impl App {
         }
         append(&left, &top);
         let bands = el(d, "div", "examples", "");
-        bands.set_id("card-bands");
+        bands.set_id(ids::CARD_BANDS);
         for band in &data.bands {
             if band.examples.is_empty() {
                 continue;
@@ -344,7 +342,7 @@ impl App {
             &counts,
             Frame::SMALL,
         );
-        hist.set_id("card-histogram");
+        hist.set_id(ids::CARD_HISTOGRAM);
         append(&right, &hist);
         append(&right, &el(d, "h3", "", "Logit lens: tokens it promotes"));
         let max_lens = data
@@ -366,18 +364,18 @@ impl App {
                 .collect::<Vec<_>>()
         };
         let promoted = bar_list(d, &lens_rows(&data.promoted), max_lens);
-        promoted.set_id("card-lens-promoted");
+        promoted.set_id(ids::CARD_LENS_PROMOTED);
         append(&right, &promoted);
         append(&right, &el(d, "h3", "", "…and suppresses"));
         let suppressed = bar_list(d, &lens_rows(&data.suppressed), max_lens);
-        suppressed.set_id("card-lens-suppressed");
+        suppressed.set_id(ids::CARD_LENS_SUPPRESSED);
         append(&right, &suppressed);
         append(
             &right,
             &el(d, "h3", "", "Nearest features (decoder cosine)"),
         );
         let nearest = el(d, "ul", "feature-chips", "");
-        nearest.set_id("card-nearest");
+        nearest.set_id(ids::CARD_NEAREST);
         for &(f, cos) in &data.nearest {
             let item = el(d, "li", "", "");
             let button = el(d, "button", "chip", &format!("#{f}  {cos:.2}"));
@@ -401,7 +399,7 @@ impl App {
         self.render_view();
         self.render_card();
         self.after_view_change().await;
-        if let Some(card) = self.element("feature-card") {
+        if let Some(card) = self.element(ids::FEATURE_CARD) {
             card.scroll_into_view();
         }
     }

@@ -2,15 +2,12 @@
 
 use std::rc::Rc;
 
-
 use crate::backend::read_f32;
 use crate::ui::chart::{self};
 use crate::ui::heat::{HEAT_PER_TOKEN, HEAT_ROWS, Heat};
 use crate::ui::ids;
-use crate::web::dom::{
-    append, clear, el,
-};
 use crate::web::App;
+use crate::web::dom::{append, clear, el};
 
 impl App {
     /// The chosen SAE's top features on each token of the prompt, from a captured activation.

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-
 use crate::ui::{View, ids};
 use crate::web::App;
 

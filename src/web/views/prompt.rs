@@ -8,10 +8,10 @@ use web_sys::HtmlElement;
 use crate::backend::{BackendKind, read_f32};
 use crate::model::readout::top_predictions;
 use crate::model::{Generation, Hooks, LogitsFor, Step};
-use crate::sae::pipeline::Reporter;
+use crate::ui::ids;
 use crate::ui::{BackendDecision, TokenView};
-use crate::web::platform::{now_ms, sleep};
 use crate::web::App;
+use crate::web::platform::{now_ms, sleep};
 
 const PREDICTIONS_SHOWN: usize = 10;
 
@@ -132,21 +132,21 @@ impl App {
 
     pub(crate) fn render_generation(&self) {
         let state = self.state.borrow();
-        self.set_text("output", &state.output);
-        if let Some(output) = self.element("output") {
+        self.set_text(ids::OUTPUT, &state.output);
+        if let Some(output) = self.element(ids::OUTPUT) {
             if state.output_done {
                 output.set_attribute("data-done", "true").ok();
             } else {
                 output.remove_attribute("data-done").ok();
             }
         }
-        self.set_text("generation-status", &state.generation_status);
-        if let Some(button) = self.element("generate") {
+        self.set_text(ids::GENERATION_STATUS, &state.generation_status);
+        if let Some(button) = self.element(ids::GENERATE) {
             button
                 .toggle_attribute_with_force("disabled", state.generating)
                 .ok();
         }
-        if let Some(button) = self.element("stop") {
+        if let Some(button) = self.element(ids::STOP) {
             button
                 .toggle_attribute_with_force("disabled", !state.generating)
                 .ok();
@@ -159,16 +159,16 @@ impl App {
         if let Some(body) = self.document.body() {
             body.dataset().set("state", state.phase.name()).ok();
         }
-        self.set_text("status", &state.status);
+        self.set_text(ids::STATUS, &state.status);
         match &state.backend {
             Some(BackendDecision {
                 kind,
                 label,
                 reason,
             }) => {
-                self.set_text("backend", label);
-                self.set_text("backend-reason", reason);
-                if let Some(element) = self.element("backend") {
+                self.set_text(ids::BACKEND, label);
+                self.set_text(ids::BACKEND_REASON, reason);
+                if let Some(element) = self.element(ids::BACKEND) {
                     let name = if *kind == BackendKind::Wgpu {
                         "webgpu"
                     } else {
@@ -177,9 +177,9 @@ impl App {
                     element.set_attribute("data-backend", name).ok();
                 }
             }
-            None => self.set_text("backend", "choosing…"),
+            None => self.set_text(ids::BACKEND, "choosing…"),
         }
-        if let Some(list) = self.element("tokens") {
+        if let Some(list) = self.element(ids::TOKENS) {
             list.set_text_content(None);
             for (index, token) in state.tokens.iter().enumerate() {
                 if let Ok(span) = self.document.create_element("span") {
@@ -193,7 +193,7 @@ impl App {
                 }
             }
         }
-        if let Some(list) = self.element("predictions") {
+        if let Some(list) = self.element(ids::PREDICTIONS) {
             list.set_text_content(None);
             for prediction in &state.predictions {
                 let Ok(item) = self.document.create_element("li") else {
@@ -234,8 +234,8 @@ impl App {
     pub(crate) fn render_errors(&self) {
         let state = self.state.borrow();
         let message = state.errors.join("\n");
-        self.set_text("error-text", &message);
-        if let Some(error) = self.element("error") {
+        self.set_text(ids::ERROR_TEXT, &message);
+        if let Some(error) = self.element(ids::ERROR) {
             error
                 .toggle_attribute_with_force("hidden", state.errors.is_empty())
                 .ok();

@@ -1,16 +1,13 @@
 //! The SAE bar: the picker over every SAE the page holds, its status, the notice line.
 
-
-
+use crate::ui::ids;
 use crate::ui::lab::Origin;
-use crate::web::dom::{
-    append, clear, el,
-};
+use crate::web::dom::{append, clear, el};
 use crate::web::{App, select_of};
 
 impl App {
     pub(crate) fn render_sae_picker(&self) {
-        let Some(select) = select_of(self, "sae-select") else {
+        let Some(select) = select_of(self, ids::SAE_SELECT) else {
             return;
         };
         let chosen = self.selected_sae().unwrap_or_default();
@@ -40,8 +37,8 @@ impl App {
             Some(_) => "loading…".into(),
             None => String::new(),
         };
-        self.set_text("sae-status", &status);
-        if let Some(b) = self.element("sae-forget") {
+        self.set_text(ids::SAE_STATUS, &status);
+        if let Some(b) = self.element(ids::SAE_FORGET) {
             b.toggle_attribute_with_force(
                 "hidden",
                 lab.slot(&chosen).is_none_or(|s| s.origin != Origin::Stored),
@@ -52,8 +49,8 @@ impl App {
 
     pub(crate) fn render_notice(&self) {
         let notice = self.lab.borrow().notice.clone();
-        self.set_text("notice", &notice);
-        if let Some(n) = self.element("notice") {
+        self.set_text(ids::NOTICE, &notice);
+        if let Some(n) = self.element(ids::NOTICE) {
             n.toggle_attribute_with_force("hidden", notice.is_empty())
                 .ok();
         }

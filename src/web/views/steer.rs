@@ -9,16 +9,15 @@ use crate::backend::read_f32;
 use crate::model::readout::probabilities;
 use crate::model::{Generation, Hooks, LogitsFor, Step};
 use crate::sae::steer::intervention_patch;
+use crate::ui::ids;
 use crate::ui::steer::{self, SHIFTS_SHOWN, SteerMode, SteerResult, SteerRow};
-use crate::web::dom::{
-    append, bar_list, clear, el,
-};
-use crate::web::platform::sleep;
 use crate::web::App;
+use crate::web::dom::{append, bar_list, clear, el};
+use crate::web::platform::sleep;
 
 impl App {
     pub(crate) fn read_steer_rows(&self) {
-        let Some(list) = self.element("steer-rows") else {
+        let Some(list) = self.element(ids::STEER_ROWS) else {
             return;
         };
         let rows = list.query_selector_all(".steer-row").ok();
@@ -54,7 +53,7 @@ impl App {
     }
 
     pub(crate) fn render_steer_rows(&self) {
-        let Some(list) = self.element("steer-rows") else {
+        let Some(list) = self.element(ids::STEER_ROWS) else {
             return;
         };
         clear(&list);
@@ -107,12 +106,12 @@ impl App {
     }
 
     pub(crate) fn render_steer(&self) {
-        self.set_text("steer-status", &self.lab.borrow().steer_status);
+        self.set_text(ids::STEER_STATUS, &self.lab.borrow().steer_status);
         let lab = self.lab.borrow();
         let (Some(default), Some(steered), Some(shift)) = (
-            self.element("steer-default"),
-            self.element("steer-steered"),
-            self.element("steer-shift"),
+            self.element(ids::STEER_DEFAULT),
+            self.element(ids::STEER_STEERED),
+            self.element(ids::STEER_SHIFT),
         ) else {
             return;
         };
@@ -155,7 +154,7 @@ impl App {
                 return;
             }
         };
-        if let Some(b) = self.element("steer-run") {
+        if let Some(b) = self.element(ids::STEER_RUN) {
             b.set_attribute("disabled", "").ok();
         }
         let result = async {
@@ -177,7 +176,7 @@ impl App {
                         generation.produced().len()
                     );
                     self.update(|lab| lab.steer_status = status);
-                    self.set_text("steer-status", &self.lab.borrow().steer_status);
+                    self.set_text(ids::STEER_STATUS, &self.lab.borrow().steer_status);
                     sleep(0).await;
                 }
                 texts.push(loaded.tokenizer.decode(generation.produced())?);
@@ -222,10 +221,10 @@ impl App {
                 self.show_error(format!("Steering failed: {e}"));
             }
         }
-        if let Some(b) = self.element("steer-run") {
+        if let Some(b) = self.element(ids::STEER_RUN) {
             b.remove_attribute("disabled").ok();
         }
-        if let Some(out) = self.element("steer-steered") {
+        if let Some(out) = self.element(ids::STEER_STEERED) {
             out.set_attribute("data-done", "true").ok();
         }
         self.render_steer();

@@ -9,11 +9,10 @@ use crate::sae::pipeline::{Reporter, TrainOptions, train_sae};
 use crate::sae::saelens::SaeFiles;
 use crate::sae::train::{Control, Progress};
 use crate::ui::chart::Frame;
+use crate::ui::ids;
 use crate::ui::lab::{Origin, TrainRun};
 use crate::ui::train_form::CorpusKind;
-use crate::web::dom::{
-    append, clear, el, line_chart,
-};
+use crate::web::dom::{append, clear, el, line_chart};
 use crate::web::platform::now_ms;
 use crate::web::{App, input_of, js, select_of};
 
@@ -22,11 +21,11 @@ impl App {
         let value = |id: &str| input_of(self, id).map(|e| e.value()).unwrap_or_default();
         let select = |id: &str| select_of(self, id).map(|e| e.value()).unwrap_or_default();
         let text = self
-            .element("train-text")
+            .element(ids::TRAIN_TEXT)
             .and_then(|e| e.dyn_into::<HtmlTextAreaElement>().ok())
             .map(|e| e.value())
             .unwrap_or_default();
-        let corpus = select("train-corpus");
+        let corpus = select(ids::TRAIN_CORPUS);
         self.update(|lab| {
             let form = &mut lab.form;
             form.corpus = if corpus == "text" {
@@ -35,22 +34,22 @@ impl App {
                 CorpusKind::TinyTales
             };
             form.text = text;
-            form.hook = select("train-hook");
-            form.architecture = select("train-arch");
-            form.k = value("train-k");
-            form.expansion = value("train-expansion");
-            form.tokens = value("train-tokens");
-            form.batch_size = value("train-batch");
-            form.learning_rate = value("train-lr");
-            form.sparsity = value("train-sparsity");
-            form.seed = value("train-seed");
+            form.hook = select(ids::TRAIN_HOOK);
+            form.architecture = select(ids::TRAIN_ARCH);
+            form.k = value(ids::TRAIN_K);
+            form.expansion = value(ids::TRAIN_EXPANSION);
+            form.tokens = value(ids::TRAIN_TOKENS);
+            form.batch_size = value(ids::TRAIN_BATCH);
+            form.learning_rate = value(ids::TRAIN_LR);
+            form.sparsity = value(ids::TRAIN_SPARSITY);
+            form.seed = value(ids::TRAIN_SEED);
         });
     }
 
     pub(crate) fn write_train_form(&self) {
         let lab = self.lab.borrow();
         let form = &lab.form;
-        if let Some(hook) = select_of(self, "train-hook") {
+        if let Some(hook) = select_of(self, ids::TRAIN_HOOK) {
             if hook.length() == 0 {
                 for name in self.hook_names() {
                     let option = el(&self.document, "option", "", &name);
@@ -60,10 +59,10 @@ impl App {
             }
             hook.set_value(&form.hook);
         }
-        if let Some(arch) = select_of(self, "train-arch") {
+        if let Some(arch) = select_of(self, ids::TRAIN_ARCH) {
             arch.set_value(&form.architecture);
         }
-        if let Some(corpus) = select_of(self, "train-corpus") {
+        if let Some(corpus) = select_of(self, ids::TRAIN_CORPUS) {
             corpus.set_value(if form.corpus == CorpusKind::Text {
                 "text"
             } else {
@@ -71,19 +70,19 @@ impl App {
             });
         }
         if let Some(text) = self
-            .element("train-text")
+            .element(ids::TRAIN_TEXT)
             .and_then(|e| e.dyn_into::<HtmlTextAreaElement>().ok())
         {
             text.set_value(&form.text);
         }
         for (id, value) in [
-            ("train-k", &form.k),
-            ("train-expansion", &form.expansion),
-            ("train-tokens", &form.tokens),
-            ("train-batch", &form.batch_size),
-            ("train-lr", &form.learning_rate),
-            ("train-sparsity", &form.sparsity),
-            ("train-seed", &form.seed),
+            (ids::TRAIN_K, &form.k),
+            (ids::TRAIN_EXPANSION, &form.expansion),
+            (ids::TRAIN_TOKENS, &form.tokens),
+            (ids::TRAIN_BATCH, &form.batch_size),
+            (ids::TRAIN_LR, &form.learning_rate),
+            (ids::TRAIN_SPARSITY, &form.sparsity),
+            (ids::TRAIN_SEED, &form.seed),
         ] {
             if let Some(input) = input_of(self, id) {
                 input.set_value(value);
@@ -190,17 +189,17 @@ impl App {
     pub(crate) fn render_train_progress(&self) {
         let lab = self.lab.borrow();
         let run = &lab.train;
-        if let Some(progress) = self.element("train-progress") {
+        if let Some(progress) = self.element(ids::TRAIN_PROGRESS) {
             progress
                 .set_attribute("value", &format!("{:.3}", run.fraction))
                 .ok();
         }
-        self.set_text("train-status", &run.phase);
-        self.set_text("train-result", &run.result);
-        if let Some(b) = self.element("train-start") {
+        self.set_text(ids::TRAIN_STATUS, &run.phase);
+        self.set_text(ids::TRAIN_RESULT, &run.result);
+        if let Some(b) = self.element(ids::TRAIN_START) {
             b.toggle_attribute_with_force("disabled", run.active).ok();
         }
-        if let Some(b) = self.element("train-pause") {
+        if let Some(b) = self.element(ids::TRAIN_PAUSE) {
             b.toggle_attribute_with_force("disabled", !run.active).ok();
             b.set_text_content(Some(if run.paused || self.train_control.pause.get() {
                 "Resume"
@@ -208,16 +207,16 @@ impl App {
                 "Pause"
             }));
         }
-        if let Some(b) = self.element("train-cancel") {
+        if let Some(b) = self.element(ids::TRAIN_CANCEL) {
             b.toggle_attribute_with_force("disabled", !run.active).ok();
         }
         if let Some(file) = &lab.text_file {
-            self.set_text("train-file-status", file);
+            self.set_text(ids::TRAIN_FILE_STATUS, file);
         }
     }
 
     pub(crate) fn render_train_charts(&self) {
-        let Some(target) = self.element("train-charts") else {
+        let Some(target) = self.element(ids::TRAIN_CHARTS) else {
             return;
         };
         let lab = self.lab.borrow();
