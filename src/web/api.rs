@@ -162,8 +162,6 @@ fn ids_from_js(value: &JsValue) -> Result<Vec<u32>, JsValue> {
         .collect()
 }
 
-use crate::sae::pipeline::Yielding;
-
 /// Options of `window.saeplay.trainSae`, all optional: `{architecture, k, expansion, tokens,
 /// batchSize, hook, learningRate, sparsity, seed, randomInputs}`.
 struct TrainSaeOptions {
@@ -224,10 +222,23 @@ async fn train_sae_in_page(
 ) -> crate::Result<JsValue> {
     use crate::model::HookPoint;
     use crate::sae::Architecture;
-    use crate::sae::store::{ActivationStore, Corpus, StoreConfig};
-    use crate::sae::train::{
-        BatchSource, CapturedActivations, Control, SaeTrainer, SaeTrainingConfig, run,
-    };
+    use crate::sae::pipeline::{Reporter, capture_vectors, open_store, train_to_end};
+    use crate::sae::store::Corpus;
+    use crate::sae::train::SaeTrainingConfig;
+    use crate::sae::train::{BatchSource, CapturedActivations, Control, Progress, SaeTrainer};
+
+    /// Keeps the last step's figures; never pauses.
+    #[derive(Default)]
+    struct LastProgress(std::cell::RefCell<Option<Progress>>);
+    impl Reporter for LastProgress {
+        fn phase(&self, _text: String, _fraction: f64) {}
+        fn progress(&self, progress: &Progress) {
+            *self.0.borrow_mut() = Some(progress.clone());
+        }
+        fn control(&self) -> Control {
+            Control::Continue
+        }
+    }
 
     let architecture = Architecture::parse(&options.architecture, Some(options.k))?;
     let hook = HookPoint::parse(&options.hook, loaded.model.config())?;
@@ -239,6 +250,7 @@ async fn train_sae_in_page(
         architecture,
         hook_name: hook.to_string(),
         expansion_factor: options.expansion,
+        corpus: Corpus::TinyTales { seed: options.seed },
         training_tokens: options.tokens,
         batch_size: options.batch_size,
         learning_rate: options.learning_rate,
@@ -249,54 +261,32 @@ async fn train_sae_in_page(
     config.validate()?;
     let device = loaded.model.device().clone();
     let start = now_ms();
-    let now = || now_ms() / 1000.0;
-    let mut last = None;
-    let mut on_step = |p: &crate::sae::train::Progress| {
-        last = Some(p.clone());
-        Control::Continue
-    };
-    let first_batch;
-    let (trainer, capture_ms) = if options.random_inputs {
+    let reporter = LastProgress::default();
+    let (values, capture_ms) = if options.random_inputs {
         let mut rng = crate::rng::SplitMix64::new(options.seed);
         let rows = options.batch_size * 4;
-        let values = (0..rows * d_in).map(|_| rng.normal()).collect();
-        let mut source = CapturedActivations::new(values, d_in, options.seed)?;
-        first_batch = source.next_batch(options.batch_size).await?;
-        let mut trainer = SaeTrainer::new(config, d_in, "builtin", &first_batch, &device)?;
-        run(&mut trainer, &mut Yielding(&mut source), &now, &mut on_step).await?;
-        (trainer, 0.0)
+        ((0..rows * d_in).map(|_| rng.normal()).collect(), 0.0)
     } else {
-        let mut store = ActivationStore::new(
-            &loaded.model,
-            &loaded.tokenizer,
-            Corpus::TinyTales { seed: options.seed },
-            &[hook],
-            StoreConfig {
-                buffer_vectors: options.batch_size * 4,
-                // One forward of 16 windows x 128 tokens blocks the CPU page for ~1.2 s; 4 windows
-                // keep each uninterrupted stretch near 0.3 s.
-                windows_per_forward: 4,
-                ..StoreConfig::default()
-            },
-        )?;
+        // One forward of 16 windows x 128 tokens blocks the CPU page for ~1.2 s; 4 windows keep
+        // each uninterrupted stretch near 0.3 s.
+        let mut store = open_store(loaded, &config, hook, 4, Some(options.batch_size * 4))?;
         // Capture everything first, so the training figure is the SAE's own speed.
         let capture_start = now_ms();
-        // In chunks, yielding between them, so the page keeps answering while it captures.
         let wanted = options.tokens.max(options.batch_size);
-        let mut values = Vec::with_capacity(wanted * d_in);
-        while values.len() < wanted * d_in {
-            let take = (wanted - values.len() / d_in).min(1024);
-            values.extend(crate::sae::pipeline::capture(&mut store, take).await?);
-        }
-        let capture_ms = now_ms() - capture_start;
-        let mut source = CapturedActivations::new(values, d_in, options.seed)?;
-        first_batch = source.next_batch(options.batch_size).await?;
-        let mut trainer = SaeTrainer::new(config, d_in, "builtin", &first_batch, &device)?;
-        run(&mut trainer, &mut Yielding(&mut source), &now, &mut on_step).await?;
-        (trainer, capture_ms)
+        let values = capture_vectors(&mut store, wanted, d_in, 1024, &reporter)
+            .await?
+            .unwrap_or_default();
+        (values, now_ms() - capture_start)
     };
+    let mut source = CapturedActivations::new(values, d_in, options.seed)?;
+    let first_batch = source.next_batch(options.batch_size).await?;
+    let mut trainer = SaeTrainer::new(config, d_in, "builtin", &first_batch, &device)?;
+    train_to_end(&mut trainer, &mut source, &reporter).await?;
     let total_ms = now_ms() - start;
-    let progress = last.ok_or_else(|| crate::SaeplayError::InvalidSetting("no step ran".into()))?;
+    let progress = reporter
+        .0
+        .into_inner()
+        .ok_or_else(|| crate::SaeplayError::InvalidSetting("no step ran".into()))?;
     // Encode on the page's device: bisection top-k on WebGPU (no synchronous read-back), host
     // selection on the CPU path.
     let sae = trainer.sae();

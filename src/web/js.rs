@@ -21,7 +21,9 @@ function request(mode, work) {
     tx.onabort = () => reject(new Error('browser storage refused the write: ' + tx.error));
   }));
 }
-export function store_put(key, bytes) { return request('readwrite', (s) => s.put(bytes, key)); }
+// `bytes` is a view into wasm memory: copy it now, before the database opens (memory may grow
+// or be reused meanwhile), and so that IndexedDB clones the SAE, not the whole wasm memory.
+export function store_put(key, bytes) { const copy = bytes.slice(); return request('readwrite', (s) => s.put(copy, key)); }
 export function store_delete(key) { return request('readwrite', (s) => s.delete(key)); }
 export function store_all() {
   return db().then((d) => new Promise((resolve, reject) => {

@@ -1,0 +1,175 @@
+//! The page's decisions that moved out of the browser glue into `ui/` (and the engine), driven
+//! natively against direct computations: steering rows, the next-token shift, the heatmap's top
+//! features, the Pareto chart's geometry and the worker protocol.
+
+use saeplay::model::readout::probabilities;
+use saeplay::sae::steer::{Intervention, InterventionMode};
+use saeplay::sae::train::SaeTrainingConfig;
+use saeplay::ui::chart::{Frame, pareto};
+use saeplay::ui::heat::Heat;
+use saeplay::ui::steer::{SteerMode, SteerRow, interventions, largest_shifts};
+use saeplay::ui::worker_protocol::{FromWorker, ToWorker};
+
+fn row(feature: &str, mode: SteerMode, value: &str) -> SteerRow {
+    SteerRow {
+        feature: feature.into(),
+        mode,
+        value: value.into(),
+    }
+}
+
+#[test]
+fn steering_rows_become_interventions_or_name_the_bad_row() {
+    let rows = [
+        row("#12", SteerMode::Add, " 8 "),
+        row("3", SteerMode::Clamp, "-2.5"),
+        row("7", SteerMode::Ablate, ""),
+    ];
+    let parsed = interventions(&rows, 100).unwrap();
+    assert_eq!(
+        parsed,
+        vec![
+            Intervention {
+                feature: 12,
+                mode: InterventionMode::Add { strength: 8.0 }
+            },
+            Intervention {
+                feature: 3,
+                mode: InterventionMode::Clamp { value: -2.5 }
+            },
+            Intervention {
+                feature: 7,
+                mode: InterventionMode::Ablate
+            },
+        ]
+    );
+    // Each row shows the intervention it came from.
+    for intervention in &parsed {
+        assert_eq!(
+            SteerRow::of(intervention).intervention(1, 100).unwrap(),
+            *intervention
+        );
+    }
+
+    let bad = |rows: &[SteerRow]| interventions(rows, 100).unwrap_err();
+    assert_eq!(bad(&[]), "Add at least one feature to steer with.");
+    assert_eq!(
+        bad(&[rows[0].clone(), row("x1", SteerMode::Add, "8")]),
+        "Steering row 2: \"x1\" is not a feature number."
+    );
+    assert_eq!(
+        bad(&[row("5", SteerMode::Clamp, "NaN")]),
+        "Steering row 1: \"NaN\" is not a number."
+    );
+    let out_of_range = bad(&[row("100", SteerMode::Add, "1")]);
+    assert!(
+        out_of_range.starts_with("Steering row 1:") && out_of_range.contains("99"),
+        "{out_of_range}"
+    );
+    assert_eq!(SteerMode::from_name("clamp"), SteerMode::Clamp);
+    for mode in SteerMode::ALL {
+        assert_eq!(SteerMode::from_name(mode.name()), mode);
+    }
+}
+
+#[test]
+fn probabilities_are_a_stable_softmax() {
+    let logits = [1.0f32, 2.0, -3.0, 0.5];
+    let direct: Vec<f64> = {
+        let e: Vec<f64> = logits.iter().map(|&v| f64::from(v).exp()).collect();
+        let total: f64 = e.iter().sum();
+        e.iter().map(|v| v / total).collect()
+    };
+    for (p, d) in probabilities(&logits).iter().zip(&direct) {
+        assert!((p - d).abs() < 1e-6, "{p} vs {d}");
+    }
+    // Huge logits would overflow a naive softmax.
+    let huge = probabilities(&[1000.0, 1000.0]);
+    assert!((huge[0] - 0.5).abs() < 1e-12 && (huge[1] - 0.5).abs() < 1e-12);
+}
+
+#[test]
+fn largest_shifts_rank_tokens_by_how_far_they_moved() {
+    let before = [0.1, 0.5, 0.4, 0.0];
+    let after = [0.3, 0.2, 0.4, 0.1];
+    let shifts = largest_shifts(&before, &after, 3);
+    let tokens: Vec<u32> = shifts.iter().map(|s| s.token).collect();
+    // |deltas|: 0.2, 0.3, 0, 0.1.
+    assert_eq!(tokens, vec![1, 0, 3]);
+    assert!((shifts[0].delta() + 0.3).abs() < 1e-12);
+    assert_eq!(shifts[1].describe(), "10.0% → 30.0% (+20.0)");
+    // Ties keep token order.
+    let tied = largest_shifts(&[0.0, 0.0, 0.0], &[0.1, 0.1, 0.1], 3);
+    assert_eq!(tied.iter().map(|s| s.token).collect::<Vec<_>>(), [0, 1, 2]);
+}
+
+#[test]
+fn heat_keeps_each_tokens_strongest_active_features() {
+    // Two tokens x four features.
+    let acts = [0.0, 2.0, 1.0, 0.0, 3.0, 3.0, 0.0, -1.0];
+    let heat = Heat::of("sae".into(), vec!["a".into(), "b".into()], &acts, 4, 2);
+    assert_eq!(heat.top[0], vec![(1, 2.0), (2, 1.0)]);
+    // A tie goes to the lower feature; negative and zero activations are not active.
+    assert_eq!(heat.top[1], vec![(0, 3.0), (1, 3.0)]);
+    assert_eq!(heat.rows(10), vec![(0, 3.0), (1, 3.0), (2, 1.0)]);
+    assert_eq!(heat.rows(1), vec![(0, 3.0)]);
+    assert_eq!(heat.at(1, 1), 3.0);
+    assert_eq!(heat.at(0, 3), 0.0);
+}
+
+#[test]
+fn pareto_chart_places_finite_points_inside_its_frame() {
+    let frame = Frame::WIDE;
+    let points = [(10.0, 0.9), (40.0, 0.99), (f64::NAN, 0.5), (25.0, 0.95)];
+    let chart = pareto(&points, frame).unwrap();
+    // The NaN point is left out; the others keep their index.
+    let indices: Vec<usize> = chart.dots.iter().map(|d| d.0).collect();
+    assert_eq!(indices, vec![0, 1, 3]);
+    for &(_, x, y) in &chart.dots {
+        assert!(x >= frame.pad && x <= frame.width - frame.pad, "x {x}");
+        assert!(y >= frame.pad && y <= frame.height - frame.pad, "y {y}");
+    }
+    // Lower L0 is further left; higher loss recovered is higher (smaller SVG y).
+    let (a, b) = (chart.dots[0], chart.dots[1]);
+    assert!(a.1 < b.1 && a.2 > b.2);
+    let ticks: Vec<&str> = chart.ticks.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(ticks[0], "L0 10.00");
+    assert_eq!(ticks[1], "40.00");
+    assert!(pareto(&[(f64::NAN, 1.0)], frame).is_none());
+}
+
+#[test]
+fn worker_messages_round_trip_as_tagged_json() {
+    let train = ToWorker::Train {
+        model_base: "models/builtin/".into(),
+        config: SaeTrainingConfig::default(),
+    };
+    let json = train.to_json();
+    assert!(json.contains("\"kind\":\"train\""), "{json}");
+    assert!(json.contains("\"modelBase\""), "{json}");
+    let back = ToWorker::from_json(&json).unwrap();
+    assert_eq!(back.to_json(), json);
+    match back {
+        ToWorker::Train { config, .. } => assert_eq!(config, SaeTrainingConfig::default()),
+        other => panic!("came back as {other:?}"),
+    }
+    for message in [
+        FromWorker::Phase {
+            text: "Capturing".into(),
+            fraction: 0.25,
+        },
+        FromWorker::Error {
+            message: "bad".into(),
+        },
+        FromWorker::FeaturesError {
+            id: 3,
+            message: "gone".into(),
+        },
+    ] {
+        let json = message.to_json();
+        assert_eq!(FromWorker::from_json(&json).unwrap().to_json(), json);
+    }
+    let broken = FromWorker::from_json("{\"kind\":\"nonsense\"}").unwrap_err();
+    assert!(broken.contains("did not arrive intact"), "{broken}");
+    assert!(ToWorker::from_json("not json").is_err());
+}
