@@ -261,7 +261,7 @@ impl ModelTrainer {
                     ParamTensor::Vector(m),
                     ParamTensor::Vector(v),
                 ) => {
-                    let (p, m, v) = adam.update(p.inner(), g * clip, m, v, self.step, lr, 0.0);
+                    let (p, m, v) = adam.update(p.inner(), g * clip, (m, v), self.step, lr, 0.0);
                     let p = Tensor::from_inner(p).require_grad();
                     (
                         ParamTensor::Vector(p),
@@ -276,7 +276,7 @@ impl ModelTrainer {
                     ParamTensor::Matrix(v),
                 ) => {
                     let decay = self.config.weight_decay;
-                    let (p, m, v) = adam.update(p.inner(), g * clip, m, v, self.step, lr, decay);
+                    let (p, m, v) = adam.update(p.inner(), g * clip, (m, v), self.step, lr, decay);
                     let p = Tensor::from_inner(p).require_grad();
                     (
                         ParamTensor::Matrix(p),

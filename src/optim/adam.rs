@@ -23,14 +23,13 @@ impl Adam {
         }
     }
 
-    /// One update of `param` (plain tensor) with `grad` at step `step` (0-based): returns the new
-    /// parameter and moments. `weight_decay` is decoupled: `p -= lr * (adam_step + decay * p)`.
+    /// One update of `param` (plain tensor) with `grad` and its `(first, second)` moments at
+    /// step `step` (0-based): returns the new parameter and moments. `weight_decay` is decoupled: `p -= lr * (adam_step + decay * p)`.
     pub fn update<const D: usize>(
         &self,
         param: Tensor<D>,
         grad: Tensor<D>,
-        first: Tensor<D>,
-        second: Tensor<D>,
+        (first, second): (Tensor<D>, Tensor<D>),
         step: usize,
         learning_rate: f64,
         weight_decay: f64,

@@ -436,8 +436,10 @@ impl SaeTrainer {
             let (new, m, v) = adam.update(
                 param.clone().inner(),
                 grad,
-                self.moments.first[name].clone(),
-                self.moments.second[name].clone(),
+                (
+                    self.moments.first[name].clone(),
+                    self.moments.second[name].clone(),
+                ),
                 self.step,
                 lr,
                 0.0,

@@ -185,7 +185,7 @@ impl App {
     fn render_metrics(&self, target: &Element, id: &str, m: &SaeMetrics) {
         let d = &self.document;
         append(
-            &target,
+            target,
             &el(
                 d,
                 "h3",
@@ -210,7 +210,7 @@ impl App {
         ];
         if !m.ce_clean.is_finite() {
             append(
-                &target,
+                target,
                 &el(
                     d,
                     "p",
@@ -225,7 +225,7 @@ impl App {
             append(&dl, &el(d, "dt", "", k));
             append(&dl, &el(d, "dd", "", &v));
         }
-        append(&target, &dl);
+        append(target, &dl);
         let counts: Vec<f64> = m
             .density_histogram
             .counts
@@ -240,10 +240,10 @@ impl App {
             Frame::WIDE,
         );
         h.set_id(ids::EVAL_DENSITY);
-        append(&target, &h);
+        append(target, &h);
         if !m.concept_recovery.is_empty() {
             append(
-                &target,
+                target,
                 &el(
                     d,
                     "h3",
@@ -268,7 +268,7 @@ impl App {
             rows.sort_by(|a, b| b.1.total_cmp(&a.1));
             let list = bar_list(d, &rows, 1.0);
             list.set_id(ids::EVAL_CONCEPTS);
-            append(&target, &list);
+            append(target, &list);
         }
     }
 }
