@@ -23,10 +23,30 @@ missing=0
 [ -d node_modules/playwright-core ] || { echo "browser-tests: node_modules/playwright-core missing: run npm ci" >&2; missing=1; }
 [ "$missing" -eq 0 ] || exit 2
 
+# node and every Chromium it starts run in a process group of their own. When the run ends, or
+# the time limit does, the whole group goes: a browser left behind would keep this script's
+# output open, and whoever reads it (CI) would wait for it forever.
+setsid node --test --test-concurrency=1 tests/browser/ &
+group=$!
+# The watchdog polls rather than sleeping through the limit, so it ends on its own soon after
+# node does (a long sleep would itself hold the output open).
+(
+  deadline=$((SECONDS + limit))
+  while kill -0 "$group" 2>/dev/null; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "browser-tests: timed out after ${limit}s" >&2
+      kill -TERM -- "-$group" 2>/dev/null; sleep 30; kill -KILL -- "-$group" 2>/dev/null
+      break
+    fi
+    sleep 2
+  done
+) &
+watchdog=$!
 status=0
-# --kill-after: chromium children get a grace period, then are killed with node.
-timeout --kill-after=30 "$limit" node --test --test-concurrency=1 tests/browser/ || status=$?
-if [ "$status" -eq 124 ]; then
-  echo "browser-tests: timed out after ${limit}s" >&2
+wait "$group" || status=$?
+kill -KILL -- "-$group" 2>/dev/null || true
+wait "$watchdog" 2>/dev/null || true
+if [ "$status" -eq 143 ] || [ "$status" -eq 137 ]; then
+  status=124
 fi
 exit "$status"

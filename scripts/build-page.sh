@@ -2,12 +2,13 @@
 # Build the static page into dist/.
 #   (no flag)  release build with wasm-opt -O3: what a static host should serve.
 #   --fast     the same optimised cargo build without wasm-opt (about 3 minutes less on 2 cores),
-#              for tests: trunk's debug mode skips wasm-opt, and the cargo profile stays release.
+#              for tests: trunk's debug mode skips wasm-opt; Trunk.toml keeps cargo's release profile.
+#              This is the build `trunk serve` serves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
 if [ "${1:-}" = "--fast" ]; then
-  trunk build index.html --cargo-profile release
+  trunk build index.html
 else
   trunk build index.html --release
 fi

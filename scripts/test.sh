@@ -7,7 +7,9 @@ bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
 
 echo "== native tests (release build) =="
-cargo test --release
+# Built first, then run under a time limit: a test that hangs fails the run instead of stalling it.
+cargo test --release --no-run
+timeout --kill-after=30 "${NATIVE_TESTS_TIMEOUT:-1200}" cargo test --release
 
 echo "== page build (trunk, release, no wasm-opt) =="
 bash scripts/build-page.sh --fast

@@ -1,8 +1,6 @@
 //! Small DOM builders. Every string goes in as text (`textContent`) or as an attribute value,
 //! never as markup, so nothing from a link or a file can become an element or a script.
 
-use wasm_bindgen::JsCast;
-use wasm_bindgen::prelude::*;
 use web_sys::{Document, Element};
 
 use crate::ui::chart::{self, Frame, Range};
@@ -42,12 +40,8 @@ pub fn append(parent: &Element, child: &Element) {
 }
 
 /// Call `handler` on `event` at `element` for as long as the page lives.
-pub fn listen(element: &Element, event: &str, handler: impl Fn(web_sys::Event) + 'static) {
-    let closure = Closure::<dyn Fn(web_sys::Event)>::new(handler);
-    element
-        .add_event_listener_with_callback(event, closure.as_ref().unchecked_ref())
-        .ok();
-    closure.forget();
+pub fn listen(element: &Element, event: &str, handler: impl Fn(&web_sys::Event) + 'static) {
+    gloo_events::EventListener::new(element, event.to_string(), handler).forget();
 }
 
 fn svg_root(document: &Document, frame: Frame, label: &str) -> Element {

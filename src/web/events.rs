@@ -4,8 +4,7 @@
 use std::rc::Rc;
 
 use wasm_bindgen::JsCast;
-use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, spawn_local};
+use wasm_bindgen_futures::spawn_local;
 use web_sys::{Element, HtmlInputElement, HtmlTextAreaElement};
 
 use crate::ui::feature_list::SortKey;
@@ -13,8 +12,8 @@ use crate::ui::steer::SteerRow;
 use crate::ui::train_form::CorpusKind;
 use crate::ui::{View, ids};
 use crate::web::dom::listen;
-use crate::web::platform::{js_error, sleep, window};
-use crate::web::{App, input_of, js, select_of};
+use crate::web::platform::{copy_text, sleep, window};
+use crate::web::{App, files, input_of, select_of};
 
 /// The generation form's inputs.
 const GENERATION_INPUTS: [&str; 5] = [
@@ -37,11 +36,7 @@ impl App {
             return;
         };
         let app = Rc::clone(self);
-        let closure = Closure::<dyn Fn()>::new(move || handler(&app));
-        element
-            .add_event_listener_with_callback(event, closure.as_ref().unchecked_ref())
-            .ok();
-        closure.forget(); // listeners live as long as the page
+        listen(&element, event, move |_| handler(&app));
     }
 
     /// Wire every control of the page.
@@ -181,11 +176,9 @@ impl App {
             };
             let app = Rc::clone(app);
             spawn_local(async move {
-                match JsFuture::from(js::read_input_files(&input)).await {
-                    Ok(files) => app.import_files(js::named_files(&files)).await,
-                    Err(e) => {
-                        app.show_error(format!("The files could not be read: {}", js_error(e)))
-                    }
+                match files::read_input_files(&input).await {
+                    Ok(files) => app.import_files(files).await,
+                    Err(e) => app.show_error(format!("The files could not be read: {e}")),
                 }
                 if let Some(input) = input.dyn_ref::<HtmlInputElement>() {
                     input.set_value("");
@@ -218,8 +211,7 @@ impl App {
 
     /// The picked text file becomes the training corpus.
     async fn read_training_text(self: &Rc<Self>, input: &Element) {
-        let files = JsFuture::from(js::read_input_files(input)).await;
-        match files.map(|f| js::named_files(&f)) {
+        match files::read_input_files(input).await {
             Ok(files) if !files.is_empty() => {
                 let (name, bytes) = files.into_iter().next().unwrap_or_default();
                 match String::from_utf8(bytes) {
@@ -240,7 +232,7 @@ impl App {
                 }
             }
             Ok(_) => {}
-            Err(e) => self.show_error(format!("The file could not be read: {}", js_error(e))),
+            Err(e) => self.show_error(format!("The file could not be read: {e}")),
         }
     }
 
@@ -295,16 +287,13 @@ impl App {
             return;
         };
         let app = Rc::clone(self);
-        let callback = Closure::<dyn Fn(JsValue)>::new(move |files: JsValue| {
-            let app = Rc::clone(&app);
-            if let Some(message) = files.as_string() {
-                app.show_error(format!("The dropped files could not be read: {message}"));
-                return;
+        files::watch_drops(&body, move |files| match files {
+            Ok(files) => {
+                let app = Rc::clone(&app);
+                spawn_local(async move { app.import_files(files).await });
             }
-            spawn_local(async move { app.import_files(js::named_files(&files)).await });
+            Err(e) => app.show_error(format!("The dropped files could not be read: {e}")),
         });
-        js::watch_drops(&body, callback.as_ref().unchecked_ref());
-        callback.forget();
     }
 
     /// One listener for every clickable feature, token, steering button and chart dot, which
@@ -373,14 +362,9 @@ impl App {
                 input.set_value(&href);
                 input.select();
             }
-            let promise = js::copy_text(&href);
             let app = Rc::clone(app);
             spawn_local(async move {
-                let copied = JsFuture::from(promise)
-                    .await
-                    .ok()
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false);
+                let copied = copy_text(&href).await;
                 app.set_text(
                     ids::SHARE_STATUS,
                     if copied {

@@ -4,7 +4,8 @@
 //! - `events.rs` wires controls to the app; `views/` draws each view from the state;
 //! - `saes.rs` holds the SAE slots (shipped, stored, fetched), `link.rs` the address bar and
 //!   consent, `worker/` the Web Worker and the page's calls to it;
-//! - `platform.rs`, `dom.rs`, `js.rs` are the browser calls; `api.rs` is `window.saeplay`.
+//! - `platform.rs`, `dom.rs`, `files.rs` (files in and out), `storage.rs` (IndexedDB) are the
+//!   browser calls; `api.rs` is `window.saeplay`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -25,10 +26,11 @@ use platform::{load_model, probe_adapter, window};
 mod api;
 mod dom;
 mod events;
-mod js;
+mod files;
 mod link;
 mod platform;
 mod saes;
+mod storage;
 mod views;
 mod worker;
 

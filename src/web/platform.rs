@@ -26,24 +26,13 @@ fn global_function(name: &str) -> Option<js_sys::Function> {
 }
 
 /// Resolve after `ms` milliseconds, letting the browser handle events and paint (in the page or
-/// in the worker).
+/// in the worker): the engine's clock, which both share.
 pub(crate) async fn sleep(ms: i32) {
-    let promise = Promise::new(&mut |resolve, _| {
-        if let Some(set_timeout) = global_function("setTimeout") {
-            set_timeout
-                .call2(&global(), &resolve, &JsValue::from(ms))
-                .ok();
-        }
-    });
-    JsFuture::from(promise).await.ok();
+    crate::clock::sleep_ms(ms.max(0) as u32).await;
 }
 
 pub(crate) fn now_ms() -> f64 {
-    Reflect::get(&global(), &"performance".into())
-        .ok()
-        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
-        .map(|p| p.now())
-        .unwrap_or(0.0)
+    crate::clock::now_seconds() * 1000.0
 }
 
 pub(crate) fn js_error(value: JsValue) -> String {
@@ -130,4 +119,26 @@ pub(crate) async fn load_model(
     };
     let host = files.parse().map_err(|e| e.to_string())?;
     host.upload(device).map_err(|e| e.to_string())
+}
+
+/// Put `text` on the clipboard; false when the browser refuses (no permission, no focus).
+pub(crate) async fn copy_text(text: &str) -> bool {
+    let navigator = window().navigator();
+    // Missing outside secure contexts (a page served over plain http from another host).
+    let present = Reflect::get(&navigator, &"clipboard".into()).is_ok_and(|c| c.is_object());
+    present
+        && JsFuture::from(navigator.clipboard().write_text(text))
+            .await
+            .is_ok()
+}
+
+/// Eight random hex digits, for naming SAEs made or imported here.
+pub(crate) fn random_id() -> String {
+    let mut bytes = [0u8; 4];
+    // The browser's crypto.getRandomValues; without it a clock-based id is still unique enough
+    // to tell two SAEs of one page apart.
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = (now_ms() as u32).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -3,15 +3,13 @@
 
 use std::rc::Rc;
 
-use wasm_bindgen_futures::JsFuture;
-
 use crate::model::HookPoint;
 use crate::sae::saelens::SaeFiles;
 use crate::ui::SaeRef;
 use crate::ui::lab::{LoadedSae, Origin, SaeSlot, Summary, shipped_slots};
 use crate::ui::train_form::TrainForm;
-use crate::web::platform::{fetch_bytes, js_error};
-use crate::web::{App, BUILTIN_MODEL, js};
+use crate::web::platform::{fetch_bytes, random_id};
+use crate::web::{App, BUILTIN_MODEL, files, storage};
 
 impl App {
     // ---- The SAEs the page holds ----
@@ -27,7 +25,7 @@ impl App {
                 Err(e) => self.show_error(format!("The shipped SAEs could not be listed: {e}")),
             }
         }
-        match stored_saes().await {
+        match storage::all().await {
             Ok(stored) => {
                 for (id, bytes) in stored {
                     if let Err(e) = self.add_from_zip(&id, &bytes, Origin::Stored).await {
@@ -165,7 +163,11 @@ impl App {
             self.show_error("This SAE is still loading; try again in a moment.".into());
             return;
         };
-        js::download(&format!("{id}.zip"), &loaded.files.to_zip(&id));
+        files::download(
+            &format!("{id}.zip"),
+            &loaded.files.to_zip(&id),
+            "application/zip",
+        );
     }
 
     pub(crate) async fn import_files(self: &Rc<Self>, files: Vec<(String, Vec<u8>)>) {
@@ -175,7 +177,7 @@ impl App {
         let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
         let result = async {
             let sae_files = SaeFiles::from_named_files(files)?;
-            let id = format!("imported-{}", js::random_id());
+            let id = format!("imported-{}", random_id());
             let zip = sae_files.to_zip(&id);
             self.add_files(&id, sae_files, Origin::Stored).await?;
             if let Err(e) = keep_in_browser(&id, &zip).await {
@@ -210,8 +212,11 @@ impl App {
             );
             return;
         }
-        if let Ok(promise) = js::store_delete(&id) {
-            JsFuture::from(promise).await.ok();
+        if let Err(e) = storage::delete(&id).await {
+            self.show_error(format!(
+                "The SAE could not be removed from browser storage: {e}"
+            ));
+            return;
         }
         self.update(|lab| lab.saes.retain(|s| s.id != id));
         self.update_page(|state| state.location.sae = None);
@@ -239,7 +244,7 @@ impl App {
                     .await
                     .map_err(crate::SaeplayError::Io)?
             };
-            let id = format!("fetched-{}", js::random_id());
+            let id = format!("fetched-{}", random_id());
             self.add_files(&id, files, Origin::Remote { url: url.clone() })
                 .await?;
             Ok::<_, crate::SaeplayError>(id)
@@ -269,12 +274,5 @@ async fn fetch_sae_dir(base: &str) -> Result<SaeFiles, String> {
 }
 
 pub(crate) async fn keep_in_browser(id: &str, zip: &[u8]) -> Result<(), String> {
-    let promise = js::store_put(id, zip).map_err(js_error)?;
-    JsFuture::from(promise).await.map(|_| ()).map_err(js_error)
-}
-
-async fn stored_saes() -> Result<Vec<(String, Vec<u8>)>, String> {
-    let promise = js::store_all().map_err(js_error)?;
-    let all = JsFuture::from(promise).await.map_err(js_error)?;
-    Ok(js::named_files(&all))
+    storage::put(id, zip).await
 }

@@ -89,15 +89,16 @@ impl App {
         match index {
             Ok(index) => {
                 let index = Rc::new(index);
-                let mut lab = self.lab.borrow_mut();
-                lab.feature_status = format!(
-                    "{} features, read on {} held-out tokens.",
-                    index.rows.len(),
-                    index.tokens
-                );
-                if let Some(slot) = lab.slot_mut(&id) {
-                    slot.features = Some(Rc::clone(&index));
-                }
+                self.update(|lab| {
+                    lab.feature_status = format!(
+                        "{} features, read on {} held-out tokens.",
+                        index.rows.len(),
+                        index.tokens
+                    );
+                    if let Some(slot) = lab.slot_mut(&id) {
+                        slot.features = Some(Rc::clone(&index));
+                    }
+                });
                 Some(index)
             }
             Err(e) => {
@@ -390,11 +391,10 @@ impl App {
     }
 
     pub(crate) async fn open_feature(self: &Rc<Self>, feature: usize) {
-        {
-            let mut state = self.state.borrow_mut();
+        self.update_page(|state| {
             state.location.feature = Some(feature);
             state.location.view = Some(View::Features);
-        }
+        });
         self.update_link();
         self.render_view();
         self.render_card();

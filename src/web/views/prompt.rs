@@ -62,9 +62,9 @@ impl App {
         match result {
             Ok((tokens, predictions, captured)) => {
                 let texts: Vec<String> = tokens.iter().map(|t| t.text.clone()).collect();
-                self.state
-                    .borrow_mut()
-                    .analysed(tokens, &predictions, |id| loaded.tokenizer.token_text(id));
+                self.update_page(|state| {
+                    state.analysed(tokens, &predictions, |id| loaded.tokenizer.token_text(id))
+                });
                 if let Some(activation) = captured
                     && let Err(e) = self.compute_heat(activation, texts).await
                 {
@@ -80,7 +80,7 @@ impl App {
         let Some(loaded) = self.model.borrow().clone() else {
             return;
         };
-        let Some(config) = self.state.borrow_mut().start_generation() else {
+        let Some(config) = self.update_page(|state| state.start_generation()) else {
             self.render();
             return;
         };
@@ -105,9 +105,8 @@ impl App {
                             .tokenizer
                             .decode(generation.produced())
                             .map_err(|e| e.to_string())?;
-                        self.state
-                            .borrow_mut()
-                            .generated(text, generation.produced().len());
+                        let produced = generation.produced().len();
+                        self.update_page(|state| state.generated(text, produced));
                         self.render_generation();
                         sleep(0).await; // let the page handle input between tokens
                     }
@@ -117,16 +116,11 @@ impl App {
         }
         .await;
         let seconds = (now_ms() - started) / 1000.0;
-        {
-            let mut state = self.state.borrow_mut();
-            match result {
-                Ok(Some((reason, tokens))) => {
-                    state.generation_finished(Ok((reason, tokens, seconds)))
-                }
-                Ok(None) => state.generation_cancelled(),
-                Err(message) => state.generation_finished(Err(message)),
-            }
-        }
+        self.update_page(|state| match result {
+            Ok(Some((reason, tokens))) => state.generation_finished(Ok((reason, tokens, seconds))),
+            Ok(None) => state.generation_cancelled(),
+            Err(message) => state.generation_finished(Err(message)),
+        });
         self.render();
     }
 

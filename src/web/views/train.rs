@@ -13,8 +13,8 @@ use crate::ui::ids;
 use crate::ui::lab::{Origin, TrainRun};
 use crate::ui::train_form::CorpusKind;
 use crate::web::dom::{append, clear, el, line_chart};
-use crate::web::platform::now_ms;
-use crate::web::{App, input_of, js, select_of};
+use crate::web::platform::{now_ms, random_id};
+use crate::web::{App, input_of, select_of};
 
 impl App {
     pub(crate) fn read_train_form(&self) {
@@ -124,7 +124,7 @@ impl App {
         let seconds = (now_ms() - started) / 1000.0;
         let result = match files {
             Ok(Some(files)) => {
-                let id = format!("tab-{}", js::random_id());
+                let id = format!("tab-{}", random_id());
                 let zip = files.to_zip(&id);
                 match self.add_files(&id, files, Origin::Stored).await {
                     Ok(()) => {
