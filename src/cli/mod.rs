@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use saeplay::backend::{BackendKind, native_device};
 use saeplay::error::FileAction;
+use saeplay::model::WeightProcessing;
 use saeplay::model::files::{LoadedModel, ModelFiles};
 use saeplay::{Result, SaeplayError};
 
@@ -43,12 +44,50 @@ pub struct ModelArgs {
     /// cpu, or wgpu (Vulkan/Metal natively).
     #[arg(long, default_value = "cpu", value_parser = parse_backend)]
     pub backend: BackendKind,
+    /// TransformerLens's fold_ln: fold each layer norm's gain and bias into the weights that read it.
+    #[arg(long)]
+    pub fold_ln: bool,
+    /// TransformerLens's center_writing_weights: weights writing to the residual stream lose their mean.
+    #[arg(long)]
+    pub center_writing_weights: bool,
+    /// TransformerLens's center_unembed: the unembedding loses its mean over the vocabulary.
+    #[arg(long)]
+    pub center_unembed: bool,
+    /// TransformerLens's fold_value_biases: value biases folded into the attention output bias.
+    #[arg(long)]
+    pub fold_value_biases: bool,
 }
 
 impl ModelArgs {
+    /// The processing the flags ask for.
+    pub fn processing(&self) -> WeightProcessing {
+        WeightProcessing {
+            fold_ln: self.fold_ln,
+            center_writing_weights: self.center_writing_weights,
+            center_unembed: self.center_unembed,
+            fold_value_biases: self.fold_value_biases,
+        }
+    }
+
     pub fn load(&self) -> Result<LoadedModel> {
+        self.load_processed(WeightProcessing::default())
+    }
+
+    /// Load with the flags' processing, or with `required` (what an SAE's cfg.json asks for) when
+    /// no flag is given; flags that disagree with `required` are refused in words.
+    pub fn load_processed(&self, required: WeightProcessing) -> Result<LoadedModel> {
+        let asked = self.processing();
+        let processing = if asked.is_none() { required } else { asked };
+        if !required.is_none() && processing != required {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "the SAE was trained on the model processed with {}, but the flags ask for {}",
+                required.describe(),
+                processing.describe()
+            )));
+        }
         ModelFiles::read_dir(&self.model)?
             .parse()?
+            .process(processing)?
             .upload(&native_device(self.backend)?)
     }
 }

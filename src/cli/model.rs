@@ -109,24 +109,21 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
         ablate,
         print_ids,
     } = args;
-    let loaded = model.load()?;
-    let prompt_ids = loaded.encode_prompt(&prompt)?.ids;
     let interventions = super::sae::interventions(&steer, &clamp, &ablate)?;
-    let hooks = match (&sae, interventions.is_empty()) {
-        (_, true) => Hooks::none(),
+    let (loaded, hooks) = match (&sae, interventions.is_empty()) {
+        (_, true) => (model.load()?, Hooks::none()),
         (None, false) => {
             return Err(SaeplayError::InvalidSetting(
                 "--steer, --clamp and --ablate need --sae DIR".into(),
             ));
         }
         (Some(dir), false) => {
-            let (sae, hook) = super::sae::steering_sae(dir, &loaded)?;
-            Hooks::none().with_patch(
-                hook,
-                saeplay::sae::steer::intervention_patch(&sae, &interventions)?,
-            )
+            let (loaded, sae, hook) = super::sae::load_model_and_sae(&model, dir)?;
+            let patch = saeplay::sae::steer::intervention_patch(&sae, &interventions)?;
+            (loaded, Hooks::none().with_patch(hook, patch))
         }
     };
+    let prompt_ids = loaded.encode_prompt(&prompt)?.ids;
     let config = SamplingConfig {
         temperature,
         top_k,
@@ -218,9 +215,12 @@ pub fn make_test_model(args: MakeTestModelArgs) -> Result<()> {
 }
 
 pub fn info(args: &ModelArgs) -> Result<()> {
-    let host = ModelFiles::read_dir(&args.model)?.parse()?;
+    let host = ModelFiles::read_dir(&args.model)?
+        .parse()?
+        .process(args.processing())?;
     let c = host.config();
     println!("model: {}", args.model.display());
+    println!("weight processing: {}", host.processing.describe());
     println!(
         "n_layer {}  n_embd {}  n_head {}  d_head {}  d_mlp {}  n_positions {}  vocab {}  (tokenizer {})",
         c.n_layer,

@@ -12,7 +12,7 @@ use saeplay::model::files::LoadedModel;
 use saeplay::sae::features::{ScanConfig, feature_report, scan};
 use saeplay::sae::metrics::{SaeMetrics, evaluate_sae};
 use saeplay::sae::pipeline::{self, Reporter, TrainOptions, TrainingData};
-use saeplay::sae::saelens::SaeFiles;
+use saeplay::sae::saelens::{HostSae, SaeFiles};
 use saeplay::sae::steer::Intervention;
 use saeplay::sae::store::{ActivationStore, Corpus, StoreConfig, Window};
 use saeplay::sae::train::{
@@ -320,8 +320,17 @@ fn print_metrics(m: &SaeMetrics, json: bool) {
     }
 }
 
-fn load_sae(dir: &Path, loaded: &LoadedModel) -> Result<(Sae, HookPoint)> {
+/// An SAE's files and the model it reads, processed as its cfg.json asks
+/// (`model_from_pretrained_kwargs`) unless the flags say otherwise.
+pub fn load_model_and_sae(model: &ModelArgs, dir: &Path) -> Result<(LoadedModel, Sae, HookPoint)> {
     let host = SaeFiles::read_dir(dir)?.parse()?;
+    let loaded = model.load_processed(host.model_processing)?;
+    host.check_model_processing(loaded.processing)?;
+    let (sae, hook) = upload_sae(&host, &loaded)?;
+    Ok((loaded, sae, hook))
+}
+
+fn upload_sae(host: &HostSae, loaded: &LoadedModel) -> Result<(Sae, HookPoint)> {
     let hook = HookPoint::parse(&host.config.hook_name, loaded.model.config())?;
     let sae = host.upload(loaded.model.device())?;
     sae.check_fits(&hook.to_string(), hook.width(loaded.model.config()))?;
@@ -347,8 +356,7 @@ pub struct EvalSaeArgs {
 }
 
 pub fn eval_sae(args: EvalSaeArgs) -> Result<()> {
-    let loaded = args.model.load()?;
-    let (sae, hook) = load_sae(&args.sae, &loaded)?;
+    let (loaded, sae, hook) = load_model_and_sae(&args.model, &args.sae)?;
     let windows = args.corpus.held_out(&loaded, args.windows)?;
     let bos = windows.first().map(|w| w.ids[0]);
     let metrics = block_on(evaluate_sae(
@@ -382,8 +390,7 @@ pub struct FeaturesArgs {
 }
 
 pub fn features(args: FeaturesArgs) -> Result<()> {
-    let loaded = args.model.load()?;
-    let (sae, hook) = load_sae(&args.sae, &loaded)?;
+    let (loaded, sae, hook) = load_model_and_sae(&args.model, &args.sae)?;
     let chosen = match &args.features {
         None => None,
         Some(list) => Some(parse_sizes(list, "a feature index")?),
@@ -546,11 +553,6 @@ pub fn interventions(
         out.push(Intervention::parse(s, "ablate")?);
     }
     Ok(out)
-}
-
-/// The SAE and its hook for steering a generation.
-pub fn steering_sae(dir: &Path, loaded: &LoadedModel) -> Result<(Sae, HookPoint)> {
-    load_sae(dir, loaded)
 }
 
 #[derive(clap::Args)]

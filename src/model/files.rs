@@ -2,7 +2,7 @@
 //! they belong together before anything reaches a device.
 
 use crate::error::{Result, SaeplayError};
-use crate::model::{Gpt2, Gpt2Config, Gpt2Weights};
+use crate::model::{Gpt2, Gpt2Config, Gpt2Weights, WeightProcessing};
 use crate::tokenizer::TextTokenizer;
 
 /// The bytes of `config.json`, `model.safetensors` and `tokenizer.json`.
@@ -17,6 +17,8 @@ pub struct ModelFiles {
 pub struct HostModel {
     pub weights: Gpt2Weights,
     pub tokenizer: TextTokenizer,
+    /// The TransformerLens processing applied to `weights` (none as loaded).
+    pub processing: WeightProcessing,
 }
 
 impl HostModel {
@@ -29,6 +31,8 @@ impl HostModel {
 pub struct LoadedModel {
     pub model: Gpt2,
     pub tokenizer: TextTokenizer,
+    /// The TransformerLens processing its weights went through.
+    pub processing: WeightProcessing,
 }
 
 impl ModelFiles {
@@ -75,15 +79,36 @@ impl ModelFiles {
                 model: config.vocab_size,
             });
         }
-        Ok(HostModel { weights, tokenizer })
+        Ok(HostModel {
+            weights,
+            tokenizer,
+            processing: WeightProcessing::default(),
+        })
     }
 }
 
 impl HostModel {
+    /// Apply TransformerLens's weight processing to the unprocessed weights.
+    pub fn process(mut self, processing: WeightProcessing) -> Result<Self> {
+        if !self.processing.is_none() && self.processing != processing {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "the model was already processed with {}; load it again to process it with {}",
+                self.processing.describe(),
+                processing.describe()
+            )));
+        }
+        if self.processing.is_none() {
+            processing.apply(&mut self.weights);
+            self.processing = processing;
+        }
+        Ok(self)
+    }
+
     pub fn upload(self, device: &burn::tensor::Device) -> Result<LoadedModel> {
         Ok(LoadedModel {
             model: Gpt2::new(&self.weights, device)?,
             tokenizer: self.tokenizer,
+            processing: self.processing,
         })
     }
 }

@@ -8,6 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::config::{Activation, Gpt2Config};
 use super::hooks::{HookContext, HookPoint, Hooks, PatchOp};
+use super::processing::{LM_HEAD_BIAS, LM_HEAD_WEIGHT};
 use super::weights::Gpt2Weights;
 use crate::backend::{float_tensor, int_tensor};
 use crate::error::{Result, SaeplayError};
@@ -101,9 +102,10 @@ pub struct Gpt2 {
     config: Gpt2Config,
     activation: Activation,
     device: Device,
-    wte: Tensor<2>,     // [vocab, d]
-    wpe: Tensor<2>,     // [n_positions, d]
-    unembed: Tensor<2>, // [d, vocab], tied to wte
+    wte: Tensor<2>,                  // [vocab, d]
+    wpe: Tensor<2>,                  // [n_positions, d]
+    unembed: Tensor<2>, // [d, vocab]: wte^T, or lm_head.weight^T once processing unties it
+    unembed_bias: Option<Tensor<1>>, // [vocab]: lm_head.bias, from weight processing
     blocks: Vec<Block>,
     ln_f: LayerNorm,
 }
@@ -183,13 +185,21 @@ impl Gpt2 {
             })
             .collect::<Result<Vec<_>>>()?;
         let wte = matrix(params, "wte.weight")?;
-        let unembed = wte.clone().transpose();
+        let unembed = match params.get(LM_HEAD_WEIGHT) {
+            Some(_) => matrix(params, LM_HEAD_WEIGHT)?.transpose(),
+            None => wte.clone().transpose(),
+        };
+        let unembed_bias = match params.get(LM_HEAD_BIAS) {
+            Some(_) => Some(vector(params, LM_HEAD_BIAS)?),
+            None => None,
+        };
         Ok(Self {
             activation,
             device: device.clone(),
             wpe: matrix(params, "wpe.weight")?,
             wte,
             unembed,
+            unembed_bias,
             blocks,
             ln_f: ln("ln_f")?,
             config: config.clone(),
@@ -204,7 +214,8 @@ impl Gpt2 {
         &self.device
     }
 
-    /// The unembedding `[d, vocab]` (tied to `wte`), for logit-lens style analyses.
+    /// The unembedding `[d, vocab]` (`wte^T` unless weight processing untied it), for logit-lens
+    /// style analyses.
     pub fn unembed(&self) -> &Tensor<2> {
         &self.unembed
     }
@@ -309,8 +320,12 @@ impl Gpt2 {
             + self.ln_f.bias.clone().unsqueeze::<3>();
         let logits = final_hidden
             .reshape([b * t_out, d])
-            .matmul(self.unembed.clone())
-            .reshape([b, t_out, self.config.vocab_size]);
+            .matmul(self.unembed.clone());
+        let logits = match &self.unembed_bias {
+            Some(bias) => logits + bias.clone().unsqueeze::<2>(),
+            None => logits,
+        }
+        .reshape([b, t_out, self.config.vocab_size]);
         Ok(ForwardOutput {
             logits,
             captured: run.captured,

@@ -329,6 +329,7 @@ pub async fn train_sae(
         input_scale: Some(trainer.input_scale),
         model_id: Some(options.model_id.clone()),
         name: options.name.clone(),
+        model_processing: loaded.processing,
     };
     let files = write_sae(
         &sae,

@@ -20,6 +20,7 @@ use super::{Architecture, Sae, SaeConfig};
 use crate::error::{Result, SaeplayError};
 use crate::io::tensors::HostTensor;
 use crate::io::tensors::{read_f32_tensors, write_safetensors};
+use crate::model::WeightProcessing;
 
 pub const CFG_FILE: &str = "cfg.json";
 pub const WEIGHTS_FILE: &str = "sae_weights.safetensors";
@@ -44,6 +45,10 @@ pub struct Provenance {
     pub model_id: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
+    /// The TransformerLens processing of the model it was trained on; written to cfg.json as
+    /// `metadata.model_from_pretrained_kwargs`.
+    #[serde(default, skip_serializing_if = "WeightProcessing::is_none")]
+    pub model_processing: WeightProcessing,
 }
 
 /// The files of one SAE directory, as bytes (the page has no filesystem).
@@ -63,9 +68,25 @@ pub struct HostSae {
     /// log10 feature density, when the directory has it.
     pub log_density: Option<Vec<f32>>,
     pub provenance: Provenance,
+    /// The TransformerLens processing of the model it reads (`model_from_pretrained_kwargs`).
+    pub model_processing: WeightProcessing,
 }
 
 impl HostSae {
+    /// The SAE reads activations of a model processed as its cfg.json says; on a model processed
+    /// otherwise its features would be read from the wrong activations.
+    pub fn check_model_processing(&self, model: WeightProcessing) -> Result<()> {
+        if self.model_processing == model {
+            return Ok(());
+        }
+        Err(SaeplayError::SaeMismatch(format!(
+            "it was trained on the model processed with {} (cfg.json's model_from_pretrained_kwargs), \
+             but the model here is processed with {}",
+            self.model_processing.describe(),
+            model.describe()
+        )))
+    }
+
     pub fn upload(&self, device: &burn::tensor::Device) -> Result<Sae> {
         Sae::from_host(self.config.clone(), &self.weights, device)
     }
@@ -247,6 +268,7 @@ impl SaeFiles {
             weights,
             log_density,
             provenance,
+            model_processing: parsed.model_processing,
         })
     }
 }
@@ -255,6 +277,7 @@ struct ParsedCfg {
     config: SaeConfig,
     apply_b_dec_to_input: bool,
     rescale_acts_by_decoder_norm: bool,
+    model_processing: WeightProcessing,
 }
 
 fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
@@ -344,10 +367,21 @@ fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
         .get("rescale_acts_by_decoder_norm")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    // SAELens loads the model with `HookedTransformer.from_pretrained_no_processing(**kwargs)`:
+    // a step it does not name is off.
+    let model_processing = match get("model_from_pretrained_kwargs") {
+        None => WeightProcessing::default(),
+        Some(kwargs) => serde_json::from_value(kwargs.clone()).map_err(|e| {
+            file_error(format!(
+                "cfg.json's model_from_pretrained_kwargs is not valid: {e}"
+            ))
+        })?,
+    };
     Ok(ParsedCfg {
         config,
         apply_b_dec_to_input,
         rescale_acts_by_decoder_norm,
+        model_processing,
     })
 }
 
@@ -494,6 +528,9 @@ pub async fn write_sae(
     });
     if trained_as.as_deref() == Some("batchtopk") {
         cfg["metadata"]["training_architecture"] = json!("batchtopk");
+    }
+    if !provenance.model_processing.is_none() {
+        cfg["metadata"]["model_from_pretrained_kwargs"] = json!(provenance.model_processing);
     }
     if let Architecture::TopK { k } = config.architecture {
         cfg["k"] = json!(k);

@@ -51,6 +51,7 @@ impl App {
     ) -> crate::Result<()> {
         let loaded = self.loaded()?;
         let host = files.parse()?;
+        host.check_model_processing(loaded.processing)?;
         let hook = HookPoint::parse(&host.config.hook_name, loaded.model.config())?;
         let sae = host.upload(loaded.model.device())?;
         sae.check_fits(&hook.to_string(), hook.width(loaded.model.config()))?;

@@ -153,14 +153,21 @@ pub fn forward(weights: &Gpt2Weights, ids: &[u32]) -> Activations {
     let normalized = normalize(&resid, t, d, eps);
     let final_hidden = affine(&normalized, d, w("ln_f.weight"), w("ln_f.bias"));
     out.insert("ln_final.hook_normalized".into(), normalized);
-    let wte = w("wte.weight");
-    let vocab = wte.shape[0];
+    // The unembedding: tied to wte, unless weight processing untied it (with a bias).
+    let unembed = weights
+        .tensors
+        .get("lm_head.weight")
+        .unwrap_or_else(|| w("wte.weight"));
+    let unembed_bias = weights.tensors.get("lm_head.bias");
+    let vocab = unembed.shape[0];
     let mut logits = vec![0.0; t * vocab];
     for p in 0..t {
         for v in 0..vocab {
-            logits[p * vocab + v] = (0..d)
-                .map(|i| final_hidden[p * d + i] * f64::from(wte.values[v * d + i]))
-                .sum();
+            let bias = unembed_bias.map_or(0.0, |b| f64::from(b.values[v]));
+            logits[p * vocab + v] = bias
+                + (0..d)
+                    .map(|i| final_hidden[p * d + i] * f64::from(unembed.values[v * d + i]))
+                    .sum::<f64>();
         }
     }
     out.insert("logits".into(), logits);
