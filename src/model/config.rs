@@ -41,6 +41,13 @@ pub struct Gpt2Config {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The largest vocabulary accepted (the largest in use are about 256k tokens).
+pub const MAX_VOCAB: usize = 1 << 22;
+/// The largest width or context accepted (n_embd, n_inner, n_positions).
+pub const MAX_WIDTH: usize = 1 << 20;
+/// The most layers accepted.
+pub const MAX_LAYERS: usize = 1024;
+
 fn default_activation() -> String {
     "gelu_new".into()
 }
@@ -108,6 +115,22 @@ impl Gpt2Config {
                 return Err(SaeplayError::Config(format!("{name} must be at least 1")));
             }
         }
+        // Bounds far above any GPT-2 but low enough that no size derived from them overflows,
+        // also where usize is 32 bits (wasm32), and that no loop over layers runs for ever.
+        let bounded = [
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("n_positions", self.n_positions, MAX_WIDTH),
+            ("n_embd", self.n_embd, MAX_WIDTH),
+            ("n_inner", self.n_inner.unwrap_or(1), MAX_WIDTH),
+            ("n_layer", self.n_layer, MAX_LAYERS),
+        ];
+        for (name, value, limit) in bounded {
+            if value > limit {
+                return Err(SaeplayError::Config(format!(
+                    "{name} is {value}, more than the {limit} saeplay accepts"
+                )));
+            }
+        }
         if !self.n_embd.is_multiple_of(self.n_head) {
             return Err(SaeplayError::Config(format!(
                 "n_embd ({}) is not divisible by n_head ({})",
@@ -138,6 +161,7 @@ impl Gpt2Config {
     }
 
     pub fn d_mlp(&self) -> usize {
+        // validate() bounds n_embd, so 4 x n_embd fits even in a 32-bit usize.
         self.n_inner.unwrap_or(4 * self.n_embd)
     }
 

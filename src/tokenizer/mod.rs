@@ -35,8 +35,26 @@ impl Encoded {
 }
 
 impl TextTokenizer {
+    /// Read a `tokenizer.json`. Its padding and truncation settings are dropped: the engine
+    /// makes its own windows, and a file's padding could make one encode allocate gigabytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes)
+        // Parsed to a JSON value first: the tokenizers crate panics (expect) on some malformed
+        // streams while it deserialises, and a panic would take the page down.
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|error| SaeplayError::Tokenizer(format!("not valid JSON: {error}")))?;
+        if uses_precompiled_normalizer(&value) {
+            // Its loader panics on a damaged charsmap; SentencePiece conversions (T5, XLM-R)
+            // are not among the models saeplay runs.
+            return Err(SaeplayError::Tokenizer(
+                "its normalizer is a SentencePiece `Precompiled` charsmap, which saeplay does not read"
+                    .into(),
+            ));
+        }
+        let mut inner: tokenizers::Tokenizer = serde_json::from_value(value)
+            .map_err(|error| SaeplayError::Tokenizer(error.to_string()))?;
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
             .map_err(|error| SaeplayError::Tokenizer(error.to_string()))?;
         Ok(Self { inner })
     }
@@ -118,4 +136,16 @@ pub fn byte_level_bpe_json(merges: &[(String, String)]) -> String {
                   "vocab": vocab, "merges": merges.iter().map(|(a, b)| format!("{a} {b}")).collect::<Vec<_>>()}
     });
     serde_json::to_string(&json).expect("json serialises")
+}
+
+/// Whether any part of a tokenizer.json is a `Precompiled` normalizer.
+fn uses_precompiled_normalizer(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.get("type").and_then(serde_json::Value::as_str) == Some("Precompiled")
+                || map.values().any(uses_precompiled_normalizer)
+        }
+        serde_json::Value::Array(items) => items.iter().any(uses_precompiled_normalizer),
+        _ => false,
+    }
 }
