@@ -97,6 +97,9 @@ fn u32_at(bytes: &[u8], at: usize) -> Result<u32> {
         .ok_or_else(|| bad("is cut short"))
 }
 
+/// Deflate's largest possible expansion is about 1,032:1; a little headroom above it.
+const MAX_DEFLATE_RATIO: usize = 1100;
+
 /// Whether `bytes` start like a ZIP archive.
 pub fn looks_like_zip(bytes: &[u8]) -> bool {
     bytes.starts_with(&LOCAL_HEADER.to_le_bytes())
@@ -151,22 +154,33 @@ pub fn read_zip(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
         if packed_size == 0xFFFF_FFFF || size == 0xFFFF_FFFF {
             return Err(bad("uses ZIP64, which is not supported"));
         }
-        unpacked += size;
+        // Saturating: on wasm32 usize is 32 bits, and a wrapped sum would pass the limit.
+        unpacked = unpacked.saturating_add(size);
         if unpacked > MAX_UNPACKED_BYTES {
             return Err(bad(
                 "unpacks to more than 1 GiB, which is more than the page takes",
             ));
         }
-        if u32_at(bytes, local)? != LOCAL_HEADER {
+        // Deflate cannot shrink data more than about 1,032 times: a larger declared ratio is a lie
+        // (or a bomb), refused before inflating.
+        if method == 8 && size / packed_size.max(1) > MAX_DEFLATE_RATIO {
+            return Err(bad(format!(
+                "declares `{name}` as {size} bytes from {packed_size} compressed, more than deflate can expand"
+            )));
+        }
+        if files.iter().any(|(seen, _)| *seen == name) {
+            return Err(bad(format!("holds `{name}` twice")));
+        }
+        let cut_short = || bad(format!("is cut short inside `{name}`"));
+        if local > bytes.len() || u32_at(bytes, local)? != LOCAL_HEADER {
             return Err(bad(format!("has a damaged entry for `{name}`")));
         }
         let data_start = local
-            + 30
-            + usize::from(u16_at(bytes, local + 26)?)
-            + usize::from(u16_at(bytes, local + 28)?);
-        let packed = bytes
-            .get(data_start..data_start + packed_size)
-            .ok_or_else(|| bad(format!("is cut short inside `{name}`")))?;
+            .checked_add(30 + usize::from(u16_at(bytes, local + 26)?))
+            .and_then(|n| n.checked_add(usize::from(u16_at(bytes, local + 28).ok()?)))
+            .ok_or_else(cut_short)?;
+        let data_end = data_start.checked_add(packed_size).ok_or_else(cut_short)?;
+        let packed = bytes.get(data_start..data_end).ok_or_else(cut_short)?;
         let data = match method {
             0 => packed.to_vec(),
             8 => miniz_oxide::inflate::decompress_to_vec_with_limit(packed, size)
@@ -226,5 +240,37 @@ mod tests {
         let error = read_zip(&flipped).unwrap_err().to_string();
         assert!(error.contains("checksum"), "{error}");
         assert!(read_zip(b"not a zip at all, just some text").is_err());
+    }
+
+    /// Offsets of the central directory entry's sizes in a one-file archive.
+    fn central_entry(zip: &[u8]) -> usize {
+        zip.windows(4)
+            .position(|w| w == CENTRAL_HEADER.to_le_bytes())
+            .unwrap()
+    }
+
+    #[test]
+    fn lying_sizes_and_duplicate_names_are_refused() {
+        // A deflated entry declared far larger than deflate could expand it (a bomb's shape).
+        let mut zip = write_zip(&[("w.bin".to_string(), vec![7u8; 4000])]);
+        let at = central_entry(&zip);
+        zip[at + 10..at + 12].copy_from_slice(&8u16.to_le_bytes()); // method: deflate
+        zip[at + 20..at + 24].copy_from_slice(&10u32.to_le_bytes()); // packed: 10 bytes
+        zip[at + 24..at + 28].copy_from_slice(&(900_000_000u32).to_le_bytes());
+        let error = read_zip(&zip).unwrap_err().to_string();
+        assert!(error.contains("more than deflate can expand"), "{error}");
+        // Sizes whose sum passes 1 GiB only when added without overflow care.
+        let mut zip = write_zip(&[("w.bin".to_string(), vec![7u8; 16])]);
+        let at = central_entry(&zip);
+        zip[at + 24..at + 28].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        let error = read_zip(&zip).unwrap_err().to_string();
+        assert!(error.contains("1 GiB"), "{error}");
+        // The same name twice.
+        let zip = write_zip(&[
+            ("sae/cfg.json".to_string(), b"{}".to_vec()),
+            ("sae/cfg.json".to_string(), b"{\"d_in\": 1}".to_vec()),
+        ]);
+        let error = read_zip(&zip).unwrap_err().to_string();
+        assert!(error.contains("holds `sae/cfg.json` twice"), "{error}");
     }
 }
