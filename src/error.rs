@@ -109,6 +109,8 @@ pub enum SaeplayError {
     },
     #[error("{0}")]
     Io(String),
+    #[error("\"{id}\" is the name of an SAE shipped with the page; another SAE cannot take it")]
+    ShippedName { id: String },
 }
 
 pub type Result<T, E = SaeplayError> = std::result::Result<T, E>;

@@ -173,3 +173,43 @@ fn worker_messages_round_trip_as_tagged_json() {
     assert!(broken.contains("did not arrive intact"), "{broken}");
     assert!(ToWorker::from_json("not json").is_err());
 }
+
+/// A stored (or imported, or fetched) SAE can never take a shipped SAE's id: its weights would
+/// pass for the shipped one's. The shipped slot itself still receives its own files.
+#[test]
+fn shipped_saes_cannot_be_shadowed() {
+    use saeplay::ui::lab::{Lab, Origin, SaeSlot, Summary, shipped_slots};
+    const ID: &str = "blocks.0.hook_resid_pre-topk16";
+    let slot = |id: &str, origin: Origin, architecture: &str| SaeSlot {
+        id: id.into(),
+        label: id.into(),
+        origin,
+        hook_name: "blocks.0.hook_resid_pre".into(),
+        architecture: architecture.into(),
+        d_sae: 1024,
+        summary: Summary::default(),
+        loaded: None,
+        features: None,
+    };
+    let index = br#"{"saes": [{"id": "blocks.0.hook_resid_pre-topk16", "path": "saes/a/",
+        "hook_name": "blocks.0.hook_resid_pre", "architecture": "topk", "d_sae": 1024}]}"#;
+    let mut lab = Lab::default();
+    lab.add_shipped(shipped_slots(index, "models/builtin/").unwrap());
+    let shipped = lab.saes[0].origin.clone();
+
+    let err = lab
+        .insert_slot(slot(ID, Origin::Stored, "standard"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("shipped with the page"), "{err}");
+    assert_eq!(lab.saes.len(), 1);
+    assert_eq!(lab.saes[0].architecture, "topk");
+    assert_eq!(lab.saes[0].origin, shipped);
+
+    // Its own files (shipped origin) are taken, and a new id is simply added.
+    lab.insert_slot(slot(ID, shipped.clone(), "topk")).unwrap();
+    lab.insert_slot(slot("imported-1234", Origin::Stored, "standard"))
+        .unwrap();
+    assert_eq!(lab.saes.len(), 2);
+    assert_eq!(lab.saes[0].origin, shipped);
+}

@@ -217,10 +217,17 @@ impl Lab {
         }
     }
 
-    /// Add a slot, or replace the one with its id. A shipped SAE stays shipped: only its weights
-    /// (and the metrics it lacked) arrive.
-    pub fn insert_slot(&mut self, slot: SaeSlot) {
+    /// Add a slot, or replace the one with its id. A shipped SAE stays shipped: only its own
+    /// weights (and the metrics it lacked) arrive; an SAE from elsewhere (browser storage, a
+    /// file, a URL) under a shipped SAE's id is refused, so it can never pass for the shipped one.
+    pub fn insert_slot(&mut self, slot: SaeSlot) -> crate::Result<()> {
         match self.slot_mut(&slot.id) {
+            Some(existing)
+                if matches!(existing.origin, Origin::Shipped { .. })
+                    && !matches!(slot.origin, Origin::Shipped { .. }) =>
+            {
+                return Err(crate::SaeplayError::ShippedName { id: slot.id });
+            }
             Some(existing) if matches!(existing.origin, Origin::Shipped { .. }) => {
                 existing.loaded = slot.loaded;
                 if existing.summary.dead_fraction.is_none() {
@@ -234,6 +241,7 @@ impl Lab {
             Some(existing) => *existing = slot,
             None => self.saes.push(slot),
         }
+        Ok(())
     }
 
     /// The `(L0, loss recovered)` of every SAE, NaN where unknown: the Pareto chart's points.

@@ -86,8 +86,7 @@ impl App {
             })),
             features: None,
         };
-        self.update(|lab| lab.insert_slot(slot));
-        Ok(())
+        self.update(|lab| lab.insert_slot(slot))
     }
 
     pub(crate) async fn add_from_zip(
