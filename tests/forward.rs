@@ -3,15 +3,13 @@
 
 mod common;
 
-use common::reference::{self, max_abs_diff};
+use common::reference::assert_matches_reference;
 use saeplay::backend::{block_on, read_f32};
 use saeplay::model::files::ModelFiles;
 use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};
 use saeplay::model::{
     Gpt2, Gpt2Config, Gpt2Weights, HookPoint, Hooks, KvCache, LogitsFor, PatchOp,
 };
-
-const TOLERANCE: f64 = 1e-4;
 
 fn ids(n: usize, salt: u32) -> Vec<u32> {
     (0..n as u32)
@@ -21,31 +19,6 @@ fn ids(n: usize, salt: u32) -> Vec<u32> {
 
 fn read3(tensor: burn::tensor::Tensor<3>) -> Vec<f32> {
     block_on(read_f32(tensor)).unwrap()
-}
-
-/// Every hook and the logits of the engine equal the reference on `ids`.
-fn assert_matches_reference(weights: &Gpt2Weights, model: &Gpt2, ids: &[u32]) {
-    let expected = reference::forward(weights, ids);
-    let all = HookPoint::all(&weights.config);
-    let output = model
-        .forward(
-            &[ids.to_vec()],
-            &Hooks::capture(all.clone()),
-            LogitsFor::AllPositions,
-        )
-        .unwrap();
-    assert_eq!(
-        output.captured.len(),
-        all.len(),
-        "every hook was captured once"
-    );
-    let (diff, at) = max_abs_diff(&read3(output.logits), &expected["logits"]);
-    assert!(diff < TOLERANCE, "logits differ by {diff} at {at}");
-    for (hook, activation) in output.captured {
-        let name = hook.to_string();
-        let (diff, at) = max_abs_diff(&read3(activation), &expected[&name]);
-        assert!(diff < TOLERANCE, "{name} differs by {diff} at {at}");
-    }
 }
 
 #[test]

@@ -7,9 +7,9 @@ mod common;
 use std::process::Command;
 
 use common::reference::{self, Activations, max_abs_diff};
-use saeplay::backend::{block_on, cpu_device, read_f32};
+use saeplay::backend::{block_on, cpu_device};
 use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};
-use saeplay::model::{Gpt2, Gpt2Weights, HookPoint, Hooks, LogitsFor, WeightProcessing};
+use saeplay::model::{Gpt2, Gpt2Weights, WeightProcessing};
 
 const TOLERANCE: f64 = 1e-4;
 
@@ -202,19 +202,7 @@ fn the_engine_runs_processed_weights_like_the_reference() {
     let all = WeightProcessing::TRANSFORMER_LENS_DEFAULT;
     let weights = processed(&original, all);
     let model = Gpt2::new(&weights, &cpu_device()).unwrap();
-    let expected = reference::forward(&weights, &ids());
-    let hooks = HookPoint::all(&weights.config);
-    let output = model
-        .forward(&[ids()], &Hooks::capture(hooks), LogitsFor::AllPositions)
-        .unwrap();
-    let read = |t| block_on(read_f32(t)).unwrap();
-    let (diff, at) = max_abs_diff(&read(output.logits), &expected["logits"]);
-    assert!(diff < TOLERANCE, "logits differ by {diff} at {at}");
-    for (hook, activation) in output.captured {
-        let name = hook.to_string();
-        let (diff, at) = max_abs_diff(&read(activation), &expected[&name]);
-        assert!(diff < TOLERANCE, "{name} differs by {diff} at {at}");
-    }
+    reference::assert_matches_reference(&weights, &model, &ids());
 }
 
 #[test]

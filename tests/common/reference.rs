@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use saeplay::backend::{block_on, read_f32};
 use saeplay::io::tensors::HostTensor;
-use saeplay::model::Gpt2Weights;
+use saeplay::model::{Gpt2, Gpt2Weights, HookPoint, Hooks, LogitsFor};
 
 /// Each hook's activation `[T, d]` by TransformerLens name, plus `logits` `[T, vocab]`.
 pub type Activations = BTreeMap<String, Vec<f64>>;
@@ -185,4 +186,31 @@ pub fn max_abs_diff(a: &[f32], b: &[f64]) -> (f64, usize) {
             (0.0, 0),
             |best, cur| if cur.0 > best.0 { cur } else { best },
         )
+}
+
+/// Every hook and the logits of the engine equal the reference on `ids`, within 1e-4.
+pub fn assert_matches_reference(weights: &Gpt2Weights, model: &Gpt2, ids: &[u32]) {
+    const TOLERANCE: f64 = 1e-4;
+    let read = |t| block_on(read_f32(t)).unwrap();
+    let expected = forward(weights, ids);
+    let all = HookPoint::all(&weights.config);
+    let output = model
+        .forward(
+            &[ids.to_vec()],
+            &Hooks::capture(all.clone()),
+            LogitsFor::AllPositions,
+        )
+        .unwrap();
+    assert_eq!(
+        output.captured.len(),
+        all.len(),
+        "every hook was captured once"
+    );
+    let (diff, at) = max_abs_diff(&read(output.logits), &expected["logits"]);
+    assert!(diff < TOLERANCE, "logits differ by {diff} at {at}");
+    for (hook, activation) in output.captured {
+        let name = hook.to_string();
+        let (diff, at) = max_abs_diff(&read(activation), &expected[&name]);
+        assert!(diff < TOLERANCE, "{name} differs by {diff} at {at}");
+    }
 }
