@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
+# trunk runs cargo offline (Trunk.toml): fetch the wasm-only crates first (instant when present).
+cargo fetch --target wasm32-unknown-unknown
 if [ "${1:-}" = "--fast" ]; then
   trunk build index.html
 else
