@@ -24,8 +24,11 @@ fn builtin() -> LoadedModel {
 fn the_builtin_model_loads_and_writes_tinytales() {
     let loaded = builtin();
     let config = loaded.model.config();
-    assert_eq!(config.eos_token_id, loaded.tokenizer.id_of(END_OF_TEXT));
-    assert_eq!(config.vocab_size, loaded.tokenizer.vocab_size());
+    assert_eq!(
+        config.eos_token_id,
+        loaded.tokenizer().unwrap().id_of(END_OF_TEXT)
+    );
+    assert_eq!(config.vocab_size, loaded.tokenizer().unwrap().vocab_size());
     // 12 stories at temperature 0.8 from a fixed seed: a quick look, not the full evaluation.
     let report = block_on(evaluate_model(&loaded, 12, 0.8, 0, 20_000)).unwrap();
     println!("{report:#?}");
@@ -70,7 +73,7 @@ fn the_shipped_saes_load_and_reconstruct() {
         "a TopK SAE per layer and a standard one"
     );
     let windows = TokenStream::new(
-        &loaded.tokenizer,
+        loaded.tokenizer().unwrap(),
         Corpus::TinyTales {
             seed: HELD_OUT_SEED,
         },

@@ -123,6 +123,62 @@ fn forward_from_text_uses_the_tokenizer() {
 }
 
 #[test]
+fn a_model_without_tokenizer_runs_on_ids_and_says_where_text_needs_one() {
+    let dir = model_dir("no-tokenizer", &TinySpec::default());
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    let dir = dir.to_str().unwrap();
+    let out = temp_dir("no-tokenizer-out").join("f.safetensors");
+    let output = saeplay(&[
+        "forward",
+        "--model",
+        dir,
+        "--ids",
+        "1,2,3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let bytes = std::fs::read(&out).unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(tensors.tensor("logits").unwrap().shape(), &[3, 257]);
+    let info = saeplay(&["info", "--model", dir]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    assert!(String::from_utf8_lossy(&info.stdout).contains("no tokenizer.json"));
+    let text = saeplay(&[
+        "forward",
+        "--model",
+        dir,
+        "--text",
+        "hi",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&text, "without a tokenizer.json");
+}
+
+#[test]
+fn the_builtin_model_is_found_at_run_time_and_a_miss_names_where_it_looked() {
+    // A copied binary finds the model named by SAEPLAY_MODEL ...
+    let dir = model_dir("env-model", &TinySpec::default());
+    let output = Command::new(env!("CARGO_BIN_EXE_saeplay"))
+        .arg("info")
+        .env("SAEPLAY_MODEL", &dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains(dir.to_str().unwrap()));
+    // ... and says where it looked when nothing is there.
+    let missing = temp_dir("env-missing").join("nothing-here");
+    let output = Command::new(env!("CARGO_BIN_EXE_saeplay"))
+        .arg("info")
+        .env("SAEPLAY_MODEL", &missing)
+        .output()
+        .unwrap();
+    assert_clean_failure(&output, "nothing-here");
+    assert!(stderr(&output).contains("SAEPLAY_MODEL"));
+}
+
+#[test]
 fn generate_is_reproducible_from_a_seed() {
     let dir = model_dir("generate", &TinySpec::default());
     let run = |seed: &str| {

@@ -184,7 +184,7 @@ fn tokenizer_json_and_encoding() {
     let files = tiny_checkpoint(&TinySpec::default());
     survive(
         "tokenizer.json",
-        std::slice::from_ref(&files.tokenizer_json),
+        std::slice::from_ref(files.tokenizer_json.as_ref().unwrap()),
         5,
         |bytes| {
             let tokenizer = TextTokenizer::from_bytes(bytes)?;
@@ -288,7 +288,7 @@ fn links_and_recipes() {
 #[test]
 fn tokenizer_regressions() {
     let files = tiny_checkpoint(&TinySpec::default());
-    let text = String::from_utf8(files.tokenizer_json.clone()).unwrap();
+    let text = String::from_utf8(files.tokenizer_json.clone().unwrap()).unwrap();
     let cut = text.find("\"decoder\"").unwrap() + 40;
     let err = TextTokenizer::from_bytes(&text.as_bytes()[..cut])
         .err()

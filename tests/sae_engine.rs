@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::sae_reference::*;
+
 use std::collections::BTreeMap;
 
 use burn::tensor::Tensor;
@@ -26,142 +28,6 @@ use saeplay::sae::train::{
 };
 use saeplay::sae::{Architecture, Sae, SaeConfig};
 use saeplay::tinytales::HELD_OUT_SEED;
-
-fn random(n: usize, scale: f32, rng: &mut SplitMix64) -> Vec<f32> {
-    (0..n).map(|_| rng.normal() * scale).collect()
-}
-
-fn host(shape: &[usize], values: Vec<f32>) -> HostTensor {
-    HostTensor {
-        shape: shape.to_vec(),
-        values,
-    }
-}
-
-fn config(architecture: Architecture, d_in: usize, d_sae: usize) -> SaeConfig {
-    SaeConfig {
-        architecture,
-        d_in,
-        d_sae,
-        hook_name: "blocks.1.hook_resid_pre".into(),
-        model_name: "test".into(),
-    }
-}
-
-/// Random weights for an architecture, with SAELens names and shapes.
-fn random_weights(c: &SaeConfig, seed: u64) -> BTreeMap<String, HostTensor> {
-    let mut rng = SplitMix64::new(seed);
-    let mut w = BTreeMap::new();
-    for (name, shape) in c.parameter_shapes() {
-        let n: usize = shape.iter().product();
-        let values = match name {
-            "threshold" => (0..n).map(|_| rng.uniform() as f32 * 0.5).collect(),
-            "r_mag" => random(n, 0.3, &mut rng),
-            _ => random(n, 0.5, &mut rng),
-        };
-        w.insert(name.to_string(), host(&shape, values));
-    }
-    w
-}
-
-fn get<'a>(w: &'a BTreeMap<String, HostTensor>, name: &str) -> &'a [f32] {
-    &w[name].values
-}
-
-/// Direct encode: f64 loops over the formulas in docs/product.md / the papers.
-fn reference_encode(c: &SaeConfig, w: &BTreeMap<String, HostTensor>, x: &[f32]) -> Vec<f64> {
-    let (d, m) = (c.d_in, c.d_sae);
-    let n = x.len() / d;
-    let w_enc = get(w, "W_enc");
-    let b_dec = get(w, "b_dec");
-    let mut out = vec![0.0; n * m];
-    for r in 0..n {
-        let centred: Vec<f64> = (0..d)
-            .map(|j| f64::from(x[r * d + j]) - f64::from(b_dec[j]))
-            .collect();
-        let dot = |i: usize, scale: f64| -> f64 {
-            (0..d)
-                .map(|j| centred[j] * f64::from(w_enc[j * m + i]) * scale)
-                .sum()
-        };
-        let row = &mut out[r * m..(r + 1) * m];
-        match c.architecture {
-            Architecture::Gated => {
-                for (i, v) in row.iter_mut().enumerate() {
-                    let gate = dot(i, 1.0) + f64::from(get(w, "b_gate")[i]);
-                    let mag =
-                        dot(i, f64::from(get(w, "r_mag")[i]).exp()) + f64::from(get(w, "b_mag")[i]);
-                    *v = if gate > 0.0 { mag.max(0.0) } else { 0.0 };
-                }
-            }
-            _ => {
-                let pre: Vec<f64> = (0..m)
-                    .map(|i| dot(i, 1.0) + f64::from(get(w, "b_enc")[i]))
-                    .collect();
-                match c.architecture {
-                    Architecture::Standard => {
-                        for i in 0..m {
-                            row[i] = pre[i].max(0.0);
-                        }
-                    }
-                    Architecture::TopK { k } => {
-                        let mut order: Vec<usize> = (0..m).collect();
-                        order.sort_by(|&a, &b| pre[b].total_cmp(&pre[a]));
-                        for &i in &order[..k] {
-                            row[i] = pre[i].max(0.0);
-                        }
-                    }
-                    Architecture::JumpRelu | Architecture::BatchTopK { .. } => {
-                        let threshold = get(w, "threshold");
-                        for i in 0..m {
-                            if pre[i] > f64::from(threshold[i]) {
-                                row[i] = pre[i].max(0.0);
-                            }
-                        }
-                    }
-                    Architecture::Gated => unreachable!(),
-                }
-            }
-        }
-    }
-    out
-}
-
-fn reference_decode(c: &SaeConfig, w: &BTreeMap<String, HostTensor>, f: &[f64]) -> Vec<f64> {
-    let (d, m) = (c.d_in, c.d_sae);
-    let n = f.len() / m;
-    let (w_dec, b_dec) = (get(w, "W_dec"), get(w, "b_dec"));
-    let mut out = vec![0.0; n * d];
-    for r in 0..n {
-        for j in 0..d {
-            out[r * d + j] = f64::from(b_dec[j])
-                + (0..m)
-                    .map(|i| f[r * m + i] * f64::from(w_dec[i * d + j]))
-                    .sum::<f64>();
-        }
-    }
-    out
-}
-
-fn max_diff(a: &[f32], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (f64::from(*x) - y).abs())
-        .fold(0.0, f64::max)
-}
-
-fn read2(t: Tensor<2>) -> Vec<f32> {
-    block_on(read_f32(t)).unwrap()
-}
-
-const ALL_ARCHITECTURES: [Architecture; 5] = [
-    Architecture::Standard,
-    Architecture::TopK { k: 3 },
-    Architecture::BatchTopK { k: 3 },
-    Architecture::Gated,
-    Architecture::JumpRelu,
-];
 
 #[test]
 fn encode_and_decode_match_the_formulas_for_every_architecture() {
@@ -771,13 +637,6 @@ fn saelens_files_round_trip_for_every_architecture() {
     }
 }
 
-fn weights_file(w: &BTreeMap<String, HostTensor>) -> Vec<u8> {
-    saeplay::io::tensors::write_safetensors(
-        w.iter()
-            .map(|(n, t)| (n.as_str(), t.shape.as_slice(), t.values.as_slice())),
-    )
-}
-
 #[test]
 fn old_saelens_configs_load_with_the_same_features() {
     let device = cpu_device();
@@ -1018,7 +877,7 @@ fn metrics_equal_hand_computed_values() {
     let d = model.config().n_embd;
     let device = model.device().clone();
     let windows = TokenStream::new(
-        &loaded.tokenizer,
+        loaded.tokenizer().unwrap(),
         Corpus::TinyTales {
             seed: HELD_OUT_SEED,
         },
@@ -1205,16 +1064,20 @@ fn feature_report_finds_examples_lens_neighbours_and_concepts() {
     let hook = HookPoint::ResidPre(1);
     let d = model.config().n_embd;
     let sae = identity_sae(d, model.device(), &hook.to_string());
-    let windows = TokenStream::new(&loaded.tokenizer, Corpus::TinyTales { seed: 4 }, 32)
-        .unwrap()
-        .windows(8)
-        .unwrap();
+    let windows = TokenStream::new(
+        loaded.tokenizer().unwrap(),
+        Corpus::TinyTales { seed: 4 },
+        32,
+    )
+    .unwrap()
+    .windows(8)
+    .unwrap();
     let scanned = block_on(scan(model, &sae, hook, &windows, 3)).unwrap();
     assert_eq!(scanned.tokens, 8 * 32);
     let config = ScanConfig::default();
     let report = block_on(feature_report(
         model,
-        &loaded.tokenizer,
+        loaded.tokenizer().unwrap(),
         &sae,
         &scanned,
         Some(&[2, d + 2]),
@@ -1265,7 +1128,7 @@ fn feature_report_finds_examples_lens_neighbours_and_concepts() {
     assert!(
         block_on(feature_report(
             model,
-            &loaded.tokenizer,
+            loaded.tokenizer().unwrap(),
             &sae,
             &scanned,
             Some(&[2 * d]),
@@ -1281,7 +1144,7 @@ fn the_store_serves_shuffled_real_tokens_without_special_ones() {
     let model = &loaded.model;
     let mut store = ActivationStore::new(
         model,
-        &loaded.tokenizer,
+        loaded.tokenizer().unwrap(),
         Corpus::TinyTales { seed: 2 },
         &[HookPoint::Embed, HookPoint::ResidPost(1)],
         StoreConfig {
@@ -1299,7 +1162,7 @@ fn the_store_serves_shuffled_real_tokens_without_special_ones() {
     assert_eq!(batches[0].len(), 200 * d);
     // hook_embed rows are rows of wte: find which token each is, and never the BOS token.
     let wte = read2(model.unembed().clone().transpose());
-    let bos = loaded.tokenizer.id_of("<|endoftext|>").unwrap() as usize;
+    let bos = loaded.tokenizer().unwrap().id_of("<|endoftext|>").unwrap() as usize;
     let mut tokens = Vec::new();
     for row in batches[0].chunks(d) {
         let id = (0..model.config().vocab_size)
@@ -1309,10 +1172,14 @@ fn the_store_serves_shuffled_real_tokens_without_special_ones() {
         tokens.push(id);
     }
     // Shuffled: not the stream's order (consecutive rows rarely repeat the story's order).
-    let first_window = TokenStream::new(&loaded.tokenizer, Corpus::TinyTales { seed: 2 }, 32)
-        .unwrap()
-        .next_window()
-        .unwrap();
+    let first_window = TokenStream::new(
+        loaded.tokenizer().unwrap(),
+        Corpus::TinyTales { seed: 2 },
+        32,
+    )
+    .unwrap()
+    .next_window()
+    .unwrap();
     let in_order: Vec<usize> = first_window.ids[1..].iter().map(|&t| t as usize).collect();
     assert_ne!(tokens[..in_order.len()].to_vec(), in_order);
     // Captured activations serve every row once per pass.
@@ -1325,7 +1192,7 @@ fn the_store_serves_shuffled_real_tokens_without_special_ones() {
     assert!(
         ActivationStore::new(
             model,
-            &loaded.tokenizer,
+            loaded.tokenizer().unwrap(),
             Corpus::TinyTales { seed: 2 },
             &[],
             StoreConfig::default()
@@ -1339,7 +1206,7 @@ fn the_store_serves_shuffled_real_tokens_without_special_ones() {
     assert!(
         ActivationStore::new(
             model,
-            &loaded.tokenizer,
+            loaded.tokenizer().unwrap(),
             Corpus::TinyTales { seed: 2 },
             &[HookPoint::Embed],
             too_long

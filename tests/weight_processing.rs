@@ -325,6 +325,7 @@ fn written_cfg_records_the_processing() {
         d_sae: 8,
         hook_name: "blocks.0.hook_resid_pre".into(),
         model_name: "tiny".into(),
+        normalize_activations: Default::default(),
     };
     let mut host = std::collections::BTreeMap::new();
     for (name, shape) in config.parameter_shapes() {

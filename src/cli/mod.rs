@@ -16,8 +16,48 @@ use saeplay::model::WeightProcessing;
 use saeplay::model::files::{LoadedModel, ModelFiles};
 use saeplay::{Result, SaeplayError};
 
-/// The built-in model, found beside the crate's sources.
-pub const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/builtin");
+/// Where the built-in model is looked for when `--model` is not given, in order: the
+/// `SAEPLAY_MODEL` environment variable, `models/builtin` beside the binary (an installed copy),
+/// `../share/saeplay/models/builtin` above it, and `www/models/builtin` of the source tree the
+/// binary was built from (a checkout).
+pub fn builtin_model_candidates() -> Vec<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("SAEPLAY_MODEL") {
+        candidates.push(PathBuf::from(dir));
+        return candidates; // an explicit choice is not second-guessed
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(bin_dir) = exe.parent()
+    {
+        candidates.push(bin_dir.join("models/builtin"));
+        candidates.push(bin_dir.join("../share/saeplay/models/builtin"));
+    }
+    candidates.push(PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/www/models/builtin"
+    )));
+    candidates
+}
+
+/// The first candidate that holds a config.json, or an error naming every place looked at.
+pub fn resolve_builtin_model() -> Result<PathBuf> {
+    let candidates = builtin_model_candidates();
+    if let Some(found) = candidates
+        .iter()
+        .find(|dir| dir.join("config.json").is_file())
+    {
+        return Ok(found.clone());
+    }
+    let looked = candidates
+        .iter()
+        .map(|dir| dir.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(SaeplayError::InvalidSetting(format!(
+        "no --model given and the built-in model was not found (looked in {looked}); \
+         pass --model DIR or set SAEPLAY_MODEL to the model's directory"
+    )))
+}
 
 #[derive(Parser)]
 #[command(
@@ -38,9 +78,10 @@ fn parse_backend(text: &str) -> std::result::Result<BackendKind, String> {
 /// The model a command runs.
 #[derive(clap::Args)]
 pub struct ModelArgs {
-    /// A Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer.json).
-    #[arg(long, default_value = DEFAULT_MODEL)]
-    pub model: PathBuf,
+    /// A Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer.json); the
+    /// built-in model when left out (found through SAEPLAY_MODEL or beside the binary).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// cpu, or wgpu (Vulkan/Metal natively).
     #[arg(long, default_value = "cpu", value_parser = parse_backend)]
     pub backend: BackendKind,
@@ -69,6 +110,14 @@ impl ModelArgs {
         }
     }
 
+    /// The model directory: `--model`, or the built-in model found at run time.
+    pub fn dir(&self) -> Result<PathBuf> {
+        match &self.model {
+            Some(dir) => Ok(dir.clone()),
+            None => resolve_builtin_model(),
+        }
+    }
+
     pub fn load(&self) -> Result<LoadedModel> {
         self.load_processed(WeightProcessing::default())
     }
@@ -85,7 +134,7 @@ impl ModelArgs {
                 processing.describe()
             )));
         }
-        ModelFiles::read_dir(&self.model)?
+        ModelFiles::read_dir(&self.dir()?)?
             .parse()?
             .process(processing)?
             .upload(&native_device(self.backend)?)

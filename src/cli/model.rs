@@ -138,7 +138,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
         match block_on(generation.step())? {
             Step::Token(_) => {
                 // Decode the whole continuation so multi-byte characters print whole.
-                let text = loaded.tokenizer.decode(generation.produced())?;
+                let text = loaded.tokenizer()?.decode(generation.produced())?;
                 if let Some(new) = text.strip_prefix(shown.as_str()) {
                     print!("{new}");
                     shown = text;
@@ -215,11 +215,12 @@ pub fn make_test_model(args: MakeTestModelArgs) -> Result<()> {
 }
 
 pub fn info(args: &ModelArgs) -> Result<()> {
-    let host = ModelFiles::read_dir(&args.model)?
+    let dir = args.dir()?;
+    let host = ModelFiles::read_dir(&dir)?
         .parse()?
         .process(args.processing())?;
     let c = host.config();
-    println!("model: {}", args.model.display());
+    println!("model: {}", dir.display());
     println!("weight processing: {}", host.processing.describe());
     println!(
         "n_layer {}  n_embd {}  n_head {}  d_head {}  d_mlp {}  n_positions {}  vocab {}  (tokenizer {})",
@@ -230,7 +231,10 @@ pub fn info(args: &ModelArgs) -> Result<()> {
         c.d_mlp(),
         c.n_positions,
         c.vocab_size,
-        host.tokenizer.vocab_size()
+        match host.tokenizer() {
+            Ok(tokenizer) => tokenizer.vocab_size().to_string(),
+            Err(_) => "none: no tokenizer.json, token ids only".into(),
+        }
     );
     println!("parameters: {}", c.parameter_count());
     println!(
@@ -272,7 +276,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     println!(
         "backend {}  model {}  (n_layer {}, n_embd {}, vocab {})",
         args.backend.name(),
-        args.model.display(),
+        args.dir()?.display(),
         config.n_layer,
         config.n_embd,
         config.vocab_size

@@ -51,7 +51,7 @@ impl CorpusChoice {
 
     /// Held-out windows: TinyTales from the held-out seed, or the text itself.
     fn held_out(&self, loaded: &LoadedModel, windows: usize) -> Result<Vec<Window>> {
-        pipeline::held_out_windows(&loaded.tokenizer, &self.corpus()?, self.context, windows)
+        pipeline::held_out_windows(loaded.tokenizer()?, &self.corpus()?, self.context, windows)
     }
 }
 
@@ -84,7 +84,7 @@ pub fn capture(args: CaptureArgs) -> Result<()> {
     }
     let mut store = ActivationStore::new(
         &loaded.model,
-        &loaded.tokenizer,
+        loaded.tokenizer()?,
         args.corpus.corpus()?,
         &hooks,
         StoreConfig {
@@ -236,7 +236,7 @@ pub fn train_sae(args: TrainSaeArgs) -> Result<()> {
         windows_per_forward: StoreConfig::default().windows_per_forward,
         buffer_vectors: None,
         eval_windows: args.eval_windows,
-        model_id: model_name(&args.model.model),
+        model_id: model_name(&args.model.dir()?),
         name: args.name.clone(),
     };
     let reporter = PrintProgress {
@@ -406,7 +406,7 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
     ))?;
     let report = block_on(feature_report(
         &loaded.model,
-        &loaded.tokenizer,
+        loaded.tokenizer()?,
         &sae,
         &scanned,
         chosen.as_deref(),
@@ -582,8 +582,8 @@ pub fn encode(args: EncodeArgs) -> Result<()> {
     let rows = args.rows.min(values.len() / d_in);
     let x = values[..rows * d_in].to_vec();
     let xt = saeplay::backend::float_tensor(x.clone(), [rows, d_in], &device);
-    let acts = sae.encode(xt);
-    let x_hat = block_on(saeplay::backend::read_f32(sae.decode(acts.clone())))?;
+    let (acts, x_hat) = sae.encode_and_reconstruct(xt);
+    let x_hat = block_on(saeplay::backend::read_f32(x_hat))?;
     let acts = block_on(saeplay::backend::read_f32(acts))?;
     let tensors = [
         ("x", vec![rows, d_in], x),

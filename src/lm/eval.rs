@@ -42,7 +42,7 @@ pub async fn evaluate_model(
     let model = &loaded.model;
     let config = model.config();
     let eos = loaded
-        .tokenizer
+        .tokenizer()?
         .id_of(END_OF_TEXT)
         .or(config.eos_token_id)
         .ok_or_else(|| {
@@ -51,7 +51,7 @@ pub async fn evaluate_model(
             ))
         })?;
     let held_out = tinytales::stories(HELD_OUT_SEED, eval_bytes);
-    let tokens = tokenize_stories(&loaded.tokenizer, &held_out)?;
+    let tokens = tokenize_stories(loaded.tokenizer()?, &held_out)?;
     let length = config
         .n_positions
         .min(tokens.len().saturating_sub(2))
@@ -79,7 +79,7 @@ pub async fn evaluate_model(
             .await?;
         token_total += produced.len();
         let story: Vec<u32> = produced.into_iter().take_while(|&t| t != eos).collect();
-        let text = loaded.tokenizer.decode(&story)?;
+        let text = loaded.tokenizer()?.decode(&story)?;
         let check = tinytales::check_story(&text);
         tally.add(&check);
         if !check.passes_all() && failures.len() < 5 {

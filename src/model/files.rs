@@ -5,18 +5,28 @@ use crate::error::{Result, SaeplayError};
 use crate::model::{Gpt2, Gpt2Config, Gpt2Weights, WeightProcessing};
 use crate::tokenizer::TextTokenizer;
 
-/// The bytes of `config.json`, `model.safetensors` and `tokenizer.json`.
+/// The bytes of `config.json`, `model.safetensors` and `tokenizer.json` (absent from what
+/// `save_pretrained` of a model alone writes: such a model runs on token ids).
 #[derive(Clone)]
 pub struct ModelFiles {
     pub config_json: Vec<u8>,
     pub safetensors: Vec<u8>,
-    pub tokenizer_json: Vec<u8>,
+    pub tokenizer_json: Option<Vec<u8>>,
+}
+
+/// The error for text work on a model that came without a tokenizer.
+fn no_tokenizer() -> SaeplayError {
+    SaeplayError::InvalidSetting(
+        "this model came without a tokenizer.json, so it cannot read or write text; \
+         give token ids instead (e.g. `forward --ids`) or add the tokenizer.json of its family"
+            .into(),
+    )
 }
 
 /// A parsed, checked model on the host, not yet on a device.
 pub struct HostModel {
     pub weights: Gpt2Weights,
-    pub tokenizer: TextTokenizer,
+    tokenizer: Option<TextTokenizer>,
     /// The TransformerLens processing applied to `weights` (none as loaded).
     pub processing: WeightProcessing,
 }
@@ -25,12 +35,21 @@ impl HostModel {
     pub fn config(&self) -> &Gpt2Config {
         &self.weights.config
     }
+
+    /// The tokenizer, or a plain error when the model came without one.
+    pub fn tokenizer(&self) -> Result<&TextTokenizer> {
+        self.tokenizer.as_ref().ok_or_else(no_tokenizer)
+    }
+
+    pub fn has_tokenizer(&self) -> bool {
+        self.tokenizer.is_some()
+    }
 }
 
 /// A model ready to run.
 pub struct LoadedModel {
     pub model: Gpt2,
-    pub tokenizer: TextTokenizer,
+    tokenizer: Option<TextTokenizer>,
     /// The TransformerLens processing its weights went through.
     pub processing: WeightProcessing,
 }
@@ -47,7 +66,18 @@ impl ModelFiles {
         Ok(Self {
             config_json: read("config.json")?,
             safetensors: read("model.safetensors")?,
-            tokenizer_json: read("tokenizer.json")?,
+            tokenizer_json: match std::fs::read(dir.join("tokenizer.json")) {
+                Ok(bytes) => Some(bytes),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(error) => {
+                    let path = dir.join("tokenizer.json");
+                    return Err(SaeplayError::file(
+                        crate::error::FileAction::Read,
+                        &path,
+                        error,
+                    ));
+                }
+            },
         })
     }
 
@@ -56,10 +86,11 @@ impl ModelFiles {
         std::fs::create_dir_all(dir)
             .map_err(|error| SaeplayError::file(crate::error::FileAction::Create, dir, error))?;
         for (name, bytes) in [
-            ("config.json", &self.config_json),
-            ("model.safetensors", &self.safetensors),
-            ("tokenizer.json", &self.tokenizer_json),
+            ("config.json", Some(&self.config_json)),
+            ("model.safetensors", Some(&self.safetensors)),
+            ("tokenizer.json", self.tokenizer_json.as_ref()),
         ] {
+            let Some(bytes) = bytes else { continue };
             let path = dir.join(name);
             std::fs::write(&path, bytes).map_err(|error| {
                 SaeplayError::file(crate::error::FileAction::Write, &path, error)
@@ -72,8 +103,13 @@ impl ModelFiles {
     pub fn parse(&self) -> Result<HostModel> {
         let config = Gpt2Config::from_json(&self.config_json)?;
         let weights = Gpt2Weights::from_safetensors(&config, &self.safetensors)?;
-        let tokenizer = TextTokenizer::from_bytes(&self.tokenizer_json)?;
-        if tokenizer.vocab_size() > config.vocab_size {
+        let tokenizer = match &self.tokenizer_json {
+            Some(bytes) => Some(TextTokenizer::from_bytes(bytes)?),
+            None => None,
+        };
+        if let Some(tokenizer) = &tokenizer
+            && tokenizer.vocab_size() > config.vocab_size
+        {
             return Err(SaeplayError::VocabMismatch {
                 tokenizer: tokenizer.vocab_size(),
                 model: config.vocab_size,
@@ -114,9 +150,14 @@ impl HostModel {
 }
 
 impl LoadedModel {
+    /// The tokenizer, or a plain error when the model came without one.
+    pub fn tokenizer(&self) -> Result<&TextTokenizer> {
+        self.tokenizer.as_ref().ok_or_else(no_tokenizer)
+    }
+
     /// Encode a prompt, checking it fits the context.
     pub fn encode_prompt(&self, text: &str) -> Result<crate::tokenizer::Encoded> {
-        let encoded = self.tokenizer.encode(text)?;
+        let encoded = self.tokenizer()?.encode(text)?;
         if encoded.ids.is_empty() {
             return Err(SaeplayError::EmptyInput);
         }

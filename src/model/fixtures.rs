@@ -55,6 +55,6 @@ pub fn tiny_checkpoint(spec: &TinySpec) -> ModelFiles {
     ModelFiles {
         config_json: config.to_json().into_bytes(),
         safetensors: weights.to_safetensors(spec.with_prefix),
-        tokenizer_json: byte_level_bpe_json(&[]).into_bytes(),
+        tokenizer_json: Some(byte_level_bpe_json(&[]).into_bytes()),
     }
 }

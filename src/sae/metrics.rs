@@ -190,8 +190,7 @@ pub async fn evaluate_sae(
 
         // Reconstruction and feature figures on the kept positions.
         let flat = x.reshape([b * t, d]);
-        let acts = sae.encode(flat.clone());
-        let x_hat = sae.decode(acts.clone());
+        let (acts, x_hat) = sae.encode_and_reconstruct(flat.clone());
         let x_host = read_f32(flat).await?;
         let hat_host = read_f32(x_hat).await?;
         let acts_host = read_f32(acts).await?;

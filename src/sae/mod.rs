@@ -12,12 +12,14 @@
 //! - [`features`]: per-feature data for feature cards, and concept recovery;
 //! - [`steer`]: interventions at the SAE's hook (add, clamp, ablate, splice);
 //! - [`saelens`]: SAELens directories in and out;
+//! - [`releases`]: the published SAELens releases the page can open by name;
 //! - [`stats`]: host-side statistics (AUROC, histograms, examples, nearest features).
 
 pub mod arch;
 pub mod features;
 pub mod metrics;
 pub mod pipeline;
+pub mod releases;
 pub mod saelens;
 pub mod select;
 pub mod stats;
@@ -109,6 +111,36 @@ impl Architecture {
     }
 }
 
+/// How an SAE normalises the activations it reads: SAELens's `normalize_activations` as it
+/// stands at inference. (`expected_average_only_in` is a constant, folded into the weights when
+/// the files are read, so it never reaches here.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivationNormalization {
+    #[default]
+    None,
+    /// Per token: `(x - mean) / (std + 1e-5)` over d_in (std with Bessel's correction, as
+    /// torch's), and the reconstruction mapped back by `* std + mean` (SAELens's `layer_norm`).
+    LayerNorm,
+}
+
+impl ActivationNormalization {
+    pub fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+
+    /// SAELens's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::LayerNorm => "layer_norm",
+        }
+    }
+}
+
+/// SAELens's epsilon in the `layer_norm` input normalisation.
+const LAYER_NORM_EPS: f32 = 1e-5;
+
 /// What an SAE is: its shape, architecture, and where it reads the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SaeConfig {
@@ -120,6 +152,9 @@ pub struct SaeConfig {
     pub hook_name: String,
     /// The model it was trained on (e.g. `saeplay/tinytales-gpt2`).
     pub model_name: String,
+    /// Normalisation of each token's activation before encoding (inverted on reconstruction).
+    #[serde(default, skip_serializing_if = "ActivationNormalization::is_none")]
+    pub normalize_activations: ActivationNormalization,
 }
 
 impl SaeConfig {
@@ -248,9 +283,44 @@ impl Sae {
         arch::param(&self.params, name)
     }
 
+    /// The activations as the SAE's weights read them, and for `layer_norm` the per-token
+    /// `(mean, std)` `[n, 1]` that map a reconstruction back.
+    fn normalize(&self, x: Tensor<2>) -> (Tensor<2>, Option<(Tensor<2>, Tensor<2>)>) {
+        match self.config.normalize_activations {
+            ActivationNormalization::None => (x, None),
+            ActivationNormalization::LayerNorm => {
+                let d = x.dims()[1];
+                let mean = x.clone().mean_dim(1);
+                let centred = x - mean.clone();
+                // Bessel's correction as torch's `std`; a width of 1 has no spread to measure.
+                let dof = d.saturating_sub(1).max(1) as f32;
+                let std = centred
+                    .clone()
+                    .powi_scalar(2)
+                    .sum_dim(1)
+                    .div_scalar(dof)
+                    .sqrt();
+                let normalized = centred / std.clone().add_scalar(LAYER_NORM_EPS);
+                (normalized, Some((mean, std)))
+            }
+        }
+    }
+
+    /// Per token, what one unit of a feature's decoder row is worth in the model's activation
+    /// space: `std` `[n, 1]` for `layer_norm`, none (1) otherwise. Steering and clamping scale
+    /// decoder directions by it so that they move the reconstruction as decoding would.
+    pub fn direction_scale(&self, x: Tensor<2>) -> Option<Tensor<2>> {
+        self.normalize(x).1.map(|(_, std)| std)
+    }
+
     /// Feature activations `[n, d_sae]` of activations `x` `[n, d_in]`. Synchronous and free of
     /// read-backs, so it runs inside hook functions and on WebGPU.
     pub fn encode(&self, x: Tensor<2>) -> Tensor<2> {
+        let (x, _) = self.normalize(x);
+        self.encode_normalized(x)
+    }
+
+    fn encode_normalized(&self, x: Tensor<2>) -> Tensor<2> {
         match self.config.architecture {
             Architecture::Standard => arch::standard::encode(&self.params, x),
             Architecture::TopK { k } => arch::topk::encode(&self.params, x, k),
@@ -269,6 +339,7 @@ impl Sae {
             Selection::for_device(&self.device),
         ) {
             (Architecture::TopK { k }, Selection::Host) => {
+                let (x, _) = self.normalize(x);
                 let pre = arch::pre_activation(&self.params, x);
                 let mask = topk_mask_on_host(pre.clone(), k, Scope::PerRow).await?;
                 Ok(pre.clamp_min(0.0) * mask)
@@ -277,14 +348,28 @@ impl Sae {
         }
     }
 
-    /// `f @ W_dec + b_dec`.
+    /// `f @ W_dec + b_dec`, in the space the SAE's weights live in: the model's activations,
+    /// or for a `layer_norm` SAE the normalised ones (use [`Sae::encode_and_reconstruct`] to get
+    /// back to the model's).
     pub fn decode(&self, feature_acts: Tensor<2>) -> Tensor<2> {
         arch::decode(&self.params, feature_acts)
     }
 
-    /// Encode then decode.
+    /// Features `[n, d_sae]` and the reconstruction `[n, d_in]` in the model's activation space.
+    pub fn encode_and_reconstruct(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let (normalized, stats) = self.normalize(x);
+        let acts = self.encode_normalized(normalized);
+        let decoded = self.decode(acts.clone());
+        let x_hat = match stats {
+            None => decoded,
+            Some((mean, std)) => decoded * std + mean,
+        };
+        (acts, x_hat)
+    }
+
+    /// Encode then decode, back in the model's activation space.
     pub fn reconstruct(&self, x: Tensor<2>) -> Tensor<2> {
-        self.decode(self.encode(x))
+        self.encode_and_reconstruct(x).1
     }
 
     /// Check that this SAE reads a hook of `d_in` wide activations named `hook_name`.

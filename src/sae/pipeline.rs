@@ -135,7 +135,7 @@ pub fn open_store(
     let defaults = StoreConfig::default();
     ActivationStore::new(
         &loaded.model,
-        &loaded.tokenizer,
+        loaded.tokenizer()?,
         config.corpus.clone(),
         &[hook],
         StoreConfig {
@@ -307,12 +307,12 @@ pub async fn train_sae(
     yield_now().await;
     let sae = trainer.sae();
     let windows = held_out_windows(
-        &loaded.tokenizer,
+        loaded.tokenizer()?,
         &config.corpus,
         config.context,
         options.eval_windows,
     )?;
-    let bos = TokenStream::new(&loaded.tokenizer, config.corpus.clone(), config.context)?.bos();
+    let bos = TokenStream::new(loaded.tokenizer()?, config.corpus.clone(), config.context)?.bos();
     let metrics = evaluate_sae(
         &loaded.model,
         &sae,
@@ -359,7 +359,7 @@ pub async fn feature_job(
         seed: HELD_OUT_SEED,
     };
     let windows =
-        TokenStream::new(&loaded.tokenizer, held_out, SCAN_CONTEXT)?.windows(SCAN_WINDOWS)?;
+        TokenStream::new(loaded.tokenizer()?, held_out, SCAN_CONTEXT)?.windows(SCAN_WINDOWS)?;
     let mut scanned: Option<Scan> = None;
     for (i, chunk) in windows.chunks(windows_per_forward).enumerate() {
         on_phase(format!(
@@ -380,7 +380,7 @@ pub async fn feature_job(
         scanned.ok_or_else(|| SaeplayError::InvalidSetting("no windows to scan".into()))?;
     feature_report(
         &loaded.model,
-        &loaded.tokenizer,
+        loaded.tokenizer()?,
         sae,
         &scanned,
         None,

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::arch::{B_DEC, B_ENC, B_GATE, B_MAG, R_MAG, W_DEC, W_ENC};
 use super::metrics::SaeMetrics;
 use super::train::SaeTrainingConfig;
-use super::{Architecture, Sae, SaeConfig};
+use super::{ActivationNormalization, Architecture, Sae, SaeConfig};
 use crate::error::{Result, SaeplayError};
 use crate::io::tensors::HostTensor;
 use crate::io::tensors::{read_f32_tensors, write_safetensors};
@@ -70,6 +70,8 @@ pub struct HostSae {
     pub provenance: Provenance,
     /// The TransformerLens processing of the model it reads (`model_from_pretrained_kwargs`).
     pub model_processing: WeightProcessing,
+    /// Where Neuronpedia shows its features (`neuronpedia_id`, e.g. `gpt2-small/8-res-jb`).
+    pub neuronpedia_id: Option<String>,
 }
 
 impl HostSae {
@@ -211,6 +213,9 @@ impl SaeFiles {
         if parsed.rescale_acts_by_decoder_norm {
             fold_decoder_norms(&config, &mut weights)?;
         }
+        if let Some(factor) = parsed.norm_scaling_factor {
+            fold_norm_scaling_factor(factor, &mut weights);
+        }
         // Vectors may be stored as [1, n] by some writers.
         for tensor in weights.values_mut() {
             if tensor.shape.len() == 2 && tensor.shape[0] == 1 {
@@ -269,6 +274,7 @@ impl SaeFiles {
             log_density,
             provenance,
             model_processing: parsed.model_processing,
+            neuronpedia_id: parsed.neuronpedia_id,
         })
     }
 }
@@ -277,7 +283,10 @@ struct ParsedCfg {
     config: SaeConfig,
     apply_b_dec_to_input: bool,
     rescale_acts_by_decoder_norm: bool,
+    /// `expected_average_only_in`'s constant `s`: the SAE reads `s * x`.
+    norm_scaling_factor: Option<f32>,
     model_processing: WeightProcessing,
+    neuronpedia_id: Option<String>,
 }
 
 fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
@@ -343,14 +352,35 @@ fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
             }
         },
     };
-    match obj.get("normalize_activations").and_then(Value::as_str) {
-        None | Some("none") | Some("expected_average_only_in") => {}
+    // SAELens keeps `expected_average_only_in`'s constant in its release table, not in cfg.json;
+    // a release-table load (and our own writer) puts it in as `norm_scaling_factor`.
+    let mut norm_scaling_factor = None;
+    let normalize_activations = match obj.get("normalize_activations").and_then(Value::as_str) {
+        None | Some("none") => ActivationNormalization::None,
+        Some("layer_norm") => ActivationNormalization::LayerNorm,
+        Some("expected_average_only_in") => {
+            let factor = obj
+                .get("norm_scaling_factor")
+                .and_then(Value::as_f64)
+                .filter(|f| f.is_finite() && *f > 0.0)
+                .ok_or_else(|| {
+                    file_error(
+                        "cfg.json asks for `expected_average_only_in` input normalisation but \
+                         gives no `norm_scaling_factor`; SAELens keeps that number in its release \
+                         table (pretrained_saes.yaml): open the SAE by its release name, or add \
+                         \"norm_scaling_factor\": S to cfg.json",
+                    )
+                })?;
+            norm_scaling_factor = Some(factor as f32);
+            ActivationNormalization::None
+        }
         Some(other) => {
             return Err(file_error(format!(
-                "input normalisation `{other}` is not supported (use none)"
+                "input normalisation `{other}` is not supported \
+                 (use none, layer_norm or expected_average_only_in)"
             )));
         }
-    }
+    };
     let apply_b_dec_to_input = obj
         .get("apply_b_dec_to_input")
         .and_then(Value::as_bool)
@@ -361,6 +391,7 @@ fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
         d_sae,
         hook_name,
         model_name,
+        normalize_activations,
     };
     config.validate()?;
     let rescale_acts_by_decoder_norm = obj
@@ -381,7 +412,11 @@ fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
         config,
         apply_b_dec_to_input,
         rescale_acts_by_decoder_norm,
+        norm_scaling_factor,
         model_processing,
+        neuronpedia_id: get("neuronpedia_id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 
@@ -490,6 +525,20 @@ fn fold_decoder_norms(
     Ok(())
 }
 
+/// SAELens's `fold_activation_norm_scaling_factor`: an SAE that reads `s * x` and writes
+/// `x_hat / s` is the plain SAE with `W_enc * s`, `W_dec / s` and `b_dec / s` (the
+/// pre-activations, and so thresholds and gates, are unchanged).
+fn fold_norm_scaling_factor(factor: f32, weights: &mut BTreeMap<String, HostTensor>) {
+    let mut scale = |name: &str, by: f32| {
+        if let Some(t) = weights.get_mut(name) {
+            t.values.iter_mut().for_each(|v| *v *= by);
+        }
+    };
+    scale(W_ENC, factor);
+    scale(W_DEC, 1.0 / factor);
+    scale(B_DEC, 1.0 / factor);
+}
+
 /// Write an SAE as a SAELens 6 directory, with log10 densities and our provenance.
 pub async fn write_sae(
     sae: &Sae,
@@ -511,7 +560,7 @@ pub async fn write_sae(
         "dtype": "float32",
         "device": "cpu",
         "apply_b_dec_to_input": true,
-        "normalize_activations": "none",
+        "normalize_activations": config.normalize_activations.name(),
         "reshape_activations": "none",
         "metadata": {
             "model_name": config.model_name,

@@ -8,7 +8,9 @@
 //! - splice: replace `x` by the SAE's reconstruction (the error is dropped).
 //!
 //! Several interventions combine in one patch; clamps and ablations all read the features of the
-//! unpatched activation.
+//! unpatched activation. For an SAE with `layer_norm` input normalisation a decoder row is in
+//! normalised units, so every change is multiplied by the token's `std`: exactly what decoding
+//! with one more (or less) of the feature changes in the model's activation.
 
 use std::sync::Arc;
 
@@ -181,24 +183,33 @@ pub fn intervention_patch(sae: &Sae, interventions: &[Intervention]) -> Result<P
             }
         }
     }
-    let added = float_tensor(add, [1, d_sae], &device)
-        .matmul(w_dec.clone())
-        .reshape([1, 1, d_in]);
-    if clamp_features.is_empty() {
-        return Ok(PatchOp::Add(added));
+    let added = float_tensor(add, [1, d_sae], &device).matmul(w_dec.clone()); // [1, d_in]
+    let normalized = !sae.config.normalize_activations.is_none();
+    if clamp_features.is_empty() && !normalized {
+        return Ok(PatchOp::Add(added.reshape([1, 1, d_in])));
     }
-    let m = clamp_features.len();
-    let index = int_tensor(clamp_features, [m], &device);
-    let directions = w_dec.select(0, index.clone()); // [m, d_in]
-    let targets = float_tensor(clamp_values, [1, m], &device);
+    let clamps = (!clamp_features.is_empty()).then(|| {
+        let m = clamp_features.len();
+        let index = int_tensor(clamp_features, [m], &device);
+        let directions = w_dec.select(0, index.clone()); // [m, d_in]
+        let targets = float_tensor(clamp_values, [1, m], &device);
+        (index, directions, targets)
+    });
     let sae = sae.clone();
     Ok(PatchOp::Map(Arc::new(
         move |activation: Tensor<3>, _: HookContext| {
             let [b, t, d] = activation.dims();
             let flat = activation.reshape([b * t, d]);
-            let current = sae.encode(flat.clone()).select(1, index.clone()); // [n, m]
-            let delta = (targets.clone() - current).matmul(directions.clone());
-            (flat + delta).reshape([b, t, d]) + added.clone()
+            let mut delta = flat.zeros_like() + added.clone(); // [n, d_in]
+            if let Some((index, directions, targets)) = &clamps {
+                let current = sae.encode(flat.clone()).select(1, index.clone()); // [n, m]
+                delta = delta + (targets.clone() - current).matmul(directions.clone());
+            }
+            // A layer_norm SAE's decoder lives in normalised units: scale back per token.
+            if let Some(scale) = sae.direction_scale(flat.clone()) {
+                delta = delta * scale;
+            }
+            (flat + delta).reshape([b, t, d])
         },
     )))
 }

@@ -326,7 +326,7 @@ mod tests {
         let files = tiny_checkpoint(&TinySpec::default());
         let host = files.parse().unwrap();
         let mut stream =
-            TokenStream::new(&host.tokenizer, Corpus::TinyTales { seed: 3 }, 32).unwrap();
+            TokenStream::new(host.tokenizer().unwrap(), Corpus::TinyTales { seed: 3 }, 32).unwrap();
         let windows = stream.windows(5).unwrap();
         for w in &windows {
             assert_eq!(w.ids.len(), 32);
@@ -342,7 +342,7 @@ mod tests {
         );
         // Deterministic from the seed.
         let mut again =
-            TokenStream::new(&host.tokenizer, Corpus::TinyTales { seed: 3 }, 32).unwrap();
+            TokenStream::new(host.tokenizer().unwrap(), Corpus::TinyTales { seed: 3 }, 32).unwrap();
         assert_eq!(again.windows(5).unwrap(), windows);
     }
 
@@ -351,10 +351,14 @@ mod tests {
         let files = tiny_checkpoint(&TinySpec::default());
         let host = files.parse().unwrap();
         let corpus = Corpus::Text { text: "abc".into() };
-        let mut stream = TokenStream::new(&host.tokenizer, corpus, 64).unwrap();
+        let mut stream = TokenStream::new(host.tokenizer().unwrap(), corpus, 64).unwrap();
         assert_eq!(stream.window_len(), 4);
         assert_eq!(stream.next_window().unwrap().ids.len(), 4);
-        let empty = TokenStream::new(&host.tokenizer, Corpus::Text { text: "".into() }, 64);
+        let empty = TokenStream::new(
+            host.tokenizer().unwrap(),
+            Corpus::Text { text: "".into() },
+            64,
+        );
         assert!(matches!(empty, Err(SaeplayError::InvalidSetting(_))));
     }
 }

@@ -258,6 +258,7 @@ impl SaeTrainer {
             d_sae: d_in * config.expansion_factor,
             hook_name: config.hook_name.clone(),
             model_name: model_name.to_string(),
+            normalize_activations: Default::default(),
         };
         sae_config.validate()?;
         if first_batch.is_empty() || !first_batch.len().is_multiple_of(d_in) {

@@ -58,8 +58,8 @@ pub(super) fn install(app: &Rc<App>, decision: &BackendDecision) {
         let loaded = Rc::clone(&for_encode);
         future_to_promise(async move {
             let encoded = loaded
-                .tokenizer
-                .encode(&text)
+                .tokenizer()
+                .and_then(|tokenizer| tokenizer.encode(&text))
                 .map_err(|e| JsValue::from_str(&e.to_string()))?;
             Ok(encoded
                 .ids

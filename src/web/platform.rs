@@ -115,7 +115,7 @@ pub(crate) async fn load_model(
     let files = ModelFiles {
         config_json: fetch_bytes(&format!("{base}config.json")).await?,
         safetensors: fetch_bytes(&format!("{base}model.safetensors")).await?,
-        tokenizer_json: fetch_bytes(&format!("{base}tokenizer.json")).await?,
+        tokenizer_json: Some(fetch_bytes(&format!("{base}tokenizer.json")).await?),
     };
     let host = files.parse().map_err(|e| e.to_string())?;
     host.upload(device).map_err(|e| e.to_string())

@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 pub mod reference;
+pub mod sae_reference;
 
 use saeplay::model::files::{LoadedModel, ModelFiles};
 use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};

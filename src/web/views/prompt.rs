@@ -63,7 +63,10 @@ impl App {
             Ok((tokens, predictions, captured)) => {
                 let texts: Vec<String> = tokens.iter().map(|t| t.text.clone()).collect();
                 self.update_page(|state| {
-                    state.analysed(tokens, &predictions, |id| loaded.tokenizer.token_text(id))
+                    state.analysed(tokens, &predictions, |id| match loaded.tokenizer() {
+                        Ok(tokenizer) => tokenizer.token_text(id),
+                        Err(_) => format!("#{id}"),
+                    })
                 });
                 if let Some(activation) = captured
                     && let Err(e) = self.compute_heat(activation, texts).await
@@ -102,8 +105,8 @@ impl App {
                 match generation.step().await.map_err(|e| e.to_string())? {
                     Step::Token(_) => {
                         let text = loaded
-                            .tokenizer
-                            .decode(generation.produced())
+                            .tokenizer()
+                            .and_then(|tokenizer| tokenizer.decode(generation.produced()))
                             .map_err(|e| e.to_string())?;
                         let produced = generation.produced().len();
                         self.update_page(|state| state.generated(text, produced));

@@ -179,7 +179,7 @@ impl App {
                     self.set_text(ids::STEER_STATUS, &self.lab.borrow().steer_status);
                     sleep(0).await;
                 }
-                texts.push(loaded.tokenizer.decode(generation.produced())?);
+                texts.push(loaded.tokenizer()?.decode(generation.produced())?);
             }
             // How the next-token distribution after the prompt moves.
             let probabilities_with = |hooks: Hooks| {
@@ -192,13 +192,14 @@ impl App {
                     Ok::<_, crate::SaeplayError>(probabilities(&read_f32(out.logits).await?))
                 }
             };
+            let tokenizer = loaded.tokenizer()?;
             let before = probabilities_with(Hooks::none()).await?;
             let after = probabilities_with(patch()?).await?;
             let shifts = steer::largest_shifts(&before, &after, SHIFTS_SHOWN)
                 .into_iter()
                 .map(|shift| {
                     (
-                        format!("{:?}", loaded.tokenizer.token_text(shift.token)),
+                        format!("{:?}", tokenizer.token_text(shift.token)),
                         shift.delta(),
                         shift.describe(),
                     )
