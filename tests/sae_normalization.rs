@@ -262,3 +262,124 @@ fn steering_a_layer_norm_sae_moves_the_activation_as_decoding_would() {
         }
     }
 }
+
+/// `forward --sae` writes SAELens's SAE hooks for a layer_norm TopK SAE whose cfg asks for
+/// `center_writing_weights`: the model is processed (the residual stream has zero mean per
+/// token), the features equal a direct computation on that activation, and output + error is
+/// the input.
+#[test]
+fn forward_writes_the_sae_hooks_on_the_processed_model() {
+    use safetensors::SafeTensors;
+    let root = std::env::temp_dir().join(format!("saeplay-sae-hooks-{}", std::process::id()));
+    let model = root.join("model");
+    saeplay::model::fixtures::tiny_checkpoint(&TinySpec::default())
+        .write_dir(&model)
+        .unwrap();
+    let hook = "blocks.1.hook_resid_pre";
+    let (d, m) = (32, 48);
+    let mut c = config(Architecture::TopK { k: 4 }, d, m);
+    c.hook_name = hook.into();
+    let w = random_weights(&c, 11);
+    let sae_dir = root.join("sae");
+    files(
+        &c,
+        &w,
+        serde_json::json!({
+            "normalize_activations": "layer_norm",
+            "model_from_pretrained_kwargs": {"center_writing_weights": true},
+        }),
+    )
+    .write_dir(&sae_dir)
+    .unwrap();
+    let out = root.join("out.safetensors");
+    let points = [
+        "hook_sae_input",
+        "hook_sae_acts_pre",
+        "hook_sae_acts_post",
+        "hook_sae_output",
+        "hook_sae_error",
+    ];
+    let hooks: Vec<String> = std::iter::once(hook.to_string())
+        .chain(points.iter().map(|p| format!("{hook}.{p}")))
+        .collect();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_saeplay"))
+        .args(["forward", "--model", model.to_str().unwrap(), "--sae"])
+        .arg(&sae_dir)
+        .args([
+            "--ids",
+            "5,17,33,2,250,9",
+            "--hooks",
+            &hooks.join(","),
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let read = |name: &str| -> Vec<f32> {
+        file.tensor(name)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let x = read(hook);
+    assert_eq!(file.tensor(hook).unwrap().shape(), &[6, d]);
+    for row in x.chunks(d) {
+        let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64;
+        assert!(
+            mean.abs() < 1e-4,
+            "center_writing_weights applied: mean {mean}"
+        );
+    }
+    assert_eq!(read(&format!("{hook}.hook_sae_input")), x);
+    let (normalised, _) = standardise(&x, d);
+    let acts = read(&format!("{hook}.hook_sae_acts_post"));
+    assert_eq!(
+        file.tensor(&format!("{hook}.hook_sae_acts_post"))
+            .unwrap()
+            .shape(),
+        &[6, m]
+    );
+    assert!(max_diff(&acts, &reference_encode(&c, &w, &normalised)) < 1e-4);
+    let pre = read(&format!("{hook}.hook_sae_acts_pre"));
+    for (p, a) in pre.iter().zip(&acts) {
+        assert!(
+            *a == 0.0 || (p - a).abs() < 1e-5,
+            "active features equal their pre-activation"
+        );
+    }
+    let (output, error) = (
+        read(&format!("{hook}.hook_sae_output")),
+        read(&format!("{hook}.hook_sae_error")),
+    );
+    for ((o, e), v) in output.iter().zip(&error).zip(&x) {
+        assert!((o + e - v).abs() < 1e-4);
+    }
+    // An SAE hook without --sae, or at another hook, is refused in words.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_saeplay"))
+        .args([
+            "forward",
+            "--model",
+            model.to_str().unwrap(),
+            "--ids",
+            "1,2",
+        ])
+        .args([
+            "--hooks",
+            "blocks.0.hook_resid_pre.hook_sae_acts_post",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("give the SAE with --sae"));
+    std::fs::remove_dir_all(&root).ok();
+}

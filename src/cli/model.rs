@@ -4,11 +4,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use saeplay::backend::{block_on, read_f32};
+use saeplay::backend::{block_on, float_tensor, read_f32};
 use saeplay::model::files::ModelFiles;
 use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};
 use saeplay::model::readout::forward_tensors;
 use saeplay::model::{Generation, HookPoint, Hooks, LogitsFor, SamplingConfig, Step};
+use saeplay::sae::sae_hooks::SaeHookPoint;
 use saeplay::{Result, SaeplayError};
 
 use super::{ModelArgs, write_file};
@@ -56,9 +57,15 @@ pub struct ForwardArgs {
     pub ids: Option<String>,
     #[arg(long)]
     pub text: Option<String>,
-    /// Comma-separated hook names, e.g. blocks.0.hook_resid_pre,blocks.1.hook_mlp_out.
+    /// Comma-separated hook names, e.g. blocks.0.hook_resid_pre,blocks.1.hook_mlp_out; with
+    /// --sae also SAELens's SAE hooks, e.g. blocks.1.hook_resid_pre.hook_sae_acts_post.
     #[arg(long, default_value = "")]
     pub hooks: String,
+    /// A SAELens directory whose hooks (hook_sae_input, hook_sae_acts_pre, hook_sae_acts_post,
+    /// hook_sae_recons, hook_sae_output, hook_sae_error) --hooks may name; the model is
+    /// processed as its cfg.json asks.
+    #[arg(long)]
+    pub sae: Option<PathBuf>,
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -167,23 +174,71 @@ pub fn forward(args: ForwardArgs) -> Result<()> {
         ids,
         text,
         hooks,
+        sae,
         out,
     } = args;
-    let loaded = model.load()?;
+    let (loaded, sae) = match &sae {
+        Some(dir) => {
+            let (loaded, sae, _) = super::sae::load_model_and_sae(&model, dir)?;
+            (loaded, Some(sae))
+        }
+        None => (model.load()?, None),
+    };
     let config = loaded.model.config();
-    let hooks = HookPoint::parse_list(&hooks, config)?;
+    let sae_hook = sae.as_ref().map(|s| s.config.hook_name.clone());
+    let mut model_hooks = Vec::new();
+    let mut sae_points = Vec::new();
+    for name in hooks.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match SaeHookPoint::parse(name, sae_hook.as_deref())? {
+            Some(point) => sae_points.push((name.to_string(), point)),
+            None => model_hooks.push(HookPoint::parse(name, config)?),
+        }
+    }
     let ids = match (ids, text) {
         (Some(ids), _) => parse_ids(&ids)?,
         (None, Some(text)) => loaded.encode_prompt(&text)?.ids,
         (None, None) => return Err(SaeplayError::EmptyInput),
     };
-    let tensors = block_on(forward_tensors(&loaded.model, &ids, &hooks))?;
+    let mut capture = model_hooks.clone();
+    let read_at = match &sae_hook {
+        Some(hook) if !sae_points.is_empty() => {
+            let hook = HookPoint::parse(hook, config)?;
+            if !capture.contains(&hook) {
+                capture.push(hook);
+            }
+            Some(hook.to_string())
+        }
+        _ => None,
+    };
+    let mut tensors = block_on(forward_tensors(&loaded.model, &ids, &capture))?;
+    if let (Some(sae), Some(read_at)) = (&sae, read_at) {
+        let (_, shape, values) = tensors
+            .0
+            .iter()
+            .find(|(name, _, _)| *name == read_at)
+            .cloned()
+            .ok_or_else(|| SaeplayError::InvalidSetting(format!("`{read_at}` was not captured")))?;
+        let x = float_tensor(values, [shape[0], shape[1]], loaded.model.device());
+        for (name, point) in &sae_points {
+            let value = point.compute(sae, x.clone());
+            let dims = value.dims();
+            tensors
+                .0
+                .push((name.clone(), dims.to_vec(), block_on(read_f32(value))?));
+        }
+        // The SAE's own hook is written only when asked for.
+        let asked: Vec<String> = model_hooks.iter().map(ToString::to_string).collect();
+        tensors.0.retain(|(name, _, _)| {
+            name == "logits" || asked.contains(name) || name.contains(".hook_sae_")
+        });
+    }
     write_file(&out, &tensors.to_safetensors())?;
     eprintln!(
-        "wrote {} ({} tokens; logits and {} hooks)",
+        "wrote {} ({} tokens; logits, {} hooks and {} SAE hooks)",
         out.display(),
         ids.len(),
-        hooks.len()
+        model_hooks.len(),
+        sae_points.len()
     );
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! - [`features`]: per-feature data for feature cards, and concept recovery;
 //! - [`steer`]: interventions at the SAE's hook (add, clamp, ablate, splice);
 //! - [`saelens`]: SAELens directories in and out;
+//! - [`sae_hooks`]: SAELens's `HookedSAETransformer` hook points (`hook_sae_acts_post`, ...);
 //! - [`releases`]: the published SAELens releases the page can open by name;
 //! - [`stats`]: host-side statistics (AUROC, histograms, examples, nearest features).
 
@@ -20,6 +21,7 @@ pub mod features;
 pub mod metrics;
 pub mod pipeline;
 pub mod releases;
+pub mod sae_hooks;
 pub mod saelens;
 pub mod select;
 pub mod stats;
@@ -311,6 +313,16 @@ impl Sae {
     /// decoder directions by it so that they move the reconstruction as decoding would.
     pub fn direction_scale(&self, x: Tensor<2>) -> Option<Tensor<2>> {
         self.normalize(x).1.map(|(_, std)| std)
+    }
+
+    /// The pre-activations `[n, d_sae]` before the sparsity function (the magnitude path for a
+    /// gated SAE), as SAELens's `hook_sae_acts_pre`.
+    pub fn pre_activation(&self, x: Tensor<2>) -> Tensor<2> {
+        let (x, _) = self.normalize(x);
+        match self.config.architecture {
+            Architecture::Gated => arch::gated::magnitude_pre_activation(&self.params, x),
+            _ => arch::pre_activation(&self.params, x),
+        }
     }
 
     /// Feature activations `[n, d_sae]` of activations `x` `[n, d_in]`. Synchronous and free of

@@ -24,6 +24,11 @@ fn paths(params: &Params, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
     (gate, magnitude)
 }
 
+/// `pi_mag`: what SAELens's `hook_sae_acts_pre` shows for a gated SAE.
+pub fn magnitude_pre_activation(params: &Params, x: Tensor<2>) -> Tensor<2> {
+    paths(params, x).1
+}
+
 pub fn encode(params: &Params, x: Tensor<2>) -> Tensor<2> {
     let (gate, magnitude) = paths(params, x);
     gate.greater_elem(0.0).float() * magnitude.clamp_min(0.0)
