@@ -140,8 +140,13 @@ fn pareto_chart_places_finite_points_inside_its_frame() {
 
 #[test]
 fn worker_messages_round_trip_as_tagged_json() {
+    let processing = saeplay::model::WeightProcessing {
+        center_writing_weights: true,
+        ..Default::default()
+    };
     let train = ToWorker::Train {
-        model_base: "models/builtin/".into(),
+        model_base: "https://huggingface.co/openai-community/gpt2/resolve/main/".into(),
+        processing,
         config: SaeTrainingConfig::default(),
     };
     let json = train.to_json();
@@ -150,7 +155,17 @@ fn worker_messages_round_trip_as_tagged_json() {
     let back = ToWorker::from_json(&json).unwrap();
     assert_eq!(back.to_json(), json);
     match back {
-        ToWorker::Train { config, .. } => assert_eq!(config, SaeTrainingConfig::default()),
+        ToWorker::Train {
+            config,
+            processing: p,
+            ..
+        } => {
+            assert_eq!(config, SaeTrainingConfig::default());
+            assert_eq!(
+                p, processing,
+                "the worker runs the model processed as the page does"
+            );
+        }
         other => panic!("came back as {other:?}"),
     }
     for message in [

@@ -781,8 +781,8 @@ fn malformed_sae_files_are_plain_errors() {
     head["metadata"]["hook_head_index"] = 3.into();
     cases.push((head, w.clone(), "head"));
     let mut layer_norm = good_cfg.clone();
-    layer_norm["normalize_activations"] = "layer_norm".into();
-    cases.push((layer_norm, w.clone(), "layer_norm"));
+    layer_norm["normalize_activations"] = "per_feature_zscore".into();
+    cases.push((layer_norm, w.clone(), "per_feature_zscore"));
     let mut missing = w.clone();
     missing.remove("b_enc");
     cases.push((good_cfg.clone(), missing, "b_enc"));

@@ -120,6 +120,59 @@ fn layer_norm_sae_standardises_each_token_and_maps_its_reconstruction_back() {
 }
 
 #[test]
+fn constant_norm_rescale_scales_each_token_to_norm_sqrt_d_and_back() {
+    let device = cpu_device();
+    let (d, m, n) = (8, 24, 6);
+    let x = uneven_rows(n, d, 4);
+    let factors: Vec<f64> = x
+        .chunks(d)
+        .map(|row| {
+            (d as f64).sqrt()
+                / row
+                    .iter()
+                    .map(|&v| f64::from(v).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+        })
+        .collect();
+    let rescaled: Vec<f32> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (f64::from(v) * factors[i / d]) as f32)
+        .collect();
+    for architecture in ALL_ARCHITECTURES {
+        let mut c = config(architecture, d, m);
+        let w = random_weights(&c, 9);
+        let host = files(
+            &c,
+            &w,
+            serde_json::json!({"normalize_activations": "constant_norm_rescale"}),
+        )
+        .parse()
+        .unwrap();
+        if let Architecture::BatchTopK { .. } = architecture {
+            c.architecture = Architecture::JumpRelu;
+        }
+        let sae = host.upload(&device).unwrap();
+        let xt = float_tensor(x.clone(), [n, d], &device);
+        let expected_f = reference_encode(&c, &w, &rescaled);
+        let expected_hat: Vec<f64> = reference_decode(&c, &w, &expected_f)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v / factors[i / d])
+            .collect();
+        assert!(
+            max_diff(&read2(sae.encode(xt.clone())), &expected_f) < 1e-4,
+            "{architecture:?}"
+        );
+        assert!(
+            max_diff(&read2(sae.reconstruct(xt)), &expected_hat) < 1e-4,
+            "{architecture:?}"
+        );
+    }
+}
+
+#[test]
 fn expected_average_only_in_is_folded_so_the_sae_reads_scaled_inputs() {
     let device = cpu_device();
     let (d, m, n) = (8, 24, 6);
@@ -172,12 +225,12 @@ fn expected_average_only_in_is_folded_so_the_sae_reads_scaled_inputs() {
     let error = files(
         &c,
         &random_weights(&c, 8),
-        serde_json::json!({"normalize_activations": "constant_scale"}),
+        serde_json::json!({"normalize_activations": "per_feature_zscore"}),
     )
     .parse()
     .unwrap_err()
     .to_string();
-    assert!(error.contains("constant_scale"), "{error}");
+    assert!(error.contains("per_feature_zscore"), "{error}");
 }
 
 #[test]

@@ -256,6 +256,50 @@ fn a_full_view_round_trips_through_its_link() {
 }
 
 #[test]
+fn hub_models_and_published_saes_round_trip_through_links() {
+    let view = Fragment {
+        model: Some(ModelSource::Hub("openai-community/gpt2".into())),
+        sae: Some(SaeRef::Release(
+            "gpt2-small-res-jb/blocks.8.hook_resid_pre".into(),
+        )),
+        feature: Some(1234),
+        view: Some(View::Features),
+        ..Fragment::default()
+    };
+    let text = fragment_for(&view);
+    assert_eq!(
+        text,
+        "view=features&model=hf:openai-community/gpt2&sae=gpt2-small-res-jb/blocks.8.hook_resid_pre&feature=1234"
+    );
+    let (parsed, problems) = parse_fragment(&format!("#{text}"));
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(parsed, view);
+    assert_eq!(
+        parsed.model.unwrap().base_url("https://huggingface.co"),
+        Some("https://huggingface.co/openai-community/gpt2/resolve/main/".into())
+    );
+    // A release or SAE id the table does not have, and a repository name that is not one,
+    // are refused in words and left out.
+    for (fragment, needle) in [
+        (
+            "#sae=gpt2-small-res-jb/blocks.99.hook_resid_pre",
+            "has no SAE",
+        ),
+        (
+            "#sae=no-such-release/blocks.1.hook_resid_pre",
+            "unknown SAE release",
+        ),
+        ("#model=hf:../../evil", "not a Hugging Face repository"),
+        ("#model=hf:a/b/c", "not a Hugging Face repository"),
+    ] {
+        let (parsed, problems) = parse_fragment(fragment);
+        assert!(parsed.sae.is_none() && parsed.model.is_none(), "{fragment}");
+        assert_eq!(problems.len(), 1, "{fragment}");
+        assert!(problems[0].contains(needle), "{fragment}: {problems:?}");
+    }
+}
+
+#[test]
 fn hostile_and_malformed_links_become_messages_and_the_default_view() {
     let markup = "%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E";
     let fragment = format!(

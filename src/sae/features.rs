@@ -279,6 +279,32 @@ impl Scan {
     }
 }
 
+/// Most logit-lens values computed at once: `W_dec @ W_U` of a 24,576-latent SAE on GPT-2's
+/// 50,257 tokens is 4.9 GB as one matrix, so it is taken a block of rows at a time (64 MB).
+const LENS_BLOCK_VALUES: usize = 16 << 20;
+
+/// The logit lens of each feature in `features`: the `k` tokens `W_dec[i] @ W_U` promotes most and
+/// suppresses most, computed in blocks of rows.
+pub async fn logit_lens(
+    model: &Gpt2,
+    sae: &Sae,
+    features: &[usize],
+    k: usize,
+) -> Result<Vec<(Vec<(usize, f32)>, Vec<(usize, f32)>)>> {
+    let vocab = model.config().vocab_size;
+    let rows_per_block = (LENS_BLOCK_VALUES / vocab.max(1)).max(1);
+    let w_dec = sae.param(W_DEC);
+    let mut out = Vec::with_capacity(features.len());
+    for block in features.chunks(rows_per_block) {
+        let index: Vec<i64> = block.iter().map(|&f| f as i64).collect();
+        let index = crate::backend::int_tensor(index, [block.len()], sae.device());
+        let rows = w_dec.clone().select(0, index); // [block, d_in]
+        let lens = read_f32(rows.matmul(model.unembed().clone())).await?; // [block, vocab]
+        out.extend(lens.chunks_exact(vocab).map(|row| top_and_bottom(row, k)));
+    }
+    Ok(out)
+}
+
 /// Summarise a scan into feature data for `features` (all when `None`).
 pub async fn feature_report(
     model: &Gpt2,
@@ -317,9 +343,7 @@ pub async fn feature_report(
     collector.add_batch(&scan.acts, scan.tokens)?;
     let examples = collector.finish();
 
-    // Logit lens: W_dec @ W_U, [d_sae, vocab].
-    let lens = read_f32(sae.param(W_DEC).matmul(model.unembed().clone())).await?;
-    let vocab = model.config().vocab_size;
+    let lens = logit_lens(model, sae, &chosen, config.logit_lens_tokens).await?;
     let w_dec = read_f32(sae.param(W_DEC)).await?;
     let d_in = sae.config.d_in;
 
@@ -345,13 +369,11 @@ pub async fn feature_report(
             .collect()
     };
     let mut out = Vec::with_capacity(chosen.len());
-    for (&f, ex) in chosen.iter().zip(&examples) {
+    for ((&f, ex), (top, bottom)) in chosen.iter().zip(&examples).zip(lens) {
         let s = &summaries[f];
         let values = (0..scan.tokens)
             .map(|t| f64::from(scan.activation(t, f)))
             .filter(|&v| v > 0.0);
-        let row = &lens[f * vocab..(f + 1) * vocab];
-        let (top, bottom) = top_and_bottom(row, config.logit_lens_tokens);
         out.push(FeatureData {
             index: f,
             density: s.density,

@@ -124,6 +124,9 @@ pub enum ActivationNormalization {
     /// Per token: `(x - mean) / (std + 1e-5)` over d_in (std with Bessel's correction, as
     /// torch's), and the reconstruction mapped back by `* std + mean` (SAELens's `layer_norm`).
     LayerNorm,
+    /// Per token: `x * sqrt(d_in) / ||x||`, and the reconstruction divided by the same factor
+    /// (SAELens's `constant_norm_rescale`).
+    ConstantNormRescale,
 }
 
 impl ActivationNormalization {
@@ -136,6 +139,7 @@ impl ActivationNormalization {
         match self {
             Self::None => "none",
             Self::LayerNorm => "layer_norm",
+            Self::ConstantNormRescale => "constant_norm_rescale",
         }
     }
 }
@@ -304,6 +308,14 @@ impl Sae {
                     .sqrt();
                 let normalized = centred / std.clone().add_scalar(LAYER_NORM_EPS);
                 (normalized, Some((mean, std)))
+            }
+            ActivationNormalization::ConstantNormRescale => {
+                let d = x.dims()[1];
+                // The inverse factor ||x|| / sqrt(d_in) plays the part of layer_norm's std.
+                let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt();
+                let inverse = norm.div_scalar((d as f32).sqrt()).clamp_min(1e-12);
+                let normalized = x.clone() / inverse.clone();
+                (normalized, Some((x.zeros_like().narrow(1, 0, 1), inverse)))
             }
         }
     }

@@ -16,8 +16,6 @@ use crate::error::{Result, SaeplayError};
 /// `open_neuronpedia_feature_dashboard`).
 pub const NEURONPEDIA: &str = "https://neuronpedia.org";
 
-const HUB: &str = "https://huggingface.co";
-
 /// One release (`gpt2-small-res-jb`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Release {
@@ -110,23 +108,20 @@ impl PublishedSae {
         format!("{}/{}", self.release_name, self.sae.id)
     }
 
-    /// The URL of one of its files (`cfg.json`, `sae_weights.safetensors`, ...).
-    pub fn file_url(&self, file: &str) -> String {
+    /// The URL of one of its files (`cfg.json`, `sae_weights.safetensors`, ...) on the Hub at
+    /// `endpoint` (`https://huggingface.co`, or a mirror).
+    pub fn file_url(&self, endpoint: &str, file: &str) -> String {
         format!(
-            "{HUB}/{}/resolve/main/{}/{file}",
+            "{}/{}/resolve/main/{}/{file}",
+            endpoint.trim_end_matches('/'),
             self.release.repo_id,
             encode_path(&self.sae.path)
         )
     }
 
     /// The folder URL the page asks consent for.
-    pub fn folder_url(&self) -> String {
-        self.file_url("")
-    }
-
-    /// The model the SAE reads, as a Hub directory URL.
-    pub fn model_url(&self) -> String {
-        format!("{HUB}/{}/resolve/main/", self.release.hf_model)
+    pub fn folder_url(&self, endpoint: &str) -> String {
+        self.file_url(endpoint, "")
     }
 
     /// The downloaded `cfg.json` with what SAELens adds at load: the release's
@@ -213,7 +208,7 @@ mod tests {
     fn urls_and_overrides_follow_saelens() {
         let sae = PublishedSae::find("gpt2-small-res-jb/blocks.8.hook_resid_pre").unwrap();
         assert_eq!(
-            sae.file_url("cfg.json"),
+            sae.file_url("https://huggingface.co", "cfg.json"),
             "https://huggingface.co/jbloom/GPT2-Small-SAEs-Reformatted/resolve/main/blocks.8.hook_resid_pre/cfg.json"
         );
         let cfg = sae
@@ -228,7 +223,7 @@ mod tests {
         assert!(cfg["metadata"].get("neuronpedia_id").is_none());
         let tm = PublishedSae::find("gpt2-small-mlp-tm/blocks.0.hook_mlp_out").unwrap();
         assert!(
-            tm.file_url("cfg.json")
+            tm.file_url("https://huggingface.co/", "cfg.json")
                 .contains("hook_mlp_out_24576%3Av1/cfg.json")
         );
         let err = PublishedSae::find("gpt2-small-res-jb/blocks.99.hook_resid_pre").unwrap_err();

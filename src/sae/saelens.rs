@@ -358,6 +358,7 @@ fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
     let normalize_activations = match obj.get("normalize_activations").and_then(Value::as_str) {
         None | Some("none") => ActivationNormalization::None,
         Some("layer_norm") => ActivationNormalization::LayerNorm,
+        Some("constant_norm_rescale") => ActivationNormalization::ConstantNormRescale,
         Some("expected_average_only_in") => {
             let factor = obj
                 .get("norm_scaling_factor")
@@ -377,7 +378,7 @@ fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
         Some(other) => {
             return Err(file_error(format!(
                 "input normalisation `{other}` is not supported \
-                 (use none, layer_norm or expected_average_only_in)"
+                 (use none, layer_norm, constant_norm_rescale or expected_average_only_in)"
             )));
         }
     };

@@ -9,6 +9,18 @@ use crate::ui::View;
 pub const BACKEND: &str = "backend";
 pub const BACKEND_REASON: &str = "backend-reason";
 pub const STATUS: &str = "status";
+pub const MODEL_PROCESSING_TEXT: &str = "model-processing-text";
+pub const PROCESSING_FOLD_LN: &str = "processing-fold-ln";
+pub const PROCESSING_CENTER_WRITING_WEIGHTS: &str = "processing-center-writing-weights";
+pub const PROCESSING_CENTER_UNEMBED: &str = "processing-center-unembed";
+pub const PROCESSING_FOLD_VALUE_BIASES: &str = "processing-fold-value-biases";
+pub const PROCESSING_APPLY: &str = "processing-apply";
+pub const STORAGE_TEXT: &str = "storage-text";
+pub const STORAGE_FREE: &str = "storage-free";
+pub const DOWNLOAD: &str = "download";
+pub const DOWNLOAD_BAR: &str = "download-bar";
+pub const DOWNLOAD_TEXT: &str = "download-text";
+pub const DOWNLOAD_CANCEL: &str = "download-cancel";
 pub const SAE_SELECT: &str = "sae-select";
 pub const SAE_STATUS: &str = "sae-status";
 pub const SAE_EXPORT: &str = "sae-export";
@@ -86,6 +98,7 @@ pub const CARD_HISTOGRAM: &str = "card-histogram";
 pub const CARD_LENS_PROMOTED: &str = "card-lens-promoted";
 pub const CARD_LENS_SUPPRESSED: &str = "card-lens-suppressed";
 pub const CARD_NEAREST: &str = "card-nearest";
+pub const CARD_NEURONPEDIA: &str = "card-neuronpedia";
 pub const EVAL_METRICS: &str = "eval-metrics";
 pub const EVAL_DENSITY: &str = "eval-density";
 pub const EVAL_CONCEPTS: &str = "eval-concepts";
@@ -95,6 +108,18 @@ pub const IN_PAGE: &[&str] = &[
     BACKEND,
     BACKEND_REASON,
     STATUS,
+    MODEL_PROCESSING_TEXT,
+    PROCESSING_FOLD_LN,
+    PROCESSING_CENTER_WRITING_WEIGHTS,
+    PROCESSING_CENTER_UNEMBED,
+    PROCESSING_FOLD_VALUE_BIASES,
+    PROCESSING_APPLY,
+    STORAGE_TEXT,
+    STORAGE_FREE,
+    DOWNLOAD,
+    DOWNLOAD_BAR,
+    DOWNLOAD_TEXT,
+    DOWNLOAD_CANCEL,
     SAE_SELECT,
     SAE_STATUS,
     SAE_EXPORT,
@@ -173,6 +198,7 @@ pub const CREATED: &[&str] = &[
     CARD_LENS_PROMOTED,
     CARD_LENS_SUPPRESSED,
     CARD_NEAREST,
+    CARD_NEURONPEDIA,
     EVAL_METRICS,
     EVAL_DENSITY,
     EVAL_CONCEPTS,

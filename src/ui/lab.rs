@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::model::HookPoint;
+use crate::model::{HookPoint, WeightProcessing};
 use crate::sae::Sae;
 use crate::sae::features::{FeatureData, FeatureReport};
 use crate::sae::metrics::SaeMetrics;
@@ -26,6 +26,8 @@ pub enum Origin {
     Stored,
     /// Fetched from a URL a link named (after the person agreed).
     Remote { url: String },
+    /// A published SAE (`RELEASE/SAE_ID`) fetched from the Hugging Face Hub.
+    Published { spec: String },
 }
 
 impl Origin {
@@ -35,6 +37,7 @@ impl Origin {
             Origin::Shipped { .. } => "shipped",
             Origin::Stored => "this browser",
             Origin::Remote { .. } => "fetched",
+            Origin::Published { .. } => "published",
         }
     }
 }
@@ -69,6 +72,11 @@ pub struct LoadedSae {
     pub hook: HookPoint,
     pub files: SaeFiles,
     pub provenance: Provenance,
+    /// The TransformerLens processing of the model it reads (cfg.json's
+    /// `model_from_pretrained_kwargs`); the page runs the model so while it is chosen.
+    pub model_processing: WeightProcessing,
+    /// Where Neuronpedia shows its features, for published SAEs.
+    pub neuronpedia_id: Option<String>,
 }
 
 /// One SAE the page holds; `loaded` once its files are here.

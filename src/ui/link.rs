@@ -60,6 +60,20 @@ pub enum ModelSource {
     /// A directory URL holding config.json, model.safetensors and tokenizer.json; fetched only
     /// after the person agrees.
     Url(String),
+    /// A Hugging Face Hub repository, `hf:REPO` in a link (`hf:openai-community/gpt2`).
+    Hub(String),
+}
+
+impl ModelSource {
+    /// The directory URL the model's files are fetched from (None: the built-in model).
+    pub fn base_url(&self, hf_endpoint: &str) -> Option<String> {
+        match self {
+            ModelSource::Builtin => None,
+            ModelSource::Url(url) if url.ends_with('/') => Some(url.clone()),
+            ModelSource::Url(url) => Some(format!("{url}/")),
+            ModelSource::Hub(repo) => Some(super::download::hub_model_url(hf_endpoint, repo)),
+        }
+    }
 }
 
 /// Which SAE a link asks for.
@@ -69,6 +83,9 @@ pub enum SaeRef {
     Id(String),
     /// A SAELens directory (or zip) URL; fetched only after the person agrees.
     Url(String),
+    /// A published SAE by SAELens release and id, `RELEASE/SAE_ID`
+    /// (`gpt2-small-res-jb/blocks.8.hook_resid_pre`), from the shipped release table.
+    Release(String),
 }
 
 /// What a link's fragment asks for.
@@ -216,6 +233,15 @@ pub fn parse_fragment(fragment: &str) -> (Fragment, Vec<String>) {
             "model" => {
                 if value == "builtin" {
                     view.model = Some(ModelSource::Builtin);
+                } else if let Some(repo) = value.strip_prefix("hf:") {
+                    if super::download::is_hub_repo(repo) {
+                        view.model = Some(ModelSource::Hub(repo.to_string()));
+                    } else {
+                        refuse(format!(
+                            "model \"{}\" is not a Hugging Face repository (hf:NAME or hf:OWNER/NAME)",
+                            shorten(&value)
+                        ));
+                    }
                 } else if is_web_url(&value) && value.len() <= MAX_URL_BYTES {
                     view.model = Some(ModelSource::Url(value));
                 } else {
@@ -228,6 +254,15 @@ pub fn parse_fragment(fragment: &str) -> (Fragment, Vec<String>) {
             "sae" => {
                 if is_plain_id(&value) {
                     view.sae = Some(SaeRef::Id(value));
+                } else if !is_web_url(&value) && value.contains('/') && value.len() <= MAX_URL_BYTES {
+                    match crate::sae::releases::PublishedSae::find(&value) {
+                        Ok(_) => view.sae = Some(SaeRef::Release(value)),
+                        Err(why) => refuse(format!(
+                            "SAE \"{}\" is not a published SAE this page knows ({})",
+                            shorten(&value),
+                            why.to_string().trim_start_matches("invalid setting: ")
+                        )),
+                    }
                 } else if is_web_url(&value) && value.len() <= MAX_URL_BYTES {
                     view.sae = Some(SaeRef::Url(value));
                 } else {
@@ -275,12 +310,15 @@ pub fn fragment_for(view: &Fragment) -> String {
         };
         parts.push(format!("backend={name}"));
     }
-    if let Some(ModelSource::Url(url)) = &view.model {
-        parts.push(format!("model={}", percent_encode(url)));
+    match &view.model {
+        Some(ModelSource::Url(url)) => parts.push(format!("model={}", percent_encode(url))),
+        Some(ModelSource::Hub(repo)) => parts.push(format!("model=hf:{}", percent_encode(repo))),
+        Some(ModelSource::Builtin) | None => {}
     }
     match &view.sae {
         Some(SaeRef::Id(id)) => parts.push(format!("sae={}", percent_encode(id))),
         Some(SaeRef::Url(url)) => parts.push(format!("sae={}", percent_encode(url))),
+        Some(SaeRef::Release(spec)) => parts.push(format!("sae={}", percent_encode(spec))),
         None => {}
     }
     if let Some(recipe) = &view.recipe {
@@ -336,6 +374,7 @@ fn percent_encode(text: &str) -> String {
             | b'.'
             | b'~'
             | b':'
+            | b'/'
             | b','
             | b';' => (b as char).to_string(),
             _ => format!("%{b:02X}"),

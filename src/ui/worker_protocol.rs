@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::WeightProcessing;
 use crate::sae::features::FeatureData;
 use crate::sae::train::{Progress, SaeTrainingConfig};
 use crate::ui::feature_list::FeatureList;
@@ -17,9 +18,11 @@ use crate::ui::feature_list::FeatureList;
     rename_all_fields = "camelCase"
 )]
 pub enum ToWorker {
-    /// Train one SAE on the model at `model_base`.
+    /// Train one SAE on the model at `model_base`, processed with `processing`.
     Train {
         model_base: String,
+        #[serde(default)]
+        processing: WeightProcessing,
         config: SaeTrainingConfig,
     },
     Pause,
@@ -30,6 +33,8 @@ pub enum ToWorker {
         id: u32,
         key: String,
         model_base: String,
+        #[serde(default)]
+        processing: WeightProcessing,
     },
     /// One feature's card from the report kept under `key`.
     Feature {

@@ -31,7 +31,7 @@ fn index_attribute(element: &Element, name: &str) -> Option<usize> {
 
 impl App {
     /// Call `handler` on `event` at the element `id`, for as long as the page lives.
-    fn on(self: &Rc<Self>, id: &str, event: &str, handler: impl Fn(&Rc<App>) + 'static) {
+    pub(crate) fn on(self: &Rc<Self>, id: &str, event: &str, handler: impl Fn(&Rc<App>) + 'static) {
         let Some(element) = self.element(id) else {
             return;
         };
@@ -52,6 +52,7 @@ impl App {
         self.bind_drops();
         self.bind_clicks();
         self.bind_share();
+        self.bind_model_controls();
     }
 
     /// Typing in the prompt: the link follows at once, the analysis once typing settles.

@@ -97,6 +97,31 @@ impl App {
                     self.set_notice("The SAE named by the link was not fetched.".into());
                 }
             }
+            Some(SaeRef::Release(spec)) => {
+                let agreed = self.sae_consented.get()
+                    || self
+                        .ask_consent(&format!(
+                            "This link opens the published SAE {spec}. Fetch it from the Hugging Face Hub ({})?",
+                            crate::sae::releases::PublishedSae::find(&spec)
+                                .map(|p| p.folder_url(&crate::web::download::hf_endpoint()))
+                                .unwrap_or_default()
+                        ))
+                        .await;
+                if agreed {
+                    let feature = location.feature;
+                    self.fetch_published_sae(spec).await;
+                    if let Some(f) = feature {
+                        self.update_page(|state| state.location.feature = Some(f));
+                        self.update_link();
+                        self.render_card();
+                        self.after_view_change().await;
+                    }
+                } else {
+                    self.update_page(|state| state.location.sae = None);
+                    self.update_link();
+                    self.set_notice("The SAE named by the link was not fetched.".into());
+                }
+            }
             None => self.after_view_change().await,
         }
     }

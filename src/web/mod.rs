@@ -17,17 +17,20 @@ use web_sys::{Document, Element, HtmlInputElement};
 
 use crate::backend::{BackendKind, cpu_device, wgpu_device};
 use crate::model::HookPoint;
+use crate::model::WeightProcessing;
 use crate::model::files::LoadedModel;
 use crate::ui::lab::{Lab, LoadedSae, TrainControl};
 use crate::ui::worker_protocol::FeaturesAnswer;
-use crate::ui::{ModelSource, PageState, SaeRef, choose_backend};
-use platform::{load_model, probe_adapter, window};
+use crate::ui::{PageState, SaeRef, choose_backend};
+use platform::{probe_adapter, window};
 
 mod api;
 mod dom;
+mod download;
 mod events;
 mod files;
 mod link;
+mod models;
 mod platform;
 mod saes;
 mod storage;
@@ -51,6 +54,10 @@ struct App {
     train_control: TrainControl,
     /// The answer to the question on screen (fetch a URL the link names?), once given.
     consent: Cell<Option<bool>>,
+    /// The directory the model came from (absolute for other sites), for reloads and the worker.
+    model_base: RefCell<String>,
+    /// The person already agreed to fetch the published SAE the link names (with its model).
+    sae_consented: Cell<bool>,
     /// The worker, started at the first training run or feature scan and kept.
     worker: RefCell<Option<web_sys::Worker>>,
     worker_ready: Cell<bool>,
@@ -86,6 +93,8 @@ async fn run() {
         lab: RefCell::new(Lab::default()),
         train_control: TrainControl::default(),
         consent: Cell::new(None),
+        model_base: RefCell::new(BUILTIN_MODEL.to_string()),
+        sae_consented: Cell::new(false),
         worker: RefCell::new(None),
         worker_ready: Cell::new(false),
         worker_outcome: RefCell::new(None),
@@ -97,23 +106,9 @@ async fn run() {
     app.render();
 
     // A model from elsewhere is fetched only if the person agrees.
-    let mut model_base = BUILTIN_MODEL.to_string();
-    if let Some(ModelSource::Url(url)) = &view.model {
-        let question = format!(
-            "This link asks to load a model from {url}. Fetch it? (Otherwise the built-in model loads.)"
-        );
-        if app.ask_consent(&question).await {
-            model_base = if url.ends_with('/') {
-                url.clone()
-            } else {
-                format!("{url}/")
-            };
-        } else {
-            app.update_page(|state| state.location.model = None);
-            app.update_link();
-        }
-    }
+    let model_base = app.choose_model_base(&view).await;
     let builtin = model_base == BUILTIN_MODEL;
+    *app.model_base.borrow_mut() = model_base.clone();
 
     let adapter = probe_adapter().await;
     let mut decision = choose_backend(view.backend, &adapter);
@@ -130,14 +125,14 @@ async fn run() {
     app.update_page(|state| state.backend_chosen(decision.clone()));
     app.render();
 
-    match load_model(&device, &model_base).await {
+    match app
+        .fetch_model(&device, &model_base, WeightProcessing::default())
+        .await
+    {
         Ok(loaded) => {
-            let c = loaded.model.config();
-            let description = format!(
-                "Model: {} layers, d_model {}, {} heads, context {}, vocabulary {}.",
-                c.n_layer, c.n_embd, c.n_head, c.n_positions, c.vocab_size
-            );
+            let description = app.describe_model(&loaded);
             *app.model.borrow_mut() = Some(Rc::new(loaded));
+            app.render_processing();
             app.write_train_form(); // the model's hook points, and the defaults
             api::install(&app, &decision);
             app.analyse().await;
@@ -149,6 +144,12 @@ async fn run() {
         Err(message) => app.update_page(|state| state.load_failed(message)),
     }
     app.render();
+}
+
+fn lab_origin_remote(url: &str) -> crate::ui::lab::Origin {
+    crate::ui::lab::Origin::Remote {
+        url: url.to_string(),
+    }
 }
 
 fn input_of(app: &App, id: &str) -> Option<HtmlInputElement> {
@@ -216,7 +217,16 @@ impl App {
     fn selected_sae(&self) -> Option<String> {
         match &self.state.borrow().location.sae {
             Some(SaeRef::Id(id)) => Some(id.clone()),
-            _ => None,
+            // A published SAE's slot is named by its spec; a fetched one is found by its URL.
+            Some(SaeRef::Release(spec)) => Some(spec.clone()),
+            Some(SaeRef::Url(url)) => self
+                .lab
+                .borrow()
+                .saes
+                .iter()
+                .find(|s| s.origin == lab_origin_remote(url))
+                .map(|s| s.id.clone()),
+            None => None,
         }
     }
 

@@ -7,8 +7,11 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
+use crate::model::WeightProcessing;
 use crate::model::files::{LoadedModel, ModelFiles};
 use crate::ui::AdapterInfo;
+use crate::ui::download::DownloadProgress;
+use crate::web::download::fetch_cached;
 
 pub(crate) fn window() -> web_sys::Window {
     web_sys::window().expect("a page has a window")
@@ -107,18 +110,45 @@ pub(crate) async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     Ok(Uint8Array::new(&buffer).to_vec())
 }
 
-/// The model's three files from `base`, checked and uploaded to `device`.
+/// The model's three files from `base` (the page's own directory, or another site's through
+/// the download cache with `progress`), checked, processed as TransformerLens would with
+/// `processing`, and uploaded to `device`.
 pub(crate) async fn load_model(
     device: &burn::tensor::Device,
     base: &str,
+    processing: WeightProcessing,
+    progress: &dyn Fn(&DownloadProgress),
 ) -> Result<LoadedModel, String> {
+    let remote = base.starts_with("http://") || base.starts_with("https://");
+    let fetch = |file: &'static str| {
+        let url = format!("{base}{file}");
+        async move {
+            if remote && !is_same_origin(&url) {
+                fetch_cached(&url, file, progress).await
+            } else {
+                fetch_bytes(&url).await
+            }
+        }
+    };
     let files = ModelFiles {
-        config_json: fetch_bytes(&format!("{base}config.json")).await?,
-        safetensors: fetch_bytes(&format!("{base}model.safetensors")).await?,
-        tokenizer_json: Some(fetch_bytes(&format!("{base}tokenizer.json")).await?),
+        config_json: fetch("config.json").await?,
+        tokenizer_json: Some(fetch("tokenizer.json").await.map_err(|e| {
+            format!("{e}; the page needs the model's tokenizer.json to read and write text")
+        })?),
+        safetensors: fetch("model.safetensors").await?,
     };
     let host = files.parse().map_err(|e| e.to_string())?;
+    let host = host.process(processing).map_err(|e| e.to_string())?;
     host.upload(device).map_err(|e| e.to_string())
+}
+
+/// Whether `url` is on the page's own site (its files are fetched as they are, not cached).
+fn is_same_origin(url: &str) -> bool {
+    let origin = Reflect::get(&global(), &"location".into())
+        .ok()
+        .and_then(|l| Reflect::get(&l, &"origin".into()).ok())
+        .and_then(|o| o.as_string());
+    origin.is_some_and(|o| url.starts_with(&format!("{o}/")))
 }
 
 /// Put `text` on the clipboard; false when the browser refuses (no permission, no focus).

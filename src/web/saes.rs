@@ -4,10 +4,13 @@
 use std::rc::Rc;
 
 use crate::model::HookPoint;
+use crate::sae::releases::PublishedSae;
 use crate::sae::saelens::SaeFiles;
 use crate::ui::SaeRef;
+use crate::ui::download::DownloadProgress;
 use crate::ui::lab::{LoadedSae, Origin, SaeSlot, Summary, shipped_slots};
 use crate::ui::train_form::TrainForm;
+use crate::web::download::{fetch_cached, hf_endpoint};
 use crate::web::platform::{fetch_bytes, random_id};
 use crate::web::{App, BUILTIN_MODEL, files, storage};
 
@@ -51,7 +54,6 @@ impl App {
     ) -> crate::Result<()> {
         let loaded = self.loaded()?;
         let host = files.parse()?;
-        host.check_model_processing(loaded.processing)?;
         let hook = HookPoint::parse(&host.config.hook_name, loaded.model.config())?;
         let sae = host.upload(loaded.model.device())?;
         sae.check_fits(&hook.to_string(), hook.width(loaded.model.config()))?;
@@ -68,6 +70,7 @@ impl App {
         let label = match (&provenance.name, &origin) {
             (Some(name), _) => format!("{name} ({id})"),
             (None, Origin::Remote { url }) => format!("{id} from {url}"),
+            (None, Origin::Published { spec }) => format!("{spec} (published)"),
             (None, _) => id.to_string(),
         };
         let slot = SaeSlot {
@@ -83,6 +86,8 @@ impl App {
                 hook,
                 files,
                 provenance,
+                model_processing: host.model_processing,
+                neuronpedia_id: host.neuronpedia_id.clone(),
             })),
             features: None,
         };
@@ -106,11 +111,17 @@ impl App {
             self.show_error(format!("There is no SAE called \"{id}\" here."));
             return;
         };
+        // The link names an SAE the way another browser can find it again.
+        let named = match &origin {
+            Origin::Published { spec } => SaeRef::Release(spec.clone()),
+            Origin::Remote { url } => SaeRef::Url(url.clone()),
+            _ => SaeRef::Id(id.clone()),
+        };
         self.update_page(|state| {
-            if state.location.sae != Some(SaeRef::Id(id.clone())) {
+            if state.location.sae.as_ref() != Some(&named) {
                 state.location.feature = None;
             }
-            state.location.sae = Some(SaeRef::Id(id.clone()));
+            state.location.sae = Some(named);
             state.location.recipe = None;
         });
         self.update(|lab| lab.heat = None);
@@ -132,6 +143,20 @@ impl App {
                 Err(e) => self.show_error(format!("The SAE {id} could not be fetched: {e}")),
             }
             self.set_notice(String::new());
+        }
+        // The model runs processed as the chosen SAE asks (cfg.json's model_from_pretrained_kwargs).
+        let chosen = self.lab.borrow().slot(&id).and_then(|s| s.loaded.clone());
+        if let Some(chosen) = chosen
+            && let Err(e) = self
+                .ensure_processing(
+                    chosen.model_processing,
+                    &format!("the SAE {id} was trained on the model processed so"),
+                )
+                .await
+        {
+            self.show_error(format!(
+                "The model could not be reloaded for the SAE {id}: {e}"
+            ));
         }
         // Links carry the recipe of SAEs that live only in a browser tab.
         if let Some(slot) = self.lab.borrow().slot(&id)
@@ -252,13 +277,59 @@ impl App {
         .await;
         self.set_notice(String::new());
         match result {
-            Ok(id) => {
-                self.choose_sae(id).await;
-                // The link keeps naming the URL, so it still works for others.
-                self.update_page(|state| state.location.sae = Some(SaeRef::Url(url)));
-                self.update_link();
-            }
+            Ok(id) => self.choose_sae(id).await,
             Err(e) => self.show_error(format!("The SAE at {url} could not be loaded: {e}")),
+        }
+    }
+}
+
+impl App {
+    /// Fetch a published SAE (`RELEASE/SAE_ID`) from the Hub into the download cache, with
+    /// SAELens's overrides from the release table, and choose it.
+    pub(crate) async fn fetch_published_sae(self: &Rc<Self>, spec: String) {
+        use crate::sae::saelens::{CFG_FILE, SPARSITY_FILE, WEIGHTS_FILE};
+        let published = match PublishedSae::find(&spec) {
+            Ok(published) => published,
+            Err(e) => return self.show_error(e.to_string()),
+        };
+        if self.lab.borrow().slot(&spec).is_some() {
+            return self.choose_sae(spec).await;
+        }
+        let endpoint = hf_endpoint();
+        self.set_notice(format!(
+            "Fetching the SAE {spec} from {}…",
+            published.folder_url(&endpoint)
+        ));
+        let app = Rc::clone(self);
+        let progress = move |p: &DownloadProgress| app.show_download(Some(p));
+        let result = async {
+            let fetch = |file: &'static str| {
+                let url = published.file_url(&endpoint, file);
+                let progress = &progress;
+                async move { fetch_cached(&url, file, progress).await }
+            };
+            let cfg = fetch(CFG_FILE).await.map_err(crate::SaeplayError::Io)?;
+            let files = SaeFiles {
+                cfg: published.complete_cfg(&cfg)?,
+                weights: fetch(WEIGHTS_FILE).await.map_err(crate::SaeplayError::Io)?,
+                // Optional in SAELens too: a missing one only leaves densities to the scan.
+                sparsity: fetch(SPARSITY_FILE).await.ok(),
+                saeplay: None,
+            };
+            self.add_files(&spec, files, Origin::Published { spec: spec.clone() })
+                .await
+        }
+        .await;
+        self.show_download(None);
+        self.set_notice(String::new());
+        self.render_storage().await;
+        match result {
+            Ok(()) => self.choose_sae(spec).await,
+            Err(e) => {
+                self.update_page(|state| state.location.sae = None);
+                self.update_link();
+                self.show_error(format!("The published SAE {spec} could not be loaded: {e}"));
+            }
         }
     }
 }

@@ -51,10 +51,18 @@ function resolveUnder(root, urlPath) {
 
 /**
  * Serves `rootDir` on 127.0.0.1 on a free port.
+ *
+ * With `hub: true` it stands in for another site such as the Hugging Face Hub: every answer
+ * allows pages from other origins (CORS), every request path is recorded in `requests`, and three
+ * path prefixes misbehave on purpose: `/__nocors/` answers without CORS headers, `/__slow/`
+ * trickles the file out (to cancel a download), `/__truncated/` promises the whole file and
+ * sends half.
  * @param {string} rootDir
- * @returns {Promise<{url: string, close: () => Promise<void>}>}
+ * @param {{hub?: boolean}} options
+ * @returns {Promise<{url: string, requests: string[], close: () => Promise<void>}>}
  */
-export async function serve(rootDir) {
+export async function serve(rootDir, { hub = false } = {}) {
+  const requests = [];
   // The real path, so that symbolic links inside the tree cannot point outside it.
   const root = await realpath(path.resolve(rootDir)).catch(() => path.resolve(rootDir));
   const rootStat = await stat(root).catch(() => null);
@@ -69,8 +77,18 @@ export async function serve(rootDir) {
 
     // Only the path matters; the query string and fragment are ignored. The raw path is checked
     // for `..` segments before URL normalisation could hide them.
-    const rawPath = (req.url ?? '/').split(/[?#]/, 1)[0];
+    let rawPath = (req.url ?? '/').split(/[?#]/, 1)[0];
     if (!rawPath.startsWith('/')) return send(400, 'bad request\n');
+    let mode = 'plain';
+    if (hub) {
+      requests.push(rawPath);
+      const special = rawPath.match(/^\/__(nocors|slow|truncated)(\/.*)$/);
+      if (special) [, mode, rawPath] = special;
+      if (mode !== 'nocors') {
+        res.setHeader('access-control-allow-origin', '*');
+        res.setHeader('access-control-expose-headers', 'content-length');
+      }
+    }
     if (rawPath.split('/').some((seg) => { try { return decodeURIComponent(seg) === '..'; } catch { return true; } })) {
       return send(403, 'forbidden\n');
     }
@@ -93,6 +111,23 @@ export async function serve(rootDir) {
       'cache-control': 'no-store',
     });
     if (req.method === 'HEAD') return res.end();
+    if (mode === 'truncated') {
+      const half = createReadStream(file, { start: 0, end: Math.max(0, Math.floor(info.size / 2) - 1) });
+      half.on('data', (chunk) => res.write(chunk));
+      half.on('end', () => setTimeout(() => res.destroy(), 50));
+      return;
+    }
+    if (mode === 'slow') {
+      const stream = createReadStream(file, { highWaterMark: 16 * 1024 });
+      stream.on('data', (chunk) => {
+        stream.pause();
+        res.write(chunk);
+        setTimeout(() => stream.resume(), 200);
+      });
+      stream.on('end', () => res.end());
+      res.on('close', () => stream.destroy());
+      return;
+    }
     const stream = createReadStream(file);
     stream.on('error', () => res.destroy());
     stream.pipe(res);
@@ -105,6 +140,7 @@ export async function serve(rootDir) {
   const { port } = server.address();
   return {
     url: `http://127.0.0.1:${port}/`,
+    requests,
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections?.();

@@ -242,6 +242,19 @@ impl App {
         let title = el(d, "h2", "", &format!("Feature #{feature}"));
         title.set_id(ids::CARD_TITLE);
         append(&card, &title);
+        // A published SAE's feature is also on Neuronpedia (SAELens's dashboard link).
+        if let Some(url) = self
+            .selected_loaded()
+            .and_then(|l| l.neuronpedia_id.clone())
+            .and_then(|id| crate::sae::releases::neuronpedia_url(&id, feature))
+        {
+            let link = el(d, "a", "neuronpedia", "Open this feature on Neuronpedia");
+            link.set_id(ids::CARD_NEURONPEDIA);
+            link.set_attribute("href", &url).ok();
+            link.set_attribute("target", "_blank").ok();
+            link.set_attribute("rel", "noopener noreferrer").ok();
+            append(&card, &link);
+        }
         append(
             &card,
             &el(

@@ -4,14 +4,15 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::{envelope, open};
+use crate::model::WeightProcessing;
 use crate::sae::features::FeatureData;
 use crate::sae::saelens::SaeFiles;
 use crate::sae::train::{Control, SaeTrainingConfig};
 use crate::ui::feature_list::FeatureList;
 use crate::ui::lab::LoadedSae;
 use crate::ui::worker_protocol::{FeaturesAnswer, FromWorker, ToWorker};
+use crate::web::App;
 use crate::web::platform::{js_error, now_ms, sleep, window};
-use crate::web::{App, BUILTIN_MODEL};
 
 /// The result slot of a training run in the worker.
 pub type WorkerOutcome = Rc<RefCell<Option<Result<Option<SaeFiles>, String>>>>;
@@ -94,13 +95,21 @@ impl App {
         Ok(())
     }
 
-    fn model_base_url(&self) -> Result<String, String> {
-        web_sys::Url::new_with_base(
-            BUILTIN_MODEL,
+    /// The page's model as the worker loads it: an absolute URL, and the processing in force.
+    fn model_for_worker(&self) -> Result<(String, WeightProcessing), String> {
+        let base = web_sys::Url::new_with_base(
+            &self.model_base.borrow(),
             &window().location().href().unwrap_or_default(),
         )
         .map(|u| u.href())
-        .map_err(js_error)
+        .map_err(js_error)?;
+        let processing = self
+            .model
+            .borrow()
+            .as_ref()
+            .map(|m| m.processing)
+            .unwrap_or_default();
+        Ok((base, processing))
     }
 
     /// Send a features request (numbered here) and wait for the worker's answer to it.
@@ -128,11 +137,12 @@ impl App {
         key: &str,
         loaded: &LoadedSae,
     ) -> Result<FeatureList, String> {
-        let model_base = self.model_base_url()?;
+        let (model_base, processing) = self.model_for_worker()?;
         let request = |id| ToWorker::Features {
             id,
             key: key.to_string(),
             model_base,
+            processing,
         };
         let files = &loaded.files;
         match self
@@ -169,8 +179,15 @@ impl App {
         self.set_train_phase("Starting the training worker…".into(), 0.0);
         self.ensure_worker().await?;
         *self.worker_outcome.borrow_mut() = Some(Rc::clone(&outcome));
-        let model_base = self.model_base_url()?;
-        self.send(&ToWorker::Train { model_base, config }, &[]);
+        let (model_base, processing) = self.model_for_worker()?;
+        self.send(
+            &ToWorker::Train {
+                model_base,
+                processing,
+                config,
+            },
+            &[],
+        );
         let mut sent = Control::Continue;
         loop {
             if let Some(result) = outcome.borrow_mut().take() {

@@ -11,6 +11,7 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use super::{envelope, open};
 use crate::backend::cpu_device;
+use crate::model::WeightProcessing;
 use crate::model::files::LoadedModel;
 use crate::sae::features::FeatureReport;
 use crate::sae::pipeline::{
@@ -24,7 +25,7 @@ use crate::web::platform::load_model;
 
 thread_local! {
     static CONTROL: Cell<Control> = const { Cell::new(Control::Continue) };
-    static MODEL: RefCell<Option<(String, Rc<LoadedModel>)>> = const { RefCell::new(None) };
+    static MODEL: RefCell<Option<(String, WeightProcessing, Rc<LoadedModel>)>> = const { RefCell::new(None) };
     /// Feature reports by the page's key, so cards are sent one at a time.
     static REPORTS: RefCell<HashMap<String, FeatureReport>> = RefCell::new(HashMap::new());
 }
@@ -61,26 +62,28 @@ impl Reporter for PostReporter {
     }
 }
 
-/// The worker's own copy of the model (CPU), loaded once per base URL.
-async fn model(base: &str) -> Result<Rc<LoadedModel>, String> {
+/// The worker's own copy of the model (CPU), loaded once per base URL and processing (from the
+/// download cache the page filled, for models from other sites).
+async fn model(base: &str, processing: WeightProcessing) -> Result<Rc<LoadedModel>, String> {
     if let Some(loaded) = MODEL.with(|m| {
         m.borrow()
             .as_ref()
-            .filter(|(b, _)| b == base)
-            .map(|(_, l)| Rc::clone(l))
+            .filter(|(b, p, _)| b == base && *p == processing)
+            .map(|(_, _, l)| Rc::clone(l))
     }) {
         return Ok(loaded);
     }
-    let loaded = Rc::new(load_model(&cpu_device(), base).await?);
-    MODEL.with(|m| *m.borrow_mut() = Some((base.to_string(), Rc::clone(&loaded))));
+    MODEL.with(|m| m.borrow_mut().take()); // one copy at a time: models can be large
+    let loaded = Rc::new(load_model(&cpu_device(), base, processing, &|_| {}).await?);
+    MODEL.with(|m| *m.borrow_mut() = Some((base.to_string(), processing, Rc::clone(&loaded))));
     Ok(loaded)
 }
 
-async fn train(base: String, config: SaeTrainingConfig) {
+async fn train(base: String, processing: WeightProcessing, config: SaeTrainingConfig) {
     CONTROL.with(|c| c.set(Control::Continue));
     let result = async {
         PostReporter.phase("Loading the model in the training worker…".into(), 0.0);
-        let loaded = model(&base).await?;
+        let loaded = model(&base, processing).await?;
         let options = TrainOptions::in_page(&config);
         train_sae(&loaded, config, &options, &PostReporter)
             .await
@@ -103,9 +106,15 @@ async fn train(base: String, config: SaeTrainingConfig) {
     }
 }
 
-async fn features(id: u32, key: String, base: String, cfg: Vec<u8>, weights: Vec<u8>) {
+async fn features(
+    id: u32,
+    key: String,
+    (base, processing): (String, WeightProcessing),
+    cfg: Vec<u8>,
+    weights: Vec<u8>,
+) {
     let result = async {
-        let loaded = model(&base).await?;
+        let loaded = model(&base, processing).await?;
         let host = SaeFiles {
             cfg,
             weights,
@@ -158,15 +167,20 @@ fn feature(id: u32, key: &str, index: usize) {
 
 fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
     match message {
-        ToWorker::Train { model_base, config } => spawn_local(train(model_base, config)),
+        ToWorker::Train {
+            model_base,
+            processing,
+            config,
+        } => spawn_local(train(model_base, processing, config)),
         ToWorker::Features {
             id,
             key,
             model_base,
+            processing,
         } => {
             let mut take = |i: usize| bytes.get_mut(i).and_then(Option::take).unwrap_or_default();
             let (cfg, weights) = (take(0), take(1));
-            spawn_local(features(id, key, model_base, cfg, weights));
+            spawn_local(features(id, key, (model_base, processing), cfg, weights));
         }
         ToWorker::Feature { id, key, index } => feature(id, &key, index),
         ToWorker::Pause => CONTROL.with(|c| c.set(Control::Pause)),

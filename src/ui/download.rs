@@ -1,0 +1,139 @@
+//! Downloads as the page shows them: progress in words, and where the Hugging Face Hub is.
+
+/// The Hugging Face Hub; `HF_ENDPOINT` in huggingface_hub's terms. A page can be pointed at a
+/// mirror (the browser tests serve one) by setting `globalThis.SAEPLAY_HF_ENDPOINT` first.
+pub const HF_ENDPOINT: &str = "https://huggingface.co";
+
+/// A Hub repository id as a link may carry it: `gpt2` or `owner/name`, each part letters,
+/// digits, `-`, `_` and `.` (not starting with `.`), as the Hub allows.
+pub fn is_hub_repo(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('/').collect();
+    (1..=2).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 96
+                && !p.starts_with('.')
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+}
+
+/// The directory URL of a Hub repository's main branch.
+pub fn hub_model_url(endpoint: &str, repo: &str) -> String {
+    format!("{}/{repo}/resolve/main/", endpoint.trim_end_matches('/'))
+}
+
+/// One file's download as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DownloadProgress {
+    pub file: String,
+    pub loaded: u64,
+    /// From `content-length`, when the server sends it.
+    pub total: Option<u64>,
+    pub elapsed_seconds: f64,
+}
+
+impl DownloadProgress {
+    pub fn fraction(&self) -> Option<f64> {
+        self.total
+            .filter(|&t| t > 0)
+            .map(|t| (self.loaded as f64 / t as f64).min(1.0))
+    }
+
+    /// `model.safetensors: 120.5 of 497.8 MB, about 34 s left`.
+    pub fn describe(&self) -> String {
+        match self.total {
+            Some(total) if total > 0 => {
+                let rate = self.loaded as f64 / self.elapsed_seconds.max(1e-3);
+                let left = if self.loaded > 0 && self.elapsed_seconds > 0.5 {
+                    format!(
+                        ", about {} left",
+                        duration(total.saturating_sub(self.loaded) as f64 / rate.max(1.0))
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{}: {} of {}{left}",
+                    self.file,
+                    bytes(self.loaded),
+                    bytes(total)
+                )
+            }
+            _ => format!("{}: {}", self.file, bytes(self.loaded)),
+        }
+    }
+}
+
+/// `12.3 MB`, `512 kB`, `800 B` (decimal units, as browsers and the Hub show sizes).
+pub fn bytes(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.2} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.0} kB", n / 1e3)
+    } else {
+        format!("{n} B")
+    }
+}
+
+fn duration(seconds: f64) -> String {
+    if seconds >= 90.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.0} s", seconds.max(1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_reads_as_a_person_expects() {
+        let p = DownloadProgress {
+            file: "model.safetensors".into(),
+            loaded: 100_000_000,
+            total: Some(500_000_000),
+            elapsed_seconds: 10.0,
+        };
+        assert_eq!(p.fraction(), Some(0.2));
+        assert_eq!(
+            p.describe(),
+            "model.safetensors: 100.0 MB of 500.0 MB, about 40 s left"
+        );
+        let unknown = DownloadProgress {
+            total: None,
+            ..p.clone()
+        };
+        assert_eq!(unknown.fraction(), None);
+        assert_eq!(unknown.describe(), "model.safetensors: 100.0 MB");
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(2_500_000_000), "2.50 GB");
+    }
+
+    #[test]
+    fn hub_repositories_are_checked() {
+        assert!(is_hub_repo("gpt2"));
+        assert!(is_hub_repo("openai-community/gpt2"));
+        assert!(is_hub_repo("HuggingFaceTB/SmolLM2-135M"));
+        for bad in [
+            "",
+            "a/b/c",
+            "../x",
+            "a/.git",
+            "a b",
+            "evil.com/x?y",
+            "a//b",
+            "x/<b>",
+        ] {
+            assert!(!is_hub_repo(bad), "{bad}");
+        }
+        assert_eq!(
+            hub_model_url("https://huggingface.co/", "gpt2"),
+            "https://huggingface.co/gpt2/resolve/main/"
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! Downloads from other sites (the Hugging Face Hub, a model's own server): streamed with
+//! progress, cancellable, and kept in the browser's Cache API so the second visit opens without
+//! downloading. The page and the worker share this cache (both see `caches`), so the worker's
+//! copy of a model costs no second download.
+
+use std::cell::RefCell;
+
+use js_sys::{Object, Promise, Reflect, Uint8Array};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    AbortController, Cache, CacheStorage, ReadableStreamDefaultReader, RequestInit, Response,
+};
+
+use crate::ui::download::{DownloadProgress, HF_ENDPOINT};
+use crate::web::platform::{js_error, now_ms};
+
+/// The cache that keeps what was downloaded.
+pub(crate) const CACHE_NAME: &str = "saeplay-downloads-v1";
+/// The size of a kept file, on its cached response.
+const SIZE_HEADER: &str = "x-saeplay-bytes";
+/// Largest file the page can hold: wasm32 memory is 4 GiB in all.
+const MAX_FILE_BYTES: u64 = 3 << 30;
+
+thread_local! {
+    /// The download in flight, so Cancel can stop it.
+    static IN_FLIGHT: RefCell<Option<AbortController>> = const { RefCell::new(None) };
+}
+
+/// The Hub's address: `globalThis.SAEPLAY_HF_ENDPOINT` when a page sets it (a mirror), else
+/// huggingface.co.
+pub(crate) fn hf_endpoint() -> String {
+    Reflect::get(&js_sys::global(), &"SAEPLAY_HF_ENDPOINT".into())
+        .ok()
+        .and_then(|v| v.as_string())
+        .filter(|v| v.starts_with("https://") || v.starts_with("http://"))
+        .unwrap_or_else(|| HF_ENDPOINT.to_string())
+}
+
+/// Stop the download in flight; its `fetch_cached` returns the cancellation as an error.
+pub(crate) fn cancel_download() {
+    IN_FLIGHT.with(|f| {
+        if let Some(controller) = f.borrow_mut().take() {
+            controller.abort();
+        }
+    });
+}
+
+/// The message a cancelled download returns.
+pub(crate) const CANCELLED: &str = "The download was cancelled.";
+
+async fn cache() -> Option<Cache> {
+    // Missing outside secure contexts (plain http from another host) and in some private modes.
+    let caches: CacheStorage = Reflect::get(&js_sys::global(), &"caches".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let cache = JsFuture::from(caches.open(CACHE_NAME)).await.ok()?;
+    cache.dyn_into().ok()
+}
+
+async fn promise<T: JsCast>(p: Promise) -> Result<T, String> {
+    JsFuture::from(p)
+        .await
+        .map_err(js_error)?
+        .dyn_into::<T>()
+        .map_err(|_| "the browser answered with an unexpected kind of value".to_string())
+}
+
+/// Fetch `url`, from the cache when it holds it, else from the network with `progress` after
+/// each chunk; a complete download is then kept in the cache. Errors are sentences that say
+/// what happened (a refusal, a missing file, a cut-off download, a cancellation).
+pub(crate) async fn fetch_cached(
+    url: &str,
+    file: &str,
+    progress: &dyn Fn(&DownloadProgress),
+) -> Result<Vec<u8>, String> {
+    let cache = cache().await;
+    if let Some(cache) = &cache
+        && let Ok(hit) = JsFuture::from(cache.match_with_str(url)).await
+        && let Ok(response) = hit.dyn_into::<Response>()
+    {
+        let buffer = JsFuture::from(response.array_buffer().map_err(js_error)?)
+            .await
+            .map_err(js_error)?;
+        let bytes = Uint8Array::new(&buffer).to_vec();
+        progress(&DownloadProgress {
+            file: format!("{file} (kept in this browser)"),
+            loaded: bytes.len() as u64,
+            total: Some(bytes.len() as u64),
+            elapsed_seconds: 0.0,
+        });
+        return Ok(bytes);
+    }
+    let controller = AbortController::new().map_err(js_error)?;
+    IN_FLIGHT.with(|f| *f.borrow_mut() = Some(controller.clone()));
+    let result = download(url, file, &controller, progress).await;
+    IN_FLIGHT.with(|f| f.borrow_mut().take());
+    let bytes = match result {
+        Ok(done) => done,
+        Err(_) if controller.signal().aborted() => return Err(CANCELLED.into()),
+        Err(message) => return Err(message),
+    };
+    if let Some(cache) = &cache {
+        // Kept only once complete; a full disk or a refusal only costs the next visit a download.
+        let init = web_sys::ResponseInit::new();
+        if let Ok(headers) = web_sys::Headers::new() {
+            headers.set(SIZE_HEADER, &bytes.len().to_string()).ok();
+            init.set_headers(&headers);
+        }
+        let mut copy = bytes.clone();
+        if let Ok(stored) = Response::new_with_opt_u8_array_and_init(Some(&mut copy), &init) {
+            JsFuture::from(cache.put_with_str(url, &stored)).await.ok();
+        }
+    }
+    Ok(bytes)
+}
+
+async fn download(
+    url: &str,
+    file: &str,
+    controller: &AbortController,
+    progress: &dyn Fn(&DownloadProgress),
+) -> Result<Vec<u8>, String> {
+    let init = RequestInit::new();
+    init.set_signal(Some(&controller.signal()));
+    let fetch: js_sys::Function = Reflect::get(&js_sys::global(), &"fetch".into())
+        .map_err(js_error)?
+        .dyn_into()
+        .map_err(|_| "this browser has no fetch".to_string())?;
+    let started = now_ms();
+    let call = fetch
+        .call2(&js_sys::global(), &JsValue::from_str(url), &init)
+        .map_err(js_error)?;
+    let response: Response = promise(call.unchecked_into()).await.map_err(|e| {
+        format!(
+            "could not reach {url}: {e} (the server may be down, or it refuses pages from other sites: CORS)"
+        )
+    })?;
+    if !response.ok() {
+        let status = response.status();
+        let why = match status {
+            401 | 403 => "it needs a login or refuses access (a gated or private repository?)",
+            404 => "there is no such file",
+            429 => "too many requests; try again later",
+            _ => "the server reported an error",
+        };
+        return Err(format!(
+            "could not fetch {url}: the server answered {status}, {why}"
+        ));
+    }
+    let total = response
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(total) = total
+        && total > MAX_FILE_BYTES
+    {
+        return Err(format!(
+            "{file} is {}, more than the {} a browser tab can hold",
+            crate::ui::download::bytes(total),
+            crate::ui::download::bytes(MAX_FILE_BYTES)
+        ));
+    }
+    let report = |loaded: u64| {
+        progress(&DownloadProgress {
+            file: file.to_string(),
+            loaded,
+            total,
+            elapsed_seconds: (now_ms() - started) / 1000.0,
+        })
+    };
+    let Some(body) = response.body() else {
+        let buffer = JsFuture::from(response.array_buffer().map_err(js_error)?)
+            .await
+            .map_err(js_error)?;
+        let bytes = Uint8Array::new(&buffer).to_vec();
+        report(bytes.len() as u64);
+        return Ok(bytes);
+    };
+    let reader: ReadableStreamDefaultReader = body
+        .get_reader()
+        .dyn_into()
+        .map_err(|_| "the download cannot be read as a stream".to_string())?;
+    let mut bytes = Vec::with_capacity(total.unwrap_or(0) as usize);
+    let mut last_report = 0.0;
+    loop {
+        let chunk: Object = promise(reader.read()).await.map_err(|e| {
+            format!(
+                "the download of {file} broke off after {}: {e}",
+                crate::ui::download::bytes(bytes.len() as u64)
+            )
+        })?;
+        let done = Reflect::get(&chunk, &"done".into())
+            .ok()
+            .and_then(|d| d.as_bool())
+            .unwrap_or(true);
+        if done {
+            break;
+        }
+        let value: Uint8Array = Reflect::get(&chunk, &"value".into())
+            .map_err(js_error)?
+            .dyn_into()
+            .map_err(|_| "the download sent something that is not bytes".to_string())?;
+        let start = bytes.len();
+        if start as u64 + u64::from(value.length()) > MAX_FILE_BYTES {
+            controller.abort();
+            return Err(format!("{file} is larger than a browser tab can hold"));
+        }
+        bytes.resize(start + value.length() as usize, 0);
+        value.copy_to(&mut bytes[start..]);
+        if now_ms() - last_report > 100.0 {
+            last_report = now_ms();
+            report(bytes.len() as u64);
+        }
+    }
+    report(bytes.len() as u64);
+    if let Some(total) = total
+        && bytes.len() as u64 != total
+        && response
+            .headers()
+            .get("content-encoding")
+            .ok()
+            .flatten()
+            .is_none()
+    {
+        return Err(format!(
+            "the download of {file} was cut off: {} of {} arrived",
+            crate::ui::download::bytes(bytes.len() as u64),
+            crate::ui::download::bytes(total)
+        ));
+    }
+    Ok(bytes)
+}
+
+/// How many files the download cache holds and their size in bytes.
+pub(crate) async fn cache_usage() -> Option<(usize, u64)> {
+    let cache = cache().await?;
+    let keys: js_sys::Array = promise(cache.keys()).await.ok()?;
+    let mut total = 0u64;
+    for request in keys.iter() {
+        let request: web_sys::Request = request.dyn_into().ok()?;
+        if let Ok(hit) = JsFuture::from(cache.match_with_request(&request)).await
+            && let Ok(response) = hit.dyn_into::<Response>()
+        {
+            total += response
+                .headers()
+                .get(SIZE_HEADER)
+                .ok()
+                .flatten()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Some((keys.length() as usize, total))
+}
+
+/// Forget everything downloaded.
+pub(crate) async fn clear_cache() -> Result<(), String> {
+    let caches: CacheStorage = Reflect::get(&js_sys::global(), &"caches".into())
+        .map_err(js_error)?
+        .dyn_into()
+        .map_err(|_| "this browser keeps no download cache here".to_string())?;
+    JsFuture::from(caches.delete(CACHE_NAME))
+        .await
+        .map(|_| ())
+        .map_err(js_error)
+}
