@@ -305,3 +305,50 @@ fn patches_of_the_wrong_shape_are_refused() {
         SaeplayError::PatchShape { .. }
     ));
 }
+
+/// A model's files as a person picks or drops them (folders in names, extra files) are sorted by
+/// name; a missing or doubled file is named.
+#[test]
+fn picked_model_files_are_found_by_name() {
+    let f = files();
+    let named = |list: &[(&str, &[u8])]| -> Vec<(String, Vec<u8>)> {
+        list.iter()
+            .map(|(n, b)| (n.to_string(), b.to_vec()))
+            .collect()
+    };
+    let picked = ModelFiles::from_named_files(named(&[
+        ("gpt2/README.md", b"# hi"),
+        ("gpt2/config.json", &f.config_json),
+        ("gpt2/model.safetensors", &f.safetensors),
+        ("gpt2/tokenizer.json", f.tokenizer_json.as_ref().unwrap()),
+    ]))
+    .unwrap();
+    assert_eq!(picked.config_json, f.config_json);
+    assert_eq!(picked.safetensors, f.safetensors);
+    assert!(picked.parse().is_ok());
+    let without_tokenizer = ModelFiles::from_named_files(named(&[
+        ("config.json", &f.config_json),
+        ("model.safetensors", &f.safetensors),
+    ]))
+    .unwrap();
+    assert!(without_tokenizer.tokenizer_json.is_none());
+    let error = ModelFiles::from_named_files(named(&[("config.json", &f.config_json)]))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("model.safetensors is missing"), "{error}");
+    let error = ModelFiles::from_named_files(named(&[
+        ("a/config.json", &f.config_json),
+        ("b/config.json", &f.config_json),
+        ("model.safetensors", &f.safetensors),
+    ]))
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(error.contains("config.json was given twice"), "{error}");
+    assert!(ModelFiles::looks_like_model(&["x/config.json"]));
+    assert!(!ModelFiles::looks_like_model(&[
+        "cfg.json",
+        "sae_weights.safetensors"
+    ]));
+}

@@ -278,6 +278,18 @@ fn hub_models_and_published_saes_round_trip_through_links() {
         parsed.model.unwrap().base_url("https://huggingface.co"),
         Some("https://huggingface.co/openai-community/gpt2/resolve/main/".into())
     );
+    // A model opened from files in this browser.
+    let local = Fragment {
+        model: Some(ModelSource::Local("files-0a1b2c3d".into())),
+        ..Fragment::default()
+    };
+    let text = fragment_for(&local);
+    assert_eq!(text, "model=local:files-0a1b2c3d");
+    assert_eq!(parse_fragment(&text).0, local);
+    assert_eq!(
+        local.model.unwrap().base_url("https://huggingface.co"),
+        Some("local-models/files-0a1b2c3d/".into())
+    );
     // A release or SAE id the table does not have, and a repository name that is not one,
     // are refused in words and left out.
     for (fragment, needle) in [
@@ -291,6 +303,7 @@ fn hub_models_and_published_saes_round_trip_through_links() {
         ),
         ("#model=hf:../../evil", "not a Hugging Face repository"),
         ("#model=hf:a/b/c", "not a Hugging Face repository"),
+        ("#model=local:../x", "not a model opened in this browser"),
     ] {
         let (parsed, problems) = parse_fragment(fragment);
         assert!(parsed.sae.is_none() && parsed.model.is_none(), "{fragment}");

@@ -85,18 +85,66 @@ impl ModelFiles {
     pub fn write_dir(&self, dir: &std::path::Path) -> Result<()> {
         std::fs::create_dir_all(dir)
             .map_err(|error| SaeplayError::file(crate::error::FileAction::Create, dir, error))?;
-        for (name, bytes) in [
-            ("config.json", Some(&self.config_json)),
-            ("model.safetensors", Some(&self.safetensors)),
-            ("tokenizer.json", self.tokenizer_json.as_ref()),
-        ] {
-            let Some(bytes) = bytes else { continue };
+        for (name, bytes) in self.named_files() {
             let path = dir.join(name);
             std::fs::write(&path, bytes).map_err(|error| {
                 SaeplayError::file(crate::error::FileAction::Write, &path, error)
             })?;
         }
         Ok(())
+    }
+
+    /// The files a person picked or dropped, by name (folders in the names are ignored):
+    /// `config.json` and `model.safetensors`, and `tokenizer.json` when given.
+    pub fn from_named_files(files: Vec<(String, Vec<u8>)>) -> Result<Self> {
+        let mut config_json = None;
+        let mut safetensors = None;
+        let mut tokenizer_json = None;
+        for (name, bytes) in files {
+            let base = name.rsplit(['/', '\\']).next().unwrap_or(&name).to_string();
+            let slot = match base.as_str() {
+                "config.json" => &mut config_json,
+                "model.safetensors" => &mut safetensors,
+                "tokenizer.json" => &mut tokenizer_json,
+                _ => continue, // generation_config.json, README.md, ...: not needed
+            };
+            if slot.replace(bytes).is_some() {
+                return Err(SaeplayError::InvalidSetting(format!(
+                    "{base} was given twice: choose one model's files"
+                )));
+            }
+        }
+        let missing = |file: &str| {
+            SaeplayError::InvalidSetting(format!(
+                "{file} is missing: a model needs config.json and model.safetensors \
+                 (and tokenizer.json for text), as Hugging Face's save_pretrained writes them"
+            ))
+        };
+        Ok(Self {
+            config_json: config_json.ok_or_else(|| missing("config.json"))?,
+            safetensors: safetensors.ok_or_else(|| missing("model.safetensors"))?,
+            tokenizer_json,
+        })
+    }
+
+    /// Whether named files are a model's (rather than an SAE's).
+    pub fn looks_like_model(names: &[&str]) -> bool {
+        names.iter().any(|name| {
+            let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+            base == "config.json" || base == "model.safetensors"
+        })
+    }
+
+    /// The files with their names, as a directory holds them.
+    pub fn named_files(&self) -> Vec<(&'static str, &[u8])> {
+        let mut out = vec![
+            ("config.json", self.config_json.as_slice()),
+            ("model.safetensors", self.safetensors.as_slice()),
+        ];
+        if let Some(tokenizer) = &self.tokenizer_json {
+            out.push(("tokenizer.json", tokenizer.as_slice()));
+        }
+        out
     }
 
     /// Parse and check: config, every tensor's shape, and the tokenizer against the vocabulary.

@@ -23,6 +23,17 @@ pub fn hub_model_url(endpoint: &str, repo: &str) -> String {
     format!("{}/{repo}/resolve/main/", endpoint.trim_end_matches('/'))
 }
 
+/// Where a model opened from files is kept, under the page's own address, in the download
+/// cache (so the worker loads it like any other model).
+pub fn local_model_path(id: &str) -> String {
+    format!("local-models/{id}/")
+}
+
+/// Whether a model URL is one opened from files here (kept only in this browser's cache).
+pub fn is_local_model(url: &str) -> bool {
+    url.contains("/local-models/") || url.starts_with("local-models/")
+}
+
 /// One file's download as it goes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DownloadProgress {

@@ -15,6 +15,7 @@ pub const PROCESSING_CENTER_WRITING_WEIGHTS: &str = "processing-center-writing-w
 pub const PROCESSING_CENTER_UNEMBED: &str = "processing-center-unembed";
 pub const PROCESSING_FOLD_VALUE_BIASES: &str = "processing-fold-value-biases";
 pub const PROCESSING_APPLY: &str = "processing-apply";
+pub const MODEL_FILES: &str = "model-files";
 pub const STORAGE_TEXT: &str = "storage-text";
 pub const STORAGE_FREE: &str = "storage-free";
 pub const DOWNLOAD: &str = "download";
@@ -114,6 +115,7 @@ pub const IN_PAGE: &[&str] = &[
     PROCESSING_CENTER_UNEMBED,
     PROCESSING_FOLD_VALUE_BIASES,
     PROCESSING_APPLY,
+    MODEL_FILES,
     STORAGE_TEXT,
     STORAGE_FREE,
     DOWNLOAD,

@@ -62,6 +62,8 @@ pub enum ModelSource {
     Url(String),
     /// A Hugging Face Hub repository, `hf:REPO` in a link (`hf:openai-community/gpt2`).
     Hub(String),
+    /// A model opened from files in this browser, kept in its download cache: `local:ID`.
+    Local(String),
 }
 
 impl ModelSource {
@@ -72,6 +74,7 @@ impl ModelSource {
             ModelSource::Url(url) if url.ends_with('/') => Some(url.clone()),
             ModelSource::Url(url) => Some(format!("{url}/")),
             ModelSource::Hub(repo) => Some(super::download::hub_model_url(hf_endpoint, repo)),
+            ModelSource::Local(id) => Some(super::download::local_model_path(id)),
         }
     }
 }
@@ -233,6 +236,15 @@ pub fn parse_fragment(fragment: &str) -> (Fragment, Vec<String>) {
             "model" => {
                 if value == "builtin" {
                     view.model = Some(ModelSource::Builtin);
+                } else if let Some(id) = value.strip_prefix("local:") {
+                    if is_plain_id(id) {
+                        view.model = Some(ModelSource::Local(id.to_string()));
+                    } else {
+                        refuse(format!(
+                            "model \"{}\" is not a model opened in this browser (local:ID)",
+                            shorten(&value)
+                        ));
+                    }
                 } else if let Some(repo) = value.strip_prefix("hf:") {
                     if super::download::is_hub_repo(repo) {
                         view.model = Some(ModelSource::Hub(repo.to_string()));
@@ -313,6 +325,7 @@ pub fn fragment_for(view: &Fragment) -> String {
     match &view.model {
         Some(ModelSource::Url(url)) => parts.push(format!("model={}", percent_encode(url))),
         Some(ModelSource::Hub(repo)) => parts.push(format!("model=hf:{}", percent_encode(repo))),
+        Some(ModelSource::Local(id)) => parts.push(format!("model=local:{}", percent_encode(id))),
         Some(ModelSource::Builtin) | None => {}
     }
     match &view.sae {

@@ -76,15 +76,7 @@ pub(crate) async fn fetch_cached(
     file: &str,
     progress: &dyn Fn(&DownloadProgress),
 ) -> Result<Vec<u8>, String> {
-    let cache = cache().await;
-    if let Some(cache) = &cache
-        && let Ok(hit) = JsFuture::from(cache.match_with_str(url)).await
-        && let Ok(response) = hit.dyn_into::<Response>()
-    {
-        let buffer = JsFuture::from(response.array_buffer().map_err(js_error)?)
-            .await
-            .map_err(js_error)?;
-        let bytes = Uint8Array::new(&buffer).to_vec();
+    if let Some(bytes) = cached(url).await {
         progress(&DownloadProgress {
             file: format!("{file} (kept in this browser)"),
             loaded: bytes.len() as u64,
@@ -102,19 +94,38 @@ pub(crate) async fn fetch_cached(
         Err(_) if controller.signal().aborted() => return Err(CANCELLED.into()),
         Err(message) => return Err(message),
     };
-    if let Some(cache) = &cache {
-        // Kept only once complete; a full disk or a refusal only costs the next visit a download.
-        let init = web_sys::ResponseInit::new();
-        if let Ok(headers) = web_sys::Headers::new() {
-            headers.set(SIZE_HEADER, &bytes.len().to_string()).ok();
-            init.set_headers(&headers);
-        }
-        let mut copy = bytes.clone();
-        if let Ok(stored) = Response::new_with_opt_u8_array_and_init(Some(&mut copy), &init) {
-            JsFuture::from(cache.put_with_str(url, &stored)).await.ok();
-        }
-    }
+    // Kept only once complete; a full disk or a refusal only costs the next visit a download.
+    keep(url, &bytes).await.ok();
     Ok(bytes)
+}
+
+/// The bytes the cache keeps for `url`, if any.
+pub(crate) async fn cached(url: &str) -> Option<Vec<u8>> {
+    let cache = cache().await?;
+    let hit = JsFuture::from(cache.match_with_str(url)).await.ok()?;
+    let response = hit.dyn_into::<Response>().ok()?;
+    let buffer = JsFuture::from(response.array_buffer().ok()?).await.ok()?;
+    Some(Uint8Array::new(&buffer).to_vec())
+}
+
+/// Keep `bytes` in the cache under `url`.
+pub(crate) async fn keep(url: &str, bytes: &[u8]) -> Result<(), String> {
+    let cache = cache()
+        .await
+        .ok_or("this browser offers no cache storage to this page")?;
+    let init = web_sys::ResponseInit::new();
+    let headers = web_sys::Headers::new().map_err(js_error)?;
+    headers
+        .set(SIZE_HEADER, &bytes.len().to_string())
+        .map_err(js_error)?;
+    init.set_headers(&headers);
+    let mut copy = bytes.to_vec();
+    let stored =
+        Response::new_with_opt_u8_array_and_init(Some(&mut copy), &init).map_err(js_error)?;
+    JsFuture::from(cache.put_with_str(url, &stored))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("the browser would not keep it: {}", js_error(e)))
 }
 
 async fn download(

@@ -9,11 +9,13 @@ use web_sys::HtmlInputElement;
 
 use crate::model::WeightProcessing;
 use crate::model::files::LoadedModel;
+use crate::model::files::ModelFiles;
 use crate::sae::releases::PublishedSae;
+use crate::ui::download::local_model_path;
 use crate::ui::download::{DownloadProgress, bytes};
 use crate::ui::{Fragment, ModelSource, SaeRef, ids};
 use crate::web::download::{self, cancel_download, hf_endpoint};
-use crate::web::platform::load_model;
+use crate::web::platform::{absolute_url, load_model, random_id, window};
 use crate::web::{App, BUILTIN_MODEL};
 
 const PROCESSING_BOXES: [&str; 4] = [
@@ -40,6 +42,9 @@ impl App {
         let Some(base) = source.as_ref().and_then(|s| s.base_url(&hf_endpoint())) else {
             return BUILTIN_MODEL.to_string();
         };
+        if let Some(ModelSource::Local(_)) = &source {
+            return base; // this browser's own copy: nothing to fetch, nothing to ask
+        }
         let question = match &release {
             Some(published) if view.model.is_none() => format!(
                 "This link opens the published SAE {} (from {}), which reads the model {}. \
@@ -91,6 +96,8 @@ impl App {
         let base = self.model_base.borrow();
         let from = if *base == BUILTIN_MODEL {
             "the built-in TinyTales model".to_string()
+        } else if crate::ui::download::is_local_model(&base) {
+            "your files (kept in this browser)".to_string()
         } else {
             base.clone()
         };
@@ -237,11 +244,58 @@ impl App {
         self.render_storage().await;
     }
 
+    /// A model's files picked or dropped: keep them in this browser's cache and open the page on
+    /// them (a fresh start, since SAEs and views belong to one model).
+    pub(crate) async fn open_local_model(self: &Rc<Self>, files: Vec<(String, Vec<u8>)>) {
+        let result = async {
+            let model = ModelFiles::from_named_files(files).map_err(|e| e.to_string())?;
+            // Checked here first, so a bad file is refused before the page moves.
+            model.parse().map_err(|e| e.to_string())?;
+            if model.tokenizer_json.is_none() {
+                return Err(
+                    "tokenizer.json is missing: the page reads and writes text, so it needs the \
+                            model's tokenizer too (add the tokenizer.json of its family)"
+                        .to_string(),
+                );
+            }
+            let id = format!("files-{}", random_id());
+            let base = absolute_url(&local_model_path(&id))?;
+            for (name, bytes) in model.named_files() {
+                download::keep(&format!("{base}{name}"), bytes)
+                    .await
+                    .map_err(|e| format!("{name} could not be kept in this browser: {e}"))?;
+            }
+            Ok::<_, String>(id)
+        }
+        .await;
+        match result {
+            Ok(id) => {
+                let location = window().location();
+                location.set_hash(&format!("model=local:{id}")).ok();
+                location.reload().ok();
+            }
+            Err(e) => self.show_error(format!("The model files could not be opened: {e}")),
+        }
+    }
+
     pub(crate) fn bind_model_controls(self: &Rc<Self>) {
         self.on(ids::DOWNLOAD_CANCEL, "click", |_| cancel_download());
         self.on(ids::PROCESSING_APPLY, "click", |app| {
             let app = Rc::clone(app);
             wasm_bindgen_futures::spawn_local(async move { app.apply_processing_setting().await });
+        });
+        self.on(ids::MODEL_FILES, "change", |app| {
+            let Some(input) = app.element(ids::MODEL_FILES) else {
+                return;
+            };
+            let app = Rc::clone(app);
+            wasm_bindgen_futures::spawn_local(async move {
+                match crate::web::files::read_input_files(&input).await {
+                    Ok(files) if !files.is_empty() => app.open_local_model(files).await,
+                    Ok(_) => {}
+                    Err(e) => app.show_error(format!("The files could not be read: {e}")),
+                }
+            });
         });
         self.on(ids::STORAGE_FREE, "click", |app| {
             let app = Rc::clone(app);

@@ -10,8 +10,8 @@ use web_sys::Response;
 use crate::model::WeightProcessing;
 use crate::model::files::{LoadedModel, ModelFiles};
 use crate::ui::AdapterInfo;
-use crate::ui::download::DownloadProgress;
-use crate::web::download::fetch_cached;
+use crate::ui::download::{DownloadProgress, is_local_model};
+use crate::web::download::{cached, fetch_cached};
 
 pub(crate) fn window() -> web_sys::Window {
     web_sys::window().expect("a page has a window")
@@ -119,14 +119,22 @@ pub(crate) async fn load_model(
     processing: WeightProcessing,
     progress: &dyn Fn(&DownloadProgress),
 ) -> Result<LoadedModel, String> {
-    let remote = base.starts_with("http://") || base.starts_with("https://");
+    let base = absolute_url(base)?;
+    let local = is_local_model(&base);
     let fetch = |file: &'static str| {
         let url = format!("{base}{file}");
         async move {
-            if remote && !is_same_origin(&url) {
-                fetch_cached(&url, file, progress).await
-            } else {
+            if local {
+                cached(&url).await.ok_or_else(|| {
+                    format!(
+                        "{file} of this model is not kept in this browser: the model was opened from files \
+                         in another browser, or its files were freed here. Open its files again."
+                    )
+                })
+            } else if is_same_origin(&url) {
                 fetch_bytes(&url).await
+            } else {
+                fetch_cached(&url, file, progress).await
             }
         }
     };
@@ -140,6 +148,18 @@ pub(crate) async fn load_model(
     let host = files.parse().map_err(|e| e.to_string())?;
     let host = host.process(processing).map_err(|e| e.to_string())?;
     host.upload(device).map_err(|e| e.to_string())
+}
+
+/// `url` resolved against the page's (or the worker's) own address.
+pub(crate) fn absolute_url(url: &str) -> Result<String, String> {
+    let here = Reflect::get(&global(), &"location".into())
+        .ok()
+        .and_then(|l| Reflect::get(&l, &"href".into()).ok())
+        .and_then(|h| h.as_string())
+        .unwrap_or_default();
+    web_sys::Url::new_with_base(url, &here)
+        .map(|u| u.href())
+        .map_err(|_| format!("\"{url}\" is not a web address"))
 }
 
 /// Whether `url` is on the page's own site (its files are fetched as they are, not cached).

@@ -200,6 +200,10 @@ impl App {
             return;
         }
         let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        if crate::model::files::ModelFiles::looks_like_model(&name_refs) {
+            return self.open_local_model(files).await;
+        }
         let result = async {
             let sae_files = SaeFiles::from_named_files(files)?;
             let id = format!("imported-{}", random_id());

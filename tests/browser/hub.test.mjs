@@ -209,3 +209,31 @@ describe('models and SAEs from the Hub', () => {
     }
   });
 });
+
+describe('a model from local files', () => {
+  test('picked files open the page on that model; an incomplete set is named', { timeout: TIMEOUT_MS * 2 }, async () => {
+    const context = await browser.newContext();
+    const { page, logs } = await openIn(context, '');
+    try {
+      await waitReady(page, { timeoutMs: TIMEOUT_MS });
+      // Only config.json: refused in words, the page keeps running.
+      await page.setInputFiles('#model-files', [path.join(MODEL, 'config.json')]);
+      await page.waitForSelector('#error:not([hidden])');
+      assert.match(await errorText(page), /model\.safetensors is missing/);
+      await page.click('#dismiss-error');
+      // The three files: the page starts again on them, with no question (nothing is fetched).
+      await page.setInputFiles('#model-files', ['config.json', 'model.safetensors', 'tokenizer.json'].map((f) => path.join(MODEL, f)));
+      await page.waitForURL(/model=local:files-[0-9a-f]+/, { timeout: TIMEOUT_MS });
+      await waitReady(page, { timeoutMs: TIMEOUT_MS });
+      assert.match(await page.textContent('#status'), /your files/);
+      assert.equal(await page.$$eval('#predictions li', (l) => l.length), 10);
+      assert.equal(await page.isHidden('#consent'), true);
+    } catch (error) {
+      printLogs('local files', logs);
+      throw error;
+    } finally {
+      await page.close();
+      await context.close();
+    }
+  });
+});

@@ -12,7 +12,7 @@ use crate::ui::feature_list::FeatureList;
 use crate::ui::lab::LoadedSae;
 use crate::ui::worker_protocol::{FeaturesAnswer, FromWorker, ToWorker};
 use crate::web::App;
-use crate::web::platform::{js_error, now_ms, sleep, window};
+use crate::web::platform::{now_ms, sleep};
 
 /// The result slot of a training run in the worker.
 pub type WorkerOutcome = Rc<RefCell<Option<Result<Option<SaeFiles>, String>>>>;
@@ -97,12 +97,7 @@ impl App {
 
     /// The page's model as the worker loads it: an absolute URL, and the processing in force.
     fn model_for_worker(&self) -> Result<(String, WeightProcessing), String> {
-        let base = web_sys::Url::new_with_base(
-            &self.model_base.borrow(),
-            &window().location().href().unwrap_or_default(),
-        )
-        .map(|u| u.href())
-        .map_err(js_error)?;
+        let base = crate::web::platform::absolute_url(&self.model_base.borrow())?;
         let processing = self
             .model
             .borrow()
