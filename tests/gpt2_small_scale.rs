@@ -11,19 +11,13 @@ use saeplay::backend::{block_on, read_f32};
 use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};
 use saeplay::model::{Generation, HookPoint, Hooks, LogitsFor, SamplingConfig, Step};
 use saeplay::sae::Architecture;
-use saeplay::sae::features::{ScanConfig, feature_report, logit_lens, scan};
+use saeplay::sae::features::{
+    ScanConfig, feature_cards, feature_overview, feature_report, logit_lens, scan, summarise_scan,
+};
 use saeplay::sae::steer::{Intervention, InterventionMode, intervention_patch};
 use saeplay::sae::store::Window;
 
-const GPT2_SMALL: TinySpec = TinySpec {
-    n_layer: 12,
-    n_embd: 768,
-    n_head: 12,
-    n_positions: 1024,
-    vocab_padding: 50_257 - 257,
-    seed: 7,
-    with_prefix: true, // as openai-community/gpt2 stores its keys
-};
+const GPT2_SMALL: TinySpec = TinySpec::GPT2_SMALL;
 
 #[test]
 fn gpt2_small_shapes_with_a_24576_latent_sae() {
@@ -101,6 +95,33 @@ fn gpt2_small_shapes_with_a_24576_latent_sae() {
     ))
     .unwrap();
     assert_eq!(report.features.len(), 2);
+    // The list's overview covers every feature cheaply; a card made alone equals the report's.
+    let summary = summarise_scan(&scanned).unwrap();
+    let overview = feature_overview(tokenizer, &scanned, &summary, &ScanConfig::default()).unwrap();
+    assert_eq!(overview.len(), 24_576);
+    assert_eq!(overview[5].density, report.features[0].density);
+    let alone = block_on(feature_cards(
+        model,
+        tokenizer,
+        &sae,
+        &scanned,
+        &summary,
+        &[24_000],
+        &ScanConfig::default(),
+    ))
+    .unwrap();
+    let (a, b) = (&alone[0], &report.features[1]);
+    assert_eq!(
+        (a.index, a.density, &a.top_examples, &a.nearest),
+        (b.index, b.density, &b.top_examples, &b.nearest)
+    );
+    for (x, y) in a.promoted.iter().zip(&b.promoted) {
+        assert_eq!(x.id, y.id);
+        assert!(
+            (x.value - y.value).abs() < 1e-4,
+            "the lens in one block or many"
+        );
+    }
     // The logit lens of feature 24,000 against the direct dot products with the unembedding.
     let w_u = block_on(read_f32(model.unembed().clone())).unwrap(); // [768, vocab]
     let row = &weights["W_dec"].values[24_000 * 768..24_001 * 768];

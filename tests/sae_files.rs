@@ -83,3 +83,45 @@ fn files_that_are_not_one_sae_are_refused_in_words() {
         .parse();
     assert!(parsed.is_err());
 }
+
+/// Text a person pasted to train on leaves the browser in an export only if they choose so: the
+/// export without it keeps everything else, and says it was a text.
+#[test]
+fn an_export_leaves_the_training_text_out_unless_asked() {
+    use saeplay::sae::saelens::Provenance;
+    use saeplay::sae::store::Corpus;
+    use saeplay::sae::train::SaeTrainingConfig;
+    let mut files = SaeFiles::read_dir(Path::new(SHIPPED)).unwrap();
+    let secret = "my private notes about a patient, 1234";
+    let mut provenance: Provenance =
+        serde_json::from_slice(files.saeplay.as_ref().unwrap()).unwrap();
+    provenance.recipe = Some(SaeTrainingConfig {
+        corpus: Corpus::Text {
+            text: secret.into(),
+        },
+        ..SaeTrainingConfig::default()
+    });
+    files.saeplay = Some(serde_json::to_vec(&provenance).unwrap());
+    assert_eq!(files.training_text_len(), Some(secret.len()));
+    let contains = |bytes: &[u8]| bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+    assert!(contains(&files.to_zip("with")));
+    let without = files.without_training_text().unwrap();
+    assert!(!contains(&without.to_zip("without")));
+    assert_eq!(without.training_text_len(), None);
+    assert_eq!(without.weights, files.weights);
+    let back = without.parse().unwrap();
+    let recipe = back.provenance.recipe.unwrap();
+    assert_eq!(
+        recipe.corpus,
+        Corpus::Text {
+            text: String::new()
+        }
+    );
+    assert_eq!(
+        recipe.architecture,
+        SaeTrainingConfig::default().architecture
+    );
+    // An SAE trained on TinyTales has no text to leave out.
+    let shipped = SaeFiles::read_dir(Path::new(SHIPPED)).unwrap();
+    assert_eq!(shipped.training_text_len(), None);
+}

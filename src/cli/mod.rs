@@ -151,6 +151,8 @@ enum Command {
     Forward(model::ForwardArgs),
     /// Write a deterministic random-weight GPT-2 checkpoint (tests, benchmarks, placeholders).
     MakeTestModel(model::MakeTestModelArgs),
+    /// Write a deterministic random SAE as a SAELens directory (tests, benchmarks).
+    MakeTestSae(sae::MakeTestSaeArgs),
     /// Forward throughput (tokens per second) for several batch x sequence shapes.
     Bench(model::BenchArgs),
     /// Train a GPT-2 on TinyTales from scratch (resumes from DIR's checkpoint when present).
@@ -200,6 +202,7 @@ fn run(command: Command) -> Result<()> {
         Command::Generate(args) => model::generate(args),
         Command::Forward(args) => model::forward(args),
         Command::MakeTestModel(args) => model::make_test_model(args),
+        Command::MakeTestSae(args) => sae::make_test_sae(args),
         Command::Bench(args) => model::bench(&args),
         Command::TrainModel(args) => lm::train_model(args),
         Command::EvalModel(args) => lm::eval_model(&args),

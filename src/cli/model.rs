@@ -87,6 +87,12 @@ pub struct MakeTestModelArgs {
     /// Store keys with the `transformer.` prefix.
     #[arg(long)]
     pub prefix: bool,
+    /// Vocabulary rows beyond the generated tokenizer's 257 tokens.
+    #[arg(long, default_value_t = 0)]
+    pub vocab_padding: usize,
+    /// A named shape instead of the sizes above: gpt2-small (124M parameters, ~500 MB).
+    #[arg(long)]
+    pub preset: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -252,15 +258,28 @@ pub fn make_test_model(args: MakeTestModelArgs) -> Result<()> {
         context,
         seed,
         prefix,
+        vocab_padding,
+        preset,
     } = args;
-    let spec = TinySpec {
-        n_layer: layers,
-        n_embd: d_model,
-        n_head: heads,
-        n_positions: context,
-        vocab_padding: 0,
-        seed,
-        with_prefix: prefix,
+    let spec = match preset.as_deref() {
+        None => TinySpec {
+            n_layer: layers,
+            n_embd: d_model,
+            n_head: heads,
+            n_positions: context,
+            vocab_padding,
+            seed,
+            with_prefix: prefix,
+        },
+        Some("gpt2-small") => TinySpec {
+            seed,
+            ..TinySpec::GPT2_SMALL
+        },
+        Some(other) => {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "unknown preset `{other}`: use gpt2-small"
+            )));
+        }
     };
     let files = tiny_checkpoint(&spec);
     files.parse()?; // the generator must produce what the loader accepts

@@ -597,3 +597,57 @@ pub fn encode(args: EncodeArgs) -> Result<()> {
     eprintln!("wrote {rows} rows to {}", args.out.display());
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct MakeTestSaeArgs {
+    /// Width of the activations it reads.
+    #[arg(long)]
+    pub d_in: usize,
+    /// Number of latents.
+    #[arg(long)]
+    pub d_sae: usize,
+    /// The hook it reads, e.g. blocks.8.hook_resid_pre.
+    #[arg(long)]
+    pub hook: String,
+    /// standard, topk, batchtopk, gated or jumprelu.
+    #[arg(long, default_value = "topk")]
+    pub architecture: String,
+    #[arg(long, default_value_t = 32)]
+    pub k: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Write a random SAELens directory (unit decoder rows, encoder their transpose): for tests and
+/// benchmarks at real sizes without downloads.
+pub fn make_test_sae(args: MakeTestSaeArgs) -> Result<()> {
+    let architecture = saeplay::sae::Architecture::parse(&args.architecture, Some(args.k))?;
+    let config = saeplay::sae::SaeConfig {
+        architecture,
+        d_in: args.d_in,
+        d_sae: args.d_sae,
+        hook_name: args.hook.clone(),
+        model_name: "saeplay/test-model".into(),
+        normalize_activations: Default::default(),
+    };
+    config.validate()?;
+    let weights = saeplay::sae::fixtures::random_sae_weights(&config, args.seed);
+    let sae = saeplay::sae::Sae::from_host(config, &weights, &saeplay::backend::cpu_device())?;
+    let files = block_on(saeplay::sae::saelens::write_sae(
+        &sae,
+        None,
+        &saeplay::sae::saelens::Provenance::default(),
+        None,
+    ))?;
+    files.write_dir(&args.out)?;
+    eprintln!(
+        "wrote a random {} SAE ({} x {}) to {}",
+        args.architecture,
+        args.d_in,
+        args.d_sae,
+        args.out.display()
+    );
+    Ok(())
+}

@@ -190,7 +190,7 @@ impl HostModel {
 
     pub fn upload(self, device: &burn::tensor::Device) -> Result<LoadedModel> {
         Ok(LoadedModel {
-            model: Gpt2::new(&self.weights, device)?,
+            model: Gpt2::from_weights(self.weights, device)?,
             tokenizer: self.tokenizer,
             processing: self.processing,
         })

@@ -18,6 +18,20 @@ pub struct TinySpec {
     pub with_prefix: bool,
 }
 
+impl TinySpec {
+    /// GPT-2 small's shapes (openai-community/gpt2: 12 layers, 768 wide, 12 heads, 1,024
+    /// positions, 50,257 tokens, keys stored with the `transformer.` prefix), random weights.
+    pub const GPT2_SMALL: TinySpec = TinySpec {
+        n_layer: 12,
+        n_embd: 768,
+        n_head: 12,
+        n_positions: 1024,
+        vocab_padding: 50_257 - 257,
+        seed: 7,
+        with_prefix: true,
+    };
+}
+
 impl Default for TinySpec {
     fn default() -> Self {
         Self {

@@ -120,21 +120,36 @@ pub enum ParamTensor {
 /// A model's parameters by checkpoint name: what training updates and `Gpt2` is built from.
 pub type Gpt2Params = BTreeMap<String, ParamTensor>;
 
-/// Upload host weights to a device as parameters.
+/// One host tensor as a device parameter.
+fn upload_tensor(shape: &[usize], values: Vec<f32>, device: &Device) -> ParamTensor {
+    match *shape {
+        [n] => ParamTensor::Vector(float_tensor(values, [n], device)),
+        [rows, cols] => ParamTensor::Matrix(float_tensor(values, [rows, cols], device)),
+        _ => unreachable!("GPT-2 tensors have rank 1 or 2"),
+    }
+}
+
+/// Upload host weights to a device as parameters (the host copy stays).
 pub fn upload_params(weights: &Gpt2Weights, device: &Device) -> Gpt2Params {
     weights
         .tensors
         .iter()
-        .map(|(name, tensor)| {
-            let param = match tensor.shape[..] {
-                [n] => ParamTensor::Vector(float_tensor(tensor.values.clone(), [n], device)),
-                [rows, cols] => {
-                    ParamTensor::Matrix(float_tensor(tensor.values.clone(), [rows, cols], device))
-                }
-                _ => unreachable!("GPT-2 tensors have rank 1 or 2"),
-            };
-            (name.clone(), param)
+        .map(|(name, t)| {
+            (
+                name.clone(),
+                upload_tensor(&t.shape, t.values.clone(), device),
+            )
         })
+        .collect()
+}
+
+/// Upload host weights, handing each tensor's memory over as it goes: a 124M-parameter model
+/// would otherwise be held twice at once (too much for a tab).
+pub fn upload_params_owned(weights: Gpt2Weights, device: &Device) -> Gpt2Params {
+    weights
+        .tensors
+        .into_iter()
+        .map(|(name, t)| (name, upload_tensor(&t.shape, t.values, device)))
         .collect()
 }
 
@@ -155,6 +170,12 @@ fn matrix(params: &Gpt2Params, name: &str) -> Result<Tensor<2>> {
 impl Gpt2 {
     pub fn new(weights: &Gpt2Weights, device: &Device) -> Result<Self> {
         Self::from_params(&weights.config, &upload_params(weights, device), device)
+    }
+
+    /// [`Gpt2::new`], consuming the host weights.
+    pub fn from_weights(weights: Gpt2Weights, device: &Device) -> Result<Self> {
+        let config = weights.config.clone();
+        Self::from_params(&config, &upload_params_owned(weights, device), device)
     }
 
     /// Build from parameters already on `device` (autodiff tensors during training).

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::Sae;
 use super::arch::W_DEC;
 use super::stats::{
-    ExampleCollector, ExampleConfig, FeatureStatsAccumulator, Histogram, best_concept_per_feature,
-    best_feature_per_concept, concept_auroc_matrix, histogram, mean_best_auroc, nearest_by_cosine,
-    top_and_bottom,
+    ExampleCollector, ExampleConfig, FeatureStatsAccumulator, FeatureSummary, Histogram,
+    best_concept_per_feature, best_feature_per_concept, concept_auroc_matrix, histogram,
+    mean_best_auroc, nearest_by_cosine, top_and_bottom,
 };
 use super::store::Window;
 use crate::backend::read_f32;
@@ -305,34 +305,111 @@ pub async fn logit_lens(
     Ok(out)
 }
 
-/// Summarise a scan into feature data for `features` (all when `None`).
-pub async fn feature_report(
+/// What every card of one scan shares, computed once: each feature's density, max and mean,
+/// and (on TinyTales windows) its best concept and the concept recovery.
+pub struct ScanSummary {
+    pub summaries: Vec<FeatureSummary>,
+    best_concepts: Vec<Option<ConceptScore>>,
+    pub concept_recovery: Vec<ConceptRecovery>,
+    pub mean_concept_auroc: Option<f64>,
+}
+
+pub fn summarise_scan(scan: &Scan) -> Result<ScanSummary> {
+    let d_sae = scan.d_sae;
+    let mut summary = FeatureStatsAccumulator::new(d_sae);
+    summary.add_batch(&scan.acts, scan.tokens)?;
+    let (concept_recovery, per_feature, mean_concept_auroc) =
+        match concept_scores(&scan.acts, scan.tokens, d_sae, &scan.concepts)? {
+            Some(scores) => (
+                scores.recovery,
+                best_concept_per_feature(&scores.matrix, d_sae, Concept::COUNT),
+                scores.mean,
+            ),
+            None => (Vec::new(), vec![None; d_sae], None),
+        };
+    Ok(ScanSummary {
+        summaries: summary.finish(),
+        best_concepts: per_feature
+            .into_iter()
+            .map(|m| {
+                m.map(|m| ConceptScore {
+                    concept: Concept::ALL[m.concept].name().to_string(),
+                    auroc: m.auroc,
+                })
+            })
+            .collect(),
+        concept_recovery,
+        mean_concept_auroc,
+    })
+}
+
+/// One feature's line in a list: cheap for every feature of even a 24,576-latent SAE, where
+/// the full cards (examples, logit lens, neighbours) are made one at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureOverview {
+    pub index: usize,
+    pub density: f64,
+    pub max_activation: f32,
+    pub best_concept: Option<ConceptScore>,
+    /// The tokens of its 5 highest activations.
+    pub top_tokens: Vec<String>,
+}
+
+pub fn feature_overview(
+    tokenizer: &TextTokenizer,
+    scan: &Scan,
+    summary: &ScanSummary,
+    config: &ScanConfig,
+) -> Result<Vec<FeatureOverview>> {
+    let mut collector = ExampleCollector::new(
+        scan.d_sae,
+        None,
+        ExampleConfig {
+            n_top: 5,
+            n_bands: 0,
+            per_band: 0,
+            seed: config.seed,
+        },
+    )?;
+    collector.add_batch(&scan.acts, scan.tokens)?;
+    Ok(collector
+        .finish()
+        .into_iter()
+        .enumerate()
+        .map(|(f, ex)| FeatureOverview {
+            index: f,
+            density: summary.summaries[f].density,
+            max_activation: summary.summaries[f].max_activation,
+            best_concept: summary.best_concepts[f].clone(),
+            top_tokens: ex
+                .top
+                .iter()
+                .map(|&(_, token)| tokenizer.token_text(scan.ids[token]))
+                .collect(),
+        })
+        .collect())
+}
+
+/// Full cards for `features`: examples, histogram, logit lens and nearest features.
+pub async fn feature_cards(
     model: &Gpt2,
     tokenizer: &TextTokenizer,
     sae: &Sae,
     scan: &Scan,
-    features: Option<&[usize]>,
+    summary: &ScanSummary,
+    features: &[usize],
     config: &ScanConfig,
-) -> Result<FeatureReport> {
+) -> Result<Vec<FeatureData>> {
     let d_sae = scan.d_sae;
-    let chosen: Vec<usize> = match features {
-        Some(list) => {
-            if let Some(&bad) = list.iter().find(|&&f| f >= d_sae) {
-                return Err(SaeplayError::InvalidSetting(format!(
-                    "feature {bad} does not exist: this SAE has features 0 to {}",
-                    d_sae - 1
-                )));
-            }
-            list.to_vec()
-        }
-        None => (0..d_sae).collect(),
-    };
-    let mut summary = FeatureStatsAccumulator::new(d_sae);
-    summary.add_batch(&scan.acts, scan.tokens)?;
-    let summaries = summary.finish();
+    if let Some(&bad) = features.iter().find(|&&f| f >= d_sae) {
+        return Err(SaeplayError::InvalidSetting(format!(
+            "feature {bad} does not exist: this SAE has features 0 to {}",
+            d_sae - 1
+        )));
+    }
     let mut collector = ExampleCollector::new(
         d_sae,
-        Some(chosen.clone()),
+        Some(features.to_vec()),
         ExampleConfig {
             n_top: config.top_examples,
             n_bands: config.bands,
@@ -342,22 +419,9 @@ pub async fn feature_report(
     )?;
     collector.add_batch(&scan.acts, scan.tokens)?;
     let examples = collector.finish();
-
-    let lens = logit_lens(model, sae, &chosen, config.logit_lens_tokens).await?;
+    let lens = logit_lens(model, sae, features, config.logit_lens_tokens).await?;
     let w_dec = read_f32(sae.param(W_DEC)).await?;
     let d_in = sae.config.d_in;
-
-    // Concepts, when the windows carry any.
-    let (recovery, per_feature, mean) =
-        match concept_scores(&scan.acts, scan.tokens, d_sae, &scan.concepts)? {
-            Some(scores) => (
-                scores.recovery,
-                best_concept_per_feature(&scores.matrix, d_sae, Concept::COUNT),
-                scores.mean,
-            ),
-            None => (Vec::new(), vec![None; d_sae], None),
-        };
-
     let lens_tokens = |pairs: Vec<(usize, f32)>| -> Vec<LensToken> {
         pairs
             .into_iter()
@@ -368,9 +432,9 @@ pub async fn feature_report(
             })
             .collect()
     };
-    let mut out = Vec::with_capacity(chosen.len());
-    for ((&f, ex), (top, bottom)) in chosen.iter().zip(&examples).zip(lens) {
-        let s = &summaries[f];
+    let mut out = Vec::with_capacity(features.len());
+    for ((&f, ex), (top, bottom)) in features.iter().zip(&examples).zip(lens) {
+        let s = &summary.summaries[f];
         let values = (0..scan.tokens)
             .map(|t| f64::from(scan.activation(t, f)))
             .filter(|&v| v > 0.0);
@@ -401,16 +465,31 @@ pub async fn feature_report(
             promoted: lens_tokens(top),
             suppressed: lens_tokens(bottom),
             nearest: nearest_by_cosine(&w_dec, d_sae, d_in, f, config.nearest_features)?,
-            best_concept: per_feature[f].as_ref().map(|m| ConceptScore {
-                concept: Concept::ALL[m.concept].name().to_string(),
-                auroc: m.auroc,
-            }),
+            best_concept: summary.best_concepts[f].clone(),
         });
     }
+    Ok(out)
+}
+
+/// Summarise a scan into feature data for `features` (all when `None`).
+pub async fn feature_report(
+    model: &Gpt2,
+    tokenizer: &TextTokenizer,
+    sae: &Sae,
+    scan: &Scan,
+    features: Option<&[usize]>,
+    config: &ScanConfig,
+) -> Result<FeatureReport> {
+    let chosen: Vec<usize> = match features {
+        Some(list) => list.to_vec(),
+        None => (0..scan.d_sae).collect(),
+    };
+    let summary = summarise_scan(scan)?;
+    let cards = feature_cards(model, tokenizer, sae, scan, &summary, &chosen, config).await?;
     Ok(FeatureReport {
         tokens: scan.tokens,
-        features: out,
-        concept_recovery: recovery,
-        mean_concept_auroc: mean,
+        features: cards,
+        concept_recovery: summary.concept_recovery,
+        mean_concept_auroc: summary.mean_concept_auroc,
     })
 }

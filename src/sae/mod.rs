@@ -18,6 +18,7 @@
 
 pub mod arch;
 pub mod features;
+pub mod fixtures;
 pub mod metrics;
 pub mod pipeline;
 pub mod releases;

@@ -27,6 +27,18 @@ use crate::tokenizer::TextTokenizer;
 pub const SCAN_WINDOWS: usize = 24;
 /// Tokens per window of a feature scan.
 pub const SCAN_CONTEXT: usize = 128;
+/// Most model work one feature scan may take, in parameter-tokens (parameters x tokens read):
+/// the built-in model's 24 x 128 windows are 3.2e9; a GPT-2-small-sized model reads 8 x 128
+/// (1.3e11, about 50 s on one core in the tab) rather than 24 x 128.
+const SCAN_BUDGET_PARAMETER_TOKENS: u64 = 130_000_000_000;
+
+/// How many held-out windows a feature scan reads on a model of `parameters`: all
+/// [`SCAN_WINDOWS`] for small models, fewer (at least 4) for large ones.
+pub fn scan_windows(parameters: usize) -> usize {
+    let per_window = (parameters.max(1) as u64).saturating_mul(SCAN_CONTEXT as u64);
+    let affordable = SCAN_BUDGET_PARAMETER_TOKENS / per_window;
+    affordable.clamp(4, SCAN_WINDOWS as u64) as usize
+}
 /// Windows per model forward in the page: one 2-window forward is ~0.15 s on the CPU path, so
 /// the page answers between them.
 pub const PAGE_WINDOWS_PER_FORWARD: usize = 2;
@@ -348,6 +360,35 @@ pub async fn train_sae(
 
 /// Scan held-out TinyTales windows with `sae` at `hook` and summarise every feature, a few
 /// windows per forward with the event loop run between them.
+/// Evaluate an SAE on held-out windows of `corpus` (as many as [`scan_windows`] affords on this
+/// model): the page's Evaluate button for SAEs whose files carry no metrics (published ones).
+pub async fn evaluate_job(
+    loaded: &LoadedModel,
+    sae: &Sae,
+    hook: HookPoint,
+    corpus: &Corpus,
+    windows_per_forward: usize,
+    on_phase: &dyn Fn(String),
+) -> Result<SaeMetrics> {
+    let parameters = loaded.model.config().parameter_count();
+    let n = scan_windows(parameters);
+    on_phase(format!(
+        "Evaluating on {n} held-out windows of {SCAN_CONTEXT} tokens: clean, spliced and zero-ablated forwards…"
+    ));
+    yield_now().await;
+    let windows = held_out_windows(loaded.tokenizer()?, corpus, SCAN_CONTEXT, n)?;
+    let bos = TokenStream::new(loaded.tokenizer()?, corpus.clone(), SCAN_CONTEXT)?.bos();
+    evaluate_sae(
+        &loaded.model,
+        sae,
+        hook,
+        &windows,
+        windows_per_forward,
+        Some(bos),
+    )
+    .await
+}
+
 pub async fn feature_job(
     loaded: &LoadedModel,
     sae: &Sae,
@@ -355,11 +396,35 @@ pub async fn feature_job(
     windows_per_forward: usize,
     on_phase: &dyn Fn(String),
 ) -> Result<FeatureReport> {
+    let scanned = scan_job(loaded, sae, hook, windows_per_forward, on_phase).await?;
+    on_phase("Summarising features…".into());
+    yield_now().await;
+    feature_report(
+        &loaded.model,
+        loaded.tokenizer()?,
+        sae,
+        &scanned,
+        None,
+        &ScanConfig::default(),
+    )
+    .await
+}
+
+/// Read the SAE's activations on held-out stories (as many windows as [`scan_windows`] affords
+/// on this model), with a phase message between forwards.
+pub async fn scan_job(
+    loaded: &LoadedModel,
+    sae: &Sae,
+    hook: HookPoint,
+    windows_per_forward: usize,
+    on_phase: &dyn Fn(String),
+) -> Result<Scan> {
     let held_out = Corpus::TinyTales {
         seed: HELD_OUT_SEED,
     };
-    let windows =
-        TokenStream::new(loaded.tokenizer()?, held_out, SCAN_CONTEXT)?.windows(SCAN_WINDOWS)?;
+    let parameters = loaded.model.config().parameter_count();
+    let windows = TokenStream::new(loaded.tokenizer()?, held_out, SCAN_CONTEXT)?
+        .windows(scan_windows(parameters))?;
     let mut scanned: Option<Scan> = None;
     for (i, chunk) in windows.chunks(windows_per_forward).enumerate() {
         on_phase(format!(
@@ -374,17 +439,5 @@ pub async fn feature_job(
             None => scanned = Some(part),
         }
     }
-    on_phase("Summarising features…".into());
-    yield_now().await;
-    let scanned =
-        scanned.ok_or_else(|| SaeplayError::InvalidSetting("no windows to scan".into()))?;
-    feature_report(
-        &loaded.model,
-        loaded.tokenizer()?,
-        sae,
-        &scanned,
-        None,
-        &ScanConfig::default(),
-    )
-    .await
+    scanned.ok_or_else(|| SaeplayError::InvalidSetting("no windows to scan".into()))
 }

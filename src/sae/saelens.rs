@@ -199,6 +199,35 @@ impl SaeFiles {
         })
     }
 
+    /// How many bytes of pasted or uploaded text the recipe in `saeplay.json` carries (the text
+    /// the SAE was trained on), if any.
+    pub fn training_text_len(&self) -> Option<usize> {
+        let provenance: Provenance = serde_json::from_slice(self.saeplay.as_deref()?).ok()?;
+        match provenance.recipe?.corpus {
+            crate::sae::store::Corpus::Text { text } if !text.is_empty() => Some(text.len()),
+            _ => None,
+        }
+    }
+
+    /// The same files with the training text left out of `saeplay.json`'s recipe (the recipe
+    /// still says it was a text): what an export holds unless the person chooses to share it.
+    pub fn without_training_text(&self) -> Result<SaeFiles> {
+        let Some(bytes) = &self.saeplay else {
+            return Ok(self.clone());
+        };
+        let mut provenance: Provenance = serde_json::from_slice(bytes)
+            .map_err(|e| file_error(format!("saeplay.json is not valid: {e}")))?;
+        if let Some(recipe) = &mut provenance.recipe
+            && let crate::sae::store::Corpus::Text { text } = &mut recipe.corpus
+        {
+            text.clear();
+        }
+        Ok(SaeFiles {
+            saeplay: Some(json_bytes(&provenance)?),
+            ..self.clone()
+        })
+    }
+
     /// Parse and check the files.
     pub fn parse(&self) -> Result<HostSae> {
         let cfg: Value = serde_json::from_slice(&self.cfg)

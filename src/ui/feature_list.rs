@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::sae::features::{FeatureData, FeatureReport};
+use crate::sae::features::{FeatureData, FeatureOverview, FeatureReport};
 
 /// One feature's row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +37,21 @@ impl FeatureRow {
     }
 }
 
+impl From<&FeatureOverview> for FeatureRow {
+    fn from(overview: &FeatureOverview) -> Self {
+        Self {
+            index: overview.index,
+            density: overview.density,
+            max_activation: overview.max_activation,
+            concept: overview
+                .best_concept
+                .as_ref()
+                .map(|c| (c.concept.clone(), c.auroc)),
+            top_tokens: overview.top_tokens.clone(),
+        }
+    }
+}
+
 /// What the list needs of a report (about 100 KB for 1,024 features, where the whole report with
 /// every card's examples is about 10 MB).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +66,14 @@ impl FeatureList {
         Self {
             tokens: report.tokens,
             rows: report.features.iter().map(FeatureRow::of).collect(),
+        }
+    }
+
+    /// The list of a scan whose cards are made one at a time.
+    pub fn of_overview(tokens: usize, overview: &[FeatureOverview]) -> Self {
+        Self {
+            tokens,
+            rows: overview.iter().map(FeatureRow::from).collect(),
         }
     }
 }

@@ -25,6 +25,7 @@ pub const DOWNLOAD_CANCEL: &str = "download-cancel";
 pub const SAE_SELECT: &str = "sae-select";
 pub const SAE_STATUS: &str = "sae-status";
 pub const SAE_EXPORT: &str = "sae-export";
+pub const SAE_EXPORT_TEXT: &str = "sae-export-text";
 pub const SAE_IMPORT: &str = "sae-import";
 pub const SAE_FORGET: &str = "sae-forget";
 pub const SHARE_LINK: &str = "share-link";
@@ -88,6 +89,8 @@ pub const STEER_SHIFT: &str = "steer-shift";
 pub const EVAL_ROWS: &str = "eval-rows";
 pub const EVAL_PARETO: &str = "eval-pareto";
 pub const EVAL_DETAIL: &str = "eval-detail";
+pub const EVAL_RUN: &str = "eval-run";
+pub const EVAL_STATUS: &str = "eval-status";
 
 // ---- Created by Rust (feature card, evaluate detail) ----
 
@@ -125,6 +128,7 @@ pub const IN_PAGE: &[&str] = &[
     SAE_SELECT,
     SAE_STATUS,
     SAE_EXPORT,
+    SAE_EXPORT_TEXT,
     SAE_IMPORT,
     SAE_FORGET,
     SHARE_LINK,
@@ -188,6 +192,8 @@ pub const IN_PAGE: &[&str] = &[
     EVAL_ROWS,
     EVAL_PARETO,
     EVAL_DETAIL,
+    EVAL_RUN,
+    EVAL_STATUS,
 ];
 
 /// The ids Rust gives to elements it creates; not in `index.html`.

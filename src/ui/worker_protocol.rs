@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::WeightProcessing;
 use crate::sae::features::FeatureData;
+use crate::sae::metrics::SaeMetrics;
+use crate::sae::store::Corpus;
 use crate::sae::train::{Progress, SaeTrainingConfig};
 use crate::ui::feature_list::FeatureList;
 
@@ -35,6 +37,14 @@ pub enum ToWorker {
         model_base: String,
         #[serde(default)]
         processing: WeightProcessing,
+    },
+    /// Evaluate an SAE on held-out windows of `corpus`; bytes beside: `[cfg, weights]`.
+    Evaluate {
+        id: u32,
+        model_base: String,
+        #[serde(default)]
+        processing: WeightProcessing,
+        corpus: Corpus,
     },
     /// One feature's card from the report kept under `key`.
     Feature {
@@ -82,6 +92,11 @@ pub enum FromWorker {
         id: u32,
         message: String,
     },
+    /// The answer to [`ToWorker::Evaluate`].
+    Evaluated {
+        id: u32,
+        metrics: Box<SaeMetrics>,
+    },
 }
 
 /// The answer to one features request.
@@ -89,6 +104,7 @@ pub enum FromWorker {
 pub enum FeaturesAnswer {
     List(FeatureList),
     Card(Box<FeatureData>),
+    Metrics(Box<SaeMetrics>),
 }
 
 impl ToWorker {

@@ -144,6 +144,20 @@ pub(super) fn install(app: &Rc<App>, decision: &BackendDecision) {
     set("trainSae", train_sae.as_ref());
     train_sae.forget();
 
+    // The page's wasm memory in bytes: it only grows, so this is the peak so far.
+    let memory_bytes = Closure::<dyn Fn() -> f64>::new(|| {
+        wasm_bindgen::memory()
+            .dyn_into::<js_sys::WebAssembly::Memory>()
+            .map(|m| {
+                m.buffer()
+                    .dyn_into::<js_sys::ArrayBuffer>()
+                    .map(|b| f64::from(b.byte_length()))
+                    .unwrap_or(0.0)
+            })
+            .unwrap_or(0.0)
+    });
+    set("memoryBytes", memory_bytes.as_ref());
+    memory_bytes.forget();
     Reflect::set(&window(), &"saeplay".into(), &api).ok();
 }
 

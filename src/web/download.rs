@@ -119,9 +119,10 @@ pub(crate) async fn keep(url: &str, bytes: &[u8]) -> Result<(), String> {
         .set(SIZE_HEADER, &bytes.len().to_string())
         .map_err(js_error)?;
     init.set_headers(&headers);
-    let mut copy = bytes.to_vec();
+    // Copied into JavaScript's memory, not the tab's wasm memory.
+    let copy = Uint8Array::from(bytes);
     let stored =
-        Response::new_with_opt_u8_array_and_init(Some(&mut copy), &init).map_err(js_error)?;
+        Response::new_with_opt_buffer_source_and_init(Some(&copy), &init).map_err(js_error)?;
     JsFuture::from(cache.put_with_str(url, &stored))
         .await
         .map(|_| ())

@@ -53,6 +53,7 @@ impl App {
         self.bind_clicks();
         self.bind_share();
         self.bind_model_controls();
+        self.bind_evaluate();
     }
 
     /// Typing in the prompt: the link follows at once, the analysis once typing settles.
@@ -259,6 +260,13 @@ impl App {
     }
 
     /// Adding rows, editing them (the link follows), and running the comparison.
+    fn bind_evaluate(self: &Rc<Self>) {
+        self.on(ids::EVAL_RUN, "click", |app| {
+            let app = Rc::clone(app);
+            spawn_local(async move { app.evaluate_chosen().await });
+        });
+    }
+
     fn bind_steer(self: &Rc<Self>) {
         self.on(ids::STEER_ADD, "click", |app| {
             app.read_steer_rows();

@@ -146,6 +146,7 @@ pub(crate) async fn load_model(
         safetensors: fetch("model.safetensors").await?,
     };
     let host = files.parse().map_err(|e| e.to_string())?;
+    drop(files); // the file's bytes are not needed once parsed: a tab's memory is tight
     let host = host.process(processing).map_err(|e| e.to_string())?;
     host.upload(device).map_err(|e| e.to_string())
 }

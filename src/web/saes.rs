@@ -3,13 +3,15 @@
 
 use std::rc::Rc;
 
+use wasm_bindgen::JsCast;
+
 use crate::model::HookPoint;
 use crate::sae::releases::PublishedSae;
 use crate::sae::saelens::SaeFiles;
-use crate::ui::SaeRef;
 use crate::ui::download::DownloadProgress;
 use crate::ui::lab::{LoadedSae, Origin, SaeSlot, Summary, shipped_slots};
 use crate::ui::train_form::TrainForm;
+use crate::ui::{SaeRef, ids};
 use crate::web::download::{fetch_cached, hf_endpoint};
 use crate::web::platform::{fetch_bytes, random_id};
 use crate::web::{App, BUILTIN_MODEL, files, storage};
@@ -188,11 +190,32 @@ impl App {
             self.show_error("This SAE is still loading; try again in a moment.".into());
             return;
         };
-        files::download(
-            &format!("{id}.zip"),
-            &loaded.files.to_zip(&id),
-            "application/zip",
-        );
+        // Text a person pasted or uploaded goes out only if they tick the box beside Export.
+        let include_text = self
+            .element(ids::SAE_EXPORT_TEXT)
+            .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
+            .is_some_and(|i| i.checked());
+        let exported = if include_text {
+            Ok(loaded.files.clone())
+        } else {
+            loaded.files.without_training_text()
+        };
+        let name = id.replace(['/', '\\'], "__");
+        match exported {
+            Ok(files_out) => {
+                files::download(
+                    &format!("{name}.zip"),
+                    &files_out.to_zip(&name),
+                    "application/zip",
+                );
+                if !include_text && let Some(n) = loaded.files.training_text_len() {
+                    self.set_notice(format!(
+                        "Exported without the {n} bytes of text it was trained on (tick \"with its training text\" to include them)."
+                    ));
+                }
+            }
+            Err(e) => self.show_error(format!("The SAE could not be exported: {e}")),
+        }
     }
 
     pub(crate) async fn import_files(self: &Rc<Self>, files: Vec<(String, Vec<u8>)>) {
@@ -257,21 +280,42 @@ impl App {
 
     pub(crate) async fn fetch_remote_sae(self: &Rc<Self>, url: String) {
         self.set_notice(format!("Fetching the SAE from {url}…"));
+        let app = Rc::clone(self);
+        let progress = move |p: &DownloadProgress| app.show_download(Some(p));
         let result = async {
+            // Through the download cache, with progress: a second visit fetches nothing.
+            let fetch = |file_url: String, name: &'static str| {
+                let progress = &progress;
+                async move { fetch_cached(&file_url, name, progress).await }
+            };
             let files = if url.to_ascii_lowercase().ends_with(".zip") {
                 SaeFiles::from_named_files(vec![(
                     "sae.zip".into(),
-                    fetch_bytes(&url).await.map_err(crate::SaeplayError::Io)?,
+                    fetch(url.clone(), "the SAE zip")
+                        .await
+                        .map_err(crate::SaeplayError::Io)?,
                 )])?
             } else {
+                use crate::sae::saelens::{CFG_FILE, SAEPLAY_FILE, SPARSITY_FILE, WEIGHTS_FILE};
                 let base = if url.ends_with('/') {
                     url.clone()
                 } else {
                     format!("{url}/")
                 };
-                fetch_sae_dir(&base)
-                    .await
-                    .map_err(crate::SaeplayError::Io)?
+                SaeFiles {
+                    cfg: fetch(format!("{base}{CFG_FILE}"), CFG_FILE)
+                        .await
+                        .map_err(crate::SaeplayError::Io)?,
+                    weights: fetch(format!("{base}{WEIGHTS_FILE}"), WEIGHTS_FILE)
+                        .await
+                        .map_err(crate::SaeplayError::Io)?,
+                    sparsity: fetch(format!("{base}{SPARSITY_FILE}"), SPARSITY_FILE)
+                        .await
+                        .ok(),
+                    saeplay: fetch(format!("{base}{SAEPLAY_FILE}"), SAEPLAY_FILE)
+                        .await
+                        .ok(),
+                }
             };
             let id = format!("fetched-{}", random_id());
             self.add_files(&id, files, Origin::Remote { url: url.clone() })
@@ -279,7 +323,9 @@ impl App {
             Ok::<_, crate::SaeplayError>(id)
         }
         .await;
+        self.show_download(None);
         self.set_notice(String::new());
+        self.render_storage().await;
         match result {
             Ok(id) => self.choose_sae(id).await,
             Err(e) => self.show_error(format!("The SAE at {url} could not be loaded: {e}")),

@@ -2,10 +2,14 @@
 
 use web_sys::{Document, Element};
 
+use std::rc::Rc;
+
 use crate::sae::metrics::SaeMetrics;
+use crate::sae::saelens::Provenance;
 use crate::ui::chart::{self, Frame};
 use crate::ui::ids;
 use crate::ui::lab::{Lab, metric_text};
+use crate::ui::lab::{LoadedSae, Summary};
 use crate::web::App;
 use crate::web::dom::{append, bar_list, clear, el, histogram, svg_el};
 
@@ -26,6 +30,59 @@ fn text_label(d: &Document, x: f64, y: f64, anchor: &str, text: &str) -> Element
 }
 
 impl App {
+    /// Evaluate the chosen SAE in the worker on held-out text of the Train view's corpus
+    /// (TinyTales, or the pasted or uploaded text), and show the metrics like a trained SAE's.
+    pub(crate) async fn evaluate_chosen(self: &Rc<Self>) {
+        let (Some(id), Some(loaded)) = (self.selected_sae(), self.selected_loaded()) else {
+            self.show_error("Choose an SAE to evaluate.".into());
+            return;
+        };
+        self.read_train_form();
+        let form = self.lab.borrow().form.clone();
+        let corpus = match form.parse(&self.hook_names()) {
+            Ok(config) => config.corpus,
+            Err(message) => {
+                self.show_error(format!("The Train view's corpus is not usable: {message}"));
+                return;
+            }
+        };
+        self.set_text(ids::EVAL_STATUS, "Evaluating in the background…");
+        let started = crate::web::platform::now_ms();
+        match self.evaluate_in_worker(&loaded, corpus).await {
+            Ok(metrics) => {
+                let updated = Rc::new(LoadedSae {
+                    sae: loaded.sae.clone(),
+                    hook: loaded.hook,
+                    files: loaded.files.clone(),
+                    provenance: Provenance {
+                        metrics: Some(metrics.clone()),
+                        ..loaded.provenance.clone()
+                    },
+                    model_processing: loaded.model_processing,
+                    neuronpedia_id: loaded.neuronpedia_id.clone(),
+                });
+                self.update(|lab| {
+                    if let Some(slot) = lab.saes.iter_mut().find(|s| s.id == id) {
+                        slot.summary = Summary::of(&metrics);
+                        slot.loaded = Some(updated);
+                    }
+                });
+                self.set_text(
+                    ids::EVAL_STATUS,
+                    &format!(
+                        "Evaluated in {:.1} s.",
+                        (crate::web::platform::now_ms() - started) / 1000.0
+                    ),
+                );
+            }
+            Err(e) => {
+                self.set_text(ids::EVAL_STATUS, "");
+                self.show_error(format!("The SAE could not be evaluated: {e}"));
+            }
+        }
+        self.render_evaluate();
+    }
+
     pub(crate) fn render_evaluate(&self) {
         let lab = self.lab.borrow();
         self.render_eval_table(&lab);

@@ -6,7 +6,9 @@ use std::rc::Rc;
 use super::{envelope, open};
 use crate::model::WeightProcessing;
 use crate::sae::features::FeatureData;
+use crate::sae::metrics::SaeMetrics;
 use crate::sae::saelens::SaeFiles;
+use crate::sae::store::Corpus;
 use crate::sae::train::{Control, SaeTrainingConfig};
 use crate::ui::feature_list::FeatureList;
 use crate::ui::lab::LoadedSae;
@@ -66,6 +68,9 @@ impl App {
             FromWorker::FeatureList { id, list } => answered(id, Ok(FeaturesAnswer::List(list))),
             FromWorker::FeatureCard { id, card } => answered(id, Ok(FeaturesAnswer::Card(card))),
             FromWorker::FeaturesError { id, message } => answered(id, Err(message)),
+            FromWorker::Evaluated { id, metrics } => {
+                answered(id, Ok(FeaturesAnswer::Metrics(metrics)))
+            }
         }
     }
 
@@ -145,7 +150,7 @@ impl App {
             .await?
         {
             FeaturesAnswer::List(list) => Ok(list),
-            FeaturesAnswer::Card(_) => Err("the worker answered with a card, not the list".into()),
+            _ => Err("the worker answered with something other than the list".into()),
         }
     }
 
@@ -162,7 +167,30 @@ impl App {
         };
         match self.ask_worker(request, &[]).await? {
             FeaturesAnswer::Card(card) => Ok(*card),
-            FeaturesAnswer::List(_) => Err("the worker answered with the list, not a card".into()),
+            _ => Err("the worker answered with something other than a card".into()),
+        }
+    }
+
+    /// Evaluate `loaded` in the worker on held-out windows of `corpus`.
+    pub(crate) async fn evaluate_in_worker(
+        self: &Rc<Self>,
+        loaded: &LoadedSae,
+        corpus: Corpus,
+    ) -> Result<SaeMetrics, String> {
+        let (model_base, processing) = self.model_for_worker()?;
+        let request = |id| ToWorker::Evaluate {
+            id,
+            model_base,
+            processing,
+            corpus,
+        };
+        let files = &loaded.files;
+        match self
+            .ask_worker(request, &[Some(&files.cfg), Some(&files.weights)])
+            .await?
+        {
+            FeaturesAnswer::Metrics(metrics) => Ok(*metrics),
+            _ => Err("the worker answered with something other than metrics".into()),
         }
     }
 

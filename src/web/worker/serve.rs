@@ -15,7 +15,7 @@ use crate::model::WeightProcessing;
 use crate::model::files::LoadedModel;
 use crate::sae::features::FeatureReport;
 use crate::sae::pipeline::{
-    PAGE_WINDOWS_PER_FORWARD, Reporter, TrainOptions, feature_job, train_sae,
+    PAGE_WINDOWS_PER_FORWARD, Reporter, TrainOptions, feature_job, scan_job, train_sae,
 };
 use crate::sae::saelens::SaeFiles;
 use crate::sae::train::{Control, Progress, SaeTrainingConfig};
@@ -27,7 +27,25 @@ thread_local! {
     static CONTROL: Cell<Control> = const { Cell::new(Control::Continue) };
     static MODEL: RefCell<Option<(String, WeightProcessing, Rc<LoadedModel>)>> = const { RefCell::new(None) };
     /// Feature reports by the page's key, so cards are sent one at a time.
-    static REPORTS: RefCell<HashMap<String, FeatureReport>> = RefCell::new(HashMap::new());
+    static REPORTS: RefCell<HashMap<String, Kept>> = RefCell::new(HashMap::new());
+}
+
+/// SAEs wider than this get their cards made one at a time, on request: for a 24,576-latent
+/// SAE on GPT-2 every card at once is ~10^12 multiply-adds (logit lens and neighbours) and more
+/// memory than a worker has.
+const CARDS_AT_ONCE_UP_TO: usize = 4096;
+
+/// What the worker keeps of one SAE's scan.
+enum Kept {
+    /// Every card, made at once (small SAEs).
+    Report(FeatureReport),
+    /// The scan and its summary; cards are made when asked for.
+    Lazy {
+        loaded: Rc<LoadedModel>,
+        sae: crate::sae::Sae,
+        scan: crate::sae::features::Scan,
+        summary: crate::sae::features::ScanSummary,
+    },
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -129,11 +147,33 @@ async fn features(
             .upload(loaded.model.device())
             .map_err(|e| e.to_string())?;
         let on_phase = |text: String| post(&FromWorker::FeaturesPhase { id, text });
-        let report = feature_job(&loaded, &sae, hook, PAGE_WINDOWS_PER_FORWARD, &on_phase)
-            .await
-            .map_err(|e| e.to_string())?;
-        let list = FeatureList::of(&report);
-        REPORTS.with(|r| r.borrow_mut().insert(key, report));
+        let (list, kept) = if sae.config.d_sae <= CARDS_AT_ONCE_UP_TO {
+            let report = feature_job(&loaded, &sae, hook, PAGE_WINDOWS_PER_FORWARD, &on_phase)
+                .await
+                .map_err(|e| e.to_string())?;
+            (FeatureList::of(&report), Kept::Report(report))
+        } else {
+            use crate::sae::features::{ScanConfig, feature_overview, summarise_scan};
+            let scan = scan_job(&loaded, &sae, hook, PAGE_WINDOWS_PER_FORWARD, &on_phase)
+                .await
+                .map_err(|e| e.to_string())?;
+            on_phase("Summarising features…".into());
+            let summary = summarise_scan(&scan).map_err(|e| e.to_string())?;
+            let tokenizer = loaded.tokenizer().map_err(|e| e.to_string())?;
+            let overview = feature_overview(tokenizer, &scan, &summary, &ScanConfig::default())
+                .map_err(|e| e.to_string())?;
+            // One wide scan at a time: each holds [tokens, d_sae] activations.
+            REPORTS.with(|r| r.borrow_mut().retain(|_, k| matches!(k, Kept::Report(_))));
+            let list = FeatureList::of_overview(scan.tokens, &overview);
+            let kept = Kept::Lazy {
+                loaded: Rc::clone(&loaded),
+                sae,
+                scan,
+                summary,
+            };
+            (list, kept)
+        };
+        REPORTS.with(|r| r.borrow_mut().insert(key, kept));
         Ok::<_, String>(list)
     }
     .await;
@@ -143,19 +183,88 @@ async fn features(
     }
 }
 
-fn feature(id: u32, key: &str, index: usize) {
-    let card = REPORTS.with(|r| {
-        let reports = r.borrow();
-        let report = reports
-            .get(key)
+async fn evaluate(
+    id: u32,
+    (base, processing): (String, WeightProcessing),
+    corpus: crate::sae::store::Corpus,
+    cfg: Vec<u8>,
+    weights: Vec<u8>,
+) {
+    let result = async {
+        let loaded = model(&base, processing).await?;
+        let host = SaeFiles {
+            cfg,
+            weights,
+            sparsity: None,
+            saeplay: None,
+        }
+        .parse()
+        .map_err(|e| e.to_string())?;
+        let hook = crate::model::HookPoint::parse(&host.config.hook_name, loaded.model.config())
+            .map_err(|e| e.to_string())?;
+        let sae = host
+            .upload(loaded.model.device())
+            .map_err(|e| e.to_string())?;
+        let on_phase = |text: String| post(&FromWorker::FeaturesPhase { id, text });
+        crate::sae::pipeline::evaluate_job(
+            &loaded,
+            &sae,
+            hook,
+            &corpus,
+            PAGE_WINDOWS_PER_FORWARD,
+            &on_phase,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+    .await;
+    match result {
+        Ok(metrics) => post(&FromWorker::Evaluated {
+            id,
+            metrics: Box::new(metrics),
+        }),
+        Err(message) => post(&FromWorker::FeaturesError { id, message }),
+    }
+}
+
+async fn feature(id: u32, key: String, index: usize) {
+    let card = async {
+        // Taken out while the card is made (the map cannot stay borrowed across awaits), then put back.
+        let kept = REPORTS
+            .with(|r| r.borrow_mut().remove(&key))
             .ok_or("the worker no longer holds this SAE's features")?;
-        report
-            .features
-            .iter()
-            .find(|f| f.index == index)
-            .cloned()
-            .ok_or_else(|| format!("this SAE has no feature #{index}"))
-    });
+        let card = match &kept {
+            Kept::Report(report) => report
+                .features
+                .iter()
+                .find(|f| f.index == index)
+                .cloned()
+                .ok_or_else(|| format!("this SAE has no feature #{index}")),
+            Kept::Lazy {
+                loaded,
+                sae,
+                scan,
+                summary,
+            } => {
+                let tokenizer = loaded.tokenizer().map_err(|e| e.to_string())?;
+                crate::sae::features::feature_cards(
+                    &loaded.model,
+                    tokenizer,
+                    sae,
+                    scan,
+                    summary,
+                    &[index],
+                    &crate::sae::features::ScanConfig::default(),
+                )
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|mut cards| cards.pop().ok_or_else(|| "no card was made".to_string()))
+            }
+        };
+        REPORTS.with(|r| r.borrow_mut().insert(key, kept));
+        card
+    }
+    .await;
     match card {
         Ok(card) => post(&FromWorker::FeatureCard {
             id,
@@ -182,7 +291,17 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
             let (cfg, weights) = (take(0), take(1));
             spawn_local(features(id, key, (model_base, processing), cfg, weights));
         }
-        ToWorker::Feature { id, key, index } => feature(id, &key, index),
+        ToWorker::Evaluate {
+            id,
+            model_base,
+            processing,
+            corpus,
+        } => {
+            let mut take = |i: usize| bytes.get_mut(i).and_then(Option::take).unwrap_or_default();
+            let (cfg, weights) = (take(0), take(1));
+            spawn_local(evaluate(id, (model_base, processing), corpus, cfg, weights));
+        }
+        ToWorker::Feature { id, key, index } => spawn_local(feature(id, key, index)),
         ToWorker::Pause => CONTROL.with(|c| c.set(Control::Pause)),
         ToWorker::Resume => CONTROL.with(|c| c.set(Control::Continue)),
         ToWorker::Cancel => CONTROL.with(|c| c.set(Control::Stop)),
