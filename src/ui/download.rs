@@ -34,6 +34,39 @@ pub fn is_local_model(url: &str) -> bool {
     url.contains("/local-models/") || url.starts_with("local-models/")
 }
 
+/// A web address as a consent question shows it, so that it cannot pass for another site: the
+/// site's name on its own, in ASCII (an internationalised look-alike such as `һuggingface.co`
+/// shows as `xn--uggingface-...`, and is said to be one), then the whole address, serialised as
+/// the URL standard does (every non-ASCII character, including those that reorder or hide text,
+/// percent-encoded).
+pub fn shown_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) => {
+            let host = parsed.host_str().unwrap_or("(no host)").to_string();
+            let lookalike = host.split('.').any(|label| label.starts_with("xn--"));
+            let warning = if lookalike {
+                " (an internationalised name: check it is the site you mean)"
+            } else {
+                ""
+            };
+            format!("the site {host}{warning}, at {}", parsed.as_str())
+        }
+        Err(_) => {
+            let escaped: String = url
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_graphic() {
+                        c.to_string()
+                    } else {
+                        format!("\\u{{{:x}}}", c as u32)
+                    }
+                })
+                .collect();
+            format!("an address that is not valid ({escaped})")
+        }
+    }
+}
+
 /// One file's download as it goes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DownloadProgress {
@@ -123,6 +156,26 @@ mod tests {
         assert_eq!(unknown.describe(), "model.safetensors: 100.0 MB");
         assert_eq!(bytes(999), "999 B");
         assert_eq!(bytes(2_500_000_000), "2.50 GB");
+    }
+
+    #[test]
+    fn consent_shows_the_real_site_and_nothing_that_reorders_text() {
+        assert_eq!(
+            shown_url("https://huggingface.co/gpt2/resolve/main/"),
+            "the site huggingface.co, at https://huggingface.co/gpt2/resolve/main/"
+        );
+        // Cyrillic h: a look-alike host shows as punycode and is called out.
+        let shown = shown_url("https://\u{4bb}uggingface.co/gpt2/");
+        assert!(shown.contains("xn--"), "{shown}");
+        assert!(shown.contains("check it is the site you mean"), "{shown}");
+        // A right-to-left override in the path cannot flip what is shown after it.
+        let shown = shown_url("https://evil.example/\u{202e}oc.ecafgniggu\u{202d}/x");
+        assert!(shown.is_ascii(), "{shown}");
+        assert!(shown.starts_with("the site evil.example,"), "{shown}");
+        // A user name in front of the host does not pass for the host.
+        let shown = shown_url("https://huggingface.co@evil.example/x");
+        assert!(shown.starts_with("the site evil.example,"), "{shown}");
+        assert!(shown_url("not a url \u{202e}").is_ascii());
     }
 
     #[test]

@@ -26,6 +26,13 @@ const MAX_FILE_BYTES: u64 = 3 << 30;
 thread_local! {
     /// The download in flight, so Cancel can stop it.
     static IN_FLIGHT: RefCell<Option<AbortController>> = const { RefCell::new(None) };
+    /// Why the last download could not be kept, until the page says so.
+    static KEEP_FAILURE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Why a download could not be kept in the cache since the last call, if it could not.
+pub(crate) fn take_keep_failure() -> Option<String> {
+    KEEP_FAILURE.with(|f| f.borrow_mut().take())
 }
 
 /// The Hub's address: `globalThis.SAEPLAY_HF_ENDPOINT` when a page sets it (a mirror), else
@@ -95,7 +102,14 @@ pub(crate) async fn fetch_cached(
         Err(message) => return Err(message),
     };
     // Kept only once complete; a full disk or a refusal only costs the next visit a download.
-    keep(url, &bytes).await.ok();
+    if let Err(why) = keep(url, &bytes).await {
+        KEEP_FAILURE.with(|f| {
+            *f.borrow_mut() = Some(format!(
+                "{file} could not be kept in this browser ({why}; a private window keeps little), \
+                 so the next visit downloads it again"
+            ))
+        });
+    }
     Ok(bytes)
 }
 

@@ -86,7 +86,8 @@ impl App {
             Some(SaeRef::Url(url)) => {
                 if self
                     .ask_consent(&format!(
-                        "This link asks to fetch an SAE from {url}. Fetch it?"
+                        "This link asks to fetch an SAE from {}. Fetch it?",
+                        crate::ui::download::shown_url(&url)
                     ))
                     .await
                 {
@@ -101,9 +102,11 @@ impl App {
                 let agreed = self.sae_consented.get()
                     || self
                         .ask_consent(&format!(
-                            "This link opens the published SAE {spec}. Fetch it from the Hugging Face Hub ({})?",
+                            "This link opens the published SAE {spec}. Fetch it from {}?",
                             crate::sae::releases::PublishedSae::find(&spec)
-                                .map(|p| p.folder_url(&crate::web::download::hf_endpoint()))
+                                .map(|p| crate::ui::download::shown_url(
+                                    &p.folder_url(&crate::web::download::hf_endpoint())
+                                ))
                                 .unwrap_or_default()
                         ))
                         .await;

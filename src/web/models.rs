@@ -11,8 +11,8 @@ use crate::model::WeightProcessing;
 use crate::model::files::LoadedModel;
 use crate::model::files::ModelFiles;
 use crate::sae::releases::PublishedSae;
-use crate::ui::download::local_model_path;
 use crate::ui::download::{DownloadProgress, bytes};
+use crate::ui::download::{local_model_path, shown_url};
 use crate::ui::{Fragment, ModelSource, SaeRef, ids};
 use crate::web::download::{self, cancel_download, hf_endpoint};
 use crate::web::platform::{absolute_url, load_model, random_id, window};
@@ -48,14 +48,16 @@ impl App {
         let question = match &release {
             Some(published) if view.model.is_none() => format!(
                 "This link opens the published SAE {} (from {}), which reads the model {}. \
-                 Fetch the model from {base} and the SAE from {}? (Otherwise the built-in model loads.)",
+                 Fetch the model from {} and the SAE from {}? (Otherwise the built-in model loads.)",
                 published.spec(),
                 published.release.repo_id,
                 published.release.hf_model,
-                published.folder_url(&hf_endpoint()),
+                shown_url(&base),
+                shown_url(&published.folder_url(&hf_endpoint())),
             ),
             _ => format!(
-                "This link asks to load a model from {base}. Fetch it? (Otherwise the built-in model loads.)"
+                "This link asks to load a model from {}. Fetch it? (Otherwise the built-in model loads.)",
+                shown_url(&base)
             ),
         };
         if self.ask_consent(&question).await {
@@ -87,6 +89,9 @@ impl App {
         let result = load_model(device, base, processing, &progress).await;
         self.show_download(None);
         self.render_storage().await;
+        if let Some(why) = download::take_keep_failure() {
+            self.set_notice(format!("{why}."));
+        }
         result
     }
 

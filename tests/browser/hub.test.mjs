@@ -139,6 +139,20 @@ describe('models and SAEs from the Hub', () => {
       assert.ok(hub.requests.includes(`/${SAE_DIR}/sae_weights.safetensors`));
       await page.waitForFunction(() => /Downloads kept in this browser: \d+ files/.test(document.querySelector('#storage-text').textContent));
       measure('cache after the first visit', await page.textContent('#storage-text'));
+      // A published SAE's files carry no metrics: Evaluate measures it on held-out text.
+      await page.click('#tab-evaluate');
+      assert.match(await page.textContent('#eval-detail'), /carry no metrics/);
+      const evalStarted = Date.now();
+      await page.click('#eval-run');
+      await page.waitForFunction(() => /Evaluated in/.test(document.querySelector('#eval-status').textContent), null, { timeout: TIMEOUT_MS });
+      measure('Evaluate on held-out text (built-in model in the worker)', `${Date.now() - evalStarted} ms`);
+      const row = await page.$$eval('#eval-rows tr', (rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)));
+      const mine = row.find((cells) => cells[0] === `${RELEASE}/${SAE_ID}`);
+      assert.ok(mine, 'the SAE is in the table');
+      const [l0, ev, lossRecovered] = [Number(mine[4]), Number(mine[5]), Number(mine[6])];
+      assert.ok(l0 > 0 && l0 <= 16.01, `L0 of a k=16 TopK SAE: ${l0}`);
+      assert.ok(Number.isFinite(ev) && ev <= 1, `explained variance ${ev}`);
+      assert.ok(Number.isFinite(lossRecovered), `loss recovered ${lossRecovered}`);
     } catch (error) {
       printLogs('first visit', opened.logs);
       throw error;

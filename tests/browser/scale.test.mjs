@@ -17,7 +17,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { launch, printLogs, waitReady } from './harness.mjs';
+import { chromium } from 'playwright-core';
+
+import { BASE_ARGS, CHROMIUM, printLogs, waitReady } from './harness.mjs';
 import { serve } from './serve.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -30,7 +32,7 @@ const HOOK = 'blocks.8.hook_resid_pre';
 let site;
 let hub;
 let tmp;
-let browser;
+let context;
 const measurements = [];
 function measure(what, value) {
   measurements.push({ what, value });
@@ -48,11 +50,17 @@ before(async () => {
   measure('writing the checkpoint and the SAE (native)', `${Date.now() - started} ms`);
   site = await serve(DIST);
   hub = await serve(root, { hub: true });
-  browser = await launch({ webgpu: false });
+  // A profile on disk, as a person's browser has: an in-memory (incognito) context's storage
+  // quota is too small to keep a 500 MB download.
+  context = await chromium.launchPersistentContext(path.join(tmp, 'profile'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: BASE_ARGS,
+  });
 });
 
 after(async () => {
-  await browser?.close();
+  await context?.close();
   await site?.close();
   await hub?.close();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
@@ -66,7 +74,6 @@ const memoryMb = (page) => page.evaluate(() => Math.round(window.saeplay.memoryB
 
 describe('GPT-2 small scale in the tab', () => {
   test('load, predict, heatmap, card and steering on a 124M-parameter model with a 24,576-latent SAE', { timeout: TIMEOUT_MS * 2 }, async () => {
-    const context = await browser.newContext();
     const sae = `${hub.url}saes/gpt2-small-24576/`;
     const fragment = `#model=hf:${MODEL_REPO}&sae=${encodeURIComponent(sae)}&view=features&feature=5`;
     for (const visit of ['first', 'cached']) {
@@ -123,7 +130,9 @@ describe('GPT-2 small scale in the tab', () => {
           await page.click('#steer-run');
           await page.waitForSelector('#steer-steered[data-done="true"]', { timeout: TIMEOUT_MS });
           measure('steering: default and steered, 8 tokens each', `${Date.now() - started} ms`);
-          assert.ok((await page.textContent('#steer-steered')).length > 0);
+          // Random weights mostly predict ids past the 257-token tokenizer (no text): the
+          // next-token shift still lists what steering moved.
+          assert.ok((await page.$$eval('#steer-shift li', (l) => l.length)) > 0, 'the next-token shift is shown');
         }
         measure(`${visit}: the page's wasm memory (peak)`, `${await memoryMb(page)} MB`);
         const error = await page.evaluate(() => (document.querySelector('#error').hidden ? '' : document.querySelector('#error-text').textContent));
@@ -144,6 +153,5 @@ describe('GPT-2 small scale in the tab', () => {
       return text;
     })();
     measure('download cache', usage);
-    await context.close();
   });
 });
