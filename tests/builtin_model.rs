@@ -124,3 +124,76 @@ fn the_shipped_saes_load_and_reconstruct() {
         "one TopK SAE per layer"
     );
 }
+
+struct Quiet(std::cell::RefCell<Vec<String>>);
+
+impl saeplay::sae::pipeline::Reporter for Quiet {
+    fn phase(&self, text: String, _: f64) {
+        self.0.borrow_mut().push(text);
+    }
+    fn progress(&self, _: &saeplay::sae::train::Progress) {}
+    fn control(&self) -> saeplay::sae::train::Control {
+        saeplay::sae::train::Control::Continue
+    }
+}
+
+/// Text the model writes is a corpus: sampled from a seed (the same seed, the same text), read
+/// like any text, and an SAE trained on it keeps saying so in its recipe.
+#[test]
+fn text_the_model_writes_is_a_corpus_to_train_and_scan_on() {
+    use saeplay::sae::pipeline::{TrainOptions, realise_corpus, train_sae};
+    use saeplay::sae::store::Corpus;
+    use saeplay::sae::train::SaeTrainingConfig;
+    let loaded = builtin();
+    let realise = |seed| {
+        block_on(realise_corpus(
+            &loaded,
+            &Corpus::ModelText { seed },
+            200,
+            64,
+            &|_| {},
+        ))
+        .unwrap()
+    };
+    let (a, b, c) = (realise(3), realise(3), realise(4));
+    assert_eq!(a, b, "the same seed writes the same text");
+    assert_ne!(a, c);
+    let Corpus::Text { text } = &a else {
+        panic!("realised as text: {a:?}")
+    };
+    let tokens = loaded.tokenizer().unwrap().encode(text).unwrap().ids.len();
+    assert!(
+        tokens >= 150,
+        "about 200 tokens were asked for, {tokens} came"
+    );
+    // A small SAE on it; the recipe names the model's text, not the sampled words.
+    let config = SaeTrainingConfig {
+        hook_name: "blocks.1.hook_resid_pre".into(),
+        corpus: Corpus::ModelText { seed: 5 },
+        training_tokens: 2048,
+        batch_size: 256,
+        context: 64,
+        expansion_factor: 2,
+        ..SaeTrainingConfig::default()
+    };
+    let mut options = TrainOptions::in_page(&config);
+    options.eval_windows = 2;
+    let reporter = Quiet(Default::default());
+    let trained = block_on(train_sae(&loaded, config, &options, &reporter))
+        .unwrap()
+        .expect("not cancelled");
+    assert!(
+        reporter
+            .0
+            .borrow()
+            .iter()
+            .any(|p| p.contains("The model is writing text")),
+        "the sampling shows as a phase"
+    );
+    let host = trained.files.parse().unwrap();
+    assert_eq!(
+        host.provenance.recipe.unwrap().corpus,
+        Corpus::ModelText { seed: 5 }
+    );
+    assert!(trained.metrics.l0 > 0.0);
+}

@@ -551,3 +551,25 @@ fn index_html_has_every_id_the_page_uses() {
         );
     }
 }
+
+#[test]
+fn a_recipe_can_name_text_the_model_writes() {
+    use saeplay::sae::store::Corpus;
+    use saeplay::ui::train_form::CorpusKind;
+    let form = TrainForm {
+        corpus: CorpusKind::ModelText,
+        ..TrainForm::default()
+    };
+    let recipe = form.recipe();
+    assert!(recipe.contains("corpus:model"), "{recipe}");
+    let back = TrainForm::from_recipe(&recipe).unwrap();
+    assert_eq!(back.corpus, CorpusKind::ModelText);
+    let hooks = vec![back.hook.clone()];
+    let config = back.parse(&hooks).unwrap();
+    assert!(matches!(config.corpus, Corpus::ModelText { .. }));
+    assert_eq!(
+        TrainForm::from_config(&config).corpus,
+        CorpusKind::ModelText
+    );
+    assert!(TrainForm::from_recipe("corpus:poems").is_err());
+}

@@ -116,9 +116,68 @@ pub fn default_name(config: &SaeTrainingConfig) -> String {
     )
 }
 
-/// The corpus held-out windows come from: TinyTales from its held-out seed, a text itself.
+/// Most tokens the model writes for a training corpus: sampling is one token at a time, so a
+/// run trains on these (cycled) rather than waiting for fresh text per step.
+pub const MODEL_TEXT_TRAIN_TOKENS: usize = 16_384;
+
+/// A corpus ready to read: text the model writes is sampled now (at least `tokens` tokens,
+/// in sequences of at most `context` tokens), with a phase message per sequence; others as
+/// they are.
+pub async fn realise_corpus(
+    loaded: &LoadedModel,
+    corpus: &Corpus,
+    tokens: usize,
+    context: usize,
+    on_phase: &dyn Fn(String),
+) -> Result<Corpus> {
+    use crate::model::{Generation, Hooks, SamplingConfig, Step};
+    let Corpus::ModelText { seed } = corpus else {
+        return Ok(corpus.clone());
+    };
+    let tokenizer = loaded.tokenizer()?;
+    let bos = TokenStream::new(tokenizer, Corpus::Text { text: "a".into() }, 2)?.bos();
+    let length = context
+        .min(loaded.model.config().n_positions)
+        .saturating_sub(1)
+        .max(1);
+    let mut text = String::new();
+    let mut written = 0usize;
+    let mut sequence = 0u64;
+    while written < tokens {
+        on_phase(format!(
+            "The model is writing text to read: {written} of {tokens} tokens…"
+        ));
+        yield_now().await;
+        let sampling = SamplingConfig {
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+            seed: seed.wrapping_add(sequence),
+            max_new_tokens: length,
+        };
+        let mut generation = Generation::new(&loaded.model, &[bos], sampling, Hooks::none())?;
+        while let Step::Token(_) = generation.step().await? {}
+        let produced = generation.produced();
+        written += produced.len().max(1); // a sequence that ends at once still counts, so this ends
+        text.push_str(&tokenizer.decode(produced)?);
+        text.push_str("\n\n");
+        sequence += 1;
+    }
+    if text.trim().is_empty() {
+        return Err(SaeplayError::InvalidSetting(
+            "the model wrote no text to read (it ends every sequence at once)".into(),
+        ));
+    }
+    Ok(Corpus::Text { text })
+}
+
+/// The corpus held-out windows come from: TinyTales from its held-out seed, a text itself, and
+/// the model's text from other seeds.
 pub fn held_out_corpus(corpus: &Corpus) -> Corpus {
     match corpus {
+        Corpus::ModelText { seed } => Corpus::ModelText {
+            seed: seed ^ 0x5eed_0000_0000_0000,
+        },
         Corpus::TinyTales { .. } => Corpus::TinyTales {
             seed: HELD_OUT_SEED,
         },
@@ -260,6 +319,28 @@ pub async fn train_sae(
     config.validate()?;
     let hook = HookPoint::parse(&config.hook_name, loaded.model.config())?;
     let d_in = hook.width(loaded.model.config());
+    // Text the model writes is sampled first; the recipe keeps saying where it came from.
+    let on_phase = |text: String| reporter.phase(text, 0.0);
+    let train_corpus = realise_corpus(
+        loaded,
+        &config.corpus,
+        MODEL_TEXT_TRAIN_TOKENS.min(config.training_tokens),
+        config.context,
+        &on_phase,
+    )
+    .await?;
+    let eval_corpus = realise_corpus(
+        loaded,
+        &held_out_corpus(&config.corpus),
+        options.eval_windows * config.context,
+        config.context,
+        &on_phase,
+    )
+    .await?;
+    let work_config = SaeTrainingConfig {
+        corpus: train_corpus,
+        ..config.clone()
+    };
     let device = loaded.model.device().clone();
     let start = now_seconds();
     let new_trainer =
@@ -267,7 +348,7 @@ pub async fn train_sae(
     let open = || {
         open_store(
             loaded,
-            &config,
+            &work_config,
             hook,
             options.windows_per_forward,
             options.buffer_vectors,
@@ -320,11 +401,11 @@ pub async fn train_sae(
     let sae = trainer.sae();
     let windows = held_out_windows(
         loaded.tokenizer()?,
-        &config.corpus,
+        &eval_corpus,
         config.context,
         options.eval_windows,
     )?;
-    let bos = TokenStream::new(loaded.tokenizer()?, config.corpus.clone(), config.context)?.bos();
+    let bos = TokenStream::new(loaded.tokenizer()?, eval_corpus.clone(), config.context)?.bos();
     let metrics = evaluate_sae(
         &loaded.model,
         &sae,
@@ -376,8 +457,16 @@ pub async fn evaluate_job(
         "Evaluating on {n} held-out windows of {SCAN_CONTEXT} tokens: clean, spliced and zero-ablated forwards…"
     ));
     yield_now().await;
-    let windows = held_out_windows(loaded.tokenizer()?, corpus, SCAN_CONTEXT, n)?;
-    let bos = TokenStream::new(loaded.tokenizer()?, corpus.clone(), SCAN_CONTEXT)?.bos();
+    let held_out = realise_corpus(
+        loaded,
+        &held_out_corpus(corpus),
+        n * SCAN_CONTEXT,
+        SCAN_CONTEXT,
+        on_phase,
+    )
+    .await?;
+    let windows = held_out_windows(loaded.tokenizer()?, &held_out, SCAN_CONTEXT, n)?;
+    let bos = TokenStream::new(loaded.tokenizer()?, held_out.clone(), SCAN_CONTEXT)?.bos();
     evaluate_sae(
         &loaded.model,
         sae,
@@ -393,10 +482,11 @@ pub async fn feature_job(
     loaded: &LoadedModel,
     sae: &Sae,
     hook: HookPoint,
+    corpus: &Corpus,
     windows_per_forward: usize,
     on_phase: &dyn Fn(String),
 ) -> Result<FeatureReport> {
-    let scanned = scan_job(loaded, sae, hook, windows_per_forward, on_phase).await?;
+    let scanned = scan_job(loaded, sae, hook, corpus, windows_per_forward, on_phase).await?;
     on_phase("Summarising features…".into());
     yield_now().await;
     feature_report(
@@ -410,25 +500,32 @@ pub async fn feature_job(
     .await
 }
 
-/// Read the SAE's activations on held-out stories (as many windows as [`scan_windows`] affords
-/// on this model), with a phase message between forwards.
+/// Read the SAE's activations on held-out windows of `corpus` (TinyTales' held-out stories, the
+/// person's text, or text the model writes; as many windows as [`scan_windows`] affords on this
+/// model), with a phase message between forwards.
 pub async fn scan_job(
     loaded: &LoadedModel,
     sae: &Sae,
     hook: HookPoint,
+    corpus: &Corpus,
     windows_per_forward: usize,
     on_phase: &dyn Fn(String),
 ) -> Result<Scan> {
-    let held_out = Corpus::TinyTales {
-        seed: HELD_OUT_SEED,
-    };
     let parameters = loaded.model.config().parameter_count();
-    let windows = TokenStream::new(loaded.tokenizer()?, held_out, SCAN_CONTEXT)?
-        .windows(scan_windows(parameters))?;
+    let n = scan_windows(parameters);
+    let held_out = realise_corpus(
+        loaded,
+        &held_out_corpus(corpus),
+        n * SCAN_CONTEXT,
+        SCAN_CONTEXT,
+        on_phase,
+    )
+    .await?;
+    let windows = TokenStream::new(loaded.tokenizer()?, held_out, SCAN_CONTEXT)?.windows(n)?;
     let mut scanned: Option<Scan> = None;
     for (i, chunk) in windows.chunks(windows_per_forward).enumerate() {
         on_phase(format!(
-            "Reading the SAE's features on held-out stories: {} of {} windows…",
+            "Reading the SAE's features on held-out text: {} of {} windows…",
             i * windows_per_forward,
             windows.len()
         ));

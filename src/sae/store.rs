@@ -27,6 +27,11 @@ pub enum Corpus {
     TinyTales { seed: u64 },
     /// A text a person pasted or uploaded; cycled when it runs out.
     Text { text: String },
+    /// Text the model itself writes: sequences sampled from `<|endoftext|>` at temperature 1,
+    /// the i-th from seed `seed + i`. Sampled into a [`Corpus::Text`] before it is read
+    /// (`pipeline::realise_corpus`), since sampling needs the model.
+    #[serde(rename = "model")]
+    ModelText { seed: u64 },
 }
 
 /// One window of tokens and the concepts on each (empty outside TinyTales).
@@ -72,6 +77,12 @@ impl TokenStream {
                 }
                 let len = context.min(ids.len() + 1);
                 (None, ids, len)
+            }
+            Corpus::ModelText { .. } => {
+                return Err(SaeplayError::InvalidSetting(
+                    "text the model writes must be sampled before it is read (realise_corpus)"
+                        .into(),
+                ));
             }
         };
         Ok(Self {

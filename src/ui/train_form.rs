@@ -20,6 +20,38 @@ pub enum CorpusKind {
     TinyTales,
     /// Pasted or uploaded text.
     Text,
+    /// Text the model itself writes (sampled from `<|endoftext|>`, from the seed).
+    ModelText,
+}
+
+impl CorpusKind {
+    pub const ALL: [CorpusKind; 3] = [
+        CorpusKind::TinyTales,
+        CorpusKind::Text,
+        CorpusKind::ModelText,
+    ];
+
+    /// Its name in recipes and in the form's select.
+    pub fn name(self) -> &'static str {
+        match self {
+            CorpusKind::TinyTales => "tinytales",
+            CorpusKind::Text => "text",
+            CorpusKind::ModelText => "model",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// In words, for status lines.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CorpusKind::TinyTales => "TinyTales stories",
+            CorpusKind::Text => "your text",
+            CorpusKind::ModelText => "text the model wrote",
+        }
+    }
 }
 
 /// The form as typed; every number is a string until [`TrainForm::parse`].
@@ -117,6 +149,7 @@ impl TrainForm {
         let seed: u64 = number("Seed", &self.seed)?;
         let corpus = match self.corpus {
             CorpusKind::TinyTales => Corpus::TinyTales { seed },
+            CorpusKind::ModelText => Corpus::ModelText { seed },
             CorpusKind::Text => {
                 if self.text.trim().is_empty() {
                     return Err(
@@ -146,10 +179,7 @@ impl TrainForm {
 
     /// The recipe a link carries: every field but the text itself.
     pub fn recipe(&self) -> String {
-        let corpus = match self.corpus {
-            CorpusKind::TinyTales => "tinytales",
-            CorpusKind::Text => "text",
-        };
+        let corpus = self.corpus.name();
         let mut parts = vec![
             format!("arch:{}", self.architecture.trim()),
             format!("k:{}", self.k.trim()),
@@ -201,11 +231,8 @@ impl TrainForm {
                 "seed" => form.seed = value,
                 "sparsity" => form.sparsity = value,
                 "corpus" => {
-                    form.corpus = match value.as_str() {
-                        "tinytales" => CorpusKind::TinyTales,
-                        "text" => CorpusKind::Text,
-                        _ => return Err("corpus must be tinytales or text".into()),
-                    }
+                    form.corpus = CorpusKind::from_name(&value)
+                        .ok_or("corpus must be tinytales, text or model")?
                 }
                 other => {
                     return Err(format!(
@@ -224,6 +251,7 @@ impl TrainForm {
         let (corpus, text) = match &config.corpus {
             Corpus::TinyTales { .. } => (CorpusKind::TinyTales, String::new()),
             Corpus::Text { text } => (CorpusKind::Text, text.clone()),
+            Corpus::ModelText { .. } => (CorpusKind::ModelText, String::new()),
         };
         Self {
             corpus,

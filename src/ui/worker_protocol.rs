@@ -37,6 +37,8 @@ pub enum ToWorker {
         model_base: String,
         #[serde(default)]
         processing: WeightProcessing,
+        /// Held-out windows of this corpus are scanned.
+        corpus: Corpus,
     },
     /// Evaluate an SAE on held-out windows of `corpus`; bytes beside: `[cfg, weights]`.
     Evaluate {

@@ -38,6 +38,21 @@ impl App {
         self.render_card();
     }
 
+    /// What a feature scan reads: held-out text of the Train view's corpus (TinyTales, the
+    /// person's text, or text the model writes), and that in words; TinyTales when the form's
+    /// corpus is not usable (an empty text box).
+    fn scan_corpus(&self) -> (crate::sae::store::Corpus, &'static str) {
+        self.read_train_form();
+        let form = self.lab.borrow().form.clone();
+        match form.parse(&self.hook_names()) {
+            Ok(config) => (config.corpus, form.corpus.describe()),
+            Err(_) => (
+                crate::sae::store::Corpus::TinyTales { seed: 0 },
+                crate::ui::train_form::CorpusKind::TinyTales.describe(),
+            ),
+        }
+    }
+
     /// Scan held-out stories with the chosen SAE (once per SAE), in the worker on both paths:
     /// the summary is host work either way, and there the page never waits on it.
     pub(crate) async fn ensure_features(self: &Rc<Self>) -> Option<Rc<FeatureIndex>> {
@@ -46,7 +61,11 @@ impl App {
             return Some(index);
         }
         let loaded_sae = self.selected_loaded()?;
-        let index = match self.features_in_worker(&id, &loaded_sae).await {
+        let (corpus, corpus_words) = self.scan_corpus();
+        let index = match self
+            .features_in_worker(&id, &loaded_sae, corpus.clone())
+            .await
+        {
             Ok(list) => Ok(FeatureIndex {
                 tokens: list.tokens,
                 rows: list.rows,
@@ -70,6 +89,7 @@ impl App {
                             &loaded,
                             &loaded_sae.sae,
                             loaded_sae.hook,
+                            &corpus,
                             PAGE_WINDOWS_PER_FORWARD,
                             &on_phase,
                         )
@@ -91,7 +111,7 @@ impl App {
                 let index = Rc::new(index);
                 self.update(|lab| {
                     lab.feature_status = format!(
-                        "{} features, read on {} held-out tokens.",
+                        "{} features, read on {} held-out tokens of {corpus_words}.",
                         index.rows.len(),
                         index.tokens
                     );

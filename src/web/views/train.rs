@@ -28,11 +28,7 @@ impl App {
         let corpus = select(ids::TRAIN_CORPUS);
         self.update(|lab| {
             let form = &mut lab.form;
-            form.corpus = if corpus == "text" {
-                CorpusKind::Text
-            } else {
-                CorpusKind::TinyTales
-            };
+            form.corpus = CorpusKind::from_name(&corpus).unwrap_or(CorpusKind::TinyTales);
             form.text = text;
             form.hook = select(ids::TRAIN_HOOK);
             form.architecture = select(ids::TRAIN_ARCH);
@@ -63,11 +59,7 @@ impl App {
             arch.set_value(&form.architecture);
         }
         if let Some(corpus) = select_of(self, ids::TRAIN_CORPUS) {
-            corpus.set_value(if form.corpus == CorpusKind::Text {
-                "text"
-            } else {
-                "tinytales"
-            });
+            corpus.set_value(form.corpus.name());
         }
         if let Some(text) = self
             .element(ids::TRAIN_TEXT)

@@ -136,6 +136,7 @@ impl App {
         self: &Rc<Self>,
         key: &str,
         loaded: &LoadedSae,
+        corpus: Corpus,
     ) -> Result<FeatureList, String> {
         let (model_base, processing) = self.model_for_worker()?;
         let request = |id| ToWorker::Features {
@@ -143,6 +144,7 @@ impl App {
             key: key.to_string(),
             model_base,
             processing,
+            corpus,
         };
         let files = &loaded.files;
         match self

@@ -128,6 +128,7 @@ async fn features(
     id: u32,
     key: String,
     (base, processing): (String, WeightProcessing),
+    corpus: crate::sae::store::Corpus,
     cfg: Vec<u8>,
     weights: Vec<u8>,
 ) {
@@ -148,15 +149,29 @@ async fn features(
             .map_err(|e| e.to_string())?;
         let on_phase = |text: String| post(&FromWorker::FeaturesPhase { id, text });
         let (list, kept) = if sae.config.d_sae <= CARDS_AT_ONCE_UP_TO {
-            let report = feature_job(&loaded, &sae, hook, PAGE_WINDOWS_PER_FORWARD, &on_phase)
-                .await
-                .map_err(|e| e.to_string())?;
+            let report = feature_job(
+                &loaded,
+                &sae,
+                hook,
+                &corpus,
+                PAGE_WINDOWS_PER_FORWARD,
+                &on_phase,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             (FeatureList::of(&report), Kept::Report(report))
         } else {
             use crate::sae::features::{ScanConfig, feature_overview, summarise_scan};
-            let scan = scan_job(&loaded, &sae, hook, PAGE_WINDOWS_PER_FORWARD, &on_phase)
-                .await
-                .map_err(|e| e.to_string())?;
+            let scan = scan_job(
+                &loaded,
+                &sae,
+                hook,
+                &corpus,
+                PAGE_WINDOWS_PER_FORWARD,
+                &on_phase,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             on_phase("Summarising features…".into());
             let summary = summarise_scan(&scan).map_err(|e| e.to_string())?;
             let tokenizer = loaded.tokenizer().map_err(|e| e.to_string())?;
@@ -286,10 +301,18 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
             key,
             model_base,
             processing,
+            corpus,
         } => {
             let mut take = |i: usize| bytes.get_mut(i).and_then(Option::take).unwrap_or_default();
             let (cfg, weights) = (take(0), take(1));
-            spawn_local(features(id, key, (model_base, processing), cfg, weights));
+            spawn_local(features(
+                id,
+                key,
+                (model_base, processing),
+                corpus,
+                cfg,
+                weights,
+            ));
         }
         ToWorker::Evaluate {
             id,
