@@ -30,6 +30,8 @@ pub enum ToWorker {
     Pause,
     Resume,
     Cancel,
+    /// Fail on purpose, as a crash would (the browser tests check that the page recovers).
+    Crash,
     /// Scan an SAE's features and keep the report under `key`; bytes beside: `[cfg, weights]`.
     Features {
         id: u32,

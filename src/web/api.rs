@@ -144,6 +144,11 @@ pub(super) fn install(app: &Rc<App>, decision: &BackendDecision) {
     set("trainSae", train_sae.as_ref());
     train_sae.forget();
 
+    // Crash the worker on purpose (the browser tests check the page recovers).
+    let for_crash = Rc::clone(app);
+    let crash = Closure::<dyn Fn()>::new(move || for_crash.crash_worker());
+    set("crashWorker", crash.as_ref());
+    crash.forget();
     // The page's wasm memory in bytes: it only grows, so this is the peak so far.
     let memory_bytes = Closure::<dyn Fn() -> f64>::new(|| {
         wasm_bindgen::memory()

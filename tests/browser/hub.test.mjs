@@ -251,3 +251,28 @@ describe('a model from local files', () => {
     }
   });
 });
+
+describe('the worker', () => {
+  test('a crashed worker is started again and the page keeps working', { timeout: TIMEOUT_MS * 2 }, async () => {
+    const context = await browser.newContext();
+    const { page, logs } = await openIn(context, '#view=features&sae=blocks.2.hook_resid_pre-topk16');
+    try {
+      await waitReady(page, { timeoutMs: TIMEOUT_MS });
+      const listed = () => page.waitForFunction(() => /features, read on/.test(document.querySelector('#feature-status').textContent), null, { timeout: TIMEOUT_MS });
+      await listed();
+      await page.evaluate(() => window.saeplay.crashWorker());
+      await page.waitForFunction(() => document.querySelector('#feature-status').textContent === '', null, { timeout: TIMEOUT_MS });
+      // Another SAE: its scan needs a worker, so a new one starts.
+      await page.selectOption('#sae-select', 'blocks.1.hook_resid_pre-topk16');
+      await listed();
+      assert.equal(await errorText(page), '');
+      assert.ok(!logs.some((l) => l.startsWith('[pageerror]')), 'the page itself never failed');
+    } catch (error) {
+      printLogs('worker crash', logs);
+      throw error;
+    } finally {
+      await page.close();
+      await context.close();
+    }
+  });
+});

@@ -74,20 +74,61 @@ impl App {
         }
     }
 
+    /// The worker crashed (a panic, out of memory): stop it, answer whatever waited on it with
+    /// the reason, and forget what it held (feature scans), so the next task starts a new one.
+    pub(crate) fn worker_failed(&self, why: String) {
+        if let Some(worker) = self.worker.borrow_mut().take() {
+            worker.terminate();
+        }
+        self.worker_ready.set(false);
+        let message = format!(
+            "the background worker stopped ({}); it starts again for the next task",
+            if why.is_empty() {
+                "no reason given"
+            } else {
+                why.as_str()
+            }
+        );
+        if let Some(slot) = self.worker_outcome.borrow().as_ref() {
+            *slot.borrow_mut() = Some(Err(message.clone()));
+        }
+        let waiting = self.features_request.get();
+        self.features_outcomes
+            .borrow_mut()
+            .entry(waiting)
+            .or_insert(Err(message));
+        self.update(|lab| {
+            for slot in &mut lab.saes {
+                slot.features = None; // its cards lived in the worker
+            }
+            lab.feature_status = String::new();
+        });
+        self.render_feature_status();
+    }
+
+    /// Make the worker fail as a crash would (for the browser tests).
+    pub(crate) fn crash_worker(&self) {
+        self.send(&ToWorker::Crash, &[]);
+    }
+
     /// Start the worker (once), and wait until it listens.
     async fn ensure_worker(self: &Rc<Self>) -> Result<(), String> {
         if self.worker.borrow().is_some() {
             return Ok(());
         }
         let app = Rc::clone(self);
-        let worker = super::spawn(move |event| {
-            // A message that does not parse is dropped, as an unknown one always was.
-            if let Some((json, bytes)) = open(&event.data())
-                && let Ok(message) = FromWorker::from_json(&json)
-            {
-                app.hear(message, bytes);
-            }
-        })?;
+        let for_errors = Rc::clone(self);
+        let worker = super::spawn(
+            move |event| {
+                // A message that does not parse is dropped, as an unknown one always was.
+                if let Some((json, bytes)) = open(&event.data())
+                    && let Ok(message) = FromWorker::from_json(&json)
+                {
+                    app.hear(message, bytes);
+                }
+            },
+            move |why| for_errors.worker_failed(why),
+        )?;
         *self.worker.borrow_mut() = Some(worker);
         let since = now_ms();
         while !self.worker_ready.get() {

@@ -46,7 +46,12 @@ fn open(data: &JsValue) -> Option<(String, Vec<Option<Vec<u8>>>)> {
 }
 
 /// Start a module worker running this page's own module (compiled once, shared).
-pub fn spawn(on_message: impl Fn(MessageEvent) + 'static) -> Result<web_sys::Worker, String> {
+/// `on_error` hears an uncaught error in the worker (a panic, running out of memory), after
+/// which its wasm instance cannot be trusted.
+pub fn spawn(
+    on_message: impl Fn(MessageEvent) + 'static,
+    on_error: impl Fn(String) + 'static,
+) -> Result<web_sys::Worker, String> {
     let document = window().document().ok_or("no document")?;
     // Trunk preloads the page's module; its absolute URL is the worker's import.
     let links = document
@@ -77,6 +82,12 @@ pub fn spawn(on_message: impl Fn(MessageEvent) + 'static) -> Result<web_sys::Wor
     let closure = Closure::<dyn Fn(MessageEvent)>::new(on_message);
     worker.set_onmessage(Some(closure.as_ref().unchecked_ref()));
     closure.forget();
+    let on_error =
+        Closure::<dyn Fn(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
+            on_error(event.message());
+        });
+    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    on_error.forget();
     // The compiled module itself: the worker does not fetch or compile the wasm again.
     worker
         .post_message(&wasm_bindgen::module())

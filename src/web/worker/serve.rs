@@ -328,6 +328,10 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
         ToWorker::Pause => CONTROL.with(|c| c.set(Control::Pause)),
         ToWorker::Resume => CONTROL.with(|c| c.set(Control::Continue)),
         ToWorker::Cancel => CONTROL.with(|c| c.set(Control::Stop)),
+        ToWorker::Crash => {
+            // A real failure's shape: an uncaught error that leaves the instance unusable.
+            wasm_bindgen::throw_str("the worker was asked to crash");
+        }
     }
 }
 
