@@ -439,8 +439,28 @@ pub async fn train_sae(
     }))
 }
 
-/// Scan held-out TinyTales windows with `sae` at `hook` and summarise every feature, a few
-/// windows per forward with the event loop run between them.
+/// The held-out windows a scan or an evaluation reads on this model ([`scan_windows`] of
+/// [`SCAN_CONTEXT`] tokens of `corpus`'s held-out text, sampled first when the model writes it),
+/// and the realised held-out corpus.
+async fn scan_windows_of(
+    loaded: &LoadedModel,
+    corpus: &Corpus,
+    on_phase: &dyn Fn(String),
+) -> Result<(Vec<Window>, Corpus)> {
+    let n = scan_windows(loaded.model.config().parameter_count());
+    let held_out = realise_corpus(
+        loaded,
+        &held_out_corpus(corpus),
+        n * SCAN_CONTEXT,
+        SCAN_CONTEXT,
+        on_phase,
+    )
+    .await?;
+    let windows =
+        TokenStream::new(loaded.tokenizer()?, held_out.clone(), SCAN_CONTEXT)?.windows(n)?;
+    Ok((windows, held_out))
+}
+
 /// Evaluate an SAE on held-out windows of `corpus` (as many as [`scan_windows`] affords on this
 /// model): the page's Evaluate button for SAEs whose files carry no metrics (published ones).
 pub async fn evaluate_job(
@@ -451,22 +471,13 @@ pub async fn evaluate_job(
     windows_per_forward: usize,
     on_phase: &dyn Fn(String),
 ) -> Result<SaeMetrics> {
-    let parameters = loaded.model.config().parameter_count();
-    let n = scan_windows(parameters);
+    let n = scan_windows(loaded.model.config().parameter_count());
     on_phase(format!(
         "Evaluating on {n} held-out windows of {SCAN_CONTEXT} tokens: clean, spliced and zero-ablated forwards…"
     ));
     yield_now().await;
-    let held_out = realise_corpus(
-        loaded,
-        &held_out_corpus(corpus),
-        n * SCAN_CONTEXT,
-        SCAN_CONTEXT,
-        on_phase,
-    )
-    .await?;
-    let windows = held_out_windows(loaded.tokenizer()?, &held_out, SCAN_CONTEXT, n)?;
-    let bos = TokenStream::new(loaded.tokenizer()?, held_out.clone(), SCAN_CONTEXT)?.bos();
+    let (windows, held_out) = scan_windows_of(loaded, corpus, on_phase).await?;
+    let bos = TokenStream::new(loaded.tokenizer()?, held_out, SCAN_CONTEXT)?.bos();
     evaluate_sae(
         &loaded.model,
         sae,
@@ -478,6 +489,8 @@ pub async fn evaluate_job(
     .await
 }
 
+/// Scan held-out windows of `corpus` with `sae` at `hook` and summarise every feature, a few
+/// windows per forward with the event loop run between them.
 pub async fn feature_job(
     loaded: &LoadedModel,
     sae: &Sae,
@@ -511,17 +524,7 @@ pub async fn scan_job(
     windows_per_forward: usize,
     on_phase: &dyn Fn(String),
 ) -> Result<Scan> {
-    let parameters = loaded.model.config().parameter_count();
-    let n = scan_windows(parameters);
-    let held_out = realise_corpus(
-        loaded,
-        &held_out_corpus(corpus),
-        n * SCAN_CONTEXT,
-        SCAN_CONTEXT,
-        on_phase,
-    )
-    .await?;
-    let windows = TokenStream::new(loaded.tokenizer()?, held_out, SCAN_CONTEXT)?.windows(n)?;
+    let (windows, _) = scan_windows_of(loaded, corpus, on_phase).await?;
     let mut scanned: Option<Scan> = None;
     for (i, chunk) in windows.chunks(windows_per_forward).enumerate() {
         on_phase(format!(

@@ -124,6 +124,29 @@ async fn train(base: String, processing: WeightProcessing, config: SaeTrainingCo
     }
 }
 
+/// The page's model (the worker's copy) and an SAE from its `cfg.json` and weights, at its hook.
+async fn sae_on_model(
+    (base, processing): (String, WeightProcessing),
+    cfg: Vec<u8>,
+    weights: Vec<u8>,
+) -> Result<(Rc<LoadedModel>, crate::sae::Sae, crate::model::HookPoint), String> {
+    let loaded = model(&base, processing).await?;
+    let host = SaeFiles {
+        cfg,
+        weights,
+        sparsity: None,
+        saeplay: None,
+    }
+    .parse()
+    .map_err(|e| e.to_string())?;
+    let hook = crate::model::HookPoint::parse(&host.config.hook_name, loaded.model.config())
+        .map_err(|e| e.to_string())?;
+    let sae = host
+        .upload(loaded.model.device())
+        .map_err(|e| e.to_string())?;
+    Ok((loaded, sae, hook))
+}
+
 async fn features(
     id: u32,
     key: String,
@@ -133,20 +156,7 @@ async fn features(
     weights: Vec<u8>,
 ) {
     let result = async {
-        let loaded = model(&base, processing).await?;
-        let host = SaeFiles {
-            cfg,
-            weights,
-            sparsity: None,
-            saeplay: None,
-        }
-        .parse()
-        .map_err(|e| e.to_string())?;
-        let hook = crate::model::HookPoint::parse(&host.config.hook_name, loaded.model.config())
-            .map_err(|e| e.to_string())?;
-        let sae = host
-            .upload(loaded.model.device())
-            .map_err(|e| e.to_string())?;
+        let (loaded, sae, hook) = sae_on_model((base, processing), cfg, weights).await?;
         let on_phase = |text: String| post(&FromWorker::FeaturesPhase { id, text });
         let (list, kept) = if sae.config.d_sae <= CARDS_AT_ONCE_UP_TO {
             let report = feature_job(
@@ -206,20 +216,7 @@ async fn evaluate(
     weights: Vec<u8>,
 ) {
     let result = async {
-        let loaded = model(&base, processing).await?;
-        let host = SaeFiles {
-            cfg,
-            weights,
-            sparsity: None,
-            saeplay: None,
-        }
-        .parse()
-        .map_err(|e| e.to_string())?;
-        let hook = crate::model::HookPoint::parse(&host.config.hook_name, loaded.model.config())
-            .map_err(|e| e.to_string())?;
-        let sae = host
-            .upload(loaded.model.device())
-            .map_err(|e| e.to_string())?;
+        let (loaded, sae, hook) = sae_on_model((base, processing), cfg, weights).await?;
         let on_phase = |text: String| post(&FromWorker::FeaturesPhase { id, text });
         crate::sae::pipeline::evaluate_job(
             &loaded,
