@@ -107,6 +107,13 @@ pub enum SaeplayError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(transparent)]
+    Gguf(#[from] crate::io::gguf::GgufError),
+    /// A GGUF that parses but does not describe a model saeplay runs; the text follows "the GGUF file".
+    #[error("the GGUF file {0}")]
+    GgufModel(String),
+    #[error("the GGUF file's tokenizer cannot be used: {0}")]
+    GgufTokenizer(String),
     #[error("{0}")]
     Io(String),
     #[error("\"{id}\" is the name of an SAE shipped with the page; another SAE cannot take it")]

@@ -4,43 +4,44 @@ mod common;
 
 use saeplay::SaeplayError;
 use saeplay::io::tensors::write_safetensors;
-use saeplay::model::files::ModelFiles;
+use saeplay::model::files::{HfFiles, ModelFiles};
 use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};
 use saeplay::model::{Gpt2Config, Gpt2Weights, HookPoint, Hooks, LogitsFor, PatchOp};
 use saeplay::tokenizer::byte_level_bpe_json;
 
-fn files() -> ModelFiles {
+fn files() -> HfFiles {
     tiny_checkpoint(&TinySpec::default())
 }
 
-fn parse_error(files: &ModelFiles) -> SaeplayError {
+fn parse_error(files: &HfFiles) -> SaeplayError {
     files.parse().err().expect("the files were refused")
 }
 
 #[test]
 fn truncated_and_malformed_safetensors() {
     let mut f = files();
-    f.safetensors.truncate(f.safetensors.len() / 2);
+    let half = f.shards[0].len() / 2;
+    f.shards[0].truncate(half);
     assert!(matches!(parse_error(&f), SaeplayError::Safetensors(_)));
     let mut f = files();
-    f.safetensors = b"this is not a safetensors file".to_vec();
+    f.shards[0] = b"this is not a safetensors file".to_vec();
     assert!(matches!(parse_error(&f), SaeplayError::Safetensors(_)));
     let mut f = files();
-    f.safetensors.clear();
+    f.shards[0].clear();
     assert!(matches!(parse_error(&f), SaeplayError::Safetensors(_)));
 }
 
 /// Rewrite the checkpoint's tensors through `edit`.
-fn edited(edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> ModelFiles {
+fn edited(edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> HfFiles {
     let mut f = files();
-    let weights = f.parse().unwrap().weights;
+    let weights = f.parse().unwrap().weights.into_gpt2().unwrap();
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = weights
         .tensors
         .iter()
         .map(|(n, t)| (n.clone(), t.shape.clone(), t.values.clone()))
         .collect();
     edit(&mut tensors);
-    f.safetensors = write_safetensors(tensors.iter().map(|(n, s, v)| (n.as_str(), &s[..], &v[..])));
+    f.shards[0] = write_safetensors(tensors.iter().map(|(n, s, v)| (n.as_str(), &s[..], &v[..])));
     f
 }
 
@@ -100,7 +101,7 @@ fn unsupported_dtype_is_named() {
     let bytes: Vec<u8> = vec![0; 8];
     let view =
         safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![1], &bytes).unwrap();
-    f.safetensors = safetensors::serialize(vec![("wte.weight", view)], None).unwrap();
+    f.shards[0] = safetensors::serialize(vec![("wte.weight", view)], None).unwrap();
     match parse_error(&f) {
         SaeplayError::TensorShape { .. } | SaeplayError::TensorDtype { .. } => {}
         other => panic!("{other}"),
@@ -134,7 +135,7 @@ fn unsupported_dtype_is_named() {
         safetensors::tensor::TensorView::new(safetensors::Dtype::I64, wte.shape.clone(), &ints)
             .unwrap(),
     ));
-    f.safetensors = safetensors::serialize(views, None).unwrap();
+    f.shards[0] = safetensors::serialize(views, None).unwrap();
     let error = parse_error(&f);
     assert!(matches!(error, SaeplayError::TensorDtype { .. }), "{error}");
     assert!(error.to_string().contains("I64"), "{error}");
@@ -143,7 +144,7 @@ fn unsupported_dtype_is_named() {
 #[test]
 fn half_precision_checkpoints_load() {
     let f = files();
-    let weights = f.parse().unwrap().weights;
+    let weights = f.parse().unwrap().weights.into_gpt2().unwrap();
     let halves: Vec<(String, Vec<usize>, Vec<u8>)> = weights
         .tensors
         .iter()
@@ -169,8 +170,8 @@ fn half_precision_checkpoints_load() {
         })
         .collect();
     let mut g = f.clone();
-    g.safetensors = safetensors::serialize(views, None).unwrap();
-    let loaded = g.parse().unwrap().weights;
+    g.shards[0] = safetensors::serialize(views, None).unwrap();
+    let loaded = g.parse().unwrap().weights.into_gpt2().unwrap();
     let a = &loaded.get("wte.weight").values;
     let b = &weights.get("wte.weight").values;
     assert!(
@@ -249,7 +250,7 @@ fn token_ids_out_of_range_and_too_long_inputs() {
 
 #[test]
 fn unknown_hook_names() {
-    let config = Gpt2Config::from_json(&files().config_json).unwrap();
+    let config = Gpt2Config::from_json(&files().config_json).unwrap().dims();
     for name in [
         "",
         "hook_embeds",
@@ -319,19 +320,34 @@ fn picked_model_files_are_found_by_name() {
     let picked = ModelFiles::from_named_files(named(&[
         ("gpt2/README.md", b"# hi"),
         ("gpt2/config.json", &f.config_json),
-        ("gpt2/model.safetensors", &f.safetensors),
+        ("gpt2/model.safetensors", &f.shards[0]),
         ("gpt2/tokenizer.json", f.tokenizer_json.as_ref().unwrap()),
     ]))
     .unwrap();
-    assert_eq!(picked.config_json, f.config_json);
-    assert_eq!(picked.safetensors, f.safetensors);
+    let ModelFiles::HuggingFace(hf) = &picked else {
+        panic!("safetensors files are a Hugging Face model");
+    };
+    assert_eq!(hf.config_json, f.config_json);
+    assert_eq!(hf.shards, f.shards);
     assert!(picked.parse().is_ok());
     let without_tokenizer = ModelFiles::from_named_files(named(&[
         ("config.json", &f.config_json),
-        ("model.safetensors", &f.safetensors),
+        ("model.safetensors", &f.shards[0]),
     ]))
     .unwrap();
-    assert!(without_tokenizer.tokenizer_json.is_none());
+    assert!(!without_tokenizer.parse().unwrap().has_tokenizer());
+    // One GGUF file is a whole model; with other model files it is refused as ambiguous.
+    let gguf = ModelFiles::from_named_files(named(&[("m/SmolLM2.Q4_1.GGUF", b"GGUF")])).unwrap();
+    assert!(matches!(gguf, ModelFiles::Gguf(_)));
+    let error = ModelFiles::from_named_files(named(&[
+        ("model.gguf", b"GGUF"),
+        ("config.json", &f.config_json),
+    ]))
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(error.contains("choose one model"), "{error}");
+    assert!(ModelFiles::looks_like_model(&["x/model.gguf"]));
     let error = ModelFiles::from_named_files(named(&[("config.json", &f.config_json)]))
         .err()
         .unwrap()
@@ -340,7 +356,7 @@ fn picked_model_files_are_found_by_name() {
     let error = ModelFiles::from_named_files(named(&[
         ("a/config.json", &f.config_json),
         ("b/config.json", &f.config_json),
-        ("model.safetensors", &f.safetensors),
+        ("model.safetensors", &f.shards[0]),
     ]))
     .err()
     .unwrap()

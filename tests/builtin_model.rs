@@ -12,7 +12,7 @@ fn builtin_dir() -> std::path::PathBuf {
 
 /// The built-in model as the CLI loads it.
 fn builtin() -> LoadedModel {
-    ModelFiles::read_dir(&builtin_dir())
+    ModelFiles::read_path(&builtin_dir())
         .unwrap()
         .parse()
         .unwrap()
@@ -23,12 +23,12 @@ fn builtin() -> LoadedModel {
 #[test]
 fn the_builtin_model_loads_and_writes_tinytales() {
     let loaded = builtin();
-    let config = loaded.model.config();
+    let config = loaded.model.dims();
     assert_eq!(
         config.eos_token_id,
         loaded.tokenizer().unwrap().id_of(END_OF_TEXT)
     );
-    assert_eq!(config.vocab_size, loaded.tokenizer().unwrap().vocab_size());
+    assert_eq!(config.d_vocab, loaded.tokenizer().unwrap().vocab_size());
     // 12 stories at temperature 0.8 from a fixed seed: a quick look, not the full evaluation.
     let report = block_on(evaluate_model(&loaded, 12, 0.8, 0, 20_000)).unwrap();
     println!("{report:#?}");
@@ -87,7 +87,7 @@ fn the_shipped_saes_load_and_reconstruct() {
     for entry in entries {
         let path = dir.join(entry["path"].as_str().unwrap());
         let host = SaeFiles::read_dir(&path).unwrap().parse().unwrap();
-        let hook = HookPoint::parse(&host.config.hook_name, loaded.model.config()).unwrap();
+        let hook = HookPoint::parse(&host.config.hook_name, loaded.model.dims()).unwrap();
         let sae = host.upload(loaded.model.device()).unwrap();
         let m = block_on(evaluate_sae(
             &loaded.model,
@@ -120,7 +120,7 @@ fn the_shipped_saes_load_and_reconstruct() {
     }
     assert_eq!(
         layers_with_topk.len(),
-        loaded.model.config().n_layer,
+        loaded.model.dims().n_layers,
         "one TopK SAE per layer"
     );
 }

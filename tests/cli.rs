@@ -87,7 +87,12 @@ fn forward_writes_logits_and_hooks_equal_to_the_reference() {
         names,
         ["blocks.0.hook_resid_pre", "blocks.1.hook_mlp_out", "logits"]
     );
-    let weights = tiny_checkpoint(&spec).parse().unwrap().weights;
+    let weights = tiny_checkpoint(&spec)
+        .parse()
+        .unwrap()
+        .weights
+        .into_gpt2()
+        .unwrap();
     let expected = common::reference::forward(&weights, &[5, 17, 200, 3]);
     for name in names {
         let view = file.tensor(name).unwrap();

@@ -8,7 +8,7 @@ use saeplay::backend::{block_on, read_f32};
 use saeplay::model::files::ModelFiles;
 use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};
 use saeplay::model::{
-    Gpt2, Gpt2Config, Gpt2Weights, HookPoint, Hooks, KvCache, LogitsFor, PatchOp,
+    Gpt2, Gpt2Config, Gpt2Weights, HookPoint, Hooks, KvCache, LogitsFor, Model, PatchOp,
 };
 
 fn ids(n: usize, salt: u32) -> Vec<u32> {
@@ -30,7 +30,7 @@ fn forward_matches_reference_with_and_without_key_prefix() {
             ..TinySpec::default()
         };
         let (files, loaded) = common::cpu_model(&spec);
-        let weights = files.parse().unwrap().weights;
+        let weights = files.parse().unwrap().weights.into_gpt2().unwrap();
         assert_matches_reference(&weights, &loaded.model, &ids(17, 1));
     }
 }
@@ -42,7 +42,7 @@ fn forward_matches_reference_for_other_shapes() {
     config.n_inner = Some(40);
     config.layer_norm_epsilon = 1e-6;
     let weights = Gpt2Weights::random(&config, 9);
-    let model = Gpt2::new(&weights, &saeplay::backend::cpu_device()).unwrap();
+    let model = Model::from(Gpt2::new(&weights, &saeplay::backend::cpu_device()).unwrap());
     assert_matches_reference(&weights, &model, &ids(40, 2));
     assert_matches_reference(&weights, &model, &[299]);
 }
@@ -84,8 +84,8 @@ fn batched_rows_equal_single_rows() {
         .unwrap();
     let batched_logits = read3(batched.logits);
     let batched_act = read3(batched.captured[0].1.clone());
-    let vocab = loaded.model.config().vocab_size;
-    let d = loaded.model.config().n_embd;
+    let vocab = loaded.model.dims().d_vocab;
+    let d = loaded.model.dims().d_model;
     for (r, row) in rows.iter().enumerate() {
         let single = loaded
             .model
@@ -107,7 +107,7 @@ fn batched_rows_equal_single_rows() {
 #[test]
 fn capture_returns_exactly_the_hooks_asked_for() {
     let (_, loaded) = common::cpu_model(&TinySpec::default());
-    let config = loaded.model.config().clone();
+    let config = loaded.model.dims().clone();
     let none = loaded
         .model
         .forward(&[ids(5, 0)], &Hooks::none(), LogitsFor::AllPositions)
@@ -141,7 +141,7 @@ fn capture_returns_exactly_the_hooks_asked_for() {
     }
     assert_eq!(
         output.activation(HookPoint::MlpPost(0)).unwrap().dims()[2],
-        4 * config.n_embd
+        4 * config.d_model
     );
 }
 
@@ -193,10 +193,10 @@ fn replacing_the_residual_stream_transplants_the_rest_of_the_forward() {
 #[test]
 fn adding_at_the_final_norm_shifts_logits_by_the_direct_computation() {
     let (files, loaded) = common::cpu_model(&TinySpec::default());
-    let weights = files.parse().unwrap().weights;
+    let weights = files.parse().unwrap().weights.into_gpt2().unwrap();
     let model = &loaded.model;
-    let d = model.config().n_embd;
-    let vocab = model.config().vocab_size;
+    let d = model.dims().d_model;
+    let vocab = model.dims().d_vocab;
     let delta: Vec<f32> = (0..d).map(|i| ((i as f32) * 0.37).sin()).collect();
     let delta_tensor = saeplay::backend::float_tensor(delta.clone(), [1, 1, d], model.device());
     let input = [ids(6, 2)];
@@ -274,7 +274,7 @@ fn cached_forward_in_chunks_equals_full_forward() {
     let (_, loaded) = common::cpu_model(&TinySpec::default());
     let model = &loaded.model;
     let sequence = ids(20, 5);
-    let vocab = model.config().vocab_size;
+    let vocab = model.dims().d_vocab;
     let full = read3(
         model
             .forward(
@@ -285,7 +285,7 @@ fn cached_forward_in_chunks_equals_full_forward() {
             .unwrap()
             .logits,
     );
-    let mut cache = KvCache::new(model.config().n_layer);
+    let mut cache = KvCache::new(model.dims().n_layers);
     let mut position = 0;
     for chunk in [7usize, 1, 1, 5, 6] {
         let piece = sequence[position..position + chunk].to_vec();
@@ -314,7 +314,7 @@ fn cached_forward_in_chunks_equals_full_forward() {
 fn steering_add_applies_during_cached_forward() {
     let (_, loaded) = common::cpu_model(&TinySpec::default());
     let model = &loaded.model;
-    let d = model.config().n_embd;
+    let d = model.dims().d_model;
     let delta = saeplay::backend::float_tensor(vec![0.5; d], [1, 1, d], model.device());
     let hooks = Hooks::none().with_patch(HookPoint::ResidPost(0), PatchOp::Add(delta));
     let sequence = ids(9, 8);
@@ -328,7 +328,7 @@ fn steering_add_applies_during_cached_forward() {
             .unwrap()
             .logits,
     );
-    let mut cache = KvCache::new(model.config().n_layer);
+    let mut cache = KvCache::new(model.dims().n_layers);
     model
         .forward_cached(
             &[sequence[..5].to_vec()],
@@ -366,8 +366,8 @@ fn wgpu_backend_agrees_with_cpu() {
     let device = saeplay::backend::native_device(saeplay::backend::BackendKind::Wgpu)
         .expect("a wgpu device (install Mesa's Vulkan driver: scripts/setup.sh)");
     let files = tiny_checkpoint(&TinySpec::default());
-    let weights = files.parse().unwrap().weights;
-    let model = Gpt2::new(&weights, &device).unwrap();
+    let weights = files.parse().unwrap().weights.into_gpt2().unwrap();
+    let model = Model::from(Gpt2::new(&weights, &device).unwrap());
     assert_matches_reference(&weights, &model, &ids(16, 6));
     let _ = ModelFiles::parse; // the same loader feeds both backends
 }

@@ -92,7 +92,7 @@ fn generation_stops_when_the_context_is_full_and_at_end_of_text() {
     assert_eq!(tokens.len(), 6);
 
     // Force end of text: a top-k of 1 on logits biased to <|endoftext|> through a steering patch.
-    let eos = loaded.model.config().eos_token_id.unwrap();
+    let eos = loaded.model.dims().eos_token_id.unwrap();
     let out = loaded
         .model
         .forward(&[vec![1]], &Hooks::none(), LogitsFor::LastPosition)

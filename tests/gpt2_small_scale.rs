@@ -23,16 +23,16 @@ const GPT2_SMALL: TinySpec = TinySpec::GPT2_SMALL;
 fn gpt2_small_shapes_with_a_24576_latent_sae() {
     let files = tiny_checkpoint(&GPT2_SMALL);
     assert!(
-        files.safetensors.len() > 490_000_000,
+        files.shards[0].len() > 490_000_000,
         "124M parameters in f32"
     );
     let host = files.parse().unwrap();
-    let c = host.config().clone();
+    let c = host.dims();
     assert_eq!(
-        (c.n_layer, c.n_embd, c.vocab_size, c.n_positions),
+        (c.n_layers, c.d_model, c.d_vocab, c.n_ctx),
         (12, 768, 50_257, 1024)
     );
-    assert_eq!(c.parameter_count(), 124_439_808);
+    assert_eq!(c.parameter_count, 124_439_808);
     let loaded = host.upload(&saeplay::backend::cpu_device()).unwrap();
     let model = &loaded.model;
     let device = model.device().clone();

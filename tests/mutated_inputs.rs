@@ -130,7 +130,7 @@ fn safetensors_files() {
         write_safetensors([("x", &[2usize, 3][..], &[1.0f32, 2., 3., 4., 5., 6.][..])].into_iter());
     survive(
         "safetensors",
-        &[small, files.safetensors.clone()],
+        &[small, files.shards[0].clone()],
         1,
         |bytes| read_f32_tensors(bytes).map(|_| ()),
     );
@@ -169,11 +169,11 @@ fn whole_models() {
     );
     survive(
         "model weights",
-        std::slice::from_ref(&files.safetensors),
+        std::slice::from_ref(&files.shards[0]),
         4,
         |bytes| {
             let mut f = files.clone();
-            f.safetensors = bytes.to_vec();
+            f.shards[0] = bytes.to_vec();
             f.parse().map(|_| ())
         },
     );

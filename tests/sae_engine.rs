@@ -874,7 +874,7 @@ fn metrics_equal_hand_computed_values() {
     let (_, loaded) = common::cpu_model(&TinySpec::default());
     let model = &loaded.model;
     let hook = HookPoint::ResidPre(1);
-    let d = model.config().n_embd;
+    let d = model.dims().d_model;
     let device = model.device().clone();
     let windows = TokenStream::new(
         loaded.tokenizer().unwrap(),
@@ -894,7 +894,7 @@ fn metrics_equal_hand_computed_values() {
     let ce_clean = host_cross_entropy(
         &block_on(read_f32(clean.logits)).unwrap(),
         &ids,
-        model.config().vocab_size,
+        model.dims().d_vocab,
     );
 
     // A perfect SAE: nothing lost.
@@ -961,7 +961,7 @@ fn interventions_change_the_activation_as_defined() {
     let (_, loaded) = common::cpu_model(&TinySpec::default());
     let model = &loaded.model;
     let hook = HookPoint::ResidMid(0);
-    let d = model.config().n_embd;
+    let d = model.dims().d_model;
     let sae = identity_sae(d, model.device(), &hook.to_string());
     let ids = vec![(0..12).map(|i| (i * 29 + 3) % 257).collect::<Vec<u32>>()];
     let capture = |hooks: Hooks| -> Vec<f32> {
@@ -1062,7 +1062,7 @@ fn feature_report_finds_examples_lens_neighbours_and_concepts() {
     let (_, loaded) = common::cpu_model(&TinySpec::default());
     let model = &loaded.model;
     let hook = HookPoint::ResidPre(1);
-    let d = model.config().n_embd;
+    let d = model.dims().d_model;
     let sae = identity_sae(d, model.device(), &hook.to_string());
     let windows = TokenStream::new(
         loaded.tokenizer().unwrap(),
@@ -1101,7 +1101,7 @@ fn feature_report_finds_examples_lens_neighbours_and_concepts() {
     assert_eq!(e.tokens.len(), e.token_ids.len());
     // Logit lens: row 2 of the unembedding.
     let unembed = read2(model.unembed().clone());
-    let vocab = model.config().vocab_size;
+    let vocab = model.dims().d_vocab;
     let row = &unembed[2 * vocab..3 * vocab];
     let best = (0..vocab)
         .max_by(|&a, &b| row[a].total_cmp(&row[b]))
@@ -1157,7 +1157,7 @@ fn the_store_serves_shuffled_real_tokens_without_special_ones() {
     )
     .unwrap();
     let batches = block_on(store.next_batch(200)).unwrap();
-    let d = model.config().n_embd;
+    let d = model.dims().d_model;
     assert_eq!(batches.len(), 2);
     assert_eq!(batches[0].len(), 200 * d);
     // hook_embed rows are rows of wte: find which token each is, and never the BOS token.
@@ -1165,7 +1165,7 @@ fn the_store_serves_shuffled_real_tokens_without_special_ones() {
     let bos = loaded.tokenizer().unwrap().id_of("<|endoftext|>").unwrap() as usize;
     let mut tokens = Vec::new();
     for row in batches[0].chunks(d) {
-        let id = (0..model.config().vocab_size)
+        let id = (0..model.dims().d_vocab)
             .find(|&t| wte[t * d..(t + 1) * d] == *row)
             .expect("every embed row is a token's embedding");
         assert_ne!(id, bos);
@@ -1396,7 +1396,7 @@ fn splicing_an_sae_replaces_the_activation_by_its_reconstruction() {
     let (_, loaded) = common::cpu_model(&TinySpec::default());
     let model = &loaded.model;
     let hook = HookPoint::ResidPost(0);
-    let d = model.config().n_embd;
+    let d = model.dims().d_model;
     let ids = vec![(0..10).map(|i| (i * 13 + 1) % 257).collect::<Vec<u32>>()];
     let logits = |hooks: Hooks| {
         read3(

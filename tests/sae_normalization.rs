@@ -258,7 +258,7 @@ fn steering_a_layer_norm_sae_moves_the_activation_as_decoding_would() {
     let (_, loaded) = common::cpu_model(&TinySpec::default());
     let model = &loaded.model;
     let hook = HookPoint::ResidMid(0);
-    let d = model.config().n_embd;
+    let d = model.dims().d_model;
     let m = 12;
     let mut c = config(Architecture::Standard, d, m);
     c.hook_name = hook.to_string();

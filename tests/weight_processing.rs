@@ -23,7 +23,12 @@ fn weights(seed: u64) -> Gpt2Weights {
         n_layer: 3,
         ..TinySpec::default()
     };
-    tiny_checkpoint(&spec).parse().unwrap().weights
+    tiny_checkpoint(&spec)
+        .parse()
+        .unwrap()
+        .weights
+        .into_gpt2()
+        .unwrap()
 }
 
 fn processed(weights: &Gpt2Weights, processing: WeightProcessing) -> Gpt2Weights {
@@ -201,7 +206,7 @@ fn the_engine_runs_processed_weights_like_the_reference() {
     let original = weights(10);
     let all = WeightProcessing::TRANSFORMER_LENS_DEFAULT;
     let weights = processed(&original, all);
-    let model = Gpt2::new(&weights, &cpu_device()).unwrap();
+    let model = saeplay::model::Model::from(Gpt2::new(&weights, &cpu_device()).unwrap());
     reference::assert_matches_reference(&weights, &model, &ids());
 }
 

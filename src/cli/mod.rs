@@ -78,7 +78,8 @@ fn parse_backend(text: &str) -> std::result::Result<BackendKind, String> {
 /// The model a command runs.
 #[derive(clap::Args)]
 pub struct ModelArgs {
-    /// A Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer.json); the
+    /// A GGUF file, or a Hugging Face directory (config.json, model.safetensors or its shards,
+    /// tokenizer.json) of GPT-2 or a Llama-family model (Llama, Qwen2, SmolLM2); the
     /// built-in model when left out (found through SAEPLAY_MODEL or beside the binary).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -134,7 +135,7 @@ impl ModelArgs {
                 processing.describe()
             )));
         }
-        ModelFiles::read_dir(&self.dir()?)?
+        ModelFiles::read_path(&self.dir()?)?
             .parse()?
             .process(processing)?
             .upload(&native_device(self.backend)?)

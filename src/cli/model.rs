@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use saeplay::backend::{block_on, float_tensor, read_f32};
 use saeplay::model::files::ModelFiles;
-use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};
+use saeplay::model::fixtures::{LlamaSpec, TinySpec, tiny_checkpoint, tiny_llama_checkpoint};
 use saeplay::model::readout::forward_tensors;
 use saeplay::model::{Generation, HookPoint, Hooks, LogitsFor, SamplingConfig, Step};
 use saeplay::sae::sae_hooks::SaeHookPoint;
@@ -93,6 +93,15 @@ pub struct MakeTestModelArgs {
     /// A named shape instead of the sizes above: gpt2-small (124M parameters, ~500 MB).
     #[arg(long)]
     pub preset: Option<String>,
+    /// gpt2, or llama (RMSNorm, rotary positions, SwiGLU, grouped-query attention).
+    #[arg(long, default_value = "gpt2")]
+    pub family: String,
+    /// Llama only: key/value heads (grouped-query attention); half the heads when left out.
+    #[arg(long)]
+    pub kv_heads: Option<usize>,
+    /// Llama only: the MLP width (default 3 x d_model).
+    #[arg(long)]
+    pub d_mlp: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -190,7 +199,7 @@ pub fn forward(args: ForwardArgs) -> Result<()> {
         }
         None => (model.load()?, None),
     };
-    let config = loaded.model.config();
+    let config = loaded.model.dims();
     let sae_hook = sae.as_ref().map(|s| s.config.hook_name.clone());
     let mut model_hooks = Vec::new();
     let mut sae_points = Vec::new();
@@ -260,7 +269,39 @@ pub fn make_test_model(args: MakeTestModelArgs) -> Result<()> {
         prefix,
         vocab_padding,
         preset,
+        family,
+        kv_heads,
+        d_mlp,
     } = args;
+    if family == "llama" {
+        if preset.is_some() {
+            return Err(SaeplayError::InvalidSetting(
+                "--preset names GPT-2 shapes; give a Llama's sizes with --layers, --d-model, --heads".into(),
+            ));
+        }
+        let spec = LlamaSpec {
+            layers,
+            d_model,
+            heads,
+            kv_heads: kv_heads.unwrap_or(if heads % 2 == 0 { heads / 2 } else { heads }),
+            d_mlp: d_mlp.unwrap_or(3 * d_model),
+            n_ctx: context,
+            vocab_padding,
+            tied: false,
+            qwen2: false,
+            seed,
+        };
+        let files = tiny_llama_checkpoint(&spec);
+        files.parse()?; // the generator must produce what the loader accepts
+        files.write_dir(&out)?;
+        eprintln!("wrote a random-weight Llama to {}", out.display());
+        return Ok(());
+    }
+    if family != "gpt2" {
+        return Err(SaeplayError::InvalidSetting(format!(
+            "unknown family `{family}`: use gpt2 or llama"
+        )));
+    }
     let spec = match preset.as_deref() {
         None => TinySpec {
             n_layer: layers,
@@ -290,34 +331,24 @@ pub fn make_test_model(args: MakeTestModelArgs) -> Result<()> {
 
 pub fn info(args: &ModelArgs) -> Result<()> {
     let dir = args.dir()?;
-    let host = ModelFiles::read_dir(&dir)?
+    let host = ModelFiles::read_path(&dir)?
         .parse()?
         .process(args.processing())?;
-    let c = host.config();
+    let c = host.dims();
     println!("model: {}", dir.display());
     println!("weight processing: {}", host.processing.describe());
+    println!("{}", c.describe());
     println!(
-        "n_layer {}  n_embd {}  n_head {}  d_head {}  d_mlp {}  n_positions {}  vocab {}  (tokenizer {})",
-        c.n_layer,
-        c.n_embd,
-        c.n_head,
-        c.d_head(),
-        c.d_mlp(),
-        c.n_positions,
-        c.vocab_size,
+        "tokenizer: {}",
         match host.tokenizer() {
-            Ok(tokenizer) => tokenizer.vocab_size().to_string(),
+            Ok(tokenizer) => format!("{} tokens", tokenizer.vocab_size()),
             Err(_) => "none: no tokenizer.json, token ids only".into(),
         }
     );
-    println!("parameters: {}", c.parameter_count());
-    println!(
-        "activation: {}  layer_norm_epsilon: {}",
-        c.activation_function, c.layer_norm_epsilon
-    );
+    println!("parameters: {}", c.parameter_count);
     println!("hook points ([pos, d]):");
-    for hook in HookPoint::all(c) {
-        println!("  {hook}  [pos, {}]", hook.width(c));
+    for hook in HookPoint::all(&c) {
+        println!("  {hook}  [pos, {}]", hook.width(&c));
     }
     Ok(())
 }
@@ -346,14 +377,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let (shapes, seconds) = (&args.shapes, args.seconds);
     let args = &args.model;
     let loaded = args.load()?;
-    let config = loaded.model.config().clone();
     println!(
-        "backend {}  model {}  (n_layer {}, n_embd {}, vocab {})",
+        "backend {}  model {}  ({})",
         args.backend.name(),
         args.dir()?.display(),
-        config.n_layer,
-        config.n_embd,
-        config.vocab_size
+        loaded.model.dims().describe()
     );
     println!(
         "{:>10} {:>12} {:>14} {:>12}",

@@ -76,7 +76,7 @@ pub struct CaptureArgs {
 
 pub fn capture(args: CaptureArgs) -> Result<()> {
     let loaded = args.model.load()?;
-    let hooks = HookPoint::parse_list(&args.hooks, loaded.model.config())?;
+    let hooks = HookPoint::parse_list(&args.hooks, loaded.model.dims())?;
     if hooks.is_empty() {
         return Err(SaeplayError::InvalidSetting(
             "name at least one hook".into(),
@@ -205,7 +205,7 @@ impl Reporter for PrintProgress {
 
 pub fn train_sae(args: TrainSaeArgs) -> Result<()> {
     let loaded = args.model.load()?;
-    let hook = HookPoint::parse(&args.hook, loaded.model.config())?;
+    let hook = HookPoint::parse(&args.hook, loaded.model.dims())?;
     let architecture = Architecture::parse(&args.architecture, Some(args.k))?;
     let config = SaeTrainingConfig {
         architecture,
@@ -226,7 +226,7 @@ pub fn train_sae(args: TrainSaeArgs) -> Result<()> {
     config.validate()?;
     let data = match &args.activations {
         Some(path) => {
-            let d_in = hook.width(loaded.model.config());
+            let d_in = hook.width(loaded.model.dims());
             TrainingData::Captured(read_captured(path, &hook.to_string(), d_in)?)
         }
         None => TrainingData::Stream,
@@ -331,9 +331,9 @@ pub fn load_model_and_sae(model: &ModelArgs, dir: &Path) -> Result<(LoadedModel,
 }
 
 fn upload_sae(host: &HostSae, loaded: &LoadedModel) -> Result<(Sae, HookPoint)> {
-    let hook = HookPoint::parse(&host.config.hook_name, loaded.model.config())?;
+    let hook = HookPoint::parse(&host.config.hook_name, loaded.model.dims())?;
     let sae = host.upload(loaded.model.device())?;
-    sae.check_fits(&hook.to_string(), hook.width(loaded.model.config()))?;
+    sae.check_fits(&hook.to_string(), hook.width(loaded.model.dims()))?;
     Ok((sae, hook))
 }
 

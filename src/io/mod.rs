@@ -1,4 +1,5 @@
-//! File formats shared by every layer: safetensors tensors and zip archives.
+//! File formats shared by every layer: safetensors tensors, llama.cpp's GGUF and zip archives.
 
+pub mod gguf;
 pub mod tensors;
 pub mod zip;

@@ -40,7 +40,7 @@ pub async fn evaluate_model(
 ) -> Result<ModelEvalReport> {
     use crate::model::{Generation, SamplingConfig};
     let model = &loaded.model;
-    let config = model.config();
+    let config = model.dims();
     let eos = loaded
         .tokenizer()?
         .id_of(END_OF_TEXT)
@@ -52,10 +52,7 @@ pub async fn evaluate_model(
         })?;
     let held_out = tinytales::stories(HELD_OUT_SEED, eval_bytes);
     let tokens = tokenize_stories(loaded.tokenizer()?, &held_out)?;
-    let length = config
-        .n_positions
-        .min(tokens.len().saturating_sub(2))
-        .max(1);
+    let length = config.n_ctx.min(tokens.len().saturating_sub(2)).max(1);
     let mut rng = SplitMix64::new(0xE7A1);
     let windows = (tokens.len() / length).clamp(1, 64);
     let mut total = 0.0;
@@ -72,7 +69,7 @@ pub async fn evaluate_model(
             top_k: None,
             top_p: None,
             seed: seed.wrapping_add(i as u64),
-            max_new_tokens: config.n_positions - 1,
+            max_new_tokens: config.n_ctx - 1,
         };
         let (produced, _) = Generation::new(model, &[eos], sampling, Hooks::none())?
             .run()

@@ -14,7 +14,7 @@ use crate::backend::{float_tensor, int_tensor, read_f32};
 use crate::error::{Result, SaeplayError};
 use crate::io::tensors::{HostTensor, read_f32_tensors, write_safetensors};
 use crate::model::{
-    Gpt2, Gpt2Config, Gpt2Params, Gpt2Weights, Hooks, LogitsFor, ParamTensor, upload_params,
+    Gpt2, Gpt2Config, Gpt2Params, Gpt2Weights, Hooks, LogitsFor, Model, ParamTensor, upload_params,
 };
 use crate::optim::checkpoint::{self, FIRST_MOMENT_PREFIX, SECOND_MOMENT_PREFIX, moment_key};
 use crate::optim::{Adam, LrSchedule, Moments, Schedule, clip_scale};
@@ -111,7 +111,7 @@ impl ModelTrainingConfig {
 }
 
 /// Mean next-token cross-entropy of `batch` (each row `n + 1` tokens: inputs then shifted targets).
-pub fn language_model_loss(model: &Gpt2, rows: &[Vec<u32>]) -> Result<Tensor<1>> {
+pub fn language_model_loss(model: &Model, rows: &[Vec<u32>]) -> Result<Tensor<1>> {
     let inputs: Vec<Vec<u32>> = rows.iter().map(|r| r[..r.len() - 1].to_vec()).collect();
     let targets: Vec<i64> = rows
         .iter()
@@ -214,7 +214,7 @@ impl ModelTrainer {
             self.config.n_positions,
             &mut self.rng,
         );
-        let loss = language_model_loss(&self.model()?, &rows)?;
+        let loss = language_model_loss(&Model::Gpt2(self.model()?), &rows)?;
         let grads = loss.backward();
         let loss_value = read_f32(loss.inner()).await?[0];
         if !loss_value.is_finite() {
@@ -316,7 +316,7 @@ impl ModelTrainer {
                 self.config.n_positions,
                 &mut rng,
             );
-            total += read_f32(language_model_loss(&model, &rows)?).await?[0];
+            total += read_f32(language_model_loss(&Model::Gpt2(model.clone()), &rows)?).await?[0];
         }
         Ok(total / self.config.eval_batches as f32)
     }

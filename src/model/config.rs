@@ -169,6 +169,23 @@ impl Gpt2Config {
         self.n_embd / self.n_head
     }
 
+    /// The shape everything above the forward sees.
+    pub fn dims(&self) -> crate::model::ModelDims {
+        crate::model::ModelDims {
+            family: crate::model::Family::Gpt2,
+            d_model: self.n_embd,
+            n_layers: self.n_layer,
+            n_ctx: self.n_positions,
+            d_vocab: self.vocab_size,
+            n_heads: self.n_head,
+            n_key_value_heads: self.n_head,
+            d_head: self.d_head(),
+            d_mlp: self.d_mlp(),
+            eos_token_id: self.eos_token_id,
+            parameter_count: self.parameter_count(),
+        }
+    }
+
     /// Number of parameters (tied unembedding counted once).
     pub fn parameter_count(&self) -> usize {
         let d = self.n_embd;

@@ -1,8 +1,8 @@
 //! Text generation with a key/value cache: greedy, temperature, top-k and top-p sampling from a
 //! seeded generator, so the same seed gives the same text on the same backend.
 
-use super::gpt2::{Gpt2, KvCache, LogitsFor};
 use super::hooks::Hooks;
+use super::transformer::{KvCache, LogitsFor, Model};
 use crate::backend::read_f32;
 use crate::error::{Result, SaeplayError};
 use crate::rng::SplitMix64;
@@ -130,7 +130,7 @@ pub enum Step {
 
 /// A generation in progress, one token per [`Generation::step`], so a page can stream it.
 pub struct Generation {
-    model: Gpt2,
+    model: Model,
     hooks: Hooks,
     config: SamplingConfig,
     rng: SplitMix64,
@@ -140,12 +140,17 @@ pub struct Generation {
 }
 
 impl Generation {
-    pub fn new(model: &Gpt2, prompt: &[u32], config: SamplingConfig, hooks: Hooks) -> Result<Self> {
+    pub fn new(
+        model: &Model,
+        prompt: &[u32],
+        config: SamplingConfig,
+        hooks: Hooks,
+    ) -> Result<Self> {
         config.validate()?;
         if prompt.is_empty() {
             return Err(SaeplayError::EmptyInput);
         }
-        let max = model.config().n_positions;
+        let max = model.dims().n_ctx;
         if prompt.len() > max {
             return Err(SaeplayError::TooLong {
                 len: prompt.len(),
@@ -154,7 +159,7 @@ impl Generation {
         }
         Ok(Self {
             rng: SplitMix64::new(config.seed),
-            cache: KvCache::new(model.config().n_layer),
+            cache: KvCache::new(model.dims().n_layers),
             model: model.clone(),
             hooks,
             config,
@@ -175,7 +180,7 @@ impl Generation {
         if self.pending.is_empty() {
             return Ok(Step::Done(StopReason::EndOfText));
         }
-        if self.cache.len() + self.pending.len() > self.model.config().n_positions {
+        if self.cache.len() + self.pending.len() > self.model.dims().n_ctx {
             return Ok(Step::Done(StopReason::ContextFull));
         }
         let input = vec![std::mem::take(&mut self.pending)];
@@ -188,7 +193,7 @@ impl Generation {
         let logits = read_f32(output.logits).await?;
         let token = sample(&logits, &self.config, &mut self.rng);
         self.produced.push(token);
-        if Some(token) != self.model.config().eos_token_id {
+        if Some(token) != self.model.dims().eos_token_id {
             self.pending.push(token);
         }
         Ok(Step::Token(token))

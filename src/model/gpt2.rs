@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 use burn::tensor::{Device, Tensor};
 
 use super::config::{Activation, Gpt2Config};
-use super::hooks::{HookContext, HookPoint, Hooks, PatchOp};
+use super::dims::ModelDims;
+use super::hooks::{HookPoint, Hooks};
 use super::processing::{LM_HEAD_BIAS, LM_HEAD_WEIGHT};
+use super::transformer::{
+    ForwardOutput, HookRun, KvCache, LogitsFor, causal_mask, check_ids, check_patches,
+};
 use super::weights::Gpt2Weights;
 use crate::backend::{float_tensor, int_tensor};
 use crate::error::{Result, SaeplayError};
-
-/// Additive mask for future positions; exp() of it is exactly 0 in f32.
-const MASKED: f32 = -1.0e9;
 
 #[derive(Clone, Debug)]
 struct LayerNorm {
@@ -48,58 +49,11 @@ struct Block {
     mlp_proj: Linear,
 }
 
-/// Keys and values of the positions seen so far, per layer: `[batch, head, pos, d_head]`.
-#[derive(Clone, Debug, Default)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
-    len: usize,
-}
-
-impl KvCache {
-    pub fn new(n_layer: usize) -> Self {
-        Self {
-            layers: vec![None; n_layer],
-            len: 0,
-        }
-    }
-
-    /// Number of positions cached.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-/// Which positions get logits: all (analysis) or the last only (generation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogitsFor {
-    AllPositions,
-    LastPosition,
-}
-
-pub struct ForwardOutput {
-    /// `[batch, pos, vocab]`, or `[batch, 1, vocab]` with [`LogitsFor::LastPosition`].
-    pub logits: Tensor<3>,
-    /// Captured activations in the order the forward reached them, each `[batch, pos, d]`.
-    pub captured: Vec<(HookPoint, Tensor<3>)>,
-}
-
-impl ForwardOutput {
-    pub fn activation(&self, hook: HookPoint) -> Option<&Tensor<3>> {
-        self.captured
-            .iter()
-            .find(|(h, _)| *h == hook)
-            .map(|(_, t)| t)
-    }
-}
-
 /// GPT-2 with weights on one device. Cloning is cheap (tensors are shared handles).
 #[derive(Clone, Debug)]
 pub struct Gpt2 {
     config: Gpt2Config,
+    dims: ModelDims,
     activation: Activation,
     device: Device,
     wte: Tensor<2>,                  // [vocab, d]
@@ -223,12 +177,17 @@ impl Gpt2 {
             unembed_bias,
             blocks,
             ln_f: ln("ln_f")?,
+            dims: config.dims(),
             config: config.clone(),
         })
     }
 
     pub fn config(&self) -> &Gpt2Config {
         &self.config
+    }
+
+    pub fn dims(&self) -> &ModelDims {
+        &self.dims
     }
 
     pub fn device(&self) -> &Device {
@@ -239,36 +198,6 @@ impl Gpt2 {
     /// style analyses.
     pub fn unembed(&self) -> &Tensor<2> {
         &self.unembed
-    }
-
-    /// Check a batch of token ids and upload it: `[batch, pos]`.
-    fn check_ids(&self, batch: &[Vec<u32>], offset: usize) -> Result<(usize, usize, Vec<i64>)> {
-        let seq = batch.first().map(Vec::len).unwrap_or(0);
-        if seq == 0 {
-            return Err(SaeplayError::EmptyInput);
-        }
-        if batch.iter().any(|row| row.len() != seq) {
-            return Err(SaeplayError::InvalidSetting(
-                "every sequence in a batch must have the same length".into(),
-            ));
-        }
-        if offset + seq > self.config.n_positions {
-            return Err(SaeplayError::TooLong {
-                len: offset + seq,
-                max: self.config.n_positions,
-            });
-        }
-        let mut flat = Vec::with_capacity(batch.len() * seq);
-        for &id in batch.iter().flatten() {
-            if id as usize >= self.config.vocab_size {
-                return Err(SaeplayError::TokenOutOfRange {
-                    id,
-                    vocab: self.config.vocab_size,
-                });
-            }
-            flat.push(i64::from(id));
-        }
-        Ok((batch.len(), seq, flat))
     }
 
     /// A full forward pass with no cache.
@@ -290,18 +219,12 @@ impl Gpt2 {
         hooks: &Hooks,
         logits_for: LogitsFor,
     ) -> Result<ForwardOutput> {
-        if cache.layers.len() != self.config.n_layer {
-            *cache = KvCache::new(self.config.n_layer);
-        }
+        cache.fit(self.config.n_layer);
         let offset = cache.len;
-        let (b, t, flat) = self.check_ids(batch, offset)?;
-        self.check_patches(hooks, b, offset + t)?;
+        let (b, t, flat) = check_ids(&self.dims, batch, offset)?;
+        check_patches(&self.dims, hooks, b, offset + t)?;
         let d = self.config.n_embd;
-        let mut run = HookRun {
-            hooks,
-            offset,
-            captured: Vec::new(),
-        };
+        let mut run = HookRun::new(hooks, offset);
 
         let ids = int_tensor(flat, [b * t], &self.device);
         let embed = self.wte.clone().select(0, ids).reshape([b, t, d]);
@@ -404,7 +327,6 @@ impl Gpt2 {
             None => (k_new, v_new),
         };
         let total = keys.dims()[2];
-        let offset = total - t;
 
         let mut scale = 1.0;
         if self.config.scale_attn_weights {
@@ -414,11 +336,8 @@ impl Gpt2 {
             scale /= (layer + 1) as f64;
         }
         let mut scores = q.matmul(keys.clone().swap_dims(2, 3)) * scale; // [b, head, t, total]
-        if t > 1 {
-            let mask: Vec<f32> = (0..t)
-                .flat_map(|i| (0..total).map(move |j| if j > offset + i { MASKED } else { 0.0 }))
-                .collect();
-            scores = scores + float_tensor(mask, [1, 1, t, total], &self.device);
+        if let Some(mask) = causal_mask(t, total, &self.device) {
+            scores = scores + mask;
         }
         let pattern = softmax(scores, 3);
         let z = pattern
@@ -426,74 +345,5 @@ impl Gpt2 {
             .swap_dims(1, 2)
             .reshape([b, t, d]);
         (z, keys, values)
-    }
-
-    fn check_patches(&self, hooks: &Hooks, batch: usize, end: usize) -> Result<()> {
-        for patch in &hooks.patches {
-            let width = patch.hook.width(&self.config);
-            let (tensor, broadcast_ok) = match &patch.op {
-                PatchOp::Replace(t) => (t, false),
-                PatchOp::Add(t) => (t, true),
-                PatchOp::Map(_) => continue,
-            };
-            let [pb, pt, pd] = tensor.dims();
-            let broadcast = broadcast_ok && pb == 1 && pt == 1 && pd == width;
-            if !(broadcast || (pb == batch && pt >= end && pd == width)) {
-                return Err(SaeplayError::PatchShape {
-                    hook: patch.hook.to_string(),
-                    expected: vec![batch, end, width],
-                    found: vec![pb, pt, pd],
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The hook bookkeeping of one forward call.
-struct HookRun<'a> {
-    hooks: &'a Hooks,
-    offset: usize,
-    captured: Vec<(HookPoint, Tensor<3>)>,
-}
-
-impl HookRun<'_> {
-    /// Apply the patches at `hook` in order, then capture the value that flows on.
-    fn site(&mut self, hook: HookPoint, mut x: Tensor<3>) -> Result<Tensor<3>> {
-        if self.hooks.is_empty() {
-            return Ok(x);
-        }
-        for patch in self.hooks.patches.iter().filter(|p| p.hook == hook) {
-            let [b, t, d] = x.dims();
-            let window = |tensor: &Tensor<3>| {
-                tensor
-                    .clone()
-                    .slice([0..b, self.offset..self.offset + t, 0..d])
-            };
-            x = match &patch.op {
-                PatchOp::Replace(values) => window(values),
-                PatchOp::Add(delta) if delta.dims()[..2] == [1, 1] => x + delta.clone(),
-                PatchOp::Add(delta) => x + window(delta),
-                PatchOp::Map(function) => {
-                    let context = HookContext {
-                        hook,
-                        position_offset: self.offset,
-                    };
-                    let y = function.apply(x, context);
-                    if y.dims() != [b, t, d] {
-                        return Err(SaeplayError::PatchShape {
-                            hook: hook.to_string(),
-                            expected: vec![b, t, d],
-                            found: y.dims().to_vec(),
-                        });
-                    }
-                    y
-                }
-            };
-        }
-        if self.hooks.capture.contains(&hook) {
-            self.captured.push((hook, x.clone()));
-        }
-        Ok(x)
     }
 }

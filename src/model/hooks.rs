@@ -9,14 +9,14 @@ use std::sync::Arc;
 
 use burn::tensor::Tensor;
 
-use super::config::Gpt2Config;
+use super::dims::ModelDims;
 use crate::error::{Result, SaeplayError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HookPoint {
-    /// Token embeddings `wte[ids]`.
+    /// Token embeddings `wte[ids]` (`embed_tokens[ids]` in Llama).
     Embed,
-    /// Position embeddings `wpe[pos]`.
+    /// Position embeddings `wpe[pos]` (GPT-2 only: rotary models have none).
     PosEmbed,
     /// Residual stream entering block l (= Hugging Face `hidden_states[l]`).
     ResidPre(usize),
@@ -26,7 +26,7 @@ pub enum HookPoint {
     AttnOut(usize),
     /// Residual stream between attention and MLP.
     ResidMid(usize),
-    /// MLP neurons after the non-linearity, width d_mlp.
+    /// MLP neurons after the non-linearity (Llama: `act(gate) * up`), width d_mlp.
     MlpPost(usize),
     /// Output of the MLP sub-layer.
     MlpOut(usize),
@@ -38,9 +38,12 @@ pub enum HookPoint {
 
 impl HookPoint {
     /// All hook points of a model, in the order a forward pass reaches them.
-    pub fn all(config: &Gpt2Config) -> Vec<HookPoint> {
-        let mut hooks = vec![HookPoint::Embed, HookPoint::PosEmbed];
-        for l in 0..config.n_layer {
+    pub fn all(dims: &ModelDims) -> Vec<HookPoint> {
+        let mut hooks = vec![HookPoint::Embed];
+        if dims.has_pos_embed() {
+            hooks.push(HookPoint::PosEmbed);
+        }
+        for l in 0..dims.n_layers {
             hooks.extend([
                 HookPoint::ResidPre(l),
                 HookPoint::AttnZ(l),
@@ -56,18 +59,18 @@ impl HookPoint {
     }
 
     /// Parse a TransformerLens name, checking the layer exists in this model.
-    pub fn parse(name: &str, config: &Gpt2Config) -> Result<Self> {
+    pub fn parse(name: &str, dims: &ModelDims) -> Result<Self> {
         let unknown = || SaeplayError::UnknownHook {
             name: name.to_string(),
             examples: format!(
                 "hook_embed, blocks.0.hook_resid_pre, blocks.{}.hook_resid_post, ln_final.hook_normalized (run `saeplay info` for all)",
-                config.n_layer - 1
+                dims.n_layers.saturating_sub(1)
             ),
         };
         let trimmed = name.trim();
         let hook = match trimmed {
             "hook_embed" => HookPoint::Embed,
-            "hook_pos_embed" => HookPoint::PosEmbed,
+            "hook_pos_embed" if dims.has_pos_embed() => HookPoint::PosEmbed,
             "ln_final.hook_normalized" => HookPoint::LnFinalNormalized,
             _ => {
                 let rest = trimmed.strip_prefix("blocks.").ok_or_else(unknown)?;
@@ -77,7 +80,7 @@ impl HookPoint {
                     return Err(unknown());
                 }
                 let l: usize = layer.parse().map_err(|_| unknown())?;
-                if l >= config.n_layer {
+                if l >= dims.n_layers {
                     return Err(unknown());
                 }
                 match site {
@@ -96,19 +99,20 @@ impl HookPoint {
     }
 
     /// Parse a comma-separated list of names.
-    pub fn parse_list(names: &str, config: &Gpt2Config) -> Result<Vec<Self>> {
+    pub fn parse_list(names: &str, dims: &ModelDims) -> Result<Vec<Self>> {
         names
             .split(',')
             .filter(|name| !name.trim().is_empty())
-            .map(|name| Self::parse(name, config))
+            .map(|name| Self::parse(name, dims))
             .collect()
     }
 
     /// The last dimension of the activation at this hook.
-    pub fn width(self, config: &Gpt2Config) -> usize {
+    pub fn width(self, dims: &ModelDims) -> usize {
         match self {
-            HookPoint::MlpPost(_) => config.d_mlp(),
-            _ => config.n_embd,
+            HookPoint::MlpPost(_) => dims.d_mlp,
+            HookPoint::AttnZ(_) => dims.n_heads * dims.d_head,
+            _ => dims.d_model,
         }
     }
 

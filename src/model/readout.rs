@@ -2,7 +2,7 @@
 
 use crate::backend::read_f32;
 use crate::error::Result;
-use crate::model::{Gpt2, HookPoint, Hooks, LogitsFor};
+use crate::model::{HookPoint, Hooks, LogitsFor, Model};
 
 /// One candidate next token.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -51,7 +51,7 @@ impl NamedTensors {
 
 /// Run one sequence and read back `logits` `[T, vocab]` and each hook `[T, d]`, named as the hook.
 pub async fn forward_tensors(
-    model: &Gpt2,
+    model: &Model,
     ids: &[u32],
     hooks: &[HookPoint],
 ) -> Result<NamedTensors> {
@@ -63,7 +63,7 @@ pub async fn forward_tensors(
     let t = ids.len();
     let mut tensors = vec![(
         "logits".to_string(),
-        vec![t, model.config().vocab_size],
+        vec![t, model.dims().d_vocab],
         read_f32(output.logits).await?,
     )];
     for (hook, activation) in output.captured {

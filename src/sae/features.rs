@@ -20,7 +20,7 @@ use super::stats::{
 use super::store::Window;
 use crate::backend::read_f32;
 use crate::error::{Result, SaeplayError};
-use crate::model::{Gpt2, HookPoint, Hooks, LogitsFor};
+use crate::model::{HookPoint, Hooks, LogitsFor, Model};
 use crate::tinytales::Concept;
 use crate::tokenizer::TextTokenizer;
 
@@ -189,13 +189,13 @@ fn concept_scores(
 
 /// Run the model over `windows` and keep the SAE's activations on every token.
 pub async fn scan(
-    model: &Gpt2,
+    model: &Model,
     sae: &Sae,
     hook: HookPoint,
     windows: &[Window],
     batch_windows: usize,
 ) -> Result<Scan> {
-    sae.check_fits(&hook.to_string(), hook.width(model.config()))?;
+    sae.check_fits(&hook.to_string(), hook.width(model.dims()))?;
     let d = sae.config.d_in;
     let d_sae = sae.config.d_sae;
     let window_len = windows.first().map_or(0, |w| w.ids.len());
@@ -286,12 +286,12 @@ const LENS_BLOCK_VALUES: usize = 16 << 20;
 /// The logit lens of each feature in `features`: the `k` tokens `W_dec[i] @ W_U` promotes most and
 /// suppresses most, computed in blocks of rows.
 pub async fn logit_lens(
-    model: &Gpt2,
+    model: &Model,
     sae: &Sae,
     features: &[usize],
     k: usize,
 ) -> Result<Vec<(Vec<(usize, f32)>, Vec<(usize, f32)>)>> {
-    let vocab = model.config().vocab_size;
+    let vocab = model.dims().d_vocab;
     let rows_per_block = (LENS_BLOCK_VALUES / vocab.max(1)).max(1);
     let w_dec = sae.param(W_DEC);
     let mut out = Vec::with_capacity(features.len());
@@ -392,7 +392,7 @@ pub fn feature_overview(
 
 /// Full cards for `features`: examples, histogram, logit lens and nearest features.
 pub async fn feature_cards(
-    model: &Gpt2,
+    model: &Model,
     tokenizer: &TextTokenizer,
     sae: &Sae,
     scan: &Scan,
@@ -473,7 +473,7 @@ pub async fn feature_cards(
 
 /// Summarise a scan into feature data for `features` (all when `None`).
 pub async fn feature_report(
-    model: &Gpt2,
+    model: &Model,
     tokenizer: &TextTokenizer,
     sae: &Sae,
     scan: &Scan,

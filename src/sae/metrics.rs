@@ -25,7 +25,7 @@ use super::stats::{FeatureStatsAccumulator, Histogram, log10_density_histogram};
 use super::store::Window;
 use crate::backend::{float_tensor, int_tensor, read_f32};
 use crate::error::Result;
-use crate::model::{Gpt2, HookContext, HookPoint, Hooks, LogitsFor, PatchOp};
+use crate::model::{HookContext, HookPoint, Hooks, LogitsFor, Model, PatchOp};
 
 /// JSON has no NaN: serde_json writes it as `null`, and this reads `null` back as NaN, so a
 /// metric that could not be computed does not make the whole file unreadable.
@@ -113,14 +113,14 @@ fn next_token_log_probs(logits: Tensor<3>) -> Tensor<2> {
 /// Evaluate `sae` at its hook over held-out `windows` (all the same length), `batch_windows` at
 /// a time. `skip_special` leaves positions holding `special_id` out, as in training.
 pub async fn evaluate_sae(
-    model: &Gpt2,
+    model: &Model,
     sae: &Sae,
     hook: HookPoint,
     windows: &[Window],
     batch_windows: usize,
     special_id: Option<u32>,
 ) -> Result<SaeMetrics> {
-    sae.check_fits(&hook.to_string(), hook.width(model.config()))?;
+    sae.check_fits(&hook.to_string(), hook.width(model.dims()))?;
     let device = model.device().clone();
     let d = sae.config.d_in;
     let d_sae = sae.config.d_sae;

@@ -137,7 +137,7 @@ pub async fn realise_corpus(
     let tokenizer = loaded.tokenizer()?;
     let bos = TokenStream::new(tokenizer, Corpus::Text { text: "a".into() }, 2)?.bos();
     let length = context
-        .min(loaded.model.config().n_positions)
+        .min(loaded.model.dims().n_ctx)
         .saturating_sub(1)
         .max(1);
     let mut text = String::new();
@@ -317,8 +317,8 @@ pub async fn train_sae(
     reporter: &dyn Reporter,
 ) -> Result<Option<TrainedSae>> {
     config.validate()?;
-    let hook = HookPoint::parse(&config.hook_name, loaded.model.config())?;
-    let d_in = hook.width(loaded.model.config());
+    let hook = HookPoint::parse(&config.hook_name, loaded.model.dims())?;
+    let d_in = hook.width(loaded.model.dims());
     // Text the model writes is sampled first; the recipe keeps saying where it came from.
     let on_phase = |text: String| reporter.phase(text, 0.0);
     let train_corpus = realise_corpus(
@@ -447,7 +447,7 @@ async fn scan_windows_of(
     corpus: &Corpus,
     on_phase: &dyn Fn(String),
 ) -> Result<(Vec<Window>, Corpus)> {
-    let n = scan_windows(loaded.model.config().parameter_count());
+    let n = scan_windows(loaded.model.dims().parameter_count);
     let held_out = realise_corpus(
         loaded,
         &held_out_corpus(corpus),
@@ -471,7 +471,7 @@ pub async fn evaluate_job(
     windows_per_forward: usize,
     on_phase: &dyn Fn(String),
 ) -> Result<SaeMetrics> {
-    let n = scan_windows(loaded.model.config().parameter_count());
+    let n = scan_windows(loaded.model.dims().parameter_count);
     on_phase(format!(
         "Evaluating on {n} held-out windows of {SCAN_CONTEXT} tokens: clean, spliced and zero-ablated forwards…"
     ));

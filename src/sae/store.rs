@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::read_f32;
 use crate::error::{Result, SaeplayError};
-use crate::model::{Gpt2, HookPoint, Hooks, LogitsFor};
+use crate::model::{HookPoint, Hooks, LogitsFor, Model};
 use crate::rng::SplitMix64;
 use crate::tinytales::{ConceptSet, StoryGenerator};
 use crate::tokenizer::END_OF_TEXT;
@@ -182,7 +182,7 @@ impl Default for StoreConfig {
 
 /// Serves shuffled batches of activations at one or more hook points.
 pub struct ActivationStore {
-    model: Gpt2,
+    model: Model,
     hooks: Vec<HookPoint>,
     widths: Vec<usize>,
     stream: TokenStream,
@@ -195,7 +195,7 @@ pub struct ActivationStore {
 
 impl ActivationStore {
     pub fn new(
-        model: &Gpt2,
+        model: &Model,
         tokenizer: &TextTokenizer,
         corpus: Corpus,
         hooks: &[HookPoint],
@@ -206,7 +206,7 @@ impl ActivationStore {
                 "choose at least one hook point to capture".into(),
             ));
         }
-        let max = model.config().n_positions;
+        let max = model.dims().n_ctx;
         if config.context > max {
             return Err(SaeplayError::TooLong {
                 len: config.context,
@@ -221,7 +221,7 @@ impl ActivationStore {
         let stream = TokenStream::new(tokenizer, corpus, config.context)?;
         Ok(Self {
             model: model.clone(),
-            widths: hooks.iter().map(|h| h.width(model.config())).collect(),
+            widths: hooks.iter().map(|h| h.width(model.dims())).collect(),
             hooks: hooks.to_vec(),
             stream,
             rng: SplitMix64::new(config.seed ^ 0x5707_E5A1),

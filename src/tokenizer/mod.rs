@@ -2,6 +2,7 @@
 //! no filesystem). Offsets are byte ranges into the encoded text, kept so that views can shade
 //! text token by token.
 
+pub mod gguf;
 pub mod train;
 
 pub use train::train_tokenizer;

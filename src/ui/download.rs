@@ -6,8 +6,12 @@ pub const HF_ENDPOINT: &str = "https://huggingface.co";
 
 /// A Hub repository id as a link may carry it: `gpt2` or `owner/name`, each part letters,
 /// digits, `-`, `_` and `.` (not starting with `.`), as the Hub allows.
+/// A GGUF file in a repository is named after it: `owner/name/file.gguf`.
 pub fn is_hub_repo(text: &str) -> bool {
-    let parts: Vec<&str> = text.split('/').collect();
+    let mut parts: Vec<&str> = text.split('/').collect();
+    if parts.len() == 3 && is_gguf_url(parts[2]) {
+        parts.pop();
+    }
     (1..=2).contains(&parts.len())
         && parts.iter().all(|p| {
             !p.is_empty()
@@ -18,9 +22,21 @@ pub fn is_hub_repo(text: &str) -> bool {
         })
 }
 
-/// The directory URL of a Hub repository's main branch.
+/// The directory URL of a Hub repository's main branch (the file's URL for `owner/name/file.gguf`).
 pub fn hub_model_url(endpoint: &str, repo: &str) -> String {
-    format!("{}/{repo}/resolve/main/", endpoint.trim_end_matches('/'))
+    let endpoint = endpoint.trim_end_matches('/');
+    match repo.rsplit_once('/') {
+        Some((repo, file)) if is_gguf_url(file) && repo.contains('/') => {
+            format!("{endpoint}/{repo}/resolve/main/{file}")
+        }
+        _ => format!("{endpoint}/{repo}/resolve/main/"),
+    }
+}
+
+/// Whether a model address is one GGUF file rather than a directory of Hugging Face files.
+pub fn is_gguf_url(url: &str) -> bool {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    path.len() > 5 && path[path.len() - 5..].eq_ignore_ascii_case(".gguf")
 }
 
 /// Where a model opened from files is kept, under the page's own address, in the download

@@ -57,10 +57,11 @@ impl View {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSource {
     Builtin,
-    /// A directory URL holding config.json, model.safetensors and tokenizer.json; fetched only
-    /// after the person agrees.
+    /// A directory URL holding config.json, model.safetensors and tokenizer.json, or a `.gguf`
+    /// file's URL; fetched only after the person agrees.
     Url(String),
-    /// A Hugging Face Hub repository, `hf:REPO` in a link (`hf:openai-community/gpt2`).
+    /// A Hugging Face Hub repository, `hf:REPO` in a link (`hf:openai-community/gpt2`), or a GGUF
+    /// file in one (`hf:owner/name/file.gguf`).
     Hub(String),
     /// A model opened from files in this browser, kept in its download cache: `local:ID`.
     Local(String),
@@ -71,7 +72,9 @@ impl ModelSource {
     pub fn base_url(&self, hf_endpoint: &str) -> Option<String> {
         match self {
             ModelSource::Builtin => None,
-            ModelSource::Url(url) if url.ends_with('/') => Some(url.clone()),
+            ModelSource::Url(url) if url.ends_with('/') || super::download::is_gguf_url(url) => {
+                Some(url.clone())
+            }
             ModelSource::Url(url) => Some(format!("{url}/")),
             ModelSource::Hub(repo) => Some(super::download::hub_model_url(hf_endpoint, repo)),
             ModelSource::Local(id) => Some(super::download::local_model_path(id)),

@@ -30,7 +30,7 @@ pub(super) fn install(app: &Rc<App>, decision: &BackendDecision) {
     };
     let loaded = model();
     let info = Object::new();
-    let config = loaded.model.config();
+    let config = loaded.model.dims();
     for (key, value) in [
         (
             "backend",
@@ -42,10 +42,11 @@ pub(super) fn install(app: &Rc<App>, decision: &BackendDecision) {
         ),
         ("adapter", JsValue::from_str(&decision.label)),
         ("reason", JsValue::from_str(&decision.reason)),
-        ("vocab", JsValue::from_f64(config.vocab_size as f64)),
-        ("nPositions", JsValue::from_f64(config.n_positions as f64)),
-        ("nLayer", JsValue::from_f64(config.n_layer as f64)),
-        ("dModel", JsValue::from_f64(config.n_embd as f64)),
+        ("vocab", JsValue::from_f64(config.d_vocab as f64)),
+        ("nPositions", JsValue::from_f64(config.n_ctx as f64)),
+        ("nLayer", JsValue::from_f64(config.n_layers as f64)),
+        ("family", JsValue::from_str(config.family.name())),
+        ("dModel", JsValue::from_f64(config.d_model as f64)),
     ] {
         Reflect::set(&info, &key.into(), &value).ok();
     }
@@ -260,8 +261,8 @@ async fn train_sae_in_page(
     }
 
     let architecture = Architecture::parse(&options.architecture, Some(options.k))?;
-    let hook = HookPoint::parse(&options.hook, loaded.model.config())?;
-    let d_in = hook.width(loaded.model.config());
+    let hook = HookPoint::parse(&options.hook, loaded.model.dims())?;
+    let d_in = hook.width(loaded.model.dims());
     let sparsity = options
         .sparsity
         .unwrap_or(architecture.default_sparsity_coefficient());

@@ -197,7 +197,7 @@ impl App {
 
     fn hook_names(&self) -> Vec<String> {
         self.model.borrow().as_ref().map_or_else(Vec::new, |m| {
-            HookPoint::all(m.model.config())
+            HookPoint::all(m.model.dims())
                 .into_iter()
                 .map(|h| h.to_string())
                 .collect()

@@ -97,7 +97,6 @@ impl App {
 
     /// A sentence for the status line: the model's shape and where it came from.
     pub(crate) fn describe_model(&self, loaded: &LoadedModel) -> String {
-        let c = loaded.model.config();
         let base = self.model_base.borrow();
         let from = if *base == BUILTIN_MODEL {
             "the built-in TinyTales model".to_string()
@@ -106,10 +105,7 @@ impl App {
         } else {
             base.clone()
         };
-        format!(
-            "Model: {from}; {} layers, d_model {}, {} heads, context {}, vocabulary {}.",
-            c.n_layer, c.n_embd, c.n_head, c.n_positions, c.vocab_size
-        )
+        format!("Model: {from}; {}.", loaded.model.dims().describe())
     }
 
     /// Run the model with `processing`: reload it (from the download cache) when what is in
@@ -255,11 +251,21 @@ impl App {
         let result = async {
             let model = ModelFiles::from_named_files(files).map_err(|e| e.to_string())?;
             // Checked here first, so a bad file is refused before the page moves.
-            model.parse().map_err(|e| e.to_string())?;
-            if model.tokenizer_json.is_none() {
+            let host = model.parse().map_err(|e| e.to_string())?;
+            if !host.has_tokenizer() {
                 return Err(
                     "tokenizer.json is missing: the page reads and writes text, so it needs the \
                             model's tokenizer too (add the tokenizer.json of its family)"
+                        .to_string(),
+                );
+            }
+            drop(host);
+            if let ModelFiles::HuggingFace(files) = &model
+                && files.shards.len() > 1
+            {
+                return Err(
+                    "this checkpoint is sharded (model-…-of-….safetensors): the page opens models \
+                     in one model.safetensors or one .gguf file; the CLI reads sharded ones"
                         .to_string(),
                 );
             }

@@ -8,9 +8,9 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
 use crate::model::WeightProcessing;
-use crate::model::files::{LoadedModel, ModelFiles};
+use crate::model::files::{GGUF_FILE, HfFiles, LoadedModel, ModelFiles};
 use crate::ui::AdapterInfo;
-use crate::ui::download::{DownloadProgress, is_local_model};
+use crate::ui::download::{DownloadProgress, is_gguf_url, is_local_model};
 use crate::web::download::{cached, fetch_cached};
 
 pub(crate) fn window() -> web_sys::Window {
@@ -110,7 +110,8 @@ pub(crate) async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     Ok(Uint8Array::new(&buffer).to_vec())
 }
 
-/// The model's three files from `base` (the page's own directory, or another site's through
+/// The model's files from `base` (a directory holding the Hugging Face files, or a `.gguf` file's
+/// URL; the page's own, or another site's through
 /// the download cache with `progress`), checked, processed as TransformerLens would with
 /// `processing`, and uploaded to `device`.
 pub(crate) async fn load_model(
@@ -138,12 +139,25 @@ pub(crate) async fn load_model(
             }
         }
     };
-    let files = ModelFiles {
-        config_json: fetch("config.json").await?,
-        tokenizer_json: Some(fetch("tokenizer.json").await.map_err(|e| {
-            format!("{e}; the page needs the model's tokenizer.json to read and write text")
-        })?),
-        safetensors: fetch("model.safetensors").await?,
+    let gguf_url = format!("{base}{GGUF_FILE}");
+    let files = if is_gguf_url(&base) {
+        let name = base.rsplit('/').next().unwrap_or("model.gguf").to_string();
+        let bytes = if is_same_origin(&base) {
+            fetch_bytes(&base).await?
+        } else {
+            fetch_cached(&base, &name, progress).await?
+        };
+        ModelFiles::Gguf(bytes)
+    } else if let Some(bytes) = if local { cached(&gguf_url).await } else { None } {
+        ModelFiles::Gguf(bytes)
+    } else {
+        ModelFiles::HuggingFace(HfFiles {
+            config_json: fetch("config.json").await?,
+            tokenizer_json: Some(fetch("tokenizer.json").await.map_err(|e| {
+                format!("{e}; the page needs the model's tokenizer.json to read and write text")
+            })?),
+            shards: vec![fetch("model.safetensors").await?],
+        })
     };
     let host = files.parse().map_err(|e| e.to_string())?;
     drop(files); // the file's bytes are not needed once parsed: a tab's memory is tight

@@ -56,9 +56,9 @@ impl App {
     ) -> crate::Result<()> {
         let loaded = self.loaded()?;
         let host = files.parse()?;
-        let hook = HookPoint::parse(&host.config.hook_name, loaded.model.config())?;
+        let hook = HookPoint::parse(&host.config.hook_name, loaded.model.dims())?;
         let sae = host.upload(loaded.model.device())?;
-        sae.check_fits(&hook.to_string(), hook.width(loaded.model.config()))?;
+        sae.check_fits(&hook.to_string(), hook.width(loaded.model.dims()))?;
         let provenance = host.provenance.clone();
         let summary = provenance
             .metrics

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use saeplay::backend::{block_on, read_f32};
 use saeplay::io::tensors::HostTensor;
-use saeplay::model::{Gpt2, Gpt2Weights, HookPoint, Hooks, LogitsFor};
+use saeplay::model::{Gpt2Weights, HookPoint, Hooks, LogitsFor, Model};
 
 /// Each hook's activation `[T, d]` by TransformerLens name, plus `logits` `[T, vocab]`.
 pub type Activations = BTreeMap<String, Vec<f64>>;
@@ -189,11 +189,11 @@ pub fn max_abs_diff(a: &[f32], b: &[f64]) -> (f64, usize) {
 }
 
 /// Every hook and the logits of the engine equal the reference on `ids`, within 1e-4.
-pub fn assert_matches_reference(weights: &Gpt2Weights, model: &Gpt2, ids: &[u32]) {
+pub fn assert_matches_reference(weights: &Gpt2Weights, model: &Model, ids: &[u32]) {
     const TOLERANCE: f64 = 1e-4;
     let read = |t| block_on(read_f32(t)).unwrap();
     let expected = forward(weights, ids);
-    let all = HookPoint::all(&weights.config);
+    let all = HookPoint::all(&weights.config.dims());
     let output = model
         .forward(
             &[ids.to_vec()],

@@ -139,7 +139,7 @@ async fn sae_on_model(
     }
     .parse()
     .map_err(|e| e.to_string())?;
-    let hook = crate::model::HookPoint::parse(&host.config.hook_name, loaded.model.config())
+    let hook = crate::model::HookPoint::parse(&host.config.hook_name, loaded.model.dims())
         .map_err(|e| e.to_string())?;
     let sae = host
         .upload(loaded.model.device())

@@ -1,0 +1,329 @@
+//! A Llama-family forward pass on burn that matches Hugging Face `LlamaForCausalLM` (and
+//! `Qwen2ForCausalLM`): RMSNorm, rotary positions, grouped-query attention, SwiGLU MLP. Same hook
+//! points as GPT-2 but `hook_pos_embed`. Shapes are noted as `[batch, pos, d]`.
+
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Device, Tensor};
+
+use super::dims::ModelDims;
+use super::hooks::{HookPoint, Hooks};
+use super::llama_config::LlamaConfig;
+use super::llama_weights::{EMBED, FINAL_NORM, LM_HEAD, LlamaWeights, layer_prefix};
+use super::transformer::{
+    ForwardOutput, HookRun, KvCache, LogitsFor, causal_mask, check_ids, check_patches,
+};
+use crate::backend::{float_tensor, int_tensor};
+use crate::error::{Result, SaeplayError};
+use crate::io::tensors::HostTensor;
+
+#[derive(Clone, Debug)]
+struct Linear {
+    weight: Tensor<2>,       // [in, out]
+    bias: Option<Tensor<1>>, // [out]
+}
+
+impl Linear {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch, pos, d_in] = x.dims();
+        let d_out = self.weight.dims()[1];
+        let y = x.reshape([batch * pos, d_in]).matmul(self.weight.clone());
+        let y = match &self.bias {
+            Some(bias) => y + bias.clone().unsqueeze::<2>(),
+            None => y,
+        };
+        y.reshape([batch, pos, d_out])
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Block {
+    input_layernorm: Tensor<1>, // [d]
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    post_attention_layernorm: Tensor<1>, // [d]
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+/// A Llama-family model with weights on one device. Cloning is cheap (shared tensor handles).
+#[derive(Clone, Debug)]
+pub struct Llama {
+    config: LlamaConfig,
+    dims: ModelDims,
+    device: Device,
+    inv_freq: Vec<f64>,
+    embed_tokens: Tensor<2>, // [vocab, d]
+    unembed: Tensor<2>,      // [d, vocab]: embed_tokens^T when tied, else lm_head^T
+    blocks: Vec<Block>,
+    norm: Tensor<1>, // [d]
+}
+
+/// Upload a host tensor, taking its memory.
+fn upload_vector(tensor: HostTensor, device: &Device) -> Tensor<1> {
+    let n = tensor.values.len();
+    float_tensor(tensor.values, [n], device)
+}
+
+/// Upload a torch `[out, in]` weight as `[in, out]`, transposed on the host so the matmul reads
+/// it contiguously.
+fn upload_linear_weight(tensor: HostTensor, device: &Device) -> Tensor<2> {
+    let [rows, cols] = [tensor.shape[0], tensor.shape[1]];
+    let mut transposed = vec![0.0f32; rows * cols];
+    for (r, row) in tensor.values.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            transposed[c * rows + r] = v;
+        }
+    }
+    drop(tensor);
+    float_tensor(transposed, [cols, rows], device)
+}
+
+impl Llama {
+    /// Upload host weights, handing each tensor's memory over as it goes.
+    pub fn from_weights(weights: LlamaWeights, device: &Device) -> Result<Self> {
+        let LlamaWeights {
+            config,
+            mut tensors,
+        } = weights;
+        config.validate()?;
+        let mut take = |name: &str| {
+            tensors
+                .remove(name)
+                .ok_or_else(|| SaeplayError::MissingTensor(name.to_string()))
+        };
+        let biases = config.biases();
+        let mut blocks = Vec::with_capacity(config.num_hidden_layers);
+        for l in 0..config.num_hidden_layers {
+            let p = layer_prefix(l);
+            let mut linear = |name: &str, bias: bool| -> Result<Linear> {
+                Ok(Linear {
+                    weight: upload_linear_weight(take(&format!("{p}{name}.weight"))?, device),
+                    bias: if bias {
+                        Some(upload_vector(take(&format!("{p}{name}.bias"))?, device))
+                    } else {
+                        None
+                    },
+                })
+            };
+            let q_proj = linear("self_attn.q_proj", biases.qkv)?;
+            let k_proj = linear("self_attn.k_proj", biases.qkv)?;
+            let v_proj = linear("self_attn.v_proj", biases.qkv)?;
+            let o_proj = linear("self_attn.o_proj", biases.output)?;
+            let gate_proj = linear("mlp.gate_proj", false)?;
+            let up_proj = linear("mlp.up_proj", false)?;
+            let down_proj = linear("mlp.down_proj", false)?;
+            blocks.push(Block {
+                input_layernorm: upload_vector(
+                    take(&format!("{p}input_layernorm.weight"))?,
+                    device,
+                ),
+                post_attention_layernorm: upload_vector(
+                    take(&format!("{p}post_attention_layernorm.weight"))?,
+                    device,
+                ),
+                q_proj,
+                k_proj,
+                v_proj,
+                o_proj,
+                gate_proj,
+                up_proj,
+                down_proj,
+            });
+        }
+        let embed = take(EMBED)?;
+        let [vocab, d] = [embed.shape[0], embed.shape[1]];
+        let embed_tokens = float_tensor(embed.values, [vocab, d], device);
+        let unembed = if config.tie_word_embeddings {
+            embed_tokens.clone().transpose()
+        } else {
+            upload_linear_weight(take(LM_HEAD)?, device)
+        };
+        let norm = upload_vector(take(FINAL_NORM)?, device);
+        Ok(Self {
+            inv_freq: config.inv_freq()?,
+            dims: config.dims(),
+            config,
+            device: device.clone(),
+            embed_tokens,
+            unembed,
+            blocks,
+            norm,
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    pub fn dims(&self) -> &ModelDims {
+        &self.dims
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The unembedding `[d, vocab]`.
+    pub fn unembed(&self) -> &Tensor<2> {
+        &self.unembed
+    }
+
+    /// A forward pass over new positions that continue the sequence already in `cache`.
+    pub fn forward_cached(
+        &self,
+        batch: &[Vec<u32>],
+        cache: &mut KvCache,
+        hooks: &Hooks,
+        logits_for: LogitsFor,
+    ) -> Result<ForwardOutput> {
+        cache.fit(self.dims.n_layers);
+        let offset = cache.len;
+        let (b, t, flat) = check_ids(&self.dims, batch, offset)?;
+        check_patches(&self.dims, hooks, b, offset + t)?;
+        let d = self.dims.d_model;
+        let mut run = HookRun::new(hooks, offset);
+
+        let ids = int_tensor(flat, [b * t], &self.device);
+        let embed = self.embed_tokens.clone().select(0, ids).reshape([b, t, d]);
+        let mut resid = run.site(HookPoint::Embed, embed)?;
+        let (cos, sin) = self.rotary(offset, t);
+
+        for (l, block) in self.blocks.iter().enumerate() {
+            resid = run.site(HookPoint::ResidPre(l), resid)?;
+            let normed = self.rms_norm(resid.clone(), &block.input_layernorm);
+            let (z, keys, values) =
+                self.attention(block, normed, &cos, &sin, cache.layers[l].take());
+            cache.layers[l] = Some((keys, values));
+            let z = run.site(HookPoint::AttnZ(l), z)?;
+            let attn_out = run.site(HookPoint::AttnOut(l), block.o_proj.forward(z))?;
+            resid = run.site(HookPoint::ResidMid(l), resid + attn_out)?;
+            let normed = self.rms_norm(resid.clone(), &block.post_attention_layernorm);
+            let hidden =
+                silu(block.gate_proj.forward(normed.clone())) * block.up_proj.forward(normed);
+            let hidden = run.site(HookPoint::MlpPost(l), hidden)?;
+            let mlp_out = run.site(HookPoint::MlpOut(l), block.down_proj.forward(hidden))?;
+            resid = run.site(HookPoint::ResidPost(l), resid + mlp_out)?;
+        }
+        cache.len = offset + t;
+
+        let resid = match logits_for {
+            LogitsFor::AllPositions => resid,
+            LogitsFor::LastPosition => resid.slice([0..b, t - 1..t, 0..d]),
+        };
+        let t_out = resid.dims()[1];
+        let normalized = run.site(HookPoint::LnFinalNormalized, self.normalize(resid))?;
+        let final_hidden = normalized * self.norm.clone().unsqueeze::<3>();
+        let logits = final_hidden
+            .reshape([b * t_out, d])
+            .matmul(self.unembed.clone())
+            .reshape([b, t_out, self.dims.d_vocab]);
+        Ok(ForwardOutput {
+            logits,
+            captured: run.captured,
+        })
+    }
+
+    /// `x / sqrt(mean(x^2) + eps)` over the last dim.
+    fn normalize(&self, x: Tensor<3>) -> Tensor<3> {
+        let mean_square = x.clone().powf_scalar(2.0).mean_dim(2);
+        x / (mean_square + self.config.rms_norm_eps).sqrt()
+    }
+
+    fn rms_norm(&self, x: Tensor<3>, weight: &Tensor<1>) -> Tensor<3> {
+        self.normalize(x) * weight.clone().unsqueeze::<3>()
+    }
+
+    /// `cos` and `sin` of the rotary angles for positions `offset..offset + t`, `[1, 1, t, d_head]`
+    /// with each frequency twice (`cat(freqs, freqs)`, transformers' layout).
+    fn rotary(&self, offset: usize, t: usize) -> (Tensor<4>, Tensor<4>) {
+        let dh = self.dims.d_head;
+        let mut cos = Vec::with_capacity(t * dh);
+        let mut sin = Vec::with_capacity(t * dh);
+        for pos in offset..offset + t {
+            for _half in 0..2 {
+                for &f in &self.inv_freq {
+                    let angle = pos as f64 * f;
+                    cos.push(angle.cos() as f32);
+                    sin.push(angle.sin() as f32);
+                }
+            }
+        }
+        (
+            float_tensor(cos, [1, 1, t, dh], &self.device),
+            float_tensor(sin, [1, 1, t, dh], &self.device),
+        )
+    }
+
+    /// Split `[b, t, heads * dh]` into heads, `[b, heads, t, dh]`.
+    fn heads(x: Tensor<3>, heads: usize, dh: usize) -> Tensor<4> {
+        let [b, t, _] = x.dims();
+        x.reshape([b, t, heads, dh]).swap_dims(1, 2)
+    }
+
+    /// `x * cos + rotate_half(x) * sin`, with `rotate_half(x) = cat(-x2, x1)`.
+    fn rotate(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+        let [b, h, t, dh] = x.dims();
+        let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..dh / 2]);
+        let x2 = x.clone().slice([0..b, 0..h, 0..t, dh / 2..dh]);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        x * cos.clone() + rotated * sin.clone()
+    }
+
+    /// Repeat each key/value head for the query heads that share it: `[b, kv, t, dh]` to
+    /// `[b, kv * group, t, dh]` (head h reads kv head h / group, as transformers' `repeat_kv`).
+    fn repeat_kv(x: Tensor<4>, group: usize) -> Tensor<4> {
+        if group == 1 {
+            return x;
+        }
+        let [b, kv, t, dh] = x.dims();
+        x.unsqueeze_dim::<5>(2)
+            .expand([b, kv, group, t, dh])
+            .reshape([b, kv * group, t, dh])
+    }
+
+    /// Causal grouped-query attention over the new positions; returns `z` `[b, t, heads * dh]`
+    /// and the (rotated) keys and values of all positions so far.
+    fn attention(
+        &self,
+        block: &Block,
+        x: Tensor<3>,
+        cos: &Tensor<4>,
+        sin: &Tensor<4>,
+        past: Option<(Tensor<4>, Tensor<4>)>,
+    ) -> (Tensor<3>, Tensor<4>, Tensor<4>) {
+        let [b, t, _] = x.dims();
+        let heads = self.dims.n_heads;
+        let kv_heads = self.dims.n_key_value_heads;
+        let dh = self.dims.d_head;
+        let q = Self::heads(block.q_proj.forward(x.clone()), heads, dh);
+        let k_new = Self::heads(block.k_proj.forward(x.clone()), kv_heads, dh);
+        let v_new = Self::heads(block.v_proj.forward(x), kv_heads, dh);
+        let q = Self::rotate(q, cos, sin);
+        let k_new = Self::rotate(k_new, cos, sin);
+        let (keys, values) = match past {
+            Some((k, v)) => (
+                Tensor::cat(vec![k, k_new], 2),
+                Tensor::cat(vec![v, v_new], 2),
+            ),
+            None => (k_new, v_new),
+        };
+        let total = keys.dims()[2];
+        let group = heads / kv_heads;
+        let k_all = Self::repeat_kv(keys.clone(), group);
+        let v_all = Self::repeat_kv(values.clone(), group);
+        let scale = 1.0 / (dh as f64).sqrt();
+        let mut scores = q.matmul(k_all.swap_dims(2, 3)) * scale; // [b, head, t, total]
+        if let Some(mask) = causal_mask(t, total, &self.device) {
+            scores = scores + mask;
+        }
+        let pattern = softmax(scores, 3);
+        let z = pattern
+            .matmul(v_all) // [b, head, t, dh]
+            .swap_dims(1, 2)
+            .reshape([b, t, heads * dh]);
+        (z, keys, values)
+    }
+}

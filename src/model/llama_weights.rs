@@ -1,0 +1,166 @@
+//! Llama-family weights on the host, by their Hugging Face names (`model.layers.0.self_attn.q_proj.weight`,
+//! ...), in torch's `[out, in]` layout, checked against the config before anything reaches a device.
+//! They come from safetensors (one file or shards) or from a GGUF file (see [`super::gguf_model`]).
+
+use std::collections::BTreeMap;
+
+use safetensors::SafeTensors;
+
+use super::llama_config::LlamaConfig;
+use crate::error::{Result, SaeplayError};
+use crate::io::tensors::{HostTensor, to_f32, write_safetensors};
+use crate::rng::SplitMix64;
+
+pub const EMBED: &str = "model.embed_tokens.weight";
+pub const FINAL_NORM: &str = "model.norm.weight";
+pub const LM_HEAD: &str = "lm_head.weight";
+
+#[derive(Debug, Clone)]
+pub struct LlamaWeights {
+    pub config: LlamaConfig,
+    pub tensors: BTreeMap<String, HostTensor>,
+}
+
+/// The prefix of layer `l`'s tensors.
+pub fn layer_prefix(l: usize) -> String {
+    format!("model.layers.{l}.")
+}
+
+/// Every tensor the config needs, with its shape.
+pub fn expected_shapes(config: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
+    let d = config.hidden_size;
+    let q = config.num_attention_heads * config.d_head();
+    let kv = config.n_kv_heads() * config.d_head();
+    let m = config.intermediate_size;
+    let biases = config.biases();
+    let mut shapes = vec![(EMBED.to_string(), vec![config.vocab_size, d])];
+    for l in 0..config.num_hidden_layers {
+        let p = layer_prefix(l);
+        shapes.extend([
+            (format!("{p}input_layernorm.weight"), vec![d]),
+            (format!("{p}self_attn.q_proj.weight"), vec![q, d]),
+            (format!("{p}self_attn.k_proj.weight"), vec![kv, d]),
+            (format!("{p}self_attn.v_proj.weight"), vec![kv, d]),
+            (format!("{p}self_attn.o_proj.weight"), vec![d, q]),
+            (format!("{p}post_attention_layernorm.weight"), vec![d]),
+            (format!("{p}mlp.gate_proj.weight"), vec![m, d]),
+            (format!("{p}mlp.up_proj.weight"), vec![m, d]),
+            (format!("{p}mlp.down_proj.weight"), vec![d, m]),
+        ]);
+        if biases.qkv {
+            shapes.extend([
+                (format!("{p}self_attn.q_proj.bias"), vec![q]),
+                (format!("{p}self_attn.k_proj.bias"), vec![kv]),
+                (format!("{p}self_attn.v_proj.bias"), vec![kv]),
+            ]);
+        }
+        if biases.output {
+            shapes.push((format!("{p}self_attn.o_proj.bias"), vec![d]));
+        }
+    }
+    shapes.push((FINAL_NORM.into(), vec![d]));
+    if !config.tie_word_embeddings {
+        shapes.push((LM_HEAD.into(), vec![config.vocab_size, d]));
+    }
+    shapes
+}
+
+impl LlamaWeights {
+    /// Check that `tensors` hold exactly what the config needs (extra tensors are dropped), with
+    /// finite values.
+    pub fn checked(config: LlamaConfig, mut tensors: BTreeMap<String, HostTensor>) -> Result<Self> {
+        config.validate()?;
+        let mut kept = BTreeMap::new();
+        for (name, expected) in expected_shapes(&config) {
+            let tensor = tensors
+                .remove(&name)
+                .ok_or_else(|| SaeplayError::MissingTensor(name.clone()))?;
+            if tensor.shape != expected {
+                return Err(SaeplayError::TensorShape {
+                    name,
+                    expected,
+                    found: tensor.shape,
+                });
+            }
+            if tensor.values.iter().any(|v| !v.is_finite()) {
+                return Err(SaeplayError::NonFinite { name });
+            }
+            kept.insert(name, tensor);
+        }
+        Ok(Self {
+            config,
+            tensors: kept,
+        })
+    }
+
+    /// Read safetensors files (one, or the shards of a sharded checkpoint) and check them.
+    pub fn from_safetensors(config: &LlamaConfig, shards: &[Vec<u8>]) -> Result<Self> {
+        config.validate()?;
+        let files = shards
+            .iter()
+            .map(|bytes| SafeTensors::deserialize(bytes))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut tensors = BTreeMap::new();
+        for (name, expected) in expected_shapes(config) {
+            let view = files
+                .iter()
+                .find_map(|file| file.tensor(&name).ok())
+                .ok_or_else(|| SaeplayError::MissingTensor(name.clone()))?;
+            if view.shape() != expected.as_slice() {
+                return Err(SaeplayError::TensorShape {
+                    name,
+                    expected,
+                    found: view.shape().to_vec(),
+                });
+            }
+            let values = to_f32(&name, &view)?;
+            tensors.insert(
+                name,
+                HostTensor {
+                    shape: expected,
+                    values,
+                },
+            );
+        }
+        Self::checked(config.clone(), tensors)
+    }
+
+    /// Serialise as one safetensors file (F32), as `save_pretrained` names the tensors.
+    pub fn to_safetensors(&self) -> Vec<u8> {
+        write_safetensors(
+            self.tensors
+                .iter()
+                .map(|(k, t)| (k.as_str(), &t.shape[..], &t.values[..])),
+        )
+    }
+
+    pub fn get(&self, name: &str) -> Result<&HostTensor> {
+        self.tensors
+            .get(name)
+            .ok_or_else(|| SaeplayError::MissingTensor(name.to_string()))
+    }
+
+    /// Deterministic random weights for tests. Norm gains and biases are randomised too, so a
+    /// forward that forgot one is caught.
+    pub fn random(config: &LlamaConfig, seed: u64) -> Self {
+        let mut rng = SplitMix64::new(seed);
+        let mut tensors = BTreeMap::new();
+        for (name, shape) in expected_shapes(config) {
+            let count: usize = shape.iter().product();
+            let values: Vec<f32> = if name.ends_with("norm.weight") {
+                (0..count).map(|_| 1.0 + 0.1 * rng.normal()).collect()
+            } else if name.ends_with(".bias") {
+                (0..count).map(|_| 0.05 * rng.normal()).collect()
+            } else if name == EMBED || name == LM_HEAD {
+                (0..count).map(|_| 0.5 * rng.normal()).collect()
+            } else {
+                (0..count).map(|_| 0.08 * rng.normal()).collect()
+            };
+            tensors.insert(name, HostTensor { shape, values });
+        }
+        Self {
+            config: config.clone(),
+            tensors,
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! What every model family shares: the checked input, the key/value cache, the hook bookkeeping
+//! of one forward call, and [`Model`], the one type everything above the forward runs.
+
+use burn::tensor::{Device, Tensor};
+
+use super::dims::ModelDims;
+use super::gpt2::Gpt2;
+use super::hooks::{HookContext, HookPoint, Hooks, PatchOp};
+use super::llama::Llama;
+use crate::backend::float_tensor;
+use crate::error::{Result, SaeplayError};
+
+/// Additive mask for future positions; exp() of it is exactly 0 in f32.
+const MASKED: f32 = -1.0e9;
+
+/// Keys and values of the positions seen so far, per layer: `[batch, kv_head, pos, d_head]`.
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    pub(crate) layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    pub(crate) len: usize,
+}
+
+impl KvCache {
+    pub fn new(n_layers: usize) -> Self {
+        Self {
+            layers: vec![None; n_layers],
+            len: 0,
+        }
+    }
+
+    /// Number of positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Make the cache fit a model of `n_layers` (a fresh one if it was made for another).
+    pub(crate) fn fit(&mut self, n_layers: usize) {
+        if self.layers.len() != n_layers {
+            *self = Self::new(n_layers);
+        }
+    }
+}
+
+/// Which positions get logits: all (analysis) or the last only (generation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsFor {
+    AllPositions,
+    LastPosition,
+}
+
+pub struct ForwardOutput {
+    /// `[batch, pos, vocab]`, or `[batch, 1, vocab]` with [`LogitsFor::LastPosition`].
+    pub logits: Tensor<3>,
+    /// Captured activations in the order the forward reached them, each `[batch, pos, d]`.
+    pub captured: Vec<(HookPoint, Tensor<3>)>,
+}
+
+impl ForwardOutput {
+    pub fn activation(&self, hook: HookPoint) -> Option<&Tensor<3>> {
+        self.captured
+            .iter()
+            .find(|(h, _)| *h == hook)
+            .map(|(_, t)| t)
+    }
+}
+
+/// A model of any supported family, on one device. Cloning is cheap (tensors are shared handles).
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // a handful exist at once; boxing would buy nothing
+pub enum Model {
+    Gpt2(Gpt2),
+    Llama(Llama),
+}
+
+impl From<Gpt2> for Model {
+    fn from(model: Gpt2) -> Self {
+        Self::Gpt2(model)
+    }
+}
+
+impl From<Llama> for Model {
+    fn from(model: Llama) -> Self {
+        Self::Llama(model)
+    }
+}
+
+impl Model {
+    pub fn dims(&self) -> &ModelDims {
+        match self {
+            Self::Gpt2(model) => model.dims(),
+            Self::Llama(model) => model.dims(),
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        match self {
+            Self::Gpt2(model) => model.device(),
+            Self::Llama(model) => model.device(),
+        }
+    }
+
+    /// The unembedding `[d_model, vocab]` (what the final norm's output multiplies), for
+    /// logit-lens style analyses.
+    pub fn unembed(&self) -> &Tensor<2> {
+        match self {
+            Self::Gpt2(model) => model.unembed(),
+            Self::Llama(model) => model.unembed(),
+        }
+    }
+
+    /// A full forward pass with no cache.
+    pub fn forward(
+        &self,
+        batch: &[Vec<u32>],
+        hooks: &Hooks,
+        logits_for: LogitsFor,
+    ) -> Result<ForwardOutput> {
+        let mut cache = KvCache::new(self.dims().n_layers);
+        self.forward_cached(batch, &mut cache, hooks, logits_for)
+    }
+
+    /// A forward pass over new positions that continue the sequence already in `cache`.
+    pub fn forward_cached(
+        &self,
+        batch: &[Vec<u32>],
+        cache: &mut KvCache,
+        hooks: &Hooks,
+        logits_for: LogitsFor,
+    ) -> Result<ForwardOutput> {
+        match self {
+            Self::Gpt2(model) => model.forward_cached(batch, cache, hooks, logits_for),
+            Self::Llama(model) => model.forward_cached(batch, cache, hooks, logits_for),
+        }
+    }
+}
+
+/// Check a batch of token ids against the model: `(batch, pos, ids flattened)`.
+pub(crate) fn check_ids(
+    dims: &ModelDims,
+    batch: &[Vec<u32>],
+    offset: usize,
+) -> Result<(usize, usize, Vec<i64>)> {
+    let seq = batch.first().map(Vec::len).unwrap_or(0);
+    if seq == 0 {
+        return Err(SaeplayError::EmptyInput);
+    }
+    if batch.iter().any(|row| row.len() != seq) {
+        return Err(SaeplayError::InvalidSetting(
+            "every sequence in a batch must have the same length".into(),
+        ));
+    }
+    if offset + seq > dims.n_ctx {
+        return Err(SaeplayError::TooLong {
+            len: offset + seq,
+            max: dims.n_ctx,
+        });
+    }
+    let mut flat = Vec::with_capacity(batch.len() * seq);
+    for &id in batch.iter().flatten() {
+        if id as usize >= dims.d_vocab {
+            return Err(SaeplayError::TokenOutOfRange {
+                id,
+                vocab: dims.d_vocab,
+            });
+        }
+        flat.push(i64::from(id));
+    }
+    Ok((batch.len(), seq, flat))
+}
+
+/// Check every patch's tensor against the activation it patches, before the forward starts.
+pub(crate) fn check_patches(
+    dims: &ModelDims,
+    hooks: &Hooks,
+    batch: usize,
+    end: usize,
+) -> Result<()> {
+    for patch in &hooks.patches {
+        let width = patch.hook.width(dims);
+        let (tensor, broadcast_ok) = match &patch.op {
+            PatchOp::Replace(t) => (t, false),
+            PatchOp::Add(t) => (t, true),
+            PatchOp::Map(_) => continue,
+        };
+        let [pb, pt, pd] = tensor.dims();
+        let broadcast = broadcast_ok && pb == 1 && pt == 1 && pd == width;
+        if !(broadcast || (pb == batch && pt >= end && pd == width)) {
+            return Err(SaeplayError::PatchShape {
+                hook: patch.hook.to_string(),
+                expected: vec![batch, end, width],
+                found: vec![pb, pt, pd],
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The causal mask `[1, 1, new, total]` for `new` positions after `total - new` cached ones, or
+/// `None` when one new position may see everything.
+pub(crate) fn causal_mask(new: usize, total: usize, device: &Device) -> Option<Tensor<4>> {
+    if new <= 1 {
+        return None;
+    }
+    let offset = total - new;
+    let mask: Vec<f32> = (0..new)
+        .flat_map(|i| (0..total).map(move |j| if j > offset + i { MASKED } else { 0.0 }))
+        .collect();
+    Some(float_tensor(mask, [1, 1, new, total], device))
+}
+
+/// The hook bookkeeping of one forward call.
+pub(crate) struct HookRun<'a> {
+    hooks: &'a Hooks,
+    offset: usize,
+    pub(crate) captured: Vec<(HookPoint, Tensor<3>)>,
+}
+
+impl<'a> HookRun<'a> {
+    pub(crate) fn new(hooks: &'a Hooks, offset: usize) -> Self {
+        Self {
+            hooks,
+            offset,
+            captured: Vec::new(),
+        }
+    }
+
+    /// Apply the patches at `hook` in order, then capture the value that flows on.
+    pub(crate) fn site(&mut self, hook: HookPoint, mut x: Tensor<3>) -> Result<Tensor<3>> {
+        if self.hooks.is_empty() {
+            return Ok(x);
+        }
+        for patch in self.hooks.patches.iter().filter(|p| p.hook == hook) {
+            let [b, t, d] = x.dims();
+            let window = |tensor: &Tensor<3>| {
+                tensor
+                    .clone()
+                    .slice([0..b, self.offset..self.offset + t, 0..d])
+            };
+            x = match &patch.op {
+                PatchOp::Replace(values) => window(values),
+                PatchOp::Add(delta) if delta.dims()[..2] == [1, 1] => x + delta.clone(),
+                PatchOp::Add(delta) => x + window(delta),
+                PatchOp::Map(function) => {
+                    let context = HookContext {
+                        hook,
+                        position_offset: self.offset,
+                    };
+                    let y = function.apply(x, context);
+                    if y.dims() != [b, t, d] {
+                        return Err(SaeplayError::PatchShape {
+                            hook: hook.to_string(),
+                            expected: vec![b, t, d],
+                            found: y.dims().to_vec(),
+                        });
+                    }
+                    y
+                }
+            };
+        }
+        if self.hooks.capture.contains(&hook) {
+            self.captured.push((hook, x.clone()));
+        }
+        Ok(x)
+    }
+}

@@ -1,0 +1,423 @@
+//! The Llama-family forward against the independent f64 reference on generated checkpoints
+//! (several shapes, grouped-query ratios, tied and untied, Qwen2's biases, Llama 3's rotary
+//! scaling), the key/value cache, sharded checkpoints, and plain refusals.
+
+mod common;
+
+use common::llama_reference::assert_matches_reference;
+use saeplay::backend::{block_on, cpu_device, read_f32};
+use saeplay::model::files::{HfFiles, HostWeights, ModelFiles};
+use saeplay::model::fixtures::{LlamaSpec, tiny_llama_checkpoint, tiny_llama_config};
+use saeplay::model::{HookPoint, Hooks, KvCache, LlamaWeights, LogitsFor, Model};
+
+fn ids(n: usize, salt: u32) -> Vec<u32> {
+    (0..n as u32)
+        .map(|i| (i * 37 + salt * 11 + 5) % 257)
+        .collect()
+}
+
+fn load(files: &HfFiles) -> (LlamaWeights, Model) {
+    let host = files.parse().unwrap();
+    let HostWeights::Llama(weights) = &host.weights else {
+        panic!("a Llama checkpoint parses as Llama weights");
+    };
+    let weights = weights.clone();
+    let loaded = host.upload(&cpu_device()).unwrap();
+    (weights, loaded.model)
+}
+
+#[test]
+fn forward_matches_reference_across_shapes() {
+    let specs = [
+        LlamaSpec::default(),
+        // No grouping, tied embeddings.
+        LlamaSpec {
+            heads: 4,
+            kv_heads: 4,
+            d_model: 32,
+            tied: true,
+            seed: 2,
+            ..LlamaSpec::default()
+        },
+        // One key/value head for all (multi-query), three layers, odd MLP width.
+        LlamaSpec {
+            layers: 3,
+            heads: 4,
+            kv_heads: 1,
+            d_model: 32,
+            d_mlp: 37,
+            seed: 3,
+            ..LlamaSpec::default()
+        },
+        // Qwen2: q/k/v biases, a padded vocabulary.
+        LlamaSpec {
+            qwen2: true,
+            vocab_padding: 19,
+            seed: 4,
+            ..LlamaSpec::default()
+        },
+    ];
+    for spec in specs {
+        let (weights, model) = load(&tiny_llama_checkpoint(&spec));
+        assert_matches_reference(&weights, &model, &ids(19, spec.seed as u32), 1e-4);
+    }
+}
+
+#[test]
+fn rope_scaling_and_head_dim_follow_the_config() {
+    let spec = LlamaSpec {
+        seed: 5,
+        ..LlamaSpec::default()
+    };
+    let mut config = tiny_llama_config(&spec);
+    // Llama 3.2's scaling, with a context short enough that it bends the middle frequencies.
+    config.rope_scaling = Some(serde_json::json!({
+        "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0, "original_max_position_embeddings": 16
+    }));
+    config.rope_theta = 500_000.0;
+    config.head_dim = Some(12); // 6 heads x 12 = 72, wider than d_model 48
+    let weights = LlamaWeights::random(&config, 5);
+    let files = HfFiles {
+        config_json: config.to_json().into_bytes(),
+        shards: vec![weights.to_safetensors()],
+        tokenizer_json: None,
+    };
+    let (weights, model) = load(&files);
+    assert_eq!(HookPoint::AttnZ(0).width(model.dims()), 72);
+    let inv_freq = config.inv_freq().unwrap();
+    let plain: Vec<f64> = (0..6)
+        .map(|i| 500_000f64.powf(-(2 * i) as f64 / 12.0))
+        .collect();
+    assert!(
+        inv_freq.iter().zip(&plain).any(|(a, b)| a != b),
+        "scaling changed something"
+    );
+    // transformers' llama3 rule: long wavelengths (over 16 / 1) divided by the factor, short ones
+    // (under 16 / 4) kept, those between blended.
+    assert!(
+        (inv_freq[5] - plain[5] / 32.0).abs() < 1e-15,
+        "the lowest frequency is divided"
+    );
+    let smooth = (16.0 / (2.0 * std::f64::consts::PI) - 1.0) / (4.0 - 1.0);
+    let blended = (1.0 - smooth) / 32.0 + smooth;
+    assert!(
+        (inv_freq[0] - blended).abs() < 1e-12,
+        "{} vs {blended}",
+        inv_freq[0]
+    );
+    assert_matches_reference(&weights, &model, &ids(23, 9), 1e-4);
+
+    config.rope_scaling = Some(serde_json::json!({"type": "yarn", "factor": 4.0}));
+    let error = saeplay::model::LlamaConfig::from_json(config.to_json().as_bytes()).unwrap_err();
+    assert!(error.to_string().contains("yarn"), "{error}");
+}
+
+#[test]
+fn cached_generation_equals_the_full_forward() {
+    let (_, model) = load(&tiny_llama_checkpoint(&LlamaSpec::default()));
+    let tokens = ids(12, 3);
+    let full = model
+        .forward(&[tokens.clone()], &Hooks::none(), LogitsFor::AllPositions)
+        .unwrap();
+    let full = block_on(read_f32(full.logits)).unwrap();
+    let vocab = model.dims().d_vocab;
+    let mut cache = KvCache::new(model.dims().n_layers);
+    let mut pieces = Vec::new();
+    for chunk in [&tokens[..5], &tokens[5..6], &tokens[6..]] {
+        let out = model
+            .forward_cached(
+                &[chunk.to_vec()],
+                &mut cache,
+                &Hooks::none(),
+                LogitsFor::AllPositions,
+            )
+            .unwrap();
+        pieces.extend(block_on(read_f32(out.logits)).unwrap());
+    }
+    assert_eq!(pieces.len(), 12 * vocab);
+    let diff = full
+        .iter()
+        .zip(&pieces)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "cached logits differ by {diff}");
+}
+
+#[test]
+fn sharded_checkpoints_load_like_one_file() {
+    let spec = LlamaSpec {
+        seed: 6,
+        ..LlamaSpec::default()
+    };
+    let config = tiny_llama_config(&spec);
+    let weights = LlamaWeights::random(&config, 6);
+    let names: Vec<&String> = weights.tensors.keys().collect();
+    let (first, second) = names.split_at(names.len() / 2);
+    let shard = |names: &[&String]| {
+        saeplay::io::tensors::write_safetensors(names.iter().map(|n| {
+            let t = &weights.tensors[*n];
+            (n.as_str(), &t.shape[..], &t.values[..])
+        }))
+    };
+    let dir = tempdir("sharded");
+    std::fs::write(dir.join("config.json"), config.to_json()).unwrap();
+    std::fs::write(dir.join("model-00001-of-00002.safetensors"), shard(first)).unwrap();
+    std::fs::write(dir.join("model-00002-of-00002.safetensors"), shard(second)).unwrap();
+    let weight_map: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let file = if i < first.len() { 1 } else { 2 };
+            (
+                n.to_string(),
+                format!("model-0000{file}-of-00002.safetensors").into(),
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": weight_map}).to_string(),
+    )
+    .unwrap();
+    let files = ModelFiles::read_path(&dir).unwrap();
+    let host = files.parse().unwrap();
+    let model = host.upload(&cpu_device()).unwrap().model;
+    assert_matches_reference(&weights, &model, &ids(9, 2), 1e-4);
+
+    // Named files, as the page gets them, in any order.
+    let picked = ModelFiles::from_named_files(vec![
+        ("x/model-00002-of-00002.safetensors".into(), shard(second)),
+        ("x/config.json".into(), config.to_json().into_bytes()),
+        ("x/model-00001-of-00002.safetensors".into(), shard(first)),
+    ])
+    .unwrap();
+    let model = picked.parse().unwrap().upload(&cpu_device()).unwrap().model;
+    assert_matches_reference(&weights, &model, &ids(9, 2), 1e-4);
+}
+
+#[test]
+fn bad_llama_configs_and_weights_are_refused_in_words() {
+    let spec = LlamaSpec::default();
+    let good = tiny_llama_checkpoint(&spec);
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        (
+            "kv heads",
+            serde_json::json!({"num_key_value_heads": 4}),
+            "multiple of num_key_value_heads",
+        ),
+        (
+            "zero layers",
+            serde_json::json!({"num_hidden_layers": 0}),
+            "at least 1",
+        ),
+        (
+            "huge vocab",
+            serde_json::json!({"vocab_size": 1u64 << 40}),
+            "more than",
+        ),
+        ("act", serde_json::json!({"hidden_act": "gelu"}), "silu"),
+        (
+            "eps",
+            serde_json::json!({"rms_norm_eps": -1.0}),
+            "rms_norm_eps",
+        ),
+        ("odd head", serde_json::json!({"head_dim": 7}), "even"),
+        ("family", serde_json::json!({"model_type": "bert"}), "bert"),
+    ];
+    for (what, patch, expected) in cases {
+        let mut config: serde_json::Value = serde_json::from_slice(&good.config_json).unwrap();
+        for (k, v) in patch.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        let files = HfFiles {
+            config_json: config.to_string().into_bytes(),
+            ..good.clone()
+        };
+        let error = files
+            .parse()
+            .err()
+            .unwrap_or_else(|| panic!("{what} was accepted"));
+        assert!(error.to_string().contains(expected), "{what}: {error}");
+    }
+    // Weights of another shape.
+    let other = tiny_llama_checkpoint(&LlamaSpec { d_mlp: 81, ..spec });
+    let files = HfFiles {
+        shards: other.shards,
+        ..good.clone()
+    };
+    let error = files.parse().err().unwrap();
+    assert!(error.to_string().contains("mlp"), "{error}");
+    // Processing is GPT-2's only.
+    let processing = saeplay::model::WeightProcessing {
+        fold_ln: true,
+        ..Default::default()
+    };
+    let error = good.parse().unwrap().process(processing).err().unwrap();
+    assert!(error.to_string().contains("GPT-2"), "{error}");
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("saeplay-llama-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `convert_hf_to_gguf.py`'s permutation of Llama's q/k rows (so llama.cpp can rotate adjacent
+/// pairs): reshape `[heads, 2, dh/2, in]`, swap the middle axes.
+fn permute_like_llama_cpp(values: &[f32], rows: usize, cols: usize, heads: usize) -> Vec<f32> {
+    let dh = rows / heads;
+    let mut out = vec![0.0; values.len()];
+    for h in 0..heads {
+        for j in 0..2 {
+            for i in 0..dh / 2 {
+                let hf_row = h * dh + j * (dh / 2) + i;
+                let gguf_row = h * dh + i * 2 + j;
+                out[gguf_row * cols..(gguf_row + 1) * cols]
+                    .copy_from_slice(&values[hf_row * cols..(hf_row + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+/// A Llama checkpoint as llama.cpp's converter writes it: GGUF names, permuted q/k, metadata.
+fn to_gguf(weights: &LlamaWeights, arch: &str) -> Vec<u8> {
+    use saeplay::io::gguf::{GgmlType, GgufArray, GgufValue, f32_bytes, write_gguf};
+    let c = &weights.config;
+    let gguf_name = |hf: &str| -> String {
+        if hf == "model.embed_tokens.weight" {
+            return "token_embd.weight".into();
+        }
+        if hf == "model.norm.weight" {
+            return "output_norm.weight".into();
+        }
+        if hf == "lm_head.weight" {
+            return "output.weight".into();
+        }
+        let rest = hf.strip_prefix("model.layers.").unwrap();
+        let (layer, name) = rest.split_once('.').unwrap();
+        let name = name
+            .replace("input_layernorm", "attn_norm")
+            .replace("self_attn.q_proj", "attn_q")
+            .replace("self_attn.k_proj", "attn_k")
+            .replace("self_attn.v_proj", "attn_v")
+            .replace("self_attn.o_proj", "attn_output")
+            .replace("post_attention_layernorm", "ffn_norm")
+            .replace("mlp.gate_proj", "ffn_gate")
+            .replace("mlp.up_proj", "ffn_up")
+            .replace("mlp.down_proj", "ffn_down");
+        format!("blk.{layer}.{name}")
+    };
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in &weights.tensors {
+        let mut values = t.values.clone();
+        let rows = t.shape[0];
+        let cols = t.shape.get(1).copied().unwrap_or(1);
+        if arch == "llama" && name.contains("q_proj") {
+            values = permute_like_llama_cpp(&values, rows, cols, c.num_attention_heads);
+        }
+        if arch == "llama" && name.contains("k_proj") {
+            values = permute_like_llama_cpp(&values, rows, cols, c.n_kv_heads());
+        }
+        let ne: Vec<usize> = t.shape.iter().rev().copied().collect();
+        tensors.push((gguf_name(name), ne, f32_bytes(&values)));
+    }
+    let key = |k: &str| format!("{arch}.{k}");
+    let u32v = |v: usize| GgufValue::U32(v as u32);
+    let tokens: Vec<String> = (0..c.vocab_size).map(|i| format!("<t{i}>")).collect();
+    let metadata: Vec<(String, GgufValue)> = vec![
+        (
+            "general.architecture".into(),
+            GgufValue::String(arch.into()),
+        ),
+        (key("block_count"), u32v(c.num_hidden_layers)),
+        (key("context_length"), u32v(c.max_position_embeddings)),
+        (key("embedding_length"), u32v(c.hidden_size)),
+        (key("feed_forward_length"), u32v(c.intermediate_size)),
+        (key("attention.head_count"), u32v(c.num_attention_heads)),
+        (key("attention.head_count_kv"), u32v(c.n_kv_heads())),
+        (
+            key("attention.layer_norm_rms_epsilon"),
+            GgufValue::F32(c.rms_norm_eps as f32),
+        ),
+        (key("rope.freq_base"), GgufValue::F32(c.rope_theta as f32)),
+        (key("rope.dimension_count"), u32v(c.d_head())),
+        (
+            "tokenizer.ggml.model".into(),
+            GgufValue::String("gpt2".into()),
+        ),
+        (
+            "tokenizer.ggml.pre".into(),
+            GgufValue::String("gpt-2".into()),
+        ),
+        (
+            "tokenizer.ggml.tokens".into(),
+            GgufValue::Array(GgufArray::String(tokens)),
+        ),
+        (
+            "tokenizer.ggml.merges".into(),
+            GgufValue::Array(GgufArray::String(vec![])),
+        ),
+        ("tokenizer.ggml.eos_token_id".into(), u32v(256)),
+    ];
+    let metadata: Vec<(&str, GgufValue)> = metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let tensors: Vec<(&str, &[usize], GgmlType, &[u8])> = tensors
+        .iter()
+        .map(|(n, ne, bytes)| (n.as_str(), &ne[..], GgmlType::F32, &bytes[..]))
+        .collect();
+    write_gguf(&metadata, &tensors)
+}
+
+#[test]
+fn gguf_checkpoints_equal_their_safetensors_originals() {
+    for (arch, spec) in [
+        (
+            "llama",
+            LlamaSpec {
+                seed: 11,
+                ..LlamaSpec::default()
+            },
+        ),
+        (
+            "llama",
+            LlamaSpec {
+                seed: 12,
+                tied: true,
+                kv_heads: 1,
+                ..LlamaSpec::default()
+            },
+        ),
+        (
+            "qwen2",
+            LlamaSpec {
+                seed: 13,
+                qwen2: true,
+                ..LlamaSpec::default()
+            },
+        ),
+    ] {
+        let config = tiny_llama_config(&spec);
+        let weights = LlamaWeights::random(&config, spec.seed);
+        let bytes = to_gguf(&weights, arch);
+        let host = ModelFiles::Gguf(bytes).parse().unwrap();
+        let dims = host.dims();
+        assert_eq!(dims.n_key_value_heads, spec.kv_heads, "{arch}");
+        assert_eq!(dims.eos_token_id, Some(256));
+        let parsed = match &host.weights {
+            HostWeights::Llama(w) => w.clone(),
+            HostWeights::Gpt2(_) => panic!("a GGUF is a Llama-family model"),
+        };
+        // The same tensors, by Hugging Face name and layout, q/k unpermuted.
+        assert_eq!(
+            parsed.tensors, weights.tensors,
+            "{arch}: weights round-trip"
+        );
+        let model = host.upload(&cpu_device()).unwrap().model;
+        assert_matches_reference(&weights, &model, &ids(15, spec.seed as u32), 1e-4);
+    }
+}
