@@ -118,7 +118,11 @@ fn cached_generation_equals_the_full_forward() {
     let (_, model) = load(&tiny_llama_checkpoint(&LlamaSpec::default()));
     let tokens = ids(12, 3);
     let full = model
-        .forward(&[tokens.clone()], &Hooks::none(), LogitsFor::AllPositions)
+        .forward(
+            std::slice::from_ref(&tokens),
+            &Hooks::none(),
+            LogitsFor::AllPositions,
+        )
         .unwrap();
     let full = block_on(read_f32(full.logits)).unwrap();
     let vocab = model.dims().d_vocab;
