@@ -425,3 +425,88 @@ fn gguf_checkpoints_equal_their_safetensors_originals() {
         assert_matches_reference(&weights, &model, &ids(15, spec.seed as u32), 1e-4);
     }
 }
+
+/// Mutated and truncated GGUF models (from a fixed seed) are refused in words or load; none
+/// panics, whatever the bytes say (counts, shapes, types, metadata, the tokenizer).
+#[test]
+fn mutated_gguf_models_never_panic() {
+    let spec = LlamaSpec {
+        seed: 21,
+        layers: 1,
+        ..LlamaSpec::default()
+    };
+    let weights = LlamaWeights::random(&tiny_llama_config(&spec), 21);
+    let good = to_gguf(&weights, "llama");
+    // The header, metadata and tensor table come first; most mutations land there.
+    let table_end = good.len()
+        - weights
+            .tensors
+            .values()
+            .map(|t| 4 * t.values.len())
+            .sum::<usize>();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut refused, mut loaded) = (0, 0);
+    for round in 0..600 {
+        let mut bytes = good.clone();
+        if round % 6 == 5 {
+            bytes.truncate((next() % good.len() as u64) as usize);
+        } else {
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % table_end as u64) as usize;
+                bytes[at] = match next() % 3 {
+                    0 => next() as u8,
+                    1 => 0xFF,
+                    _ => bytes[at] ^ (1 << (next() % 8)),
+                };
+            }
+        }
+        match ModelFiles::Gguf(bytes).parse() {
+            Ok(_) => loaded += 1,
+            Err(error) => {
+                assert!(!error.to_string().trim().is_empty());
+                refused += 1;
+            }
+        }
+    }
+    println!("mutated GGUF models: {refused} refused, {loaded} still loaded");
+    assert!(
+        refused > 300,
+        "most mutations break something: {refused} refused"
+    );
+}
+
+/// Capture stops after the last block its hooks need, with the same values as a full forward.
+#[test]
+fn capture_stops_early_with_the_same_values() {
+    let (_, model) = load(&tiny_llama_checkpoint(&LlamaSpec {
+        layers: 3,
+        ..LlamaSpec::default()
+    }));
+    let batch = vec![ids(10, 1), ids(10, 2)];
+    for hooks in [
+        vec![HookPoint::ResidPre(1)],
+        vec![HookPoint::Embed],
+        vec![HookPoint::MlpPost(0), HookPoint::ResidPost(2)],
+        vec![HookPoint::LnFinalNormalized],
+    ] {
+        let full = model
+            .forward(
+                &batch,
+                &Hooks::capture(hooks.clone()),
+                LogitsFor::LastPosition,
+            )
+            .unwrap();
+        let captured = model.capture(&batch, &hooks).unwrap();
+        assert_eq!(captured.len(), hooks.len());
+        for (hook, tensor) in captured {
+            let want = block_on(read_f32(full.activation(hook).unwrap().clone())).unwrap();
+            assert_eq!(block_on(read_f32(tensor)).unwrap(), want, "{hook}");
+        }
+    }
+}

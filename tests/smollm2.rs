@@ -143,3 +143,46 @@ const LLAMA_CPP_CASES: &[(&str, &[u32])] = &[
         ],
     ),
 ];
+
+#[test]
+fn the_cli_takes_the_gguf_file_on_every_model_command() {
+    let gguf = gguf_path();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_saeplay"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let model = gguf.to_str().unwrap();
+    let info = run(&["info", "--model", model]);
+    assert!(
+        info.contains("Llama: 30 layers, d_model 576, 9 heads (3 key/value)"),
+        "{info}"
+    );
+    assert!(
+        info.contains("blocks.29.mlp.hook_post  [pos, 1536]"),
+        "{info}"
+    );
+    assert!(
+        !info.contains("hook_pos_embed"),
+        "rotary models have no position embeddings"
+    );
+    let text = run(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "The capital of France is",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "3",
+    ]);
+    assert!(text.contains("The capital of France is Paris"), "{text}");
+}

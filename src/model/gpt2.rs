@@ -219,6 +219,23 @@ impl Gpt2 {
         hooks: &Hooks,
         logits_for: LogitsFor,
     ) -> Result<ForwardOutput> {
+        let (logits, captured) = self.forward_until(batch, cache, hooks, logits_for, None)?;
+        let logits = logits.ok_or_else(|| {
+            SaeplayError::InvalidSetting("a forward that stops early has no logits".into())
+        })?;
+        Ok(ForwardOutput { logits, captured })
+    }
+
+    /// The forward, stopped after `stop_at_layer` blocks when given (TransformerLens's
+    /// `stop_at_layer`: no logits, only what was captured on the way).
+    pub(crate) fn forward_until(
+        &self,
+        batch: &[Vec<u32>],
+        cache: &mut KvCache,
+        hooks: &Hooks,
+        logits_for: LogitsFor,
+        stop_at_layer: Option<usize>,
+    ) -> Result<(Option<Tensor<3>>, Vec<(HookPoint, Tensor<3>)>)> {
         cache.fit(self.config.n_layer);
         let offset = cache.len;
         let (b, t, flat) = check_ids(&self.dims, batch, offset)?;
@@ -238,7 +255,8 @@ impl Gpt2 {
         let pos_embed = run.site(HookPoint::PosEmbed, pos_embed.expand([b, t, d]))?;
         let mut resid = embed + pos_embed;
 
-        for (l, block) in self.blocks.iter().enumerate() {
+        let layers = stop_at_layer.unwrap_or(self.blocks.len());
+        for (l, block) in self.blocks.iter().enumerate().take(layers) {
             resid = run.site(HookPoint::ResidPre(l), resid)?;
             let normed = self.layer_norm(resid.clone(), &block.ln_1);
             let (z, keys, values) = self.attention(l, block, normed, cache.layers[l].take());
@@ -251,6 +269,9 @@ impl Gpt2 {
             let hidden = run.site(HookPoint::MlpPost(l), hidden)?;
             let mlp_out = run.site(HookPoint::MlpOut(l), block.mlp_proj.forward(hidden))?;
             resid = run.site(HookPoint::ResidPost(l), resid + mlp_out)?;
+        }
+        if layers < self.blocks.len() {
+            return Ok((None, run.captured)); // the cache is incomplete: only capture stops early
         }
         cache.len = offset + t;
 
@@ -270,10 +291,7 @@ impl Gpt2 {
             None => logits,
         }
         .reshape([b, t_out, self.config.vocab_size]);
-        Ok(ForwardOutput {
-            logits,
-            captured: run.captured,
-        })
+        Ok((Some(logits), run.captured))
     }
 
     /// `(x - mean) / sqrt(var + eps)` over the last dim (biased variance, as torch's LayerNorm).

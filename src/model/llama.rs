@@ -179,6 +179,23 @@ impl Llama {
         hooks: &Hooks,
         logits_for: LogitsFor,
     ) -> Result<ForwardOutput> {
+        let (logits, captured) = self.forward_until(batch, cache, hooks, logits_for, None)?;
+        let logits = logits.ok_or_else(|| {
+            SaeplayError::InvalidSetting("a forward that stops early has no logits".into())
+        })?;
+        Ok(ForwardOutput { logits, captured })
+    }
+
+    /// The forward, stopped after `stop_at_layer` blocks when given (TransformerLens's
+    /// `stop_at_layer`: no logits, only what was captured on the way).
+    pub(crate) fn forward_until(
+        &self,
+        batch: &[Vec<u32>],
+        cache: &mut KvCache,
+        hooks: &Hooks,
+        logits_for: LogitsFor,
+        stop_at_layer: Option<usize>,
+    ) -> Result<(Option<Tensor<3>>, Vec<(HookPoint, Tensor<3>)>)> {
         cache.fit(self.dims.n_layers);
         let offset = cache.len;
         let (b, t, flat) = check_ids(&self.dims, batch, offset)?;
@@ -191,7 +208,8 @@ impl Llama {
         let mut resid = run.site(HookPoint::Embed, embed)?;
         let (cos, sin) = self.rotary(offset, t);
 
-        for (l, block) in self.blocks.iter().enumerate() {
+        let layers = stop_at_layer.unwrap_or(self.blocks.len());
+        for (l, block) in self.blocks.iter().enumerate().take(layers) {
             resid = run.site(HookPoint::ResidPre(l), resid)?;
             let normed = self.rms_norm(resid.clone(), &block.input_layernorm);
             let (z, keys, values) =
@@ -207,6 +225,9 @@ impl Llama {
             let mlp_out = run.site(HookPoint::MlpOut(l), block.down_proj.forward(hidden))?;
             resid = run.site(HookPoint::ResidPost(l), resid + mlp_out)?;
         }
+        if layers < self.blocks.len() {
+            return Ok((None, run.captured)); // the cache is incomplete: only capture stops early
+        }
         cache.len = offset + t;
 
         let resid = match logits_for {
@@ -220,10 +241,7 @@ impl Llama {
             .reshape([b * t_out, d])
             .matmul(self.unembed.clone())
             .reshape([b, t_out, self.dims.d_vocab]);
-        Ok(ForwardOutput {
-            logits,
-            captured: run.captured,
-        })
+        Ok((Some(logits), run.captured))
     }
 
     /// `x / sqrt(mean(x^2) + eps)` over the last dim.

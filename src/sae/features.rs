@@ -20,7 +20,7 @@ use super::stats::{
 use super::store::Window;
 use crate::backend::read_f32;
 use crate::error::{Result, SaeplayError};
-use crate::model::{HookPoint, Hooks, LogitsFor, Model};
+use crate::model::{HookPoint, Model};
 use crate::tinytales::Concept;
 use crate::tokenizer::TextTokenizer;
 
@@ -211,8 +211,11 @@ pub async fn scan(
     for (c, chunk) in windows.chunks(batch_windows.max(1)).enumerate() {
         let ids: Vec<Vec<u32>> = chunk.iter().map(|w| w.ids.clone()).collect();
         let (b, t) = (ids.len(), ids[0].len());
-        let output = model.forward(&ids, &Hooks::capture([hook]), LogitsFor::LastPosition)?;
-        let x = output.activation(hook).expect("captured").clone();
+        let Some((_, x)) = model.capture(&ids, &[hook])?.pop() else {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "`{hook}` was not captured"
+            )));
+        };
         let acts = sae.encode(x.reshape([b * t, d]));
         out.acts.extend(read_f32(acts).await?);
         for (w, window) in chunk.iter().enumerate() {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::read_f32;
 use crate::error::{Result, SaeplayError};
-use crate::model::{HookPoint, Hooks, LogitsFor, Model};
+use crate::model::{HookPoint, Model};
 use crate::rng::SplitMix64;
 use crate::tinytales::{ConceptSet, StoryGenerator};
 use crate::tokenizer::END_OF_TEXT;
@@ -260,11 +260,7 @@ impl ActivationStore {
     async fn fill_once(&mut self) -> Result<()> {
         let windows = self.stream.windows(self.config.windows_per_forward)?;
         let batch: Vec<Vec<u32>> = windows.iter().map(|w| w.ids.clone()).collect();
-        let output = self.model.forward(
-            &batch,
-            &Hooks::capture(self.hooks.iter().copied()),
-            LogitsFor::LastPosition,
-        )?;
+        let captured = self.model.capture(&batch, &self.hooks)?;
         let bos = self.stream.bos();
         let keep: Vec<bool> = batch
             .iter()
@@ -273,10 +269,12 @@ impl ActivationStore {
             .collect();
         self.tokens_read += keep.len();
         for (h, hook) in self.hooks.iter().enumerate() {
-            let activation = output
-                .activation(*hook)
-                .expect("captured hooks are returned")
-                .clone();
+            let Some((_, activation)) = captured.iter().find(|(h, _)| h == hook) else {
+                return Err(SaeplayError::InvalidSetting(format!(
+                    "`{hook}` was not captured"
+                )));
+            };
+            let activation = activation.clone();
             let values = read_f32(activation).await?;
             let width = self.widths[h];
             for (row, &kept) in values.chunks_exact(width).zip(&keep) {
