@@ -11,7 +11,7 @@ use super::dims::ModelDims;
 use super::hooks::{HookPoint, Hooks};
 use super::processing::{LM_HEAD_BIAS, LM_HEAD_WEIGHT};
 use super::transformer::{
-    ForwardOutput, HookRun, KvCache, LogitsFor, causal_mask, check_ids, check_patches,
+    Captured, ForwardOutput, HookRun, KvCache, LogitsFor, causal_mask, check_ids, check_patches,
 };
 use super::weights::Gpt2Weights;
 use crate::backend::{float_tensor, int_tensor};
@@ -235,7 +235,7 @@ impl Gpt2 {
         hooks: &Hooks,
         logits_for: LogitsFor,
         stop_at_layer: Option<usize>,
-    ) -> Result<(Option<Tensor<3>>, Vec<(HookPoint, Tensor<3>)>)> {
+    ) -> Result<(Option<Tensor<3>>, Captured)> {
         cache.fit(self.config.n_layer);
         let offset = cache.len;
         let (b, t, flat) = check_ids(&self.dims, batch, offset)?;

@@ -10,7 +10,7 @@ use super::hooks::{HookPoint, Hooks};
 use super::llama_config::LlamaConfig;
 use super::llama_weights::{EMBED, FINAL_NORM, LM_HEAD, LlamaWeights, layer_prefix};
 use super::transformer::{
-    ForwardOutput, HookRun, KvCache, LogitsFor, causal_mask, check_ids, check_patches,
+    Captured, ForwardOutput, HookRun, KvCache, LogitsFor, causal_mask, check_ids, check_patches,
 };
 use crate::backend::{float_tensor, int_tensor};
 use crate::error::{Result, SaeplayError};
@@ -195,7 +195,7 @@ impl Llama {
         hooks: &Hooks,
         logits_for: LogitsFor,
         stop_at_layer: Option<usize>,
-    ) -> Result<(Option<Tensor<3>>, Vec<(HookPoint, Tensor<3>)>)> {
+    ) -> Result<(Option<Tensor<3>>, Captured)> {
         cache.fit(self.dims.n_layers);
         let offset = cache.len;
         let (b, t, flat) = check_ids(&self.dims, batch, offset)?;

@@ -52,6 +52,9 @@ pub enum LogitsFor {
     LastPosition,
 }
 
+/// Activations captured by a forward, in the order it reached them.
+pub type Captured = Vec<(HookPoint, Tensor<3>)>;
+
 pub struct ForwardOutput {
     /// `[batch, pos, vocab]`, or `[batch, 1, vocab]` with [`LogitsFor::LastPosition`].
     pub logits: Tensor<3>,
@@ -141,11 +144,7 @@ impl Model {
 impl Model {
     /// Capture `hooks` on `batch`, running only the blocks they need (TransformerLens's
     /// `stop_at_layer`): an SAE at block 3 of 30 costs a tenth of a full forward.
-    pub fn capture(
-        &self,
-        batch: &[Vec<u32>],
-        hooks: &[HookPoint],
-    ) -> Result<Vec<(HookPoint, Tensor<3>)>> {
+    pub fn capture(&self, batch: &[Vec<u32>], hooks: &[HookPoint]) -> Result<Captured> {
         let needed = hooks
             .iter()
             .map(|hook| match hook {
