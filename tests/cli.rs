@@ -47,7 +47,10 @@ fn info_lists_shapes_and_hooks() {
     let output = saeplay(&["info", "--model", dir.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(text.contains("n_layer 2  n_embd 32  n_head 4"), "{text}");
+    assert!(
+        text.contains("GPT-2: 2 layers, d_model 32, 4 heads of 8, d_mlp 128, context 64"),
+        "{text}"
+    );
     for hook in [
         "hook_embed",
         "blocks.0.hook_resid_pre",

@@ -156,6 +156,7 @@ impl ModelFiles {
             )));
         }
         let dir = path;
+        let config_json = read(&dir.join("config.json"))?;
         let single = dir.join("model.safetensors");
         let shards = if single.exists() || !dir.join("model.safetensors.index.json").exists() {
             vec![read(&single)?]
@@ -167,7 +168,7 @@ impl ModelFiles {
                 .collect::<Result<Vec<_>>>()?
         };
         Ok(Self::HuggingFace(HfFiles {
-            config_json: read(&dir.join("config.json"))?,
+            config_json,
             shards,
             tokenizer_json: match std::fs::read(dir.join("tokenizer.json")) {
                 Ok(bytes) => Some(bytes),
