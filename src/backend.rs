@@ -53,6 +53,15 @@ pub fn cpu_device() -> Device {
     Device::ndarray()
 }
 
+/// Whether `device` computes on the host (burn's CPU backends), where reading a tensor back is free.
+pub fn is_host_device(device: &Device) -> bool {
+    use burn::backend::DispatchDevice;
+    matches!(
+        device.as_dispatch(),
+        DispatchDevice::NdArray(_) | DispatchDevice::Flex(_)
+    )
+}
+
 /// Initialise the wgpu device asynchronously (the only way in a browser). Call once per process:
 /// a second initialisation fails in burn, so callers keep and clone the returned device.
 pub async fn wgpu_device() -> Result<Device> {

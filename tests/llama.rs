@@ -286,9 +286,32 @@ fn permute_like_llama_cpp(values: &[f32], rows: usize, cols: usize, heads: usize
     out
 }
 
+/// ggml's `quantize_row_q8_0_ref`: per 32 values, `d = max|x| / 127` (stored as f16) and
+/// `q = round(x / d)`.
+fn q8_0_bytes(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for block in values.chunks_exact(32) {
+        let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend(saeplay::io::gguf::f16_bytes(&[d]));
+        out.extend(block.iter().map(|v| ((v * id).round() as i8) as u8));
+    }
+    out
+}
+
 /// A Llama checkpoint as llama.cpp's converter writes it: GGUF names, permuted q/k, metadata.
 fn to_gguf(weights: &LlamaWeights, arch: &str) -> Vec<u8> {
-    use saeplay::io::gguf::{GgmlType, GgufArray, GgufValue, f32_bytes, write_gguf};
+    to_gguf_as(weights, arch, saeplay::io::gguf::GgmlType::F32)
+}
+
+/// [`to_gguf`] with the blocks' matrices stored as `matrices` (F32, F16 or Q8_0).
+fn to_gguf_as(
+    weights: &LlamaWeights,
+    arch: &str,
+    matrices: saeplay::io::gguf::GgmlType,
+) -> Vec<u8> {
+    use saeplay::io::gguf::{GgmlType, GgufArray, GgufValue, f16_bytes, f32_bytes, write_gguf};
     let c = &weights.config;
     let gguf_name = |hf: &str| -> String {
         if hf == "model.embed_tokens.weight" {
@@ -314,7 +337,7 @@ fn to_gguf(weights: &LlamaWeights, arch: &str) -> Vec<u8> {
             .replace("mlp.down_proj", "ffn_down");
         format!("blk.{layer}.{name}")
     };
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors: Vec<(String, Vec<usize>, GgmlType, Vec<u8>)> = Vec::new();
     for (name, t) in &weights.tensors {
         let mut values = t.values.clone();
         let rows = t.shape[0];
@@ -326,7 +349,17 @@ fn to_gguf(weights: &LlamaWeights, arch: &str) -> Vec<u8> {
             values = permute_like_llama_cpp(&values, rows, cols, c.n_kv_heads());
         }
         let ne: Vec<usize> = t.shape.iter().rev().copied().collect();
-        tensors.push((gguf_name(name), ne, f32_bytes(&values)));
+        let ty = if t.shape.len() == 2 && name.starts_with("model.layers.") {
+            matrices
+        } else {
+            GgmlType::F32
+        };
+        let bytes = match ty {
+            GgmlType::F16 => f16_bytes(&values),
+            GgmlType::Q8_0 => q8_0_bytes(&values),
+            _ => f32_bytes(&values),
+        };
+        tensors.push((gguf_name(name), ne, ty, bytes));
     }
     let key = |k: &str| format!("{arch}.{k}");
     let u32v = |v: usize| GgufValue::U32(v as u32);
@@ -372,7 +405,7 @@ fn to_gguf(weights: &LlamaWeights, arch: &str) -> Vec<u8> {
         .collect();
     let tensors: Vec<(&str, &[usize], GgmlType, &[u8])> = tensors
         .iter()
-        .map(|(n, ne, bytes)| (n.as_str(), &ne[..], GgmlType::F32, &bytes[..]))
+        .map(|(n, ne, ty, bytes)| (n.as_str(), &ne[..], *ty, &bytes[..]))
         .collect();
     write_gguf(&metadata, &tensors)
 }
@@ -423,6 +456,76 @@ fn gguf_checkpoints_equal_their_safetensors_originals() {
         );
         let model = host.upload(&cpu_device()).unwrap().model;
         assert_matches_reference(&weights, &model, &ids(15, spec.seed as u32), 1e-4);
+    }
+}
+
+/// F16 and Q8_0 matrices stay packed on the CPU (unpacked at each use) and the forward equals
+/// the f64 reference on their unpacked values; each unpacked value is the original within the
+/// encoding's rounding; the host holds less than the f32 weights.
+#[test]
+fn packed_gguf_matrices_run_like_their_unpacked_values() {
+    use saeplay::io::gguf::GgmlType;
+    for (matrices, rounding, bytes_ratio) in
+        [(GgmlType::F16, 1e-3, 0.6), (GgmlType::Q8_0, 1e-2, 0.4)]
+    {
+        // Rows of whole 32-value blocks: every matrix's input width is a multiple of 32.
+        let spec = LlamaSpec {
+            seed: 31,
+            d_model: 64,
+            heads: 4,
+            kv_heads: 2,
+            d_mlp: 96,
+            ..LlamaSpec::default()
+        };
+        let weights = LlamaWeights::random(&tiny_llama_config(&spec), spec.seed);
+        let host = ModelFiles::Gguf(to_gguf_as(&weights, "llama", matrices))
+            .parse()
+            .unwrap();
+        let HostWeights::Llama(parsed) = &host.weights else {
+            panic!("a GGUF is a Llama-family model");
+        };
+        let packed = parsed.quantised.len();
+        assert_eq!(
+            packed,
+            7 * spec.layers,
+            "{matrices}: every block matrix stays packed"
+        );
+        assert!(parsed.quantised.values().all(|m| m.ggml_type == matrices));
+        // Only the matrices shrink; the embedding and the vectors stay f32.
+        let matrix_bytes = |w: &LlamaWeights| {
+            w.host_bytes()
+                - w.tensors
+                    .values()
+                    .map(|t| 4 * t.values.len())
+                    .sum::<usize>()
+        };
+        let f32_matrix_bytes: usize = weights
+            .tensors
+            .iter()
+            .filter(|(n, t)| t.shape.len() == 2 && n.starts_with("model.layers."))
+            .map(|(_, t)| 4 * t.values.len())
+            .sum();
+        assert!(
+            (matrix_bytes(parsed) as f64) < bytes_ratio * f32_matrix_bytes as f64,
+            "{matrices}: {} bytes packed against {f32_matrix_bytes} as f32",
+            matrix_bytes(parsed)
+        );
+        let unpacked = parsed.clone().dequantised();
+        for (name, original) in &weights.tensors {
+            let got = &unpacked.tensors[name];
+            let scale = original.values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let worst = got
+                .values
+                .iter()
+                .zip(&original.values)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                worst <= rounding * scale,
+                "{matrices} {name}: off by {worst} (scale {scale})"
+            );
+        }
+        let model = host.upload(&cpu_device()).unwrap().model;
+        assert_matches_reference(&unpacked, &model, &ids(15, 31), 1e-4);
     }
 }
 

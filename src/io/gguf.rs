@@ -1025,6 +1025,17 @@ fn value_u64(v: &GgufValue, key: &str) -> Result<u64, GgufError> {
 // Unpacking. `data` and `out` have the lengths the tensor info implies (checked at parse time);
 // were they ever shorter, the zips below would stop early rather than index past an end.
 
+/// Unpack `data`, whole blocks of type `ty`, into `out` (one value per slot), as
+/// [`GgufFile::dequantize`] does. `None` when the type is not one saeplay unpacks or the lengths
+/// do not match whole blocks.
+pub fn dequantize_into(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Option<()> {
+    let (block, size) = (ty.block_size(), ty.type_size());
+    let fits = ty.is_supported()
+        && out.len().is_multiple_of(block)
+        && out.len() / block * size == data.len();
+    fits.then(|| decode(ty, data, out))
+}
+
 fn decode(ty: GgmlType, data: &[u8], out: &mut [f32]) {
     match ty {
         GgmlType::F32 => {

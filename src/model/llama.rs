@@ -2,6 +2,8 @@
 //! `Qwen2ForCausalLM`): RMSNorm, rotary positions, grouped-query attention, SwiGLU MLP. Same hook
 //! points as GPT-2 but `hook_pos_embed`. Shapes are noted as `[batch, pos, d]`.
 
+use std::sync::Arc;
+
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Tensor};
 
@@ -9,30 +11,61 @@ use super::dims::ModelDims;
 use super::hooks::{HookPoint, Hooks};
 use super::llama_config::LlamaConfig;
 use super::llama_weights::{EMBED, FINAL_NORM, LM_HEAD, LlamaWeights, layer_prefix};
+use super::quantised::QuantisedMatrix;
 use super::transformer::{
     Captured, ForwardOutput, HookRun, KvCache, LogitsFor, causal_mask, check_ids, check_patches,
 };
-use crate::backend::{float_tensor, int_tensor};
+use crate::backend::{float_tensor, int_tensor, is_host_device};
 use crate::error::{Result, SaeplayError};
 use crate::io::tensors::HostTensor;
 
+// A dozen of these per block, so boxing the dense handle would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+enum LinearWeight {
+    /// `[in, out]` on the device.
+    Dense(Tensor<2>),
+    /// torch's `[out, in]`, packed on the host and unpacked for each use (see [`packs_on`]).
+    Packed(Arc<QuantisedMatrix>),
+}
+
 #[derive(Clone, Debug)]
 struct Linear {
-    weight: Tensor<2>,       // [in, out]
+    weight: LinearWeight,
     bias: Option<Tensor<1>>, // [out]
 }
 
 impl Linear {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [batch, pos, d_in] = x.dims();
-        let d_out = self.weight.dims()[1];
-        let y = x.reshape([batch * pos, d_in]).matmul(self.weight.clone());
+        let x = x.reshape([batch * pos, d_in]);
+        let (y, d_out) = match &self.weight {
+            LinearWeight::Dense(weight) => (x.matmul(weight.clone()), weight.dims()[1]),
+            LinearWeight::Packed(matrix) => {
+                let weight =
+                    float_tensor(matrix.dequantize(), [matrix.rows, matrix.cols], &x.device());
+                (x.matmul(weight.transpose()), matrix.rows)
+            }
+        };
         let y = match &self.bias {
             Some(bias) => y + bias.clone().unsqueeze::<2>(),
             None => y,
         };
         y.reshape([batch, pos, d_out])
     }
+}
+
+/// Whether packed matrices stay packed on `device`: on the CPU backends, where unpacking a
+/// matrix costs about what one token's matmul with it does, and keeping SmolLM2's matrices
+/// packed saves 440 MB per copy of the model (the page holds two: its own and its worker's).
+/// GPUs get them unpacked once, at upload. Natively, `SAEPLAY_GGUF_WEIGHTS=unpacked` unpacks
+/// them on the CPU too, so the two can be compared.
+pub fn packs_on(device: &Device) -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    if std::env::var("SAEPLAY_GGUF_WEIGHTS").as_deref() == Ok("unpacked") {
+        return false;
+    }
+    is_host_device(device)
 }
 
 #[derive(Clone, Debug)]
@@ -87,7 +120,9 @@ impl Llama {
         let LlamaWeights {
             config,
             mut tensors,
+            mut quantised,
         } = weights;
+        let packed = packs_on(device);
         config.validate()?;
         let mut take = |name: &str| {
             tensors
@@ -99,8 +134,16 @@ impl Llama {
         for l in 0..config.num_hidden_layers {
             let p = layer_prefix(l);
             let mut linear = |name: &str, bias: bool| -> Result<Linear> {
+                let weight_name = format!("{p}{name}.weight");
+                let weight = match quantised.remove(&weight_name) {
+                    Some(matrix) if packed => LinearWeight::Packed(Arc::new(matrix)),
+                    Some(matrix) => {
+                        LinearWeight::Dense(upload_linear_weight(matrix.to_host(), device))
+                    }
+                    None => LinearWeight::Dense(upload_linear_weight(take(&weight_name)?, device)),
+                };
                 Ok(Linear {
-                    weight: upload_linear_weight(take(&format!("{p}{name}.weight"))?, device),
+                    weight,
                     bias: if bias {
                         Some(upload_vector(take(&format!("{p}{name}.bias"))?, device))
                     } else {

@@ -1,12 +1,14 @@
 //! Llama-family weights on the host, by their Hugging Face names (`model.layers.0.self_attn.q_proj.weight`,
 //! ...), in torch's `[out, in]` layout, checked against the config before anything reaches a device.
-//! They come from safetensors (one file or shards) or from a GGUF file (see [`super::gguf_model`]).
+//! They come from safetensors (one file or shards) or from a GGUF file (see [`super::gguf_model`]),
+//! whose quantised matrices can stay packed ([`QuantisedMatrix`]) until they reach a device.
 
 use std::collections::BTreeMap;
 
 use safetensors::SafeTensors;
 
 use super::llama_config::LlamaConfig;
+use super::quantised::QuantisedMatrix;
 use crate::error::{Result, SaeplayError};
 use crate::io::tensors::{HostTensor, to_f32, write_safetensors};
 use crate::rng::SplitMix64;
@@ -19,6 +21,8 @@ pub const LM_HEAD: &str = "lm_head.weight";
 pub struct LlamaWeights {
     pub config: LlamaConfig,
     pub tensors: BTreeMap<String, HostTensor>,
+    /// Matrices still in their GGUF encoding, by the same names (never also in `tensors`).
+    pub quantised: BTreeMap<String, QuantisedMatrix>,
 }
 
 /// The prefix of layer `l`'s tensors.
@@ -66,31 +70,68 @@ pub fn expected_shapes(config: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
 }
 
 impl LlamaWeights {
-    /// Check that `tensors` hold exactly what the config needs (extra tensors are dropped), with
-    /// finite values.
-    pub fn checked(config: LlamaConfig, mut tensors: BTreeMap<String, HostTensor>) -> Result<Self> {
+    /// Check that `tensors` and `quantised` hold exactly what the config needs between them
+    /// (extra tensors are dropped), with finite values.
+    pub fn checked(
+        config: LlamaConfig,
+        mut tensors: BTreeMap<String, HostTensor>,
+        mut quantised: BTreeMap<String, QuantisedMatrix>,
+    ) -> Result<Self> {
         config.validate()?;
         let mut kept = BTreeMap::new();
+        let mut kept_quantised = BTreeMap::new();
         for (name, expected) in expected_shapes(&config) {
-            let tensor = tensors
-                .remove(&name)
-                .ok_or_else(|| SaeplayError::MissingTensor(name.clone()))?;
-            if tensor.shape != expected {
+            let (shape, finite) = if let Some(tensor) = tensors.remove(&name) {
+                let shape = tensor.shape.clone();
+                let finite = tensor.values.iter().all(|v| v.is_finite());
+                kept.insert(name.clone(), tensor);
+                (shape, finite)
+            } else if let Some(matrix) = quantised.remove(&name) {
+                let shape = vec![matrix.rows, matrix.cols];
+                // Unpacked once here, one matrix at a time, so a bad scale is caught at load.
+                let finite = matrix.dequantize().iter().all(|v| v.is_finite());
+                kept_quantised.insert(name.clone(), matrix);
+                (shape, finite)
+            } else {
+                return Err(SaeplayError::MissingTensor(name));
+            };
+            if shape != expected {
                 return Err(SaeplayError::TensorShape {
                     name,
                     expected,
-                    found: tensor.shape,
+                    found: shape,
                 });
             }
-            if tensor.values.iter().any(|v| !v.is_finite()) {
+            if !finite {
                 return Err(SaeplayError::NonFinite { name });
             }
-            kept.insert(name, tensor);
         }
         Ok(Self {
             config,
             tensors: kept,
+            quantised: kept_quantised,
         })
+    }
+
+    /// Every matrix unpacked to f32 (what a reference computation or a file export reads).
+    pub fn dequantised(mut self) -> Self {
+        for (name, matrix) in std::mem::take(&mut self.quantised) {
+            self.tensors.insert(name, matrix.to_host());
+        }
+        self
+    }
+
+    /// Bytes the weights hold on the host.
+    pub fn host_bytes(&self) -> usize {
+        self.tensors
+            .values()
+            .map(|t| t.values.len() * 4)
+            .sum::<usize>()
+            + self
+                .quantised
+                .values()
+                .map(QuantisedMatrix::byte_len)
+                .sum::<usize>()
     }
 
     /// Read safetensors files (one, or the shards of a sharded checkpoint) and check them.
@@ -122,18 +163,26 @@ impl LlamaWeights {
                 },
             );
         }
-        Self::checked(config.clone(), tensors)
+        Self::checked(config.clone(), tensors, BTreeMap::new())
     }
 
-    /// Serialise as one safetensors file (F32), as `save_pretrained` names the tensors.
+    /// Serialise as one safetensors file (F32, quantised matrices unpacked), as
+    /// `save_pretrained` names the tensors.
     pub fn to_safetensors(&self) -> Vec<u8> {
+        let unpacked: BTreeMap<&String, HostTensor> = self
+            .quantised
+            .iter()
+            .map(|(k, m)| (k, m.to_host()))
+            .collect();
         write_safetensors(
             self.tensors
                 .iter()
+                .chain(unpacked.iter().map(|(k, t)| (*k, t)))
                 .map(|(k, t)| (k.as_str(), &t.shape[..], &t.values[..])),
         )
     }
 
+    /// An unpacked tensor (quantised ones are not: see [`LlamaWeights::dequantised`]).
     pub fn get(&self, name: &str) -> Result<&HostTensor> {
         self.tensors
             .get(name)
@@ -161,6 +210,7 @@ impl LlamaWeights {
         Self {
             config: config.clone(),
             tensors,
+            quantised: BTreeMap::new(),
         }
     }
 }

@@ -30,10 +30,10 @@ pub enum Selection {
 impl Selection {
     /// Host selection on the CPU backends, bisection elsewhere.
     pub fn for_device(device: &Device) -> Self {
-        use burn::backend::DispatchDevice;
-        match device.as_dispatch() {
-            DispatchDevice::NdArray(_) | DispatchDevice::Flex(_) => Selection::Host,
-            _ => Selection::Bisection,
+        if crate::backend::is_host_device(device) {
+            Selection::Host
+        } else {
+            Selection::Bisection
         }
     }
 }
