@@ -118,3 +118,15 @@ pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
         .try_into_vec::<f32>()
         .map_err(|error| SaeplayError::Device(format!("reading a tensor failed: {error:?}")))
 }
+
+/// Read a float tensor on a host device without awaiting: the CPU backends answer at once.
+/// `None` if the read would have to wait (a GPU) or failed.
+pub fn read_f32_now<const D: usize>(tensor: Tensor<D>) -> Option<Vec<f32>> {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let mut read = std::pin::pin!(read_f32(tensor));
+    match read.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(values)) => Some(values),
+        _ => None,
+    }
+}

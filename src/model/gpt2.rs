@@ -12,6 +12,7 @@ use super::hooks::{HookPoint, Hooks};
 use super::processing::{LM_HEAD_BIAS, LM_HEAD_WEIGHT};
 use super::transformer::{
     Captured, ForwardOutput, HookRun, KvCache, LogitsFor, causal_mask, check_ids, check_patches,
+    times_transposed,
 };
 use super::weights::Gpt2Weights;
 use crate::backend::{float_tensor, int_tensor};
@@ -58,7 +59,7 @@ pub struct Gpt2 {
     device: Device,
     wte: Tensor<2>,                  // [vocab, d]
     wpe: Tensor<2>,                  // [n_positions, d]
-    unembed: Tensor<2>, // [d, vocab]: wte^T, or lm_head.weight^T once processing unties it
+    unembed_rows: Tensor<2>,         // [vocab, d]: wte, or lm_head.weight once processing unties it
     unembed_bias: Option<Tensor<1>>, // [vocab]: lm_head.bias, from weight processing
     blocks: Vec<Block>,
     ln_f: LayerNorm,
@@ -160,9 +161,9 @@ impl Gpt2 {
             })
             .collect::<Result<Vec<_>>>()?;
         let wte = matrix(params, "wte.weight")?;
-        let unembed = match params.get(LM_HEAD_WEIGHT) {
-            Some(_) => matrix(params, LM_HEAD_WEIGHT)?.transpose(),
-            None => wte.clone().transpose(),
+        let unembed_rows = match params.get(LM_HEAD_WEIGHT) {
+            Some(_) => matrix(params, LM_HEAD_WEIGHT)?,
+            None => wte.clone(),
         };
         let unembed_bias = match params.get(LM_HEAD_BIAS) {
             Some(_) => Some(vector(params, LM_HEAD_BIAS)?),
@@ -173,7 +174,7 @@ impl Gpt2 {
             device: device.clone(),
             wpe: matrix(params, "wpe.weight")?,
             wte,
-            unembed,
+            unembed_rows,
             unembed_bias,
             blocks,
             ln_f: ln("ln_f")?,
@@ -194,10 +195,9 @@ impl Gpt2 {
         &self.device
     }
 
-    /// The unembedding `[d, vocab]` (`wte^T` unless weight processing untied it), for logit-lens
-    /// style analyses.
-    pub fn unembed(&self) -> &Tensor<2> {
-        &self.unembed
+    /// The unembedding as stored, `[vocab, d]` (`wte` unless weight processing untied it).
+    pub fn unembedding_rows(&self) -> &Tensor<2> {
+        &self.unembed_rows
     }
 
     /// A full forward pass with no cache.
@@ -283,9 +283,7 @@ impl Gpt2 {
         let normalized = run.site(HookPoint::LnFinalNormalized, self.normalize(resid))?;
         let final_hidden = normalized * self.ln_f.weight.clone().unsqueeze::<3>()
             + self.ln_f.bias.clone().unsqueeze::<3>();
-        let logits = final_hidden
-            .reshape([b * t_out, d])
-            .matmul(self.unembed.clone());
+        let logits = times_transposed(final_hidden.reshape([b * t_out, d]), &self.unembed_rows);
         let logits = match &self.unembed_bias {
             Some(bias) => logits + bias.clone().unsqueeze::<2>(),
             None => logits,

@@ -14,8 +14,9 @@ use super::llama_weights::{EMBED, FINAL_NORM, LM_HEAD, LlamaWeights, layer_prefi
 use super::quantised::QuantisedMatrix;
 use super::transformer::{
     Captured, ForwardOutput, HookRun, KvCache, LogitsFor, causal_mask, check_ids, check_patches,
+    times_transposed,
 };
-use crate::backend::{float_tensor, int_tensor, is_host_device};
+use crate::backend::{float_tensor, int_tensor, is_host_device, read_f32_now};
 use crate::error::{Result, SaeplayError};
 use crate::io::tensors::HostTensor;
 
@@ -41,11 +42,7 @@ impl Linear {
         let x = x.reshape([batch * pos, d_in]);
         let (y, d_out) = match &self.weight {
             LinearWeight::Dense(weight) => (x.matmul(weight.clone()), weight.dims()[1]),
-            LinearWeight::Packed(matrix) => {
-                let weight =
-                    float_tensor(matrix.dequantize(), [matrix.rows, matrix.cols], &x.device());
-                (x.matmul(weight.transpose()), matrix.rows)
-            }
+            LinearWeight::Packed(matrix) => (packed_matmul(x, matrix), matrix.rows),
         };
         let y = match &self.bias {
             Some(bias) => y + bias.clone().unsqueeze::<2>(),
@@ -53,6 +50,27 @@ impl Linear {
         };
         y.reshape([batch, pos, d_out])
     }
+}
+
+/// Rows of `x` up to which a packed matmul runs on the host, unpacking each weight row once
+/// (generation); above it the matrix is unpacked whole and multiplied by the backend.
+const HOST_MATMUL_ROWS: usize = 8;
+
+/// `x @ W^T` for `x` `[n, in]` and a packed `W` `[out, in]`.
+fn packed_matmul(x: Tensor<2>, matrix: &QuantisedMatrix) -> Tensor<2> {
+    let n = x.dims()[0];
+    let device = x.device();
+    if n <= HOST_MATMUL_ROWS
+        && let Some(values) = read_f32_now(x.clone())
+    {
+        return float_tensor(
+            matrix.matmul_transposed(&values, n),
+            [n, matrix.rows],
+            &device,
+        );
+    }
+    let weight = float_tensor(matrix.dequantize(), [matrix.rows, matrix.cols], &device);
+    times_transposed(x, &weight)
 }
 
 /// Whether packed matrices stay packed on `device`: on the CPU backends, where unpacking a
@@ -89,7 +107,7 @@ pub struct Llama {
     device: Device,
     inv_freq: Vec<f64>,
     embed_tokens: Tensor<2>, // [vocab, d]
-    unembed: Tensor<2>,      // [d, vocab]: embed_tokens^T when tied, else lm_head^T
+    unembed_rows: Tensor<2>, // [vocab, d]: embed_tokens when tied, else lm_head
     blocks: Vec<Block>,
     norm: Tensor<1>, // [d]
 }
@@ -179,10 +197,12 @@ impl Llama {
         let embed = take(EMBED)?;
         let [vocab, d] = [embed.shape[0], embed.shape[1]];
         let embed_tokens = float_tensor(embed.values, [vocab, d], device);
-        let unembed = if config.tie_word_embeddings {
-            embed_tokens.clone().transpose()
+        let unembed_rows = if config.tie_word_embeddings {
+            embed_tokens.clone()
         } else {
-            upload_linear_weight(take(LM_HEAD)?, device)
+            let lm_head = take(LM_HEAD)?;
+            let shape = [lm_head.shape[0], lm_head.shape[1]];
+            float_tensor(lm_head.values, shape, device)
         };
         let norm = upload_vector(take(FINAL_NORM)?, device);
         Ok(Self {
@@ -191,7 +211,7 @@ impl Llama {
             config,
             device: device.clone(),
             embed_tokens,
-            unembed,
+            unembed_rows,
             blocks,
             norm,
         })
@@ -209,9 +229,9 @@ impl Llama {
         &self.device
     }
 
-    /// The unembedding `[d, vocab]`.
-    pub fn unembed(&self) -> &Tensor<2> {
-        &self.unembed
+    /// The unembedding as stored, `[vocab, d]` (`embed_tokens` when tied).
+    pub fn unembedding_rows(&self) -> &Tensor<2> {
+        &self.unembed_rows
     }
 
     /// A forward pass over new positions that continue the sequence already in `cache`.
@@ -280,9 +300,7 @@ impl Llama {
         let t_out = resid.dims()[1];
         let normalized = run.site(HookPoint::LnFinalNormalized, self.normalize(resid))?;
         let final_hidden = normalized * self.norm.clone().unsqueeze::<3>();
-        let logits = final_hidden
-            .reshape([b * t_out, d])
-            .matmul(self.unembed.clone())
+        let logits = times_transposed(final_hidden.reshape([b * t_out, d]), &self.unembed_rows)
             .reshape([b, t_out, self.dims.d_vocab]);
         Ok((Some(logits), run.captured))
     }

@@ -106,13 +106,23 @@ impl Model {
         }
     }
 
-    /// The unembedding `[d_model, vocab]` (what the final norm's output multiplies), for
-    /// logit-lens style analyses.
-    pub fn unembed(&self) -> &Tensor<2> {
+    /// The unembedding as stored, `[vocab, d_model]` (the token embedding when tied).
+    pub fn unembedding_rows(&self) -> &Tensor<2> {
         match self {
-            Self::Gpt2(model) => model.unembed(),
-            Self::Llama(model) => model.unembed(),
+            Self::Gpt2(model) => model.unembedding_rows(),
+            Self::Llama(model) => model.unembedding_rows(),
         }
+    }
+
+    /// The unembedding `[d_model, vocab]` (what the final norm's output multiplies), a view.
+    pub fn unembed(&self) -> Tensor<2> {
+        self.unembedding_rows().clone().transpose()
+    }
+
+    /// `x @ W_U`: `x` `[n, d_model]` to `[n, vocab]`, without the unembedding's bias (the
+    /// logit lens of directions in the residual stream).
+    pub fn unembed_directions(&self, x: Tensor<2>) -> Tensor<2> {
+        times_transposed(x, self.unembedding_rows())
     }
 
     /// A full forward pass with no cache.
@@ -295,4 +305,12 @@ impl<'a> HookRun<'a> {
         }
         Ok(x)
     }
+}
+
+/// `x @ rows^T` for `x` `[n, k]` and `rows` `[m, k]`, computed as `(rows @ x^T)^T` so the large
+/// `rows` is read in its stored layout: burn's CPU backends first copy a transposed operand into
+/// standard layout, which for an unembedding would be 113-154 MB per forward. The transposed
+/// operand and result here are `n` rows.
+pub(crate) fn times_transposed(x: Tensor<2>, rows: &Tensor<2>) -> Tensor<2> {
+    rows.clone().matmul(x.transpose()).transpose()
 }

@@ -302,7 +302,7 @@ pub async fn logit_lens(
         let index: Vec<i64> = block.iter().map(|&f| f as i64).collect();
         let index = crate::backend::int_tensor(index, [block.len()], sae.device());
         let rows = w_dec.clone().select(0, index); // [block, d_in]
-        let lens = read_f32(rows.matmul(model.unembed().clone())).await?; // [block, vocab]
+        let lens = read_f32(model.unembed_directions(rows)).await?; // [block, vocab]
         out.extend(lens.chunks_exact(vocab).map(|row| top_and_bottom(row, k)));
     }
     Ok(out)

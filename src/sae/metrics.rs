@@ -142,22 +142,10 @@ pub async fn evaluate_sae(
         let mask = float_tensor(keep.clone(), [b, t, 1], &device);
         let clean = model.forward(&ids, &Hooks::capture([hook]), LogitsFor::AllPositions)?;
         let x = clean.activation(hook).expect("captured").clone();
-        let spliced_sae = sae.clone();
-        let with_sae = model.forward(
-            &ids,
-            &Hooks::none().with_patch(
-                hook,
-                masked_patch(mask.clone(), move |a| reconstruct_3d(&spliced_sae, a)),
-            ),
-            LogitsFor::AllPositions,
-        )?;
-        let zeroed = model.forward(
-            &ids,
-            &Hooks::none().with_patch(hook, masked_patch(mask, |a| a.zeros_like())),
-            LogitsFor::AllPositions,
-        )?;
 
-        // Cross-entropy over next-token targets (positions 0..t-1), and KL per position.
+        // Cross-entropy over next-token targets (positions 0..t-1), and KL per position. One
+        // set of logits at a time beside the clean log-probs: with a 49,152-token vocabulary each
+        // is 25 MB per 128-token window, and the page's worker keeps its peak memory for good.
         if t > 1 {
             let targets: Vec<i64> = ids
                 .iter()
@@ -168,15 +156,35 @@ pub async fn evaluate_sae(
                 .flat_map(|_| (0..t).map(|p| if p + 1 < t { 1.0 } else { 0.0 }))
                 .collect();
             let valid = float_tensor(valid, [b * t, 1], &device);
+            let ce = |lp: &Tensor<2>| {
+                (lp.clone().gather(1, targets.clone()) * valid.clone())
+                    .sum()
+                    .neg()
+            };
             let clean_lp = next_token_log_probs(clean.logits);
+            let ce_clean_sum = ce(&clean_lp);
+            let spliced_sae = sae.clone();
+            let with_sae = model.forward(
+                &ids,
+                &Hooks::none().with_patch(
+                    hook,
+                    masked_patch(mask.clone(), move |a| reconstruct_3d(&spliced_sae, a)),
+                ),
+                LogitsFor::AllPositions,
+            )?;
             let sae_lp = next_token_log_probs(with_sae.logits);
-            let zero_lp = next_token_log_probs(zeroed.logits);
-            let ce = |lp: Tensor<2>| (lp.gather(1, targets.clone()) * valid.clone()).sum().neg();
-            let kl_sum = (clean_lp.clone().exp() * (clean_lp.clone() - sae_lp.clone()))
+            let ce_sae_sum = ce(&sae_lp);
+            let kl_sum = (clean_lp.clone().exp() * (clean_lp - sae_lp))
                 .sum_dim(1)
                 .sum();
+            let zeroed = model.forward(
+                &ids,
+                &Hooks::none().with_patch(hook, masked_patch(mask, |a| a.zeros_like())),
+                LogitsFor::AllPositions,
+            )?;
+            let ce_zero_sum = ce(&next_token_log_probs(zeroed.logits));
             let sums = read_f32(Tensor::cat(
-                vec![ce(clean_lp), ce(sae_lp), ce(zero_lp), kl_sum],
+                vec![ce_clean_sum, ce_sae_sum, ce_zero_sum, kl_sum],
                 0,
             ))
             .await?;

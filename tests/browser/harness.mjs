@@ -182,3 +182,36 @@ export function topK(probs, k) {
     .sort((a, b) => b.prob - a.prob || a.id - b.id)
     .slice(0, k);
 }
+
+/** Set a form field's value as a person would, firing input and change. */
+export async function setValue(page, selector, value) {
+  await page.evaluate(({ selector, value }) => {
+    const el = document.querySelector(selector);
+    el.value = value;
+    el.dispatchEvent(new Event('input', { bubbles: true }));
+    el.dispatchEvent(new Event('change', { bubbles: true }));
+  }, { selector, value: String(value) });
+}
+
+/** The chosen SAE's id, once the picker shows one matching `pattern`. */
+export async function waitForSae(page, pattern, timeout = 300_000) {
+  const handle = await page.waitForFunction((source) => {
+    const value = document.querySelector('#sae-select')?.value ?? '';
+    return new RegExp(source).test(value) && /features/.test(document.querySelector('#sae-status')?.textContent ?? '') ? value : false;
+  }, pattern.source, { timeout, polling: 200 });
+  return handle.jsonValue();
+}
+
+/** What the feature card shows. */
+export const readCard = (page) =>
+  page.evaluate(() => ({
+    title: document.querySelector('#card-title')?.textContent ?? null,
+    concept: document.querySelector('#card-concept')?.textContent ?? '',
+    top: document.querySelectorAll('#card-top .example').length,
+    shaded: [...document.querySelectorAll('#card-top .tok')].filter((t) => !/, 0\.000?\)/.test(t.getAttribute('style'))).length,
+    bands: document.querySelectorAll('#card-bands .example').length,
+    histogramBars: document.querySelectorAll('#card-histogram rect.bar').length,
+    promoted: document.querySelectorAll('#card-lens-promoted li').length,
+    suppressed: document.querySelectorAll('#card-lens-suppressed li').length,
+    nearest: document.querySelectorAll('#card-nearest [data-feature]').length,
+  }));

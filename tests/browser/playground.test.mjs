@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { launch, openPage, printLogs, waitReady } from './harness.mjs';
+import { launch, openPage, printLogs, readCard, setValue, waitForSae, waitReady } from './harness.mjs';
 import { serve } from './serve.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -85,38 +85,6 @@ const errorText = (page) =>
     const el = document.querySelector('#error');
     return el && !el.hidden ? document.querySelector('#error-text').textContent.trim() : '';
   });
-
-async function setValue(page, selector, value) {
-  await page.evaluate(({ selector, value }) => {
-    const el = document.querySelector(selector);
-    el.value = value;
-    el.dispatchEvent(new Event('input', { bubbles: true }));
-    el.dispatchEvent(new Event('change', { bubbles: true }));
-  }, { selector, value: String(value) });
-}
-
-/** The chosen SAE's id, once the picker shows one matching `pattern`. */
-async function waitForSae(page, pattern, timeout = ACTION_TIMEOUT_MS) {
-  const handle = await page.waitForFunction((source) => {
-    const value = document.querySelector('#sae-select')?.value ?? '';
-    return new RegExp(source).test(value) && /features/.test(document.querySelector('#sae-status')?.textContent ?? '') ? value : false;
-  }, pattern.source, { timeout, polling: 200 });
-  return handle.jsonValue();
-}
-
-/** What the feature card shows. */
-const readCard = (page) =>
-  page.evaluate(() => ({
-    title: document.querySelector('#card-title')?.textContent ?? null,
-    concept: document.querySelector('#card-concept')?.textContent ?? '',
-    top: document.querySelectorAll('#card-top .example').length,
-    shaded: [...document.querySelectorAll('#card-top .tok')].filter((t) => !/, 0\.000?\)/.test(t.getAttribute('style'))).length,
-    bands: document.querySelectorAll('#card-bands .example').length,
-    histogramBars: document.querySelectorAll('#card-histogram rect.bar').length,
-    promoted: document.querySelectorAll('#card-lens-promoted li').length,
-    suppressed: document.querySelectorAll('#card-lens-suppressed li').length,
-    nearest: document.querySelectorAll('#card-nearest [data-feature]').length,
-  }));
 
 const steerRows = (page) =>
   page.evaluate(() => [...document.querySelectorAll('.steer-row')].map((row) => ({

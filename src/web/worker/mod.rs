@@ -66,9 +66,10 @@ pub fn spawn(
         })
         .find(|href| !href.contains("/snippets/") && href.ends_with(".js"))
         .ok_or("the page's module could not be found for the training worker")?;
+    // `saeplayWasm` keeps the instance's exports reachable (the browser tests read its memory).
     let source = format!(
         "import init from {module_url:?};\n\
-         self.onmessage = async (event) => {{ self.onmessage = null; await init({{ module_or_path: event.data }}); }};\n"
+         self.onmessage = async (event) => {{ self.onmessage = null; self.saeplayWasm = await init({{ module_or_path: event.data }}); }};\n"
     );
     let parts = Array::of1(&source.into());
     let options = web_sys::BlobPropertyBag::new();
