@@ -32,6 +32,9 @@ pub fn top_and_bottom(values: &[f32], n: usize) -> (IndexedValues, IndexedValues
             candidates.truncate(n);
         }
         candidates.sort_by(order);
+        // Truncating keeps the input's capacity: without this every feature card's logit lens
+        // would hold two vocabulary-sized buffers (1.6 MB each for SmolLM2) for good.
+        candidates.shrink_to_fit();
         candidates
     };
     (select(indexed.clone(), true), select(indexed, false))
@@ -48,6 +51,9 @@ mod tests {
         let (top, bottom) = top_and_bottom(&values, 3);
         assert_eq!(top, vec![(2, 2.0), (4, 2.0), (0, 0.5)]);
         assert_eq!(bottom, vec![(3, -1.0), (5, -1.0), (6, 0.0)]);
+        // What is kept is what is returned, not the input's size.
+        let (top, bottom) = top_and_bottom(&vec![1.0; 10_000], 3);
+        assert!(top.capacity() <= 3 && bottom.capacity() <= 3);
         let (top, bottom) = top_and_bottom(&values, 100);
         assert_eq!((top.len(), bottom.len()), (6, 6));
         assert_eq!(top_and_bottom(&values, 0), (vec![], vec![]));
