@@ -198,6 +198,28 @@ fn sharded_checkpoints_load_like_one_file() {
     .unwrap();
     let model = picked.parse().unwrap().upload(&cpu_device()).unwrap().model;
     assert_matches_reference(&weights, &model, &ids(9, 2), 1e-4);
+
+    // Written back out (as the page keeps picked files), the shards come with an index that
+    // names every tensor's file, so the folder reads back.
+    let named: Vec<String> = picked.named_files().into_iter().map(|(n, _)| n).collect();
+    assert!(
+        named.contains(&"model.safetensors.index.json".to_string()),
+        "{named:?}"
+    );
+    let again = tempdir("sharded-again");
+    picked.write_dir(&again).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(again.join("model.safetensors.index.json")).unwrap())
+            .unwrap();
+    assert_eq!(index["weight_map"].as_object().unwrap().len(), names.len());
+    let model = ModelFiles::read_path(&again)
+        .unwrap()
+        .parse()
+        .unwrap()
+        .upload(&cpu_device())
+        .unwrap()
+        .model;
+    assert_matches_reference(&weights, &model, &ids(9, 2), 1e-4);
 }
 
 #[test]

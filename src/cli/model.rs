@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use saeplay::backend::{block_on, float_tensor, read_f32};
-use saeplay::model::files::ModelFiles;
+use saeplay::model::files::{HfFiles, HostWeights, ModelFiles};
 use saeplay::model::fixtures::{LlamaSpec, TinySpec, tiny_checkpoint, tiny_llama_checkpoint};
 use saeplay::model::readout::forward_tensors;
 use saeplay::model::{Generation, HookPoint, Hooks, LogitsFor, SamplingConfig, Step};
@@ -102,6 +102,10 @@ pub struct MakeTestModelArgs {
     /// Llama only: the MLP width (default 3 x d_model).
     #[arg(long)]
     pub d_mlp: Option<usize>,
+    /// Llama only: write the weights as this many shards with their
+    /// `model.safetensors.index.json`, as `save_pretrained` does for large models.
+    #[arg(long, default_value_t = 1)]
+    pub shards: usize,
 }
 
 #[derive(clap::Args)]
@@ -272,6 +276,7 @@ pub fn make_test_model(args: MakeTestModelArgs) -> Result<()> {
         family,
         kv_heads,
         d_mlp,
+        shards,
     } = args;
     if family == "llama" {
         if preset.is_some() {
@@ -291,7 +296,10 @@ pub fn make_test_model(args: MakeTestModelArgs) -> Result<()> {
             qwen2: false,
             seed,
         };
-        let files = tiny_llama_checkpoint(&spec);
+        let mut files = tiny_llama_checkpoint(&spec);
+        if shards > 1 {
+            files.shards = split_into_shards(&files, shards)?;
+        }
         files.parse()?; // the generator must produce what the loader accepts
         files.write_dir(&out)?;
         eprintln!("wrote a random-weight Llama to {}", out.display());
@@ -301,6 +309,11 @@ pub fn make_test_model(args: MakeTestModelArgs) -> Result<()> {
         return Err(SaeplayError::InvalidSetting(format!(
             "unknown family `{family}`: use gpt2 or llama"
         )));
+    }
+    if shards != 1 {
+        return Err(SaeplayError::InvalidSetting(
+            "--shards is for --family llama: a GPT-2 comes as one model.safetensors".into(),
+        ));
     }
     let spec = match preset.as_deref() {
         None => TinySpec {
@@ -429,4 +442,29 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The checkpoint's tensors spread over `n` safetensors files, in name order.
+fn split_into_shards(files: &HfFiles, n: usize) -> Result<Vec<Vec<u8>>> {
+    let HostWeights::Llama(weights) = files.parse()?.weights else {
+        return Err(SaeplayError::InvalidSetting(
+            "only a Llama checkpoint is sharded".into(),
+        ));
+    };
+    let names: Vec<&String> = weights.tensors.keys().collect();
+    if n > names.len() {
+        return Err(SaeplayError::InvalidSetting(format!(
+            "--shards {n} is more than the model's {} tensors",
+            names.len()
+        )));
+    }
+    Ok((0..n)
+        .map(|i| &names[i * names.len() / n..(i + 1) * names.len() / n])
+        .map(|part| {
+            saeplay::io::tensors::write_safetensors(part.iter().map(|name| {
+                let t = &weights.tensors[*name];
+                (name.as_str(), &t.shape[..], &t.values[..])
+            }))
+        })
+        .collect())
 }

@@ -1,6 +1,8 @@
 //! A model as a person supplies it: Hugging Face files or one GGUF file, as bytes. Loading checks
 //! that they belong together before anything reaches a device.
 
+use std::borrow::Cow;
+
 use crate::error::{Result, SaeplayError};
 use crate::model::{
     Family, Gpt2, Gpt2Config, Gpt2Weights, Llama, LlamaConfig, LlamaWeights, Model, ModelDims,
@@ -158,10 +160,10 @@ impl ModelFiles {
         let dir = path;
         let config_json = read(&dir.join("config.json"))?;
         let single = dir.join("model.safetensors");
-        let shards = if single.exists() || !dir.join("model.safetensors.index.json").exists() {
+        let shards = if single.exists() || !dir.join(SHARD_INDEX).exists() {
             vec![read(&single)?]
         } else {
-            let index = read(&dir.join("model.safetensors.index.json"))?;
+            let index = read(&dir.join(SHARD_INDEX))?;
             shard_names(&index)?
                 .iter()
                 .map(|name| read(&dir.join(name)))
@@ -276,9 +278,9 @@ impl ModelFiles {
     }
 
     /// The files with their names, as a directory holds them.
-    pub fn named_files(&self) -> Vec<(String, &[u8])> {
+    pub fn named_files(&self) -> Vec<(String, Cow<'_, [u8]>)> {
         match self {
-            Self::Gguf(bytes) => vec![(GGUF_FILE.to_string(), bytes.as_slice())],
+            Self::Gguf(bytes) => vec![(GGUF_FILE.to_string(), Cow::Borrowed(bytes.as_slice()))],
             Self::HuggingFace(files) => files.named_files(),
         }
     }
@@ -316,12 +318,12 @@ fn checked_host(weights: HostWeights, tokenizer: Option<TextTokenizer>) -> Resul
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn write_named(dir: &std::path::Path, files: Vec<(String, &[u8])>) -> Result<()> {
+fn write_named(dir: &std::path::Path, files: Vec<(String, Cow<'_, [u8]>)>) -> Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|error| SaeplayError::file(crate::error::FileAction::Create, dir, error))?;
     for (name, bytes) in files {
         let path = dir.join(&name);
-        std::fs::write(&path, bytes)
+        std::fs::write(&path, &bytes)
             .map_err(|error| SaeplayError::file(crate::error::FileAction::Write, &path, error))?;
     }
     Ok(())
@@ -353,19 +355,42 @@ impl HfFiles {
     }
 
     /// The files with their names, as a directory holds them.
-    pub fn named_files(&self) -> Vec<(String, &[u8])> {
-        let mut out = vec![("config.json".to_string(), self.config_json.as_slice())];
+    /// The files by their Hugging Face names; shards come with the `model.safetensors.index.json`
+    /// that names them (what a folder needs to be read back, by the CLI or by the page).
+    pub fn named_files(&self) -> Vec<(String, Cow<'_, [u8]>)> {
+        let mut out = vec![(
+            "config.json".to_string(),
+            Cow::Borrowed(self.config_json.as_slice()),
+        )];
         let n = self.shards.len();
+        let mut weight_map = serde_json::Map::new();
         for (i, shard) in self.shards.iter().enumerate() {
             let name = if n == 1 {
                 "model.safetensors".to_string()
             } else {
                 format!("model-{:05}-of-{n:05}.safetensors", i + 1)
             };
-            out.push((name, shard.as_slice()));
+            if n > 1
+                && let Ok((_, metadata)) = safetensors::SafeTensors::read_metadata(shard)
+            {
+                for tensor in metadata.tensors().keys() {
+                    weight_map.insert(tensor.clone(), name.clone().into());
+                }
+            }
+            out.push((name, Cow::Borrowed(shard.as_slice())));
+        }
+        if n > 1 {
+            let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+            out.push((
+                SHARD_INDEX.to_string(),
+                Cow::Owned(index.to_string().into_bytes()),
+            ));
         }
         if let Some(tokenizer) = &self.tokenizer_json {
-            out.push(("tokenizer.json".to_string(), tokenizer.as_slice()));
+            out.push((
+                "tokenizer.json".to_string(),
+                Cow::Borrowed(tokenizer.as_slice()),
+            ));
         }
         out
     }
@@ -375,6 +400,9 @@ impl HfFiles {
         write_named(dir, self.named_files())
     }
 }
+
+/// The index of a sharded checkpoint.
+pub const SHARD_INDEX: &str = "model.safetensors.index.json";
 
 /// The shard files a `model.safetensors.index.json` names, in order.
 pub fn shard_names(index_json: &[u8]) -> Result<Vec<String>> {

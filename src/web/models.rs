@@ -260,19 +260,10 @@ impl App {
                 );
             }
             drop(host);
-            if let ModelFiles::HuggingFace(files) = &model
-                && files.shards.len() > 1
-            {
-                return Err(
-                    "this checkpoint is sharded (model-…-of-….safetensors): the page opens models \
-                     in one model.safetensors or one .gguf file; the CLI reads sharded ones"
-                        .to_string(),
-                );
-            }
             let id = format!("files-{}", random_id());
             let base = absolute_url(&local_model_path(&id))?;
             for (name, bytes) in model.named_files() {
-                download::keep(&format!("{base}{name}"), bytes)
+                download::keep(&format!("{base}{name}"), &bytes)
                     .await
                     .map_err(|e| format!("{name} could not be kept in this browser: {e}"))?;
             }

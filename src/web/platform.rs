@@ -8,7 +8,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
 use crate::model::WeightProcessing;
-use crate::model::files::{GGUF_FILE, HfFiles, LoadedModel, ModelFiles};
+use crate::model::files::{GGUF_FILE, HfFiles, LoadedModel, ModelFiles, SHARD_INDEX, shard_names};
 use crate::ui::AdapterInfo;
 use crate::ui::download::{DownloadProgress, is_gguf_url, is_local_model};
 use crate::web::download::{cached, fetch_cached};
@@ -122,7 +122,7 @@ pub(crate) async fn load_model(
 ) -> Result<LoadedModel, String> {
     let base = absolute_url(base)?;
     let local = is_local_model(&base);
-    let fetch = |file: &'static str| {
+    let fetch = |file: String| {
         let url = format!("{base}{file}");
         async move {
             if local {
@@ -135,7 +135,7 @@ pub(crate) async fn load_model(
             } else if is_same_origin(&url) {
                 fetch_bytes(&url).await
             } else {
-                fetch_cached(&url, file, progress).await
+                fetch_cached(&url, &file, progress).await
             }
         }
     };
@@ -151,12 +151,28 @@ pub(crate) async fn load_model(
     } else if let Some(bytes) = if local { cached(&gguf_url).await } else { None } {
         ModelFiles::Gguf(bytes)
     } else {
+        let config_json = fetch("config.json".into()).await?;
+        let tokenizer_json = Some(fetch("tokenizer.json".into()).await.map_err(|e| {
+            format!("{e}; the page needs the model's tokenizer.json to read and write text")
+        })?);
+        // One model.safetensors, or the shards its index names (as transformers looks).
+        let shards = match fetch("model.safetensors".into()).await {
+            Ok(single) => vec![single],
+            Err(no_single) => match fetch(SHARD_INDEX.into()).await {
+                Ok(index) => {
+                    let mut shards = Vec::new();
+                    for name in shard_names(&index).map_err(|e| e.to_string())? {
+                        shards.push(fetch(name).await?);
+                    }
+                    shards
+                }
+                Err(_) => return Err(no_single),
+            },
+        };
         ModelFiles::HuggingFace(HfFiles {
-            config_json: fetch("config.json").await?,
-            tokenizer_json: Some(fetch("tokenizer.json").await.map_err(|e| {
-                format!("{e}; the page needs the model's tokenizer.json to read and write text")
-            })?),
-            shards: vec![fetch("model.safetensors").await?],
+            config_json,
+            tokenizer_json,
+            shards,
         })
     };
     let host = files.parse().map_err(|e| e.to_string())?;

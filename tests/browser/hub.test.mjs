@@ -9,22 +9,29 @@
 // browser's cache without downloading; the cache can be freed; a missing file (404), a site that
 // refuses other pages (CORS), a cut-off download and a cancelled one each end in a plain message.
 //
-// Inputs as the other browser tests: SAEPLAY_DIST (the built page), SAEPLAY_MODEL (the model the
-// stand-in Hub serves; default www/models/builtin). The CPU path only: downloads do not depend on
+// A sharded Llama checkpoint (`saeplay make-test-model --family llama --shards 3`, with its
+// `model.safetensors.index.json`) opens from the stand-in Hub and from picked shards, with the
+// logits `saeplay forward` gives on the same folder.
+//
+// Inputs as the other browser tests: SAEPLAY_DIST (the built page), SAEPLAY_BIN (the CLI),
+// SAEPLAY_MODEL (the model the stand-in Hub serves; default www/models/builtin). The CPU path only: downloads do not depend on
 // the backend.
 import test, { after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { launch, openPage, printLogs, waitReady } from './harness.mjs';
+import { launch, openPage, pageLogits, printLogs, readSafetensors, waitReady } from './harness.mjs';
 import { serve } from './serve.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DIST = path.resolve(ROOT, process.env.SAEPLAY_DIST ?? 'dist');
 const MODEL = path.resolve(ROOT, process.env.SAEPLAY_MODEL ?? 'www/models/builtin');
+const BIN = path.resolve(ROOT, process.env.SAEPLAY_BIN ?? 'target/release/saeplay');
+const SHARDED_DIR = 'tiny/llama-sharded/resolve/main';
 const TIMEOUT_MS = 180_000;
 const RELEASE = 'gpt2-small-res-jb';
 const SAE_ID = 'blocks.1.hook_resid_pre';
@@ -56,6 +63,7 @@ before(async () => {
   for (const file of ['cfg.json', 'sae_weights.safetensors', 'sparsity.safetensors']) {
     cpSync(path.join(shipped, file), path.join(mirror, SAE_DIR, file));
   }
+  execFileSync(BIN, ['make-test-model', '--family', 'llama', '--shards', '3', '--seed', '5', '--out', path.join(mirror, SHARDED_DIR)], { stdio: 'inherit' });
   site = await serve(DIST);
   hub = await serve(mirror, { hub: true });
   browser = await launch({ webgpu: false });
@@ -217,6 +225,51 @@ describe('models and SAEs from the Hub', () => {
         throw error;
       } finally {
         await slow.close();
+      }
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('a sharded Llama checkpoint', () => {
+  test('opens from the Hub through its index and from picked shards, with the CLI\'s logits', { timeout: TIMEOUT_MS * 2 }, async () => {
+    const dir = path.join(tmp, 'hub', SHARDED_DIR);
+    const shards = readdirSync(dir).filter((f) => /^model-\d+-of-\d+\.safetensors$/.test(f)).sort();
+    assert.equal(shards.length, 3);
+    const ids = [5, 17, 42, 101, 7, 250];
+    const out = path.join(tmp, 'sharded-forward.safetensors');
+    execFileSync(BIN, ['forward', '--model', dir, '--ids', ids.join(','), '--out', out], { stdio: 'inherit' });
+    const expected = readSafetensors(out).logits.data;
+    const check = async (page, label) => {
+      assert.match(await page.textContent('#status'), /Llama: 2 layers/, label);
+      const got = await pageLogits(page, ids);
+      assert.equal(got.length, expected.length, label);
+      let worst = 0;
+      for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - expected[i]));
+      assert.ok(worst < 1e-4, `${label}: logits differ from saeplay forward by ${worst}`);
+    };
+    const context = await browser.newContext();
+    try {
+      const { page, logs } = await openIn(context, '#model=hf:tiny/llama-sharded');
+      try {
+        await consent(page, `${hub.url}${SHARDED_DIR}/`);
+        await waitReady(page, { timeoutMs: TIMEOUT_MS });
+        for (const file of ['model.safetensors.index.json', ...shards]) {
+          assert.ok(hub.requests.includes(`/${SHARDED_DIR}/${file}`), `${file} was fetched`);
+        }
+        await check(page, 'from the Hub');
+        // The shards picked from disk (no index): kept in this browser with one, and reopened.
+        await page.setInputFiles('#model-files', ['config.json', 'tokenizer.json', ...shards].map((f) => path.join(dir, f)));
+        await page.waitForURL(/model=local:files-[0-9a-f]+/, { timeout: TIMEOUT_MS });
+        await waitReady(page, { timeoutMs: TIMEOUT_MS });
+        await check(page, 'from picked shards');
+        assert.equal(await errorText(page), '');
+      } catch (error) {
+        printLogs('sharded', logs);
+        throw error;
+      } finally {
+        await page.close();
       }
     } finally {
       await context.close();

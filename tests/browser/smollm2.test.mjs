@@ -182,10 +182,13 @@ async function trainCardSteer(page, label) {
   assert.ok(texts.plain.length > 0 && texts.steered.length > 0);
   assert.notEqual(texts.steered, texts.plain, 'steering changed nothing');
   measure(`${label}: wasm memory at the end, page / worker`, `${await memoryMb(page)} / ${await workerMemoryMb(page)} MB`);
-  // The page and its worker each hold the model now.
-  const rss = rendererRssMb();
-  measure(`${label}: the tab's renderer process, resident (page and worker)`, `${rss} MB`);
-  assert.ok(rss < 1024, `the tab holds ${rss} MB`);
+  // The page and its worker each hold the model now: their wasm memories (which only grow, so
+  // these are peaks) stay under 900 MB together. The renderer's resident size adds Chromium's own
+  // and the compiled code of both instances; it is reported, not asserted.
+  const [pageMb, workerMb] = [await memoryMb(page), await workerMemoryMb(page)];
+  assert.ok(workerMb > 0, 'the worker reports its memory');
+  assert.ok(pageMb + workerMb < 900, `page ${pageMb} MB + worker ${workerMb} MB`);
+  measure(`${label}: the tab's renderer process, resident (page and worker)`, `${rendererRssMb()} MB`);
   assert.equal(await errorText(page), '');
 }
 
