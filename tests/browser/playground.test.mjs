@@ -260,8 +260,15 @@ for (const spec of PATHS) {
           // Pause: the step count holds; resume: it moves again.
           await page.click('#train-pause');
           await page.waitForFunction(() => document.querySelector('#train-pause').textContent === 'Resume');
-          await page.waitForTimeout(1500);
-          const paused = await stepOf();
+          // A step under way when the pause arrives still reports (on a loaded machine its
+          // message can land seconds later); after that the count holds.
+          let paused = await stepOf();
+          for (let i = 0; i < 8; i++) {
+            await page.waitForTimeout(1500);
+            const now = await stepOf();
+            if (now === paused) break;
+            paused = now;
+          }
           await page.waitForTimeout(2000);
           assert.equal(await stepOf(), paused, 'training went on while paused');
           await page.click('#train-pause');
