@@ -272,6 +272,25 @@ fn bad_inputs_fail_with_one_clear_line() {
         ]),
         "unknown backend `tpu`",
     );
+    let sharded = temp_dir("zero-shards");
+    let sharded = sharded.to_str().unwrap();
+    for (shards, needle) in [
+        ("0", "--shards 0 writes no file"),
+        ("999", "more than the model's"),
+    ] {
+        assert_clean_failure(
+            &saeplay(&[
+                "make-test-model",
+                "--family",
+                "llama",
+                "--shards",
+                shards,
+                "--out",
+                sharded,
+            ]),
+            needle,
+        );
+    }
     assert_clean_failure(
         &saeplay(&["info", "--model", "/nonexistent/model"]),
         "cannot read /nonexistent/model/config.json",

@@ -371,7 +371,7 @@ fn to_gguf_as(
             values = permute_like_llama_cpp(&values, rows, cols, c.n_kv_heads());
         }
         let ne: Vec<usize> = t.shape.iter().rev().copied().collect();
-        let ty = if t.shape.len() == 2 && name.starts_with("model.layers.") {
+        let ty = if t.shape.len() == 2 {
             matrices
         } else {
             GgmlType::F32
@@ -463,7 +463,7 @@ fn gguf_checkpoints_equal_their_safetensors_originals() {
         let config = tiny_llama_config(&spec);
         let weights = LlamaWeights::random(&config, spec.seed);
         let bytes = to_gguf(&weights, arch);
-        let host = ModelFiles::Gguf(bytes).parse().unwrap();
+        let host = ModelFiles::Gguf(bytes.into()).parse().unwrap();
         let dims = host.dims();
         assert_eq!(dims.n_key_value_heads, spec.kv_heads, "{arch}");
         assert_eq!(dims.eos_token_id, Some(256));
@@ -481,15 +481,17 @@ fn gguf_checkpoints_equal_their_safetensors_originals() {
     }
 }
 
-/// F16 and Q8_0 matrices stay packed on the CPU (unpacked at each use) and the forward equals
-/// the f64 reference on their unpacked values; each unpacked value is the original within the
-/// encoding's rounding; the host holds less than the f32 weights.
+/// F16 and Q8_0 matrices (the blocks', the embedding, an untied output matrix) stay packed on
+/// the CPU (unpacked at each use) and the forward equals the f64 reference on their unpacked
+/// values; each unpacked value is the original within the encoding's rounding; the host holds
+/// less than the f32 weights.
 #[test]
 fn packed_gguf_matrices_run_like_their_unpacked_values() {
     use saeplay::io::gguf::GgmlType;
-    for (matrices, rounding, bytes_ratio) in
-        [(GgmlType::F16, 1e-3, 0.6), (GgmlType::Q8_0, 1e-2, 0.4)]
-    {
+    for (matrices, tied, rounding, bytes_ratio) in [
+        (GgmlType::F16, false, 1e-3, 0.6),
+        (GgmlType::Q8_0, true, 1e-2, 0.4),
+    ] {
         // Rows of whole 32-value blocks: every matrix's input width is a multiple of 32.
         let spec = LlamaSpec {
             seed: 31,
@@ -497,10 +499,11 @@ fn packed_gguf_matrices_run_like_their_unpacked_values() {
             heads: 4,
             kv_heads: 2,
             d_mlp: 96,
+            tied,
             ..LlamaSpec::default()
         };
         let weights = LlamaWeights::random(&tiny_llama_config(&spec), spec.seed);
-        let host = ModelFiles::Gguf(to_gguf_as(&weights, "llama", matrices))
+        let host = ModelFiles::Gguf(to_gguf_as(&weights, "llama", matrices).into())
             .parse()
             .unwrap();
         let HostWeights::Llama(parsed) = &host.weights else {
@@ -509,11 +512,11 @@ fn packed_gguf_matrices_run_like_their_unpacked_values() {
         let packed = parsed.quantised.len();
         assert_eq!(
             packed,
-            7 * spec.layers,
-            "{matrices}: every block matrix stays packed"
+            7 * spec.layers + if tied { 1 } else { 2 },
+            "{matrices}: every matrix stays packed"
         );
         assert!(parsed.quantised.values().all(|m| m.ggml_type == matrices));
-        // Only the matrices shrink; the embedding and the vectors stay f32.
+        // Only the matrices shrink; the vectors stay f32.
         let matrix_bytes = |w: &LlamaWeights| {
             w.host_bytes()
                 - w.tensors
@@ -524,7 +527,7 @@ fn packed_gguf_matrices_run_like_their_unpacked_values() {
         let f32_matrix_bytes: usize = weights
             .tensors
             .iter()
-            .filter(|(n, t)| t.shape.len() == 2 && n.starts_with("model.layers."))
+            .filter(|(_, t)| t.shape.len() == 2)
             .map(|(_, t)| 4 * t.values.len())
             .sum();
         assert!(
@@ -550,6 +553,41 @@ fn packed_gguf_matrices_run_like_their_unpacked_values() {
         // 15 positions unpack each matrix whole; 5 take the host path that unpacks row by row.
         assert_matches_reference(&unpacked, &model, &ids(15, 31), 1e-4);
         assert_matches_reference(&unpacked, &model, &ids(5, 32), 1e-4);
+    }
+}
+
+/// On wgpu (Mesa lavapipe here) a GGUF's packed matrices, the embedding and an untied output
+/// matrix among them, are unpacked at upload, and the forward equals the f64 reference on the
+/// unpacked values, as on the CPU.
+#[test]
+fn wgpu_unpacks_gguf_matrices_at_upload_and_runs_like_the_reference() {
+    use saeplay::io::gguf::GgmlType;
+    if std::env::var_os("SAEPLAY_SKIP_WGPU").is_some() {
+        eprintln!("SAEPLAY_SKIP_WGPU is set: skipping the wgpu half");
+        return;
+    }
+    let device = saeplay::backend::native_device(saeplay::backend::BackendKind::Wgpu)
+        .expect("a wgpu device (install Mesa's Vulkan driver: scripts/setup.sh)");
+    for (matrices, tied) in [(GgmlType::Q8_0, false), (GgmlType::F16, true)] {
+        let spec = LlamaSpec {
+            seed: 37,
+            d_model: 64,
+            heads: 4,
+            kv_heads: 2,
+            d_mlp: 96,
+            tied,
+            ..LlamaSpec::default()
+        };
+        let weights = LlamaWeights::random(&tiny_llama_config(&spec), spec.seed);
+        let host = ModelFiles::Gguf(to_gguf_as(&weights, "llama", matrices).into())
+            .parse()
+            .unwrap();
+        let HostWeights::Llama(parsed) = &host.weights else {
+            panic!("a GGUF is a Llama-family model");
+        };
+        let unpacked = parsed.clone().dequantised();
+        let model = host.upload(&device).unwrap().model;
+        assert_matches_reference(&unpacked, &model, &ids(12, 33), 1e-4);
     }
 }
 
@@ -593,7 +631,7 @@ fn mutated_gguf_models_never_panic() {
                 };
             }
         }
-        match ModelFiles::Gguf(bytes).parse() {
+        match ModelFiles::Gguf(bytes.into()).parse() {
             Ok(_) => loaded += 1,
             Err(error) => {
                 assert!(!error.to_string().trim().is_empty());

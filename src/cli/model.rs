@@ -297,6 +297,11 @@ pub fn make_test_model(args: MakeTestModelArgs) -> Result<()> {
             seed,
         };
         let mut files = tiny_llama_checkpoint(&spec);
+        if shards == 0 {
+            return Err(SaeplayError::InvalidSetting(
+                "--shards 0 writes no file: give 1 (one model.safetensors) or more".into(),
+            ));
+        }
         if shards > 1 {
             files.shards = split_into_shards(&files, shards)?;
         }

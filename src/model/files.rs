@@ -16,7 +16,8 @@ use crate::tokenizer::TextTokenizer;
 #[derive(Clone)]
 pub enum ModelFiles {
     HuggingFace(HfFiles),
-    Gguf(Vec<u8>),
+    /// Shared, because the packed matrices read from it stay views of these bytes.
+    Gguf(bytes::Bytes),
 }
 
 #[derive(Clone)]
@@ -150,7 +151,7 @@ impl ModelFiles {
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
             {
-                return Ok(Self::Gguf(read(path)?));
+                return Ok(Self::Gguf(read(path)?.into()));
             }
             return Err(SaeplayError::InvalidSetting(format!(
                 "{} is a file but not a .gguf: give a GGUF file or a model directory (config.json, model.safetensors, tokenizer.json)",
@@ -239,7 +240,7 @@ impl ModelFiles {
                         .into(),
                 ));
             }
-            return Ok(Self::Gguf(gguf));
+            return Ok(Self::Gguf(gguf.into()));
         }
         let missing = |file: &str| {
             SaeplayError::InvalidSetting(format!(
@@ -280,7 +281,7 @@ impl ModelFiles {
     /// The files with their names, as a directory holds them.
     pub fn named_files(&self) -> Vec<(String, Cow<'_, [u8]>)> {
         match self {
-            Self::Gguf(bytes) => vec![(GGUF_FILE.to_string(), Cow::Borrowed(bytes.as_slice()))],
+            Self::Gguf(bytes) => vec![(GGUF_FILE.to_string(), Cow::Borrowed(bytes.as_ref()))],
             Self::HuggingFace(files) => files.named_files(),
         }
     }

@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+
 use super::llama_config::LlamaConfig;
 use super::llama_weights::{EMBED, FINAL_NORM, LM_HEAD, LlamaWeights, layer_prefix};
 use super::quantised::QuantisedMatrix;
@@ -23,8 +25,9 @@ fn refused(why: String) -> SaeplayError {
     SaeplayError::GgufModel(why)
 }
 
-/// Parse a GGUF file into checked host weights and its tokenizer.
-pub fn read_gguf(bytes: &[u8]) -> Result<(LlamaWeights, Option<TextTokenizer>)> {
+/// Parse a GGUF file into checked host weights and its tokenizer. Packed matrices are views of
+/// `bytes` (the file stays in memory as long as they do, and nothing is copied).
+pub fn read_gguf(bytes: &Bytes) -> Result<(LlamaWeights, Option<TextTokenizer>)> {
     let file = GgufFile::parse(bytes)?;
     let arch = file
         .get_str("general.architecture")?
@@ -37,7 +40,7 @@ pub fn read_gguf(bytes: &[u8]) -> Result<(LlamaWeights, Option<TextTokenizer>)> 
         )));
     }
     let config = config_from_metadata(&file, &arch)?;
-    let weights = weights_from_tensors(&file, &arch, config)?;
+    let weights = weights_from_tensors(&file, bytes, &arch, config)?;
     let tokenizer = tokenizer_from_metadata(&file)?;
     Ok((weights, tokenizer))
 }
@@ -186,14 +189,15 @@ fn unpermuted_source(rows: usize, heads: usize) -> Result<impl Fn(usize) -> usiz
     })
 }
 
-/// Matrices of the blocks stay packed when the file packs them; the embedding, the output
-/// matrix (the unembedding the logit lens reads whole) and every vector are unpacked.
-fn stays_packed(name: &str, info: &GgufTensorInfo) -> bool {
-    info.dims.len() == 2 && info.ggml_type != GgmlType::F32 && name.starts_with("model.layers.")
+/// Matrices stay packed when the file packs them (the blocks', the embedding and the output
+/// matrix); vectors are unpacked.
+fn stays_packed(info: &GgufTensorInfo) -> bool {
+    info.dims.len() == 2 && info.ggml_type != GgmlType::F32
 }
 
 fn weights_from_tensors(
     file: &GgufFile<'_>,
+    bytes: &Bytes,
     arch: &str,
     config: LlamaConfig,
 ) -> Result<LlamaWeights> {
@@ -217,13 +221,9 @@ fn weights_from_tensors(
         };
         let rows = shape[0];
         let cols = shape.get(1).copied().unwrap_or(1);
-        if stays_packed(&name, info) {
-            let mut matrix = QuantisedMatrix::new(
-                info.ggml_type,
-                rows,
-                cols,
-                file.tensor_data(&info.name)?.to_vec(),
-            )?;
+        if stays_packed(info) {
+            let data = bytes.slice_ref(file.tensor_data(&info.name)?);
+            let mut matrix = QuantisedMatrix::new(info.ggml_type, rows, cols, data)?;
             if let Some(heads) = heads {
                 matrix = matrix.reorder_rows(unpermuted_source(rows, heads)?);
             }

@@ -56,6 +56,10 @@ impl Linear {
 /// (generation); above it the matrix is unpacked whole and multiplied by the backend.
 const HOST_MATMUL_ROWS: usize = 8;
 
+/// Values of a packed matrix unpacked at once above [`HOST_MATMUL_ROWS`]: a vocabulary-sized
+/// matrix (SmolLM2's embedding: 113 MB as f32) goes through in pieces of at most this many.
+const UNPACKED_PIECE: usize = 1 << 21;
+
 /// `x @ W^T` for `x` `[n, in]` and a packed `W` `[out, in]`.
 fn packed_matmul(x: Tensor<2>, matrix: &QuantisedMatrix) -> Tensor<2> {
     let n = x.dims()[0];
@@ -69,8 +73,86 @@ fn packed_matmul(x: Tensor<2>, matrix: &QuantisedMatrix) -> Tensor<2> {
             &device,
         );
     }
-    let weight = float_tensor(matrix.dequantize(), [matrix.rows, matrix.cols], &device);
-    times_transposed(x, &weight)
+    let rows_per_piece = (UNPACKED_PIECE / matrix.cols.max(1)).max(1);
+    let pieces: Vec<Tensor<2>> = (0..matrix.rows)
+        .step_by(rows_per_piece)
+        .map(|start| {
+            let rows = start..(start + rows_per_piece).min(matrix.rows);
+            let len = rows.len();
+            let weight = float_tensor(matrix.unpack_rows(rows), [len, matrix.cols], &device);
+            times_transposed(x.clone(), &weight)
+        })
+        .collect();
+    Tensor::cat(pieces, 1)
+}
+
+/// A `[vocab, d]` matrix (the embedding, the unembedding) in its stored layout: on the device,
+/// or packed on the host like the blocks' matrices.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+enum VocabMatrix {
+    Dense(Tensor<2>),
+    Packed(Arc<QuantisedMatrix>),
+}
+
+impl VocabMatrix {
+    fn new(weight: Weight, device: &Device, packed: bool) -> Self {
+        match weight {
+            Weight::Packed(matrix) if packed => Self::Packed(Arc::new(matrix)),
+            Weight::Packed(matrix) => Self::Dense(upload_matrix(matrix.to_host(), device)),
+            Weight::Host(tensor) => Self::Dense(upload_matrix(tensor, device)),
+        }
+    }
+
+    /// Rows `ids`, `[ids.len(), d]` (ids already checked against the vocabulary).
+    fn select(&self, ids: Vec<i64>, device: &Device) -> Result<Tensor<2>> {
+        match self {
+            Self::Dense(rows) => {
+                let n = ids.len();
+                Ok(rows.clone().select(0, int_tensor(ids, [n], device)))
+            }
+            Self::Packed(matrix) => {
+                let rows: Option<Vec<usize>> =
+                    ids.iter().map(|&id| usize::try_from(id).ok()).collect();
+                let rows = rows.unwrap_or_default();
+                let values = matrix
+                    .select_rows(&rows)
+                    .filter(|_| rows.len() == ids.len())
+                    .ok_or_else(|| {
+                        SaeplayError::InvalidSetting("a token id is outside the vocabulary".into())
+                    })?;
+                Ok(float_tensor(values, [rows.len(), matrix.cols], device))
+            }
+        }
+    }
+
+    /// `x @ M^T`: `x` `[n, d]` to `[n, vocab]`.
+    fn times_transposed(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::Dense(rows) => times_transposed(x, rows),
+            Self::Packed(matrix) => packed_matmul(x, matrix),
+        }
+    }
+
+    /// The values on the device, `[vocab, d]` (unpacked when packed).
+    fn dense(&self, device: &Device) -> Tensor<2> {
+        match self {
+            Self::Dense(rows) => rows.clone(),
+            Self::Packed(matrix) => upload_matrix(matrix.to_host(), device),
+        }
+    }
+}
+
+/// A weight as the host holds it: unpacked, or still in its GGUF encoding.
+enum Weight {
+    Host(HostTensor),
+    Packed(QuantisedMatrix),
+}
+
+/// Upload a host matrix as it is laid out.
+fn upload_matrix(tensor: HostTensor, device: &Device) -> Tensor<2> {
+    let shape = [tensor.shape[0], tensor.shape[1]];
+    float_tensor(tensor.values, shape, device)
 }
 
 /// Whether packed matrices stay packed on `device`: on the CPU backends, where unpacking a
@@ -106,8 +188,8 @@ pub struct Llama {
     dims: ModelDims,
     device: Device,
     inv_freq: Vec<f64>,
-    embed_tokens: Tensor<2>, // [vocab, d]
-    unembed_rows: Tensor<2>, // [vocab, d]: embed_tokens when tied, else lm_head
+    embed_tokens: VocabMatrix, // [vocab, d]
+    unembed_rows: VocabMatrix, // [vocab, d]: embed_tokens when tied, else lm_head
     blocks: Vec<Block>,
     norm: Tensor<1>, // [d]
 }
@@ -194,15 +276,18 @@ impl Llama {
                 down_proj,
             });
         }
-        let embed = take(EMBED)?;
-        let [vocab, d] = [embed.shape[0], embed.shape[1]];
-        let embed_tokens = float_tensor(embed.values, [vocab, d], device);
+        let mut vocab_matrix = |name: &str| -> Result<VocabMatrix> {
+            let weight = match quantised.remove(name) {
+                Some(matrix) => Weight::Packed(matrix),
+                None => Weight::Host(take(name)?),
+            };
+            Ok(VocabMatrix::new(weight, device, packed))
+        };
+        let embed_tokens = vocab_matrix(EMBED)?;
         let unembed_rows = if config.tie_word_embeddings {
             embed_tokens.clone()
         } else {
-            let lm_head = take(LM_HEAD)?;
-            let shape = [lm_head.shape[0], lm_head.shape[1]];
-            float_tensor(lm_head.values, shape, device)
+            vocab_matrix(LM_HEAD)?
         };
         let norm = upload_vector(take(FINAL_NORM)?, device);
         Ok(Self {
@@ -229,9 +314,14 @@ impl Llama {
         &self.device
     }
 
-    /// The unembedding as stored, `[vocab, d]` (`embed_tokens` when tied).
-    pub fn unembedding_rows(&self) -> &Tensor<2> {
-        &self.unembed_rows
+    /// `x @ W_U`: `x` `[n, d]` to `[n, vocab]`.
+    pub fn unembed_directions(&self, x: Tensor<2>) -> Tensor<2> {
+        self.unembed_rows.times_transposed(x)
+    }
+
+    /// The unembedding `[d, vocab]`, unpacked on the device when it is packed (tests, exports).
+    pub fn unembed(&self) -> Tensor<2> {
+        self.unembed_rows.dense(&self.device).transpose()
     }
 
     /// A forward pass over new positions that continue the sequence already in `cache`.
@@ -266,8 +356,10 @@ impl Llama {
         let d = self.dims.d_model;
         let mut run = HookRun::new(hooks, offset);
 
-        let ids = int_tensor(flat, [b * t], &self.device);
-        let embed = self.embed_tokens.clone().select(0, ids).reshape([b, t, d]);
+        let embed = self
+            .embed_tokens
+            .select(flat, &self.device)?
+            .reshape([b, t, d]);
         let mut resid = run.site(HookPoint::Embed, embed)?;
         let (cos, sin) = self.rotary(offset, t);
 
@@ -300,7 +392,8 @@ impl Llama {
         let t_out = resid.dims()[1];
         let normalized = run.site(HookPoint::LnFinalNormalized, self.normalize(resid))?;
         let final_hidden = normalized * self.norm.clone().unsqueeze::<3>();
-        let logits = times_transposed(final_hidden.reshape([b * t_out, d]), &self.unembed_rows)
+        let logits = self
+            .unembed_directions(final_hidden.reshape([b * t_out, d]))
             .reshape([b, t_out, self.dims.d_vocab]);
         Ok((Some(logits), run.captured))
     }
@@ -404,5 +497,61 @@ impl Llama {
             .swap_dims(1, 2)
             .reshape([b, t, heads * dh]);
         (z, keys, values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{block_on, cpu_device, read_f32};
+    use crate::io::gguf::{GgmlType, f16_bytes};
+
+    /// A vocabulary-sized packed matrix goes through the matmul in pieces (and a few rows on the
+    /// host); both equal the product with its unpacked values, computed directly in f64. Rows
+    /// chosen by id unpack to the same values.
+    #[test]
+    fn packed_vocabulary_matrix_multiplies_and_selects_like_its_values() {
+        let (rows, cols) = (UNPACKED_PIECE / 576 + 459, 576); // two pieces, the second partial
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let matrix = QuantisedMatrix::new(GgmlType::F16, rows, cols, f16_bytes(&values)).unwrap();
+        let unpacked = matrix.dequantize();
+        let device = cpu_device();
+        for n in [3, 12] {
+            let x: Vec<f32> = (0..n * cols)
+                .map(|i| (i % 13) as f32 / 13.0 - 0.5)
+                .collect();
+            let got = block_on(read_f32(packed_matmul(
+                float_tensor(x.clone(), [n, cols], &device),
+                &matrix,
+            )))
+            .unwrap();
+            assert_eq!(got.len(), n * rows);
+            for i in 0..n {
+                for r in (0..rows).step_by(97).chain([rows - 1]) {
+                    let want: f64 = (0..cols)
+                        .map(|c| x[i * cols + c] as f64 * unpacked[r * cols + c] as f64)
+                        .sum();
+                    let have = got[i * rows + r] as f64;
+                    assert!(
+                        (have - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "n {n}, row {i}, column {r}: {have} vs {want}"
+                    );
+                }
+            }
+        }
+        let embedding = VocabMatrix::Packed(Arc::new(matrix));
+        let ids = [0i64, 5, rows as i64 - 1, 5];
+        let selected =
+            block_on(read_f32(embedding.select(ids.to_vec(), &device).unwrap())).unwrap();
+        for (k, &id) in ids.iter().enumerate() {
+            let id = id as usize;
+            assert_eq!(
+                selected[k * cols..(k + 1) * cols],
+                unpacked[id * cols..(id + 1) * cols]
+            );
+        }
+        assert!(embedding.select(vec![rows as i64], &device).is_err());
     }
 }

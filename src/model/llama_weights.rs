@@ -88,8 +88,8 @@ impl LlamaWeights {
                 (shape, finite)
             } else if let Some(matrix) = quantised.remove(&name) {
                 let shape = vec![matrix.rows, matrix.cols];
-                // Unpacked once here, one matrix at a time, so a bad scale is caught at load.
-                let finite = matrix.dequantize().iter().all(|v| v.is_finite());
+                // Unpacked here a row at a time, so a bad scale is caught at load.
+                let finite = matrix.all_finite();
                 kept_quantised.insert(name.clone(), matrix);
                 (shape, finite)
             } else {

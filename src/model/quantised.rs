@@ -2,6 +2,11 @@
 //! a forward uses one. On the CPU path this holds SmolLM2-135M's block matrices (106 M values) in
 //! 66 MB of Q4_1 instead of 425 MB of f32, which is what lets the page and its worker each hold the
 //! model (see ARCHITECTURE.md, "Weights in memory"). GPUs get the unpacked values at upload.
+//!
+//! The bytes are shared ([`Bytes`]): a matrix read from a GGUF file is a view of the file's own
+//! bytes, so loading copies nothing.
+
+use bytes::Bytes;
 
 use crate::error::{Result, SaeplayError};
 use crate::io::gguf::{GgmlType, dequantize_into};
@@ -13,12 +18,18 @@ pub struct QuantisedMatrix {
     pub ggml_type: GgmlType,
     pub rows: usize,
     pub cols: usize,
-    data: Vec<u8>,
+    data: Bytes,
 }
 
 impl QuantisedMatrix {
     /// Check that `data` is exactly `rows` rows of whole blocks of a type saeplay unpacks.
-    pub fn new(ggml_type: GgmlType, rows: usize, cols: usize, data: Vec<u8>) -> Result<Self> {
+    pub fn new(
+        ggml_type: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: impl Into<Bytes>,
+    ) -> Result<Self> {
+        let data = data.into();
         let block = ggml_type.block_size();
         let fits = ggml_type.is_supported()
             && cols.is_multiple_of(block)
@@ -57,6 +68,47 @@ impl QuantisedMatrix {
         out
     }
 
+    /// Row `r` unpacked into `out` (`cols` values).
+    fn unpack_row(&self, r: usize, out: &mut [f32]) {
+        let bytes = self.row_bytes();
+        // `new` checked the type and the lengths, so this always unpacks.
+        let _ = dequantize_into(self.ggml_type, &self.data[r * bytes..(r + 1) * bytes], out);
+    }
+
+    /// Rows `rows` unpacked, `[rows.len(), cols]` row-major (an embedding lookup), or `None` when
+    /// a row is out of range.
+    pub fn select_rows(&self, rows: &[usize]) -> Option<Vec<f32>> {
+        let mut out = vec![0.0f32; rows.len() * self.cols];
+        for (&r, values) in rows.iter().zip(out.chunks_exact_mut(self.cols)) {
+            if r >= self.rows {
+                return None;
+            }
+            self.unpack_row(r, values);
+        }
+        Some(out)
+    }
+
+    /// Rows `start..end` unpacked, `[end - start, cols]` row-major.
+    pub fn unpack_rows(&self, rows: std::ops::Range<usize>) -> Vec<f32> {
+        let mut out = vec![0.0f32; rows.len() * self.cols];
+        let bytes = self.row_bytes();
+        let _ = dequantize_into(
+            self.ggml_type,
+            &self.data[rows.start * bytes..rows.end * bytes],
+            &mut out,
+        );
+        out
+    }
+
+    /// Whether every value is finite, unpacking one row at a time (no matrix-sized buffer).
+    pub fn all_finite(&self) -> bool {
+        let mut row = vec![0.0f32; self.cols];
+        (0..self.rows).all(|r| {
+            self.unpack_row(r, &mut row);
+            row.iter().all(|v| v.is_finite())
+        })
+    }
+
     /// `x @ self^T` for `x` `[n, cols]` row-major: `[n, rows]`, each row unpacked once into a
     /// small buffer and dotted with every row of `x`. For a few rows of `x` (generation) this
     /// reads the packed bytes once instead of writing and reading the unpacked f32 matrix.
@@ -69,10 +121,7 @@ impl QuantisedMatrix {
             let mut row = vec![0.0f32; self.cols];
             let first = g * rows_per_group;
             for (i, y) in out.chunks_exact_mut(n).enumerate() {
-                let bytes = self.row_bytes();
-                let packed = &self.data[(first + i) * bytes..(first + i + 1) * bytes];
-                // `new` checked the type and the lengths, so this always unpacks.
-                let _ = dequantize_into(self.ggml_type, packed, &mut row);
+                self.unpack_row(first + i, &mut row);
                 for (value, xr) in y.iter_mut().zip(x.chunks_exact(self.cols)) {
                     *value = dot(&row, xr);
                 }
@@ -117,7 +166,10 @@ impl QuantisedMatrix {
             let s = source(r);
             data.extend_from_slice(&self.data[s * n..(s + 1) * n]);
         }
-        Self { data, ..*self }
+        Self {
+            data: data.into(),
+            ..*self
+        }
     }
 }
 

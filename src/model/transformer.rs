@@ -106,23 +106,22 @@ impl Model {
         }
     }
 
-    /// The unembedding as stored, `[vocab, d_model]` (the token embedding when tied).
-    pub fn unembedding_rows(&self) -> &Tensor<2> {
-        match self {
-            Self::Gpt2(model) => model.unembedding_rows(),
-            Self::Llama(model) => model.unembedding_rows(),
-        }
-    }
-
-    /// The unembedding `[d_model, vocab]` (what the final norm's output multiplies), a view.
+    /// The unembedding `[d_model, vocab]` (what the final norm's output multiplies): a view,
+    /// or unpacked when the model keeps it packed.
     pub fn unembed(&self) -> Tensor<2> {
-        self.unembedding_rows().clone().transpose()
+        match self {
+            Self::Gpt2(model) => model.unembedding_rows().clone().transpose(),
+            Self::Llama(model) => model.unembed(),
+        }
     }
 
     /// `x @ W_U`: `x` `[n, d_model]` to `[n, vocab]`, without the unembedding's bias (the
     /// logit lens of directions in the residual stream).
     pub fn unembed_directions(&self, x: Tensor<2>) -> Tensor<2> {
-        times_transposed(x, self.unembedding_rows())
+        match self {
+            Self::Gpt2(model) => times_transposed(x, model.unembedding_rows()),
+            Self::Llama(model) => model.unembed_directions(x),
+        }
     }
 
     /// A full forward pass with no cache.

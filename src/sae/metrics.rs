@@ -110,8 +110,13 @@ fn next_token_log_probs(logits: Tensor<3>) -> Tensor<2> {
     shifted.clone() - shifted.exp().sum_dim(1).log()
 }
 
+/// The most one set of evaluation logits may take: a 49,152-token vocabulary makes each
+/// 128-token window's logits 25 MB, and the page's worker keeps its peak memory for good.
+const EVAL_LOGITS_BYTES: usize = 32 << 20;
+
 /// Evaluate `sae` at its hook over held-out `windows` (all the same length), `batch_windows` at
-/// a time. `skip_special` leaves positions holding `special_id` out, as in training.
+/// a time (fewer when their logits would pass [`EVAL_LOGITS_BYTES`]). `skip_special` leaves
+/// positions holding `special_id` out, as in training.
 pub async fn evaluate_sae(
     model: &Model,
     sae: &Sae,
@@ -131,6 +136,8 @@ pub async fn evaluate_sae(
     let (mut hat_sq, mut hat_dot, mut ratio_sum, mut l1_sum) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     let (mut ce_clean, mut ce_sae, mut ce_zero, mut kl, mut ce_count, mut kl_count) =
         (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize, 0usize);
+    let window_logits_bytes = windows.first().map_or(1, |w| w.ids.len()) * model.dims().d_vocab * 4;
+    let batch_windows = batch_windows.min(EVAL_LOGITS_BYTES / window_logits_bytes.max(1));
     for chunk in windows.chunks(batch_windows.max(1)) {
         let ids: Vec<Vec<u32>> = chunk.iter().map(|w| w.ids.clone()).collect();
         let (b, t) = (ids.len(), ids[0].len());
@@ -144,8 +151,7 @@ pub async fn evaluate_sae(
         let x = clean.activation(hook).expect("captured").clone();
 
         // Cross-entropy over next-token targets (positions 0..t-1), and KL per position. One
-        // set of logits at a time beside the clean log-probs: with a 49,152-token vocabulary each
-        // is 25 MB per 128-token window, and the page's worker keeps its peak memory for good.
+        // set of logits at a time beside the clean log-probs (see EVAL_LOGITS_BYTES).
         if t > 1 {
             let targets: Vec<i64> = ids
                 .iter()

@@ -147,9 +147,9 @@ pub(crate) async fn load_model(
         } else {
             fetch_cached(&base, &name, progress).await?
         };
-        ModelFiles::Gguf(bytes)
+        ModelFiles::Gguf(bytes.into())
     } else if let Some(bytes) = if local { cached(&gguf_url).await } else { None } {
-        ModelFiles::Gguf(bytes)
+        ModelFiles::Gguf(bytes.into())
     } else {
         let config_json = fetch("config.json".into()).await?;
         let tokenizer_json = Some(fetch("tokenizer.json".into()).await.map_err(|e| {
@@ -176,7 +176,9 @@ pub(crate) async fn load_model(
         })
     };
     let host = files.parse().map_err(|e| e.to_string())?;
-    drop(files); // the file's bytes are not needed once parsed: a tab's memory is tight
+    // Safetensors bytes are not needed once parsed (a tab's memory is tight); a GGUF's packed
+    // matrices are views of its bytes, which live on in them.
+    drop(files);
     let host = host.process(processing).map_err(|e| e.to_string())?;
     host.upload(device).map_err(|e| e.to_string())
 }
