@@ -333,6 +333,17 @@ fn to_gguf_as(
     arch: &str,
     matrices: saeplay::io::gguf::GgmlType,
 ) -> Vec<u8> {
+    to_gguf_with_tokenizer(weights, arch, matrices, None)
+}
+
+/// A GGUF of `weights`, with `tokenizer` as its `tokenizer.ggml.*` metadata (a byte-level BPE
+/// vocabulary of `<tN>` tokens when `None`).
+fn to_gguf_with_tokenizer(
+    weights: &LlamaWeights,
+    arch: &str,
+    matrices: saeplay::io::gguf::GgmlType,
+    tokenizer: Option<Vec<(String, saeplay::io::gguf::GgufValue)>>,
+) -> Vec<u8> {
     use saeplay::io::gguf::{GgmlType, GgufArray, GgufValue, f16_bytes, f32_bytes, write_gguf};
     let c = &weights.config;
     let gguf_name = |hf: &str| -> String {
@@ -403,24 +414,31 @@ fn to_gguf_as(
         ),
         (key("rope.freq_base"), GgufValue::F32(c.rope_theta as f32)),
         (key("rope.dimension_count"), u32v(c.d_head())),
-        (
-            "tokenizer.ggml.model".into(),
-            GgufValue::String("gpt2".into()),
-        ),
-        (
-            "tokenizer.ggml.pre".into(),
-            GgufValue::String("gpt-2".into()),
-        ),
-        (
-            "tokenizer.ggml.tokens".into(),
-            GgufValue::Array(GgufArray::String(tokens)),
-        ),
-        (
-            "tokenizer.ggml.merges".into(),
-            GgufValue::Array(GgufArray::String(vec![])),
-        ),
-        ("tokenizer.ggml.eos_token_id".into(), u32v(256)),
     ];
+    let metadata: Vec<(String, GgufValue)> = metadata
+        .into_iter()
+        .chain(tokenizer.unwrap_or_else(|| {
+            vec![
+                (
+                    "tokenizer.ggml.model".into(),
+                    GgufValue::String("gpt2".into()),
+                ),
+                (
+                    "tokenizer.ggml.pre".into(),
+                    GgufValue::String("gpt-2".into()),
+                ),
+                (
+                    "tokenizer.ggml.tokens".into(),
+                    GgufValue::Array(GgufArray::String(tokens)),
+                ),
+                (
+                    "tokenizer.ggml.merges".into(),
+                    GgufValue::Array(GgufArray::String(vec![])),
+                ),
+                ("tokenizer.ggml.eos_token_id".into(), u32v(256)),
+            ]
+        }))
+        .collect();
     let metadata: Vec<(&str, GgufValue)> = metadata
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
@@ -589,6 +607,70 @@ fn wgpu_unpacks_gguf_matrices_at_upload_and_runs_like_the_reference() {
         let model = host.upload(&device).unwrap().model;
         assert_matches_reference(&unpacked, &model, &ids(12, 33), 1e-4);
     }
+}
+
+/// A GGUF with a SentencePiece vocabulary (`tokenizer.ggml.model` "llama", scores, byte tokens,
+/// as Llama 2 and TinyLlama ship) loads with its tokenizer: a space prefix, `▁` for spaces, the
+/// best-scored merges, byte fallback; and text reads back.
+#[test]
+fn sentencepiece_gguf_vocabularies_load_with_their_tokenizer() {
+    use saeplay::io::gguf::{GgmlType, GgufArray, GgufValue};
+    let spec = LlamaSpec {
+        seed: 41,
+        vocab_padding: 7, // 264 tokens: <unk>, <s>, </s>, 256 bytes and 5 pieces
+        ..LlamaSpec::default()
+    };
+    let weights = LlamaWeights::random(&tiny_llama_config(&spec), spec.seed);
+    let mut tokens: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+    let mut types: Vec<i32> = vec![2, 3, 3];
+    tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
+    types.extend([6; 256]);
+    // Ids 259..264: ▁, h, i, ▁h, ▁hi.
+    let pieces = ["▁", "h", "i", "▁h", "▁hi"];
+    tokens.extend(pieces.iter().map(|p| p.to_string()));
+    types.extend([1; 5]);
+    assert_eq!(tokens.len(), weights.config.vocab_size);
+    let scores: Vec<f32> = (0..tokens.len()).map(|i| -(i as f32)).collect();
+    let metadata = vec![
+        (
+            "tokenizer.ggml.model".to_string(),
+            GgufValue::String("llama".into()),
+        ),
+        (
+            "tokenizer.ggml.tokens".to_string(),
+            GgufValue::Array(GgufArray::String(tokens)),
+        ),
+        (
+            "tokenizer.ggml.scores".to_string(),
+            GgufValue::Array(GgufArray::F32(scores)),
+        ),
+        (
+            "tokenizer.ggml.token_type".to_string(),
+            GgufValue::Array(GgufArray::I32(types)),
+        ),
+        ("tokenizer.ggml.bos_token_id".to_string(), GgufValue::U32(1)),
+        ("tokenizer.ggml.eos_token_id".to_string(), GgufValue::U32(2)),
+        (
+            "tokenizer.ggml.unknown_token_id".to_string(),
+            GgufValue::U32(0),
+        ),
+        (
+            "tokenizer.ggml.add_bos_token".to_string(),
+            GgufValue::Bool(true),
+        ),
+    ];
+    let bytes = to_gguf_with_tokenizer(&weights, "llama", GgmlType::F32, Some(metadata));
+    let loaded = ModelFiles::Gguf(bytes.into())
+        .parse()
+        .unwrap()
+        .upload(&cpu_device())
+        .unwrap();
+    let tokenizer = loaded.tokenizer().unwrap();
+    // "▁hi▁hi!": ▁ h -> ▁h, ▁h i -> ▁hi, twice; "!" is no token, so its byte <0x21> (id 3 + 0x21).
+    let encoded = tokenizer.encode("hi hi!").unwrap();
+    assert_eq!(encoded.ids, [263, 263, 3 + 0x21]);
+    assert_eq!(tokenizer.decode(&encoded.ids).unwrap(), "hi hi!");
+    assert_eq!(tokenizer.token_text(263), "hi");
 }
 
 /// Mutated and truncated GGUF models (from a fixed seed) are refused in words or load; none

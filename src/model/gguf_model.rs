@@ -269,6 +269,10 @@ fn tokenizer_from_metadata(file: &GgufFile<'_>) -> Result<Option<TextTokenizer>>
         tokens: strings("tokens")?,
         token_types: file.get_i64_array("tokenizer.ggml.token_type")?,
         merges: strings("merges")?,
+        scores: file.get_f32_array("tokenizer.ggml.scores")?,
+        add_space_prefix: file
+            .get_bool("tokenizer.ggml.add_space_prefix")?
+            .unwrap_or(true),
         bos: id("bos_token_id")?,
         eos: id("eos_token_id")?,
         unk: id("unknown_token_id")?,

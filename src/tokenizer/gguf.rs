@@ -18,9 +18,16 @@
 //! A missing `pre` is read as GPT-2's split, as transformers reads it (llama.cpp falls back to a
 //! split of its own there and warns that generation will be degraded).
 //!
+//! SentencePiece vocabularies (`tokenizer.ggml.model` = "llama": Llama 2, TinyLlama, Mistral
+//! 7B v0.1) carry scores instead of merges. llama.cpp's SPM tokenizer merges, again and again,
+//! the adjacent pair whose joined text is the best-scored token; here that becomes BPE with
+//! merges ranked by the joined token's score (every split of a token into two tokens, as
+//! transformers' `SentencePieceExtractor` lists them), a space prefix and `▁` for spaces
+//! (normalizers, as transformers' legacy Llama tokenizer has them), and byte fallback to the `<0xNN>` tokens, as transformers' GGUF reader builds it.
+//!
 //! Tokens of type CONTROL (3) become special added tokens and USER_DEFINED (4) plain added tokens,
-//! matched whole in the text as llama.cpp matches them. The decoder is ByteLevel; a BOS is added
-//! by the post-processor only where the file asks for it (`tokenizer.ggml.add_bos_token`).
+//! matched whole in the text as llama.cpp matches them. A BOS is added by the post-processor only
+//! where the file asks for it (`tokenizer.ggml.add_bos_token`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -37,8 +44,12 @@ pub struct GgufVocab {
     /// `tokenizer.ggml.token_type`, one per token: 1 normal, 2 unknown, 3 control,
     /// 4 user-defined, 5 unused, 6 byte.
     pub token_types: Option<Vec<i64>>,
-    /// `tokenizer.ggml.merges`, each "left right", best first.
+    /// `tokenizer.ggml.merges`, each "left right", best first (byte-level BPE).
     pub merges: Vec<String>,
+    /// `tokenizer.ggml.scores`, one per token (SentencePiece: higher merges first).
+    pub scores: Option<Vec<f32>>,
+    /// `tokenizer.ggml.add_space_prefix` (SentencePiece; llama.cpp's default is true).
+    pub add_space_prefix: bool,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     pub unk: Option<u32>,
@@ -52,6 +63,10 @@ pub struct GgufVocab {
 const TOKEN_CONTROL: i64 = 3;
 /// llama.cpp's token type for added tokens that are not special, such as `<think>`.
 const TOKEN_USER_DEFINED: i64 = 4;
+/// llama.cpp's token type for ordinary tokens.
+const TOKEN_NORMAL: i64 = 1;
+/// SentencePiece's space.
+const SPACE_MARK: &str = "\u{2581}";
 
 /// Llama 3's split, as llama.cpp spells it (case spelled out instead of `(?i:...)`).
 const LLAMA3_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -108,7 +123,6 @@ fn pre_tokenizer_json(split: &Split) -> Value {
 /// Why a tokenizer of another kind cannot be read.
 fn refuse_model(model: &str) -> String {
     let kind = match model {
-        "llama" => "a SentencePiece ('llama') vocabulary",
         "bert" => "a WordPiece ('bert') vocabulary",
         "t5" => "a Unigram ('t5') vocabulary",
         "rwkv" => "an RWKV ('rwkv') vocabulary",
@@ -129,16 +143,16 @@ fn refuse_model(model: &str) -> String {
 /// The `tokenizer.json` for a GGUF's byte-level BPE vocabulary, or a plain sentence saying why
 /// there is none.
 pub fn tokenizer_json(vocab: &GgufVocab) -> Result<String, String> {
-    if vocab.model != "gpt2" {
-        return Err(refuse_model(&vocab.model));
+    match vocab.model.as_str() {
+        "gpt2" => byte_level_json(vocab),
+        "llama" => sentencepiece_json(vocab),
+        other => Err(refuse_model(other)),
     }
-    let pre = vocab.pre.as_deref();
-    let (split, ignore_merges) = split_for(pre).ok_or_else(|| {
-        format!(
-            "this GGUF's tokenizer splits text the '{}' way (tokenizer.ggml.pre), which saeplay does not know yet; the model can still run on token ids",
-            pre.unwrap_or_default()
-        )
-    })?;
+}
+
+/// Checks that hold for every kind of vocabulary: a token count ids can number, one type per
+/// token, special ids inside the vocabulary.
+fn check_vocab(vocab: &GgufVocab) -> Result<(), String> {
     let n = vocab.tokens.len();
     if n == 0 {
         return Err("this GGUF's tokenizer has no tokens (tokenizer.ggml.tokens is empty)".into());
@@ -170,6 +184,43 @@ pub fn tokenizer_json(vocab: &GgufVocab) -> Result<String, String> {
             ));
         }
     }
+    Ok(())
+}
+
+/// The post-processor that puts the BOS token before each text, where the file asks for it.
+fn bos_post_processor(vocab: &GgufVocab, keys: &[String]) -> Result<Value, String> {
+    if !vocab.add_bos {
+        return Ok(Value::Null);
+    }
+    let bos = vocab.bos.ok_or_else(|| {
+        "this GGUF asks for a BOS token before each text (tokenizer.ggml.add_bos_token) but names none (tokenizer.ggml.bos_token_id)".to_string()
+    })?;
+    let bos_text = &keys[bos as usize];
+    Ok(json!({
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": bos_text, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"SpecialToken": {"id": bos_text, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                 {"SpecialToken": {"id": bos_text, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {bos_text.as_str(): {"id": bos_text, "ids": [bos], "tokens": [bos_text]}}
+    }))
+}
+
+/// An added token's entry: CONTROL tokens are special, USER_DEFINED ones are not.
+fn added_token(id: usize, content: &str, kind: i64) -> Value {
+    json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+           "rstrip": false, "normalized": false, "special": kind == TOKEN_CONTROL})
+}
+
+fn byte_level_json(vocab: &GgufVocab) -> Result<String, String> {
+    let pre = vocab.pre.as_deref();
+    let (split, ignore_merges) = split_for(pre).ok_or_else(|| {
+        format!(
+            "this GGUF's tokenizer splits text the '{}' way (tokenizer.ggml.pre), which saeplay does not know yet; the model can still run on token ids",
+            pre.unwrap_or_default()
+        )
+    })?;
+    check_vocab(vocab)?;
+    let n = vocab.tokens.len();
 
     // Byte-level vocabularies spell every byte as one character of GPT-2's table; a token written
     // otherwise is spelled in that table, as transformers does. Added tokens keep their text: they
@@ -197,8 +248,7 @@ pub fn tokenizer_json(vocab: &GgufVocab) -> Result<String, String> {
             ));
         }
         if is_added {
-            added.push(json!({"id": id, "content": key, "single_word": false, "lstrip": false,
-                              "rstrip": false, "normalized": false, "special": kind == TOKEN_CONTROL}));
+            added.push(added_token(id, &key, kind));
         }
         keys.push(key);
     }
@@ -228,21 +278,7 @@ pub fn tokenizer_json(vocab: &GgufVocab) -> Result<String, String> {
         merges.push(json!([left, right]));
     }
 
-    let post_processor = if vocab.add_bos {
-        let bos = vocab.bos.ok_or_else(|| {
-            "this GGUF asks for a BOS token before each text (tokenizer.ggml.add_bos_token) but names none (tokenizer.ggml.bos_token_id)".to_string()
-        })?;
-        let bos_text = &keys[bos as usize];
-        json!({
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": bos_text, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": bos_text, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                     {"SpecialToken": {"id": bos_text, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {bos_text.as_str(): {"id": bos_text, "ids": [bos], "tokens": [bos_text]}}
-        })
-    } else {
-        Value::Null
-    };
+    let post_processor = bos_post_processor(vocab, &keys)?;
 
     let vocab_json: serde_json::Map<String, Value> = keys
         .into_iter()
@@ -263,6 +299,109 @@ pub fn tokenizer_json(vocab: &GgufVocab) -> Result<String, String> {
         "pre_tokenizer": pre_tokenizer_json(&split),
         "post_processor": post_processor,
         "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}
+    });
+    json["added_tokens"] = Value::Array(added);
+    json["model"] = model;
+    Ok(serde_json::to_string(&json).expect("json serialises"))
+}
+
+/// The `tokenizer.json` for a SentencePiece vocabulary (see the module's note).
+fn sentencepiece_json(vocab: &GgufVocab) -> Result<String, String> {
+    check_vocab(vocab)?;
+    let n = vocab.tokens.len();
+    let scores = vocab.scores.as_ref().ok_or_else(|| {
+        "this GGUF's SentencePiece tokenizer has no scores (tokenizer.ggml.scores), which its merges come from".to_string()
+    })?;
+    if scores.len() != n {
+        return Err(format!(
+            "this GGUF's tokenizer gives {} scores (tokenizer.ggml.scores) for {n} tokens",
+            scores.len()
+        ));
+    }
+    let type_of = |id: usize| {
+        vocab
+            .token_types
+            .as_ref()
+            .map_or(TOKEN_NORMAL, |types| types[id])
+    };
+    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(n);
+    let mut added = Vec::new();
+    for (id, token) in vocab.tokens.iter().enumerate() {
+        if let Some(first) = ids.insert(token.as_str(), id) {
+            return Err(format!(
+                "this GGUF's tokenizer lists the token {token:?} twice (ids {first} and {id})"
+            ));
+        }
+        let kind = type_of(id);
+        if kind == TOKEN_CONTROL || kind == TOKEN_USER_DEFINED {
+            added.push(added_token(id, token, kind));
+        }
+    }
+    // Every way to write an ordinary token as two tokens, ranked by that token's score (best
+    // first; ties in id order, as a stable sort of transformers' list leaves them).
+    let mut merges: Vec<(f32, usize, usize, usize)> = Vec::new();
+    for (id, token) in vocab.tokens.iter().enumerate() {
+        if type_of(id) != TOKEN_NORMAL || !scores[id].is_finite() {
+            continue;
+        }
+        for (cut, _) in token.char_indices().skip(1) {
+            let (left, right) = token.split_at(cut);
+            if let (Some(&l), Some(&r)) = (ids.get(left), ids.get(right)) {
+                merges.push((scores[id], id, l, r));
+            }
+        }
+    }
+    merges.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then(a.1.cmp(&b.1))
+            .then((a.2, a.3).cmp(&(b.2, b.3)))
+    });
+    let merges: Vec<Value> = merges
+        .into_iter()
+        .map(|(_, _, l, r)| json!([vocab.tokens[l], vocab.tokens[r]]))
+        .collect();
+    let unk = vocab
+        .unk
+        .map(|id| vocab.tokens[id as usize].clone())
+        .or_else(|| ids.contains_key("<unk>").then(|| "<unk>".to_string()));
+    let keys: Vec<String> = vocab.tokens.clone();
+    let post_processor = bos_post_processor(vocab, &keys)?;
+    let vocab_json: serde_json::Map<String, Value> = keys
+        .into_iter()
+        .enumerate()
+        .map(|(id, key)| (key, json!(id)))
+        .collect();
+    let mut model = json!({"type": "BPE", "dropout": null, "unk_token": unk,
+                           "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": true,
+                           "byte_fallback": true, "ignore_merges": false});
+    model["vocab"] = Value::Object(vocab_json);
+    model["merges"] = Value::Array(merges);
+    // Normalised rather than pre-tokenised (Metaspace): llama.cpp puts a space before every piece
+    // of text between added tokens, even one that starts with a space, and so does a normalizer,
+    // which runs on each piece.
+    let replace_spaces =
+        json!({"type": "Replace", "pattern": {"String": " "}, "content": SPACE_MARK});
+    let normalizer = if vocab.add_space_prefix {
+        json!({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": SPACE_MARK}, replace_spaces]})
+    } else {
+        replace_spaces
+    };
+    let mut decoders = vec![
+        json!({"type": "Replace", "pattern": {"String": SPACE_MARK}, "content": " "}),
+        json!({"type": "ByteFallback"}),
+        json!({"type": "Fuse"}),
+    ];
+    if vocab.add_space_prefix {
+        decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+    }
+    let mut json = json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "normalizer": normalizer,
+        "pre_tokenizer": null,
+        "post_processor": post_processor,
+        "decoder": {"type": "Sequence", "decoders": decoders}
     });
     json["added_tokens"] = Value::Array(added);
     json["model"] = model;
@@ -293,6 +432,8 @@ mod tests {
             tokens: tokens.iter().map(|t| t.to_string()).collect(),
             token_types: Some(types),
             merges: vec!["a b".into(), "Ġ ab".into(), "1 2".into()],
+            scores: None,
+            add_space_prefix: false,
             bos: Some(0),
             eos: Some(0),
             unk: None,
@@ -406,8 +547,10 @@ mod tests {
         let mut vocab = tiny(None);
         vocab.model = "llama".into();
         let error = tokenizer_json(&vocab).unwrap_err();
-        assert!(error.contains("SentencePiece ('llama')"), "{error}");
-        assert!(error.contains("token ids"), "{error}");
+        assert!(error.contains("has no scores"), "{error}");
+        vocab.scores = Some(vec![0.0; 3]);
+        let error = tokenizer_json(&vocab).unwrap_err();
+        assert!(error.contains("3 scores"), "{error}");
         vocab.model = "bert".into();
         assert!(tokenizer_json(&vocab).unwrap_err().contains("WordPiece"));
         vocab.model = "t5".into();
@@ -457,5 +600,167 @@ mod tests {
         vocab.bos = None;
         vocab.eos = None;
         assert!(tokenizer_json(&vocab).unwrap_err().contains("no tokens"));
+    }
+
+    /// A small SentencePiece vocabulary: `<unk>`, `<s>`, `</s>`, the 256 byte tokens, then
+    /// ordinary pieces with scores in a scrambled order (so longer is not always better).
+    fn sentencepiece(add_space_prefix: bool) -> GgufVocab {
+        let mut tokens: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+        let mut types = vec![2, TOKEN_CONTROL, TOKEN_CONTROL];
+        tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
+        types.extend([6; 256]);
+        let pieces = [
+            "▁", "h", "e", "l", "o", "w", "r", "d", "t", "a", "é", "▁h", "he", "ll", "lo", "llo",
+            "▁he", "hell", "▁hell", "▁hello", "▁w", "or", "ld", "▁wor", "▁world", "▁t", "at", "▁a",
+            "▁at", "▁▁", "el", "▁l", "ow", "low",
+        ];
+        let first = tokens.len();
+        tokens.extend(pieces.iter().map(|p| p.replace('▁', SPACE_MARK)));
+        types.extend(vec![TOKEN_NORMAL; pieces.len()]);
+        let mut scores = vec![0.0f32; first];
+        scores.extend((0..pieces.len()).map(|i| -(((i * 17 + 5) % 41) as f32) - 0.5));
+        GgufVocab {
+            model: "llama".into(),
+            pre: None,
+            tokens,
+            token_types: Some(types),
+            merges: Vec::new(),
+            scores: Some(scores),
+            add_space_prefix,
+            bos: Some(1),
+            eos: Some(2),
+            unk: Some(0),
+            pad: None,
+            add_bos: false,
+        }
+    }
+
+    /// llama.cpp's SPM tokenizer, written out directly: split at added tokens; before each
+    /// piece of text a space (when asked), spaces as `▁`; then merge, again and again, the
+    /// adjacent pair whose joined text is the best-scored ordinary token (leftmost on a tie);
+    /// a symbol that is no token falls back to its bytes.
+    fn spm_reference(vocab: &GgufVocab, text: &str) -> Vec<u32> {
+        let types = vocab.token_types.as_ref().unwrap();
+        let scores = vocab.scores.as_ref().unwrap();
+        let id_of = |t: &str| vocab.tokens.iter().position(|x| x == t);
+        let added: Vec<(usize, &String)> = vocab
+            .tokens
+            .iter()
+            .enumerate()
+            .filter(|(id, _)| types[*id] == TOKEN_CONTROL || types[*id] == TOKEN_USER_DEFINED)
+            .collect();
+        let mut out = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let next = (0..=rest.len())
+                .filter(|&i| rest.is_char_boundary(i))
+                .find_map(|i| {
+                    added
+                        .iter()
+                        .find(|(_, t)| rest[i..].starts_with(t.as_str()))
+                        .map(|&(id, t)| (i, id, t.len()))
+                });
+            let (fragment, special) = match next {
+                Some((i, id, len)) => {
+                    let fragment = &rest[..i];
+                    rest = &rest[i + len..];
+                    (fragment, Some(id))
+                }
+                None => {
+                    let fragment = rest;
+                    rest = "";
+                    (fragment, None)
+                }
+            };
+            if !fragment.is_empty() {
+                let spaced = if vocab.add_space_prefix {
+                    format!(" {fragment}")
+                } else {
+                    fragment.to_string()
+                };
+                let mut symbols: Vec<String> = spaced
+                    .replace(' ', SPACE_MARK)
+                    .chars()
+                    .map(String::from)
+                    .collect();
+                loop {
+                    let mut best: Option<(f32, usize)> = None;
+                    for i in 0..symbols.len().saturating_sub(1) {
+                        let joined = format!("{}{}", symbols[i], symbols[i + 1]);
+                        if let Some(id) = id_of(&joined)
+                            && types[id] == TOKEN_NORMAL
+                            && best.is_none_or(|(score, _)| scores[id] > score)
+                        {
+                            best = Some((scores[id], i));
+                        }
+                    }
+                    let Some((_, i)) = best else { break };
+                    let right = symbols.remove(i + 1);
+                    symbols[i].push_str(&right);
+                }
+                for symbol in symbols {
+                    match id_of(&symbol) {
+                        Some(id) => out.push(id as u32),
+                        None => out.extend(
+                            symbol
+                                .bytes()
+                                .map(|b| id_of(&format!("<0x{b:02X}>")).unwrap() as u32),
+                        ),
+                    }
+                }
+            }
+            if let Some(id) = special {
+                out.push(id as u32);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn sentencepiece_vocabularies_tokenise_as_llama_cpp_does() {
+        let texts = [
+            "hello world",
+            "hello  world",
+            "lower hello at a tall hotel",
+            "héllo wörld",
+            "Hello, World!",
+            "<s>hello</s> world",
+            "world<s>",
+            "",
+            "ll ll llo",
+        ];
+        for add_space_prefix in [true, false] {
+            let vocab = sentencepiece(add_space_prefix);
+            let json = tokenizer_json(&vocab).expect("a tokenizer");
+            let tokenizer = tokenizers::Tokenizer::from_str(&json).expect("tokenizer.json loads");
+            for text in texts {
+                let ids = tokenizer.encode(text, false).unwrap().get_ids().to_vec();
+                assert_eq!(
+                    ids,
+                    spm_reference(&vocab, text),
+                    "{text:?} (space prefix {add_space_prefix})"
+                );
+                // Text without added tokens reads back as it was written.
+                if !text.contains('<') {
+                    assert_eq!(tokenizer.decode(&ids, false).unwrap(), text);
+                }
+            }
+        }
+        // The merges at work, by hand: " hello world" is ▁hello ▁world; "é" is a token, "ö"
+        // falls back to its two bytes.
+        let vocab = sentencepiece(true);
+        let id = |t: &str| {
+            vocab
+                .tokens
+                .iter()
+                .position(|x| *x == t.replace('▁', SPACE_MARK))
+                .unwrap() as u32
+        };
+        assert_eq!(
+            spm_reference(&vocab, "hello world"),
+            [id("▁hello"), id("▁world")]
+        );
+        let ids = spm_reference(&vocab, "wö");
+        assert_eq!(&ids[ids.len() - 2..], [id("<0xC3>"), id("<0xB6>")]);
     }
 }
