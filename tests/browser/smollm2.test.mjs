@@ -183,11 +183,12 @@ async function trainCardSteer(page, label) {
   assert.notEqual(texts.steered, texts.plain, 'steering changed nothing');
   measure(`${label}: wasm memory at the end, page / worker`, `${await memoryMb(page)} / ${await workerMemoryMb(page)} MB`);
   // The page and its worker each hold the model now: their wasm memories (which only grow, so
-  // these are peaks) stay under 900 MB together. The renderer's resident size adds Chromium's own
-  // and the compiled code of both instances; it is reported, not asserted.
+  // these are peaks) stay under 650 MB together (measured: 167 + 356 MB; 317 + 418 MB before the
+  // packed embedding and the shared file bytes). The renderer's resident size adds Chromium's
+  // own and the compiled code of both instances; it is reported, not asserted.
   const [pageMb, workerMb] = [await memoryMb(page), await workerMemoryMb(page)];
   assert.ok(workerMb > 0, 'the worker reports its memory');
-  assert.ok(pageMb + workerMb < 900, `page ${pageMb} MB + worker ${workerMb} MB`);
+  assert.ok(pageMb + workerMb < 650, `page ${pageMb} MB + worker ${workerMb} MB`);
   measure(`${label}: the tab's renderer process, resident (page and worker)`, `${rendererRssMb()} MB`);
   assert.equal(await errorText(page), '');
 }
