@@ -75,6 +75,13 @@ impl TokenStream {
                         "the text is empty: paste or upload some text to train on".into(),
                     ));
                 }
+                // Windows skip an end-of-text token right after their own BOS, so a text of
+                // nothing else would never fill one.
+                if ids.iter().all(|&id| id == bos) {
+                    return Err(SaeplayError::InvalidSetting(format!(
+                        "the text holds only {END_OF_TEXT} tokens: there is nothing to train on; paste or upload some text"
+                    )));
+                }
                 let len = context.min(ids.len() + 1);
                 (None, ids, len)
             }
@@ -369,5 +376,28 @@ mod tests {
             64,
         );
         assert!(matches!(empty, Err(SaeplayError::InvalidSetting(_))));
+        // Only separators: refused at once (a window could never fill).
+        let separators = TokenStream::new(
+            host.tokenizer().unwrap(),
+            Corpus::Text {
+                text: END_OF_TEXT.repeat(3),
+            },
+            64,
+        );
+        match separators {
+            Err(SaeplayError::InvalidSetting(why)) => assert!(why.contains("only"), "{why}"),
+            Err(other) => panic!("refused for the wrong reason: {other}"),
+            Ok(_) => panic!("a text of only separators is refused"),
+        }
+        // One real token among them is enough.
+        let mut one = TokenStream::new(
+            host.tokenizer().unwrap(),
+            Corpus::Text {
+                text: format!("{END_OF_TEXT}a{END_OF_TEXT}"),
+            },
+            64,
+        )
+        .unwrap();
+        assert!(one.windows(3).is_ok());
     }
 }
