@@ -359,12 +359,9 @@ fn steering_add_applies_during_cached_forward() {
 /// The wgpu backend (Mesa lavapipe here) computes the same forward as the CPU backend.
 #[test]
 fn wgpu_backend_agrees_with_cpu() {
-    if std::env::var_os("SAEPLAY_SKIP_WGPU").is_some() {
-        eprintln!("SAEPLAY_SKIP_WGPU is set: skipping the wgpu comparison");
+    let Some(device) = common::wgpu_device_unless_skipped("the wgpu comparison") else {
         return;
-    }
-    let device = saeplay::backend::native_device(saeplay::backend::BackendKind::Wgpu)
-        .expect("a wgpu device (install Mesa's Vulkan driver: scripts/setup.sh)");
+    };
     let files = tiny_checkpoint(&TinySpec::default());
     let weights = files.parse().unwrap().weights.into_gpt2().unwrap();
     let model = Model::from(Gpt2::new(&weights, &device).unwrap());

@@ -499,6 +499,30 @@ fn gguf_checkpoints_equal_their_safetensors_originals() {
     }
 }
 
+/// Random weights written as a GGUF with its matrices in `matrices` and parsed back: the spec,
+/// the original f32 weights and the parsed model. Rows are whole 32-value blocks: every matrix's
+/// input width is a multiple of 32.
+fn packed_gguf(
+    seed: u64,
+    tied: bool,
+    matrices: saeplay::io::gguf::GgmlType,
+) -> (LlamaSpec, LlamaWeights, saeplay::model::files::HostModel) {
+    let spec = LlamaSpec {
+        seed,
+        d_model: 64,
+        heads: 4,
+        kv_heads: 2,
+        d_mlp: 96,
+        tied,
+        ..LlamaSpec::default()
+    };
+    let weights = LlamaWeights::random(&tiny_llama_config(&spec), spec.seed);
+    let host = ModelFiles::Gguf(to_gguf_as(&weights, "llama", matrices).into())
+        .parse()
+        .unwrap();
+    (spec, weights, host)
+}
+
 /// F16 and Q8_0 matrices (the blocks', the embedding, an untied output matrix) stay packed on
 /// the CPU (unpacked at each use) and the forward equals the f64 reference on their unpacked
 /// values; each unpacked value is the original within the encoding's rounding; the host holds
@@ -510,20 +534,7 @@ fn packed_gguf_matrices_run_like_their_unpacked_values() {
         (GgmlType::F16, false, 1e-3, 0.6),
         (GgmlType::Q8_0, true, 1e-2, 0.4),
     ] {
-        // Rows of whole 32-value blocks: every matrix's input width is a multiple of 32.
-        let spec = LlamaSpec {
-            seed: 31,
-            d_model: 64,
-            heads: 4,
-            kv_heads: 2,
-            d_mlp: 96,
-            tied,
-            ..LlamaSpec::default()
-        };
-        let weights = LlamaWeights::random(&tiny_llama_config(&spec), spec.seed);
-        let host = ModelFiles::Gguf(to_gguf_as(&weights, "llama", matrices).into())
-            .parse()
-            .unwrap();
+        let (spec, weights, host) = packed_gguf(31, tied, matrices);
         let HostWeights::Llama(parsed) = &host.weights else {
             panic!("a GGUF is a Llama-family model");
         };
@@ -580,26 +591,11 @@ fn packed_gguf_matrices_run_like_their_unpacked_values() {
 #[test]
 fn wgpu_unpacks_gguf_matrices_at_upload_and_runs_like_the_reference() {
     use saeplay::io::gguf::GgmlType;
-    if std::env::var_os("SAEPLAY_SKIP_WGPU").is_some() {
-        eprintln!("SAEPLAY_SKIP_WGPU is set: skipping the wgpu half");
+    let Some(device) = common::wgpu_device_unless_skipped("the wgpu half") else {
         return;
-    }
-    let device = saeplay::backend::native_device(saeplay::backend::BackendKind::Wgpu)
-        .expect("a wgpu device (install Mesa's Vulkan driver: scripts/setup.sh)");
+    };
     for (matrices, tied) in [(GgmlType::Q8_0, false), (GgmlType::F16, true)] {
-        let spec = LlamaSpec {
-            seed: 37,
-            d_model: 64,
-            heads: 4,
-            kv_heads: 2,
-            d_mlp: 96,
-            tied,
-            ..LlamaSpec::default()
-        };
-        let weights = LlamaWeights::random(&tiny_llama_config(&spec), spec.seed);
-        let host = ModelFiles::Gguf(to_gguf_as(&weights, "llama", matrices).into())
-            .parse()
-            .unwrap();
+        let (_, _, host) = packed_gguf(37, tied, matrices);
         let HostWeights::Llama(parsed) = &host.weights else {
             panic!("a GGUF is a Llama-family model");
         };

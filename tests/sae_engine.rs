@@ -1219,12 +1219,9 @@ fn the_store_serves_shuffled_real_tokens_without_special_ones() {
 /// selection), reach the same quality as on the CPU, and their encode agrees with the CPU's.
 #[test]
 fn topk_and_batchtopk_train_on_wgpu() {
-    if std::env::var_os("SAEPLAY_SKIP_WGPU").is_some() {
-        eprintln!("SAEPLAY_SKIP_WGPU is set: skipping the wgpu SAE training");
+    let Some(device) = common::wgpu_device_unless_skipped("the wgpu SAE training") else {
         return;
-    }
-    let device = saeplay::backend::native_device(saeplay::backend::BackendKind::Wgpu)
-        .expect("a wgpu device (install Mesa's Vulkan driver: scripts/setup.sh)");
+    };
     assert_eq!(Selection::for_device(&device), Selection::Bisection);
     let d = 16;
     for architecture in [

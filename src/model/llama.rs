@@ -53,7 +53,7 @@ impl Linear {
 }
 
 /// Rows of `x` up to which a packed matmul runs on the host, unpacking each weight row once
-/// (generation); above it the matrix is unpacked whole and multiplied by the backend.
+/// (generation); above it the matrix is unpacked (in pieces) and multiplied by the backend.
 const HOST_MATMUL_ROWS: usize = 8;
 
 /// Values of a packed matrix unpacked at once above [`HOST_MATMUL_ROWS`]: a vocabulary-sized
@@ -96,14 +96,6 @@ enum VocabMatrix {
 }
 
 impl VocabMatrix {
-    fn new(weight: Weight, device: &Device, packed: bool) -> Self {
-        match weight {
-            Weight::Packed(matrix) if packed => Self::Packed(Arc::new(matrix)),
-            Weight::Packed(matrix) => Self::Dense(upload_matrix(matrix.to_host(), device)),
-            Weight::Host(tensor) => Self::Dense(upload_matrix(tensor, device)),
-        }
-    }
-
     /// Rows `ids`, `[ids.len(), d]` (ids already checked against the vocabulary).
     fn select(&self, ids: Vec<i64>, device: &Device) -> Result<Tensor<2>> {
         match self {
@@ -114,14 +106,12 @@ impl VocabMatrix {
             Self::Packed(matrix) => {
                 let rows: Option<Vec<usize>> =
                     ids.iter().map(|&id| usize::try_from(id).ok()).collect();
-                let rows = rows.unwrap_or_default();
-                let values = matrix
-                    .select_rows(&rows)
-                    .filter(|_| rows.len() == ids.len())
+                let values = rows
+                    .and_then(|rows| matrix.select_rows(&rows))
                     .ok_or_else(|| {
                         SaeplayError::InvalidSetting("a token id is outside the vocabulary".into())
                     })?;
-                Ok(float_tensor(values, [rows.len(), matrix.cols], device))
+                Ok(float_tensor(values, [ids.len(), matrix.cols], device))
             }
         }
     }
@@ -141,12 +131,6 @@ impl VocabMatrix {
             Self::Packed(matrix) => upload_matrix(matrix.to_host(), device),
         }
     }
-}
-
-/// A weight as the host holds it: unpacked, or still in its GGUF encoding.
-enum Weight {
-    Host(HostTensor),
-    Packed(QuantisedMatrix),
 }
 
 /// Upload a host matrix as it is laid out.
@@ -277,11 +261,11 @@ impl Llama {
             });
         }
         let mut vocab_matrix = |name: &str| -> Result<VocabMatrix> {
-            let weight = match quantised.remove(name) {
-                Some(matrix) => Weight::Packed(matrix),
-                None => Weight::Host(take(name)?),
-            };
-            Ok(VocabMatrix::new(weight, device, packed))
+            Ok(match quantised.remove(name) {
+                Some(matrix) if packed => VocabMatrix::Packed(Arc::new(matrix)),
+                Some(matrix) => VocabMatrix::Dense(upload_matrix(matrix.to_host(), device)),
+                None => VocabMatrix::Dense(upload_matrix(take(name)?, device)),
+            })
         };
         let embed_tokens = vocab_matrix(EMBED)?;
         let unembed_rows = if config.tie_word_embeddings {

@@ -280,29 +280,41 @@ fn byte_level_json(vocab: &GgufVocab) -> Result<String, String> {
 
     let post_processor = bos_post_processor(vocab, &keys)?;
 
-    let vocab_json: serde_json::Map<String, Value> = keys
-        .into_iter()
-        .enumerate()
-        .map(|(id, key)| (key, json!(id)))
-        .collect();
-    let mut model = json!({"type": "BPE", "dropout": null, "unk_token": null,
-                           "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": false,
-                           "byte_fallback": false, "ignore_merges": ignore_merges});
-    // Moved in rather than interpolated: json! would copy the whole vocabulary.
-    model["vocab"] = Value::Object(vocab_json);
-    model["merges"] = Value::Array(merges);
-    let mut json = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
+    let model = json!({"type": "BPE", "dropout": null, "unk_token": null,
+                       "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": false,
+                       "byte_fallback": false, "ignore_merges": ignore_merges});
+    let pipeline = json!({
         "normalizer": null,
         "pre_tokenizer": pre_tokenizer_json(&split),
         "post_processor": post_processor,
         "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}
     });
-    json["added_tokens"] = Value::Array(added);
-    json["model"] = model;
-    Ok(serde_json::to_string(&json).expect("json serialises"))
+    Ok(assemble(pipeline, model, keys, merges, added))
+}
+
+/// The whole `tokenizer.json`: `pipeline` (normalizer, pre-tokenizer, post-processor, decoder),
+/// the `added` tokens, and the BPE `model` with `keys` in id order and `merges` best first.
+fn assemble(
+    mut pipeline: Value,
+    mut model: Value,
+    keys: Vec<String>,
+    merges: Vec<Value>,
+    added: Vec<Value>,
+) -> String {
+    let vocab: serde_json::Map<String, Value> = keys
+        .into_iter()
+        .enumerate()
+        .map(|(id, key)| (key, json!(id)))
+        .collect();
+    // Moved in rather than interpolated: json! would copy the whole vocabulary.
+    model["vocab"] = Value::Object(vocab);
+    model["merges"] = Value::Array(merges);
+    pipeline["version"] = json!("1.0");
+    pipeline["truncation"] = Value::Null;
+    pipeline["padding"] = Value::Null;
+    pipeline["added_tokens"] = Value::Array(added);
+    pipeline["model"] = model;
+    serde_json::to_string(&pipeline).expect("json serialises")
 }
 
 /// The `tokenizer.json` for a SentencePiece vocabulary (see the module's note).
@@ -366,16 +378,9 @@ fn sentencepiece_json(vocab: &GgufVocab) -> Result<String, String> {
         .or_else(|| ids.contains_key("<unk>").then(|| "<unk>".to_string()));
     let keys: Vec<String> = vocab.tokens.clone();
     let post_processor = bos_post_processor(vocab, &keys)?;
-    let vocab_json: serde_json::Map<String, Value> = keys
-        .into_iter()
-        .enumerate()
-        .map(|(id, key)| (key, json!(id)))
-        .collect();
-    let mut model = json!({"type": "BPE", "dropout": null, "unk_token": unk,
-                           "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": true,
-                           "byte_fallback": true, "ignore_merges": false});
-    model["vocab"] = Value::Object(vocab_json);
-    model["merges"] = Value::Array(merges);
+    let model = json!({"type": "BPE", "dropout": null, "unk_token": unk,
+                       "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": true,
+                       "byte_fallback": true, "ignore_merges": false});
     // Normalised rather than pre-tokenised (Metaspace): llama.cpp puts a space before every piece
     // of text between added tokens, even one that starts with a space, and so does a normalizer,
     // which runs on each piece.
@@ -394,18 +399,13 @@ fn sentencepiece_json(vocab: &GgufVocab) -> Result<String, String> {
     if vocab.add_space_prefix {
         decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
     }
-    let mut json = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
+    let pipeline = json!({
         "normalizer": normalizer,
         "pre_tokenizer": null,
         "post_processor": post_processor,
         "decoder": {"type": "Sequence", "decoders": decoders}
     });
-    json["added_tokens"] = Value::Array(added);
-    json["model"] = model;
-    Ok(serde_json::to_string(&json).expect("json serialises"))
+    Ok(assemble(pipeline, model, keys, merges, added))
 }
 
 #[cfg(test)]

@@ -16,3 +16,16 @@ pub fn cpu_model(spec: &TinySpec) -> (HfFiles, LoadedModel) {
         .unwrap();
     (files, loaded)
 }
+
+/// The native wgpu device (Mesa lavapipe on machines without a GPU), or `None` when
+/// `SAEPLAY_SKIP_WGPU` is set, after saying that `what` is skipped.
+pub fn wgpu_device_unless_skipped(what: &str) -> Option<burn::tensor::Device> {
+    if std::env::var_os("SAEPLAY_SKIP_WGPU").is_some() {
+        eprintln!("SAEPLAY_SKIP_WGPU is set: skipping {what}");
+        return None;
+    }
+    Some(
+        saeplay::backend::native_device(saeplay::backend::BackendKind::Wgpu)
+            .expect("a wgpu device (install Mesa's Vulkan driver: scripts/setup.sh)"),
+    )
+}
