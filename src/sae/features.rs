@@ -253,7 +253,7 @@ impl Scan {
 }
 
 impl Scan {
-    fn activation(&self, token: usize, feature: usize) -> f32 {
+    pub(crate) fn activation(&self, token: usize, feature: usize) -> f32 {
         self.acts[token * self.d_sae + feature]
     }
 

@@ -10,6 +10,7 @@
 //! - [`train`]: the trainer (Adam, schedules, dead latents, checkpoints, progress);
 //! - [`metrics`]: held-out evaluation (MSE, explained variance, L0, loss recovered, KL, ...);
 //! - [`features`]: per-feature data for feature cards, and concept recovery;
+//! - [`explain`]: checkable explanations of features, their scores and an automatic explainer;
 //! - [`steer`]: interventions at the SAE's hook (add, clamp, ablate, splice);
 //! - [`saelens`]: SAELens directories in and out;
 //! - [`sae_hooks`]: SAELens's `HookedSAETransformer` hook points (`hook_sae_acts_post`, ...);
@@ -17,6 +18,7 @@
 //! - [`stats`]: host-side statistics (AUROC, histograms, examples, nearest features).
 
 pub mod arch;
+pub mod explain;
 pub mod features;
 pub mod fixtures;
 pub mod metrics;
