@@ -914,6 +914,39 @@ fn metrics_equal_hand_computed_values() {
     let l1 = x.iter().map(|v| f64::from(v.abs())).sum::<f64>() / (6 * 24) as f64;
     assert!((m.l1 - l1).abs() < 1e-3 * l1);
     assert!((m.shrinkage - 1.0).abs() < 1e-5 && (m.l2_ratio - 1.0).abs() < 1e-5);
+    // SAEBench's core figures, directly: the identity SAE reconstructs exactly; its latents
+    // i and d + i read x_i > 0 and x_i < 0, so each fires on the tokens of that sign; decoder
+    // rows e_i and -e_i have no positive cosine with any other row.
+    assert!((m.cossim - 1.0).abs() < 1e-5, "{}", m.cossim);
+    let mut per_latent = Vec::new();
+    for latent in 0..2 * d {
+        let fires = |v: f32| if latent < d { v > 0.0 } else { v < 0.0 };
+        let (mut tokens, mut windows_fired) = (0usize, 0usize);
+        for window in x.chunks(24 * d) {
+            let n = window
+                .chunks(d)
+                .filter(|row| fires(row[latent % d]))
+                .count();
+            tokens += n;
+            windows_fired += usize::from(n > 0);
+        }
+        if windows_fired > 0 {
+            per_latent.push(tokens as f64 / windows_fired as f64);
+        }
+    }
+    let heuristic = per_latent.iter().sum::<f64>() / per_latent.len() as f64;
+    assert!(
+        (m.consistent_activation_heuristic - heuristic).abs() < 1e-9,
+        "{} vs {heuristic}",
+        m.consistent_activation_heuristic
+    );
+    assert!(
+        m.mean_max_decoder_cosine.abs() < 1e-6,
+        "{}",
+        m.mean_max_decoder_cosine
+    );
+    assert!(m.mean_max_encoder_cosine.abs() < 1e-6);
+    assert_eq!(m.fraction_alive(), 1.0 - m.dead_fraction);
     // TinyTales windows: concept recovery is scored, each AUROC a probability.
     let mean = m
         .mean_concept_auroc
@@ -1000,6 +1033,42 @@ fn interventions_change_the_activation_as_defined() {
                 row[c] - 0.75 // feature d+1 is -e_1
             } else {
                 row[c]
+            };
+            assert!(
+                (p[c] - expected).abs() < 1e-5,
+                "coordinate {c}: {} vs {expected}",
+                p[c]
+            );
+        }
+    }
+    // Neuronpedia's direction modes: orthogonal scales the component along the decoder row,
+    // the projection cap bounds it (feature d + i reads -e_i).
+    let directional = with(&[
+        Intervention {
+            feature: j,
+            mode: InterventionMode::Orthogonal { coefficient: 0.5 },
+        },
+        Intervention {
+            feature: d + 1,
+            mode: InterventionMode::Orthogonal { coefficient: -1.0 },
+        },
+        Intervention {
+            feature: k,
+            mode: InterventionMode::ProjectionCap { cap: 0.2 },
+        },
+        Intervention {
+            feature: d + 6,
+            mode: InterventionMode::ProjectionCap { cap: 0.1 },
+        },
+    ]);
+    for (p, row) in directional.chunks(d).zip(x.chunks(d)) {
+        for c in 0..d {
+            let expected = match c {
+                _ if c == j => 0.5 * row[c],
+                1 => -row[c],
+                _ if c == k => row[c].min(0.2),
+                6 => row[c].max(-0.1),
+                _ => row[c],
             };
             assert!(
                 (p[c] - expected).abs() < 1e-5,

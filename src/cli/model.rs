@@ -31,7 +31,8 @@ pub struct GenerateArgs {
     pub top_p: Option<f32>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// A SAELens directory whose features --steer, --clamp and --ablate name.
+    /// A SAELens directory whose features --steer, --clamp, --ablate, --orthogonal and
+    /// --projection-cap name.
     #[arg(long)]
     pub sae: Option<PathBuf>,
     /// Add STRENGTH x the feature's decoder direction: FEATURE:STRENGTH (repeatable).
@@ -43,6 +44,14 @@ pub struct GenerateArgs {
     /// Remove a feature, keeping the SAE's error: FEATURE (repeatable).
     #[arg(long)]
     pub ablate: Vec<String>,
+    /// Scale the activation's component along a feature's decoder direction (Neuronpedia's
+    /// orthogonal decomposition; 0 removes it): FEATURE:COEFFICIENT (repeatable).
+    #[arg(long)]
+    pub orthogonal: Vec<String>,
+    /// Cap the activation's component along a feature's unit decoder direction at CAP
+    /// (Neuronpedia's projection cap): FEATURE:CAP (repeatable).
+    #[arg(long)]
+    pub projection_cap: Vec<String>,
     /// Also print the generated token ids (comma-separated) on stderr.
     #[arg(long)]
     pub print_ids: bool,
@@ -133,14 +142,23 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
         steer,
         clamp,
         ablate,
+        orthogonal,
+        projection_cap,
         print_ids,
     } = args;
-    let interventions = super::sae::interventions(&steer, &clamp, &ablate)?;
+    let interventions = super::sae::interventions(&[
+        ("add", &steer),
+        ("clamp", &clamp),
+        ("ablate", &ablate),
+        ("orthogonal", &orthogonal),
+        ("projection_cap", &projection_cap),
+    ])?;
     let (loaded, hooks) = match (&sae, interventions.is_empty()) {
         (_, true) => (model.load()?, Hooks::none()),
         (None, false) => {
             return Err(SaeplayError::InvalidSetting(
-                "--steer, --clamp and --ablate need --sae DIR".into(),
+                "--steer, --clamp, --ablate, --orthogonal and --projection-cap need --sae DIR"
+                    .into(),
             ));
         }
         (Some(dir), false) => {

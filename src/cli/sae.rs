@@ -536,21 +536,14 @@ fn parse_sizes(text: &str, what: &str) -> Result<Vec<usize>> {
         .collect()
 }
 
-/// Interventions from `--steer`, `--clamp` and `--ablate`.
-pub fn interventions(
-    steer: &[String],
-    clamp: &[String],
-    ablate: &[String],
-) -> Result<Vec<Intervention>> {
+/// Interventions from `--steer`, `--clamp`, `--ablate`, `--orthogonal` and `--projection-cap`,
+/// each a list of `(mode, texts)`.
+pub fn interventions(by_mode: &[(&str, &[String])]) -> Result<Vec<Intervention>> {
     let mut out = Vec::new();
-    for s in steer {
-        out.push(Intervention::parse(s, "add")?);
-    }
-    for s in clamp {
-        out.push(Intervention::parse(s, "clamp")?);
-    }
-    for s in ablate {
-        out.push(Intervention::parse(s, "ablate")?);
+    for (mode, texts) in by_mode {
+        for text in *texts {
+            out.push(Intervention::parse(text, mode)?);
+        }
     }
     Ok(out)
 }

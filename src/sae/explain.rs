@@ -184,14 +184,12 @@ impl Explanation {
         self.clauses.iter().any(|clause| match clause {
             Clause::Words(terms) => terms.iter().any(|term| text.ends_with(t, term)),
             Clause::Concept(c) => ConceptSet(text.concepts[t] as u32).contains(*c),
-            Clause::After(terms) => {
-                text.previous(t)
-                    .is_some_and(|p| terms.iter().any(|term| text.ends_with(p, term)))
-            }
-            Clause::Before(terms) => {
-                text.next(t)
-                    .is_some_and(|n| terms.iter().any(|term| text.ends_with(n, term)))
-            }
+            Clause::After(terms) => text
+                .previous(t)
+                .is_some_and(|p| terms.iter().any(|term| text.ends_with(p, term))),
+            Clause::Before(terms) => text
+                .next(t)
+                .is_some_and(|n| terms.iter().any(|term| text.ends_with(n, term))),
         })
     }
 }
@@ -293,9 +291,9 @@ impl ScanText {
         tail.ends_with(term)
             && (!whole_word
                 || tail[..start]
-                .chars()
-                .next_back()
-                .is_none_or(|c| !c.is_alphanumeric()))
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !c.is_alphanumeric()))
     }
 }
 
@@ -498,12 +496,13 @@ impl<'a> Scorer<'a> {
                 let score = self.score(feature, &explanation, Half::Explain)?;
                 Some((score.simulation, source, explanation))
             })
-            .fold(None::<(f64, ExplanationSource, Explanation)>, |best, c| {
-                match &best {
+            .fold(
+                None::<(f64, ExplanationSource, Explanation)>,
+                |best, c| match &best {
                     Some(b) if b.0 >= c.0 => best,
                     _ => Some(c),
-                }
-            });
+                },
+            );
         match best {
             Some((_, source, explanation)) => FeatureExplanation {
                 feature,
@@ -607,11 +606,10 @@ impl<'a> Scorer<'a> {
         }
         let continues = !self.text.raw(t).starts_with(char::is_whitespace)
             && word.starts_with(char::is_alphanumeric)
-            && self.text.previous(t).is_some_and(|p| {
-                self.text
-                    .raw(p)
-                    .ends_with(|c: char| c.is_alphanumeric())
-            });
+            && self
+                .text
+                .previous(t)
+                .is_some_and(|p| self.text.raw(p).ends_with(|c: char| c.is_alphanumeric()));
         Some(if continues { format!("*{word}") } else { word })
     }
 }
@@ -654,8 +652,10 @@ mod tests {
 
     #[test]
     fn explanations_parse_and_write_back() {
-        let e = Explanation::parse(r#"Cat, "once  upon"; concept:Animal ; after: the, "a,b"; before: ."#)
-            .unwrap();
+        let e = Explanation::parse(
+            r#"Cat, "once  upon"; concept:Animal ; after: the, "a,b"; before: ."#,
+        )
+        .unwrap();
         assert_eq!(
             e.text(),
             r#"cat, "once upon"; concept:animal; after: the, "a,b"; before: ."#
@@ -670,8 +670,13 @@ mod tests {
             Explanation::parse("cat,,dog"),
             Err(ExplanationError::EmptyTerm(_))
         ));
-        let unknown = Explanation::parse("concept:unicorn").unwrap_err().to_string();
-        assert!(unknown.contains("unicorn") && unknown.contains("animal"), "{unknown}");
+        let unknown = Explanation::parse("concept:unicorn")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("unicorn") && unknown.contains("animal"),
+            "{unknown}"
+        );
         assert!(matches!(
             Explanation::parse(&"a".repeat(MAX_EXPLANATION_CHARS + 1)),
             Err(ExplanationError::TooLong(_))
@@ -750,18 +755,27 @@ mod tests {
             let called = |w: usize| (w * 5..w * 5 + 5).any(|t| e.predicts(&text, t));
             let hits = [1, 3].iter().filter(|&&w| called(w)).count() as f64 / 2.0;
             let rejections = [5, 7].iter().filter(|&&w| !called(w)).count() as f64 / 2.0;
-            assert_eq!(score.detection, Some(0.5 * (hits + rejections)), "{explanation}");
+            assert_eq!(
+                score.detection,
+                Some(0.5 * (hits + rejections)),
+                "{explanation}"
+            );
             assert_eq!((score.top_contexts, score.random_contexts), (2, 10));
         }
         // Never firing on the scored half: no score.
         let quiet = scan_of(&texts, 5, vec![0.0; 40], vec![0; 40]);
         let e = Explanation::parse("cat").unwrap();
-        assert_eq!(Scorer::new(&quiet, &text, 7).score(0, &e, Half::Score), None);
+        assert_eq!(
+            Scorer::new(&quiet, &text, 7).score(0, &e, Half::Score),
+            None
+        );
     }
 
     #[test]
     fn the_explainer_finds_words_concepts_and_the_logit_lens() {
-        let words = ["the", " cat", " ran", " dog", " fox", " owl", " bee", " ant", ".", " a"];
+        let words = [
+            "the", " cat", " ran", " dog", " fox", " owl", " bee", " ant", ".", " a",
+        ];
         let texts: Vec<&str> = (0..400)
             .map(|t| words[(crate::rng::mix64(t as u64) % 10) as usize])
             .collect();
@@ -793,7 +807,11 @@ mod tests {
             &|t| t + 1 < 400 && texts[t + 1] == "." && t % 10 != 9,
             Some(&[".".to_string(), " the".to_string()]),
         );
-        assert_eq!(before_stop.source, ExplanationSource::LogitLens, "{before_stop:?}");
+        assert_eq!(
+            before_stop.source,
+            ExplanationSource::LogitLens,
+            "{before_stop:?}"
+        );
         let never = explain(&|_| false, None);
         assert_eq!((never.explanation.as_str(), never.score), ("", None));
     }

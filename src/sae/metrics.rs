@@ -11,7 +11,12 @@
 //! - dead: never active on the held-out tokens; dense: active on more than 10% of them;
 //! - `shrinkage`: the relative reconstruction bias gamma of the Gated-SAE paper,
 //!   `E||x_hat||^2 / E[x_hat . x]` (1 is unbiased, below 1 is shrinkage); `l2_ratio`: mean
-//!   `||x_hat|| / ||x||` (SAELens);
+//!   `||x_hat|| / ||x||` (SAELens); `cossim`: mean cosine of `x` and `x_hat` per token (SAEBench);
+//! - SAEBench's core figures: the consistent-activation heuristic (per live feature, the tokens it
+//!   fires on over the windows it fires in at least once, averaged), and the mean over latents of
+//!   the largest cosine with any other latent's decoder row (and encoder column);
+//! - on TinyTales windows, SAEBench's sparse probing (k = 1, 2, 5) and feature absorption per
+//!   concept (`stats::probing`), training on the even windows and testing on the odd ones;
 //! - cross-entropy clean / spliced / zero-ablated, `loss_recovered =
 //!   (CE_zero - CE_sae) / (CE_zero - CE_clean)`, and `kl`: mean KL(clean || spliced) per token.
 
@@ -21,7 +26,11 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::Sae;
-use super::stats::{FeatureStatsAccumulator, Histogram, log10_density_histogram};
+use super::arch::{W_DEC, W_ENC};
+use super::stats::{
+    ConceptAbsorption, FeatureStatsAccumulator, Histogram, LabelledTokens, PROBE_KS, SparseProbe,
+    absorption, log10_density_histogram, sparse_probing,
+};
 use super::store::Window;
 use crate::backend::{float_tensor, int_tensor, read_f32};
 use crate::error::Result;
@@ -76,6 +85,198 @@ pub struct SaeMetrics {
     pub concept_recovery: Vec<super::features::ConceptRecovery>,
     #[serde(default)]
     pub mean_concept_auroc: Option<f64>,
+    #[serde(default = "nan", deserialize_with = "nan_if_null")]
+    pub cossim: f64,
+    #[serde(default = "nan", deserialize_with = "nan_if_null")]
+    pub consistent_activation_heuristic: f64,
+    /// NaN when the SAE is too wide to compare every pair of latents here.
+    #[serde(default = "nan", deserialize_with = "nan_if_null")]
+    pub mean_max_decoder_cosine: f64,
+    #[serde(default = "nan", deserialize_with = "nan_if_null")]
+    pub mean_max_encoder_cosine: f64,
+    /// TinyTales only: sparse probing per concept.
+    #[serde(default)]
+    pub sparse_probing: Vec<SparseProbe>,
+    /// TinyTales only: absorption per concept.
+    #[serde(default)]
+    pub absorption: Vec<ConceptAbsorption>,
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+/// A figure a Pareto chart can put on an axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figure {
+    L0,
+    ExplainedVariance,
+    LossRecovered,
+    Kl,
+    Cossim,
+    L2Ratio,
+    RelativeReconstructionBias,
+    FractionAlive,
+    ConsistentActivation,
+    MeanMaxDecoderCosine,
+    MeanConceptAuroc,
+    SparseProbingTop1,
+    SparseProbingTop5,
+    MeanAbsorptionFraction,
+    FullAbsorptionRate,
+}
+
+impl Figure {
+    pub const ALL: [Figure; 15] = [
+        Figure::L0,
+        Figure::ExplainedVariance,
+        Figure::LossRecovered,
+        Figure::Kl,
+        Figure::Cossim,
+        Figure::L2Ratio,
+        Figure::RelativeReconstructionBias,
+        Figure::FractionAlive,
+        Figure::ConsistentActivation,
+        Figure::MeanMaxDecoderCosine,
+        Figure::MeanConceptAuroc,
+        Figure::SparseProbingTop1,
+        Figure::SparseProbingTop5,
+        Figure::MeanAbsorptionFraction,
+        Figure::FullAbsorptionRate,
+    ];
+
+    /// The name used in links and files (SAEBench's where it has one).
+    pub fn name(self) -> &'static str {
+        match self {
+            Figure::L0 => "l0",
+            Figure::ExplainedVariance => "explained_variance",
+            Figure::LossRecovered => "loss_recovered",
+            Figure::Kl => "kl",
+            Figure::Cossim => "cossim",
+            Figure::L2Ratio => "l2_ratio",
+            Figure::RelativeReconstructionBias => "relative_reconstruction_bias",
+            Figure::FractionAlive => "frac_alive",
+            Figure::ConsistentActivation => "consistent_activation_heuristic",
+            Figure::MeanMaxDecoderCosine => "average_max_decoder_cosine_sim",
+            Figure::MeanConceptAuroc => "mean_concept_auroc",
+            Figure::SparseProbingTop1 => "sae_top_1_test_accuracy",
+            Figure::SparseProbingTop5 => "sae_top_5_test_accuracy",
+            Figure::MeanAbsorptionFraction => "mean_absorption_fraction_score",
+            Figure::FullAbsorptionRate => "mean_full_absorption_score",
+        }
+    }
+
+    /// How a person reads it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Figure::L0 => "L0 (active latents per token)",
+            Figure::ExplainedVariance => "explained variance",
+            Figure::LossRecovered => "loss recovered",
+            Figure::Kl => "KL divergence",
+            Figure::Cossim => "cosine of reconstruction",
+            Figure::L2Ratio => "L2 ratio",
+            Figure::RelativeReconstructionBias => "relative reconstruction bias",
+            Figure::FractionAlive => "fraction alive",
+            Figure::ConsistentActivation => "consistent-activation heuristic",
+            Figure::MeanMaxDecoderCosine => "mean max decoder cosine",
+            Figure::MeanConceptAuroc => "mean concept AUROC",
+            Figure::SparseProbingTop1 => "sparse probing, top 1",
+            Figure::SparseProbingTop5 => "sparse probing, top 5",
+            Figure::MeanAbsorptionFraction => "mean absorption fraction",
+            Figure::FullAbsorptionRate => "full absorption rate",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Figure> {
+        Figure::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / n as f64)
+}
+
+impl SaeMetrics {
+    pub fn fraction_alive(&self) -> f64 {
+        1.0 - self.dead_fraction
+    }
+
+    /// Mean sparse-probing test accuracy over concepts with the best `k`-th entry of
+    /// [`PROBE_KS`].
+    pub fn sparse_probing_mean(&self, k_index: usize) -> Option<f64> {
+        mean(
+            self.sparse_probing
+                .iter()
+                .filter_map(|p| p.accuracy.get(k_index).copied()),
+        )
+    }
+
+    pub fn mean_absorption_fraction(&self) -> Option<f64> {
+        mean(self.absorption.iter().map(|a| a.mean_absorption_fraction))
+    }
+
+    pub fn full_absorption_rate(&self) -> Option<f64> {
+        mean(self.absorption.iter().map(|a| a.full_absorption_rate))
+    }
+
+    /// The value of `figure`, `None` when it was not computed (or is not a number).
+    pub fn figure(&self, figure: Figure) -> Option<f64> {
+        let value = match figure {
+            Figure::L0 => self.l0,
+            Figure::ExplainedVariance => self.explained_variance,
+            Figure::LossRecovered => self.loss_recovered,
+            Figure::Kl => self.kl,
+            Figure::Cossim => self.cossim,
+            Figure::L2Ratio => self.l2_ratio,
+            Figure::RelativeReconstructionBias => self.shrinkage,
+            Figure::FractionAlive => self.fraction_alive(),
+            Figure::ConsistentActivation => self.consistent_activation_heuristic,
+            Figure::MeanMaxDecoderCosine => self.mean_max_decoder_cosine,
+            Figure::MeanConceptAuroc => self.mean_concept_auroc?,
+            Figure::SparseProbingTop1 => self.sparse_probing_mean(0)?,
+            Figure::SparseProbingTop5 => self.sparse_probing_mean(PROBE_KS.len() - 1)?,
+            Figure::MeanAbsorptionFraction => self.mean_absorption_fraction()?,
+            Figure::FullAbsorptionRate => self.full_absorption_rate()?,
+        };
+        value.is_finite().then_some(value)
+    }
+}
+
+/// Most multiply-adds spent comparing every pair of latents (a 4,096-latent SAE on a 768-wide
+/// model is 1.3e10; GPT-2's 24,576-latent SAEs, 4.6e11, are left out).
+const MAX_COSINE_WORK: f64 = 2e10;
+
+/// The mean over rows of `rows` `[m, d]` of the largest cosine with any other row, in blocks;
+/// NaN when there are fewer than two rows or the work passes [`MAX_COSINE_WORK`].
+pub async fn mean_max_cosine(rows: Tensor<2>) -> Result<f64> {
+    let [m, d] = rows.dims();
+    if m < 2 || (m as f64) * (m as f64) * (d as f64) > MAX_COSINE_WORK {
+        return Ok(f64::NAN);
+    }
+    let norms = rows
+        .clone()
+        .powi_scalar(2)
+        .sum_dim(1)
+        .sqrt()
+        .clamp_min(1e-12);
+    let unit = rows / norms;
+    let all_t = unit.clone().transpose();
+    let block = ((16usize << 20) / m).clamp(1, m);
+    let mut total = 0.0f64;
+    let device = unit.device();
+    for start in (0..m).step_by(block) {
+        let end = (start + block).min(m);
+        let sims = unit.clone().slice([start..end, 0..d]).matmul(all_t.clone()); // [b, m]
+        // Each row's own cosine (1) is pushed out of the way.
+        let own: Vec<f32> = (start..end)
+            .flat_map(|r| (0..m).map(move |c| if c == r { 4.0 } else { 0.0 }))
+            .collect();
+        let own = float_tensor(own, [end - start, m], &device);
+        let best = read_f32((sims - own).max_dim(1)).await?;
+        total += best.iter().map(|&v| f64::from(v)).sum::<f64>();
+    }
+    Ok(total / m as f64)
 }
 
 /// A hook function that replaces the activation by `replace(activation)` at the masked
@@ -132,13 +333,21 @@ pub async fn evaluate_sae(
     let mut features = FeatureStatsAccumulator::new(d_sae);
     // Kept for concept recovery (TinyTales windows carry concepts per token).
     let (mut all_acts, mut kept_concepts) = (Vec::new(), Vec::new());
+    // Model activations and splits, for the probes (TinyTales windows only).
+    let labelled = windows
+        .iter()
+        .any(|w| w.concepts.iter().any(|c| !c.is_empty()));
+    let (mut kept_x, mut kept_train) = (Vec::new(), Vec::new());
+    let (mut cos_sum, mut firing_tokens, mut firing_windows) =
+        (0.0f64, vec![0u64; d_sae], vec![0u64; d_sae]);
     let (mut sse, mut sum_sq, mut sum_x, mut n_tokens) = (0.0f64, 0.0f64, vec![0.0f64; d], 0usize);
     let (mut hat_sq, mut hat_dot, mut ratio_sum, mut l1_sum) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     let (mut ce_clean, mut ce_sae, mut ce_zero, mut kl, mut ce_count, mut kl_count) =
         (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize, 0usize);
     let window_logits_bytes = windows.first().map_or(1, |w| w.ids.len()) * model.dims().d_vocab * 4;
     let batch_windows = batch_windows.min(EVAL_LOGITS_BYTES / window_logits_bytes.max(1));
-    for chunk in windows.chunks(batch_windows.max(1)) {
+    for (c, chunk) in windows.chunks(batch_windows.max(1)).enumerate() {
+        let first_window = c * batch_windows.max(1);
         let ids: Vec<Vec<u32>> = chunk.iter().map(|w| w.ids.clone()).collect();
         let (b, t) = (ids.len(), ids[0].len());
         let keep: Vec<f32> = ids
@@ -213,7 +422,11 @@ pub async fn evaluate_sae(
             .flat_map(|w| w.concepts.iter().map(|c| u64::from(c.bits())))
             .collect();
         let mut kept_acts = Vec::with_capacity(acts_host.len());
+        let mut fired_in_window = vec![false; d_sae];
         for (row, &k) in keep.iter().enumerate() {
+            if row % t == 0 {
+                fired_in_window.fill(false);
+            }
             if k == 0.0 {
                 continue;
             }
@@ -233,7 +446,28 @@ pub async fn evaluate_sae(
             if x_norm > 0.0 {
                 ratio_sum += (h_norm / x_norm).sqrt();
             }
+            let dot: f64 = xr
+                .iter()
+                .zip(hr)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum();
+            if x_norm > 0.0 && h_norm > 0.0 {
+                cos_sum += dot / (x_norm * h_norm).sqrt();
+            }
             let ar = &acts_host[row * d_sae..(row + 1) * d_sae];
+            for (f, &a) in ar.iter().enumerate() {
+                if a != 0.0 {
+                    firing_tokens[f] += 1;
+                    if !fired_in_window[f] {
+                        fired_in_window[f] = true;
+                        firing_windows[f] += 1;
+                    }
+                }
+            }
+            if labelled {
+                kept_x.extend_from_slice(xr);
+                kept_train.push((first_window + row / t) % 2 == 0);
+            }
             l1_sum += ar.iter().map(|&v| f64::from(v)).sum::<f64>();
             kept_acts.extend_from_slice(ar);
             kept_concepts.push(concepts[row]);
@@ -244,6 +478,34 @@ pub async fn evaluate_sae(
     }
     let (concept_recovery, mean_concept_auroc) =
         super::features::concept_recovery(&all_acts, n_tokens, d_sae, &kept_concepts)?;
+    let (sparse_probing, absorption) = if labelled {
+        let tokens = LabelledTokens {
+            acts: &all_acts,
+            d_sae,
+            x: &kept_x,
+            d_in: d,
+            concepts: &kept_concepts,
+            train: &kept_train,
+        };
+        let w_dec = read_f32(sae.param(W_DEC)).await?;
+        let concepts = crate::tinytales::Concept::COUNT;
+        (
+            sparse_probing(&tokens, concepts, 0)?,
+            absorption(&tokens, &w_dec, concepts, 0)?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let consistent_activation_heuristic = mean(
+        firing_tokens
+            .iter()
+            .zip(&firing_windows)
+            .filter(|&(_, &w)| w > 0)
+            .map(|(&t, &w)| t as f64 / w as f64),
+    )
+    .unwrap_or(f64::NAN);
+    let mean_max_decoder_cosine = mean_max_cosine(sae.param(W_DEC)).await?;
+    let mean_max_encoder_cosine = mean_max_cosine(sae.param(W_ENC).transpose()).await?;
     let n = n_tokens.max(1) as f64;
     // SST about the mean: sum ||x||^2 - n ||mean||^2.
     let sst = sum_sq - sum_x.iter().map(|s| s * s).sum::<f64>() / n;
@@ -281,5 +543,11 @@ pub async fn evaluate_sae(
         feature_density,
         concept_recovery,
         mean_concept_auroc,
+        cossim: cos_sum / n,
+        consistent_activation_heuristic,
+        mean_max_decoder_cosine,
+        mean_max_encoder_cosine,
+        sparse_probing,
+        absorption,
     })
 }

@@ -5,6 +5,11 @@
 //!   `x = x_hat + error` and `x_hat` is linear in the features, this is
 //!   `x + (value - f_i(x)) * W_dec[i]` (the "Golden Gate" method);
 //! - ablate: clamp to zero;
+//! - orthogonal (Neuronpedia's `ORTHOGONAL_DECOMP`): with `P` the projection onto the decoder
+//!   row's direction, `(I - P) x + coefficient * P x` (0 removes the direction, 1 changes
+//!   nothing, -1 flips it);
+//! - projection cap (Neuronpedia's `PROJECTION_CAP`): with `u` the unit decoder direction,
+//!   `x - max(0, x . u - cap) u`, so the component along `u` is at most `cap`;
 //! - splice: replace `x` by the SAE's reconstruction (the error is dropped).
 //!
 //! Several interventions combine in one patch; clamps and ablations all read the features of the
@@ -27,9 +32,20 @@ use crate::model::{HookContext, PatchOp};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "lowercase")]
 pub enum InterventionMode {
-    Add { strength: f32 },
-    Clamp { value: f32 },
+    Add {
+        strength: f32,
+    },
+    Clamp {
+        value: f32,
+    },
     Ablate,
+    Orthogonal {
+        coefficient: f32,
+    },
+    #[serde(rename = "projection_cap")]
+    ProjectionCap {
+        cap: f32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -49,28 +65,52 @@ pub enum InterventionError {
     FeatureOutOfRange { feature: usize, d_sae: usize },
     #[error("`{0}` is not a finite number")]
     Value(String),
-    #[error("unknown intervention `{0}`: use add, clamp or ablate")]
+    #[error("unknown intervention `{0}`: use add, clamp, ablate, orthogonal or projection_cap")]
     Mode(String),
 }
 
 impl InterventionMode {
-    pub const NAMES: [&'static str; 3] = ["add", "clamp", "ablate"];
+    pub const NAMES: [&'static str; 5] = ["add", "clamp", "ablate", "orthogonal", "projection_cap"];
 
     pub fn name(&self) -> &'static str {
         match self {
             InterventionMode::Add { .. } => "add",
             InterventionMode::Clamp { .. } => "clamp",
             InterventionMode::Ablate => "ablate",
+            InterventionMode::Orthogonal { .. } => "orthogonal",
+            InterventionMode::ProjectionCap { .. } => "projection_cap",
         }
     }
 
-    /// The strength (add) or value (clamp); ablation has none.
+    /// The strength (add), value (clamp), coefficient (orthogonal) or cap; ablation has none.
     pub fn amount(&self) -> Option<f32> {
         match *self {
             InterventionMode::Add { strength } => Some(strength),
             InterventionMode::Clamp { value } => Some(value),
             InterventionMode::Ablate => None,
+            InterventionMode::Orthogonal { coefficient } => Some(coefficient),
+            InterventionMode::ProjectionCap { cap } => Some(cap),
         }
+    }
+
+    /// The mode called `name` with `amount` (read only by the modes that take one).
+    pub fn from_parts(name: &str, amount: &str) -> std::result::Result<Self, InterventionError> {
+        Ok(match name {
+            "add" => InterventionMode::Add {
+                strength: parse_amount(amount)?,
+            },
+            "clamp" => InterventionMode::Clamp {
+                value: parse_amount(amount)?,
+            },
+            "ablate" => InterventionMode::Ablate,
+            "orthogonal" => InterventionMode::Orthogonal {
+                coefficient: parse_amount(amount)?,
+            },
+            "projection_cap" => InterventionMode::ProjectionCap {
+                cap: parse_amount(amount)?,
+            },
+            other => return Err(InterventionError::Mode(other.to_string())),
+        })
     }
 }
 
@@ -105,21 +145,12 @@ impl Intervention {
         d_sae: usize,
     ) -> std::result::Result<Self, InterventionError> {
         let feature = parse_feature(feature, d_sae)?;
-        let mode = match mode {
-            "add" => InterventionMode::Add {
-                strength: parse_amount(amount)?,
-            },
-            "clamp" => InterventionMode::Clamp {
-                value: parse_amount(amount)?,
-            },
-            "ablate" => InterventionMode::Ablate,
-            other => return Err(InterventionError::Mode(other.to_string())),
-        };
+        let mode = InterventionMode::from_parts(mode, amount)?;
         Ok(Self { feature, mode })
     }
 
-    /// Parse the CLI's `FEATURE:STRENGTH` (add), `FEATURE:VALUE` or `FEATURE=VALUE` (clamp), or
-    /// `FEATURE` (ablate).
+    /// Parse the CLI's `FEATURE:STRENGTH` (add), `FEATURE:VALUE` or `FEATURE=VALUE` (clamp),
+    /// `FEATURE:COEFFICIENT` (orthogonal), `FEATURE:CAP` (projection cap) or `FEATURE` (ablate).
     pub fn parse(text: &str, mode: &str) -> Result<Self> {
         let bad = |why: String| {
             SaeplayError::InvalidSetting(format!("`{text}` is not a valid intervention: {why}"))
@@ -132,6 +163,12 @@ impl Intervention {
                 .split_once(':')
                 .or_else(|| text.split_once('='))
                 .ok_or_else(|| bad("write FEATURE:VALUE, e.g. 12:8".into()))?,
+            "orthogonal" => text
+                .split_once(':')
+                .ok_or_else(|| bad("write FEATURE:COEFFICIENT, e.g. 12:0".into()))?,
+            "projection_cap" => text
+                .split_once(':')
+                .ok_or_else(|| bad("write FEATURE:CAP, e.g. 12:2".into()))?,
             _ => (text, ""),
         };
         Self::from_parts(feature, mode, amount, usize::MAX).map_err(|e| match e {
@@ -153,12 +190,7 @@ pub fn intervention_patch(sae: &Sae, interventions: &[Intervention]) -> Result<P
                 d_sae - 1
             )));
         }
-        let value = match i.mode {
-            InterventionMode::Add { strength } => strength,
-            InterventionMode::Clamp { value } => value,
-            InterventionMode::Ablate => 0.0,
-        };
-        if !value.is_finite() {
+        if !i.mode.amount().unwrap_or(0.0).is_finite() {
             return Err(SaeplayError::InvalidSetting(
                 "intervention strengths and values must be finite numbers".into(),
             ));
@@ -170,8 +202,16 @@ pub fn intervention_patch(sae: &Sae, interventions: &[Intervention]) -> Result<P
     let mut add = vec![0.0f32; d_sae];
     let mut clamp_features = Vec::new();
     let mut clamp_values = Vec::new();
+    // Direction modes: `(unit direction [1, d_in], mode)`.
+    let mut directional = Vec::new();
     for i in interventions {
         match i.mode {
+            InterventionMode::Orthogonal { .. } | InterventionMode::ProjectionCap { .. } => {
+                let index = int_tensor(vec![i.feature as i64], [1], &device);
+                let row = w_dec.clone().select(0, index); // [1, d_in]
+                let norm = row.clone().powi_scalar(2).sum().sqrt().clamp_min(1e-12);
+                directional.push((row / norm.reshape([1, 1]), i.mode));
+            }
             InterventionMode::Add { strength } => add[i.feature] += strength,
             InterventionMode::Clamp { value } => {
                 clamp_features.push(i.feature as i64);
@@ -185,7 +225,7 @@ pub fn intervention_patch(sae: &Sae, interventions: &[Intervention]) -> Result<P
     }
     let added = float_tensor(add, [1, d_sae], &device).matmul(w_dec.clone()); // [1, d_in]
     let normalized = !sae.config.normalize_activations.is_none();
-    if clamp_features.is_empty() && !normalized {
+    if clamp_features.is_empty() && directional.is_empty() && !normalized {
         return Ok(PatchOp::Add(added.reshape([1, 1, d_in])));
     }
     let clamps = (!clamp_features.is_empty()).then(|| {
@@ -208,6 +248,16 @@ pub fn intervention_patch(sae: &Sae, interventions: &[Intervention]) -> Result<P
             // A layer_norm SAE's decoder lives in normalised units: scale back per token.
             if let Some(scale) = sae.direction_scale(flat.clone()) {
                 delta = delta * scale;
+            }
+            // Direction modes act on the model's own activation, so no rescaling.
+            for (unit, mode) in &directional {
+                let along = flat.clone().matmul(unit.clone().transpose()); // [n, 1]
+                let change = match *mode {
+                    InterventionMode::Orthogonal { coefficient } => along * (coefficient - 1.0),
+                    InterventionMode::ProjectionCap { cap } => (along - cap).clamp_min(0.0).neg(),
+                    _ => unreachable!("only direction modes are kept here"),
+                };
+                delta = delta + change * unit.clone();
             }
             (flat + delta).reshape([b, t, d])
         },

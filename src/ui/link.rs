@@ -4,7 +4,7 @@
 //! malformed or hostile link still opens a working default view. Values are only ever data.
 
 use crate::backend::BackendKind;
-use crate::sae::steer::{Intervention, InterventionError, InterventionMode};
+use crate::sae::steer::{Intervention, InterventionError};
 
 /// Longest prompt a link may carry; longer ones are refused rather than cut.
 pub const MAX_LINK_PROMPT_BYTES: usize = 4096;
@@ -131,7 +131,7 @@ fn is_plain_id(text: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
-/// `730:add:4`, `12:clamp:0`, `5:ablate`, comma-separated; a link's amounts stay within
+/// `730:add:4`, `12:clamp:0`, `5:ablate`, `3:orthogonal:0`, `9:projection_cap:2`, comma-separated; a link's amounts stay within
 /// ±10000, its features below 10 million (the SAE's own size is checked when steering).
 pub fn parse_steering(text: &str) -> Result<Vec<Intervention>, String> {
     let mut out = Vec::new();
@@ -143,7 +143,7 @@ pub fn parse_steering(text: &str) -> Result<Vec<Intervention>, String> {
         }
         let bits: Vec<&str> = part.trim().split(':').collect();
         let shape_fits = match bits.get(1).copied() {
-            Some("add" | "clamp") => bits.len() == 3,
+            Some("add" | "clamp" | "orthogonal" | "projection_cap") => bits.len() == 3,
             Some("ablate") => bits.len() == 2,
             _ => false,
         };
@@ -155,7 +155,7 @@ pub fn parse_steering(text: &str) -> Result<Vec<Intervention>, String> {
             }
             _ if !shape_fits => {
                 return Err(format!(
-                    "\"{}\" is not FEATURE:add:STRENGTH, FEATURE:clamp:VALUE or FEATURE:ablate",
+                    "\"{}\" is not FEATURE:add:STRENGTH, FEATURE:clamp:VALUE, FEATURE:ablate, FEATURE:orthogonal:COEFFICIENT or FEATURE:projection_cap:CAP",
                     shorten(part)
                 ));
             }
@@ -175,10 +175,9 @@ pub fn parse_steering(text: &str) -> Result<Vec<Intervention>, String> {
 pub fn steering_text(interventions: &[Intervention]) -> String {
     interventions
         .iter()
-        .map(|i| match i.mode {
-            InterventionMode::Add { strength } => format!("{}:add:{strength}", i.feature),
-            InterventionMode::Clamp { value } => format!("{}:clamp:{value}", i.feature),
-            InterventionMode::Ablate => format!("{}:ablate", i.feature),
+        .map(|i| match i.mode.amount() {
+            Some(amount) => format!("{}:{}:{amount}", i.feature, i.mode.name()),
+            None => format!("{}:{}", i.feature, i.mode.name()),
         })
         .collect::<Vec<_>>()
         .join(",")

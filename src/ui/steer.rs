@@ -1,7 +1,7 @@
 //! The steer view's state: the rows as typed, checked into interventions by the one parser in
 //! [`crate::sae::steer`], and the next-token shift between the default and the steered model.
 
-use crate::sae::steer::{Intervention, InterventionError, InterventionMode};
+use crate::sae::steer::{Intervention, InterventionError};
 use crate::ui::link::shorten;
 
 /// Next-token shifts shown after a steering run.
@@ -13,26 +13,35 @@ pub enum SteerMode {
     Add,
     Clamp,
     Ablate,
+    Orthogonal,
+    ProjectionCap,
 }
 
 impl SteerMode {
-    pub const ALL: [SteerMode; 3] = [SteerMode::Add, SteerMode::Clamp, SteerMode::Ablate];
+    pub const ALL: [SteerMode; 5] = [
+        SteerMode::Add,
+        SteerMode::Clamp,
+        SteerMode::Ablate,
+        SteerMode::Orthogonal,
+        SteerMode::ProjectionCap,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             SteerMode::Add => "add",
             SteerMode::Clamp => "clamp",
             SteerMode::Ablate => "ablate",
+            SteerMode::Orthogonal => "orthogonal",
+            SteerMode::ProjectionCap => "projection_cap",
         }
     }
 
     /// The select's value; anything else reads as ablate, as the select offers nothing else.
     pub fn from_name(name: &str) -> Self {
-        match name {
-            "add" => SteerMode::Add,
-            "clamp" => SteerMode::Clamp,
-            _ => SteerMode::Ablate,
-        }
+        SteerMode::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .unwrap_or(SteerMode::Ablate)
     }
 }
 
@@ -56,11 +65,7 @@ impl SteerRow {
 
     /// The row that shows `intervention` (as a link brings it).
     pub fn of(intervention: &Intervention) -> Self {
-        let mode = match intervention.mode {
-            InterventionMode::Add { .. } => SteerMode::Add,
-            InterventionMode::Clamp { .. } => SteerMode::Clamp,
-            InterventionMode::Ablate => SteerMode::Ablate,
-        };
+        let mode = SteerMode::from_name(intervention.mode.name());
         Self {
             feature: intervention.feature.to_string(),
             mode,

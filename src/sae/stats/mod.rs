@@ -16,6 +16,8 @@ mod feature_examples;
 mod feature_summary;
 mod geometric_median;
 mod histogram;
+mod logistic;
+mod probing;
 #[cfg(test)]
 mod test_support;
 mod top_and_bottom;
@@ -32,6 +34,11 @@ pub use feature_examples::{
 pub use feature_summary::{DEFAULT_DENSE_THRESHOLD, FeatureStatsAccumulator, FeatureSummary};
 pub use geometric_median::geometric_median;
 pub use histogram::{Histogram, LOG10_DENSITY_RANGE, histogram, log10_density_histogram};
+pub use logistic::{Logistic, fit_logistic};
+pub use probing::{
+    ConceptAbsorption, LabelledTokens, PROBE_KS, SparseProbe, absorption, absorption_fraction,
+    sparse_probing,
+};
 pub use top_and_bottom::{IndexedValues, top_and_bottom};
 
 use std::cmp::Ordering;
