@@ -237,6 +237,62 @@ fn training_losses_match_direct_computation() {
     let expected = mse_of(&c, &w) + auxk / 32.0;
     let loss = scalar(out.loss);
     assert!((loss - expected).abs() < 1e-4, "{loss} vs {expected}");
+
+    // Matryoshka BatchTopK: the k x n largest ReLU'd pre-activations of the batch are kept
+    // once; the loss is the full MSE plus each inner prefix's MSE (widths 4 and 9 of 18).
+    let k = 3;
+    let c = config(Architecture::MatryoshkaBatchTopK { k }, d, m);
+    let w = random_weights(&c, 6);
+    let (w_enc, b_enc, b_dec, w_dec) = (
+        get(&w, "W_enc"),
+        get(&w, "b_enc"),
+        get(&w, "b_dec"),
+        get(&w, "W_dec"),
+    );
+    let mut relu = vec![0.0f64; n * m];
+    for r in 0..n {
+        for i in 0..m {
+            let pre: f64 = (0..d)
+                .map(|j| {
+                    (f64::from(x[r * d + j]) - f64::from(b_dec[j])) * f64::from(w_enc[j * m + i])
+                })
+                .sum::<f64>()
+                + f64::from(b_enc[i]);
+            relu[r * m + i] = pre.max(0.0);
+        }
+    }
+    let mut order: Vec<usize> = (0..n * m).collect();
+    order.sort_by(|&a, &b| relu[b].total_cmp(&relu[a]));
+    let mut f = vec![0.0f64; n * m];
+    for &e in &order[..k * n] {
+        f[e] = relu[e];
+    }
+    let prefix_mse = |width: usize| -> f64 {
+        let mut total = 0.0;
+        for r in 0..n {
+            for j in 0..d {
+                let hat = f64::from(b_dec[j])
+                    + (0..width)
+                        .map(|i| f[r * m + i] * f64::from(w_dec[i * d + j]))
+                        .sum::<f64>();
+                total += (hat - f64::from(x[r * d + j])).powi(2);
+            }
+        }
+        total / n as f64
+    };
+    let expected = prefix_mse(m) + prefix_mse(4) + prefix_mse(9);
+    let out = block_on(arch::matryoshka::training_forward(
+        &upload(&w, &device),
+        xt(),
+        k,
+        &[4, 9, m],
+        &context(0.0),
+    ))
+    .unwrap();
+    let loss = scalar(out.loss);
+    assert!((loss - expected).abs() < 1e-4, "{loss} vs {expected}");
+    let names: Vec<&str> = out.terms.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, ["mse_loss", "inner_mse_loss"]);
 }
 
 #[test]
@@ -438,6 +494,7 @@ fn every_architecture_learns_known_sparse_structure() {
         Architecture::Standard,
         Architecture::Gated,
         Architecture::JumpRelu,
+        Architecture::MatryoshkaBatchTopK { k: 4 },
     ] {
         let (trainer, ev) = train(small_recipe(architecture, 1000), d, 7);
         let sae = trainer.sae();
@@ -619,11 +676,22 @@ fn saelens_files_round_trip_for_every_architecture() {
         ))
         .unwrap();
         let cfg: serde_json::Value = serde_json::from_slice(&files.cfg).unwrap();
+        // SAELens saves both BatchTopK kinds for inference as JumpReLU; our provenance keeps
+        // what it was trained as.
         let expected_arch = match architecture {
-            Architecture::BatchTopK { .. } => "jumprelu",
+            Architecture::BatchTopK { .. } | Architecture::MatryoshkaBatchTopK { .. } => "jumprelu",
             other => other.name(),
         };
         assert_eq!(cfg["architecture"], expected_arch);
+        if expected_arch != architecture.name() {
+            let provenance: serde_json::Value =
+                serde_json::from_slice(files.saeplay.as_deref().unwrap()).unwrap();
+            assert_eq!(
+                provenance["trained_as"],
+                architecture.name(),
+                "{provenance}"
+            );
+        }
         assert_eq!(cfg["metadata"]["hook_name"], "blocks.1.hook_resid_pre");
         let back = files.parse().unwrap();
         assert_eq!(back.log_density.as_deref(), Some(&density[..]));

@@ -59,6 +59,10 @@ pub enum Architecture {
     /// Learned per-latent thresholds with an L0 penalty.
     #[serde(rename = "jumprelu")]
     JumpRelu,
+    /// BatchTopK whose nested prefixes of latents each reconstruct the input (the widths are in
+    /// the training recipe); a threshold at inference.
+    #[serde(rename = "matryoshka_batchtopk")]
+    MatryoshkaBatchTopK { k: usize },
 }
 
 impl Architecture {
@@ -70,11 +74,12 @@ impl Architecture {
             Self::BatchTopK { .. } => "batchtopk",
             Self::Gated => "gated",
             Self::JumpRelu => "jumprelu",
+            Self::MatryoshkaBatchTopK { .. } => "matryoshka_batchtopk",
         }
     }
 
-    /// Parse `standard`, `relu`, `topk`, `batchtopk`, `gated` or `jumprelu`; `k` is needed by the
-    /// two top-k architectures.
+    /// Parse `standard`, `relu`, `topk`, `batchtopk`, `gated`, `jumprelu` or
+    /// `matryoshka_batchtopk`; `k` is needed by the top-k architectures.
     pub fn parse(name: &str, k: Option<usize>) -> Result<Self> {
         let need_k = |arch: &str| {
             k.filter(|&k| k > 0).ok_or_else(|| {
@@ -89,9 +94,12 @@ impl Architecture {
             },
             "gated" => Self::Gated,
             "jumprelu" => Self::JumpRelu,
+            "matryoshka_batchtopk" | "matryoshka" => Self::MatryoshkaBatchTopK {
+                k: need_k("matryoshka_batchtopk")?,
+            },
             other => {
                 return Err(SaeplayError::InvalidSetting(format!(
-                    "unknown SAE architecture `{other}`: use standard, topk, batchtopk, gated or jumprelu"
+                    "unknown SAE architecture `{other}`: use standard, topk, batchtopk, gated, jumprelu or matryoshka_batchtopk"
                 )));
             }
         })
@@ -103,14 +111,14 @@ impl Architecture {
         match self {
             Self::Standard | Self::Gated => 5.0,
             Self::JumpRelu => 1.0,
-            Self::TopK { .. } | Self::BatchTopK { .. } => 0.0,
+            Self::TopK { .. } | Self::BatchTopK { .. } | Self::MatryoshkaBatchTopK { .. } => 0.0,
         }
     }
 
     /// The `k` of the top-k architectures.
     pub fn k(self) -> Option<usize> {
         match self {
-            Self::TopK { k } | Self::BatchTopK { k } => Some(k),
+            Self::TopK { k } | Self::BatchTopK { k } | Self::MatryoshkaBatchTopK { k } => Some(k),
             _ => None,
         }
     }
@@ -199,7 +207,9 @@ impl SaeConfig {
                 (R_MAG, vec![d_sae]),
                 (B_MAG, vec![d_sae]),
             ]),
-            Architecture::JumpRelu | Architecture::BatchTopK { .. } => {
+            Architecture::JumpRelu
+            | Architecture::BatchTopK { .. }
+            | Architecture::MatryoshkaBatchTopK { .. } => {
                 shapes.extend([(B_ENC, vec![d_sae]), (THRESHOLD, vec![d_sae])])
             }
             Architecture::Standard | Architecture::TopK { .. } => shapes.push((B_ENC, vec![d_sae])),
@@ -351,7 +361,9 @@ impl Sae {
         match self.config.architecture {
             Architecture::Standard => arch::standard::encode(&self.params, x),
             Architecture::TopK { k } => arch::topk::encode(&self.params, x, k),
-            Architecture::BatchTopK { .. } => arch::batchtopk::encode(&self.params, x),
+            Architecture::BatchTopK { .. } | Architecture::MatryoshkaBatchTopK { .. } => {
+                arch::batchtopk::encode(&self.params, x)
+            }
             Architecture::Gated => arch::gated::encode(&self.params, x),
             Architecture::JumpRelu => arch::jumprelu::encode(&self.params, x),
         }

@@ -580,7 +580,9 @@ pub async fn write_sae(
     let host = sae.to_host().await?;
     // SAELens loads BatchTopK for inference as JumpReLU with the threshold.
     let (architecture, trained_as) = match config.architecture {
-        Architecture::BatchTopK { .. } => ("jumprelu", Some("batchtopk".to_string())),
+        Architecture::BatchTopK { .. } | Architecture::MatryoshkaBatchTopK { .. } => {
+            ("jumprelu", Some(config.architecture.name().to_string()))
+        }
         other => (other.name(), provenance.trained_as.clone()),
     };
     let mut cfg = json!({
@@ -605,8 +607,11 @@ pub async fn write_sae(
             "sae_lens_training_version": null,
         },
     });
-    if trained_as.as_deref() == Some("batchtopk") {
-        cfg["metadata"]["training_architecture"] = json!("batchtopk");
+    if let Some(trained) = trained_as
+        .as_deref()
+        .filter(|t| ["batchtopk", "matryoshka_batchtopk"].contains(t))
+    {
+        cfg["metadata"]["training_architecture"] = json!(trained);
     }
     if !provenance.model_processing.is_none() {
         cfg["metadata"]["model_from_pretrained_kwargs"] = json!(provenance.model_processing);

@@ -81,6 +81,9 @@ pub struct SaeTrainingConfig {
     pub jumprelu_threshold_lr_multiplier: f64,
     /// BatchTopK: rate of the running average that becomes the inference threshold.
     pub batchtopk_threshold_rate: f64,
+    /// Matryoshka BatchTopK: the nested prefix widths (SAELens's `matryoshka_widths`), `d_sae`
+    /// added last when missing; empty means `d_sae / 8`, `/ 4`, `/ 2` and `d_sae`.
+    pub matryoshka_widths: Vec<usize>,
     /// Scale inputs to mean norm sqrt(d_in) during training (folded into the weights after).
     pub normalize_activations: bool,
     pub adam_beta1: f64,
@@ -118,6 +121,7 @@ impl Default for SaeTrainingConfig {
             jumprelu_init_threshold: 0.05,
             jumprelu_bandwidth: 0.05,
             jumprelu_threshold_lr_multiplier: 10.0,
+            matryoshka_widths: Vec::new(),
             batchtopk_threshold_rate: 0.01,
             normalize_activations: true,
             adam_beta1: 0.9,
@@ -127,9 +131,51 @@ impl Default for SaeTrainingConfig {
     }
 }
 
+/// Most Matryoshka levels a recipe may have.
+pub const MAX_MATRYOSHKA_LEVELS: usize = 32;
+
 impl SaeTrainingConfig {
     pub fn steps(&self) -> usize {
         self.training_tokens / self.batch_size.max(1)
+    }
+
+    /// The Matryoshka prefix widths for an SAE of `d_sae` latents: strictly increasing, each
+    /// from 1 to `d_sae`, `d_sae` last (as SAELens checks them).
+    pub fn matryoshka_levels(&self, d_sae: usize) -> Result<Vec<usize>> {
+        let mut widths = if self.matryoshka_widths.is_empty() {
+            let mut w: Vec<usize> = [8, 4, 2]
+                .iter()
+                .map(|f| d_sae / f)
+                .filter(|&w| w > 0)
+                .collect();
+            w.dedup();
+            w
+        } else {
+            self.matryoshka_widths.clone()
+        };
+        if widths.last() != Some(&d_sae) {
+            widths.push(d_sae);
+        }
+        if widths.len() > MAX_MATRYOSHKA_LEVELS {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "{} Matryoshka widths were given; at most {MAX_MATRYOSHKA_LEVELS} are allowed",
+                widths.len()
+            )));
+        }
+        if widths[0] == 0
+            || widths.windows(2).any(|p| p[0] >= p[1])
+            || widths.iter().any(|&w| w > d_sae)
+        {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "the Matryoshka widths must rise strictly from at least 1 to the SAE's {d_sae} latents (got {})",
+                widths
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(widths)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -171,6 +217,12 @@ impl SaeTrainingConfig {
             && (self.jumprelu_bandwidth == 0.0 || self.jumprelu_init_threshold == 0.0)
         {
             return bad("JumpReLU needs a bandwidth and an initial threshold above 0".into());
+        }
+        // The widths' upper bound, d_sae, is checked when the trainer knows d_in.
+        if self.matryoshka_widths.first() == Some(&0)
+            || self.matryoshka_widths.windows(2).any(|p| p[0] >= p[1])
+        {
+            return bad("the Matryoshka widths must rise strictly, from at least 1".into());
         }
         if !(0.0..=1.0).contains(&self.lr_end_fraction) {
             return bad("the final learning-rate fraction must be between 0 and 1".into());
@@ -261,6 +313,12 @@ impl SaeTrainer {
             normalize_activations: Default::default(),
         };
         sae_config.validate()?;
+        if matches!(
+            config.architecture,
+            Architecture::MatryoshkaBatchTopK { .. }
+        ) {
+            config.matryoshka_levels(sae_config.d_sae)?;
+        }
         if first_batch.is_empty() || !first_batch.len().is_multiple_of(d_in) {
             return Err(SaeplayError::InvalidSetting(format!(
                 "the first batch must be whole rows of {d_in} numbers"
@@ -298,8 +356,11 @@ impl SaeTrainer {
             moments.second.insert(name, tensor.zeros_like());
             params.insert(name, Tensor::from_inner(tensor).require_grad());
         }
-        let batchtopk_threshold =
-            matches!(config.architecture, Architecture::BatchTopK { .. }).then_some(0.0);
+        let batchtopk_threshold = matches!(
+            config.architecture,
+            Architecture::BatchTopK { .. } | Architecture::MatryoshkaBatchTopK { .. }
+        )
+        .then_some(0.0);
         Ok(Self {
             selection: Selection::for_device(&inner_device),
             since_fired: vec![0; sae_config.d_sae],
@@ -355,7 +416,9 @@ impl SaeTrainer {
         let (dead_row, dead_count) = self.dead_row();
         let needs_dead = matches!(
             self.config.architecture,
-            Architecture::TopK { .. } | Architecture::BatchTopK { .. }
+            Architecture::TopK { .. }
+                | Architecture::BatchTopK { .. }
+                | Architecture::MatryoshkaBatchTopK { .. }
         );
         let context = TrainingContext {
             selection: self.selection,
@@ -525,6 +588,10 @@ impl SaeTrainer {
             }
             Architecture::Gated => arch::gated::training_forward(p, x, context).await,
             Architecture::JumpRelu => arch::jumprelu::training_forward(p, x, context).await,
+            Architecture::MatryoshkaBatchTopK { k } => {
+                let widths = self.config.matryoshka_levels(self.sae_config.d_sae)?;
+                arch::matryoshka::training_forward(p, x, k, &widths, context).await
+            }
         }
     }
 
@@ -552,7 +619,7 @@ impl SaeTrainer {
                 params.insert(B_ENC, get(B_ENC));
                 params.insert(THRESHOLD, get(THRESHOLD));
             }
-            Architecture::BatchTopK { .. } => {
+            Architecture::BatchTopK { .. } | Architecture::MatryoshkaBatchTopK { .. } => {
                 params.insert(B_ENC, get(B_ENC));
                 let threshold = self.batchtopk_threshold.unwrap_or(0.0) as f32;
                 params.insert(
@@ -681,7 +748,10 @@ struct CheckpointState {
 /// The parameters an architecture trains, with their `[rows, cols]` shapes (vectors as
 /// `[1, n]`): the SAE's own, less BatchTopK's threshold, which is a running average.
 fn trained_shapes(config: &SaeTrainingConfig, sae: &SaeConfig) -> Vec<(&'static str, [usize; 2])> {
-    let batchtopk = matches!(config.architecture, Architecture::BatchTopK { .. });
+    let batchtopk = matches!(
+        config.architecture,
+        Architecture::BatchTopK { .. } | Architecture::MatryoshkaBatchTopK { .. }
+    );
     sae.parameter_shapes()
         .into_iter()
         .filter(|(name, _)| !(batchtopk && *name == THRESHOLD))

@@ -94,7 +94,9 @@ pub fn reference_encode(c: &SaeConfig, w: &BTreeMap<String, HostTensor>, x: &[f3
                             row[i] = pre[i].max(0.0);
                         }
                     }
-                    Architecture::JumpRelu | Architecture::BatchTopK { .. } => {
+                    Architecture::JumpRelu
+                    | Architecture::BatchTopK { .. }
+                    | Architecture::MatryoshkaBatchTopK { .. } => {
                         let threshold = get(w, "threshold");
                         for i in 0..m {
                             if pre[i] > f64::from(threshold[i]) {
@@ -138,12 +140,13 @@ pub fn read2(t: Tensor<2>) -> Vec<f32> {
     block_on(read_f32(t)).unwrap()
 }
 
-pub const ALL_ARCHITECTURES: [Architecture; 5] = [
+pub const ALL_ARCHITECTURES: [Architecture; 6] = [
     Architecture::Standard,
     Architecture::TopK { k: 3 },
     Architecture::BatchTopK { k: 3 },
     Architecture::Gated,
     Architecture::JumpRelu,
+    Architecture::MatryoshkaBatchTopK { k: 3 },
 ];
 
 pub fn weights_file(w: &BTreeMap<String, HostTensor>) -> Vec<u8> {

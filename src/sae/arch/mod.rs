@@ -1,4 +1,4 @@
-//! The five SAE architectures over one shared base, one small file each (as in SAELens).
+//! The six SAE architectures over one shared base, one small file each (as in SAELens).
 //!
 //! Shapes: `x` `[batch, d_in]`; `W_enc` `[d_in, d_sae]`; `W_dec` `[d_sae, d_in]`; vectors are
 //! kept on the device as `[1, n]` rows so that they broadcast over the batch. Parameter names are
@@ -10,6 +10,7 @@
 pub mod batchtopk;
 pub mod gated;
 pub mod jumprelu;
+pub mod matryoshka;
 pub mod standard;
 pub mod topk;
 
