@@ -438,6 +438,63 @@ fn sae_commands_end_to_end() {
     assert_eq!(report["features"].as_array().unwrap().len(), 2);
     assert_eq!(report["features"][1]["index"], 5);
 
+    // Automatic explanations, then a person's explanation scored the same way: the explainer
+    // keeps its best candidate, so its own explanation scored again gives the same figures.
+    let out = run(&[
+        "explain",
+        "--model",
+        m,
+        "--sae",
+        &path("sae"),
+        "--features",
+        "0,5",
+        "--windows",
+        "8",
+        "--context",
+        "32",
+    ]);
+    let explained: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let explained = explained.as_array().unwrap();
+    assert_eq!(explained.len(), 2);
+    assert_eq!(explained[1]["feature"], 5);
+    for e in explained.iter().filter(|e| !e["score"].is_null()) {
+        let text = e["explanation"].as_str().unwrap();
+        let feature = e["feature"].to_string();
+        let out = run(&[
+            "score",
+            "--model",
+            m,
+            "--sae",
+            &path("sae"),
+            "--feature",
+            &feature,
+            "--explanation",
+            text,
+            "--windows",
+            "8",
+            "--context",
+            "32",
+            "--json",
+        ]);
+        let scored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(scored["score"], e["score"], "{text}");
+        assert_eq!(scored["source"], "person");
+    }
+    assert_clean_failure(
+        &saeplay(&[
+            "score",
+            "--model",
+            m,
+            "--sae",
+            &path("sae"),
+            "--feature",
+            "0",
+            "--explanation",
+            "concept:dragons",
+        ]),
+        "unknown concept `dragons`",
+    );
+
     run(&[
         "encode",
         "--sae",
@@ -486,6 +543,13 @@ fn sae_commands_end_to_end() {
     );
     let clamped = generate(&["--clamp", "3:50", "--ablate", "7"]);
     assert_ne!(plain, clamped);
+    let capped = generate(&["--orthogonal", "3:-20", "--projection-cap", "7:-5"]);
+    assert_ne!(plain, capped);
+    // Coefficient 1 and an unreachable cap change nothing.
+    assert_eq!(
+        plain,
+        generate(&["--orthogonal", "3:1", "--projection-cap", "7:1000000"])
+    );
 
     // Bad inputs are one-line errors.
     assert_clean_failure(

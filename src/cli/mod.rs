@@ -168,6 +168,11 @@ enum Command {
     EvalSae(sae::EvalSaeArgs),
     /// Per-feature data (examples, histogram, logit lens, nearest features, concepts) as JSON.
     Features(sae::FeaturesArgs),
+    /// Explain features automatically (top tokens, context, logit lens, TinyTales concept) and
+    /// score each explanation on held-out text, as JSON.
+    Explain(sae::ExplainArgs),
+    /// Score a written explanation of one feature: simulation and detection on held-out text.
+    Score(sae::ScoreArgs),
     /// Encode captured activations with an SAE: writes x, feature_acts and x_hat.
     Encode(sae::EncodeArgs),
     /// SAE training throughput (vectors/s, GFLOP/s) on random activations.
@@ -204,6 +209,8 @@ fn run(command: Command) -> Result<()> {
         Command::Forward(args) => model::forward(args),
         Command::MakeTestModel(args) => model::make_test_model(args),
         Command::MakeTestSae(args) => sae::make_test_sae(args),
+        Command::Explain(args) => sae::explain(args),
+        Command::Score(args) => sae::score(args),
         Command::Bench(args) => model::bench(&args),
         Command::TrainModel(args) => lm::train_model(args),
         Command::EvalModel(args) => lm::eval_model(&args),

@@ -1,4 +1,5 @@
-//! SAE commands: `capture`, `train-sae`, `eval-sae`, `features`, `encode`, `bench-sae`. Training
+//! SAE commands: `capture`, `train-sae`, `eval-sae`, `features`, `explain`, `score`, `encode`,
+//! `bench-sae`. Training
 //! runs the one pipeline in [`saeplay::sae::pipeline`].
 
 use std::path::{Path, PathBuf};
@@ -9,16 +10,21 @@ use saeplay::error::FileAction;
 use saeplay::io::tensors::{HostTensor, read_f32_tensors, write_safetensors};
 use saeplay::model::HookPoint;
 use saeplay::model::files::LoadedModel;
+use saeplay::sae::explain::{
+    Explanation, ExplanationSource, FeatureExplanation, Half, ScanText, Scorer, explain_features,
+};
 use saeplay::sae::features::{ScanConfig, feature_report, scan};
 use saeplay::sae::metrics::{SaeMetrics, evaluate_sae};
 use saeplay::sae::pipeline::{self, Reporter, TrainOptions, TrainingData};
 use saeplay::sae::saelens::{HostSae, SaeFiles};
+use saeplay::sae::stats::PROBE_KS;
 use saeplay::sae::steer::Intervention;
 use saeplay::sae::store::{ActivationStore, Corpus, StoreConfig, Window};
 use saeplay::sae::train::{
     CapturedActivations, Control, LrSchedule, Progress, SaeTrainer, SaeTrainingConfig,
 };
 use saeplay::sae::{Architecture, Sae};
+use saeplay::tinytales::Concept;
 use saeplay::{Result, SaeplayError};
 
 use super::ModelArgs;
@@ -125,12 +131,16 @@ pub struct TrainSaeArgs {
     pub corpus: CorpusChoice,
     #[arg(long, default_value = "blocks.2.hook_resid_pre")]
     pub hook: String,
-    /// standard, topk, batchtopk, gated or jumprelu.
+    /// standard, topk, batchtopk, gated, jumprelu or matryoshka_batchtopk.
     #[arg(long, default_value = "topk")]
     pub architecture: String,
-    /// k of TopK and BatchTopK.
+    /// k of TopK, BatchTopK and Matryoshka BatchTopK.
     #[arg(long, default_value_t = 16)]
     pub k: usize,
+    /// Matryoshka BatchTopK's nested widths, comma-separated (d_sae is added last); default
+    /// d_sae/8, d_sae/4, d_sae/2.
+    #[arg(long)]
+    pub matryoshka_widths: Option<String>,
     #[arg(long, default_value_t = 8)]
     pub expansion: usize,
     /// Training vectors in all.
@@ -221,6 +231,10 @@ pub fn train_sae(args: TrainSaeArgs) -> Result<()> {
             .sparsity
             .unwrap_or(architecture.default_sparsity_coefficient()),
         seed: args.seed,
+        matryoshka_widths: match &args.matryoshka_widths {
+            Some(list) => parse_sizes(list, "a Matryoshka width")?,
+            None => Vec::new(),
+        },
         ..SaeTrainingConfig::default()
     };
     config.validate()?;
@@ -304,9 +318,52 @@ fn print_metrics(m: &SaeMetrics, json: bool) {
         m.dense_fraction * 100.0
     );
     println!(
-        "shrinkage (gamma)    {:.3}   L2 ratio {:.3}",
-        m.shrinkage, m.l2_ratio
+        "shrinkage (gamma)    {:.3}   L2 ratio {:.3}   cosine {:.4}",
+        m.shrinkage, m.l2_ratio, m.cossim
     );
+    println!(
+        "fraction alive       {:.3}   consistent activation {:.2}",
+        m.fraction_alive(),
+        m.consistent_activation_heuristic
+    );
+    println!(
+        "mean max cosine      decoder {:.3}   encoder {:.3}",
+        m.mean_max_decoder_cosine, m.mean_max_encoder_cosine
+    );
+    if !m.sparse_probing.is_empty() {
+        let ks: Vec<String> = PROBE_KS
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                format!(
+                    "top {k} {:.3}",
+                    m.sparse_probing_mean(i).unwrap_or(f64::NAN)
+                )
+            })
+            .collect();
+        println!(
+            "sparse probing       {} ({} concepts)",
+            ks.join("   "),
+            m.sparse_probing.len()
+        );
+    }
+    if !m.absorption.is_empty() {
+        println!(
+            "absorption           mean fraction {:.3}   full {:.3} ({} concepts)",
+            m.mean_absorption_fraction().unwrap_or(f64::NAN),
+            m.full_absorption_rate().unwrap_or(f64::NAN),
+            m.absorption.len()
+        );
+        for a in &m.absorption {
+            println!(
+                "  {:<18} fraction {:.3}  full {:.3}  main latents {:?}",
+                Concept::from_index(a.concept).map_or("?", Concept::name),
+                a.mean_absorption_fraction,
+                a.full_absorption_rate,
+                a.main_latents
+            );
+        }
+    }
     if let Some(mean) = m.mean_concept_auroc {
         println!(
             "concept recovery     mean best-feature AUROC {mean:.3} over {} concepts",
@@ -419,6 +476,142 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
     match &args.out {
         Some(path) => write(path, json.as_bytes())?,
         None => println!("{json}"),
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub corpus: CorpusChoice,
+    #[arg(long)]
+    pub sae: PathBuf,
+    /// Comma-separated feature indices (all when absent).
+    #[arg(long)]
+    pub features: Option<String>,
+    #[arg(long, default_value_t = 64)]
+    pub windows: usize,
+    /// Write the JSON here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Scan held-out windows for the `explain` and `score` commands.
+fn scan_for_explaining(
+    model: &ModelArgs,
+    corpus: &CorpusChoice,
+    sae_dir: &Path,
+    windows: usize,
+) -> Result<(LoadedModel, Sae, saeplay::sae::features::Scan)> {
+    let (loaded, sae, hook) = load_model_and_sae(model, sae_dir)?;
+    if windows < 2 {
+        return Err(SaeplayError::InvalidSetting(
+            "explaining needs at least 2 windows: the even ones explain, the odd ones score".into(),
+        ));
+    }
+    let held_out = corpus.held_out(&loaded, windows)?;
+    let scanned = block_on(scan(
+        &loaded.model,
+        &sae,
+        hook,
+        &held_out,
+        ScanConfig::default().batch_windows,
+    ))?;
+    Ok((loaded, sae, scanned))
+}
+
+pub fn explain(args: ExplainArgs) -> Result<()> {
+    let (loaded, sae, scanned) =
+        scan_for_explaining(&args.model, &args.corpus, &args.sae, args.windows)?;
+    let features = match &args.features {
+        None => (0..sae.config.d_sae).collect(),
+        Some(list) => parse_sizes(list, "a feature index")?,
+    };
+    let explanations = block_on(explain_features(
+        &loaded.model,
+        loaded.tokenizer()?,
+        &sae,
+        &scanned,
+        &features,
+        0,
+    ))?;
+    let json =
+        serde_json::to_string_pretty(&explanations).map_err(|source| SaeplayError::Json {
+            what: "the explanations",
+            source,
+        })?;
+    match &args.out {
+        Some(path) => write(path, json.as_bytes())?,
+        None => println!("{json}"),
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub corpus: CorpusChoice,
+    #[arg(long)]
+    pub sae: PathBuf,
+    #[arg(long)]
+    pub feature: usize,
+    /// Words or phrases, `concept:NAME`, `after: ...` or `before: ...`, clauses split by `;`.
+    #[arg(long)]
+    pub explanation: String,
+    #[arg(long, default_value_t = 64)]
+    pub windows: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn score(args: ScoreArgs) -> Result<()> {
+    let explanation = Explanation::parse(&args.explanation)
+        .map_err(|e| SaeplayError::InvalidSetting(e.to_string()))?;
+    let (loaded, sae, scanned) =
+        scan_for_explaining(&args.model, &args.corpus, &args.sae, args.windows)?;
+    if args.feature >= sae.config.d_sae {
+        return Err(SaeplayError::InvalidSetting(format!(
+            "feature {} does not exist: this SAE has features 0 to {}",
+            args.feature,
+            sae.config.d_sae - 1
+        )));
+    }
+    let text = ScanText::new(loaded.tokenizer()?, &scanned);
+    let score = Scorer::new(&scanned, &text, 0).score(args.feature, &explanation, Half::Score);
+    let result = FeatureExplanation {
+        feature: args.feature,
+        explanation: explanation.text(),
+        source: ExplanationSource::Person,
+        score,
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&result).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    println!("explanation   {}", result.explanation);
+    match &result.score {
+        None => println!(
+            "feature {} never fires on the scored half of the held-out text",
+            args.feature
+        ),
+        Some(s) => {
+            println!(
+                "simulation    {:.3}  (correlation over {} top and {} random contexts)",
+                s.simulation, s.top_contexts, s.random_contexts
+            );
+            match s.detection {
+                Some(d) => println!("detection     {d:.3}  (balanced accuracy)"),
+                None => println!("detection     -  (the feature fires in every context)"),
+            }
+        }
     }
     Ok(())
 }

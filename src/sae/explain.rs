@@ -25,7 +25,10 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::features::Scan;
+use super::Sae;
+use super::features::{Scan, logit_lens};
+use crate::error::{Result, SaeplayError};
+use crate::model::Model;
 use crate::rng::SplitMix64;
 use crate::tinytales::{Concept, ConceptSet};
 use crate::tokenizer::TextTokenizer;
@@ -612,6 +615,58 @@ impl<'a> Scorer<'a> {
                 .is_some_and(|p| self.text.raw(p).ends_with(|c: char| c.is_alphanumeric()));
         Some(if continues { format!("*{word}") } else { word })
     }
+}
+
+/// Logit-lens tokens the explainer tries as a `before:` clause.
+pub const LENS_TERMS: usize = 5;
+
+/// The logit lens's promoted tokens of `features`, as text, for [`Scorer::explain`].
+pub async fn promoted_tokens(
+    model: &Model,
+    tokenizer: &TextTokenizer,
+    sae: &Sae,
+    features: &[usize],
+) -> Result<Vec<Vec<String>>> {
+    Ok(logit_lens(model, sae, features, LENS_TERMS)
+        .await?
+        .into_iter()
+        .map(|(top, _)| {
+            top.into_iter()
+                .map(|(id, _)| tokenizer.token_text(id as u32))
+                .collect()
+        })
+        .collect())
+}
+
+/// Explain and score each of `features` on `scan` (see [`Scorer::explain`]).
+pub async fn explain_features(
+    model: &Model,
+    tokenizer: &TextTokenizer,
+    sae: &Sae,
+    scan: &Scan,
+    features: &[usize],
+    seed: u64,
+) -> Result<Vec<FeatureExplanation>> {
+    if let Some(&bad) = features.iter().find(|&&f| f >= scan.d_sae) {
+        return Err(SaeplayError::InvalidSetting(format!(
+            "feature {bad} does not exist: this SAE has features 0 to {}",
+            scan.d_sae.saturating_sub(1)
+        )));
+    }
+    let text = ScanText::new(tokenizer, scan);
+    let scorer = Scorer::new(scan, &text, seed);
+    let mut out = Vec::with_capacity(features.len());
+    // The logit lens in pieces, so a wide SAE's is never whole.
+    for piece in features.chunks(256) {
+        let promoted = promoted_tokens(model, tokenizer, sae, piece).await?;
+        out.extend(
+            piece
+                .iter()
+                .zip(&promoted)
+                .map(|(&f, p)| scorer.explain(f, Some(p))),
+        );
+    }
+    Ok(out)
 }
 
 /// Pearson's correlation; `None` when either side is constant.

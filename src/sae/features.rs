@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Sae;
 use super::arch::W_DEC;
+use super::explain::{FeatureExplanation, LENS_TERMS, ScanText, Scorer};
 use super::stats::{
     ExampleCollector, ExampleConfig, FeatureStatsAccumulator, FeatureSummary, Histogram,
     best_concept_per_feature, best_feature_per_concept, concept_auroc_matrix, histogram,
@@ -106,6 +107,9 @@ pub struct FeatureData {
     /// `(feature, cosine similarity of decoder rows)`, most similar first.
     pub nearest: Vec<(usize, f32)>,
     pub best_concept: Option<ConceptScore>,
+    /// The automatic explanation and its held-out score.
+    #[serde(default)]
+    pub explanation: Option<FeatureExplanation>,
 }
 
 /// Per concept, the single feature that best tells its tokens apart.
@@ -356,7 +360,13 @@ pub struct FeatureOverview {
     pub best_concept: Option<ConceptScore>,
     /// The tokens of its 5 highest activations.
     pub top_tokens: Vec<String>,
+    /// The automatic explanation without the logit lens (a card adds it), and its score; `None`
+    /// when the scan is too large to explain every feature at once.
+    pub explanation: Option<FeatureExplanation>,
 }
+
+/// Most `tokens x latents` for which an overview explains every feature (about a second natively).
+pub const OVERVIEW_EXPLAIN_WORK: usize = 200_000_000;
 
 pub fn feature_overview(
     tokenizer: &TextTokenizer,
@@ -375,11 +385,15 @@ pub fn feature_overview(
         },
     )?;
     collector.add_batch(&scan.acts, scan.tokens)?;
+    let text = (scan.tokens.saturating_mul(scan.d_sae) <= OVERVIEW_EXPLAIN_WORK)
+        .then(|| ScanText::new(tokenizer, scan));
+    let scorer = text.as_ref().map(|t| Scorer::new(scan, t, config.seed));
     Ok(collector
         .finish()
         .into_iter()
         .enumerate()
         .map(|(f, ex)| FeatureOverview {
+            explanation: scorer.as_ref().map(|s| s.explain(f, None)),
             index: f,
             density: summary.summaries[f].density,
             max_activation: summary.summaries[f].max_activation,
@@ -423,6 +437,8 @@ pub async fn feature_cards(
     collector.add_batch(&scan.acts, scan.tokens)?;
     let examples = collector.finish();
     let lens = logit_lens(model, sae, features, config.logit_lens_tokens).await?;
+    let text = ScanText::new(tokenizer, scan);
+    let scorer = Scorer::new(scan, &text, config.seed);
     let w_dec = read_f32(sae.param(W_DEC)).await?;
     let d_in = sae.config.d_in;
     let lens_tokens = |pairs: Vec<(usize, f32)>| -> Vec<LensToken> {
@@ -437,6 +453,11 @@ pub async fn feature_cards(
     };
     let mut out = Vec::with_capacity(features.len());
     for ((&f, ex), (top, bottom)) in features.iter().zip(&examples).zip(lens) {
+        let promoted_text: Vec<String> = top
+            .iter()
+            .take(LENS_TERMS)
+            .map(|&(id, _)| tokenizer.token_text(id as u32))
+            .collect();
         let s = &summary.summaries[f];
         let values = (0..scan.tokens)
             .map(|t| f64::from(scan.activation(t, f)))
@@ -469,6 +490,7 @@ pub async fn feature_cards(
             suppressed: lens_tokens(bottom),
             nearest: nearest_by_cosine(&w_dec, d_sae, d_in, f, config.nearest_features)?,
             best_concept: summary.best_concepts[f].clone(),
+            explanation: Some(scorer.explain(f, Some(&promoted_text))),
         });
     }
     Ok(out)
