@@ -494,14 +494,20 @@ fn the_feature_list_searches_and_sorts() {
             max_activation: max,
             concept: concept.map(|(c, a)| (c.to_string(), a)),
             top_tokens: vec![token.to_string()],
+            explanation: None,
+            score: None,
         }
     };
-    let rows = vec![
+    let mut rows = vec![
         row(0, 0.10, 3.0, Some(("animal", 0.93)), " dog"),
         row(1, 0.02, 9.0, Some(("colour", 0.81)), " red"),
         row(2, 0.00, 0.0, None, ""),
         row(3, 0.30, 1.0, Some(("animal", 0.60)), " hen"),
     ];
+    rows[1].explanation = Some("after: the; concept:colour".into());
+    rows[1].score = Some(0.4);
+    rows[3].explanation = Some("hen, duck".into());
+    rows[3].score = Some(0.9);
     assert_eq!(
         feature_list::select(&rows, "", SortKey::Density, true, 10),
         vec![3, 0, 1, 2]
@@ -531,6 +537,37 @@ fn the_feature_list_searches_and_sorts() {
         vec![2]
     );
     assert!(feature_list::select(&rows, "giraffe", SortKey::Density, true, 10).is_empty());
+    // By explanation score, unexplained last; explanations are searched too.
+    assert_eq!(
+        feature_list::select(&rows, "", SortKey::Score, true, 10),
+        vec![3, 1, 0, 2]
+    );
+    assert_eq!(
+        feature_list::select(&rows, "duck", SortKey::Density, true, 10),
+        vec![3]
+    );
+}
+
+#[test]
+fn the_pareto_chart_plots_the_chosen_figures() {
+    use saeplay::sae::metrics::Figure;
+    use saeplay::ui::lab::{Lab, Summary, shipped_slots};
+    let index = br#"{"saes": [
+        {"id": "a", "path": "a", "l0": 16, "loss_recovered": 0.99, "cossim": 0.97},
+        {"id": "b", "path": "b", "l0": 32, "loss_recovered": 0.995}
+    ]}"#;
+    let mut lab = Lab::default();
+    lab.add_shipped(shipped_slots(index, "saes/").unwrap());
+    assert_eq!(lab.pareto_points(), vec![(16.0, 0.99), (32.0, 0.995)]);
+    lab.pareto_axes = (Figure::Cossim, Figure::L0);
+    let points = lab.pareto_points();
+    assert_eq!(points[0], (0.97, 16.0));
+    assert!(points[1].0.is_nan() && points[1].1 == 32.0);
+    // Every figure has a name the links and the index use, read back the same.
+    for figure in Figure::ALL {
+        assert_eq!(Figure::parse(figure.name()), Some(figure));
+    }
+    assert_eq!(Summary::default().figure(Figure::L0), None);
 }
 
 #[test]

@@ -309,7 +309,7 @@ pub enum Half {
 
 impl Half {
     fn holds(self, window: usize) -> bool {
-        (window % 2 == 0) == (self == Half::Explain)
+        window.is_multiple_of(2) == (self == Half::Explain)
     }
 }
 

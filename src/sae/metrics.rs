@@ -466,7 +466,7 @@ pub async fn evaluate_sae(
             }
             if labelled {
                 kept_x.extend_from_slice(xr);
-                kept_train.push((first_window + row / t) % 2 == 0);
+                kept_train.push((first_window + row / t).is_multiple_of(2));
             }
             l1_sum += ar.iter().map(|&v| f64::from(v)).sum::<f64>();
             kept_acts.extend_from_slice(ar);

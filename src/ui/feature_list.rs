@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::sae::explain::FeatureExplanation;
 use crate::sae::features::{FeatureData, FeatureOverview, FeatureReport};
 
 /// One feature's row.
@@ -14,11 +15,28 @@ pub struct FeatureRow {
     pub concept: Option<(String, f64)>,
     /// The tokens it fires on most (from its top examples), for search.
     pub top_tokens: Vec<String>,
+    /// The automatic explanation and its simulation score on held-out text.
+    #[serde(default)]
+    pub explanation: Option<String>,
+    #[serde(default)]
+    pub score: Option<f64>,
+}
+
+/// The explanation's text and simulation score, when there is one.
+fn explained(e: Option<&FeatureExplanation>) -> (Option<String>, Option<f64>) {
+    match e {
+        Some(e) if !e.explanation.is_empty() => (
+            Some(e.explanation.clone()),
+            e.score.as_ref().map(|s| s.simulation),
+        ),
+        _ => (None, None),
+    }
 }
 
 impl FeatureRow {
     /// The row of one feature of a report: its top tokens are those of its top 5 examples.
     pub fn of(feature: &FeatureData) -> Self {
+        let (explanation, score) = explained(feature.explanation.as_ref());
         Self {
             index: feature.index,
             density: feature.density,
@@ -33,12 +51,15 @@ impl FeatureRow {
                 .take(5)
                 .filter_map(|e| e.tokens.get(e.focus).cloned())
                 .collect(),
+            explanation,
+            score,
         }
     }
 }
 
 impl From<&FeatureOverview> for FeatureRow {
     fn from(overview: &FeatureOverview) -> Self {
+        let (explanation, score) = explained(overview.explanation.as_ref());
         Self {
             index: overview.index,
             density: overview.density,
@@ -48,6 +69,8 @@ impl From<&FeatureOverview> for FeatureRow {
                 .as_ref()
                 .map(|c| (c.concept.clone(), c.auroc)),
             top_tokens: overview.top_tokens.clone(),
+            explanation,
+            score,
         }
     }
 }
@@ -84,14 +107,17 @@ pub enum SortKey {
     Density,
     MaxActivation,
     ConceptMatch,
+    /// The explanation's simulation score.
+    Score,
 }
 
 impl SortKey {
-    pub const ALL: [SortKey; 4] = [
+    pub const ALL: [SortKey; 5] = [
         SortKey::Index,
         SortKey::Density,
         SortKey::MaxActivation,
         SortKey::ConceptMatch,
+        SortKey::Score,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +126,7 @@ impl SortKey {
             SortKey::Density => "density",
             SortKey::MaxActivation => "max",
             SortKey::ConceptMatch => "concept",
+            SortKey::Score => "score",
         }
     }
 
@@ -133,6 +160,10 @@ pub fn select(
                     .top_tokens
                     .iter()
                     .any(|t| t.trim().to_lowercase().contains(word))
+                || row
+                    .explanation
+                    .as_ref()
+                    .is_some_and(|e| e.to_lowercase().contains(word))
         })
     };
     let mut chosen: Vec<usize> = (0..rows.len()).filter(|&i| matches(&rows[i])).collect();
@@ -142,6 +173,7 @@ pub fn select(
             SortKey::Density => row.density,
             SortKey::MaxActivation => f64::from(row.max_activation),
             SortKey::ConceptMatch => row.concept.as_ref().map_or(f64::NEG_INFINITY, |c| c.1),
+            SortKey::Score => row.score.unwrap_or(f64::NEG_INFINITY),
         }
     };
     chosen.sort_by(|&a, &b| {

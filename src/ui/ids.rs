@@ -91,6 +91,8 @@ pub const EVAL_PARETO: &str = "eval-pareto";
 pub const EVAL_DETAIL: &str = "eval-detail";
 pub const EVAL_RUN: &str = "eval-run";
 pub const EVAL_STATUS: &str = "eval-status";
+pub const EVAL_PARETO_X: &str = "eval-pareto-x";
+pub const EVAL_PARETO_Y: &str = "eval-pareto-y";
 
 // ---- Created by Rust (feature card, evaluate detail) ----
 
@@ -103,6 +105,12 @@ pub const CARD_LENS_PROMOTED: &str = "card-lens-promoted";
 pub const CARD_LENS_SUPPRESSED: &str = "card-lens-suppressed";
 pub const CARD_NEAREST: &str = "card-nearest";
 pub const CARD_NEURONPEDIA: &str = "card-neuronpedia";
+pub const CARD_EXPLANATION: &str = "card-explanation";
+pub const CARD_EXPLAIN_INPUT: &str = "card-explain-input";
+pub const CARD_EXPLAIN_RUN: &str = "card-explain-run";
+pub const CARD_EXPLAIN_RESULT: &str = "card-explain-result";
+pub const EVAL_PROBING: &str = "eval-probing";
+pub const EVAL_ABSORPTION: &str = "eval-absorption";
 pub const EVAL_METRICS: &str = "eval-metrics";
 pub const EVAL_DENSITY: &str = "eval-density";
 pub const EVAL_CONCEPTS: &str = "eval-concepts";
@@ -194,6 +202,8 @@ pub const IN_PAGE: &[&str] = &[
     EVAL_DETAIL,
     EVAL_RUN,
     EVAL_STATUS,
+    EVAL_PARETO_X,
+    EVAL_PARETO_Y,
 ];
 
 /// The ids Rust gives to elements it creates; not in `index.html`.
@@ -210,6 +220,12 @@ pub const CREATED: &[&str] = &[
     EVAL_METRICS,
     EVAL_DENSITY,
     EVAL_CONCEPTS,
+    CARD_EXPLANATION,
+    CARD_EXPLAIN_INPUT,
+    CARD_EXPLAIN_RUN,
+    CARD_EXPLAIN_RESULT,
+    EVAL_PROBING,
+    EVAL_ABSORPTION,
 ];
 
 /// A view's tab button, `tab-{name}` (in `index.html`).

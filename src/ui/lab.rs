@@ -3,13 +3,13 @@
 //! it through `App::update`; nothing here touches the browser, so tests drive it natively.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use crate::model::{HookPoint, WeightProcessing};
 use crate::sae::Sae;
 use crate::sae::features::{FeatureData, FeatureReport};
-use crate::sae::metrics::SaeMetrics;
+use crate::sae::metrics::{Figure, SaeMetrics};
 use crate::sae::saelens::{Provenance, SaeFiles};
 use crate::sae::train::{Control, Progress};
 use crate::ui::feature_list::{FeatureRow, SortKey};
@@ -51,6 +51,8 @@ pub struct Summary {
     pub dead_fraction: Option<f64>,
     pub dense_fraction: Option<f64>,
     pub mean_concept_auroc: Option<f64>,
+    /// Every figure the Pareto chart can plot, by [`Figure`].
+    pub figures: BTreeMap<&'static str, f64>,
 }
 
 impl Summary {
@@ -62,7 +64,16 @@ impl Summary {
             dead_fraction: Some(metrics.dead_fraction),
             dense_fraction: Some(metrics.dense_fraction),
             mean_concept_auroc: metrics.mean_concept_auroc,
+            figures: Figure::ALL
+                .into_iter()
+                .filter_map(|f| Some((f.name(), metrics.figure(f)?)))
+                .collect(),
         }
+    }
+
+    /// A figure's value, `None` when this SAE's metrics do not have it.
+    pub fn figure(&self, figure: Figure) -> Option<f64> {
+        self.figures.get(figure.name()).copied()
     }
 }
 
@@ -169,7 +180,6 @@ impl TrainRun {
     }
 }
 
-#[derive(Default)]
 pub struct Lab {
     pub saes: Vec<SaeSlot>,
     pub form: TrainForm,
@@ -185,6 +195,11 @@ pub struct Lab {
     pub steer_status: String,
     pub feature_status: String,
     pub notice: String,
+    /// The Pareto chart's axes.
+    pub pareto_axes: (Figure, Figure),
+    /// The card's explanation being written, and the score it got.
+    pub explain_text: String,
+    pub explain_result: String,
 }
 
 /// Pause / cancel requests for a training run.
@@ -203,6 +218,30 @@ impl TrainControl {
             Control::Pause
         } else {
             Control::Continue
+        }
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Self {
+            saes: Vec::new(),
+            form: TrainForm::default(),
+            text_file: None,
+            train: TrainRun::default(),
+            heat: None,
+            token_focus: None,
+            query: String::new(),
+            sort: None,
+            descending: false,
+            steer_rows: Vec::new(),
+            steer_result: None,
+            steer_status: String::new(),
+            feature_status: String::new(),
+            notice: String::new(),
+            pareto_axes: (Figure::L0, Figure::LossRecovered),
+            explain_text: String::new(),
+            explain_result: String::new(),
         }
     }
 }
@@ -252,14 +291,16 @@ impl Lab {
         Ok(())
     }
 
-    /// The `(L0, loss recovered)` of every SAE, NaN where unknown: the Pareto chart's points.
+    /// Every SAE's figures on the chosen axes (L0 and loss recovered unless changed), NaN where
+    /// unknown: the Pareto chart's points.
     pub fn pareto_points(&self) -> Vec<(f64, f64)> {
+        let (x, y) = self.pareto_axes;
         self.saes
             .iter()
             .map(|s| {
                 (
-                    s.summary.l0.unwrap_or(f64::NAN),
-                    s.summary.loss_recovered.unwrap_or(f64::NAN),
+                    s.summary.figure(x).unwrap_or(f64::NAN),
+                    s.summary.figure(y).unwrap_or(f64::NAN),
                 )
             })
             .collect()
@@ -299,6 +340,11 @@ pub fn shipped_slots(index_json: &[u8], base: &str) -> Result<Vec<SaeSlot>, serd
                     explained_variance: number("explained_variance"),
                     loss_recovered: number("loss_recovered"),
                     mean_concept_auroc: number("mean_concept_auroc"),
+                    // The index lists figures under SAEBench's names.
+                    figures: Figure::ALL
+                        .into_iter()
+                        .filter_map(|f| Some((f.name(), number(f.name())?)))
+                        .collect(),
                     ..Summary::default()
                 },
                 id,

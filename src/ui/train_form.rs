@@ -104,8 +104,14 @@ fn number<T: std::str::FromStr>(field: &str, text: &str) -> Result<T, String> {
 
 impl TrainForm {
     /// The architectures the form offers, as the engine names them.
-    pub const ARCHITECTURES: [&'static str; 5] =
-        ["topk", "batchtopk", "standard", "jumprelu", "gated"];
+    pub const ARCHITECTURES: [&'static str; 6] = [
+        "topk",
+        "batchtopk",
+        "standard",
+        "jumprelu",
+        "gated",
+        "matryoshka_batchtopk",
+    ];
 
     /// Check the form against the model's hook points; the message names the field to fix.
     pub fn parse(&self, hooks: &[String]) -> Result<SaeTrainingConfig, String> {

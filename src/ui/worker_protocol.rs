@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::WeightProcessing;
+use crate::sae::explain::FeatureExplanation;
 use crate::sae::features::FeatureData;
 use crate::sae::metrics::SaeMetrics;
 use crate::sae::store::Corpus;
@@ -56,6 +57,13 @@ pub enum ToWorker {
         key: String,
         index: usize,
     },
+    /// Score a person's explanation of one feature on the scan kept under `key`.
+    Score {
+        id: u32,
+        key: String,
+        index: usize,
+        explanation: String,
+    },
 }
 
 /// Worker -> page.
@@ -101,6 +109,11 @@ pub enum FromWorker {
         id: u32,
         metrics: Box<SaeMetrics>,
     },
+    /// The answer to [`ToWorker::Score`].
+    Scored {
+        id: u32,
+        scored: FeatureExplanation,
+    },
 }
 
 /// The answer to one features request.
@@ -109,6 +122,7 @@ pub enum FeaturesAnswer {
     List(FeatureList),
     Card(Box<FeatureData>),
     Metrics(Box<SaeMetrics>),
+    Scored(FeatureExplanation),
 }
 
 impl ToWorker {

@@ -7,6 +7,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{Element, HtmlInputElement, HtmlTextAreaElement};
 
+use crate::sae::metrics::Figure;
 use crate::ui::feature_list::SortKey;
 use crate::ui::steer::SteerRow;
 use crate::ui::train_form::CorpusKind;
@@ -265,6 +266,23 @@ impl App {
             let app = Rc::clone(app);
             spawn_local(async move { app.evaluate_chosen().await });
         });
+        for (select, is_x) in [(ids::EVAL_PARETO_X, true), (ids::EVAL_PARETO_Y, false)] {
+            self.on(select, "change", move |app| {
+                let value = select_of(app, select)
+                    .map(|e| e.value())
+                    .unwrap_or_default();
+                if let Some(figure) = Figure::parse(&value) {
+                    app.update(|lab| {
+                        if is_x {
+                            lab.pareto_axes.0 = figure;
+                        } else {
+                            lab.pareto_axes.1 = figure;
+                        }
+                    });
+                    app.render_evaluate();
+                }
+            });
+        }
     }
 
     fn bind_steer(self: &Rc<Self>) {
@@ -317,7 +335,12 @@ impl App {
                 return;
             };
             let find = |selector: &str| target.closest(selector).ok().flatten();
-            if let Some(button) = find("[data-steer-feature]") {
+            if let Some(button) = find("[data-explain-feature]") {
+                if let Some(f) = index_attribute(&button, "data-explain-feature") {
+                    let app = Rc::clone(&app);
+                    spawn_local(async move { app.score_explanation(f).await });
+                }
+            } else if let Some(button) = find("[data-steer-feature]") {
                 let feature = button
                     .get_attribute("data-steer-feature")
                     .unwrap_or_default();

@@ -91,13 +91,13 @@ pub fn fit_logistic(
         }
         hessian[m * m - 1] = 1e-9;
         let mut x = vec![0.0f64; m];
-        for i in 0..n {
+        for (i, &label) in labels.iter().enumerate() {
             for (xj, &v) in x.iter_mut().zip(row(i)) {
                 *xj = f64::from(v);
             }
             x[d] = 1.0;
             let p = sigmoid(model.logit(row(i)));
-            let residual = c * (p - f64::from(u8::from(labels[i])));
+            let residual = c * (p - f64::from(u8::from(label)));
             let weight = c * p * (1.0 - p);
             for a in 0..m {
                 gradient[a] += residual * x[a];

@@ -367,7 +367,16 @@ mod tests {
     /// them) or about zero. Latent 0 (decoder `e0 + e1`) fires on the common word only, latent 1
     /// (decoder `e0 + e2`) absorbs the rare word, latent 2 fires on half the other tokens.
     /// Windows of 80 tokens alternate between the training and test splits.
-    fn world(n: usize) -> (Vec<f32>, Vec<f32>, Vec<u64>, Vec<bool>, Vec<f32>, Vec<bool>) {
+    struct World {
+        acts: Vec<f32>,
+        x: Vec<f32>,
+        concepts: Vec<u64>,
+        train: Vec<bool>,
+        w_dec: Vec<f32>,
+        rare: Vec<bool>,
+    }
+
+    fn world(n: usize) -> World {
         let (mut acts, mut x, mut concepts, mut train, mut rare) =
             (vec![], vec![], vec![], vec![], vec![]);
         for t in 0..n {
@@ -392,12 +401,25 @@ mod tests {
         }
         let s = std::f32::consts::FRAC_1_SQRT_2;
         let w_dec = vec![s, s, 0.0, 0.0, s, 0.0, s, 0.0, 0.0, 0.0, 0.0, 1.0];
-        (acts, x, concepts, train, w_dec, rare)
+        World {
+            acts,
+            x,
+            concepts,
+            train,
+            w_dec,
+            rare,
+        }
     }
 
     #[test]
     fn sparse_probes_pick_the_latents_that_separate_a_concept() {
-        let (acts, x, concepts, train, _, _) = world(1600);
+        let World {
+            acts,
+            x,
+            concepts,
+            train,
+            ..
+        } = world(1600);
         let tokens = LabelledTokens {
             acts: &acts,
             d_sae: 3,
@@ -420,7 +442,14 @@ mod tests {
 
     #[test]
     fn an_absorbed_word_counts_as_absorbed() {
-        let (acts, x, concepts, train, w_dec, rare) = world(1600);
+        let World {
+            acts,
+            x,
+            concepts,
+            train,
+            w_dec,
+            rare,
+        } = world(1600);
         let tokens = LabelledTokens {
             acts: &acts,
             d_sae: 3,

@@ -4,8 +4,12 @@ use web_sys::{Document, Element};
 
 use std::rc::Rc;
 
-use crate::sae::metrics::SaeMetrics;
+use wasm_bindgen::JsCast;
+
+use crate::sae::metrics::{Figure, SaeMetrics};
 use crate::sae::saelens::Provenance;
+use crate::sae::stats::PROBE_KS;
+use crate::tinytales::Concept;
 use crate::ui::chart::{self, Frame};
 use crate::ui::ids;
 use crate::ui::lab::{Lab, metric_text};
@@ -85,6 +89,7 @@ impl App {
 
     pub(crate) fn render_evaluate(&self) {
         let lab = self.lab.borrow();
+        self.render_axis_choice(&lab);
         self.render_eval_table(&lab);
         self.render_pareto(&lab);
         self.render_eval_detail(&lab);
@@ -117,7 +122,31 @@ impl App {
         }
     }
 
-    /// L0 against loss recovered for every SAE; the chosen one larger and named.
+    /// The Pareto chart's axis selects: every figure, the chosen ones selected.
+    fn render_axis_choice(&self, lab: &Lab) {
+        let d = &self.document;
+        for (id, chosen) in [
+            (ids::EVAL_PARETO_X, lab.pareto_axes.0),
+            (ids::EVAL_PARETO_Y, lab.pareto_axes.1),
+        ] {
+            let Some(select) = self.element(id) else {
+                continue;
+            };
+            if select.child_element_count() == 0 {
+                for figure in Figure::ALL {
+                    let option = el(d, "option", "", figure.label());
+                    option.set_attribute("value", figure.name()).ok();
+                    append(&select, &option);
+                }
+            }
+            if let Ok(select) = select.dyn_into::<web_sys::HtmlSelectElement>() {
+                select.set_value(chosen.name());
+            }
+        }
+    }
+
+    /// Two figures (L0 against loss recovered unless chosen otherwise) for every SAE; the chosen
+    /// one larger and named.
     fn render_pareto(&self, lab: &Lab) {
         let d = &self.document;
         let Some(target) = self.element(ids::EVAL_PARETO) else {
@@ -133,7 +162,16 @@ impl App {
                 d,
                 "figcaption",
                 "",
-                "L0 against loss recovered, every SAE here (up and left is better)",
+                &format!(
+                    "{} against {}, every SAE here{}",
+                    lab.pareto_axes.0.label(),
+                    lab.pareto_axes.1.label(),
+                    if lab.pareto_axes == (Figure::L0, Figure::LossRecovered) {
+                        " (up and left is better)"
+                    } else {
+                        ""
+                    }
+                ),
             ),
         );
         let svg = svg_el(
@@ -183,8 +221,11 @@ impl App {
                 );
                 let tip = svg_el(d, "title", &[]);
                 tip.set_text_content(Some(&format!(
-                    "{id}: L0 {:.1}, loss recovered {:.3}",
-                    points[i].0, points[i].1
+                    "{id}: {} {:.3}, {} {:.3}",
+                    lab.pareto_axes.0.label(),
+                    points[i].0,
+                    lab.pareto_axes.1.label(),
+                    points[i].1
                 )));
                 append(&dot, &tip);
                 append(&svg, &dot);
@@ -263,7 +304,28 @@ impl App {
             ("KL divergence", format!("{:.4}", m.kl)),
             ("Dead fraction", format!("{:.3}", m.dead_fraction)),
             ("Dense fraction (>10%)", format!("{:.3}", m.dense_fraction)),
-            ("Shrinkage", format!("{:.3}", m.shrinkage)),
+            (
+                "Relative reconstruction bias (shrinkage)",
+                format!("{:.3}", m.shrinkage),
+            ),
+            ("L2 ratio", format!("{:.3}", m.l2_ratio)),
+            ("Cosine of reconstruction", format!("{:.4}", m.cossim)),
+            ("Fraction alive", format!("{:.3}", m.fraction_alive())),
+            (
+                "Consistent-activation heuristic",
+                format!(
+                    "{:.2} tokens per window it fires in",
+                    m.consistent_activation_heuristic
+                ),
+            ),
+            (
+                "Mean max decoder cosine",
+                metric_text(Some(m.mean_max_decoder_cosine), 3),
+            ),
+            (
+                "Mean max encoder cosine",
+                metric_text(Some(m.mean_max_encoder_cosine), 3),
+            ),
         ];
         if !m.ce_clean.is_finite() {
             append(
@@ -325,6 +387,89 @@ impl App {
             rows.sort_by(|a, b| b.1.total_cmp(&a.1));
             let list = bar_list(d, &rows, 1.0);
             list.set_id(ids::EVAL_CONCEPTS);
+            append(target, &list);
+        }
+        let concept_name = |c: usize| {
+            Concept::from_index(c).map_or_else(|| format!("concept {c}"), |c| c.name().to_string())
+        };
+        if !m.sparse_probing.is_empty() {
+            let means: Vec<String> = PROBE_KS
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("top {k} {}", metric_text(m.sparse_probing_mean(i), 3)))
+                .collect();
+            append(
+                target,
+                &el(
+                    d,
+                    "h3",
+                    "",
+                    &format!(
+                        "Sparse probing: a logistic probe's test accuracy on the best 1, 2 and 5 latents per concept (mean {})",
+                        means.join(", ")
+                    ),
+                ),
+            );
+            let mut rows: Vec<(String, f64, String)> = m
+                .sparse_probing
+                .iter()
+                .map(|p| {
+                    let last = p.accuracy.last().copied().unwrap_or(f64::NAN);
+                    (
+                        concept_name(p.concept),
+                        last,
+                        p.accuracy
+                            .iter()
+                            .map(|a| format!("{a:.3}"))
+                            .collect::<Vec<_>>()
+                            .join(" / "),
+                    )
+                })
+                .collect();
+            rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let list = bar_list(d, &rows, 1.0);
+            list.set_id(ids::EVAL_PROBING);
+            append(target, &list);
+        }
+        if !m.absorption.is_empty() {
+            append(
+                target,
+                &el(
+                    d,
+                    "h3",
+                    "",
+                    &format!(
+                        "Feature absorption per concept: the mean absorption fraction (mean {}; full absorption {})",
+                        metric_text(m.mean_absorption_fraction(), 3),
+                        metric_text(m.full_absorption_rate(), 3)
+                    ),
+                ),
+            );
+            let mut rows: Vec<(String, f64, String)> = m
+                .absorption
+                .iter()
+                .map(|a| {
+                    (
+                        format!(
+                            "{} (main {})",
+                            concept_name(a.concept),
+                            a.main_latents
+                                .iter()
+                                .map(|l| format!("#{l}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        ),
+                        a.mean_absorption_fraction,
+                        format!(
+                            "{:.3} (full {:.3})",
+                            a.mean_absorption_fraction, a.full_absorption_rate
+                        ),
+                    )
+                })
+                .collect();
+            rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let list = bar_list(d, &rows, 1.0);
+            list.set_id(ids::EVAL_ABSORPTION);
             append(target, &list);
         }
     }

@@ -3,6 +3,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use wasm_bindgen::JsCast;
+
+use crate::sae::explain::ExplanationScore;
 use crate::sae::pipeline::{PAGE_WINDOWS_PER_FORWARD, feature_job};
 use crate::ui::View;
 use crate::ui::chart::Frame;
@@ -13,6 +16,23 @@ use crate::web::App;
 use crate::web::dom::{append, bar_list, clear, el, histogram, shaded_tokens};
 
 const LIST_LIMIT: usize = 200;
+
+/// An explanation's score in words.
+fn score_words(score: Option<&ExplanationScore>) -> String {
+    match score {
+        None => {
+            "not scored: the feature never fires on the scored half of the held-out text".into()
+        }
+        Some(s) => format!(
+            "simulation {:.2}, detection {} (held out: {} top and {} random contexts)",
+            s.simulation,
+            s.detection
+                .map_or("n/a (fires everywhere)".to_string(), |d| format!("{d:.2}")),
+            s.top_contexts,
+            s.random_contexts
+        ),
+    }
+}
 
 impl App {
     /// Fetch the open card's data from the worker when the page does not hold it yet.
@@ -185,6 +205,12 @@ impl App {
                 .as_ref()
                 .map_or("–".to_string(), |(c, a)| format!("{c} ({a:.2})"));
             append(&tr, &el(&self.document, "td", "", &concept));
+            let explanation = match (&row.explanation, row.score) {
+                (Some(e), Some(score)) => format!("{e} ({score:.2})"),
+                (Some(e), None) => e.clone(),
+                _ => "–".into(),
+            };
+            append(&tr, &el(&self.document, "td", "explanation", &explanation));
             append(
                 &tr,
                 &el(
@@ -304,6 +330,48 @@ impl App {
         );
         concept.set_id(ids::CARD_CONCEPT);
         append(&card, &concept);
+        let explanation = el(
+            d,
+            "p",
+            "explanation",
+            &match &data.explanation {
+                Some(e) if !e.explanation.is_empty() => format!(
+                    "Explanation (from {}): {} — {}",
+                    e.source.describe(),
+                    e.explanation,
+                    score_words(e.score.as_ref())
+                ),
+                _ => "No explanation: it never fired on the explaining half of the held-out text."
+                    .into(),
+            },
+        );
+        explanation.set_id(ids::CARD_EXPLANATION);
+        append(&card, &explanation);
+        let form = el(d, "div", "controls explain-form", "");
+        let label = el(d, "label", "", "Your explanation ");
+        let input = el(d, "input", "", "");
+        input.set_id(ids::CARD_EXPLAIN_INPUT);
+        input.set_attribute("size", "40").ok();
+        input
+            .set_attribute(
+                "placeholder",
+                "words, \"a phrase\"; concept:animal; after: the; before: .",
+            )
+            .ok();
+        input.set_attribute("value", &lab.explain_text).ok();
+        append(&label, &input);
+        append(&form, &label);
+        let run = el(d, "button", "secondary", "Score it");
+        run.set_id(ids::CARD_EXPLAIN_RUN);
+        run.set_attribute("type", "button").ok();
+        run.set_attribute("data-explain-feature", &feature.to_string())
+            .ok();
+        append(&form, &run);
+        append(&card, &form);
+        let result = el(d, "p", "muted", &lab.explain_result);
+        result.set_id(ids::CARD_EXPLAIN_RESULT);
+        result.set_attribute("role", "status").ok();
+        append(&card, &result);
         let steer = el(d, "button", "", "Steer with this feature");
         steer.set_attribute("type", "button").ok();
         steer
@@ -421,6 +489,33 @@ impl App {
         append(&right, &nearest);
         append(&columns, &right);
         append(&card, &columns);
+    }
+
+    /// Score the explanation typed in the open card, in the worker on the held-out scan.
+    pub(crate) async fn score_explanation(self: &Rc<Self>, feature: usize) {
+        let text = self
+            .element(ids::CARD_EXPLAIN_INPUT)
+            .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
+            .map(|e| e.value())
+            .unwrap_or_default();
+        let Some(id) = self.selected_sae() else {
+            return;
+        };
+        self.update(|lab| {
+            lab.explain_text = text.clone();
+            lab.explain_result = "Scoring on held-out text…".into();
+        });
+        self.set_text(ids::CARD_EXPLAIN_RESULT, "Scoring on held-out text…");
+        let message = match self.score_in_worker(&id, feature, text).await {
+            Ok(scored) => format!(
+                "\u{201c}{}\u{201d}: {}",
+                scored.explanation,
+                score_words(scored.score.as_ref())
+            ),
+            Err(e) => format!("Not scored: {e}"),
+        };
+        self.update(|lab| lab.explain_result = message.clone());
+        self.set_text(ids::CARD_EXPLAIN_RESULT, &message);
     }
 
     pub(crate) async fn open_feature(self: &Rc<Self>, feature: usize) {

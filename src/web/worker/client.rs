@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use super::{envelope, open};
 use crate::model::WeightProcessing;
+use crate::sae::explain::FeatureExplanation;
 use crate::sae::features::FeatureData;
 use crate::sae::metrics::SaeMetrics;
 use crate::sae::saelens::SaeFiles;
@@ -71,6 +72,7 @@ impl App {
             FromWorker::Evaluated { id, metrics } => {
                 answered(id, Ok(FeaturesAnswer::Metrics(metrics)))
             }
+            FromWorker::Scored { id, scored } => answered(id, Ok(FeaturesAnswer::Scored(scored))),
         }
     }
 
@@ -211,6 +213,25 @@ impl App {
         match self.ask_worker(request, &[]).await? {
             FeaturesAnswer::Card(card) => Ok(*card),
             _ => Err("the worker answered with something other than a card".into()),
+        }
+    }
+
+    /// Score a person's explanation of feature `index` on the scan the worker keeps under `key`.
+    pub(crate) async fn score_in_worker(
+        self: &Rc<Self>,
+        key: &str,
+        index: usize,
+        explanation: String,
+    ) -> Result<FeatureExplanation, String> {
+        let request = |id| ToWorker::Score {
+            id,
+            key: key.to_string(),
+            index,
+            explanation,
+        };
+        match self.ask_worker(request, &[]).await? {
+            FeaturesAnswer::Scored(scored) => Ok(scored),
+            _ => Err("the worker answered with something other than a score".into()),
         }
     }
 

@@ -13,10 +13,8 @@ use super::{envelope, open};
 use crate::backend::cpu_device;
 use crate::model::WeightProcessing;
 use crate::model::files::LoadedModel;
-use crate::sae::features::FeatureReport;
-use crate::sae::pipeline::{
-    PAGE_WINDOWS_PER_FORWARD, Reporter, TrainOptions, feature_job, scan_job, train_sae,
-};
+use crate::sae::features::{FeatureReport, Scan};
+use crate::sae::pipeline::{PAGE_WINDOWS_PER_FORWARD, Reporter, TrainOptions, scan_job, train_sae};
 use crate::sae::saelens::SaeFiles;
 use crate::sae::train::{Control, Progress, SaeTrainingConfig};
 use crate::ui::feature_list::FeatureList;
@@ -37,13 +35,14 @@ const CARDS_AT_ONCE_UP_TO: usize = 4096;
 
 /// What the worker keeps of one SAE's scan.
 enum Kept {
-    /// Every card, made at once (small SAEs).
-    Report(FeatureReport),
+    /// Every card, made at once (small SAEs), and the scan while it is the latest (explanations
+    /// are scored on it).
+    Report(FeatureReport, Option<(Rc<LoadedModel>, Scan)>),
     /// The scan and its summary; cards are made when asked for.
     Lazy {
         loaded: Rc<LoadedModel>,
         sae: crate::sae::Sae,
-        scan: crate::sae::features::Scan,
+        scan: Scan,
         summary: crate::sae::features::ScanSummary,
     },
 }
@@ -158,8 +157,18 @@ async fn features(
     let result = async {
         let (loaded, sae, hook) = sae_on_model((base, processing), cfg, weights).await?;
         let on_phase = |text: String| post(&FromWorker::FeaturesPhase { id, text });
+        // One scan kept at a time: each holds [tokens, d_sae] activations.
+        REPORTS.with(|r| {
+            let mut reports = r.borrow_mut();
+            reports.retain(|_, k| matches!(k, Kept::Report(..)));
+            for kept in reports.values_mut() {
+                if let Kept::Report(_, scan) = kept {
+                    *scan = None;
+                }
+            }
+        });
         let (list, kept) = if sae.config.d_sae <= CARDS_AT_ONCE_UP_TO {
-            let report = feature_job(
+            let scan = scan_job(
                 &loaded,
                 &sae,
                 hook,
@@ -169,7 +178,22 @@ async fn features(
             )
             .await
             .map_err(|e| e.to_string())?;
-            (FeatureList::of(&report), Kept::Report(report))
+            on_phase("Summarising and explaining features…".into());
+            crate::clock::yield_now().await;
+            let report = crate::sae::features::feature_report(
+                &loaded.model,
+                loaded.tokenizer().map_err(|e| e.to_string())?,
+                &sae,
+                &scan,
+                None,
+                &crate::sae::features::ScanConfig::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            (
+                FeatureList::of(&report),
+                Kept::Report(report, Some((Rc::clone(&loaded), scan))),
+            )
         } else {
             use crate::sae::features::{ScanConfig, feature_overview, summarise_scan};
             let scan = scan_job(
@@ -187,8 +211,6 @@ async fn features(
             let tokenizer = loaded.tokenizer().map_err(|e| e.to_string())?;
             let overview = feature_overview(tokenizer, &scan, &summary, &ScanConfig::default())
                 .map_err(|e| e.to_string())?;
-            // One wide scan at a time: each holds [tokens, d_sae] activations.
-            REPORTS.with(|r| r.borrow_mut().retain(|_, k| matches!(k, Kept::Report(_))));
             let list = FeatureList::of_overview(scan.tokens, &overview);
             let kept = Kept::Lazy {
                 loaded: Rc::clone(&loaded),
@@ -246,7 +268,7 @@ async fn feature(id: u32, key: String, index: usize) {
             .with(|r| r.borrow_mut().remove(&key))
             .ok_or("the worker no longer holds this SAE's features")?;
         let card = match &kept {
-            Kept::Report(report) => report
+            Kept::Report(report, _) => report
                 .features
                 .iter()
                 .find(|f| f.index == index)
@@ -282,6 +304,44 @@ async fn feature(id: u32, key: String, index: usize) {
             id,
             card: Box::new(card),
         }),
+        Err(message) => post(&FromWorker::FeaturesError { id, message }),
+    }
+}
+
+/// Score a person's explanation of feature `index` on the scan kept under `key`.
+fn score(id: u32, key: String, index: usize, explanation: String) {
+    use crate::sae::explain::{
+        Explanation, ExplanationSource, FeatureExplanation, Half, ScanText, Scorer,
+    };
+    let result = REPORTS.with(|r| {
+        let reports = r.borrow();
+        let (loaded, scan) = match reports.get(&key) {
+            Some(Kept::Report(_, Some((loaded, scan)))) | Some(Kept::Lazy { loaded, scan, .. }) => {
+                (loaded, scan)
+            }
+            Some(Kept::Report(_, None)) => {
+                return Err(
+                    "another SAE's features were read since: read this SAE's features again to score explanations"
+                        .to_string(),
+                );
+            }
+            None => return Err("the worker no longer holds this SAE's features".to_string()),
+        };
+        if index >= scan.d_sae {
+            return Err(format!("this SAE has no feature #{index}"));
+        }
+        let parsed = Explanation::parse(&explanation).map_err(|e| e.to_string())?;
+        let text = ScanText::new(loaded.tokenizer().map_err(|e| e.to_string())?, scan);
+        let score = Scorer::new(scan, &text, 0).score(index, &parsed, Half::Score);
+        Ok(FeatureExplanation {
+            feature: index,
+            explanation: parsed.text(),
+            source: ExplanationSource::Person,
+            score,
+        })
+    });
+    match result {
+        Ok(scored) => post(&FromWorker::Scored { id, scored }),
         Err(message) => post(&FromWorker::FeaturesError { id, message }),
     }
 }
@@ -322,6 +382,12 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
             spawn_local(evaluate(id, (model_base, processing), corpus, cfg, weights));
         }
         ToWorker::Feature { id, key, index } => spawn_local(feature(id, key, index)),
+        ToWorker::Score {
+            id,
+            key,
+            index,
+            explanation,
+        } => score(id, key, index, explanation),
         ToWorker::Pause => CONTROL.with(|c| c.set(Control::Pause)),
         ToWorker::Resume => CONTROL.with(|c| c.set(Control::Continue)),
         ToWorker::Cancel => CONTROL.with(|c| c.set(Control::Stop)),
