@@ -93,10 +93,11 @@ const steerRows = (page) =>
     value: row.querySelector('.steer-value').value,
   })));
 
-/** `saeplay generate` at temperature 0, with or without steering: the continuation only. */
-function nativeGreedy(prompt, maxTokens, steer) {
+/** `saeplay generate` at temperature 0, with or without steering (`--steer F:S`, or another
+ * mode's flag and value): the continuation only. */
+function nativeGreedy(prompt, maxTokens, steer, flag = '--steer') {
   const args = ['generate', '--model', MODEL, '--prompt', prompt, '--max-tokens', String(maxTokens), '--temperature', '0'];
-  if (steer) args.push('--sae', path.join(MODEL, 'saes', SHIPPED), '--steer', steer);
+  if (steer) args.push('--sae', path.join(MODEL, 'saes', SHIPPED), flag, steer);
   const out = execFileSync(BIN, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000 }).replace(/\n$/, '');
   assert.ok(out.startsWith(prompt), `native generate did not echo the prompt: ${JSON.stringify(out)}`);
   return out.slice(prompt.length);
@@ -152,6 +153,27 @@ for (const spec of PATHS) {
           assert.equal(card.suppressed, 10, 'logit lens: suppressed tokens');
           assert.equal(card.nearest, 8, 'nearest features');
           assert.match(card.concept, /AUROC 0\.\d{3}|AUROC 1\.000/, 'the best concept and its AUROC');
+          // The card's automatic explanation and its held-out score; then a person's, scored in
+          // the worker on the same scan, equal to `saeplay score` on the same held-out windows.
+          const explanation = await page.textContent('#card-explanation');
+          assert.match(explanation, /^Explanation \(from [^)]+\): .+ — simulation -?\d\.\d\d, detection/, explanation);
+          const scanned = Number((await page.textContent('#feature-status')).match(/read on (\d+) held-out tokens/)[1]);
+          await page.fill('#card-explain-input', 'concept:animal');
+          await page.click('#card-explain-run');
+          await page.waitForFunction(() => /simulation|Not scored/.test(document.querySelector('#card-explain-result')?.textContent ?? ''), null, { timeout: ACTION_TIMEOUT_MS });
+          const scoredText = await page.textContent('#card-explain-result');
+          console.log(`${spec.name} h: explanation ${JSON.stringify(explanation)}; scored ${JSON.stringify(scoredText)}`);
+          const pageSimulation = Number(scoredText.match(/simulation (-?\d\.\d\d)/)?.[1]);
+          assert.ok(Number.isFinite(pageSimulation), scoredText);
+          if (existsSync(BIN)) {
+            const native = JSON.parse(execFileSync(BIN, ['score', '--model', MODEL, '--sae', path.join(MODEL, 'saes', SHIPPED), '--feature', String(feature),
+              '--explanation', 'concept:animal', '--windows', String(scanned / 128), '--context', '128', '--json'], { encoding: 'utf8', timeout: 300_000 }));
+            console.log(`${spec.name} h: native score ${JSON.stringify(native.score)}`);
+            assert.ok(Math.abs(native.score.simulation - pageSimulation) <= 0.011, `page ${pageSimulation} vs native ${native.score.simulation}`);
+          }
+          await page.fill('#card-explain-input', 'concept:unicorns');
+          await page.click('#card-explain-run');
+          await page.waitForFunction(() => /Not scored: unknown concept/.test(document.querySelector('#card-explain-result')?.textContent ?? ''), null, { timeout: ACTION_TIMEOUT_MS });
           assert.equal(await page.getAttribute('body', 'data-view'), 'features');
           assert.match(page.url(), new RegExp(`feature=${feature}(&|$)`));
 
@@ -165,6 +187,10 @@ for (const spec of PATHS) {
           await setValue(page, '#feature-sort', 'max');
           const maxes = await page.$$eval('#feature-rows tr td:nth-child(3)', (tds) => tds.map((td) => Number(td.textContent)));
           assert.ok(maxes.every((v, i) => i === 0 || v <= maxes[i - 1]), 'sorted by max activation');
+          await setValue(page, '#feature-sort', 'score');
+          const scores = await page.$$eval('#feature-rows tr td:nth-child(5)', (tds) => tds.map((td) => Number(td.textContent.match(/\((-?[\d.]+)\)$/)?.[1])));
+          assert.ok(scores.length > 10 && scores.slice(0, 10).every(Number.isFinite), `explanation scores: ${scores.slice(0, 10)}`);
+          assert.ok(scores.filter(Number.isFinite).every((v, i, all) => i === 0 || v <= all[i - 1]), 'sorted by explanation score');
 
           // Steer with the card's feature, greedy, against the default continuation.
           await page.click('#feature-card [data-steer-feature]');
@@ -197,6 +223,21 @@ for (const spec of PATHS) {
               assert.equal(texts.plain, nativePlain, 'default continuation = saeplay generate');
               assert.equal(texts.steered, nativeSteered, 'steered continuation = saeplay generate --steer');
             }
+          }
+
+          // Neuronpedia's orthogonal mode on the same row: the feature's component flipped and
+          // doubled; on the CPU path the continuation equals the CLI's.
+          await setValue(page, '#steer-rows .steer-mode', 'orthogonal');
+          await setValue(page, '#steer-rows .steer-value', '-2');
+          await page.click('#steer-run');
+          await page.waitForFunction(() => document.querySelector('#steer-steered')?.dataset.done !== 'true', null, { timeout: 10_000 }).catch(() => {});
+          await page.waitForSelector('#steer-steered[data-done="true"]', { timeout: ACTION_TIMEOUT_MS });
+          const orthogonal = await page.textContent('#steer-steered');
+          assert.equal(await errorText(page), '');
+          assert.match(page.url(), new RegExp(`steer=${feature}%3Aorthogonal%3A-2|steer=${feature}:orthogonal:-2`));
+          if (existsSync(BIN) && !spec.webgpu) {
+            const prompt = await page.inputValue('#prompt');
+            assert.equal(orthogonal, nativeGreedy(prompt, 16, `${feature}:-2`, '--orthogonal'), 'orthogonal = saeplay generate --orthogonal');
           }
 
           // The copied link opens the same view in a fresh profile.
@@ -301,7 +342,8 @@ for (const spec of PATHS) {
           const shown = await metrics(page);
           console.log(`${spec.name} i: metrics ${JSON.stringify(shown)}`);
           measure(spec.name, 'trained SAE: L0 / explained variance / loss recovered', `${shown[0]} / ${shown[1]} / ${shown[2].split(' ')[0]}`);
-          assert.equal(shown.length, 7);
+          assert.equal(shown.length, 14);
+          assert.ok(shown.some((v) => /tokens per window/.test(v)), 'the consistent-activation heuristic');
           assert.ok(Number(shown[0]) > 0, 'L0');
           if (!spec.webgpu) {
             assert.ok(Number(shown[1]) > 0.7, `explained variance ${shown[1]}`);
@@ -315,6 +357,15 @@ for (const spec of PATHS) {
           if (!spec.webgpu) assert.equal(plottable, 6, 'the new SAE is on the chart');
           assert.ok(await page.$$eval('#eval-density rect.bar', (r) => r.length) > 0, 'density histogram');
           assert.ok(await page.$$eval('#eval-concepts li', (r) => r.length) > 10, 'concept recovery');
+          assert.ok(await page.$$eval('#eval-probing li', (r) => r.length) > 10, 'sparse probing per concept');
+          assert.ok(await page.$$eval('#eval-absorption li', (r) => r.length) > 5, 'absorption per concept');
+          // Other axes: only SAEs whose metrics have both figures are dots (the new one does).
+          await setValue(page, '#eval-pareto-x', 'cossim');
+          await setValue(page, '#eval-pareto-y', 'mean_absorption_fraction_score');
+          assert.match(await page.textContent('#eval-pareto figcaption'), /cosine of reconstruction against mean absorption fraction/);
+          if (!spec.webgpu) assert.ok(await page.$$eval('#eval-pareto circle', (c) => c.length) >= 1, 'the new SAE on the chosen axes');
+          await setValue(page, '#eval-pareto-x', 'l0');
+          await setValue(page, '#eval-pareto-y', 'loss_recovered');
 
           // Reload: the SAE is still here, and so is the view.
           await page.reload();
@@ -505,10 +556,13 @@ for (const spec of PATHS) {
             await setValue(page, '#train-tokens', 2048);
             await setValue(page, '#train-batch', 256);
             await setValue(page, '#train-expansion', 2);
+            // Matryoshka BatchTopK, saved for inference as JumpReLU (as SAELens saves it).
+            await setValue(page, '#train-arch', 'matryoshka_batchtopk');
             await page.click('#train-start');
             await page.waitForFunction(() => /Done|Stopped/.test(document.querySelector('#train-status').textContent), null, { timeout: ACTION_TIMEOUT_MS });
             assert.match(await page.textContent('#train-status'), /Done/, await errorText(page));
             assert.match(page.url(), /corpus:text/, 'the recipe says it trained on a text');
+            assert.match(page.url(), /matryoshka_batchtopk/, 'the recipe names the architecture');
             assert.equal(await errorText(page), '');
           });
         } finally {
