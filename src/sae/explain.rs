@@ -201,6 +201,8 @@ impl Explanation {
 pub struct ScanText {
     /// Lower-cased text of each distinct token id.
     table: Vec<String>,
+    /// The same, normalised (trimmed, white space collapsed).
+    normal: Vec<String>,
     /// Per token, its index in `table`.
     token: Vec<u32>,
     concepts: Vec<u64>,
@@ -223,6 +225,7 @@ impl ScanText {
             })
             .collect();
         Self {
+            normal: table.iter().map(|t| normalise(t)).collect(),
             table,
             token,
             concepts: scan.concepts.clone(),
@@ -233,6 +236,7 @@ impl ScanText {
     /// From token texts directly (tests).
     pub fn from_tokens(texts: &[&str], window_len: usize, concepts: Vec<u64>) -> Self {
         Self {
+            normal: texts.iter().map(|t| normalise(t)).collect(),
             table: texts.iter().map(|t| t.to_lowercase()).collect(),
             token: (0..texts.len() as u32).collect(),
             concepts,
@@ -270,7 +274,7 @@ impl ScanText {
     /// Whether the window's text up to the end of token `t` ends with `term` (normalised), the
     /// term starting at a word boundary and token `t` holding more than white space.
     fn ends_with(&self, t: usize, term: &str) -> bool {
-        if self.word(t).is_empty() {
+        if self.normal[self.token[t] as usize].is_empty() {
             return false;
         }
         // `*ing`: any text ending so, inside a word too.
@@ -278,6 +282,34 @@ impl ScanText {
             Some(rest) if !rest.is_empty() => (rest, true),
             _ => (term, false),
         };
+        let whole_word = !inside_words && term.starts_with(char::is_alphanumeric);
+        // Fast path, no allocation: a term of one word within this token's own text.
+        let own = &self.normal[self.token[t] as usize];
+        // The window's text up to here ends with this token's own (normalised) text, so a
+        // longer term must too.
+        if term.len() > own.len() && !term.ends_with(own.as_str()) {
+            return false;
+        }
+        if !term.contains(' ') && own.len() >= term.len() {
+            if !own.ends_with(term) {
+                return false;
+            }
+            if !whole_word {
+                return true;
+            }
+            let start = own.len() - term.len();
+            return if start > 0 {
+                own[..start]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !c.is_alphanumeric())
+            } else {
+                self.raw(t).starts_with(char::is_whitespace)
+                    || self
+                        .previous(t)
+                        .is_none_or(|p| !self.raw(p).ends_with(char::is_alphanumeric))
+            };
+        }
         // Take in earlier tokens until the text is longer than the term.
         let mut from = t;
         let mut tail = normalise(self.raw(t));
@@ -290,7 +322,6 @@ impl ScanText {
             return false;
         };
         // A word is whole (`cat` is not in `bobcat`); punctuation needs no boundary.
-        let whole_word = !inside_words && term.starts_with(char::is_alphanumeric);
         tail.ends_with(term)
             && (!whole_word
                 || tail[..start]
@@ -364,19 +395,34 @@ pub struct Scorer<'a> {
     scan: &'a Scan,
     text: &'a ScanText,
     seed: u64,
+    /// Each half's tokens, in order.
+    halves: [Vec<usize>; 2],
 }
 
-/// The contexts a score reads for one feature: top-activating focus tokens (one per window),
-/// random focus tokens, and random focus tokens whose context never activates.
+/// The contexts a score reads for one feature on one half: top-activating focus tokens (one per
+/// window), random focus tokens, random focus tokens whose context never activates, and every
+/// token of the top and random contexts once with its activation (simulation's tokens).
 struct Contexts {
     top: Vec<usize>,
     random: Vec<usize>,
     quiet: Vec<usize>,
+    tokens: Vec<usize>,
+    actual: Vec<f64>,
+    /// Every token of every context, sorted: each candidate's predictions are made once.
+    all: Vec<usize>,
 }
 
 impl<'a> Scorer<'a> {
     pub fn new(scan: &'a Scan, text: &'a ScanText, seed: u64) -> Self {
-        Self { scan, text, seed }
+        let n = text.len().min(scan.tokens);
+        let halves = [Half::Explain, Half::Score]
+            .map(|half| (0..n).filter(|&t| half.holds(text.place[t].0)).collect());
+        Self {
+            scan,
+            text,
+            seed,
+            halves,
+        }
     }
 
     fn act(&self, t: usize, feature: usize) -> f32 {
@@ -395,39 +441,39 @@ impl<'a> Scorer<'a> {
         start..end
     }
 
-    fn contexts(&self, feature: usize, half: Half) -> Contexts {
-        let n = self.text.len().min(self.scan.tokens);
+    /// `None` when the feature never fires on this half.
+    fn contexts(&self, feature: usize, half: Half) -> Option<Contexts> {
+        let in_half = &self.halves[usize::from(half == Half::Score)];
         // The highest activation of each window in this half.
         let mut best: HashMap<usize, (f32, usize)> = HashMap::new();
-        for t in 0..n {
-            let window = self.text.place[t].0;
+        for &t in in_half {
             let a = self.act(t, feature);
-            if half.holds(window) && a > 0.0 {
-                let entry = best.entry(window).or_insert((a, t));
+            if a > 0.0 {
+                let entry = best.entry(self.text.place[t].0).or_insert((a, t));
                 if a > entry.0 {
                     *entry = (a, t);
                 }
             }
         }
+        if best.is_empty() {
+            return None;
+        }
         let mut top: Vec<(f32, usize)> = best.into_values().collect();
         top.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         top.truncate(CONTEXTS);
-        let top_windows: Vec<usize> = top.iter().map(|&(_, t)| self.text.place[t].0).collect();
-        let candidates: Vec<usize> = (0..n)
-            .filter(|&t| {
-                let window = self.text.place[t].0;
-                half.holds(window) && !top_windows.contains(&window)
-            })
-            .collect();
+        let top_windows: std::collections::HashSet<usize> =
+            top.iter().map(|&(_, t)| self.text.place[t].0).collect();
         let mut rng = SplitMix64::new(self.seed ^ (feature as u64).wrapping_mul(0x9E37_79B9));
+        // Random tokens of the half outside the top windows, by rejection.
         let mut draw = |accept: &dyn Fn(usize) -> bool| {
             let mut chosen = Vec::new();
             for _ in 0..CONTEXTS * 20 {
-                if chosen.len() == CONTEXTS || candidates.is_empty() {
+                if chosen.len() == CONTEXTS || in_half.is_empty() {
                     break;
                 }
-                let t = candidates[(rng.next_u64() % candidates.len() as u64) as usize];
-                if !chosen.contains(&t) && accept(t) {
+                let t = in_half[(rng.next_u64() % in_half.len() as u64) as usize];
+                if !top_windows.contains(&self.text.place[t].0) && !chosen.contains(&t) && accept(t)
+                {
                     chosen.push(t);
                 }
             }
@@ -435,11 +481,33 @@ impl<'a> Scorer<'a> {
         };
         let random = draw(&|_| true);
         let quiet = draw(&|t| self.span(t).all(|u| self.act(u, feature) <= 0.0));
-        Contexts {
-            top: top.into_iter().map(|(_, t)| t).collect(),
+        let top: Vec<usize> = top.into_iter().map(|(_, t)| t).collect();
+        let mut tokens: Vec<usize> = top
+            .iter()
+            .chain(&random)
+            .flat_map(|&t| self.span(t))
+            .collect();
+        tokens.sort_unstable();
+        tokens.dedup();
+        let actual = tokens
+            .iter()
+            .map(|&t| f64::from(self.act(t, feature).max(0.0)))
+            .collect();
+        let mut all: Vec<usize> = tokens
+            .iter()
+            .copied()
+            .chain(quiet.iter().flat_map(|&t| self.span(t)))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        Some(Contexts {
+            top,
             random,
             quiet,
-        }
+            tokens,
+            actual,
+            all,
+        })
     }
 
     /// Score `explanation` for `feature` on `half` of the scan; `None` when the feature never
@@ -450,41 +518,35 @@ impl<'a> Scorer<'a> {
         explanation: &Explanation,
         half: Half,
     ) -> Option<ExplanationScore> {
-        let contexts = self.contexts(feature, half);
-        if contexts.top.is_empty() {
-            return None;
-        }
-        // Simulation: every token of the top and random contexts once.
-        let mut tokens: Vec<usize> = contexts
-            .top
+        Some(self.score_on(&self.contexts(feature, half)?, explanation))
+    }
+
+    fn score_on(&self, contexts: &Contexts, explanation: &Explanation) -> ExplanationScore {
+        let predictions: Vec<bool> = contexts
+            .all
             .iter()
-            .chain(&contexts.random)
-            .flat_map(|&t| self.span(t))
+            .map(|&t| explanation.predicts(self.text, t))
             .collect();
-        tokens.sort_unstable();
-        tokens.dedup();
-        let predicted: Vec<f64> = tokens
+        let predicts = |t: usize| contexts.all.binary_search(&t).is_ok_and(|i| predictions[i]);
+        let predicted: Vec<f64> = contexts
+            .tokens
             .iter()
-            .map(|&t| f64::from(u8::from(explanation.predicts(self.text, t))))
+            .map(|&t| f64::from(u8::from(predicts(t))))
             .collect();
-        let actual: Vec<f64> = tokens
-            .iter()
-            .map(|&t| f64::from(self.act(t, feature).max(0.0)))
-            .collect();
-        let simulation = pearson(&predicted, &actual).unwrap_or(0.0);
+        let simulation = pearson(&predicted, &contexts.actual).unwrap_or(0.0);
         // Detection: a context is called activating when the explanation matches any token.
-        let called = |t: usize| self.span(t).any(|u| explanation.predicts(self.text, u));
+        let called = |t: usize| self.span(t).any(predicts);
         let detection = (!contexts.quiet.is_empty()).then(|| {
             let hits = contexts.top.iter().filter(|&&t| called(t)).count() as f64;
             let rejections = contexts.quiet.iter().filter(|&&t| !called(t)).count() as f64;
             0.5 * (hits / contexts.top.len() as f64 + rejections / contexts.quiet.len() as f64)
         });
-        Some(ExplanationScore {
+        ExplanationScore {
             simulation,
             detection,
             top_contexts: contexts.top.len(),
             random_contexts: contexts.random.len(),
-        })
+        }
     }
 
     /// The best explanation the explainer finds for `feature` from the explaining half: its top
@@ -492,11 +554,15 @@ impl<'a> Scorer<'a> {
     /// TinyTales concepts its activations fall on, each tried and the best by simulation kept;
     /// then scored on the other half.
     pub fn explain(&self, feature: usize, promoted: Option<&[String]>) -> FeatureExplanation {
-        let candidates = self.candidates(feature, promoted);
+        let explaining = self.contexts(feature, Half::Explain);
+        let candidates = match &explaining {
+            Some(_) => self.candidates(feature, promoted),
+            None => Vec::new(),
+        };
         let best = candidates
             .into_iter()
             .filter_map(|(source, explanation)| {
-                let score = self.score(feature, &explanation, Half::Explain)?;
+                let score = self.score_on(explaining.as_ref()?, &explanation);
                 Some((score.simulation, source, explanation))
             })
             .fold(
@@ -527,13 +593,12 @@ impl<'a> Scorer<'a> {
         feature: usize,
         promoted: Option<&[String]>,
     ) -> Vec<(ExplanationSource, Explanation)> {
-        let n = self.text.len().min(self.scan.tokens);
         let mut own: HashMap<String, f64> = HashMap::new();
         let mut before: HashMap<String, f64> = HashMap::new();
         let mut concepts = [0.0f64; Concept::COUNT];
-        for t in 0..n {
+        for &t in &self.halves[0] {
             let a = self.act(t, feature);
-            if a <= 0.0 || !Half::Explain.holds(self.text.place[t].0) {
+            if a <= 0.0 {
                 continue;
             }
             if let Some(term) = self.term(t) {
