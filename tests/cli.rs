@@ -420,6 +420,13 @@ fn sae_commands_end_to_end() {
     ]);
     let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again["l0"], 4.0);
+    // Every figure the page can plot, under SAEBench's names, beside the metrics.
+    assert_eq!(again["figures"]["l0"], 4.0);
+    assert_eq!(again["figures"]["cossim"], again["cossim"]);
+    assert_eq!(
+        again["figures"]["relative_reconstruction_bias"],
+        again["shrinkage"]
+    );
 
     let out = run(&[
         "features",

@@ -14,7 +14,7 @@ use saeplay::sae::explain::{
     Explanation, ExplanationSource, FeatureExplanation, Half, ScanText, Scorer, explain_features,
 };
 use saeplay::sae::features::{ScanConfig, feature_report, scan};
-use saeplay::sae::metrics::{SaeMetrics, evaluate_sae};
+use saeplay::sae::metrics::{Figure, SaeMetrics, evaluate_sae};
 use saeplay::sae::pipeline::{self, Reporter, TrainOptions, TrainingData};
 use saeplay::sae::saelens::{HostSae, SaeFiles};
 use saeplay::sae::stats::PROBE_KS;
@@ -299,7 +299,17 @@ fn print_metrics(m: &SaeMetrics, json: bool) {
     if json {
         let mut m = m.clone();
         m.feature_density.clear();
-        println!("{}", serde_json::to_string_pretty(&m).unwrap_or_default());
+        let mut value = serde_json::to_value(&m).unwrap_or_default();
+        // Every plottable figure under its SAEBench name, as the page's index lists them.
+        let figures: serde_json::Map<String, serde_json::Value> = Figure::ALL
+            .into_iter()
+            .filter_map(|f| Some((f.name().to_string(), m.figure(f)?.into())))
+            .collect();
+        value["figures"] = figures.into();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
         return;
     }
     println!("held-out tokens      {}", m.tokens);

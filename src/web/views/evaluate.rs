@@ -309,14 +309,14 @@ impl App {
                 format!("{:.3}", m.shrinkage),
             ),
             ("L2 ratio", format!("{:.3}", m.l2_ratio)),
-            ("Cosine of reconstruction", format!("{:.4}", m.cossim)),
+            ("Cosine of reconstruction", metric_text(Some(m.cossim), 4)),
             ("Fraction alive", format!("{:.3}", m.fraction_alive())),
             (
                 "Consistent-activation heuristic",
-                format!(
-                    "{:.2} tokens per window it fires in",
-                    m.consistent_activation_heuristic
-                ),
+                match m.figure(Figure::ConsistentActivation) {
+                    Some(v) => format!("{v:.2} tokens per window it fires in"),
+                    None => metric_text(None, 2),
+                },
             ),
             (
                 "Mean max decoder cosine",
