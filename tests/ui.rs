@@ -549,6 +549,53 @@ fn the_feature_list_searches_and_sorts() {
 }
 
 #[test]
+fn explanations_arriving_later_fill_the_list() {
+    use saeplay::sae::explain::{ExplanationScore, ExplanationSource, FeatureExplanation};
+    use saeplay::ui::lab::FeatureIndex;
+    let rows = (0..4)
+        .map(|index| FeatureRow {
+            index,
+            density: 0.1,
+            max_activation: 1.0,
+            concept: None,
+            top_tokens: vec![],
+            explanation: None,
+            score: None,
+        })
+        .collect();
+    let index = FeatureIndex::new(1000, rows, None);
+    assert!(!index.explained.get());
+    let explained = |feature: usize, text: &str, simulation: f64| FeatureExplanation {
+        feature,
+        explanation: text.into(),
+        source: ExplanationSource::TopTokens,
+        score: Some(ExplanationScore {
+            simulation,
+            detection: Some(0.9),
+            top_contexts: 20,
+            random_contexts: 20,
+        }),
+    };
+    index.explain(&[explained(2, "cat", 0.8), explained(0, "dog", 0.3)], false);
+    assert!(!index.explained.get());
+    index.explain(&[explained(3, "", 0.0)], true);
+    assert!(index.explained.get());
+    let rows = index.rows.borrow();
+    assert_eq!(rows[2].explanation.as_deref(), Some("cat"));
+    assert_eq!(rows[2].score, Some(0.8));
+    assert_eq!(rows[0].score, Some(0.3));
+    // An empty explanation (a feature that never fired) shows as none.
+    assert_eq!(
+        (rows[3].explanation.as_deref(), rows[3].score),
+        (None, None)
+    );
+    assert_eq!(
+        feature_list::select(&rows, "", SortKey::Score, true, 10),
+        vec![2, 0, 1, 3]
+    );
+}
+
+#[test]
 fn the_pareto_chart_plots_the_chosen_figures() {
     use saeplay::sae::metrics::Figure;
     use saeplay::ui::lab::{Lab, Summary, shipped_slots};

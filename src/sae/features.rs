@@ -40,6 +40,8 @@ pub struct ScanConfig {
     pub context_after: usize,
     pub batch_windows: usize,
     pub seed: u64,
+    /// Explain each card (see `explain`); the page's worker does it in the background instead.
+    pub explain: bool,
 }
 
 impl Default for ScanConfig {
@@ -55,6 +57,7 @@ impl Default for ScanConfig {
             context_after: 4,
             batch_windows: 16,
             seed: 0,
+            explain: true,
         }
     }
 }
@@ -360,13 +363,7 @@ pub struct FeatureOverview {
     pub best_concept: Option<ConceptScore>,
     /// The tokens of its 5 highest activations.
     pub top_tokens: Vec<String>,
-    /// The automatic explanation without the logit lens (a card adds it), and its score; `None`
-    /// when the scan is too large to explain every feature at once.
-    pub explanation: Option<FeatureExplanation>,
 }
-
-/// Most `tokens x latents` for which an overview explains every feature (about a second natively).
-pub const OVERVIEW_EXPLAIN_WORK: usize = 200_000_000;
 
 pub fn feature_overview(
     tokenizer: &TextTokenizer,
@@ -385,15 +382,11 @@ pub fn feature_overview(
         },
     )?;
     collector.add_batch(&scan.acts, scan.tokens)?;
-    let text = (scan.tokens.saturating_mul(scan.d_sae) <= OVERVIEW_EXPLAIN_WORK)
-        .then(|| ScanText::new(tokenizer, scan));
-    let scorer = text.as_ref().map(|t| Scorer::new(scan, t, config.seed));
     Ok(collector
         .finish()
         .into_iter()
         .enumerate()
         .map(|(f, ex)| FeatureOverview {
-            explanation: scorer.as_ref().map(|s| s.explain(f, None)),
             index: f,
             density: summary.summaries[f].density,
             max_activation: summary.summaries[f].max_activation,
@@ -407,7 +400,8 @@ pub fn feature_overview(
         .collect())
 }
 
-/// Full cards for `features`: examples, histogram, logit lens and nearest features.
+/// Full cards for `features`: examples, histogram, logit lens and nearest features, and (when
+/// the config says so) each one's automatic explanation and score.
 pub async fn feature_cards(
     model: &Model,
     tokenizer: &TextTokenizer,
@@ -437,8 +431,10 @@ pub async fn feature_cards(
     collector.add_batch(&scan.acts, scan.tokens)?;
     let examples = collector.finish();
     let lens = logit_lens(model, sae, features, config.logit_lens_tokens).await?;
-    let text = ScanText::new(tokenizer, scan);
-    let scorer = Scorer::new(scan, &text, config.seed);
+    // Explaining every card at once is seconds in the page: its worker explains in the
+    // background instead.
+    let text = config.explain.then(|| ScanText::new(tokenizer, scan));
+    let scorer = text.as_ref().map(|t| Scorer::new(scan, t, config.seed));
     let w_dec = read_f32(sae.param(W_DEC)).await?;
     let d_in = sae.config.d_in;
     let lens_tokens = |pairs: Vec<(usize, f32)>| -> Vec<LensToken> {
@@ -490,7 +486,7 @@ pub async fn feature_cards(
             suppressed: lens_tokens(bottom),
             nearest: nearest_by_cosine(&w_dec, d_sae, d_in, f, config.nearest_features)?,
             best_concept: summary.best_concepts[f].clone(),
-            explanation: Some(scorer.explain(f, Some(&promoted_text))),
+            explanation: scorer.as_ref().map(|s| s.explain(f, Some(&promoted_text))),
         });
     }
     Ok(out)

@@ -34,6 +34,11 @@ fn explained(e: Option<&FeatureExplanation>) -> (Option<String>, Option<f64>) {
 }
 
 impl FeatureRow {
+    /// Show `explanation` (its text and simulation score) in this row.
+    pub fn set_explanation(&mut self, explanation: Option<&FeatureExplanation>) {
+        (self.explanation, self.score) = explained(explanation);
+    }
+
     /// The row of one feature of a report: its top tokens are those of its top 5 examples.
     pub fn of(feature: &FeatureData) -> Self {
         let (explanation, score) = explained(feature.explanation.as_ref());
@@ -59,7 +64,6 @@ impl FeatureRow {
 
 impl From<&FeatureOverview> for FeatureRow {
     fn from(overview: &FeatureOverview) -> Self {
-        let (explanation, score) = explained(overview.explanation.as_ref());
         Self {
             index: overview.index,
             density: overview.density,
@@ -69,8 +73,8 @@ impl From<&FeatureOverview> for FeatureRow {
                 .as_ref()
                 .map(|c| (c.concept.clone(), c.auroc)),
             top_tokens: overview.top_tokens.clone(),
-            explanation,
-            score,
+            explanation: None,
+            score: None,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use crate::model::{HookPoint, WeightProcessing};
 use crate::sae::Sae;
+use crate::sae::explain::FeatureExplanation;
 use crate::sae::features::{FeatureData, FeatureReport};
 use crate::sae::metrics::{Figure, SaeMetrics};
 use crate::sae::saelens::{Provenance, SaeFiles};
@@ -107,13 +108,60 @@ pub struct SaeSlot {
 /// fetched from the worker (or all of them, when the page scanned itself).
 pub struct FeatureIndex {
     pub tokens: usize,
-    pub rows: Vec<FeatureRow>,
+    /// In feature order; explanations arrive after the list (see [`FeatureIndex::explain`]).
+    pub rows: RefCell<Vec<FeatureRow>>,
+    /// Whether every feature's explanation has arrived.
+    pub explained: Cell<bool>,
     pub cards: RefCell<HashMap<usize, Rc<FeatureData>>>,
     /// A whole report held in the page (the fallback when the worker fails).
     pub here: Option<FeatureReport>,
 }
 
 impl FeatureIndex {
+    pub fn new(tokens: usize, rows: Vec<FeatureRow>, here: Option<FeatureReport>) -> Self {
+        let explained = rows.iter().all(|r| r.explanation.is_some());
+        Self {
+            tokens,
+            rows: RefCell::new(rows),
+            explained: Cell::new(explained),
+            cards: RefCell::default(),
+            here,
+        }
+    }
+
+    /// Explanations that arrived: into the rows (the list shows and sorts by them) and into the
+    /// cards already held.
+    pub fn explain(&self, explanations: &[FeatureExplanation], done: bool) {
+        let mut rows = self.rows.borrow_mut();
+        let mut cards = self.cards.borrow_mut();
+        for e in explanations {
+            if let Ok(i) = rows.binary_search_by_key(&e.feature, |r| r.index) {
+                rows[i].set_explanation(Some(e));
+            }
+            if let Some(card) = cards.get_mut(&e.feature) {
+                let mut updated = (**card).clone();
+                updated.explanation = Some(e.clone());
+                *card = Rc::new(updated);
+            }
+        }
+        if done {
+            self.explained.set(true);
+        }
+    }
+
+    /// Whether this index has a row for `feature`.
+    pub fn has(&self, feature: usize) -> bool {
+        self.rows.borrow().iter().any(|r| r.index == feature)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn card(&self, feature: usize) -> Option<Rc<FeatureData>> {
         if let Some(card) = self.cards.borrow().get(&feature) {
             return Some(Rc::clone(card));

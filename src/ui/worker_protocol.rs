@@ -109,6 +109,13 @@ pub enum FromWorker {
         id: u32,
         metrics: Box<SaeMetrics>,
     },
+    /// Automatic explanations of some of the features kept under `key`, made in the background
+    /// after the list; `done` with the last of them.
+    Explained {
+        key: String,
+        explanations: Vec<FeatureExplanation>,
+        done: bool,
+    },
     /// The answer to [`ToWorker::Score`].
     Scored {
         id: u32,

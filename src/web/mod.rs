@@ -40,6 +40,10 @@ mod worker;
 /// Where the built-in model's files are served from, relative to the page.
 pub(crate) const BUILTIN_MODEL: &str = "models/builtin/";
 
+/// Explanations that came before their SAE's feature index was stored: by SAE id, all of them
+/// so far and whether the last has come.
+type EarlyExplanations = HashMap<String, (Vec<crate::sae::explain::FeatureExplanation>, bool)>;
+
 struct App {
     document: Document,
     state: RefCell<PageState>,
@@ -66,6 +70,8 @@ struct App {
     /// The latest feature request to the worker, and the answers by request.
     features_request: Cell<u32>,
     features_outcomes: RefCell<HashMap<u32, Result<FeaturesAnswer, String>>>,
+    /// Explanations that came before their SAE's feature index was stored, by SAE id.
+    early_explanations: RefCell<EarlyExplanations>,
 }
 
 /// Start the page: called by the binary's `main` in wasm.
@@ -100,6 +106,7 @@ async fn run() {
         worker_outcome: RefCell::new(None),
         features_request: Cell::new(0),
         features_outcomes: RefCell::new(HashMap::new()),
+        early_explanations: RefCell::new(HashMap::new()),
     });
     app.bind_events();
     app.render_view();

@@ -1,6 +1,5 @@
 //! The features view: the list (search, sort) and one feature's card.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::JsCast;
@@ -44,7 +43,7 @@ impl App {
         let Some(index) = self.lab.borrow().slot(&id).and_then(|s| s.features.clone()) else {
             return;
         };
-        if index.card(feature).is_some() || !index.rows.iter().any(|r| r.index == feature) {
+        if index.card(feature).is_some() || !index.has(feature) {
             self.render_card();
             return;
         }
@@ -86,12 +85,11 @@ impl App {
             .features_in_worker(&id, &loaded_sae, corpus.clone())
             .await
         {
-            Ok(list) => Ok(FeatureIndex {
-                tokens: list.tokens,
-                rows: list.rows,
-                cards: RefCell::default(),
-                here: None,
-            }),
+            Ok(list) => {
+                let index = FeatureIndex::new(list.tokens, list.rows, None);
+                self.apply_early_explanations(&id, &index);
+                Ok(index)
+            }
             // The worker is an optimisation: without it, the page scans itself.
             Err(message) => {
                 web_sys::console::warn_1(
@@ -114,11 +112,12 @@ impl App {
                             &on_phase,
                         )
                         .await
-                        .map(|report| FeatureIndex {
-                            tokens: report.tokens,
-                            rows: FeatureList::of(&report).rows,
-                            cards: RefCell::default(),
-                            here: Some(report),
+                        .map(|report| {
+                            FeatureIndex::new(
+                                report.tokens,
+                                FeatureList::of(&report).rows,
+                                Some(report),
+                            )
                         })
                         .map_err(|e| e.to_string())
                     }
@@ -132,7 +131,7 @@ impl App {
                 self.update(|lab| {
                     lab.feature_status = format!(
                         "{} features, read on {} held-out tokens of {corpus_words}.",
-                        index.rows.len(),
+                        index.len(),
                         index.tokens
                     );
                     if let Some(slot) = lab.slot_mut(&id) {
@@ -170,7 +169,8 @@ impl App {
         let Some(index) = lab.slot(&id).and_then(|s| s.features.clone()) else {
             return;
         };
-        let rows = &index.rows;
+        let rows = index.rows.borrow();
+        let rows = &*rows;
         let key = lab.sort.unwrap_or(SortKey::Density);
         let descending = lab.sort.is_none() || lab.descending;
         let chosen = feature_list::select(rows, &lab.query, key, descending, LIST_LIMIT);
@@ -234,6 +234,14 @@ impl App {
         let Some(card) = self.element(ids::FEATURE_CARD) else {
             return;
         };
+        // What is being typed survives the card being drawn again (explanations arrive).
+        if let Some(input) = self
+            .element(ids::CARD_EXPLAIN_INPUT)
+            .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
+        {
+            let typed = input.value();
+            self.update(|lab| lab.explain_text = typed);
+        }
         clear(&card);
         let feature = self.state.borrow().location.feature;
         let Some(feature) = feature else {
@@ -257,7 +265,7 @@ impl App {
             );
             return;
         };
-        if !index.rows.iter().any(|r| r.index == feature) {
+        if !index.has(feature) {
             append(
                 &card,
                 &el(
@@ -266,7 +274,7 @@ impl App {
                     "",
                     &format!(
                         "This SAE has no feature #{feature}: its features are 0 to {}.",
-                        index.rows.len().saturating_sub(1)
+                        index.len().saturating_sub(1)
                     ),
                 ),
             );
@@ -341,6 +349,9 @@ impl App {
                     e.explanation,
                     score_words(e.score.as_ref())
                 ),
+                _ if !index.explained.get() => {
+                    "Explaining every feature in the background; this card's comes shortly.".into()
+                }
                 _ => "No explanation: it never fired on the explaining half of the held-out text."
                     .into(),
             },
@@ -519,6 +530,9 @@ impl App {
     }
 
     pub(crate) async fn open_feature(self: &Rc<Self>, feature: usize) {
+        if self.state.borrow().location.feature != Some(feature) {
+            self.update(|lab| lab.explain_result.clear());
+        }
         self.update_page(|state| {
             state.location.feature = Some(feature);
             state.location.view = Some(View::Features);

@@ -12,6 +12,7 @@ use crate::sae::saelens::SaeFiles;
 use crate::sae::store::Corpus;
 use crate::sae::train::{Control, SaeTrainingConfig};
 use crate::ui::feature_list::FeatureList;
+use crate::ui::lab::FeatureIndex;
 use crate::ui::lab::LoadedSae;
 use crate::ui::worker_protocol::{FeaturesAnswer, FromWorker, ToWorker};
 use crate::web::App;
@@ -73,6 +74,42 @@ impl App {
                 answered(id, Ok(FeaturesAnswer::Metrics(metrics)))
             }
             FromWorker::Scored { id, scored } => answered(id, Ok(FeaturesAnswer::Scored(scored))),
+            FromWorker::Explained {
+                key,
+                explanations,
+                done,
+            } => self.explanations_arrived(key, explanations, done),
+        }
+    }
+
+    /// Explanations from the worker's background explainer: into the SAE's feature index, or
+    /// kept until the index is stored.
+    fn explanations_arrived(&self, key: String, explanations: Vec<FeatureExplanation>, done: bool) {
+        let index = self
+            .lab
+            .borrow()
+            .slot(&key)
+            .and_then(|s| s.features.clone());
+        match index {
+            Some(index) => {
+                index.explain(&explanations, done);
+                if self.selected_sae().as_deref() == Some(key.as_str()) {
+                    self.render_features();
+                }
+            }
+            None => {
+                let mut early = self.early_explanations.borrow_mut();
+                let entry = early.entry(key).or_default();
+                entry.0.extend(explanations);
+                entry.1 |= done;
+            }
+        }
+    }
+
+    /// Explanations that arrived before `index` was stored under `key`.
+    pub(crate) fn apply_early_explanations(&self, key: &str, index: &FeatureIndex) {
+        if let Some((explanations, done)) = self.early_explanations.borrow_mut().remove(key) {
+            index.explain(&explanations, done);
         }
     }
 

@@ -36,16 +36,31 @@ const CARDS_AT_ONCE_UP_TO: usize = 4096;
 /// What the worker keeps of one SAE's scan.
 enum Kept {
     /// Every card, made at once (small SAEs), and the scan while it is the latest (explanations
-    /// are scored on it).
-    Report(FeatureReport, Option<(Rc<LoadedModel>, Scan)>),
+    /// are made and scored on it).
+    Report(FeatureReport, Option<(Rc<LoadedModel>, Rc<Scan>)>),
     /// The scan and its summary; cards are made when asked for.
     Lazy {
         loaded: Rc<LoadedModel>,
         sae: crate::sae::Sae,
-        scan: Scan,
+        scan: Rc<Scan>,
         summary: crate::sae::features::ScanSummary,
     },
 }
+
+impl Kept {
+    /// The scan explanations are scored on, while it is kept.
+    fn scan(&self) -> Option<(&Rc<LoadedModel>, &Rc<Scan>)> {
+        match self {
+            Kept::Report(_, Some((loaded, scan))) | Kept::Lazy { loaded, scan, .. } => {
+                Some((loaded, scan))
+            }
+            Kept::Report(_, None) => None,
+        }
+    }
+}
+
+/// Features explained per message while the worker explains in the background.
+const EXPLAIN_PIECE: usize = 64;
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
@@ -168,6 +183,7 @@ async fn features(
             }
         });
         let (list, kept) = if sae.config.d_sae <= CARDS_AT_ONCE_UP_TO {
+            use crate::sae::features::{ScanConfig, feature_cards, summarise_scan};
             let scan = scan_job(
                 &loaded,
                 &sae,
@@ -178,21 +194,35 @@ async fn features(
             )
             .await
             .map_err(|e| e.to_string())?;
-            on_phase("Summarising and explaining features…".into());
+            on_phase("Summarising features…".into());
             crate::clock::yield_now().await;
-            let report = crate::sae::features::feature_report(
+            let summary = summarise_scan(&scan).map_err(|e| e.to_string())?;
+            let all: Vec<usize> = (0..scan.d_sae).collect();
+            let config = ScanConfig {
+                explain: false,
+                ..ScanConfig::default()
+            };
+            let tokenizer = loaded.tokenizer().map_err(|e| e.to_string())?;
+            let cards = feature_cards(
                 &loaded.model,
-                loaded.tokenizer().map_err(|e| e.to_string())?,
+                tokenizer,
                 &sae,
                 &scan,
-                None,
-                &crate::sae::features::ScanConfig::default(),
+                &summary,
+                &all,
+                &config,
             )
             .await
             .map_err(|e| e.to_string())?;
+            let report = FeatureReport {
+                tokens: scan.tokens,
+                features: cards,
+                concept_recovery: summary.concept_recovery,
+                mean_concept_auroc: summary.mean_concept_auroc,
+            };
             (
                 FeatureList::of(&report),
-                Kept::Report(report, Some((Rc::clone(&loaded), scan))),
+                Kept::Report(report, Some((Rc::clone(&loaded), Rc::new(scan)))),
             )
         } else {
             use crate::sae::features::{ScanConfig, feature_overview, summarise_scan};
@@ -214,19 +244,71 @@ async fn features(
             let list = FeatureList::of_overview(scan.tokens, &overview);
             let kept = Kept::Lazy {
                 loaded: Rc::clone(&loaded),
-                sae,
-                scan,
+                sae: sae.clone(),
+                scan: Rc::new(scan),
                 summary,
             };
             (list, kept)
         };
-        REPORTS.with(|r| r.borrow_mut().insert(key, kept));
-        Ok::<_, String>(list)
+        let with_lens = matches!(kept, Kept::Report(..));
+        REPORTS.with(|r| r.borrow_mut().insert(key.clone(), kept));
+        Ok::<_, String>((list, sae, with_lens))
     }
     .await;
     match result {
-        Ok(list) => post(&FromWorker::FeatureList { id, list }),
+        Ok((list, sae, with_lens)) => {
+            post(&FromWorker::FeatureList { id, list });
+            explain_in_background(key, sae, with_lens).await;
+        }
         Err(message) => post(&FromWorker::FeaturesError { id, message }),
+    }
+}
+
+/// Explain every feature of the scan kept under `key`, a piece at a time with the event loop run
+/// between pieces (cards and scores are answered meanwhile), posting each piece; stops when the
+/// scan is no longer the kept one. `with_lens` tries the logit lens too (SAEs whose cards are
+/// all made at once; wider ones get it when a card is opened).
+async fn explain_in_background(key: String, sae: crate::sae::Sae, with_lens: bool) {
+    use crate::sae::explain::{ScanText, Scorer, promoted_tokens};
+    let current = || {
+        REPORTS.with(|r| {
+            r.borrow()
+                .get(&key)
+                .and_then(|k| k.scan().map(|(l, s)| (Rc::clone(l), Rc::clone(s))))
+        })
+    };
+    let Some((loaded, scan)) = current() else {
+        return;
+    };
+    let Ok(tokenizer) = loaded.tokenizer() else {
+        return;
+    };
+    let text = ScanText::new(tokenizer, &scan);
+    let scorer = Scorer::new(&scan, &text, 0);
+    let features: Vec<usize> = (0..scan.d_sae).collect();
+    for piece in features.chunks(EXPLAIN_PIECE) {
+        crate::clock::yield_now().await;
+        if !current().is_some_and(|(_, s)| Rc::ptr_eq(&s, &scan)) {
+            return;
+        }
+        let promoted = if with_lens {
+            match promoted_tokens(&loaded.model, tokenizer, &sae, piece).await {
+                Ok(p) => p.into_iter().map(Some).collect(),
+                Err(_) => vec![None; piece.len()],
+            }
+        } else {
+            vec![None; piece.len()]
+        };
+        let explanations = piece
+            .iter()
+            .zip(&promoted)
+            .map(|(&f, p)| scorer.explain(f, p.as_deref()))
+            .collect();
+        post(&FromWorker::Explained {
+            key: key.clone(),
+            explanations,
+            done: piece.last() == features.last(),
+        });
     }
 }
 
@@ -315,11 +397,9 @@ fn score(id: u32, key: String, index: usize, explanation: String) {
     };
     let result = REPORTS.with(|r| {
         let reports = r.borrow();
-        let (loaded, scan) = match reports.get(&key) {
-            Some(Kept::Report(_, Some((loaded, scan)))) | Some(Kept::Lazy { loaded, scan, .. }) => {
-                (loaded, scan)
-            }
-            Some(Kept::Report(_, None)) => {
+        let (loaded, scan) = match reports.get(&key).map(|k| (k.scan(), k)) {
+            Some((Some((loaded, scan)), _)) => (loaded, scan),
+            Some((None, _)) => {
                 return Err(
                     "another SAE's features were read since: read this SAE's features again to score explanations"
                         .to_string(),
