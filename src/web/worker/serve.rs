@@ -59,8 +59,12 @@ impl Kept {
     }
 }
 
-/// Features explained per message while the worker explains in the background.
-const EXPLAIN_PIECE: usize = 64;
+/// Features explained per message while the worker explains in the background: small, so a
+/// card or score asked for meanwhile waits little.
+const EXPLAIN_PIECE: usize = 16;
+/// How long the background explainer waits after the list, so the card the page asks for next
+/// is made first.
+const EXPLAIN_DELAY_MS: u32 = 500;
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
@@ -277,6 +281,7 @@ async fn explain_in_background(key: String, sae: crate::sae::Sae, with_lens: boo
                 .and_then(|k| k.scan().map(|(l, s)| (Rc::clone(l), Rc::clone(s))))
         })
     };
+    crate::clock::sleep_ms(EXPLAIN_DELAY_MS).await;
     let Some((loaded, scan)) = current() else {
         return;
     };
