@@ -1058,6 +1058,46 @@ fn metrics_equal_hand_computed_values() {
 }
 
 #[test]
+fn mean_max_cosine_equals_a_direct_computation() {
+    let device = cpu_device();
+    let (m, d) = (37, 6);
+    let rows = random(m * d, 1.0, &mut SplitMix64::new(12));
+    let got = block_on(saeplay::sae::metrics::mean_max_cosine(float_tensor(
+        rows.clone(),
+        [m, d],
+        &device,
+    )))
+    .unwrap();
+    let row = |i: usize| &rows[i * d..(i + 1) * d];
+    let norm = |r: &[f32]| r.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+    let cosine = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+            .sum::<f64>()
+            / (norm(a) * norm(b))
+    };
+    let expected = (0..m)
+        .map(|i| {
+            (0..m)
+                .filter(|&j| j != i)
+                .map(|j| cosine(row(i), row(j)))
+                .fold(f64::NEG_INFINITY, f64::max)
+        })
+        .sum::<f64>()
+        / m as f64;
+    assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
+    // One row has nothing to compare with.
+    let one = block_on(saeplay::sae::metrics::mean_max_cosine(float_tensor(
+        rows[..d].to_vec(),
+        [1, d],
+        &device,
+    )))
+    .unwrap();
+    assert!(one.is_nan());
+}
+
+#[test]
 fn interventions_change_the_activation_as_defined() {
     let (_, loaded) = common::cpu_model(&TinySpec::default());
     let model = &loaded.model;

@@ -170,7 +170,7 @@ enum Command {
     Features(sae::FeaturesArgs),
     /// Explain features automatically (top tokens, context, logit lens, TinyTales concept) and
     /// score each explanation on held-out text, as JSON.
-    Explain(sae::ExplainArgs),
+    Explain(sae::FeaturesArgs),
     /// Score a written explanation of one feature: simulation and detection on held-out text.
     Score(sae::ScoreArgs),
     /// Encode captured activations with an SAE: writes x, feature_acts and x_hat.

@@ -456,71 +456,15 @@ pub struct FeaturesArgs {
     pub out: Option<PathBuf>,
 }
 
-pub fn features(args: FeaturesArgs) -> Result<()> {
-    let (loaded, sae, hook) = load_model_and_sae(&args.model, &args.sae)?;
-    let chosen = match &args.features {
-        None => None,
-        Some(list) => Some(parse_sizes(list, "a feature index")?),
-    };
-    let windows = args.corpus.held_out(&loaded, args.windows)?;
-    let config = ScanConfig::default();
-    let scanned = block_on(scan(
-        &loaded.model,
-        &sae,
-        hook,
-        &windows,
-        config.batch_windows,
-    ))?;
-    let report = block_on(feature_report(
-        &loaded.model,
-        loaded.tokenizer()?,
-        &sae,
-        &scanned,
-        chosen.as_deref(),
-        &config,
-    ))?;
-    let json = serde_json::to_string_pretty(&report).map_err(|source| SaeplayError::Json {
-        what: "the feature report",
-        source,
-    })?;
-    match &args.out {
-        Some(path) => write(path, json.as_bytes())?,
-        None => println!("{json}"),
-    }
-    Ok(())
-}
-
-#[derive(clap::Args)]
-pub struct ExplainArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
-    #[command(flatten)]
-    pub corpus: CorpusChoice,
-    #[arg(long)]
-    pub sae: PathBuf,
-    /// Comma-separated feature indices (all when absent).
-    #[arg(long)]
-    pub features: Option<String>,
-    #[arg(long, default_value_t = 64)]
-    pub windows: usize,
-    /// Write the JSON here instead of standard output.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-}
-
-/// Scan held-out windows for the `explain` and `score` commands.
-fn scan_for_explaining(
+/// The SAE at `sae_dir` on its model, and its activations on `windows` held-out windows of
+/// `corpus` (for `features`, `explain` and `score`).
+fn scan_held_out(
     model: &ModelArgs,
     corpus: &CorpusChoice,
     sae_dir: &Path,
     windows: usize,
 ) -> Result<(LoadedModel, Sae, saeplay::sae::features::Scan)> {
     let (loaded, sae, hook) = load_model_and_sae(model, sae_dir)?;
-    if windows < 2 {
-        return Err(SaeplayError::InvalidSetting(
-            "explaining needs at least 2 windows: the even ones explain, the odd ones score".into(),
-        ));
-    }
     let held_out = corpus.held_out(&loaded, windows)?;
     let scanned = block_on(scan(
         &loaded.model,
@@ -532,9 +476,49 @@ fn scan_for_explaining(
     Ok((loaded, sae, scanned))
 }
 
-pub fn explain(args: ExplainArgs) -> Result<()> {
-    let (loaded, sae, scanned) =
-        scan_for_explaining(&args.model, &args.corpus, &args.sae, args.windows)?;
+/// `value` as pretty JSON, to `out` or standard output.
+fn write_json(value: &impl serde::Serialize, what: &'static str, out: Option<&Path>) -> Result<()> {
+    let json = serde_json::to_string_pretty(value)
+        .map_err(|source| SaeplayError::Json { what, source })?;
+    match out {
+        Some(path) => write(path, json.as_bytes()),
+        None => {
+            println!("{json}");
+            Ok(())
+        }
+    }
+}
+
+pub fn features(args: FeaturesArgs) -> Result<()> {
+    let chosen = match &args.features {
+        None => None,
+        Some(list) => Some(parse_sizes(list, "a feature index")?),
+    };
+    let (loaded, sae, scanned) = scan_held_out(&args.model, &args.corpus, &args.sae, args.windows)?;
+    let report = block_on(feature_report(
+        &loaded.model,
+        loaded.tokenizer()?,
+        &sae,
+        &scanned,
+        chosen.as_deref(),
+        &ScanConfig::default(),
+    ))?;
+    write_json(&report, "the feature report", args.out.as_deref())
+}
+
+/// Explaining reads the even windows and scores on the odd ones.
+fn check_explain_windows(windows: usize) -> Result<()> {
+    if windows < 2 {
+        return Err(SaeplayError::InvalidSetting(
+            "explaining needs at least 2 windows: the even ones explain, the odd ones score".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub fn explain(args: FeaturesArgs) -> Result<()> {
+    check_explain_windows(args.windows)?;
+    let (loaded, sae, scanned) = scan_held_out(&args.model, &args.corpus, &args.sae, args.windows)?;
     let features = match &args.features {
         None => (0..sae.config.d_sae).collect(),
         Some(list) => parse_sizes(list, "a feature index")?,
@@ -547,16 +531,7 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
         &features,
         0,
     ))?;
-    let json =
-        serde_json::to_string_pretty(&explanations).map_err(|source| SaeplayError::Json {
-            what: "the explanations",
-            source,
-        })?;
-    match &args.out {
-        Some(path) => write(path, json.as_bytes())?,
-        None => println!("{json}"),
-    }
-    Ok(())
+    write_json(&explanations, "the explanations", args.out.as_deref())
 }
 
 #[derive(clap::Args)]
@@ -582,8 +557,8 @@ pub struct ScoreArgs {
 pub fn score(args: ScoreArgs) -> Result<()> {
     let explanation = Explanation::parse(&args.explanation)
         .map_err(|e| SaeplayError::InvalidSetting(e.to_string()))?;
-    let (loaded, sae, scanned) =
-        scan_for_explaining(&args.model, &args.corpus, &args.sae, args.windows)?;
+    check_explain_windows(args.windows)?;
+    let (loaded, sae, scanned) = scan_held_out(&args.model, &args.corpus, &args.sae, args.windows)?;
     if args.feature >= sae.config.d_sae {
         return Err(SaeplayError::InvalidSetting(format!(
             "feature {} does not exist: this SAE has features 0 to {}",
