@@ -366,10 +366,26 @@ fn hostile_and_malformed_links_become_messages_and_the_default_view() {
 
 #[test]
 fn steering_text_round_trips() {
-    let list = parse_steering("730:add:4, 12:clamp:-0.5,5:ablate").unwrap();
-    assert_eq!(list.len(), 3);
+    let list =
+        parse_steering("730:add:4, 12:clamp:-0.5,5:ablate,3:orthogonal:0,9:projection_cap:2.5")
+            .unwrap();
+    assert_eq!(list.len(), 5);
     assert_eq!(list[1].mode, InterventionMode::Clamp { value: -0.5 });
+    assert_eq!(
+        list[3].mode,
+        InterventionMode::Orthogonal { coefficient: 0.0 }
+    );
+    assert_eq!(list[4].mode, InterventionMode::ProjectionCap { cap: 2.5 });
     assert_eq!(parse_steering(&steering_text(&list)).unwrap(), list);
+    // Each row shows its mode, and reads back as the same intervention.
+    for i in &list {
+        let row = saeplay::ui::steer::SteerRow::of(i);
+        assert_eq!(row.mode.name(), i.mode.name());
+        assert_eq!(row.intervention(1, 1000).unwrap(), *i);
+    }
+    // The direction modes need their number.
+    assert!(parse_steering("3:orthogonal").is_err());
+    assert!(parse_steering("3:projection_cap:x").is_err());
 }
 
 fn hooks() -> Vec<String> {
