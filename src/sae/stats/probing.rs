@@ -376,6 +376,19 @@ mod tests {
         rare: Vec<bool>,
     }
 
+    impl World {
+        fn tokens(&self) -> LabelledTokens<'_> {
+            LabelledTokens {
+                acts: &self.acts,
+                d_sae: 3,
+                x: &self.x,
+                d_in: 4,
+                concepts: &self.concepts,
+                train: &self.train,
+            }
+        }
+    }
+
     fn world(n: usize) -> World {
         let (mut acts, mut x, mut concepts, mut train, mut rare) =
             (vec![], vec![], vec![], vec![], vec![]);
@@ -413,21 +426,8 @@ mod tests {
 
     #[test]
     fn sparse_probes_pick_the_latents_that_separate_a_concept() {
-        let World {
-            acts,
-            x,
-            concepts,
-            train,
-            ..
-        } = world(1600);
-        let tokens = LabelledTokens {
-            acts: &acts,
-            d_sae: 3,
-            x: &x,
-            d_in: 4,
-            concepts: &concepts,
-            train: &train,
-        };
+        let w = world(1600);
+        let tokens = w.tokens();
         let probes = sparse_probing(&tokens, 1, 1).unwrap();
         assert_eq!(probes.len(), 1);
         let p = &probes[0];
@@ -442,23 +442,10 @@ mod tests {
 
     #[test]
     fn an_absorbed_word_counts_as_absorbed() {
-        let World {
-            acts,
-            x,
-            concepts,
-            train,
-            w_dec,
-            rare,
-        } = world(1600);
-        let tokens = LabelledTokens {
-            acts: &acts,
-            d_sae: 3,
-            x: &x,
-            d_in: 4,
-            concepts: &concepts,
-            train: &train,
-        };
-        let result = absorption(&tokens, &w_dec, 1, 1).unwrap();
+        let w = world(1600);
+        let tokens = w.tokens();
+        let (concepts, train, rare) = (&w.concepts, &w.train, &w.rare);
+        let result = absorption(&tokens, &w.w_dec, 1, 1).unwrap();
         assert_eq!(result.len(), 1, "{result:?}");
         let r = &result[0];
         assert!(r.probe_f1 > 0.99, "{r:?}");

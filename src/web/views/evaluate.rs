@@ -361,19 +361,7 @@ impl App {
         h.set_id(ids::EVAL_DENSITY);
         append(target, &h);
         if !m.concept_recovery.is_empty() {
-            append(
-                target,
-                &el(
-                    d,
-                    "h3",
-                    "",
-                    &format!(
-                        "Concept recovery: the best feature's AUROC per concept (mean {})",
-                        metric_text(m.mean_concept_auroc, 3)
-                    ),
-                ),
-            );
-            let mut rows: Vec<(String, f64, String)> = m
+            let rows = m
                 .concept_recovery
                 .iter()
                 .map(|c| {
@@ -384,10 +372,15 @@ impl App {
                     )
                 })
                 .collect();
-            rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let list = bar_list(d, &rows, 1.0);
-            list.set_id(ids::EVAL_CONCEPTS);
-            append(target, &list);
+            self.ranked_list(
+                target,
+                &format!(
+                    "Concept recovery: the best feature's AUROC per concept (mean {})",
+                    metric_text(m.mean_concept_auroc, 3)
+                ),
+                rows,
+                ids::EVAL_CONCEPTS,
+            );
         }
         let concept_name = |c: usize| {
             Concept::from_index(c).map_or_else(|| format!("concept {c}"), |c| c.name().to_string())
@@ -398,19 +391,7 @@ impl App {
                 .enumerate()
                 .map(|(i, k)| format!("top {k} {}", metric_text(m.sparse_probing_mean(i), 3)))
                 .collect();
-            append(
-                target,
-                &el(
-                    d,
-                    "h3",
-                    "",
-                    &format!(
-                        "Sparse probing: a logistic probe's test accuracy on the best 1, 2 and 5 latents per concept (mean {})",
-                        means.join(", ")
-                    ),
-                ),
-            );
-            let mut rows: Vec<(String, f64, String)> = m
+            let rows = m
                 .sparse_probing
                 .iter()
                 .map(|p| {
@@ -426,26 +407,18 @@ impl App {
                     )
                 })
                 .collect();
-            rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let list = bar_list(d, &rows, 1.0);
-            list.set_id(ids::EVAL_PROBING);
-            append(target, &list);
+            self.ranked_list(
+                target,
+                &format!(
+                    "Sparse probing: a logistic probe's test accuracy on the best 1, 2 and 5 latents per concept (mean {})",
+                    means.join(", ")
+                ),
+                rows,
+                ids::EVAL_PROBING,
+            );
         }
         if !m.absorption.is_empty() {
-            append(
-                target,
-                &el(
-                    d,
-                    "h3",
-                    "",
-                    &format!(
-                        "Feature absorption per concept: the mean absorption fraction (mean {}; full absorption {})",
-                        metric_text(m.mean_absorption_fraction(), 3),
-                        metric_text(m.full_absorption_rate(), 3)
-                    ),
-                ),
-            );
-            let mut rows: Vec<(String, f64, String)> = m
+            let rows = m
                 .absorption
                 .iter()
                 .map(|a| {
@@ -467,10 +440,32 @@ impl App {
                     )
                 })
                 .collect();
-            rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let list = bar_list(d, &rows, 1.0);
-            list.set_id(ids::EVAL_ABSORPTION);
-            append(target, &list);
+            self.ranked_list(
+                target,
+                &format!(
+                    "Feature absorption per concept: the mean absorption fraction (mean {}; full absorption {})",
+                    metric_text(m.mean_absorption_fraction(), 3),
+                    metric_text(m.full_absorption_rate(), 3)
+                ),
+                rows,
+                ids::EVAL_ABSORPTION,
+            );
         }
+    }
+
+    /// A heading and a bar list of `(label, value in 0..1, text)` rows, largest value first.
+    fn ranked_list(
+        &self,
+        target: &Element,
+        heading: &str,
+        mut rows: Vec<(String, f64, String)>,
+        id: &str,
+    ) {
+        let d = &self.document;
+        append(target, &el(d, "h3", "", heading));
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let list = bar_list(d, &rows, 1.0);
+        list.set_id(id);
+        append(target, &list);
     }
 }
