@@ -63,6 +63,9 @@ pub struct Gpt2 {
     unembed_bias: Option<Tensor<1>>, // [vocab]: lm_head.bias, from weight processing
     blocks: Vec<Block>,
     ln_f: LayerNorm,
+    /// Attention patterns and layer-norm scales cut from the gradient (circuit-tracer's frozen
+    /// replacement model); values are unchanged.
+    frozen: bool,
 }
 
 /// One parameter tensor by its checkpoint name (`h.0.ln_1.weight`, ...).
@@ -180,7 +183,48 @@ impl Gpt2 {
             ln_f: ln("ln_f")?,
             dims: config.dims(),
             config: config.clone(),
+            frozen: false,
         })
+    }
+
+    /// This model on the autodiff twin of its device, with attention patterns and layer-norm
+    /// scales frozen: a gradient through it is circuit-tracer's, linear in the residual stream
+    /// apart from the MLPs. The weights are constants (no gradient is kept for them).
+    pub fn frozen_for_attribution(&self) -> Self {
+        let lift1 = |t: &Tensor<1>| Tensor::from_inner(t.clone());
+        let lift2 = |t: &Tensor<2>| Tensor::from_inner(t.clone());
+        let ln = |n: &LayerNorm| LayerNorm {
+            weight: lift1(&n.weight),
+            bias: lift1(&n.bias),
+        };
+        let linear = |n: &Linear| Linear {
+            weight: lift2(&n.weight),
+            bias: lift1(&n.bias),
+        };
+        Self {
+            config: self.config.clone(),
+            dims: self.dims.clone(),
+            activation: self.activation,
+            device: self.device.clone().autodiff(),
+            wte: lift2(&self.wte),
+            wpe: lift2(&self.wpe),
+            unembed_rows: lift2(&self.unembed_rows),
+            unembed_bias: self.unembed_bias.as_ref().map(lift1),
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| Block {
+                    ln_1: ln(&b.ln_1),
+                    c_attn: linear(&b.c_attn),
+                    attn_proj: linear(&b.attn_proj),
+                    ln_2: ln(&b.ln_2),
+                    c_fc: linear(&b.c_fc),
+                    mlp_proj: linear(&b.mlp_proj),
+                })
+                .collect(),
+            ln_f: ln(&self.ln_f),
+            frozen: true,
+        }
     }
 
     pub fn config(&self) -> &Gpt2Config {
@@ -296,7 +340,8 @@ impl Gpt2 {
     fn normalize(&self, x: Tensor<3>) -> Tensor<3> {
         let centred = x.clone() - x.mean_dim(2);
         let variance = centred.clone().powf_scalar(2.0).mean_dim(2);
-        centred / (variance + self.config.layer_norm_epsilon).sqrt()
+        let scale = (variance + self.config.layer_norm_epsilon).sqrt();
+        centred / if self.frozen { scale.detach() } else { scale }
     }
 
     fn layer_norm(&self, x: Tensor<3>, ln: &LayerNorm) -> Tensor<3> {
@@ -356,6 +401,11 @@ impl Gpt2 {
             scores = scores + mask;
         }
         let pattern = softmax(scores, 3);
+        let pattern = if self.frozen {
+            pattern.detach()
+        } else {
+            pattern
+        };
         let z = pattern
             .matmul(values.clone()) // [b, head, t, dh]
             .swap_dims(1, 2)

@@ -124,6 +124,18 @@ impl Model {
         }
     }
 
+    /// This model for attribution: on its device's autodiff twin, with attention patterns and
+    /// normalisation scales frozen (see `Gpt2::frozen_for_attribution`).
+    pub fn frozen_for_attribution(&self) -> Result<Self> {
+        match self {
+            Self::Gpt2(model) => Ok(Self::Gpt2(model.frozen_for_attribution())),
+            Self::Llama(_) => Err(SaeplayError::InvalidSetting(
+                "attribution graphs run on GPT-2 models for now; this is a Llama-family model"
+                    .into(),
+            )),
+        }
+    }
+
     /// A full forward pass with no cache.
     pub fn forward(
         &self,
@@ -154,7 +166,13 @@ impl Model {
     /// Capture `hooks` on `batch`, running only the blocks they need (TransformerLens's
     /// `stop_at_layer`): an SAE at block 3 of 30 costs a tenth of a full forward.
     pub fn capture(&self, batch: &[Vec<u32>], hooks: &[HookPoint]) -> Result<Captured> {
+        self.capture_patched(batch, &Hooks::capture(hooks.iter().copied()))
+    }
+
+    /// [`Model::capture`] with patches: the forward stops after the last captured hook's block.
+    pub fn capture_patched(&self, batch: &[Vec<u32>], hooks: &Hooks) -> Result<Captured> {
         let needed = hooks
+            .capture
             .iter()
             .map(|hook| match hook {
                 HookPoint::Embed | HookPoint::PosEmbed => Some(0),
@@ -162,14 +180,13 @@ impl Model {
                 other => other.layer().map(|l| l + 1),
             })
             .try_fold(0usize, |most, layers| layers.map(|l| most.max(l)));
-        let hooks = Hooks::capture(hooks.iter().copied());
         let mut cache = KvCache::new(self.dims().n_layers);
         let (_, captured) = match self {
             Self::Gpt2(model) => {
-                model.forward_until(batch, &mut cache, &hooks, LogitsFor::LastPosition, needed)?
+                model.forward_until(batch, &mut cache, hooks, LogitsFor::LastPosition, needed)?
             }
             Self::Llama(model) => {
-                model.forward_until(batch, &mut cache, &hooks, LogitsFor::LastPosition, needed)?
+                model.forward_until(batch, &mut cache, hooks, LogitsFor::LastPosition, needed)?
             }
         };
         Ok(captured)

@@ -18,6 +18,7 @@
 //! - [`stats`]: host-side statistics (AUROC, histograms, examples, nearest features).
 
 pub mod arch;
+pub mod circuits;
 pub mod explain;
 pub mod features;
 pub mod fixtures;
