@@ -484,3 +484,242 @@ fn verifying_a_node_ablates_it_in_the_real_model() {
         check.attributed
     );
 }
+
+#[test]
+fn graph_files_round_trip_in_circuit_tracers_shape() {
+    let w = world();
+    let ids = prompt_ids(&w.loaded, "Mia saw a big dog");
+    let graph_saes: Vec<GraphSae> = w
+        .saes
+        .iter()
+        .map(|(_, sae, hook)| GraphSae { sae, hook: *hook })
+        .collect();
+    let graph = block_on(attribute(
+        &w.loaded.model,
+        &graph_saes,
+        &ids,
+        &AttributionSettings::default(),
+        |_| {},
+    ))
+    .unwrap();
+    let tokenizer = w.loaded.tokenizer().unwrap();
+    let tokens: Vec<String> = ids.iter().map(|&i| tokenizer.token_text(i)).collect();
+    let sae_ids: Vec<String> = (0..4)
+        .map(|l| format!("blocks.{l}.hook_resid_pre-topk16"))
+        .collect();
+    let none = |_: usize, _: usize| None;
+    let file = GraphFile::from_attribution(
+        &graph,
+        &[0, 1, 2, 3].map(HookPoint::ResidPre),
+        &saeplay::sae::circuits::file::GraphContext {
+            model: "saeplay-tinytales",
+            prompt: "Mia saw a big dog",
+            prompt_tokens: &tokens,
+            sae_ids: &sae_ids,
+            n_layers: 4,
+            target_text: "x",
+            explanation: &none,
+        },
+    );
+    let json = file.to_json().unwrap();
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for key in ["metadata", "qParams", "nodes", "links"] {
+        assert!(value.get(key).is_some(), "{key}");
+    }
+    let nodes = value["nodes"].as_array().unwrap();
+    let logit = nodes.iter().find(|n| n["feature_type"] == "logit").unwrap();
+    assert_eq!(logit["layer"], "5");
+    assert!(logit["node_id"].as_str().unwrap().starts_with("5_"));
+    assert!(logit["influence"].is_null());
+    assert_eq!(logit["is_target_logit"], true);
+    let feature = nodes
+        .iter()
+        .find(|n| n["feature_type"] == "cross layer transcoder")
+        .unwrap();
+    let parts: Vec<&str> = feature["node_id"].as_str().unwrap().split('_').collect();
+    let (layer, index): (u64, u64) = (parts[0].parse().unwrap(), parts[1].parse().unwrap());
+    assert_eq!(
+        feature["feature"].as_i64().unwrap() as u64,
+        (layer + index) * (layer + index + 1) / 2 + index,
+        "schema 1: feature is the Cantor pairing of layer and index"
+    );
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n["node_id"].as_str().unwrap().starts_with("E_"))
+    );
+    // Every link joins two written nodes.
+    let written: std::collections::HashSet<&str> = nodes
+        .iter()
+        .map(|n| n["node_id"].as_str().unwrap())
+        .collect();
+    for link in value["links"].as_array().unwrap() {
+        assert!(written.contains(link["source"].as_str().unwrap()));
+        assert!(written.contains(link["target"].as_str().unwrap()));
+    }
+    // serde_json reads floats back to within an ulp; the structure comes back exactly.
+    let read = GraphFile::parse(json.as_bytes()).unwrap();
+    assert_eq!(read.metadata.prompt_tokens, file.metadata.prompt_tokens);
+    assert_eq!(read.nodes.len(), file.nodes.len());
+    for (a, b) in read.nodes.iter().zip(&file.nodes) {
+        assert_eq!(
+            (&a.node_id, a.feature, &a.layer, &a.feature_type),
+            (&b.node_id, b.feature, &b.layer, &b.feature_type)
+        );
+    }
+    for (a, b) in read.links.iter().zip(&file.links) {
+        assert_eq!((&a.source, &a.target), (&b.source, &b.target));
+        assert!((a.weight - b.weight).abs() <= 1e-12 * b.weight.abs());
+    }
+    // A broken file is refused in words.
+    let broken = json.replacen("\"target\": \"", "\"target\": \"nowhere", 1);
+    let error = GraphFile::parse(broken.as_bytes()).unwrap_err().to_string();
+    assert!(error.contains("no node has that id"), "{error}");
+    let error = GraphFile::parse(b"{\"nodes\": 3}").unwrap_err().to_string();
+    assert!(error.contains("graph JSON"), "{error}");
+}
+
+#[test]
+fn cross_layer_links_equal_decoder_cosines_and_ablation_forwards() {
+    let w = world();
+    let graph_saes: Vec<GraphSae> = w
+        .saes
+        .iter()
+        .take(2)
+        .map(|(_, sae, hook)| GraphSae { sae, hook: *hook })
+        .collect();
+    let windows: Vec<Vec<u32>> = saeplay::sae::pipeline::held_out_windows(
+        w.loaded.tokenizer().unwrap(),
+        &saeplay::sae::store::Corpus::TinyTales {
+            seed: saeplay::tinytales::HELD_OUT_SEED,
+        },
+        32,
+        4,
+    )
+    .unwrap()
+    .into_iter()
+    .map(|w| w.ids)
+    .collect();
+    let cosine = block_on(cross_layer_graph(
+        &w.loaded.model,
+        &graph_saes,
+        &windows,
+        &CrossLayerSettings {
+            method: CrossLayerMethod::Cosine,
+            top: 2,
+            sources: 8,
+        },
+        |_| {},
+    ))
+    .unwrap();
+    let (d_a, d_b) = (w.saes[0].0.config.d_sae, w.saes[1].0.config.d_sae);
+    assert_eq!(cosine.links.len(), 2 * d_a, "two links per feature");
+    let norm = |x: &[f64]| x.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let cos = |u: &[f64], v: &[f64]| {
+        u.iter().zip(v).map(|(x, y)| x * y).sum::<f64>() / (norm(u) * norm(v))
+    };
+    let next: Vec<Vec<f64>> = (0..d_b).map(|j| row(&w.saes[1].0, "W_dec", j)).collect();
+    for link in cosine.links.iter().step_by(2 * 97) {
+        let (a, b) = (&cosine.nodes[link.source], &cosine.nodes[link.target]);
+        let u = row(&w.saes[0].0, "W_dec", a.feature);
+        let expected = cos(&u, &next[b.feature]);
+        assert!(
+            (f64::from(link.weight) - expected).abs() < 1e-4,
+            "{} vs {expected}",
+            link.weight
+        );
+        // It is the most similar decoder direction of the next SAE.
+        let best = next.iter().map(|v| cos(&u, v).abs()).fold(0.0, f64::max);
+        assert!(
+            (f64::from(link.weight.abs()) - best).abs() < 1e-4,
+            "{} vs best {best}",
+            link.weight
+        );
+    }
+
+    let ablation = block_on(cross_layer_graph(
+        &w.loaded.model,
+        &graph_saes,
+        &windows,
+        &CrossLayerSettings {
+            method: CrossLayerMethod::Ablation,
+            top: 3,
+            sources: 4,
+        },
+        |_| {},
+    ))
+    .unwrap();
+    assert!(!ablation.links.is_empty());
+    // One link by direct computation: remove the source's a_i d_i at block 0 in each window,
+    // run the model to block 1, encode, and average the fall over the non-BOS tokens.
+    let link = ablation.links[0];
+    let (a, b) = (&ablation.nodes[link.source], &ablation.nodes[link.target]);
+    let (sae0, sae1) = (&w.saes[0].1, &w.saes[1].1);
+    let d = w.weights.config.n_embd;
+    let t = windows[0].len();
+    let device = w.loaded.model.device().clone();
+    let dir = row(&w.saes[0].0, "W_dec", a.feature);
+    let capture = |window: &Vec<u32>, hooks: &saeplay::model::Hooks| {
+        w.loaded
+            .model
+            .capture_patched(std::slice::from_ref(window), hooks)
+            .unwrap()
+            .pop()
+            .unwrap()
+            .1
+            .reshape([t, d])
+    };
+    let mut total = 0.0f64;
+    for window in &windows {
+        let x0 = capture(
+            window,
+            &saeplay::model::Hooks::capture([HookPoint::ResidPre(0)]),
+        );
+        let acts0 = block_on(read_f32(sae0.encode(x0))).unwrap();
+        let mut delta = vec![0.0f32; t * d];
+        for p in 1..t {
+            let act = f64::from(acts0[p * d_a + a.feature]);
+            for i in 0..d {
+                delta[p * d + i] = -(act * dir[i]) as f32;
+            }
+        }
+        let ablated = capture(
+            window,
+            &saeplay::model::Hooks::capture([HookPoint::ResidPre(1)]).with_patch(
+                HookPoint::ResidPre(0),
+                saeplay::model::PatchOp::Add(saeplay::backend::float_tensor(
+                    delta,
+                    [1, t, d],
+                    &device,
+                )),
+            ),
+        );
+        let clean = capture(
+            window,
+            &saeplay::model::Hooks::capture([HookPoint::ResidPre(1)]),
+        );
+        let after = block_on(read_f32(sae1.encode(ablated))).unwrap();
+        let before = block_on(read_f32(sae1.encode(clean))).unwrap();
+        for p in 1..t {
+            total += f64::from(before[p * d_b + b.feature] - after[p * d_b + b.feature]);
+        }
+    }
+    let expected = total / (windows.len() * (t - 1)) as f64;
+    assert!(
+        (f64::from(link.weight) - expected).abs() < 1e-4 * expected.abs().max(1.0),
+        "ablation link {} against {expected}",
+        link.weight
+    );
+    let file = GraphFile::from_cross_layer(
+        &ablation,
+        "saeplay-tinytales",
+        &["a".into(), "b".into()],
+        &|_, _| None,
+    );
+    assert_eq!(file.links.len(), ablation.links.len());
+    assert!(
+        file.nodes
+            .iter()
+            .all(|n| n.density.is_some_and(|d| d > 0.0))
+    );
+}

@@ -212,6 +212,7 @@ fn page_state_moves_through_loading_generation_and_errors() {
 
 use saeplay::sae::steer::{Intervention, InterventionMode};
 use saeplay::ui::chart::{self, Frame, Range};
+use saeplay::ui::circuits::GraphKind;
 use saeplay::ui::feature_list::{self, FeatureRow, SortKey};
 use saeplay::ui::link::{MAX_FRAGMENT_BYTES, parse_steering, steering_text};
 use saeplay::ui::train_form::CorpusKind;
@@ -243,6 +244,10 @@ fn a_full_view_round_trips_through_its_link() {
         ],
         view: Some(View::Steer),
         recipe: Some(TrainForm::default().recipe()),
+        graph: Some(GraphKind::Ablation),
+        target: Some(" cat".into()),
+        threshold: Some(0.25),
+        node: Some("2_15_3".into()),
     };
     let text = fragment_for(&view);
     let (parsed, problems) = parse_fragment(&format!("#{text}"));
@@ -672,4 +677,150 @@ fn a_recipe_can_name_text_the_model_writes() {
         CorpusKind::ModelText
     );
     assert!(TrainForm::from_recipe("corpus:poems").is_err());
+}
+
+#[test]
+fn circuit_links_refuse_bad_parts_in_words() {
+    let (parsed, problems) =
+        parse_fragment("#view=circuits&graph=magic&threshold=2&node=%3Cscript%3E&target=%00x");
+    assert_eq!(parsed.view, Some(View::Circuits));
+    assert_eq!((parsed.graph, parsed.threshold), (None, None));
+    assert_eq!((parsed.node, parsed.target), (None, None));
+    assert_eq!(problems.len(), 4, "{problems:?}");
+    assert!(
+        problems[0].contains("attribution, cosine, ablation"),
+        "{problems:?}"
+    );
+}
+
+/// A hand-made attribution graph: two tokens, a feature per layer, an error, the logit.
+fn small_graph() -> saeplay::sae::circuits::GraphFile {
+    let json = r#"{
+      "metadata": {"slug": "s", "scan": "m", "transcoder_list": ["sae-a", "sae-b"],
+        "prompt_tokens": ["<bos>", "cat"], "prompt": "cat", "node_threshold": 0.8, "schema_version": 1,
+        "saeplay": {"kind": "attribution", "layers": [["0", "blocks.0.hook_resid_pre"], ["1", "blocks.1.hook_resid_pre"]]}},
+      "nodes": [
+        {"node_id": "E_5_0", "feature": 0, "layer": "E", "ctx_idx": 0, "feature_type": "embedding", "jsNodeId": "E_5-0", "clerp": "", "influence": 0.9},
+        {"node_id": "E_7_1", "feature": 1, "layer": "E", "ctx_idx": 1, "feature_type": "embedding", "jsNodeId": "E_7-1", "clerp": "", "influence": 0.5},
+        {"node_id": "0_12_1", "feature": 90, "layer": "0", "ctx_idx": 1, "feature_type": "cross layer transcoder", "jsNodeId": "0_12-0", "clerp": "animals", "influence": 0.3, "activation": 2.0},
+        {"node_id": "0_-1_1", "feature": -1, "layer": "0", "ctx_idx": 1, "feature_type": "residual reconstruction error", "jsNodeId": "0_-1-1", "clerp": "", "influence": 0.95},
+        {"node_id": "1_40_1", "feature": 901, "layer": "1", "ctx_idx": 1, "feature_type": "cross layer transcoder", "jsNodeId": "1_40-0", "clerp": "", "influence": 0.2, "activation": 1.0},
+        {"node_id": "3_9_1", "feature": 9, "layer": "3", "ctx_idx": 1, "feature_type": "logit", "token_prob": 0.4, "is_target_logit": true, "jsNodeId": "L_9-1", "clerp": "Output \"dog\" (p=0.400)"}
+      ],
+      "links": [
+        {"source": "E_7_1", "target": "0_12_1", "weight": 1.5},
+        {"source": "0_12_1", "target": "1_40_1", "weight": -0.5},
+        {"source": "0_-1_1", "target": "1_40_1", "weight": 0.1},
+        {"source": "1_40_1", "target": "3_9_1", "weight": 2.0}
+      ]
+    }"#;
+    saeplay::sae::circuits::GraphFile::parse(json.as_bytes()).unwrap()
+}
+
+#[test]
+fn attribution_pictures_put_tokens_below_layers_below_the_output_and_hide_weak_nodes() {
+    use saeplay::ui::circuits::{
+        CircuitsState, attribution_picture, feature_of_node, node_details,
+    };
+    let file = small_graph();
+    let state = CircuitsState {
+        threshold: 0.8,
+        selected: Some("1_40_1".into()),
+        ..CircuitsState::default()
+    };
+    let picture = attribution_picture(&file, &state);
+    let y = |id: &str| {
+        let i = file.nodes.iter().position(|n| n.node_id == id).unwrap();
+        picture.nodes.iter().find(|n| n.index == i).map(|n| n.y)
+    };
+    // The error (cumulative influence 0.95) is past the 0.8 threshold; embeddings never hide.
+    assert_eq!(y("0_-1_1"), None);
+    assert!(y("E_5_0").is_some());
+    let (e, f0, f1, logit) = (
+        y("E_7_1").unwrap(),
+        y("0_12_1").unwrap(),
+        y("1_40_1").unwrap(),
+        y("3_9_1").unwrap(),
+    );
+    assert!(
+        e > f0 && f0 > f1 && f1 > logit,
+        "tokens, layers, output from the bottom up"
+    );
+    // Three links among the drawn nodes; the strongest is widest; the chosen node's are marked.
+    assert_eq!(picture.edges.len(), 3);
+    let widest = picture.edges.iter().map(|e| e.width).fold(0.0, f64::max);
+    assert_eq!(picture.edges[0].width, widest);
+    assert_eq!(
+        picture.edges.iter().filter(|e| e.touches_selected).count(),
+        2
+    );
+    assert!(picture.edges.iter().any(|e| !e.positive));
+    assert_eq!(picture.column_labels[1].1, "cat");
+    // Details: the title, then inputs strongest first, then outputs.
+    let lines = node_details(&file, "1_40_1").unwrap();
+    assert!(
+        lines[0].starts_with("layer 1 feature 40 at \"cat\""),
+        "{lines:?}"
+    );
+    assert!(lines[2].starts_with("from layer 0 feature 12"), "{lines:?}");
+    assert!(lines.last().unwrap().starts_with("to Output"), "{lines:?}");
+    // A feature node opens its SAE's card when the page holds that SAE.
+    assert_eq!(
+        feature_of_node(&file, "0_12_1", &["sae-a", "sae-b"]),
+        Some(("sae-a".into(), 12))
+    );
+    assert_eq!(feature_of_node(&file, "0_12_1", &["other"]), None);
+    assert_eq!(feature_of_node(&file, "0_-1_1", &["sae-a"]), None);
+}
+
+#[test]
+fn cross_layer_pictures_keep_strong_links_and_search_narrows_them() {
+    use saeplay::ui::circuits::{CircuitsState, GraphKind, cross_layer_picture};
+    let node = |layer: u32, feature: u32, density: f64, clerp: &str| {
+        format!(
+            r#"{{"node_id": "{layer}_{feature}_0", "feature": {feature}, "layer": "{layer}", "ctx_idx": 0, "feature_type": "cross layer transcoder", "jsNodeId": "", "clerp": "{clerp}", "activation": 1.0, "density": {density}}}"#
+        )
+    };
+    let link = |a: &str, b: &str, w: f64| {
+        format!(r#"{{"source": "{a}", "target": "{b}", "weight": {w}}}"#)
+    };
+    let json = format!(
+        r#"{{"metadata": {{"slug": "c", "scan": "m", "prompt_tokens": [], "prompt": "",
+            "saeplay": {{"kind": "cosine", "layers": [["0", "a"], ["1", "b"]]}}}},
+          "nodes": [{}, {}, {}, {}], "links": [{}, {}, {}]}}"#,
+        node(0, 3, 0.2, "animals"),
+        node(0, 4, 0.01, ""),
+        node(1, 7, 0.1, ""),
+        node(1, 8, 0.05, ""),
+        link("0_3_0", "1_7_0", 0.9),
+        link("0_4_0", "1_8_0", -0.6),
+        link("0_4_0", "1_7_0", 0.2),
+    );
+    let file = saeplay::sae::circuits::GraphFile::parse(json.as_bytes()).unwrap();
+    let state = CircuitsState {
+        kind: GraphKind::Cosine,
+        threshold: 0.5,
+        ..CircuitsState::default()
+    };
+    // At half the strongest weight (0.9): the 0.9 and -0.6 links, and their four features.
+    let picture = cross_layer_picture(&file, &state);
+    assert_eq!(picture.edges.len(), 2);
+    assert_eq!(picture.nodes.len(), 4);
+    assert_eq!(picture.column_labels.len(), 2);
+    // Layers are columns; the denser feature is larger.
+    let at = |i: usize| picture.nodes.iter().find(|n| n.index == i).unwrap();
+    assert!(at(0).x < at(2).x);
+    assert!(at(0).radius > at(1).radius);
+    let searched = CircuitsState {
+        search: "animals".into(),
+        threshold: 0.0,
+        ..state
+    };
+    let picture = cross_layer_picture(&file, &searched);
+    assert_eq!(
+        picture.edges.len(),
+        1,
+        "only links touching the feature explained as animals"
+    );
+    assert!(picture.nodes.iter().any(|n| n.highlighted));
 }

@@ -2,6 +2,7 @@
 //! [`model`] (info, generate, forward, make-test-model, bench), [`lm`] (train-model, eval-model)
 //! and [`sae`] (capture, train-sae, eval-sae, features, encode, bench-sae).
 
+mod circuits;
 mod lm;
 mod model;
 mod sae;
@@ -175,6 +176,12 @@ enum Command {
     Score(sae::ScoreArgs),
     /// Encode captured activations with an SAE: writes x, feature_acts and x_hat.
     Encode(sae::EncodeArgs),
+    /// The cross-layer feature graph of SAEs at several blocks (decoder cosine or ablation),
+    /// as circuit-tracer's graph JSON.
+    Graph(circuits::GraphArgs),
+    /// The attribution graph of a prompt's top prediction (or --target) through SAEs at
+    /// several blocks, as the graph JSON circuit-tracer writes and Neuronpedia reads.
+    Attribute(circuits::AttributeArgs),
     /// SAE training throughput (vectors/s, GFLOP/s) on random activations.
     BenchSae(sae::BenchSaeArgs),
 }
@@ -220,6 +227,8 @@ fn run(command: Command) -> Result<()> {
         Command::Features(args) => sae::features(args),
         Command::BenchSae(args) => sae::bench_sae(args),
         Command::Encode(args) => sae::encode(args),
+        Command::Graph(args) => circuits::graph(args),
+        Command::Attribute(args) => circuits::attribute_prompt(args),
     }
 }
 

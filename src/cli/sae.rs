@@ -56,7 +56,7 @@ impl CorpusChoice {
     }
 
     /// Held-out windows: TinyTales from the held-out seed, or the text itself.
-    fn held_out(&self, loaded: &LoadedModel, windows: usize) -> Result<Vec<Window>> {
+    pub fn held_out(&self, loaded: &LoadedModel, windows: usize) -> Result<Vec<Window>> {
         pipeline::held_out_windows(loaded.tokenizer()?, &self.corpus()?, self.context, windows)
     }
 }
@@ -397,7 +397,7 @@ pub fn load_model_and_sae(model: &ModelArgs, dir: &Path) -> Result<(LoadedModel,
     Ok((loaded, sae, hook))
 }
 
-fn upload_sae(host: &HostSae, loaded: &LoadedModel) -> Result<(Sae, HookPoint)> {
+pub fn upload_sae(host: &HostSae, loaded: &LoadedModel) -> Result<(Sae, HookPoint)> {
     let hook = HookPoint::parse(&host.config.hook_name, loaded.model.dims())?;
     let sae = host.upload(loaded.model.device())?;
     sae.check_fits(&hook.to_string(), hook.width(loaded.model.dims()))?;
@@ -477,7 +477,11 @@ fn scan_held_out(
 }
 
 /// `value` as pretty JSON, to `out` or standard output.
-fn write_json(value: &impl serde::Serialize, what: &'static str, out: Option<&Path>) -> Result<()> {
+pub fn write_json(
+    value: &impl serde::Serialize,
+    what: &'static str,
+    out: Option<&Path>,
+) -> Result<()> {
     let json = serde_json::to_string_pretty(value)
         .map_err(|source| SaeplayError::Json { what, source })?;
     match out {

@@ -114,6 +114,21 @@ pub const EVAL_ABSORPTION: &str = "eval-absorption";
 pub const EVAL_METRICS: &str = "eval-metrics";
 pub const EVAL_DENSITY: &str = "eval-density";
 pub const EVAL_CONCEPTS: &str = "eval-concepts";
+pub const CIRCUIT_KIND: &str = "circuit-kind";
+pub const CIRCUIT_TARGET: &str = "circuit-target";
+pub const CIRCUIT_RUN: &str = "circuit-run";
+pub const CIRCUIT_THRESHOLD: &str = "circuit-threshold";
+pub const CIRCUIT_SEARCH: &str = "circuit-search";
+pub const CIRCUIT_EXPORT: &str = "circuit-export";
+pub const CIRCUIT_OPEN: &str = "circuit-open";
+pub const CIRCUIT_PROMPT: &str = "circuit-prompt";
+pub const CIRCUIT_STATUS: &str = "circuit-status";
+pub const CIRCUIT_SAES: &str = "circuit-saes";
+pub const CIRCUIT_GRAPH: &str = "circuit-graph";
+pub const CIRCUIT_NODE: &str = "circuit-node";
+pub const CIRCUIT_VERIFY: &str = "circuit-verify";
+pub const CIRCUIT_OPEN_CARD: &str = "circuit-open-card";
+pub const CIRCUIT_CHECK: &str = "circuit-check";
 
 /// The ids `index.html` must hold (besides each view's tab and section).
 pub const IN_PAGE: &[&str] = &[
@@ -204,6 +219,21 @@ pub const IN_PAGE: &[&str] = &[
     EVAL_STATUS,
     EVAL_PARETO_X,
     EVAL_PARETO_Y,
+    CIRCUIT_KIND,
+    CIRCUIT_TARGET,
+    CIRCUIT_RUN,
+    CIRCUIT_THRESHOLD,
+    CIRCUIT_SEARCH,
+    CIRCUIT_EXPORT,
+    CIRCUIT_OPEN,
+    CIRCUIT_PROMPT,
+    CIRCUIT_STATUS,
+    CIRCUIT_SAES,
+    CIRCUIT_GRAPH,
+    CIRCUIT_NODE,
+    CIRCUIT_VERIFY,
+    CIRCUIT_OPEN_CARD,
+    CIRCUIT_CHECK,
 ];
 
 /// The ids Rust gives to elements it creates; not in `index.html`.

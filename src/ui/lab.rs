@@ -248,6 +248,8 @@ pub struct Lab {
     /// The card's explanation being written, and the score it got.
     pub explain_text: String,
     pub explain_result: String,
+    /// The Circuits view.
+    pub circuits: crate::ui::circuits::CircuitsState,
 }
 
 /// Pause / cancel requests for a training run.
@@ -290,6 +292,7 @@ impl Default for Lab {
             pareto_axes: (Figure::L0, Figure::LossRecovered),
             explain_text: String::new(),
             explain_result: String::new(),
+            circuits: Default::default(),
         }
     }
 }

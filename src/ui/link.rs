@@ -27,15 +27,17 @@ pub enum View {
     Features,
     Steer,
     Evaluate,
+    Circuits,
 }
 
 impl View {
-    pub const ALL: [View; 5] = [
+    pub const ALL: [View; 6] = [
         View::Prompt,
         View::Train,
         View::Features,
         View::Steer,
         View::Evaluate,
+        View::Circuits,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +47,7 @@ impl View {
             View::Features => "features",
             View::Steer => "steer",
             View::Evaluate => "evaluate",
+            View::Circuits => "circuits",
         }
     }
 
@@ -106,6 +109,11 @@ pub struct Fragment {
     pub view: Option<View>,
     /// The training recipe of an SAE that lives in one tab (`key:value;...`, see [`super::TrainForm`]).
     pub recipe: Option<String>,
+    /// The Circuits view's graph, its target token, threshold and chosen node.
+    pub graph: Option<super::circuits::GraphKind>,
+    pub target: Option<String>,
+    pub threshold: Option<f64>,
+    pub node: Option<String>,
 }
 
 /// A short, single-line version of a link's value for messages (it is shown as text anyway).
@@ -231,7 +239,7 @@ pub fn parse_fragment(fragment: &str) -> (Fragment, Vec<String>) {
             "view" => match View::parse(&value) {
                 Some(v) => view.view = Some(v),
                 None => refuse(format!(
-                    "view \"{}\" is not one of prompt, train, features, steer, evaluate",
+                    "view \"{}\" is not one of prompt, train, features, steer, evaluate, circuits",
                     shorten(&value)
                 )),
             },
@@ -297,6 +305,35 @@ pub fn parse_fragment(fragment: &str) -> (Fragment, Vec<String>) {
                 Ok(list) => view.steer = list,
                 Err(why) => refuse(format!("steering settings are not valid: {why}")),
             },
+            "graph" => match super::circuits::GraphKind::parse(&value) {
+                Some(kind) => view.graph = Some(kind),
+                None => refuse(format!(
+                    "graph \"{}\" is not one of attribution, cosine, ablation",
+                    shorten(&value)
+                )),
+            },
+            "target" => {
+                if value.len() <= MAX_ID_BYTES && !value.chars().any(char::is_control) {
+                    view.target = Some(value);
+                } else {
+                    refuse(format!("target \"{}\" is not one token's text", shorten(&value)));
+                }
+            }
+            "threshold" => match value.parse::<f64>() {
+                Ok(t) if (0.0..=1.0).contains(&t) => view.threshold = Some(t),
+                _ => refuse(format!(
+                    "threshold \"{}\" is not a number from 0 to 1",
+                    shorten(&value)
+                )),
+            },
+            "node" => {
+                let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+                if !value.is_empty() && value.len() <= MAX_ID_BYTES && value.chars().all(plain) {
+                    view.node = Some(value);
+                } else {
+                    refuse(format!("node \"{}\" is not a graph node's id", shorten(&value)));
+                }
+            }
             "recipe" => match super::TrainForm::from_recipe(&value) {
                 Ok(_) => view.recipe = Some(value),
                 Err(why) => refuse(format!("training recipe is not valid: {why}")),
@@ -347,6 +384,18 @@ pub fn fragment_for(view: &Fragment) -> String {
             "steer={}",
             percent_encode(&steering_text(&view.steer))
         ));
+    }
+    if let Some(kind) = view.graph {
+        parts.push(format!("graph={}", kind.name()));
+    }
+    if let Some(target) = &view.target {
+        parts.push(format!("target={}", percent_encode(target)));
+    }
+    if let Some(threshold) = view.threshold {
+        parts.push(format!("threshold={threshold}"));
+    }
+    if let Some(node) = &view.node {
+        parts.push(format!("node={}", percent_encode(node)));
     }
     if let Some(prompt) = &view.prompt {
         parts.push(format!("prompt={}", percent_encode(prompt)));

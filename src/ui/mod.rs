@@ -6,6 +6,7 @@ use crate::model::readout::Prediction;
 use crate::model::{SamplingConfig, StopReason};
 
 pub mod chart;
+pub mod circuits;
 pub mod download;
 pub mod feature_list;
 pub mod heat;

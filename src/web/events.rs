@@ -55,6 +55,7 @@ impl App {
         self.bind_share();
         self.bind_model_controls();
         self.bind_evaluate();
+        self.bind_circuits();
     }
 
     /// Typing in the prompt: the link follows at once, the analysis once typing settles.

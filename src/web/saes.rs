@@ -129,22 +129,10 @@ impl App {
         self.update(|lab| lab.heat = None);
         self.update_link();
         self.render_sae_picker();
-        let needs_fetch = self
-            .lab
-            .borrow()
-            .slot(&id)
-            .is_some_and(|s| s.loaded.is_none());
-        if needs_fetch && let Origin::Shipped { path } = origin {
-            self.set_notice(format!("Fetching the SAE {id}…"));
-            match fetch_sae_dir(&path).await {
-                Ok(files) => {
-                    if let Err(e) = self.add_files(&id, files, Origin::Shipped { path }).await {
-                        self.show_error(format!("The SAE {id} could not be loaded: {e}"));
-                    }
-                }
-                Err(e) => self.show_error(format!("The SAE {id} could not be fetched: {e}")),
-            }
-            self.set_notice(String::new());
+        if matches!(origin, Origin::Shipped { .. })
+            && let Err(e) = self.load_slot(&id).await
+        {
+            self.show_error(e);
         }
         // The model runs processed as the chosen SAE asks (cfg.json's model_from_pretrained_kwargs).
         let chosen = self.lab.borrow().slot(&id).and_then(|s| s.loaded.clone());
@@ -177,6 +165,40 @@ impl App {
         self.analyse().await;
         self.render();
         self.after_view_change().await;
+    }
+
+    /// The SAE `id` ready to run, fetching a shipped one's files the first time.
+    pub(crate) async fn load_slot(self: &Rc<Self>, id: &str) -> Result<Rc<LoadedSae>, String> {
+        let (origin, loaded) = {
+            let lab = self.lab.borrow();
+            let slot = lab
+                .slot(id)
+                .ok_or_else(|| format!("There is no SAE called \"{id}\" here."))?;
+            (slot.origin.clone(), slot.loaded.clone())
+        };
+        if let Some(loaded) = loaded {
+            return Ok(loaded);
+        }
+        let Origin::Shipped { path } = origin else {
+            return Err(format!(
+                "The SAE {id} is still loading; try again in a moment."
+            ));
+        };
+        self.set_notice(format!("Fetching the SAE {id}…"));
+        let result = match fetch_sae_dir(&path).await {
+            Ok(files) => self
+                .add_files(id, files, Origin::Shipped { path })
+                .await
+                .map_err(|e| format!("The SAE {id} could not be loaded: {e}")),
+            Err(e) => Err(format!("The SAE {id} could not be fetched: {e}")),
+        };
+        self.set_notice(String::new());
+        result?;
+        self.lab
+            .borrow()
+            .slot(id)
+            .and_then(|s| s.loaded.clone())
+            .ok_or_else(|| format!("The SAE {id} could not be loaded."))
     }
 
     // ---- Keep and move SAEs ----

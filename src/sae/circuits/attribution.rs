@@ -443,13 +443,9 @@ pub async fn attribute(
     let d = model.dims().d_model;
     let mut nodes = Vec::new();
     let mut node_of: Vec<Option<u32>> = Vec::new();
-    for pos in 0..t {
+    for (pos, &token) in ids.iter().enumerate() {
         node_of.push(Some(nodes.len() as u32));
-        nodes.push(GraphNode::new(
-            NodeKind::Embedding { token: ids[pos] },
-            pos,
-            0.0,
-        ));
+        nodes.push(GraphNode::new(NodeKind::Embedding { token }, pos, 0.0));
     }
     let mut feature_nodes = Vec::new(); // (node index, activation, target)
     for (layer, (s, l)) in saes.iter().zip(&clean.layers).enumerate() {

@@ -58,7 +58,7 @@ impl Default for CrossLayerSettings {
         Self {
             method: CrossLayerMethod::Cosine,
             top: 3,
-            sources: 64,
+            sources: 32,
         }
     }
 }

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::cross_layer::CrossLayerGraph;
-use super::{AttributionGraph, NodeKind};
+use super::{AttributionGraph, GraphNode, NodeKind};
 use crate::error::{Result, SaeplayError};
 use crate::model::HookPoint;
 
@@ -149,6 +149,18 @@ pub fn block_of(hook: HookPoint) -> usize {
     hook.layer().unwrap_or(0)
 }
 
+/// An attribution node's id as circuit-tracer forms it.
+pub fn node_id(n: &GraphNode, n_layers: usize) -> String {
+    match n.kind {
+        NodeKind::Embedding { token } => format!("E_{token}_{}", n.ctx_idx),
+        NodeKind::Error { hook, .. } => format!("{}_-1_{}", block_of(hook), n.ctx_idx),
+        NodeKind::Feature { hook, feature, .. } => {
+            format!("{}_{feature}_{}", block_of(hook), n.ctx_idx)
+        }
+        NodeKind::Logit { token, .. } => format!("{}_{token}_{}", n_layers + 1, n.ctx_idx),
+    }
+}
+
 /// What the file needs beyond the graph itself.
 pub struct GraphContext<'a> {
     /// Neuronpedia's model id or the model's name.
@@ -231,19 +243,7 @@ impl GraphFile {
         context: &GraphContext<'_>,
     ) -> Self {
         let token_text = |pos: usize| context.prompt_tokens.get(pos).cloned().unwrap_or_default();
-        let node_id = |i: usize| -> String {
-            let n = &graph.nodes[i];
-            match n.kind {
-                NodeKind::Embedding { token } => format!("E_{token}_{}", n.ctx_idx),
-                NodeKind::Error { hook, .. } => format!("{}_-1_{}", block_of(hook), n.ctx_idx),
-                NodeKind::Feature { hook, feature, .. } => {
-                    format!("{}_{feature}_{}", block_of(hook), n.ctx_idx)
-                }
-                NodeKind::Logit { token, .. } => {
-                    format!("{}_{token}_{}", context.n_layers + 1, n.ctx_idx)
-                }
-            }
-        };
+        let node_id = |i: usize| node_id(&graph.nodes[i], context.n_layers);
         let nodes = graph
             .kept_nodes()
             .map(|i| {

@@ -231,7 +231,7 @@ pub(super) fn total_effects(graph: &AttributionGraph) -> Vec<f64> {
     let mut effect = vec![0.0f64; n];
     effect[graph.logit] = 1.0;
     let mut rows: Vec<&SourceRow> = graph.rows.iter().collect();
-    rows.sort_by(|a, b| b.target.cmp(&a.target));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.target));
     for row in rows {
         let target = &graph.nodes[row.target];
         let factor = match target.kind {
@@ -312,7 +312,11 @@ mod tests {
         assert_eq!(effects[0], 2.0);
         assert_eq!(graph.replacement_score, 1.0);
         assert!(graph.kept.iter().all(|k| *k));
-        assert_eq!(graph.links[0].weight, 3.0);
+        // Links keep their signed direct effects.
+        let link = |s: usize, t: usize| graph.links.iter().find(|l| l.source == s && l.target == t);
+        assert_eq!(link(1, 3).unwrap().weight, 3.0);
+        assert_eq!(link(2, 3).unwrap().weight, -1.0);
+        assert_eq!(graph.links.len(), 4);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use crate::ui::{View, ids};
 use crate::web::App;
 
+mod circuits;
 mod evaluate;
 mod features;
 mod heatmap;
@@ -27,6 +28,7 @@ impl App {
             View::Steer => self.render_steer(),
             View::Train => self.render_train(),
             View::Prompt => self.render_heatmap(),
+            View::Circuits => self.enter_circuits().await,
         }
     }
 
