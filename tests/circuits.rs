@@ -48,6 +48,24 @@ fn world() -> World {
     }
 }
 
+fn graph_saes(w: &World) -> Vec<GraphSae<'_>> {
+    w.saes
+        .iter()
+        .map(|(_, sae, hook)| GraphSae { sae, hook: *hook })
+        .collect()
+}
+
+fn attribution(w: &World, ids: &[u32]) -> saeplay::sae::circuits::AttributionGraph {
+    block_on(attribute(
+        &w.loaded.model,
+        &graph_saes(w),
+        ids,
+        &AttributionSettings::default(),
+        |_| {},
+    ))
+    .unwrap()
+}
+
 fn prompt_ids(loaded: &LoadedModel, text: &str) -> Vec<u32> {
     let tokenizer = loaded.tokenizer().unwrap();
     let mut ids = vec![tokenizer.id_of(END_OF_TEXT).unwrap()];
@@ -234,20 +252,7 @@ fn row(sae: &HostSae, name: &str, i: usize) -> Vec<f64> {
 fn attribution_edges_equal_central_differences_of_the_frozen_replacement_model() {
     let w = world();
     let ids = prompt_ids(&w.loaded, "Once upon a time, a little cat named");
-    let graph_saes: Vec<GraphSae> = w
-        .saes
-        .iter()
-        .map(|(_, sae, hook)| GraphSae { sae, hook: *hook })
-        .collect();
-    let settings = AttributionSettings::default();
-    let graph = block_on(attribute(
-        &w.loaded.model,
-        &graph_saes,
-        &ids,
-        &settings,
-        |_| {},
-    ))
-    .unwrap();
+    let graph = attribution(&w, &ids);
     let (t, d) = (ids.len(), w.weights.config.n_embd);
     eprintln!(
         "{} nodes, {} rows, {} kept, {} links",
@@ -411,19 +416,8 @@ fn attribution_edges_equal_central_differences_of_the_frozen_replacement_model()
 fn verifying_a_node_ablates_it_in_the_real_model() {
     let w = world();
     let ids = prompt_ids(&w.loaded, "Once upon a time, a little cat named");
-    let graph_saes: Vec<GraphSae> = w
-        .saes
-        .iter()
-        .map(|(_, sae, hook)| GraphSae { sae, hook: *hook })
-        .collect();
-    let graph = block_on(attribute(
-        &w.loaded.model,
-        &graph_saes,
-        &ids,
-        &AttributionSettings::default(),
-        |_| {},
-    ))
-    .unwrap();
+    let graph_saes = graph_saes(&w);
+    let graph = attribution(&w, &ids);
     // The last SAE's strongest feature acts on the logit directly.
     let node = graph
         .links
@@ -489,19 +483,7 @@ fn verifying_a_node_ablates_it_in_the_real_model() {
 fn graph_files_round_trip_in_circuit_tracers_shape() {
     let w = world();
     let ids = prompt_ids(&w.loaded, "Mia saw a big dog");
-    let graph_saes: Vec<GraphSae> = w
-        .saes
-        .iter()
-        .map(|(_, sae, hook)| GraphSae { sae, hook: *hook })
-        .collect();
-    let graph = block_on(attribute(
-        &w.loaded.model,
-        &graph_saes,
-        &ids,
-        &AttributionSettings::default(),
-        |_| {},
-    ))
-    .unwrap();
+    let graph = attribution(&w, &ids);
     let tokenizer = w.loaded.tokenizer().unwrap();
     let tokens: Vec<String> = ids.iter().map(|&i| tokenizer.token_text(i)).collect();
     let sae_ids: Vec<String> = (0..4)
@@ -582,12 +564,7 @@ fn graph_files_round_trip_in_circuit_tracers_shape() {
 #[test]
 fn cross_layer_links_equal_decoder_cosines_and_ablation_forwards() {
     let w = world();
-    let graph_saes: Vec<GraphSae> = w
-        .saes
-        .iter()
-        .take(2)
-        .map(|(_, sae, hook)| GraphSae { sae, hook: *hook })
-        .collect();
+    let graph_saes = graph_saes(&w)[..2].to_vec();
     let windows: Vec<Vec<u32>> = saeplay::sae::pipeline::held_out_windows(
         w.loaded.tokenizer().unwrap(),
         &saeplay::sae::store::Corpus::TinyTales {

@@ -91,6 +91,16 @@ pub struct LoadedSae {
     pub neuronpedia_id: Option<String>,
 }
 
+impl LoadedSae {
+    /// This SAE as a graph reads it.
+    pub fn graph_sae(&self) -> crate::sae::circuits::GraphSae<'_> {
+        crate::sae::circuits::GraphSae {
+            sae: &self.sae,
+            hook: self.hook,
+        }
+    }
+}
+
 /// One SAE the page holds; `loaded` once its files are here.
 pub struct SaeSlot {
     pub id: String,

@@ -31,6 +31,29 @@ pub fn svg_el(document: &Document, tag: &str, attributes: &[(&str, String)]) -> 
     element
 }
 
+/// An SVG text at `(x, y)` with a class.
+pub fn svg_text(
+    document: &Document,
+    x: f64,
+    y: f64,
+    anchor: &str,
+    class: &str,
+    text: &str,
+) -> Element {
+    let label = svg_el(
+        document,
+        "text",
+        &[
+            ("x", format!("{x:.1}")),
+            ("y", format!("{y:.1}")),
+            ("text-anchor", anchor.into()),
+            ("class", class.into()),
+        ],
+    );
+    label.set_text_content(Some(text));
+    label
+}
+
 pub fn clear(element: &Element) {
     element.set_text_content(None);
 }

@@ -20,7 +20,8 @@ use crate::model::{HookContext, HookPoint, Hooks, LogitsFor, Model, PatchOp};
 use crate::sae::arch::{B_DEC, W_DEC, W_ENC};
 use crate::sae::{Architecture, Sae};
 
-/// Targets (rows of the adjacency matrix) per backward pass.
+/// Targets (rows of the adjacency matrix) per backward pass on the CPU; a GPU takes four times
+/// as many, since there the number of passes costs more than their size.
 pub const TARGETS_PER_BACKWARD: usize = 32;
 
 /// What an attribution run computes.
@@ -334,10 +335,30 @@ async fn direct_effects(
         error_leaves.push(error);
         inputs.push(input);
     }
-    let out = frozen.forward(&vec![ids.to_vec(); b], &hooks, LogitsFor::LastPosition)?;
+    // Rows that all explain features of one SAE need the forward only up to that SAE's block.
+    let batch = vec![ids.to_vec(); b];
+    let logits = match targets {
+        [Target::Feature { layer, .. }, ..]
+            if targets
+                .iter()
+                .all(|t| matches!(t, Target::Feature { layer: l, .. } if l == layer)) =>
+        {
+            let hooks = Hooks {
+                capture: vec![saes[*layer].hook],
+                ..hooks
+            };
+            frozen.capture_patched(&batch, &hooks)?;
+            None
+        }
+        _ => Some(
+            frozen
+                .forward(&batch, &hooks, LogitsFor::LastPosition)?
+                .logits,
+        ),
+    };
 
     // The objective: the sum over rows of each row's target, so each row's gradient is its own.
-    let mut logit_seed = vec![0.0f32; b * vocab];
+    let mut logit_seed = vec![0.0f32; if logits.is_some() { b * vocab } else { 0 }];
     let mut feature_seeds: Vec<Option<Vec<f32>>> = vec![None; saes.len()];
     for (row, target) in targets.iter().enumerate() {
         match *target {
@@ -358,7 +379,8 @@ async fn direct_effects(
             }
         }
     }
-    let mut objective = (out.logits * float_tensor(logit_seed, [b, 1, vocab], &device)).sum();
+    let mut objective =
+        logits.map(|logits| (logits * float_tensor(logit_seed, [b, 1, vocab], &device)).sum());
     for (seed, input) in feature_seeds.into_iter().zip(&inputs) {
         if let Some(seed) = seed {
             let x = input
@@ -368,10 +390,16 @@ async fn direct_effects(
                 .ok_or_else(|| {
                     SaeplayError::InvalidSetting("an SAE hook was not reached".into())
                 })?;
-            objective = objective + (x * float_tensor(seed, [b, t, d], &device)).sum();
+            let term = (x * float_tensor(seed, [b, t, d], &device)).sum();
+            objective = Some(match objective {
+                Some(sum) => sum + term,
+                None => term,
+            });
         }
     }
-    let grads = objective.backward();
+    let grads = objective
+        .ok_or_else(|| SaeplayError::InvalidSetting("no target to attribute".into()))?
+        .backward();
 
     // Value times gradient, summed over the width for embedding and error nodes.
     let dot_rows = |value: &Tensor<3>| -> Option<Tensor<2>> {
@@ -513,8 +541,22 @@ pub async fn attribute(
         .collect();
     targets.push((logit_index, Target::Logit));
     let mut rows = Vec::with_capacity(targets.len());
-    let chunks = targets.chunks(TARGETS_PER_BACKWARD).count();
-    for (done, chunk) in targets.chunks(TARGETS_PER_BACKWARD).enumerate() {
+    let per_backward = if crate::backend::is_host_device(model.device()) {
+        TARGETS_PER_BACKWARD
+    } else {
+        4 * TARGETS_PER_BACKWARD
+    };
+    // Batches never mix SAEs (or the logit), so each runs the forward only as far as it needs.
+    let layer_of = |t: &Target| match t {
+        Target::Feature { layer, .. } => *layer,
+        Target::Logit => usize::MAX,
+    };
+    let batches: Vec<&[(usize, Target)]> = targets
+        .chunk_by(|a, b| layer_of(&a.1) == layer_of(&b.1))
+        .flat_map(|group| group.chunks(per_backward))
+        .collect();
+    let chunks = batches.len();
+    for (done, chunk) in batches.into_iter().enumerate() {
         let kinds: Vec<Target> = chunk.iter().map(|(_, target)| *target).collect();
         let effects = direct_effects(&frozen, &saes, ids, &clean, &kinds).await?;
         for ((node, _), effects) in chunk.iter().zip(effects) {

@@ -227,6 +227,16 @@ impl GraphFile {
         })
     }
 
+    /// Whether this is a cross-layer graph (saeplay says so, or it has no prompt).
+    pub fn is_cross_layer(&self) -> bool {
+        self.metadata
+            .saeplay
+            .as_ref()
+            .map_or(self.metadata.prompt_tokens.is_empty(), |f| {
+                f.kind != "attribution"
+            })
+    }
+
     /// The index of each node by id.
     pub fn node_index(&self) -> std::collections::HashMap<&str, usize> {
         self.nodes

@@ -20,7 +20,7 @@ use crate::ui::circuits::{
 };
 use crate::ui::ids;
 use crate::ui::lab::LoadedSae;
-use crate::web::dom::{append, clear, el, listen, svg_el};
+use crate::web::dom::{append, clear, el, listen, svg_el, svg_text};
 use crate::web::{App, files};
 
 /// Held-out windows (and their length) a cross-layer graph reads in the page.
@@ -30,6 +30,8 @@ const PAGE_GRAPH_CONTEXT: usize = 64;
 impl App {
     pub(crate) fn bind_circuits(self: &Rc<Self>) {
         self.on(ids::CIRCUIT_RUN, "click", |app| {
+            // Said at once, so nothing reads the last graph's status as this one's.
+            app.set_circuit_status("Building the graph…".into());
             let app = Rc::clone(app);
             spawn_local(async move { app.build_graph().await });
         });
@@ -315,13 +317,7 @@ impl App {
                 }
             }
         };
-        let graph_saes: Vec<GraphSae> = saes
-            .iter()
-            .map(|(_, l)| GraphSae {
-                sae: &l.sae,
-                hook: l.hook,
-            })
-            .collect();
+        let graph_saes: Vec<GraphSae> = saes.iter().map(|(_, l)| l.graph_sae()).collect();
         let app = Rc::clone(self);
         let graph = attribute(
             &loaded.model,
@@ -418,13 +414,7 @@ impl App {
         .into_iter()
         .map(|w| w.ids)
         .collect();
-        let graph_saes: Vec<GraphSae> = saes
-            .iter()
-            .map(|(_, l)| GraphSae {
-                sae: &l.sae,
-                hook: l.hook,
-            })
-            .collect();
+        let graph_saes: Vec<GraphSae> = saes.iter().map(|(_, l)| l.graph_sae()).collect();
         let app = Rc::clone(self);
         let graph = cross_layer_graph(
             &loaded.model,
@@ -432,6 +422,8 @@ impl App {
             &windows,
             &CrossLayerSettings {
                 method,
+                // Half the CLI's sources: ablations run on the page's own thread.
+                sources: CrossLayerSettings::default().sources / 2,
                 ..CrossLayerSettings::default()
             },
             move |fraction| {
@@ -473,13 +465,7 @@ impl App {
         let lab = self.lab.borrow();
         let c = &lab.circuits;
         let file = c.graph.as_ref()?;
-        let cross = file
-            .metadata
-            .saeplay
-            .as_ref()
-            .map_or(file.metadata.prompt_tokens.is_empty(), |f| {
-                f.kind != "attribution"
-            });
+        let cross = file.is_cross_layer();
         Some(if cross {
             cross_layer_picture(file, c)
         } else {
@@ -575,20 +561,8 @@ impl App {
             append(&shape, &title);
             append(&svg, &shape);
         }
-        let label = |x: f64, y: f64, anchor: &str, text: &str| {
-            let t = svg_el(
-                d,
-                "text",
-                &[
-                    ("x", format!("{x:.1}")),
-                    ("y", format!("{y:.1}")),
-                    ("text-anchor", anchor.into()),
-                    ("class", "label".into()),
-                ],
-            );
-            t.set_text_content(Some(text));
-            t
-        };
+        let label =
+            |x: f64, y: f64, anchor: &str, text: &str| svg_text(d, x, y, anchor, "label", text);
         for (y, text) in &picture.row_labels {
             append(&svg, &label(4.0, *y + 3.0, "start", text));
         }
@@ -681,13 +655,7 @@ impl App {
                 Err(e) => return e,
             }
         }
-        let graph_saes: Vec<GraphSae> = saes
-            .iter()
-            .map(|l| GraphSae {
-                sae: &l.sae,
-                hook: l.hook,
-            })
-            .collect();
+        let graph_saes: Vec<GraphSae> = saes.iter().map(|l| l.graph_sae()).collect();
         match crate::sae::circuits::attribution::verify_node(
             &loaded.model,
             &graph_saes,
@@ -747,13 +715,7 @@ impl App {
     fn open_graph_file(self: &Rc<Self>, name: &str, bytes: &[u8]) {
         match GraphFile::parse(bytes) {
             Ok(file) => {
-                let cross = file
-                    .metadata
-                    .saeplay
-                    .as_ref()
-                    .map_or(file.metadata.prompt_tokens.is_empty(), |f| {
-                        f.kind != "attribution"
-                    });
+                let cross = file.is_cross_layer();
                 let summary = format!(
                     "Opened {name}: {} nodes and {} links{}.",
                     file.nodes.len(),

@@ -15,22 +15,11 @@ use crate::ui::ids;
 use crate::ui::lab::{Lab, metric_text};
 use crate::ui::lab::{LoadedSae, Summary};
 use crate::web::App;
-use crate::web::dom::{append, bar_list, clear, el, histogram, svg_el};
+use crate::web::dom::{append, bar_list, clear, el, histogram, svg_el, svg_text};
 
 /// A chart label (`class=\"tick\"`) at `(x, y)`.
 fn text_label(d: &Document, x: f64, y: f64, anchor: &str, text: &str) -> Element {
-    let label = svg_el(
-        d,
-        "text",
-        &[
-            ("x", format!("{x:.1}")),
-            ("y", format!("{y:.1}")),
-            ("text-anchor", anchor.into()),
-            ("class", "tick".into()),
-        ],
-    );
-    label.set_text_content(Some(text));
-    label
+    svg_text(d, x, y, anchor, "tick", text)
 }
 
 impl App {
