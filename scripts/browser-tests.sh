@@ -7,14 +7,14 @@
 #   SAEPLAY_BIN             native CLI for reference runs  (default target/debug/saeplay)
 #   SAEPLAY_MODEL           model directory                (default www/models/builtin)
 #   SAEPLAY_BROWSER_PATHS   cpu,webgpu or one of them      (default cpu,webgpu)
-#   BROWSER_TESTS_TIMEOUT   seconds for the whole run      (default 1800)
+#   BROWSER_TESTS_TIMEOUT   seconds for the whole run      (default 2700)
 # Exits with node's status (124 if the timeout killed it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dist="${SAEPLAY_DIST:-dist}"
 bin="${SAEPLAY_BIN:-target/debug/saeplay}"
-limit="${BROWSER_TESTS_TIMEOUT:-1800}"
+limit="${BROWSER_TESTS_TIMEOUT:-2700}"
 
 missing=0
 [ -f "$dist/index.html" ] || { echo "browser-tests: $dist/index.html not found: build the page first" >&2; missing=1; }

@@ -700,3 +700,105 @@ fn cross_layer_links_equal_decoder_cosines_and_ablation_forwards() {
             .all(|n| n.density.is_some_and(|d| d > 0.0))
     );
 }
+
+/// On a Llama-family model the last SAE's links to the logit pass only through the final
+/// RMSNorm (scale frozen) and the unembedding: each is `(v / rms) * g · (W_U[t] - mean W_U)`
+/// for the source's vector `v` at the last position, computed here from the weights.
+#[test]
+fn llama_logit_links_equal_the_frozen_final_norm_and_unembedding() {
+    use saeplay::model::fixtures::{LlamaSpec, tiny_llama_checkpoint};
+    use saeplay::sae::Architecture;
+    let files = tiny_llama_checkpoint(&LlamaSpec::default());
+    let weights = files.parse().unwrap().weights.into_llama().unwrap();
+    let loaded = files.parse().unwrap().upload(&cpu_device()).unwrap();
+    let d = weights.config.hidden_size;
+    let hooks = [HookPoint::ResidPost(0), HookPoint::ResidPost(1)];
+    let saes: Vec<(saeplay::sae::SaeConfig, Sae)> = hooks
+        .iter()
+        .enumerate()
+        .map(|(i, hook)| {
+            let mut config = common::sae_reference::config(Architecture::TopK { k: 8 }, d, 96);
+            config.hook_name = hook.to_string();
+            let w = saeplay::sae::fixtures::random_sae_weights(&config, 10 + i as u64);
+            let sae = Sae::from_host(config.clone(), &w, loaded.model.device()).unwrap();
+            (config, sae)
+        })
+        .collect();
+    let graph_saes: Vec<GraphSae> = saes
+        .iter()
+        .zip(hooks)
+        .map(|((_, sae), hook)| GraphSae { sae, hook })
+        .collect();
+    let ids = vec![1u32, 40, 77, 5, 120, 33];
+    let graph = block_on(attribute(
+        &loaded.model,
+        &graph_saes,
+        &ids,
+        &AttributionSettings::default(),
+        |_| {},
+    ))
+    .unwrap();
+    let t = ids.len();
+    let NodeKind::Logit { token, .. } = graph.nodes[graph.logit].kind else {
+        panic!()
+    };
+    let x = block_on(read_f32(
+        loaded
+            .model
+            .capture(std::slice::from_ref(&ids), &[HookPoint::ResidPost(1)])
+            .unwrap()
+            .pop()
+            .unwrap()
+            .1,
+    ))
+    .unwrap();
+    let last = &x[(t - 1) * d..t * d];
+    let rms = (last.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / d as f64
+        + weights.config.rms_norm_eps)
+        .sqrt();
+    let gain = &weights.tensors["model.norm.weight"].values;
+    let unembed = &weights.tensors["lm_head.weight"].values;
+    let vocab = unembed.len() / d;
+    let direction: Vec<f64> = (0..d)
+        .map(|k| {
+            let mean = (0..vocab)
+                .map(|v| f64::from(unembed[v * d + k]))
+                .sum::<f64>()
+                / vocab as f64;
+            (f64::from(unembed[token as usize * d + k]) - mean) * f64::from(gain[k]) / rms
+        })
+        .collect();
+    let host = block_on(saes[1].1.to_host()).unwrap();
+    let w_dec = &host["W_dec"];
+    let row = graph.rows.iter().find(|r| r.target == graph.logit).unwrap();
+    let mut checked = 0;
+    for &(source, engine) in &row.sources {
+        let n = &graph.nodes[source as usize];
+        let NodeKind::Feature {
+            layer: 1, feature, ..
+        } = n.kind
+        else {
+            continue;
+        };
+        assert_eq!(n.ctx_idx, t - 1, "the final norm mixes no positions");
+        let expected: f64 = (0..d)
+            .map(|k| {
+                f64::from(n.activation) * f64::from(w_dec.values[feature * d + k]) * direction[k]
+            })
+            .sum();
+        assert!(
+            (f64::from(engine) - expected).abs() < 1e-3 * expected.abs().max(1.0),
+            "feature {feature}: engine {engine}, direct {expected}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "checked {checked}");
+    // Features of the first SAE drive the second's, through block 1's attention and MLP.
+    assert!(graph.rows.iter().any(|r| matches!(
+        graph.nodes[r.target].kind,
+        NodeKind::Feature { layer: 1, .. }
+    ) && r.sources.iter().any(|(s, _)| matches!(
+        graph.nodes[*s as usize].kind,
+        NodeKind::Feature { layer: 0, .. }
+    ))));
+}

@@ -52,6 +52,9 @@ impl Linear {
     }
 }
 
+/// Most bytes of packed matrices the page unpacks for an attribution graph.
+const MAX_PAGE_UNPACKED_BYTES: usize = 256 << 20;
+
 /// Rows of `x` up to which a packed matmul runs on the host, unpacking each weight row once
 /// (generation); above it the matrix is unpacked (in pieces) and multiplied by the backend.
 const HOST_MATMUL_ROWS: usize = 8;
@@ -176,6 +179,8 @@ pub struct Llama {
     unembed_rows: VocabMatrix, // [vocab, d]: embed_tokens when tied, else lm_head
     blocks: Vec<Block>,
     norm: Tensor<1>, // [d]
+    /// Attention patterns and RMS scales cut from the gradient (attribution); values unchanged.
+    frozen: bool,
 }
 
 /// Upload a host tensor, taking its memory.
@@ -283,6 +288,85 @@ impl Llama {
             unembed_rows,
             blocks,
             norm,
+            frozen: false,
+        })
+    }
+
+    /// This model on the autodiff twin of its device, every matrix unpacked, with attention
+    /// patterns and RMS scales frozen (as `Gpt2::frozen_for_attribution`). The weights are
+    /// constants.
+    pub fn frozen_for_attribution(&self) -> Result<Self> {
+        // Unpacking copies: in a tab, where memory is tight and running out aborts the page,
+        // a large packed model is refused in words instead.
+        let packed_bytes: usize = self
+            .blocks
+            .iter()
+            .flat_map(|b| {
+                [
+                    &b.q_proj,
+                    &b.k_proj,
+                    &b.v_proj,
+                    &b.o_proj,
+                    &b.gate_proj,
+                    &b.up_proj,
+                    &b.down_proj,
+                ]
+            })
+            .filter_map(|l| match &l.weight {
+                LinearWeight::Packed(m) => Some(m.rows * m.cols * 4),
+                LinearWeight::Dense(_) => None,
+            })
+            .chain(
+                [&self.embed_tokens, &self.unembed_rows]
+                    .iter()
+                    .filter_map(|v| match v {
+                        VocabMatrix::Packed(m) => Some(m.rows * m.cols * 4),
+                        VocabMatrix::Dense(_) => None,
+                    }),
+            )
+            .sum();
+        if cfg!(target_arch = "wasm32") && packed_bytes > MAX_PAGE_UNPACKED_BYTES {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "attribution needs this model's matrices unpacked ({} MB), more than the page allows ({} MB); `saeplay attribute` makes the same graph natively",
+                packed_bytes >> 20,
+                MAX_PAGE_UNPACKED_BYTES >> 20
+            )));
+        }
+        let lift1 = |t: &Tensor<1>| Tensor::from_inner(t.clone());
+        let lift2 = |t: &Tensor<2>| Tensor::from_inner(t.clone());
+        let inner = &self.device;
+        let linear = |l: &Linear| Linear {
+            weight: LinearWeight::Dense(match &l.weight {
+                LinearWeight::Dense(w) => lift2(w),
+                LinearWeight::Packed(m) => lift2(&upload_linear_weight(m.to_host(), inner)),
+            }),
+            bias: l.bias.as_ref().map(lift1),
+        };
+        let vocab = |v: &VocabMatrix| VocabMatrix::Dense(lift2(&v.dense(inner)));
+        Ok(Self {
+            config: self.config.clone(),
+            dims: self.dims.clone(),
+            device: self.device.clone().autodiff(),
+            inv_freq: self.inv_freq.clone(),
+            embed_tokens: vocab(&self.embed_tokens),
+            unembed_rows: vocab(&self.unembed_rows),
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| Block {
+                    input_layernorm: lift1(&b.input_layernorm),
+                    q_proj: linear(&b.q_proj),
+                    k_proj: linear(&b.k_proj),
+                    v_proj: linear(&b.v_proj),
+                    o_proj: linear(&b.o_proj),
+                    post_attention_layernorm: lift1(&b.post_attention_layernorm),
+                    gate_proj: linear(&b.gate_proj),
+                    up_proj: linear(&b.up_proj),
+                    down_proj: linear(&b.down_proj),
+                })
+                .collect(),
+            norm: lift1(&self.norm),
+            frozen: true,
         })
     }
 
@@ -385,7 +469,8 @@ impl Llama {
     /// `x / sqrt(mean(x^2) + eps)` over the last dim.
     fn normalize(&self, x: Tensor<3>) -> Tensor<3> {
         let mean_square = x.clone().powf_scalar(2.0).mean_dim(2);
-        x / (mean_square + self.config.rms_norm_eps).sqrt()
+        let scale = (mean_square + self.config.rms_norm_eps).sqrt();
+        x / if self.frozen { scale.detach() } else { scale }
     }
 
     fn rms_norm(&self, x: Tensor<3>, weight: &Tensor<1>) -> Tensor<3> {
@@ -476,6 +561,11 @@ impl Llama {
             scores = scores + mask;
         }
         let pattern = softmax(scores, 3);
+        let pattern = if self.frozen {
+            pattern.detach()
+        } else {
+            pattern
+        };
         let z = pattern
             .matmul(v_all) // [b, head, t, dh]
             .swap_dims(1, 2)

@@ -126,13 +126,12 @@ impl Model {
 
     /// This model for attribution: on its device's autodiff twin, with attention patterns and
     /// normalisation scales frozen (see `Gpt2::frozen_for_attribution`).
+    /// A model kept packed (a GGUF's on the CPU) is unpacked: attribution is for small models
+    /// or a machine with room.
     pub fn frozen_for_attribution(&self) -> Result<Self> {
         match self {
             Self::Gpt2(model) => Ok(Self::Gpt2(model.frozen_for_attribution())),
-            Self::Llama(_) => Err(SaeplayError::InvalidSetting(
-                "attribution graphs run on GPT-2 models for now; this is a Llama-family model"
-                    .into(),
-            )),
+            Self::Llama(model) => Ok(Self::Llama(model.frozen_for_attribution()?)),
         }
     }
 
