@@ -98,6 +98,10 @@ fn load(args: &SaesArgs) -> Result<(LoadedModel, NamedSaes, String)> {
         .and_then(|id| id.split('/').next())
         .unwrap_or(&first.config.model_name)
         .to_string();
+    // Forward order once, so ids and hooks line up with the graph's layers.
+    saes.sort_by_key(|(_, hook, _)| {
+        saeplay::sae::circuits::attribution::residual_position(*hook).unwrap_or((usize::MAX, 0))
+    });
     Ok((loaded, saes, model))
 }
 
@@ -113,13 +117,9 @@ fn graph_saes(saes: &[(Sae, HookPoint, String)]) -> Vec<GraphSae<'_>> {
         .collect()
 }
 
-/// The SAE ids in the graph's (forward) order.
-fn ids_in_forward_order(saes: &[(Sae, HookPoint, String)]) -> Vec<String> {
-    let mut sorted: Vec<&(Sae, HookPoint, String)> = saes.iter().collect();
-    sorted.sort_by_key(|(_, hook, _)| {
-        saeplay::sae::circuits::attribution::residual_position(*hook).unwrap_or((usize::MAX, 0))
-    });
-    sorted.into_iter().map(|(_, _, id)| id.clone()).collect()
+/// The SAE ids, in the graph's (forward) order.
+fn sae_ids(saes: &[(Sae, HookPoint, String)]) -> Vec<String> {
+    saes.iter().map(|(_, _, id)| id.clone()).collect()
 }
 
 pub fn graph(args: GraphArgs) -> Result<()> {
@@ -150,8 +150,7 @@ pub fn graph(args: GraphArgs) -> Result<()> {
         graph.links.len(),
         started.elapsed().as_secs_f64()
     );
-    let file =
-        GraphFile::from_cross_layer(&graph, &model, &ids_in_forward_order(&saes), &|_, _| None);
+    let file = GraphFile::from_cross_layer(&graph, &model, &sae_ids(&saes), &|_, _| None);
     write_json(&file, "graph", args.saes.out.as_deref())
 }
 
@@ -202,10 +201,7 @@ pub fn attribute_prompt(args: AttributeArgs) -> Result<()> {
         saeplay::sae::circuits::NodeKind::Logit { token, .. } => tokenizer.token_text(token),
         _ => String::new(),
     };
-    let mut hooks: Vec<HookPoint> = saes.iter().map(|(_, h, _)| *h).collect();
-    hooks.sort_by_key(|h| {
-        saeplay::sae::circuits::attribution::residual_position(*h).unwrap_or((usize::MAX, 0))
-    });
+    let hooks: Vec<HookPoint> = saes.iter().map(|(_, h, _)| *h).collect();
     let file = GraphFile::from_attribution(
         &graph,
         &hooks,
@@ -213,7 +209,7 @@ pub fn attribute_prompt(args: AttributeArgs) -> Result<()> {
             model: &model,
             prompt: &args.prompt,
             prompt_tokens: &tokens,
-            sae_ids: &ids_in_forward_order(&saes),
+            sae_ids: &sae_ids(&saes),
             n_layers: loaded.model.dims().n_layers,
             target_text: &target_text,
             explanation: &|_, _| None,
