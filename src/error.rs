@@ -86,6 +86,17 @@ pub enum SaeplayError {
     EmptyCorpus,
     #[error("invalid setting: {0}")]
     InvalidSetting(String),
+    #[error(
+        "{what} would need about {} of memory, more than the {} it may use here; {advice}",
+        crate::memory::size_text(*needed),
+        crate::memory::size_text(*limit)
+    )]
+    TooMuchMemory {
+        what: String,
+        needed: u64,
+        limit: u64,
+        advice: String,
+    },
     #[error("the compute device failed: {0}")]
     Device(String),
     #[error("cannot {action} {}: {source}", path.display())]

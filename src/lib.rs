@@ -8,6 +8,7 @@ pub mod clock;
 pub mod error;
 pub mod io;
 pub mod lm;
+pub mod memory;
 pub mod model;
 pub mod optim;
 pub mod rng;

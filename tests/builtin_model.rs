@@ -197,3 +197,129 @@ fn text_the_model_writes_is_a_corpus_to_train_and_scan_on() {
     );
     assert!(trained.metrics.l0 > 0.0);
 }
+
+/// A run whose tensors would not fit the page's memory is refused in words before any text is
+/// sampled or any activation captured; a modest one passes the same check.
+#[test]
+fn a_run_too_large_for_the_page_is_refused_before_it_starts() {
+    use saeplay::SaeplayError;
+    use saeplay::sae::pipeline::{TrainOptions, check_memory, train_sae};
+    use saeplay::sae::train::SaeTrainingConfig;
+    let loaded = builtin();
+    let config = SaeTrainingConfig {
+        hook_name: "blocks.1.hook_resid_pre".into(),
+        expansion_factor: 64,
+        batch_size: 16_384,
+        training_tokens: 65_536,
+        ..SaeTrainingConfig::default()
+    };
+    // 8,192 latents x 16,384 rows x 8 latent-wide f32 tensors alone are 4.3 GB.
+    let needed = config.memory_needed(128, 65_536);
+    assert!(needed > 4_000_000_000, "{needed}");
+    let options = TrainOptions::in_page(&config);
+    let reporter = Quiet(Default::default());
+    let error = block_on(train_sae(&loaded, config.clone(), &options, &reporter))
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(error, SaeplayError::TooMuchMemory { .. }),
+        "{error}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("8192 latents")
+            && text.contains("GB")
+            && text.contains("lower the expansion"),
+        "{text}"
+    );
+    assert!(reporter.0.borrow().is_empty(), "nothing started");
+    // The parameters alone, four copies of two d_in x d_sae matrices, bound the estimate below.
+    let small = SaeTrainingConfig {
+        batch_size: 1,
+        ..config
+    };
+    assert!(small.memory_needed(128, 0) >= 4 * 4 * 2 * 128 * 8192);
+    let default = SaeTrainingConfig::default();
+    assert!(check_memory(&default, 128, &TrainOptions::in_page(&default)).is_ok());
+}
+
+/// A run resumed from any of its checkpoints (the capture made again, the trainer restored, the
+/// captured vectors replayed to where it was) ends with exactly the weights of the run that was
+/// never interrupted: what the page relies on to resume after a reload.
+#[test]
+fn a_resumed_run_ends_exactly_as_the_uninterrupted_one() {
+    use saeplay::sae::pipeline::{Reporter, ResumePoint, TrainOptions, train_sae};
+    use saeplay::sae::train::{Control, Progress, SaeTrainingConfig};
+    use std::cell::RefCell;
+
+    /// Checkpoints after every step and keeps them.
+    #[derive(Default)]
+    struct Keeping(RefCell<Vec<ResumePoint>>);
+    impl Reporter for Keeping {
+        fn phase(&self, _: String, _: f64) {}
+        fn progress(&self, _: &Progress) {}
+        fn control(&self) -> Control {
+            Control::Continue
+        }
+        fn checkpoint_every(&self) -> Option<f64> {
+            Some(0.0)
+        }
+        fn checkpoint(&self, point: ResumePoint) {
+            self.0.borrow_mut().push(point);
+        }
+    }
+
+    let loaded = builtin();
+    let config = SaeTrainingConfig {
+        hook_name: "blocks.1.hook_resid_pre".into(),
+        architecture: saeplay::sae::Architecture::TopK { k: 8 },
+        expansion_factor: 2,
+        training_tokens: 6_144,
+        batch_size: 512,
+        ..SaeTrainingConfig::default()
+    };
+    let mut options = TrainOptions::in_page(&config);
+    options.data = saeplay::sae::pipeline::TrainingData::CaptureFirst { max_tokens: 2_048 };
+    options.eval_windows = 2;
+    let whole = Keeping::default();
+    let uninterrupted = block_on(train_sae(&loaded, config.clone(), &options, &whole))
+        .unwrap()
+        .unwrap();
+    let points = whole.0.into_inner();
+    // 12 steps over 2,048 captured vectors: a checkpoint after each, passes reshuffled in between.
+    assert!(points.len() >= 10, "{} checkpoints", points.len());
+    for point in [&points[2], &points[7]] {
+        let mut resumed_options = options.clone();
+        resumed_options.resume = Some(point.clone());
+        let resumed = block_on(train_sae(
+            &loaded,
+            config.clone(),
+            &resumed_options,
+            &Quiet(Default::default()),
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            resumed.files.weights, uninterrupted.files.weights,
+            "resumed after {} vectors",
+            point.rows_served
+        );
+    }
+    // A checkpoint of other settings is refused in words.
+    let mut other = options.clone();
+    other.resume = Some(points[2].clone());
+    let changed = SaeTrainingConfig {
+        learning_rate: config.learning_rate * 2.0,
+        ..config
+    };
+    let error = block_on(train_sae(
+        &loaded,
+        changed,
+        &other,
+        &Quiet(Default::default()),
+    ))
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(error.contains("other settings"), "{error}");
+}

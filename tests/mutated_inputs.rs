@@ -317,3 +317,97 @@ fn tokenizer_regressions() {
         .to_string();
     assert!(err.contains("Precompiled"), "{err}");
 }
+
+#[test]
+fn llama_config_and_checkpoints() {
+    use saeplay::model::LlamaConfig;
+    use saeplay::model::fixtures::{LlamaSpec, tiny_llama_checkpoint};
+    let files = tiny_llama_checkpoint(&LlamaSpec::default());
+    survive(
+        "Llama config.json",
+        std::slice::from_ref(&files.config_json),
+        12,
+        |bytes| LlamaConfig::from_json(bytes).map(|_| ()),
+    );
+    survive(
+        "Llama model files",
+        std::slice::from_ref(&files.config_json),
+        13,
+        |bytes| {
+            let mut f = files.clone();
+            f.config_json = bytes.to_vec();
+            f.parse().map(|_| ())
+        },
+    );
+}
+
+/// A circuit-tracer graph as Neuronpedia serves it: parsed, then drawn both ways and each node
+/// described, as the Circuits view does with a file a person opens.
+#[test]
+fn circuit_graph_json() {
+    use saeplay::sae::circuits::file::GraphFile;
+    use saeplay::ui::circuits::{
+        CircuitsState, attribution_picture, cross_layer_picture, node_details, node_title,
+    };
+    let graph = serde_json::json!({
+        "metadata": {"slug": "once", "scan": "builtin", "transcoder_list": [],
+                     "prompt_tokens": ["Once", " upon"], "prompt": "Once upon",
+                     "node_threshold": 0.8, "schema_version": 1},
+        "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sortBy": ""},
+        "nodes": [
+            {"node_id": "E_7_0", "feature": 7, "layer": "E", "ctx_idx": 0, "feature_type": "embedding",
+             "jsNodeId": "E_7-0", "clerp": "", "influence": 0.5, "activation": 1.0},
+            {"node_id": "1_12_1", "feature": 90, "layer": "1", "ctx_idx": 1,
+             "feature_type": "cross layer transcoder", "jsNodeId": "1_12-1", "influence": 0.4, "activation": 2.5},
+            {"node_id": "1_-1_1", "feature": -1, "layer": "1", "ctx_idx": 1,
+             "feature_type": "residual reconstruction error", "jsNodeId": "1_-1-1", "influence": 0.2},
+            {"node_id": "5_9_1", "feature": 9, "layer": "5", "ctx_idx": 1, "feature_type": "logit",
+             "token_prob": 0.6, "is_target_logit": true, "jsNodeId": "L_9-1", "clerp": "Output \" a\" (p=0.600)"}
+        ],
+        "links": [
+            {"source": "E_7_0", "target": "1_12_1", "weight": 1.5},
+            {"source": "1_12_1", "target": "5_9_1", "weight": -0.75},
+            {"source": "1_-1_1", "target": "5_9_1", "weight": 0.25}
+        ]
+    });
+    survive(
+        "circuit graph JSON",
+        &[graph.to_string().into_bytes()],
+        14,
+        |bytes| {
+            let file = GraphFile::parse(bytes)?;
+            let state = CircuitsState::default();
+            attribution_picture(&file, &state);
+            cross_layer_picture(&file, &state);
+            for (i, node) in file.nodes.iter().enumerate() {
+                node_title(&file, i);
+                node_details(&file, &node.node_id);
+            }
+            Ok::<_, saeplay::SaeplayError>(())
+        },
+    );
+}
+
+/// The shipped SAEs' list and an SAE's `saeplay.json` (metrics, recipe, training text).
+#[test]
+fn shipped_index_and_saeplay_json() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/builtin/saes");
+    let index = std::fs::read(format!("{dir}/index.json")).unwrap();
+    survive("shipped index.json", &[index], 15, |bytes| {
+        saeplay::ui::lab::shipped_slots(bytes, "models/builtin/").map(|_| ())
+    });
+    survive(
+        "stored SAE index entry",
+        &[br#"{"id": "tab-1a2b", "label": "blocks.2.hook_resid_pre topk16 x8", "hook_name": "blocks.2.hook_resid_pre", "architecture": "topk", "d_sae": 1024, "l0": 16.0, "cossim": 0.98}"#.to_vec()],
+        17,
+        |bytes| saeplay::ui::lab::stored_slot(bytes).map(|_| ()),
+    );
+    let files = sae_seed_files();
+    let saeplay_json =
+        std::fs::read(format!("{dir}/blocks.2.hook_resid_pre-topk16/saeplay.json")).unwrap();
+    survive("SAE saeplay.json", &[saeplay_json], 16, |bytes| {
+        let mut f = files.clone();
+        f.saeplay = Some(bytes.to_vec());
+        f.parse().map(|_| ())
+    });
+}

@@ -148,6 +148,11 @@ fn worker_messages_round_trip_as_tagged_json() {
         model_base: "https://huggingface.co/openai-community/gpt2/resolve/main/".into(),
         processing,
         config: SaeTrainingConfig::default(),
+        resume: Some(saeplay::ui::worker_protocol::ResumeFrom {
+            state: "{\"step\": 3}".into(),
+            rows_served: 12_288,
+        }),
+        checkpoint_seconds: 2.5,
     };
     let json = train.to_json();
     assert!(json.contains("\"kind\":\"train\""), "{json}");
@@ -158,9 +163,13 @@ fn worker_messages_round_trip_as_tagged_json() {
         ToWorker::Train {
             config,
             processing: p,
+            resume,
+            checkpoint_seconds,
             ..
         } => {
             assert_eq!(config, SaeTrainingConfig::default());
+            assert_eq!(resume.map(|r| r.rows_served), Some(12_288));
+            assert_eq!(checkpoint_seconds, 2.5);
             assert_eq!(
                 p, processing,
                 "the worker runs the model processed as the page does"
@@ -227,4 +236,54 @@ fn shipped_saes_cannot_be_shadowed() {
         .unwrap();
     assert_eq!(lab.saes.len(), 2);
     assert_eq!(lab.saes[0].origin, shipped);
+}
+
+/// What browser storage keeps beside a stored SAE's zip lists it again after a reload with the
+/// same name, hook, architecture, width and every figure, without reading the zip; an entry
+/// that says nothing usable is refused in words.
+#[test]
+fn stored_index_entries_list_an_sae_without_its_zip() {
+    use saeplay::ui::lab::{Origin, shipped_slots, stored_slot};
+    let index = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/www/models/builtin/saes/index.json"
+    ))
+    .unwrap();
+    let shipped = shipped_slots(&index, "models/builtin/").unwrap();
+    assert!(shipped.len() >= 4);
+    for mut slot in shipped {
+        slot.origin = Origin::Stored;
+        slot.label = format!("{} trained here", slot.id);
+        let entry = slot.index_entry().to_string();
+        let listed = stored_slot(entry.as_bytes()).unwrap();
+        assert_eq!(listed.id, slot.id);
+        assert_eq!(listed.label, slot.label);
+        assert_eq!(listed.origin, Origin::Stored);
+        assert_eq!(
+            (
+                listed.hook_name.as_str(),
+                listed.architecture.as_str(),
+                listed.d_sae
+            ),
+            (
+                slot.hook_name.as_str(),
+                slot.architecture.as_str(),
+                slot.d_sae
+            )
+        );
+        assert_eq!(listed.summary.l0, slot.summary.l0);
+        assert_eq!(listed.summary.loss_recovered, slot.summary.loss_recovered);
+        assert_eq!(listed.summary.figures, slot.summary.figures);
+        assert!(!listed.summary.figures.is_empty());
+        assert!(listed.loaded.is_none(), "its zip is read when it is chosen");
+    }
+    for bad in [
+        &b"{"[..],
+        b"[]",
+        br#"{"id": "x"}"#,
+        br#"{"hook_name": "blocks.0.hook_resid_pre"}"#,
+    ] {
+        let error = stored_slot(bad).err().expect("refused");
+        assert!(error.len() > 10, "{error}");
+    }
 }

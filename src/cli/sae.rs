@@ -252,6 +252,8 @@ pub fn train_sae(args: TrainSaeArgs) -> Result<()> {
         eval_windows: args.eval_windows,
         model_id: model_name(&args.model.dir()?),
         name: args.name.clone(),
+        memory_limit: saeplay::memory::available_bytes(),
+        resume: None,
     };
     let reporter = PrintProgress {
         last_print: std::cell::Cell::new(-1.0),

@@ -51,6 +51,19 @@ pub trait Reporter {
     fn phase(&self, text: String, fraction: f64);
     fn progress(&self, progress: &Progress);
     fn control(&self) -> Control;
+    /// Seconds between checkpoints ([`Reporter::checkpoint`]); `None`: none are taken.
+    fn checkpoint_every(&self) -> Option<f64> {
+        None
+    }
+    /// A point the run can resume from exactly ([`TrainOptions::resume`]).
+    fn checkpoint(&self, _point: ResumePoint) {}
+}
+
+/// Where a run stopped: the trainer's checkpoint and how many captured vectors it had used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumePoint {
+    pub checkpoint: crate::sae::train::TrainerCheckpoint,
+    pub rows_served: u64,
 }
 
 /// Where the training vectors come from.
@@ -78,6 +91,11 @@ pub struct TrainOptions {
     pub model_id: String,
     /// A name for `saeplay.json`.
     pub name: Option<String>,
+    /// Most bytes the run may take ([`SaeTrainingConfig::memory_needed`]); `None`: no check.
+    pub memory_limit: Option<u64>,
+    /// Go on from this point of an earlier run of the same config (captured data only: the
+    /// capture is made again, which gives the same vectors).
+    pub resume: Option<ResumePoint>,
 }
 
 impl TrainOptions {
@@ -92,6 +110,8 @@ impl TrainOptions {
             eval_windows: 8,
             model_id: "builtin".into(),
             name: Some(default_name(config)),
+            memory_limit: Some(crate::memory::PAGE_WORK_BYTES),
+            resume: None,
         }
     }
 }
@@ -291,21 +311,83 @@ pub async fn train_to_end(
     source: &mut impl BatchSource,
     reporter: &dyn Reporter,
 ) -> Result<bool> {
+    // A checkpoint falls due between steps: `run` is paused for it, then goes on.
+    let every = reporter
+        .checkpoint_every()
+        .filter(|_| source.rows_served().is_some());
+    let last_saved = std::cell::Cell::new(now_seconds());
+    let due = || every.is_some_and(|s| now_seconds() - last_saved.get() >= s);
     let mut on_step = |p: &Progress| {
         reporter.progress(p);
-        reporter.control()
+        match reporter.control() {
+            Control::Continue if due() => Control::Pause,
+            control => control,
+        }
     };
     loop {
         match run(trainer, &mut Yielding(source), &now_seconds, &mut on_step).await? {
             RunOutcome::Finished => return Ok(true),
             RunOutcome::Stopped => return Ok(false),
             RunOutcome::Paused => {
+                if due()
+                    && let Some(rows_served) = source.rows_served()
+                {
+                    reporter.checkpoint(ResumePoint {
+                        checkpoint: trainer.checkpoint().await?,
+                        rows_served,
+                    });
+                    last_saved.set(now_seconds());
+                }
                 if !carry_on(reporter).await {
                     return Ok(false);
                 }
             }
         }
     }
+}
+
+/// Refuse a run whose tensors would not fit in `options.memory_limit`, before anything is
+/// allocated for it.
+pub fn check_memory(config: &SaeTrainingConfig, d_in: usize, options: &TrainOptions) -> Result<()> {
+    let stored = match &options.data {
+        TrainingData::Stream => options
+            .buffer_vectors
+            .unwrap_or(crate::sae::store::StoreConfig::default().buffer_vectors)
+            .max(config.batch_size),
+        TrainingData::CaptureFirst { max_tokens } => config
+            .training_tokens
+            .min(*max_tokens)
+            .max(config.batch_size),
+        TrainingData::Captured(values) => values.len() / d_in.max(1),
+    };
+    crate::memory::check_fits(
+        &format!(
+            "Training an SAE of {} latents on {d_in}-wide activations at batch size {}",
+            d_in.saturating_mul(config.expansion_factor),
+            config.batch_size
+        ),
+        config.memory_needed(d_in, stored),
+        options.memory_limit,
+        "lower the expansion or the batch size",
+    )
+}
+
+/// The trainer of `point`, checked to be a run of `config`, with `source` moved to where it was.
+fn resume_trainer(
+    config: &SaeTrainingConfig,
+    point: &ResumePoint,
+    source: &mut CapturedActivations,
+    device: &burn::tensor::Device,
+) -> Result<SaeTrainer> {
+    let (saved, _) = SaeTrainer::run_of(&point.checkpoint)?;
+    if saved != *config {
+        return Err(SaeplayError::Checkpoint(
+            "it belongs to a run with other settings".into(),
+        ));
+    }
+    let trainer = SaeTrainer::restore(&point.checkpoint, device)?;
+    source.skip(point.rows_served);
+    Ok(trainer)
 }
 
 /// Train one SAE on `loaded`, measure it on held-out text and write its SAELens files; `None`
@@ -319,6 +401,7 @@ pub async fn train_sae(
     config.validate()?;
     let hook = HookPoint::parse(&config.hook_name, loaded.model.dims())?;
     let d_in = hook.width(loaded.model.dims());
+    check_memory(&config, d_in, options)?;
     // Text the model writes is sampled first; the recipe keeps saying where it came from.
     let on_phase = |text: String| reporter.phase(text, 0.0);
     let train_corpus = realise_corpus(
@@ -377,8 +460,13 @@ pub async fn train_sae(
             };
             drop(store);
             let mut source = CapturedActivations::new(values, d_in, config.seed)?;
-            let first = source.next_batch(config.batch_size).await?;
-            let mut trainer = new_trainer(&first)?;
+            let mut trainer = match &options.resume {
+                Some(point) => resume_trainer(&config, point, &mut source, &device)?,
+                None => {
+                    let first = source.next_batch(config.batch_size).await?;
+                    new_trainer(&first)?
+                }
+            };
             if !train_to_end(&mut trainer, &mut source, reporter).await? {
                 return Ok(None);
             }

@@ -233,6 +233,24 @@ impl SaeTrainingConfig {
         Ok(())
     }
 
+    /// Bytes a run would hold at its peak for activations of width `d_in`, with `stored_vectors`
+    /// input vectors kept beside it (captured, or the shuffle buffer): the parameters four times
+    /// over (values, gradients, Adam's two moments) plus a transposed copy, and per batch row
+    /// about eight latent-wide and six input-wide f32 tensors (pre-activations, activations, the
+    /// selection mask, their gradients, the reconstruction and its error).
+    pub fn memory_needed(&self, d_in: usize, stored_vectors: usize) -> u64 {
+        let (d_in, batch) = (d_in as u128, self.batch_size as u128);
+        let d_sae = d_in.saturating_mul(self.expansion_factor as u128);
+        let parameters = d_sae.saturating_mul(2 * d_in + 3).saturating_add(d_in);
+        let per_row = d_sae.saturating_mul(8).saturating_add(6 * d_in);
+        crate::memory::f32_bytes(
+            parameters
+                .saturating_mul(5)
+                .saturating_add(batch.saturating_mul(per_row))
+                .saturating_add((stored_vectors as u128).saturating_mul(d_in)),
+        )
+    }
+
     /// The learning rate at a step: linear warm-up, then constant or cosine decay.
     pub fn learning_rate_at(&self, step: usize) -> f64 {
         Schedule {
@@ -675,6 +693,13 @@ impl SaeTrainer {
         })
     }
 
+    /// The run a checkpoint belongs to, as it was configured, and the steps it had taken.
+    pub fn run_of(checkpoint: &TrainerCheckpoint) -> Result<(SaeTrainingConfig, usize)> {
+        let state: CheckpointState = serde_json::from_str(&checkpoint.state)
+            .map_err(|e| SaeplayError::Checkpoint(format!("its state is not valid JSON: {e}")))?;
+        Ok((state.config, state.step))
+    }
+
     /// Resume from a checkpoint.
     pub fn restore(checkpoint: &TrainerCheckpoint, device: &Device) -> Result<Self> {
         let state: CheckpointState = serde_json::from_str(&checkpoint.state)
@@ -726,7 +751,7 @@ impl SaeTrainer {
 }
 
 /// A trainer saved to resume later.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrainerCheckpoint {
     /// Parameters (training names) and Adam moments (`adam_m.*`, `adam_v.*`).
     pub tensors: Vec<u8>,
@@ -864,6 +889,11 @@ pub enum RunOutcome {
 pub trait BatchSource {
     /// The next `n` vectors, row-major `[n, d_in]`.
     fn next_batch(&mut self, n: usize) -> impl std::future::Future<Output = Result<Vec<f32>>>;
+    /// Vectors handed out so far, where replaying that many gives the same next batch (`None`
+    /// for a source that cannot be replayed, such as the model streaming text).
+    fn rows_served(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl BatchSource for super::store::ActivationStore {
@@ -880,6 +910,7 @@ pub struct CapturedActivations {
     order: Vec<usize>,
     cursor: usize,
     rng: SplitMix64,
+    served: u64,
 }
 
 impl CapturedActivations {
@@ -896,11 +927,33 @@ impl CapturedActivations {
             order: (0..rows).collect(),
             cursor: rows,
             rng: SplitMix64::new(seed),
+            served: 0,
         })
     }
 
     pub fn rows(&self) -> usize {
         self.order.len()
+    }
+
+    /// The next row's index, shuffling again at the start of each pass (Fisher-Yates).
+    fn next_row(&mut self) -> usize {
+        if self.cursor == self.order.len() {
+            for i in (1..self.order.len()).rev() {
+                let j = (self.rng.next_u64() % (i as u64 + 1)) as usize;
+                self.order.swap(i, j);
+            }
+            self.cursor = 0;
+        }
+        self.cursor += 1;
+        self.served += 1;
+        self.order[self.cursor - 1]
+    }
+
+    /// Hand out `rows` rows without copying them: where a resumed run picks up.
+    pub fn skip(&mut self, rows: u64) {
+        for _ in 0..rows {
+            self.next_row();
+        }
     }
 }
 
@@ -908,19 +961,14 @@ impl BatchSource for CapturedActivations {
     async fn next_batch(&mut self, n: usize) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(n * self.width);
         for _ in 0..n {
-            if self.cursor == self.order.len() {
-                // Fisher-Yates shuffle for each pass.
-                for i in (1..self.order.len()).rev() {
-                    let j = (self.rng.next_u64() % (i as u64 + 1)) as usize;
-                    self.order.swap(i, j);
-                }
-                self.cursor = 0;
-            }
-            let row = self.order[self.cursor];
-            self.cursor += 1;
+            let row = self.next_row();
             out.extend_from_slice(&self.values[row * self.width..(row + 1) * self.width]);
         }
         Ok(out)
+    }
+
+    fn rows_served(&self) -> Option<u64> {
+        Some(self.served)
     }
 }
 

@@ -125,19 +125,7 @@ impl DownloadProgress {
     }
 }
 
-/// `12.3 MB`, `512 kB`, `800 B` (decimal units, as browsers and the Hub show sizes).
-pub fn bytes(n: u64) -> String {
-    let n = n as f64;
-    if n >= 1e9 {
-        format!("{:.2} GB", n / 1e9)
-    } else if n >= 1e6 {
-        format!("{:.1} MB", n / 1e6)
-    } else if n >= 1e3 {
-        format!("{:.0} kB", n / 1e3)
-    } else {
-        format!("{n} B")
-    }
-}
+pub use crate::memory::size_text as bytes;
 
 fn duration(seconds: f64) -> String {
     if seconds >= 90.0 {
@@ -170,8 +158,6 @@ mod tests {
         };
         assert_eq!(unknown.fraction(), None);
         assert_eq!(unknown.describe(), "model.safetensors: 100.0 MB");
-        assert_eq!(bytes(999), "999 B");
-        assert_eq!(bytes(2_500_000_000), "2.50 GB");
     }
 
     #[test]

@@ -18,6 +18,15 @@ pub const PROCESSING_APPLY: &str = "processing-apply";
 pub const MODEL_FILES: &str = "model-files";
 pub const STORAGE_TEXT: &str = "storage-text";
 pub const STORAGE_FREE: &str = "storage-free";
+pub const STORAGE_QUOTA: &str = "storage-quota";
+pub const STORED_DAMAGED: &str = "stored-damaged";
+pub const WORKER_BUSY: &str = "worker-busy";
+pub const WORKER_BUSY_TEXT: &str = "worker-busy-text";
+pub const WORKER_STOP: &str = "worker-stop";
+pub const TRAIN_RESUME: &str = "train-resume";
+pub const TRAIN_RESUME_TEXT: &str = "train-resume-text";
+pub const TRAIN_RESUME_GO: &str = "train-resume-go";
+pub const TRAIN_RESUME_DISCARD: &str = "train-resume-discard";
 pub const DOWNLOAD: &str = "download";
 pub const DOWNLOAD_BAR: &str = "download-bar";
 pub const DOWNLOAD_TEXT: &str = "download-text";
@@ -144,6 +153,15 @@ pub const IN_PAGE: &[&str] = &[
     MODEL_FILES,
     STORAGE_TEXT,
     STORAGE_FREE,
+    STORAGE_QUOTA,
+    STORED_DAMAGED,
+    WORKER_BUSY,
+    WORKER_BUSY_TEXT,
+    WORKER_STOP,
+    TRAIN_RESUME,
+    TRAIN_RESUME_TEXT,
+    TRAIN_RESUME_GO,
+    TRAIN_RESUME_DISCARD,
     DOWNLOAD,
     DOWNLOAD_BAR,
     DOWNLOAD_TEXT,

@@ -260,6 +260,41 @@ pub struct Lab {
     pub explain_result: String,
     /// The Circuits view.
     pub circuits: crate::ui::circuits::CircuitsState,
+    /// Stored entries that could not be read.
+    pub damaged: Vec<DamagedEntry>,
+}
+
+/// A training run's last checkpoint as the page keeps it in browser storage (its tensors
+/// beside), so that a reload can offer to resume it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedRun {
+    pub config: crate::sae::train::SaeTrainingConfig,
+    /// The model it trains on (the page's model base) and that model's processing.
+    pub model_base: String,
+    pub processing: WeightProcessing,
+    pub resume: crate::ui::worker_protocol::ResumeFrom,
+    pub step: usize,
+    pub total_steps: usize,
+}
+
+impl SavedRun {
+    /// The offer shown after a reload.
+    pub fn offer(&self) -> String {
+        format!(
+            "Training of {} stopped at step {} of {} when the page closed; it can go on from there.",
+            crate::sae::pipeline::default_name(&self.config),
+            self.step,
+            self.total_steps
+        )
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| format!("the saved run is not readable ({e})"))
+    }
 }
 
 /// Pause / cancel requests for a training run.
@@ -303,6 +338,7 @@ impl Default for Lab {
             explain_text: String::new(),
             explain_result: String::new(),
             circuits: Default::default(),
+            damaged: Vec::new(),
         }
     }
 }
@@ -385,33 +421,98 @@ pub fn shipped_slots(index_json: &[u8], base: &str) -> Result<Vec<SaeSlot>, serd
     Ok(list
         .iter()
         .filter_map(|entry| {
-            let text = |k: &str| entry[k].as_str().unwrap_or("").to_string();
-            let number = |k: &str| entry[k].as_f64();
-            let id = text("id");
-            (!id.is_empty()).then(|| SaeSlot {
-                label: format!("{id} (shipped)"),
-                origin: Origin::Shipped {
-                    path: format!("{base}{}", text("path")),
-                },
-                hook_name: text("hook_name"),
-                architecture: text("architecture"),
-                d_sae: number("d_sae").unwrap_or(0.0) as usize,
-                summary: Summary {
-                    l0: number("l0"),
-                    explained_variance: number("explained_variance"),
-                    loss_recovered: number("loss_recovered"),
-                    mean_concept_auroc: number("mean_concept_auroc"),
-                    // The index lists figures under SAEBench's names.
-                    figures: Figure::ALL
-                        .into_iter()
-                        .filter_map(|f| Some((f.name(), number(f.name())?)))
-                        .collect(),
-                    ..Summary::default()
-                },
-                id,
-                loaded: None,
-                features: None,
+            let path = format!("{base}{}", entry["path"].as_str().unwrap_or(""));
+            slot_from_entry(entry, Origin::Shipped { path }, |id| {
+                format!("{id} (shipped)")
             })
         })
         .collect())
+}
+
+/// An SAE kept in this browser, listed from the index entry stored beside its zip (see
+/// [`SaeSlot::index_entry`]) without reading the zip.
+pub fn stored_slot(entry_json: &[u8]) -> Result<SaeSlot, String> {
+    let entry: serde_json::Value = serde_json::from_slice(entry_json)
+        .map_err(|e| format!("its summary is not valid JSON ({e})"))?;
+    let label = entry["label"].as_str().map(str::to_string);
+    slot_from_entry(&entry, Origin::Stored, |id| {
+        label.unwrap_or_else(|| id.to_string())
+    })
+    .filter(|slot| !slot.hook_name.is_empty())
+    .ok_or_else(|| "its summary names no id or hook point".to_string())
+}
+
+/// A slot from an index entry (`None` without an id); its files load when it is chosen.
+fn slot_from_entry(
+    entry: &serde_json::Value,
+    origin: Origin,
+    label: impl FnOnce(&str) -> String,
+) -> Option<SaeSlot> {
+    let text = |k: &str| entry[k].as_str().unwrap_or("").to_string();
+    let number = |k: &str| entry[k].as_f64();
+    let id = text("id");
+    (!id.is_empty()).then(|| SaeSlot {
+        label: label(&id),
+        origin,
+        hook_name: text("hook_name"),
+        architecture: text("architecture"),
+        d_sae: number("d_sae").unwrap_or(0.0).clamp(0.0, u32::MAX as f64) as usize,
+        summary: Summary {
+            l0: number("l0"),
+            explained_variance: number("explained_variance"),
+            loss_recovered: number("loss_recovered"),
+            dead_fraction: number("dead_fraction"),
+            dense_fraction: number("dense_fraction"),
+            mean_concept_auroc: number("mean_concept_auroc"),
+            // The index lists figures under SAEBench's names.
+            figures: Figure::ALL
+                .into_iter()
+                .filter_map(|f| Some((f.name(), number(f.name())?)))
+                .collect(),
+        },
+        id,
+        loaded: None,
+        features: None,
+    })
+}
+
+impl SaeSlot {
+    /// This SAE as an index entry (`saes/index.json`'s shape, with its label): what browser
+    /// storage keeps beside the zip, so that startup lists stored SAEs without reading them.
+    pub fn index_entry(&self) -> serde_json::Value {
+        let mut entry = serde_json::json!({
+            "id": self.id,
+            "label": self.label,
+            "hook_name": self.hook_name,
+            "architecture": self.architecture,
+            "d_sae": self.d_sae,
+        });
+        let s = &self.summary;
+        let figures = [
+            ("l0", s.l0),
+            ("explained_variance", s.explained_variance),
+            ("loss_recovered", s.loss_recovered),
+            ("dead_fraction", s.dead_fraction),
+            ("dense_fraction", s.dense_fraction),
+            ("mean_concept_auroc", s.mean_concept_auroc),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .chain(s.figures.iter().map(|(name, value)| (*name, *value)));
+        for (name, value) in figures {
+            if value.is_finite() {
+                entry[name] = serde_json::json!(value);
+            }
+        }
+        entry
+    }
+}
+
+/// A stored entry that could not be read: shown with its size and reason, to export as raw
+/// bytes or remove.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DamagedEntry {
+    pub id: String,
+    pub bytes: usize,
+    pub reason: String,
 }

@@ -22,17 +22,27 @@ use crate::ui::feature_list::FeatureList;
 )]
 pub enum ToWorker {
     /// Train one SAE on the model at `model_base`, processed with `processing`.
+    /// Train an SAE; with `resume`, go on from a checkpoint (its tensors beside: `[tensors]`).
     Train {
         model_base: String,
         #[serde(default)]
         processing: WeightProcessing,
         config: SaeTrainingConfig,
+        #[serde(default)]
+        resume: Option<ResumeFrom>,
+        /// Seconds between the checkpoints it sends.
+        #[serde(default = "default_checkpoint_seconds")]
+        checkpoint_seconds: f64,
     },
     Pause,
     Resume,
     Cancel,
     /// Fail on purpose, as a crash would (the browser tests check that the page recovers).
     Crash,
+    /// Stay busy for `seconds`, answering nothing, as a hang would (for the browser tests).
+    Hang {
+        seconds: f64,
+    },
     /// Scan an SAE's features and keep the report under `key`; bytes beside: `[cfg, weights]`.
     Features {
         id: u32,
@@ -66,6 +76,23 @@ pub enum ToWorker {
     },
 }
 
+/// How often a training run sends a checkpoint to keep, in seconds: a reload loses at most
+/// this much work.
+pub const CHECKPOINT_SECONDS: f64 = 10.0;
+
+fn default_checkpoint_seconds() -> f64 {
+    CHECKPOINT_SECONDS
+}
+
+/// A trainer checkpoint's state (JSON) and the captured vectors it had used; its tensors travel
+/// beside the message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeFrom {
+    pub state: String,
+    pub rows_served: u64,
+}
+
 /// Worker -> page.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(
@@ -81,6 +108,10 @@ pub enum FromWorker {
     },
     Progress {
         progress: Box<Progress>,
+    },
+    /// A point training can resume from; bytes beside: `[tensors]`.
+    Checkpoint {
+        resume: ResumeFrom,
     },
     /// Training finished; bytes beside: `[cfg, weights, sparsity?, saeplay?]`.
     Done,

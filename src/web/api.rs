@@ -150,6 +150,25 @@ pub(super) fn install(app: &Rc<App>, decision: &BackendDecision) {
     let crash = Closure::<dyn Fn()>::new(move || for_crash.crash_worker());
     set("crashWorker", crash.as_ref());
     crash.forget();
+    // Make the worker hang for a number of seconds (the page must not wait forever).
+    let for_hang = Rc::clone(app);
+    let hang = Closure::<dyn Fn(f64)>::new(move |seconds: f64| for_hang.hang_worker(seconds));
+    set("hangWorker", hang.as_ref());
+    hang.forget();
+    // How many workers the page has started (a stopped one is replaced at the next task).
+    let for_starts = Rc::clone(app);
+    let starts = Closure::<dyn Fn() -> u32>::new(move || for_starts.worker_starts.get());
+    set("workerStarts", starts.as_ref());
+    starts.forget();
+    // Checkpoint training runs more often (the resume test cannot wait 10 s a checkpoint).
+    let for_checkpoints = Rc::clone(app);
+    let checkpoints = Closure::<dyn Fn(f64)>::new(move |seconds: f64| {
+        if seconds.is_finite() && seconds >= 0.0 {
+            for_checkpoints.checkpoint_seconds.set(seconds);
+        }
+    });
+    set("setCheckpointSeconds", checkpoints.as_ref());
+    checkpoints.forget();
     // The page's wasm memory in bytes: it only grows, so this is the peak so far.
     let memory_bytes = Closure::<dyn Fn() -> f64>::new(|| {
         wasm_bindgen::memory()

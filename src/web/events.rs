@@ -56,6 +56,28 @@ impl App {
         self.bind_model_controls();
         self.bind_evaluate();
         self.bind_circuits();
+        self.bind_unload();
+    }
+
+    /// Closing or reloading while an SAE trains asks first (the browser shows its own question).
+    fn bind_unload(self: &Rc<Self>) {
+        let app = Rc::clone(self);
+        let options = gloo_events::EventListenerOptions::enable_prevent_default();
+        gloo_events::EventListener::new_with_options(
+            &window(),
+            "beforeunload",
+            options,
+            move |event| {
+                if app.lab.borrow().train.active {
+                    event.prevent_default();
+                    // Older browsers ask only when returnValue holds text.
+                    let text =
+                        "An SAE is training; leaving loses the work since its last checkpoint.";
+                    js_sys::Reflect::set(event, &"returnValue".into(), &text.into()).ok();
+                }
+            },
+        )
+        .forget();
     }
 
     /// Typing in the prompt: the link follows at once, the analysis once typing settles.
@@ -170,6 +192,16 @@ impl App {
             });
         });
         self.on(ids::SAE_EXPORT, "click", |app| app.export_sae());
+        self.on(ids::WORKER_STOP, "click", |app| app.stop_worker());
+        for (id, resume) in [
+            (ids::TRAIN_RESUME_GO, true),
+            (ids::TRAIN_RESUME_DISCARD, false),
+        ] {
+            self.on(id, "click", move |app| {
+                let app = Rc::clone(app);
+                spawn_local(async move { app.answer_resume(resume).await });
+            });
+        }
         self.on(ids::SAE_FORGET, "click", |app| {
             let app = Rc::clone(app);
             spawn_local(async move { app.forget_sae().await });
@@ -336,7 +368,19 @@ impl App {
                 return;
             };
             let find = |selector: &str| target.closest(selector).ok().flatten();
-            if let Some(button) = find("[data-explain-feature]") {
+            if let Some(button) = find("[data-damaged-export]") {
+                let id = button
+                    .get_attribute("data-damaged-export")
+                    .unwrap_or_default();
+                let app = Rc::clone(&app);
+                spawn_local(async move { app.export_damaged(&id).await });
+            } else if let Some(button) = find("[data-damaged-remove]") {
+                let id = button
+                    .get_attribute("data-damaged-remove")
+                    .unwrap_or_default();
+                let app = Rc::clone(&app);
+                spawn_local(async move { app.remove_damaged(&id).await });
+            } else if let Some(button) = find("[data-explain-feature]") {
                 if let Some(f) = index_attribute(&button, "data-explain-feature") {
                     let app = Rc::clone(&app);
                     spawn_local(async move { app.score_explanation(f).await });

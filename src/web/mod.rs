@@ -5,7 +5,8 @@
 //! - `saes.rs` holds the SAE slots (shipped, stored, fetched), `link.rs` the address bar and
 //!   consent, `worker/` the Web Worker and the page's calls to it;
 //! - `platform.rs`, `dom.rs`, `files.rs` (files in and out), `storage.rs` (IndexedDB) are the
-//!   browser calls; `api.rs` is `window.saeplay`.
+//!   browser calls; `kept.rs` the SAEs kept in this browser (listing, quota, damaged entries,
+//!   other tabs); `api.rs` is `window.saeplay`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ mod dom;
 mod download;
 mod events;
 mod files;
+mod kept;
 mod link;
 mod models;
 mod platform;
@@ -65,6 +67,12 @@ struct App {
     /// The worker, started at the first training run or feature scan and kept.
     worker: RefCell<Option<web_sys::Worker>>,
     worker_ready: Cell<bool>,
+    /// When the worker was last heard from (ms), for telling a busy worker from a hung one.
+    worker_heard: Cell<f64>,
+    /// How many workers were started: a request sent to an earlier one has no answer coming.
+    worker_starts: Cell<u32>,
+    /// Seconds between the checkpoints a training run keeps (shorter in the browser tests).
+    checkpoint_seconds: Cell<f64>,
     /// Where the worker's answer to the current run goes.
     worker_outcome: RefCell<Option<worker::WorkerOutcome>>,
     /// The latest feature request to the worker, and the answers by request.
@@ -103,12 +111,16 @@ async fn run() {
         sae_consented: Cell::new(false),
         worker: RefCell::new(None),
         worker_ready: Cell::new(false),
+        worker_heard: Cell::new(0.0),
+        worker_starts: Cell::new(0),
+        checkpoint_seconds: Cell::new(crate::ui::worker_protocol::CHECKPOINT_SECONDS),
         worker_outcome: RefCell::new(None),
         features_request: Cell::new(0),
         features_outcomes: RefCell::new(HashMap::new()),
         early_explanations: RefCell::new(HashMap::new()),
     });
     app.bind_events();
+    app.listen_to_other_tabs();
     app.render_view();
     app.render();
 
@@ -147,6 +159,7 @@ async fn run() {
             app.render();
             app.discover_saes(builtin).await;
             app.apply_link().await;
+            app.offer_resume().await;
         }
         Err(message) => app.update_page(|state| state.load_failed(message)),
     }

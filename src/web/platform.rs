@@ -34,6 +34,26 @@ pub(crate) async fn sleep(ms: i32) {
     crate::clock::sleep_ms(ms.max(0) as u32).await;
 }
 
+/// `work`'s result, or `None` when `ms` milliseconds pass first (`work` is then dropped).
+pub(crate) async fn within<T>(
+    ms: u32,
+    work: impl std::future::IntoFuture<Output = T>,
+) -> Option<T> {
+    use std::task::Poll;
+    let mut work = std::pin::pin!(work.into_future());
+    let mut timer = std::pin::pin!(crate::clock::sleep_ms(ms));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(value) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(value));
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 pub(crate) fn now_ms() -> f64 {
     crate::clock::now_seconds() * 1000.0
 }

@@ -14,7 +14,7 @@ use crate::ui::train_form::TrainForm;
 use crate::ui::{SaeRef, ids};
 use crate::web::download::{fetch_cached, hf_endpoint};
 use crate::web::platform::{fetch_bytes, random_id};
-use crate::web::{App, BUILTIN_MODEL, files, storage};
+use crate::web::{App, BUILTIN_MODEL, files};
 
 impl App {
     // ---- The SAEs the page holds ----
@@ -30,20 +30,7 @@ impl App {
                 Err(e) => self.show_error(format!("The shipped SAEs could not be listed: {e}")),
             }
         }
-        match storage::all().await {
-            Ok(stored) => {
-                for (id, bytes) in stored {
-                    if let Err(e) = self.add_from_zip(&id, &bytes, Origin::Stored).await {
-                        self.show_error(format!(
-                            "The SAE \"{id}\" kept in this browser could not be read ({e}); it was left alone."
-                        ));
-                    }
-                }
-            }
-            Err(e) => self.show_error(format!(
-                "Browser storage is not available, so SAEs trained here will not survive a reload: {e}"
-            )),
-        }
+        self.discover_kept().await;
         self.render_sae_picker();
     }
 
@@ -129,9 +116,7 @@ impl App {
         self.update(|lab| lab.heat = None);
         self.update_link();
         self.render_sae_picker();
-        if matches!(origin, Origin::Shipped { .. })
-            && let Err(e) = self.load_slot(&id).await
-        {
+        if let Err(e) = self.load_slot(&id).await {
             self.show_error(e);
         }
         // The model runs processed as the chosen SAE asks (cfg.json's model_from_pretrained_kwargs).
@@ -179,10 +164,22 @@ impl App {
         if let Some(loaded) = loaded {
             return Ok(loaded);
         }
-        let Origin::Shipped { path } = origin else {
-            return Err(format!(
-                "The SAE {id} is still loading; try again in a moment."
-            ));
+        let path = match origin {
+            Origin::Shipped { path } => path,
+            Origin::Stored => {
+                self.load_kept(id).await?;
+                return self
+                    .lab
+                    .borrow()
+                    .slot(id)
+                    .and_then(|s| s.loaded.clone())
+                    .ok_or_else(|| format!("The SAE {id} could not be loaded."));
+            }
+            _ => {
+                return Err(format!(
+                    "The SAE {id} is still loading; try again in a moment."
+                ));
+            }
         };
         self.set_notice(format!("Fetching the SAE {id}…"));
         let result = match fetch_sae_dir(&path).await {
@@ -254,7 +251,7 @@ impl App {
             let id = format!("imported-{}", random_id());
             let zip = sae_files.to_zip(&id);
             self.add_files(&id, sae_files, Origin::Stored).await?;
-            if let Err(e) = keep_in_browser(&id, &zip).await {
+            if let Err(e) = self.keep_in_browser(&id, &zip).await {
                 self.show_error(format!(
                     "The SAE was imported but could not be kept in browser storage: {e}"
                 ));
@@ -286,7 +283,7 @@ impl App {
             );
             return;
         }
-        if let Err(e) = storage::delete(&id).await {
+        if let Err(e) = self.remove_kept(&id).await {
             self.show_error(format!(
                 "The SAE could not be removed from browser storage: {e}"
             ));
@@ -414,8 +411,4 @@ async fn fetch_sae_dir(base: &str) -> Result<SaeFiles, String> {
         sparsity: fetch_bytes(&format!("{base}{SPARSITY_FILE}")).await.ok(),
         saeplay: fetch_bytes(&format!("{base}{SAEPLAY_FILE}")).await.ok(),
     })
-}
-
-pub(crate) async fn keep_in_browser(id: &str, zip: &[u8]) -> Result<(), String> {
-    storage::put(id, zip).await
 }

@@ -16,6 +16,8 @@ use crate::model::HookPoint;
 pub const MAX_GRAPH_BYTES: usize = 128 << 20;
 pub const MAX_GRAPH_NODES: usize = 200_000;
 pub const MAX_GRAPH_LINKS: usize = 4_000_000;
+/// Longest prompt a graph file may have (the Circuits view draws a column per token).
+pub const MAX_GRAPH_POSITIONS: usize = 8_192;
 
 pub const FEATURE_TYPE: &str = "cross layer transcoder";
 pub const ERROR_TYPE: &str = "residual reconstruction error";
@@ -197,6 +199,22 @@ impl GraphFile {
                 "has {} nodes and {} links; at most {MAX_GRAPH_NODES} and {MAX_GRAPH_LINKS} are read",
                 file.nodes.len(),
                 file.links.len()
+            )));
+        }
+        if file.metadata.prompt_tokens.len() > MAX_GRAPH_POSITIONS {
+            return Err(invalid(format!(
+                "has a prompt of {} tokens; at most {MAX_GRAPH_POSITIONS} are read",
+                file.metadata.prompt_tokens.len()
+            )));
+        }
+        // Cross-layer graphs have no prompt: their nodes all sit at position 0.
+        let positions = file.metadata.prompt_tokens.len().max(1);
+        if let Some(node) = file.nodes.iter().find(|n| n.ctx_idx >= positions) {
+            return Err(invalid(format!(
+                "places node `{}` at position {}, but its prompt has {} tokens",
+                node.node_id,
+                node.ctx_idx,
+                file.metadata.prompt_tokens.len()
             )));
         }
         let ids: std::collections::HashSet<&str> =

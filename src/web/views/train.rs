@@ -5,16 +5,17 @@ use std::rc::Rc;
 use wasm_bindgen::JsCast;
 use web_sys::HtmlTextAreaElement;
 
-use crate::sae::pipeline::{Reporter, TrainOptions, train_sae};
+use crate::sae::pipeline::{Reporter, ResumePoint, TrainOptions, train_sae};
 use crate::sae::saelens::SaeFiles;
-use crate::sae::train::{Control, Progress};
+use crate::sae::train::{Control, Progress, SaeTrainer, SaeTrainingConfig, TrainerCheckpoint};
 use crate::ui::chart::Frame;
 use crate::ui::ids;
-use crate::ui::lab::{Origin, TrainRun};
-use crate::ui::train_form::CorpusKind;
+use crate::ui::lab::{Origin, SavedRun, TrainRun};
+use crate::ui::train_form::{CorpusKind, TrainForm, sentence};
+use crate::ui::worker_protocol::ResumeFrom;
 use crate::web::dom::{append, clear, el, line_chart};
 use crate::web::platform::{now_ms, random_id};
-use crate::web::{App, input_of, select_of};
+use crate::web::{App, input_of, select_of, storage};
 
 impl App {
     pub(crate) fn read_train_form(&self) {
@@ -97,6 +98,21 @@ impl App {
                 return;
             }
         };
+        self.run_training(config, None).await;
+    }
+
+    /// Train `config`, from scratch or on from a kept checkpoint. Checkpoints are kept in
+    /// browser storage as it goes; the kept one is dropped once the run ends or is cancelled.
+    async fn run_training(
+        self: &Rc<Self>,
+        config: SaeTrainingConfig,
+        resume: Option<(ResumeFrom, Vec<u8>)>,
+    ) {
+        // A run that would not fit is refused before the worker or the GPU allocates anything.
+        if let Err(e) = self.check_training_memory(&config) {
+            self.show_error(e);
+            return;
+        }
         self.train_control.pause.set(false);
         self.train_control.cancel.set(false);
         self.update(|lab| lab.train = TrainRun::starting());
@@ -109,10 +125,13 @@ impl App {
             .is_some_and(|b| b.kind == crate::backend::BackendKind::Wgpu);
         let started = now_ms();
         let files = if on_gpu {
-            self.train_in_page(config).await
+            self.train_in_page(config, resume).await
         } else {
-            self.train_in_worker(config).await
+            self.train_in_worker(config, resume).await
         };
+        if files.is_ok() {
+            storage::delete_run().await.ok();
+        }
         let seconds = (now_ms() - started) / 1000.0;
         let result = match files {
             Ok(Some(files)) => {
@@ -120,9 +139,9 @@ impl App {
                 let zip = files.to_zip(&id);
                 match self.add_files(&id, files, Origin::Stored).await {
                     Ok(()) => {
-                        if let Err(e) = super::super::saes::keep_in_browser(&id, &zip).await {
+                        if let Err(e) = self.keep_in_browser(&id, &zip).await {
                             self.show_error(format!(
-                                "The SAE was trained but could not be kept in browser storage ({e}); export it to keep it."
+                                "The SAE was trained but could not be kept in browser storage: {e}."
                             ));
                         }
                         Ok(Some(id))
@@ -143,6 +162,104 @@ impl App {
         }
     }
 
+    /// Keep a checkpoint of the run in progress in browser storage (a failure only means a
+    /// reload cannot resume; it is said in the console, not in the way).
+    pub(crate) fn keep_run(&self, resume: ResumeFrom, tensors: Vec<u8>) {
+        let Ok((config, step)) = SaeTrainer::run_of(&TrainerCheckpoint {
+            tensors: Vec::new(),
+            state: resume.state.clone(),
+        }) else {
+            return;
+        };
+        let Ok((model_base, processing)) = self.model_for_worker() else {
+            return;
+        };
+        let record = SavedRun {
+            total_steps: config.steps(),
+            config,
+            model_base,
+            processing,
+            resume,
+            step,
+        }
+        .to_json();
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = storage::put_run(&record, &tensors).await {
+                web_sys::console::warn_1(
+                    &format!("the training checkpoint was not kept: {e}").into(),
+                );
+            }
+        });
+    }
+
+    /// After a reload: a run kept for this model is offered to resume.
+    pub(crate) async fn offer_resume(&self) {
+        let offer = match storage::get_run().await {
+            Ok(Some((record, _))) => match SavedRun::from_json(&record) {
+                Ok(run)
+                    if self
+                        .model_for_worker()
+                        .is_ok_and(|(base, _)| base == run.model_base) =>
+                {
+                    run.offer()
+                }
+                _ => String::new(),
+            },
+            _ => String::new(),
+        };
+        self.set_text(ids::TRAIN_RESUME_TEXT, &offer);
+        if let Some(bar) = self.element(ids::TRAIN_RESUME) {
+            bar.toggle_attribute_with_force("hidden", offer.is_empty())
+                .ok();
+        }
+    }
+
+    /// The person's answer to the offer: go on from the kept checkpoint, or drop it.
+    pub(crate) async fn answer_resume(self: &Rc<Self>, resume: bool) {
+        if let Some(bar) = self.element(ids::TRAIN_RESUME) {
+            bar.toggle_attribute_with_force("hidden", true).ok();
+        }
+        let kept = storage::get_run().await;
+        if !resume {
+            storage::delete_run().await.ok();
+            return;
+        }
+        let (record, tensors) = match kept {
+            Ok(Some(kept)) => kept,
+            Ok(None) => {
+                return self.show_error("The training run to resume is no longer kept.".into());
+            }
+            Err(e) => {
+                return self.show_error(format!("The training run could not be resumed: {e}"));
+            }
+        };
+        let run = match SavedRun::from_json(&record) {
+            Ok(run) => run,
+            Err(e) => {
+                return self.show_error(format!("The training run could not be resumed: {e}"));
+            }
+        };
+        if self.lab.borrow().train.active {
+            return self.show_error("Another SAE is training; resume when it is done.".into());
+        }
+        self.update(|lab| lab.form = TrainForm::from_config(&run.config));
+        self.write_train_form();
+        self.update_page(|state| state.location.view = Some(crate::ui::View::Train));
+        self.update_link();
+        self.render_view();
+        self.run_training(run.config, Some((run.resume, tensors)))
+            .await;
+    }
+
+    fn check_training_memory(&self, config: &SaeTrainingConfig) -> Result<(), String> {
+        let loaded = self.loaded().map_err(|e| e.to_string())?;
+        let hook = crate::model::HookPoint::parse(&config.hook_name, loaded.model.dims())
+            .map_err(|e| e.to_string())?;
+        let d_in = hook.width(loaded.model.dims());
+        crate::sae::pipeline::check_memory(config, d_in, &TrainOptions::in_page(config))
+            .map_err(|e| sentence(&e.to_string()))
+    }
+
     pub(crate) fn set_train_phase(&self, phase: String, fraction: f64) {
         self.update(|lab| lab.train.set_phase(phase, fraction));
         self.render_train_progress();
@@ -156,7 +273,8 @@ impl App {
 
     pub(crate) async fn train_in_page(
         self: &Rc<Self>,
-        config: crate::sae::train::SaeTrainingConfig,
+        config: SaeTrainingConfig,
+        resume: Option<(ResumeFrom, Vec<u8>)>,
     ) -> Result<Option<SaeFiles>, String> {
         struct PageReporter<'a>(&'a App);
         impl Reporter for PageReporter<'_> {
@@ -169,9 +287,26 @@ impl App {
             fn control(&self) -> Control {
                 self.0.train_control.wanted()
             }
+            fn checkpoint_every(&self) -> Option<f64> {
+                Some(self.0.checkpoint_seconds.get())
+            }
+            fn checkpoint(&self, point: ResumePoint) {
+                let from = ResumeFrom {
+                    state: point.checkpoint.state,
+                    rows_served: point.rows_served,
+                };
+                self.0.keep_run(from, point.checkpoint.tensors);
+            }
         }
         let loaded = self.loaded().map_err(|e| e.to_string())?;
-        let options = TrainOptions::in_page(&config);
+        let mut options = TrainOptions::in_page(&config);
+        options.resume = resume.map(|(from, tensors)| ResumePoint {
+            checkpoint: TrainerCheckpoint {
+                tensors,
+                state: from.state,
+            },
+            rows_served: from.rows_served,
+        });
         train_sae(&loaded, config, &options, &PageReporter(self))
             .await
             .map(|run| run.map(|trained| trained.files))

@@ -14,9 +14,15 @@ use crate::sae::train::{Control, SaeTrainingConfig};
 use crate::ui::feature_list::FeatureList;
 use crate::ui::lab::FeatureIndex;
 use crate::ui::lab::LoadedSae;
-use crate::ui::worker_protocol::{FeaturesAnswer, FromWorker, ToWorker};
+use crate::ui::worker_protocol::{FeaturesAnswer, FromWorker, ResumeFrom, ToWorker};
 use crate::web::App;
 use crate::web::platform::{now_ms, sleep};
+
+/// Silence from a busy worker after which the page says so and offers to stop it.
+const BUSY_SHOWN_MS: f64 = 10_000.0;
+/// Silence after which the worker is taken for hung and stopped: far longer than any step,
+/// piece of a scan or evaluation window it runs between messages.
+const SILENCE_LIMIT_MS: f64 = 600_000.0;
 
 /// The result slot of a training run in the worker.
 pub type WorkerOutcome = Rc<RefCell<Option<Result<Option<SaeFiles>, String>>>>;
@@ -43,6 +49,7 @@ impl App {
     }
 
     fn hear(&self, message: FromWorker, bytes: Vec<Option<Vec<u8>>>) {
+        self.worker_heard.set(now_ms());
         let finished = |result| {
             if let Some(slot) = self.worker_outcome.borrow().as_ref() {
                 *slot.borrow_mut() = Some(result);
@@ -59,6 +66,11 @@ impl App {
                 Some(files) => finished(Ok(Some(files))),
                 None => finished(Err("the trained SAE's files did not arrive".into())),
             },
+            FromWorker::Checkpoint { resume } => {
+                if let Some(tensors) = bytes.into_iter().next().flatten() {
+                    self.keep_run(resume, tensors);
+                }
+            }
             FromWorker::Cancelled => finished(Ok(None)),
             FromWorker::Error { message } => finished(Err(message)),
             FromWorker::FeaturesPhase { id, text } => {
@@ -119,6 +131,7 @@ impl App {
         if let Some(worker) = self.worker.borrow_mut().take() {
             worker.terminate();
         }
+        self.show_worker_busy(false, 0.0);
         self.worker_ready.set(false);
         let message = format!(
             "the background worker stopped ({}); it starts again for the next task",
@@ -150,6 +163,51 @@ impl App {
         self.send(&ToWorker::Crash, &[]);
     }
 
+    /// Make the worker hang for `seconds` (for the browser tests).
+    pub(crate) fn hang_worker(&self, seconds: f64) {
+        self.send(&ToWorker::Hang { seconds }, &[]);
+    }
+
+    /// While a request waits: after [`BUSY_SHOWN_MS`] of silence the page says the worker is
+    /// busy and offers to stop it; after [`SILENCE_LIMIT_MS`] it stops it itself. `Err` once the
+    /// worker was stopped (the waiting request is answered with the reason).
+    fn watch_worker(&self, since: f64, start: u32) -> Result<(), String> {
+        if self.worker.borrow().is_none() || self.worker_starts.get() != start {
+            return Err("the background worker stopped".into());
+        }
+        let silent = now_ms() - self.worker_heard.get().max(since);
+        if silent > SILENCE_LIMIT_MS {
+            self.worker_failed(format!(
+                "it gave no sign of life for {} minutes",
+                SILENCE_LIMIT_MS / 60_000.0
+            ));
+            return Err("the background worker stopped".into());
+        }
+        self.show_worker_busy(silent > BUSY_SHOWN_MS, silent);
+        Ok(())
+    }
+
+    fn show_worker_busy(&self, busy: bool, silent_ms: f64) {
+        let text = if busy {
+            format!(
+                "The background worker has said nothing for {:.0} s.",
+                silent_ms / 1000.0
+            )
+        } else {
+            String::new()
+        };
+        self.set_text(crate::ui::ids::WORKER_BUSY_TEXT, &text);
+        if let Some(bar) = self.element(crate::ui::ids::WORKER_BUSY) {
+            bar.toggle_attribute_with_force("hidden", !busy).ok();
+        }
+    }
+
+    /// The person's "Stop the worker": whatever waited on it is answered, and the next task
+    /// starts a fresh one.
+    pub(crate) fn stop_worker(&self) {
+        self.worker_failed("stopped by you".into());
+    }
+
     /// Start the worker (once), and wait until it listens.
     async fn ensure_worker(self: &Rc<Self>) -> Result<(), String> {
         if self.worker.borrow().is_some() {
@@ -169,6 +227,7 @@ impl App {
             move |why| for_errors.worker_failed(why),
         )?;
         *self.worker.borrow_mut() = Some(worker);
+        self.worker_starts.set(self.worker_starts.get() + 1);
         let since = now_ms();
         while !self.worker_ready.get() {
             if now_ms() - since > 60_000.0 {
@@ -181,7 +240,7 @@ impl App {
     }
 
     /// The page's model as the worker loads it: an absolute URL, and the processing in force.
-    fn model_for_worker(&self) -> Result<(String, WeightProcessing), String> {
+    pub(crate) fn model_for_worker(&self) -> Result<(String, WeightProcessing), String> {
         let base = crate::web::platform::absolute_url(&self.model_base.borrow())?;
         let processing = self
             .model
@@ -202,9 +261,19 @@ impl App {
         let id = self.features_request.get() + 1;
         self.features_request.set(id);
         self.send(&request(id), bytes);
+        let (since, start) = (now_ms(), self.worker_starts.get());
         loop {
             if let Some(result) = self.features_outcomes.borrow_mut().remove(&id) {
+                self.show_worker_busy(false, 0.0);
                 return result;
+            }
+            if let Err(stopped) = self.watch_worker(since, start) {
+                // worker_failed answered the latest request; an older one hears it here.
+                return self
+                    .features_outcomes
+                    .borrow_mut()
+                    .remove(&id)
+                    .unwrap_or(Err(stopped));
             }
             sleep(50).await;
         }
@@ -298,25 +367,38 @@ impl App {
     pub(crate) async fn train_in_worker(
         self: &Rc<Self>,
         config: SaeTrainingConfig,
+        resume: Option<(ResumeFrom, Vec<u8>)>,
     ) -> Result<Option<SaeFiles>, String> {
         let outcome: WorkerOutcome = Rc::default();
         self.set_train_phase("Starting the training worker…".into(), 0.0);
         self.ensure_worker().await?;
         *self.worker_outcome.borrow_mut() = Some(Rc::clone(&outcome));
         let (model_base, processing) = self.model_for_worker()?;
+        let (resume, tensors) = match resume {
+            Some((from, tensors)) => (Some(from), Some(tensors)),
+            None => (None, None),
+        };
         self.send(
             &ToWorker::Train {
                 model_base,
                 processing,
                 config,
+                resume,
+                checkpoint_seconds: self.checkpoint_seconds.get(),
             },
-            &[],
+            &[tensors.as_deref()],
         );
         let mut sent = Control::Continue;
+        let (since, start) = (now_ms(), self.worker_starts.get());
         loop {
             if let Some(result) = outcome.borrow_mut().take() {
                 *self.worker_outcome.borrow_mut() = None;
+                self.show_worker_busy(false, 0.0);
                 return result;
+            }
+            if let Err(stopped) = self.watch_worker(since, start) {
+                *self.worker_outcome.borrow_mut() = None;
+                return outcome.borrow_mut().take().unwrap_or(Err(stopped));
             }
             // Pass pause, resume and cancel on as they change.
             let wanted = self.train_control.wanted();

@@ -14,11 +14,13 @@ use crate::backend::cpu_device;
 use crate::model::WeightProcessing;
 use crate::model::files::LoadedModel;
 use crate::sae::features::{FeatureReport, Scan};
-use crate::sae::pipeline::{PAGE_WINDOWS_PER_FORWARD, Reporter, TrainOptions, scan_job, train_sae};
+use crate::sae::pipeline::{
+    PAGE_WINDOWS_PER_FORWARD, Reporter, ResumePoint, TrainOptions, scan_job, train_sae,
+};
 use crate::sae::saelens::SaeFiles;
 use crate::sae::train::{Control, Progress, SaeTrainingConfig};
 use crate::ui::feature_list::FeatureList;
-use crate::ui::worker_protocol::{FromWorker, ToWorker};
+use crate::ui::worker_protocol::{FromWorker, ResumeFrom, ToWorker};
 use crate::web::platform::load_model;
 
 thread_local! {
@@ -96,6 +98,27 @@ impl Reporter for PostReporter {
     fn control(&self) -> Control {
         CONTROL.with(Cell::get)
     }
+
+    fn checkpoint_every(&self) -> Option<f64> {
+        Some(CHECKPOINT_EVERY.with(Cell::get))
+    }
+
+    fn checkpoint(&self, point: ResumePoint) {
+        post_with(
+            &FromWorker::Checkpoint {
+                resume: ResumeFrom {
+                    state: point.checkpoint.state,
+                    rows_served: point.rows_served,
+                },
+            },
+            &[Some(&point.checkpoint.tensors)],
+        );
+    }
+}
+
+thread_local! {
+    /// Seconds between the run's checkpoints (a few MB each for the built-in model).
+    static CHECKPOINT_EVERY: Cell<f64> = const { Cell::new(10.0) };
 }
 
 /// The worker's own copy of the model (CPU), loaded once per base URL and processing (from the
@@ -115,12 +138,20 @@ async fn model(base: &str, processing: WeightProcessing) -> Result<Rc<LoadedMode
     Ok(loaded)
 }
 
-async fn train(base: String, processing: WeightProcessing, config: SaeTrainingConfig) {
+async fn train(
+    base: String,
+    processing: WeightProcessing,
+    config: SaeTrainingConfig,
+    resume: Option<ResumePoint>,
+    checkpoint_seconds: f64,
+) {
     CONTROL.with(|c| c.set(Control::Continue));
+    CHECKPOINT_EVERY.with(|c| c.set(checkpoint_seconds.max(0.0)));
     let result = async {
         PostReporter.phase("Loading the model in the training worker…".into(), 0.0);
         let loaded = model(&base, processing).await?;
-        let options = TrainOptions::in_page(&config);
+        let mut options = TrainOptions::in_page(&config);
+        options.resume = resume;
         train_sae(&loaded, config, &options, &PostReporter)
             .await
             .map(|run| run.map(|trained| trained.files))
@@ -437,7 +468,25 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
             model_base,
             processing,
             config,
-        } => spawn_local(train(model_base, processing, config)),
+            resume,
+            checkpoint_seconds,
+        } => {
+            let tensors = bytes.get_mut(0).and_then(Option::take).unwrap_or_default();
+            let resume = resume.map(|r| ResumePoint {
+                checkpoint: crate::sae::train::TrainerCheckpoint {
+                    tensors,
+                    state: r.state,
+                },
+                rows_served: r.rows_served,
+            });
+            spawn_local(train(
+                model_base,
+                processing,
+                config,
+                resume,
+                checkpoint_seconds,
+            ))
+        }
         ToWorker::Features {
             id,
             key,
@@ -476,6 +525,12 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
         ToWorker::Pause => CONTROL.with(|c| c.set(Control::Pause)),
         ToWorker::Resume => CONTROL.with(|c| c.set(Control::Continue)),
         ToWorker::Cancel => CONTROL.with(|c| c.set(Control::Stop)),
+        ToWorker::Hang { seconds } => {
+            let until = crate::clock::now_seconds() + seconds.clamp(0.0, 3600.0);
+            while crate::clock::now_seconds() < until {
+                std::hint::spin_loop();
+            }
+        }
         ToWorker::Crash => {
             // A real failure's shape: an uncaught error that leaves the instance unusable.
             wasm_bindgen::throw_str("the worker was asked to crash");
