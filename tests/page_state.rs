@@ -147,7 +147,7 @@ fn worker_messages_round_trip_as_tagged_json() {
     let train = ToWorker::Train {
         model_base: "https://huggingface.co/openai-community/gpt2/resolve/main/".into(),
         processing,
-        config: SaeTrainingConfig::default(),
+        config: Box::new(SaeTrainingConfig::default()),
         resume: Some(saeplay::ui::worker_protocol::ResumeFrom {
             state: "{\"step\": 3}".into(),
             rows_served: 12_288,
@@ -167,7 +167,7 @@ fn worker_messages_round_trip_as_tagged_json() {
             checkpoint_seconds,
             ..
         } => {
-            assert_eq!(config, SaeTrainingConfig::default());
+            assert_eq!(*config, SaeTrainingConfig::default());
             assert_eq!(resume.map(|r| r.rows_served), Some(12_288));
             assert_eq!(checkpoint_seconds, 2.5);
             assert_eq!(

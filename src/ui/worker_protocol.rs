@@ -21,13 +21,13 @@ use crate::ui::feature_list::FeatureList;
     rename_all_fields = "camelCase"
 )]
 pub enum ToWorker {
-    /// Train one SAE on the model at `model_base`, processed with `processing`.
-    /// Train an SAE; with `resume`, go on from a checkpoint (its tensors beside: `[tensors]`).
+    /// Train one SAE on the model at `model_base`, processed with `processing`; with `resume`,
+    /// go on from a checkpoint (its tensors beside: `[tensors]`).
     Train {
         model_base: String,
         #[serde(default)]
         processing: WeightProcessing,
-        config: SaeTrainingConfig,
+        config: Box<SaeTrainingConfig>,
         #[serde(default)]
         resume: Option<ResumeFrom>,
         /// Seconds between the checkpoints it sends.

@@ -133,6 +133,12 @@ export async function waitReady(page, { timeoutMs = 180_000 } = {}) {
   return Date.now() - started;
 }
 
+/** The error box's message, trimmed; empty while it is hidden. */
+export const errorText = (page) => page.evaluate(() => {
+  const el = document.querySelector('#error');
+  return el && !el.hidden ? document.querySelector('#error-text').textContent.trim() : '';
+});
+
 /** Prints the collected page logs (the last `limit` lines) under a heading. */
 export function printLogs(title, logs, limit = 200) {
   const shown = logs.slice(-limit);

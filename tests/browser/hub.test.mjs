@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { launch, openPage, pageLogits, printLogs, readSafetensors, waitReady } from './harness.mjs';
+import { errorText, launch, openPage, pageLogits, printLogs, readSafetensors, waitReady } from './harness.mjs';
 import { serve } from './serve.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -99,11 +99,6 @@ async function consent(page, needle) {
   await page.click('#consent-yes');
   return question;
 }
-
-const errorText = (page) => page.evaluate(() => {
-  const el = document.querySelector('#error');
-  return el && !el.hidden ? document.querySelector('#error-text').textContent.trim() : '';
-});
 
 async function expectFailure(context, fragment, pattern) {
   const { page, logs } = await openIn(context, fragment);
@@ -297,31 +292,6 @@ describe('a model from local files', () => {
       assert.equal(await page.isHidden('#consent'), true);
     } catch (error) {
       printLogs('local files', logs);
-      throw error;
-    } finally {
-      await page.close();
-      await context.close();
-    }
-  });
-});
-
-describe('the worker', () => {
-  test('a crashed worker is started again and the page keeps working', { timeout: TIMEOUT_MS * 2 }, async () => {
-    const context = await browser.newContext();
-    const { page, logs } = await openIn(context, '#view=features&sae=blocks.2.hook_resid_pre-topk16');
-    try {
-      await waitReady(page, { timeoutMs: TIMEOUT_MS });
-      const listed = () => page.waitForFunction(() => /features, read on/.test(document.querySelector('#feature-status').textContent), null, { timeout: TIMEOUT_MS });
-      await listed();
-      await page.evaluate(() => window.saeplay.crashWorker());
-      await page.waitForFunction(() => document.querySelector('#feature-status').textContent === '', null, { timeout: TIMEOUT_MS });
-      // Another SAE: its scan needs a worker, so a new one starts.
-      await page.selectOption('#sae-select', 'blocks.1.hook_resid_pre-topk16');
-      await listed();
-      assert.equal(await errorText(page), '');
-      assert.ok(!logs.some((l) => l.startsWith('[pageerror]')), 'the page itself never failed');
-    } catch (error) {
-      printLogs('worker crash', logs);
       throw error;
     } finally {
       await page.close();

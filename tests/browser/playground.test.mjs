@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { launch, openPage, printLogs, readCard, setValue, waitForSae, waitReady } from './harness.mjs';
+import { errorText, launch, openPage, printLogs, readCard, setValue, waitForSae, waitReady } from './harness.mjs';
 import { serve } from './serve.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -80,12 +80,6 @@ async function step(label, opened, body) {
 }
 
 /** The message in #error while it is shown ('' when hidden). */
-const errorText = (page) =>
-  page.evaluate(() => {
-    const el = document.querySelector('#error');
-    return el && !el.hidden ? document.querySelector('#error-text').textContent.trim() : '';
-  });
-
 const steerRows = (page) =>
   page.evaluate(() => [...document.querySelectorAll('.steer-row')].map((row) => ({
     feature: row.querySelector('.steer-feature').value,

@@ -18,9 +18,7 @@ import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
-import {
-  BASE_ARGS, CHROMIUM, WEBGPU_ARGS, pageEncode, pageLogits, printLogs, readCard, setValue, waitForSae, waitReady,
-} from './harness.mjs';
+import { BASE_ARGS, CHROMIUM, WEBGPU_ARGS, errorText, pageEncode, pageLogits, printLogs, readCard, setValue, waitForSae, waitReady } from './harness.mjs';
 import { serve } from './serve.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -88,7 +86,6 @@ async function workerMemoryMb(page) {
 }
 
 const memoryMb = (page) => page.evaluate(() => Math.round(window.saeplay.memoryBytes() / 1e6));
-const errorText = (page) => page.evaluate(() => (document.querySelector('#error').hidden ? '' : document.querySelector('#error-text').textContent));
 
 /** The page's own tokens and next-token logits for the prompt, against transformers'. */
 async function checkParis(page, label) {

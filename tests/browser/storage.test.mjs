@@ -3,7 +3,7 @@
 // counts for it, against its zip); another tab sees what one keeps or removes; a corrupt entry
 // is shown, exported as raw bytes and removed without stopping startup; a write that does not
 // fit the quota is refused in words with the SAE still usable; an older tab holding the
-// database cannot hang startup; a hung worker can be stopped and the next task starts a new
+// database cannot hang startup; a crashed worker is replaced; a hung one can be stopped and the next task starts a new
 // one; closing while an SAE trains asks first.
 //
 // Inputs as the other browser tests: SAEPLAY_DIST (the built page).
@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { launch, printLogs, waitForSae, waitReady } from './harness.mjs';
+import { errorText, launch, printLogs, waitForSae, waitReady } from './harness.mjs';
 import { serve } from './serve.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -76,11 +76,6 @@ async function openIn(context, fragment, { init } = {}) {
   await page.goto(site.url + fragment);
   return { page, logs };
 }
-
-const errorText = (page) => page.evaluate(() => {
-  const el = document.querySelector('#error');
-  return el && !el.hidden ? document.querySelector('#error-text').textContent.trim() : '';
-});
 
 const options = (page) => page.$$eval('#sae-select option', (os) => os.map((o) => o.value));
 
@@ -286,6 +281,28 @@ describe('browser storage', () => {
 });
 
 describe('the worker and unloading', () => {
+  test('a crashed worker is started again and the page keeps working', { timeout: TIMEOUT_MS * 2 }, async () => {
+    const context = await browser.newContext();
+    const { page, logs } = await openIn(context, '#view=features&sae=blocks.2.hook_resid_pre-topk16');
+    try {
+      await waitReady(page, { timeoutMs: TIMEOUT_MS });
+      const listed = () => page.waitForFunction(() => /features, read on/.test(document.querySelector('#feature-status').textContent), null, { timeout: TIMEOUT_MS });
+      await listed();
+      await page.evaluate(() => window.saeplay.crashWorker());
+      await page.waitForFunction(() => document.querySelector('#feature-status').textContent === '', null, { timeout: TIMEOUT_MS });
+      // Another SAE: its scan needs a worker, so a new one starts.
+      await page.selectOption('#sae-select', 'blocks.1.hook_resid_pre-topk16');
+      await listed();
+      assert.equal(await errorText(page), '');
+      assert.ok(!logs.some((l) => l.startsWith('[pageerror]')), 'the page itself never failed');
+    } catch (error) {
+      printLogs('worker crash', logs);
+      throw error;
+    } finally {
+      await page.close();
+      await context.close();
+    }
+  });
   test('a hung worker is shown, stopped by the person, and the next task starts a new one', { timeout: TIMEOUT_MS * 3 }, async () => {
     const context = await browser.newContext();
     const { page, logs } = await openIn(context, '#view=features&sae=blocks.2.hook_resid_pre-topk16');
@@ -302,10 +319,13 @@ describe('the worker and unloading', () => {
       await page.waitForSelector('#worker-busy', { state: 'hidden', timeout: 30_000 });
       await listed();
       assert.ok(logs.some((l) => /stopped by you/.test(l)), 'the scan was told the worker stopped');
-      // The next scan starts a new worker.
+      // The next scan starts a new worker, which answers.
       await page.selectOption('#sae-select', 'blocks.3.hook_resid_pre-topk16');
+      await page.waitForFunction(() => window.saeplay.workerStarts() === 2, null, { timeout: 60_000 });
+      await page.waitForFunction(() => !/features, read on/.test(document.querySelector('#feature-status').textContent), null, { timeout: 60_000, polling: 20 }).catch(() => {});
       await listed();
-      assert.equal(await page.evaluate(() => window.saeplay.workerStarts()), 2);
+      assert.equal(await page.$eval('#sae-select', (s) => s.value), 'blocks.3.hook_resid_pre-topk16');
+      assert.ok(!logs.some((l) => /scanning in the page/.test(l) && !/stopped by you/.test(l)), 'the new worker scanned it');
       noPanic(logs);
     } catch (error) {
       printLogs('hung worker', logs);

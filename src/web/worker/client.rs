@@ -382,7 +382,7 @@ impl App {
             &ToWorker::Train {
                 model_base,
                 processing,
-                config,
+                config: Box::new(config),
                 resume,
                 checkpoint_seconds: self.checkpoint_seconds.get(),
             },

@@ -482,7 +482,7 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
             spawn_local(train(
                 model_base,
                 processing,
-                config,
+                *config,
                 resume,
                 checkpoint_seconds,
             ))
