@@ -110,13 +110,41 @@ pub fn int_tensor<const D: usize>(
 
 /// Read a float tensor back to the host as f32 values, asynchronously.
 pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
-    let data = tensor
-        .into_data_async()
-        .await
-        .map_err(|error| SaeplayError::Device(format!("reading a tensor failed: {error:?}")))?;
+    let data = tensor.into_data_async().await.map_err(|error| {
+        let reason = match &error {
+            burn::tensor::ExecutionError::DevicePoisoned { .. } => {
+                "the GPU device was lost".to_string()
+            }
+            other => format!("{other}"),
+        };
+        note_device_failure(&reason);
+        SaeplayError::Device(format!("reading a tensor failed: {reason}"))
+    })?;
     data.convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|error| SaeplayError::Device(format!("reading a tensor failed: {error:?}")))
+}
+
+/// Why the compute device stopped answering, once a read from it failed (on WebGPU: the device
+/// was lost or destroyed, and every later operation fails too). The page moves to the CPU path
+/// when it sees one; the CPU backends' reads do not fail.
+static DEVICE_FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn note_device_failure(reason: &str) {
+    if let Ok(mut failure) = DEVICE_FAILURE.lock() {
+        failure.get_or_insert_with(|| reason.to_string());
+    }
+}
+
+/// The first device failure since the last [`clear_device_failure`], if any.
+pub fn device_failure() -> Option<String> {
+    DEVICE_FAILURE.lock().ok().and_then(|f| f.clone())
+}
+
+pub fn clear_device_failure() {
+    if let Ok(mut failure) = DEVICE_FAILURE.lock() {
+        *failure = None;
+    }
 }
 
 /// Read a float tensor on a host device without awaiting: the CPU backends answer at once.

@@ -160,6 +160,7 @@ async fn run() {
             app.discover_saes(builtin).await;
             app.apply_link().await;
             app.offer_resume().await;
+            app.watch_device();
         }
         Err(message) => app.update_page(|state| state.load_failed(message)),
     }

@@ -7,15 +7,16 @@ use std::rc::Rc;
 use wasm_bindgen::JsCast;
 use web_sys::HtmlInputElement;
 
+use crate::backend::{BackendKind, cpu_device};
 use crate::model::WeightProcessing;
 use crate::model::files::LoadedModel;
 use crate::model::files::ModelFiles;
 use crate::sae::releases::PublishedSae;
 use crate::ui::download::{DownloadProgress, bytes};
 use crate::ui::download::{local_model_path, shown_url};
-use crate::ui::{Fragment, ModelSource, SaeRef, ids};
+use crate::ui::{BackendDecision, Fragment, ModelSource, SaeRef, ids};
 use crate::web::download::{self, cancel_download, hf_endpoint};
-use crate::web::platform::{absolute_url, load_model, random_id, window};
+use crate::web::platform::{absolute_url, load_model, random_id, sleep, window};
 use crate::web::{App, BUILTIN_MODEL};
 
 const PROCESSING_BOXES: [&str; 4] = [
@@ -136,6 +137,86 @@ impl App {
             processing.describe()
         ));
         Ok(())
+    }
+
+    /// Watch for the GPU failing (a read from a lost WebGPU device), and move to the CPU once.
+    pub(crate) fn watch_device(self: &Rc<Self>) {
+        let app = Rc::clone(self);
+        wasm_bindgen_futures::spawn_local(async move {
+            loop {
+                sleep(500).await;
+                let on_gpu = app
+                    .state
+                    .borrow()
+                    .backend
+                    .as_ref()
+                    .is_some_and(|b| b.kind == BackendKind::Wgpu);
+                if on_gpu && let Some(reason) = crate::backend::device_failure() {
+                    app.move_to_cpu(reason).await;
+                }
+            }
+        });
+    }
+
+    /// WebGPU stopped working: reload the model on the CPU, upload each loaded SAE again, and
+    /// say so. A training run on the GPU stopped with it; its last checkpoint is offered to
+    /// resume (on the CPU path, in the worker).
+    async fn move_to_cpu(self: &Rc<Self>, reason: String) {
+        let message = format!(
+            "WebGPU stopped working ({reason}), so the page moved to the CPU path; what you were \
+             doing on the GPU stopped, and nothing kept was lost."
+        );
+        self.update_page(|state| {
+            state.backend_chosen(BackendDecision {
+                kind: BackendKind::Cpu,
+                label: "CPU (WebAssembly)".into(),
+                reason: message.clone(),
+            })
+        });
+        self.render();
+        let (base, processing) = {
+            let base = self.model_base.borrow().clone();
+            let processing = self
+                .model
+                .borrow()
+                .as_ref()
+                .map(|m| m.processing)
+                .unwrap_or_default();
+            (base, processing)
+        };
+        match self.fetch_model(&cpu_device(), &base, processing).await {
+            Ok(loaded) => *self.model.borrow_mut() = Some(Rc::new(loaded)),
+            Err(e) => {
+                return self.show_error(format!(
+                    "{message} The model could not be loaded on the CPU: {e}"
+                ));
+            }
+        }
+        crate::backend::clear_device_failure();
+        // Each loaded SAE lives on the lost device: upload it again from its files.
+        let loaded: Vec<_> = self
+            .lab
+            .borrow()
+            .saes
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    s.id.clone(),
+                    s.origin.clone(),
+                    s.loaded.as_ref()?.files.clone(),
+                ))
+            })
+            .collect();
+        for (id, origin, files) in loaded {
+            if let Err(e) = self.add_files(&id, files, origin).await {
+                self.show_error(format!("The SAE {id} could not be moved to the CPU: {e}"));
+            }
+        }
+        self.show_error(message);
+        self.render_sae_picker();
+        self.offer_resume().await;
+        self.analyse().await;
+        self.render();
     }
 
     /// The processing line and boxes show what is in force.

@@ -432,3 +432,57 @@ describe('the worker and unloading', () => {
     }
   });
 });
+
+// The page's WebGPU device is lost mid-training (destroyed on purpose, as a GPU reset would lose
+// it): the page moves to the CPU path with a message, keeps working, and the training run goes
+// on from its last checkpoint on the CPU.
+const WEBGPU = (process.env.SAEPLAY_BROWSER_PATHS ?? 'cpu,webgpu').split(',').map((p) => p.trim()).includes('webgpu');
+describe('WebGPU device loss', { skip: !WEBGPU && 'the WebGPU path is not selected' }, () => {
+  test('a lost device moves the page to the CPU; training resumes from its checkpoint', { timeout: TIMEOUT_MS * 6 }, async () => {
+    const gpuBrowser = await launch({ webgpu: true });
+    const context = await gpuBrowser.newContext();
+    // Keep every device the page asks for, so the test can destroy it.
+    const init = () => {
+      const request = GPUAdapter.prototype.requestDevice;
+      globalThis.__gpuDevices = [];
+      GPUAdapter.prototype.requestDevice = async function (...args) {
+        const device = await request.apply(this, args);
+        globalThis.__gpuDevices.push(device);
+        return device;
+      };
+    };
+    const { page, logs } = await openIn(context, '#backend=webgpu&view=train', { init });
+    try {
+      await waitReady(page, { timeoutMs: TIMEOUT_MS });
+      assert.match(await page.textContent('#backend'), /WebGPU/);
+      await page.evaluate(() => window.saeplay.setCheckpointSeconds(0.5));
+      // 48 steps of 128 vectors: SwiftShader captures slowly, so the capture is kept short.
+      for (const [selector, value] of Object.entries({ '#train-tokens': '6144', '#train-batch': '128', '#train-expansion': '4' })) {
+        await page.fill(selector, value);
+      }
+      await page.click('#train-start');
+      await page.waitForFunction(() => /step ([5-9]|[1-4]\d) of 48/.test(document.querySelector('#train-status').textContent), null, { timeout: TIMEOUT_MS * 2, polling: 50 });
+      const destroyed = await page.evaluate(() => { globalThis.__gpuDevices.forEach((d) => d.destroy()); return globalThis.__gpuDevices.length; });
+      assert.ok(destroyed >= 1, 'the page had a device to lose');
+      await page.waitForFunction(() => /CPU/.test(document.querySelector('#backend').textContent), null, { timeout: TIMEOUT_MS });
+      await page.waitForFunction(() => /WebGPU stopped working/.test(document.querySelector('#error-text').textContent), null, { timeout: TIMEOUT_MS });
+      // The page works on the CPU: a new prompt gets predictions.
+      await page.click('#tab-prompt');
+      await page.fill('#prompt', 'Once upon a time, a little fox');
+      await page.waitForFunction(() => document.querySelectorAll('#predictions li').length >= 3, null, { timeout: TIMEOUT_MS });
+      // The run goes on from its checkpoint, now in the worker.
+      await page.waitForSelector('#train-resume:not([hidden])', { timeout: TIMEOUT_MS });
+      await page.click('#train-resume-go');
+      await page.waitForFunction(() => /Done/.test(document.querySelector('#train-status').textContent), null, { timeout: TIMEOUT_MS * 2 });
+      await waitForSae(page, /^tab-/);
+      noPanic(logs);
+    } catch (error) {
+      printLogs('device loss', logs);
+      throw error;
+    } finally {
+      await context.close();
+      await gpuBrowser.close();
+    }
+  });
+});
+
