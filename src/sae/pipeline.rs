@@ -59,6 +59,9 @@ pub trait Reporter {
     fn checkpoint(&self, _point: ResumePoint) {}
 }
 
+/// Largest trainer checkpointed as it trains (a 24,576 x 768 SAE's would be 450 MB each time).
+pub const MAX_CHECKPOINT_BYTES: u64 = 256 << 20;
+
 /// Where a run stopped: the trainer's checkpoint and how many captured vectors it had used.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResumePoint {
@@ -311,10 +314,11 @@ pub async fn train_to_end(
     source: &mut impl BatchSource,
     reporter: &dyn Reporter,
 ) -> Result<bool> {
-    // A checkpoint falls due between steps: `run` is paused for it, then goes on.
-    let every = reporter
-        .checkpoint_every()
-        .filter(|_| source.rows_served().is_some());
+    // A checkpoint falls due between steps: `run` is paused for it, then goes on. Sources that
+    // cannot be replayed, and trainers too large to copy out every few seconds, take none.
+    let every = reporter.checkpoint_every().filter(|_| {
+        source.rows_served().is_some() && trainer.checkpoint_bytes() <= MAX_CHECKPOINT_BYTES
+    });
     let last_saved = std::cell::Cell::new(now_seconds());
     let due = || every.is_some_and(|s| now_seconds() - last_saved.get() >= s);
     let mut on_step = |p: &Progress| {

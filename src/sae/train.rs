@@ -403,6 +403,12 @@ impl SaeTrainer {
         self.step >= self.total_steps()
     }
 
+    /// Bytes of a [`SaeTrainer::checkpoint`]'s tensors: each parameter and its two Adam moments.
+    pub fn checkpoint_bytes(&self) -> u64 {
+        let values: usize = self.params.values().map(|t| t.shape().num_elements()).sum();
+        crate::memory::f32_bytes(3 * values as u128)
+    }
+
     fn dead_row(&self) -> (Vec<f32>, usize) {
         let window = self.config.dead_window_tokens;
         let row: Vec<f32> = self
