@@ -336,8 +336,8 @@ describe('the worker and unloading', () => {
   });
 
   test('a reload mid-training offers to resume, and the resumed SAE equals an uninterrupted one', { timeout: TIMEOUT_MS * 5 }, async () => {
-    // 48 steps of 256 vectors over 12,288 captured ones; a checkpoint every half second.
-    const settings = { '#train-tokens': '12288', '#train-batch': '256', '#train-expansion': '4' };
+    // 192 steps of 64 vectors over 12,288 captured ones; a checkpoint every half second.
+    const settings = { '#train-tokens': '12288', '#train-batch': '64', '#train-expansion': '4' };
     const trainedWeights = async (page) => {
       const [download] = await Promise.all([page.waitForEvent('download'), page.click('#sae-export')]);
       const file = path.join(tmp, `${Date.now()}-${Math.random()}.zip`);
@@ -357,16 +357,33 @@ describe('the worker and unloading', () => {
     try {
       await waitReady(page, { timeoutMs: TIMEOUT_MS });
       await start(page);
-      // A checkpoint some way in, then the tab reloads.
-      await page.waitForFunction(() => /step (1[2-9]|[23]\d) of 48/.test(document.querySelector('#train-status').textContent), null, { timeout: TIMEOUT_MS, polling: 50 });
+      // Once a checkpoint is kept (some way in), the run is paused (so it cannot finish while
+      // the tab reloads) and the tab reloads.
+      await page.waitForFunction(() => /step \d+ of 192/.test(document.querySelector('#train-status').textContent), null, { timeout: TIMEOUT_MS, polling: 50 });
+      const keptRun = () => page.evaluate(() => new Promise((resolve) => {
+        const open = indexedDB.open('saeplay');
+        open.onsuccess = () => {
+          const get = open.result.transaction('runs').objectStore('runs').get('current');
+          get.onsuccess = () => { open.result.close(); resolve(Boolean(get.result)); };
+          get.onerror = () => { open.result.close(); resolve(false); };
+        };
+        open.onerror = () => resolve(false);
+      }));
+      const deadline = Date.now() + TIMEOUT_MS;
+      while (!(await keptRun())) {
+        assert.ok(Date.now() < deadline, 'a checkpoint was kept');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await page.click('#train-pause');
+      await page.waitForFunction(() => document.querySelector('#train-pause').textContent === 'Resume');
       await page.reload();
       await waitReady(page, { timeoutMs: TIMEOUT_MS });
       await page.waitForSelector('#train-resume:not([hidden])');
       const offer = await page.textContent('#train-resume-text');
-      assert.match(offer, /stopped at step ([1-9]\d*) of 48/);
+      assert.match(offer, /stopped at step ([1-9]\d*) of 192/);
       measure('resume offered at', offer);
       await page.click('#train-resume-go');
-      await page.waitForFunction(() => /step \d+ of 48/.test(document.querySelector('#train-status').textContent), null, { timeout: TIMEOUT_MS });
+      await page.waitForFunction(() => /step \d+ of 192/.test(document.querySelector('#train-status').textContent), null, { timeout: TIMEOUT_MS });
       await done(page);
       await waitForSae(page, /^tab-/);
       const resumed = await trainedWeights(page);

@@ -124,6 +124,11 @@ impl App {
             .as_ref()
             .is_some_and(|b| b.kind == crate::backend::BackendKind::Wgpu);
         let started = now_ms();
+        if resume.is_none() {
+            // A new run: an older kept one would be offered after a reload before this one's
+            // first checkpoint.
+            storage::delete_run().await.ok();
+        }
         let files = if on_gpu {
             self.train_in_page(config, resume).await
         } else {
