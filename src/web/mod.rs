@@ -251,6 +251,24 @@ impl App {
         }
     }
 
+    /// Whether the page runs on WebGPU.
+    fn on_gpu(&self) -> bool {
+        self.state
+            .borrow()
+            .backend
+            .as_ref()
+            .is_some_and(|b| b.kind == BackendKind::Wgpu)
+    }
+
+    /// The TransformerLens processing the page's model runs with.
+    fn model_processing(&self) -> WeightProcessing {
+        self.model
+            .borrow()
+            .as_ref()
+            .map(|m| m.processing)
+            .unwrap_or_default()
+    }
+
     fn selected_loaded(&self) -> Option<Rc<LoadedSae>> {
         let id = self.selected_sae()?;
         self.lab.borrow().slot(&id)?.loaded.clone()

@@ -145,13 +145,9 @@ impl App {
         wasm_bindgen_futures::spawn_local(async move {
             loop {
                 sleep(500).await;
-                let on_gpu = app
-                    .state
-                    .borrow()
-                    .backend
-                    .as_ref()
-                    .is_some_and(|b| b.kind == BackendKind::Wgpu);
-                if on_gpu && let Some(reason) = crate::backend::device_failure() {
+                if app.on_gpu()
+                    && let Some(reason) = crate::backend::device_failure()
+                {
                     app.move_to_cpu(reason).await;
                 }
             }
@@ -174,16 +170,7 @@ impl App {
             })
         });
         self.render();
-        let (base, processing) = {
-            let base = self.model_base.borrow().clone();
-            let processing = self
-                .model
-                .borrow()
-                .as_ref()
-                .map(|m| m.processing)
-                .unwrap_or_default();
-            (base, processing)
-        };
+        let (base, processing) = (self.model_base.borrow().clone(), self.model_processing());
         match self.fetch_model(&cpu_device(), &base, processing).await {
             Ok(loaded) => *self.model.borrow_mut() = Some(Rc::new(loaded)),
             Err(e) => {

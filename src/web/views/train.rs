@@ -117,12 +117,7 @@ impl App {
         self.train_control.cancel.set(false);
         self.update(|lab| lab.train = TrainRun::starting());
         self.render_train();
-        let on_gpu = self
-            .state
-            .borrow()
-            .backend
-            .as_ref()
-            .is_some_and(|b| b.kind == crate::backend::BackendKind::Wgpu);
+        let on_gpu = self.on_gpu();
         let started = now_ms();
         if resume.is_none() {
             // A new run: an older kept one would be offered after a reload before this one's

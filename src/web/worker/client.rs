@@ -242,13 +242,7 @@ impl App {
     /// The page's model as the worker loads it: an absolute URL, and the processing in force.
     pub(crate) fn model_for_worker(&self) -> Result<(String, WeightProcessing), String> {
         let base = crate::web::platform::absolute_url(&self.model_base.borrow())?;
-        let processing = self
-            .model
-            .borrow()
-            .as_ref()
-            .map(|m| m.processing)
-            .unwrap_or_default();
-        Ok((base, processing))
+        Ok((base, self.model_processing()))
     }
 
     /// Send a features request (numbered here) and wait for the worker's answer to it.
