@@ -368,3 +368,141 @@ fn wgpu_backend_agrees_with_cpu() {
     assert_matches_reference(&weights, &model, &ids(16, 6));
     let _ = ModelFiles::parse; // the same loader feeds both backends
 }
+
+/// The largest |a - b| over two equally long lists.
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn host_forward_and_burn_ops_agree_on_every_hook_patch_and_cache() {
+    // Each config exercises one of the host forward's branches: GPT-2's tanh GELU, the exact
+    // GELU, ReLU with attention scaled by the inverse layer index, and untied lm_head with a bias
+    // (TransformerLens's processing unties and centres it).
+    let mut erf = Gpt2Config::new(300, 40, 24, 3, 2);
+    erf.activation_function = "gelu".into();
+    let mut relu = Gpt2Config::new(260, 40, 32, 2, 4);
+    relu.activation_function = "relu".into();
+    relu.scale_attn_by_inverse_layer_idx = true;
+    let tanh = Gpt2Config::new(257, 64, 32, 2, 4);
+    for (config, processing) in [
+        (tanh, saeplay::model::WeightProcessing::default()),
+        (erf, saeplay::model::WeightProcessing::default()),
+        (
+            relu,
+            saeplay::model::WeightProcessing::TRANSFORMER_LENS_DEFAULT,
+        ),
+    ] {
+        let mut weights = Gpt2Weights::random(&config, 4);
+        processing.apply(&mut weights);
+        let host = Model::from(Gpt2::new(&weights, &saeplay::backend::cpu_device()).unwrap());
+        let Model::Gpt2(gpt2) = &host else {
+            unreachable!()
+        };
+        assert!(gpt2.has_host_forward());
+        let burn = host.clone().burn_forward_only();
+        let dims = host.dims().clone();
+        let batch = [ids(11, 1), ids(11, 2)];
+        let every_hook = Hooks::capture(HookPoint::all(&dims));
+        for logits_for in [LogitsFor::AllPositions, LogitsFor::LastPosition] {
+            let a = host.forward(&batch, &every_hook, logits_for).unwrap();
+            let b = burn.forward(&batch, &every_hook, logits_for).unwrap();
+            assert!(max_diff(&read3(a.logits), &read3(b.logits)) < 1e-4);
+            assert_eq!(a.captured.len(), b.captured.len());
+            for ((hook_a, x), (hook_b, y)) in a.captured.into_iter().zip(b.captured) {
+                assert_eq!(hook_a, hook_b);
+                assert_eq!(x.dims(), y.dims(), "{hook_a}");
+                let diff = max_diff(&read3(x), &read3(y));
+                assert!(diff < 1e-4, "{hook_a} differs by {diff}");
+            }
+        }
+        // Patches: a broadcast add, a per-position replace and a function, with a capture after.
+        let d = dims.d_model;
+        let device = host.device().clone();
+        let steer: Vec<f32> = (0..d).map(|i| (i as f32 - 10.0) / 7.0).collect();
+        let replace: Vec<f32> = (0..2 * 11 * 4 * d)
+            .map(|i| ((i % 13) as f32 - 6.0) / 9.0)
+            .collect();
+        let patched = Hooks::capture([HookPoint::ResidPost(1), HookPoint::LnFinalNormalized])
+            .with_patch(
+                HookPoint::ResidMid(0),
+                PatchOp::Add(saeplay::backend::float_tensor(steer, [1, 1, d], &device)),
+            )
+            .with_patch(
+                HookPoint::MlpPost(1),
+                PatchOp::Replace(saeplay::backend::float_tensor(
+                    replace,
+                    [2, 11, 4 * d],
+                    &device,
+                )),
+            )
+            .with_patch(
+                HookPoint::AttnZ(0),
+                PatchOp::Map(std::sync::Arc::new(
+                    |x: burn::tensor::Tensor<3>, _: saeplay::model::HookContext| x * 0.5,
+                )),
+            );
+        let a = host
+            .forward(&batch, &patched, LogitsFor::AllPositions)
+            .unwrap();
+        let b = burn
+            .forward(&batch, &patched, LogitsFor::AllPositions)
+            .unwrap();
+        let unpatched = read3(
+            host.forward(&batch, &Hooks::none(), LogitsFor::AllPositions)
+                .unwrap()
+                .logits,
+        );
+        let a_logits = read3(a.logits);
+        assert!(
+            max_diff(&a_logits, &unpatched) > 1e-2,
+            "the patches changed nothing"
+        );
+        assert!(max_diff(&a_logits, &read3(b.logits)) < 1e-4);
+        for ((_, x), (_, y)) in a.captured.into_iter().zip(b.captured) {
+            assert!(max_diff(&read3(x), &read3(y)) < 1e-4);
+        }
+        // Cached generation, one token at a time after a prompt, with the steering add.
+        let steer_only = Hooks {
+            capture: vec![],
+            patches: patched.patches[..1].to_vec(),
+        };
+        let mut caches = [KvCache::new(dims.n_layers), KvCache::new(dims.n_layers)];
+        let mut input = vec![ids(6, 3)];
+        for _ in 0..4 {
+            let [ca, cb] = &mut caches;
+            let a = read3(
+                host.forward_cached(&input, ca, &steer_only, LogitsFor::LastPosition)
+                    .unwrap()
+                    .logits,
+            );
+            let b = read3(
+                burn.forward_cached(&input, cb, &steer_only, LogitsFor::LastPosition)
+                    .unwrap()
+                    .logits,
+            );
+            assert!(max_diff(&a, &b) < 1e-4);
+            let next = a
+                .iter()
+                .enumerate()
+                .fold(0, |best, (i, v)| if *v > a[best] { i } else { best });
+            input = vec![vec![next as u32]];
+        }
+        assert_eq!(caches[0].len(), 9); // the prompt and three single tokens
+        // Capture that stops early (stop_at_layer).
+        let a = host.capture(&batch, &[HookPoint::ResidPre(1)]).unwrap();
+        let b = burn.capture(&batch, &[HookPoint::ResidPre(1)]).unwrap();
+        assert!(max_diff(&read3(a[0].1.clone()), &read3(b[0].1.clone())) < 1e-4);
+    }
+}
+
+#[test]
+fn burn_ops_forward_on_the_cpu_matches_reference() {
+    let weights = Gpt2Weights::random(&Gpt2Config::new(300, 40, 24, 3, 1), 9);
+    let model = Model::from(Gpt2::new(&weights, &saeplay::backend::cpu_device()).unwrap());
+    assert_matches_reference(&weights, &model.burn_forward_only(), &ids(40, 2));
+}

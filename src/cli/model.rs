@@ -4,11 +4,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use saeplay::backend::{block_on, float_tensor, read_f32};
+use saeplay::backend::{BackendKind, block_on, float_tensor, read_f32};
 use saeplay::model::files::{HfFiles, HostWeights, ModelFiles};
 use saeplay::model::fixtures::{LlamaSpec, TinySpec, tiny_checkpoint, tiny_llama_checkpoint};
 use saeplay::model::readout::forward_tensors;
-use saeplay::model::{Generation, HookPoint, Hooks, LogitsFor, SamplingConfig, Step};
+use saeplay::model::{
+    Generation, HookPoint, Hooks, LogitsFor, Model, SamplingConfig, Step, greedy_tokens,
+};
 use saeplay::sae::sae_hooks::SaeHookPoint;
 use saeplay::{Result, SaeplayError};
 
@@ -127,6 +129,16 @@ pub struct BenchArgs {
     /// Seconds to spend per shape (at least 3 runs each).
     #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
+    /// Also time generation with the key/value cache: this many tokens after a 16-token prompt,
+    /// reported per token (the prompt's forward is timed apart and left out).
+    #[arg(long, default_value_t = 0)]
+    pub generate: usize,
+    /// Run inference on burn's tensor ops even on the CPU (the forward before the host path).
+    #[arg(long)]
+    pub burn_forward: bool,
+    /// Print a JSON list of records instead of the table (scripts/bench.sh reads it).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn generate(args: GenerateArgs) -> Result<()> {
@@ -410,19 +422,70 @@ fn parse_ids(text: &str) -> Result<Vec<u32>> {
 }
 
 pub fn bench(args: &BenchArgs) -> Result<()> {
-    let (shapes, seconds) = (&args.shapes, args.seconds);
-    let args = &args.model;
-    let loaded = args.load()?;
-    println!(
-        "backend {}  model {}  ({})",
-        args.backend.name(),
-        args.dir()?.display(),
-        loaded.model.dims().describe()
-    );
-    println!(
-        "{:>10} {:>12} {:>14} {:>12}",
-        "shape", "first (ms)", "mean (ms)", "tokens/s"
-    );
+    let (shapes, seconds, json) = (&args.shapes, args.seconds, args.json);
+    let model_args = &args.model;
+    let loaded = model_args.load()?;
+    let model = if args.burn_forward {
+        loaded.model.clone().burn_forward_only()
+    } else {
+        loaded.model.clone()
+    };
+    let engine = match (&model, model_args.backend) {
+        (Model::Gpt2(gpt2), BackendKind::Cpu) if gpt2.has_host_forward() => "host",
+        _ => "burn",
+    };
+    let peer = format!("saeplay-{}-{engine}", model_args.backend.name());
+    if !json {
+        println!(
+            "backend {}  engine {engine}  model {}  ({})",
+            model_args.backend.name(),
+            model_args.dir()?.display(),
+            model.dims().describe()
+        );
+        println!(
+            "{:>10} {:>12} {:>14} {:>12}",
+            "shape", "first (ms)", "mean (ms)", "tokens/s"
+        );
+    }
+    let vocab = model.dims().d_vocab;
+    let ids = |b: usize, t: usize| -> Vec<Vec<u32>> {
+        (0..b)
+            .map(|i| {
+                (0..t)
+                    .map(|j| ((i * 31 + j * 7) % 250 % vocab) as u32)
+                    .collect()
+            })
+            .collect()
+    };
+    // Mean seconds per call after one untimed call; at least 3 calls and `seconds` in all.
+    let time = |run: &mut dyn FnMut() -> Result<()>, min_runs: usize| -> Result<(f64, f64)> {
+        let start = Instant::now();
+        run()?;
+        let first = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let mut runs = 0;
+        while runs < min_runs || start.elapsed().as_secs_f64() < seconds {
+            run()?;
+            runs += 1;
+        }
+        Ok((first, start.elapsed().as_secs_f64() / runs as f64))
+    };
+    let mut records = Vec::new();
+    let mut report = |work: &str, shape: &str, first: f64, mean: f64, tokens: usize| {
+        if !json {
+            println!(
+                "{:>10} {:>12.1} {:>14.2} {:>12.0}",
+                shape,
+                first * 1e3,
+                mean * 1e3,
+                tokens as f64 / mean
+            );
+        }
+        records.push(serde_json::json!({
+            "peer": peer, "work": work, "shape": shape, "ms": mean * 1e3,
+            "tokens_per_s": tokens as f64 / mean,
+        }));
+    };
     for shape in shapes.split(',') {
         let (b, t) = shape
             .split_once('x')
@@ -432,37 +495,46 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                     t.trim().parse::<usize>().ok()?,
                 ))
             })
+            .filter(|&(b, t)| b > 0 && t > 0)
             .ok_or_else(|| {
-                SaeplayError::InvalidSetting(format!("shape `{shape}` is not BATCHxSEQ"))
+                SaeplayError::InvalidSetting(format!(
+                    "shape `{shape}` is not BATCHxSEQ (whole numbers from 1)"
+                ))
             })?;
-        let batch: Vec<Vec<u32>> = (0..b)
-            .map(|i| (0..t).map(|j| ((i * 31 + j * 7) % 250) as u32).collect())
-            .collect();
-        let run_once = || -> Result<()> {
-            let output = loaded
-                .model
-                .forward(&batch, &Hooks::none(), LogitsFor::AllPositions)?;
-            // Reading one value forces the whole computation to finish.
-            block_on(read_f32(output.logits.slice([0..1, 0..1, 0..1])))?;
-            Ok(())
-        };
-        let start = Instant::now();
-        run_once()?;
-        let first = start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        let mut runs = 0;
-        while runs < 3 || start.elapsed().as_secs_f64() < seconds {
-            run_once()?;
-            runs += 1;
-        }
-        let mean = start.elapsed().as_secs_f64() / runs as f64;
-        println!(
-            "{:>10} {:>12.1} {:>14.2} {:>12.0}",
-            shape,
-            first * 1e3,
-            mean * 1e3,
-            (b * t) as f64 / mean
+        let batch = ids(b, t);
+        let (first, mean) = time(
+            &mut || {
+                let output = model.forward(&batch, &Hooks::none(), LogitsFor::AllPositions)?;
+                // Reading one value forces the whole computation to finish.
+                block_on(read_f32(output.logits.slice([0..1, 0..1, 0..1])))?;
+                Ok(())
+            },
+            3,
+        )?;
+        report("forward", shape, first, mean, b * t);
+    }
+    if args.generate > 0 {
+        // The prompt's forward (and its first token) timed apart, then left out.
+        let prompt = &ids(1, 16)[0];
+        let (_, prefill) = time(
+            &mut || block_on(greedy_tokens(&model, prompt, 1)).map(|_| ()),
+            3,
+        )?;
+        let (first, total) = time(
+            &mut || block_on(greedy_tokens(&model, prompt, 1 + args.generate)).map(|_| ()),
+            2,
+        )?;
+        let per_token = (total - prefill) / args.generate as f64;
+        report(
+            "generate",
+            &format!("16+{}", args.generate),
+            first,
+            per_token,
+            1,
         );
+    }
+    if json {
+        println!("{}", serde_json::Value::Array(records));
     }
     Ok(())
 }

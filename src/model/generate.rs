@@ -208,3 +208,32 @@ impl Generation {
         }
     }
 }
+
+/// Greedy decoding of `steps` tokens after `prompt` with the key/value cache, ignoring stop
+/// tokens: the work a benchmark of generation times (the CLI's `bench --generate`, the page's
+/// `saeplay.benchGenerate`). Returns the tokens chosen.
+pub async fn greedy_tokens(model: &Model, prompt: &[u32], steps: usize) -> Result<Vec<u32>> {
+    let argmax = |row: Vec<f32>| {
+        row.iter()
+            .enumerate()
+            .fold((0u32, f32::NEG_INFINITY), |best, (i, &v)| {
+                if v > best.1 { (i as u32, v) } else { best }
+            })
+            .0
+    };
+    let mut cache = KvCache::new(model.dims().n_layers);
+    let mut input = prompt.to_vec();
+    let mut chosen = Vec::with_capacity(steps);
+    while chosen.len() < steps {
+        let output = model.forward_cached(
+            &[input],
+            &mut cache,
+            &Hooks::none(),
+            LogitsFor::LastPosition,
+        )?;
+        let token = argmax(read_f32(output.logits).await?);
+        chosen.push(token);
+        input = vec![token];
+    }
+    Ok(chosen)
+}

@@ -9,13 +9,14 @@ use burn::tensor::{Device, Tensor};
 use super::config::{Activation, Gpt2Config};
 use super::dims::ModelDims;
 use super::hooks::{HookPoint, Hooks};
+use super::host_gpt2::{HostGpt2, attention_scale};
 use super::processing::{LM_HEAD_BIAS, LM_HEAD_WEIGHT};
 use super::transformer::{
     Captured, ForwardOutput, HookRun, KvCache, LogitsFor, causal_mask, check_ids, check_patches,
     times_transposed,
 };
 use super::weights::Gpt2Weights;
-use crate::backend::{float_tensor, int_tensor};
+use crate::backend::{float_tensor, int_tensor, is_host_device};
 use crate::error::{Result, SaeplayError};
 
 #[derive(Clone, Debug)]
@@ -66,6 +67,9 @@ pub struct Gpt2 {
     /// Attention patterns and layer-norm scales cut from the gradient (circuit-tracer's frozen
     /// replacement model); values are unchanged.
     frozen: bool,
+    /// On a CPU device, the same weights as host buffers: inference runs on them (see
+    /// `host_gpt2`), and the burn tensors serve gradients and the views that read weights.
+    host: Option<std::sync::Arc<HostGpt2>>,
 }
 
 /// One parameter tensor by its checkpoint name (`h.0.ln_1.weight`, ...).
@@ -127,13 +131,39 @@ fn matrix(params: &Gpt2Params, name: &str) -> Result<Tensor<2>> {
 
 impl Gpt2 {
     pub fn new(weights: &Gpt2Weights, device: &Device) -> Result<Self> {
-        Self::from_params(&weights.config, &upload_params(weights, device), device)
+        let host = Self::host_copy(weights, device)?;
+        let model = Self::from_params(&weights.config, &upload_params(weights, device), device)?;
+        Ok(Self { host, ..model })
     }
 
     /// [`Gpt2::new`], consuming the host weights.
     pub fn from_weights(weights: Gpt2Weights, device: &Device) -> Result<Self> {
         let config = weights.config.clone();
-        Self::from_params(&config, &upload_params_owned(weights, device), device)
+        let host = Self::host_copy(&weights, device)?;
+        let model = Self::from_params(&config, &upload_params_owned(weights, device), device)?;
+        Ok(Self { host, ..model })
+    }
+
+    fn host_copy(
+        weights: &Gpt2Weights,
+        device: &Device,
+    ) -> Result<Option<std::sync::Arc<HostGpt2>>> {
+        if is_host_device(device) {
+            HostGpt2::from_weights(weights)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// This model with inference on burn's tensor ops even on the CPU (benchmarks and tests
+    /// compare the two forwards).
+    pub fn burn_forward_only(self) -> Self {
+        Self { host: None, ..self }
+    }
+
+    /// Whether inference runs on host buffers (a CPU device, and a model small enough to copy).
+    pub fn has_host_forward(&self) -> bool {
+        self.host.is_some()
     }
 
     /// Build from parameters already on `device` (autodiff tensors during training).
@@ -184,6 +214,7 @@ impl Gpt2 {
             dims: config.dims(),
             config: config.clone(),
             frozen: false,
+            host: None,
         })
     }
 
@@ -224,6 +255,7 @@ impl Gpt2 {
                 .collect(),
             ln_f: ln(&self.ln_f),
             frozen: true,
+            host: None,
         }
     }
 
@@ -284,6 +316,24 @@ impl Gpt2 {
         let offset = cache.len;
         let (b, t, flat) = check_ids(&self.dims, batch, offset)?;
         check_patches(&self.dims, hooks, b, offset + t)?;
+        if let Some(host) = &self.host
+            && (offset == 0 || cache.host.len() == self.blocks.len())
+        {
+            let (logits, captured) = host.forward(
+                &flat,
+                (b, t),
+                &mut cache.host,
+                offset,
+                hooks,
+                logits_for,
+                stop_at_layer,
+                &self.device,
+            )?;
+            if logits.is_some() {
+                cache.len = offset + t;
+            }
+            return Ok((logits, captured));
+        }
         let d = self.config.n_embd;
         let mut run = HookRun::new(hooks, offset);
 
@@ -389,13 +439,7 @@ impl Gpt2 {
         };
         let total = keys.dims()[2];
 
-        let mut scale = 1.0;
-        if self.config.scale_attn_weights {
-            scale /= (dh as f64).sqrt();
-        }
-        if self.config.scale_attn_by_inverse_layer_idx {
-            scale /= (layer + 1) as f64;
-        }
+        let scale = attention_scale(&self.config, layer);
         let mut scores = q.matmul(keys.clone().swap_dims(2, 3)) * scale; // [b, head, t, total]
         if let Some(mask) = causal_mask(t, total, &self.device) {
             scores = scores + mask;

@@ -10,6 +10,8 @@ pub mod generate;
 pub mod gguf_model;
 pub mod gpt2;
 pub mod hooks;
+mod host_gpt2;
+mod host_ops;
 pub mod llama;
 pub mod llama_config;
 pub mod llama_weights;
@@ -21,7 +23,7 @@ pub mod weights;
 
 pub use config::Gpt2Config;
 pub use dims::{Family, ModelDims};
-pub use generate::{Generation, SamplingConfig, Step, StopReason};
+pub use generate::{Generation, SamplingConfig, Step, StopReason, greedy_tokens};
 pub use gpt2::{Gpt2, Gpt2Params, ParamTensor, upload_params};
 pub use hooks::{HookContext, HookFn, HookPoint, Hooks, Patch, PatchOp};
 pub use llama::Llama;

@@ -6,6 +6,7 @@ use burn::tensor::{Device, Tensor};
 use super::dims::ModelDims;
 use super::gpt2::Gpt2;
 use super::hooks::{HookContext, HookPoint, Hooks, PatchOp};
+use super::host_gpt2::HostKv;
 use super::llama::Llama;
 use crate::backend::float_tensor;
 use crate::error::{Result, SaeplayError};
@@ -17,6 +18,8 @@ const MASKED: f32 = -1.0e9;
 #[derive(Clone, Debug, Default)]
 pub struct KvCache {
     pub(crate) layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    /// The same on host buffers, for a model whose forward runs on them (`host_gpt2`).
+    pub(crate) host: Vec<HostKv>,
     pub(crate) len: usize,
 }
 
@@ -24,6 +27,7 @@ impl KvCache {
     pub fn new(n_layers: usize) -> Self {
         Self {
             layers: vec![None; n_layers],
+            host: Vec::new(),
             len: 0,
         }
     }
@@ -121,6 +125,15 @@ impl Model {
         match self {
             Self::Gpt2(model) => times_transposed(x, model.unembedding_rows()),
             Self::Llama(model) => model.unembed_directions(x),
+        }
+    }
+
+    /// This model with inference on burn's tensor ops even on the CPU (see
+    /// [`Gpt2::burn_forward_only`]; other families always use them).
+    pub fn burn_forward_only(self) -> Self {
+        match self {
+            Self::Gpt2(model) => Self::Gpt2(model.burn_forward_only()),
+            other => other,
         }
     }
 

@@ -132,6 +132,46 @@ pub(super) fn install(app: &Rc<App>, decision: &BackendDecision) {
     set("benchForward", bench.as_ref());
     bench.forget();
 
+    // Generation with the key/value cache: ms per token after a 16-token prompt, the prompt's
+    // forward timed apart and left out (as the CLI's `bench --generate`).
+    let for_generate = Rc::clone(&loaded);
+    let bench_generate =
+        Closure::<dyn Fn(u32, u32) -> Promise>::new(move |steps: u32, runs: u32| {
+            let loaded = Rc::clone(&for_generate);
+            future_to_promise(async move {
+                let (steps, runs) = (steps.max(1) as usize, runs.max(1));
+                let prompt: Vec<u32> = (0..16).map(|j| ((j * 7) % 250) as u32).collect();
+                let timed = |steps: usize| {
+                    let (loaded, prompt) = (Rc::clone(&loaded), prompt.clone());
+                    async move {
+                        crate::model::greedy_tokens(&loaded.model, &prompt, steps)
+                            .await
+                            .map_err(|e| JsValue::from_str(&e.to_string()))?;
+                        let start = now_ms();
+                        for _ in 0..runs {
+                            crate::model::greedy_tokens(&loaded.model, &prompt, steps)
+                                .await
+                                .map_err(|e| JsValue::from_str(&e.to_string()))?;
+                        }
+                        Ok::<f64, JsValue>((now_ms() - start) / f64::from(runs))
+                    }
+                };
+                let prefill = timed(1).await?;
+                let per_token = (timed(1 + steps).await? - prefill) / steps as f64;
+                let result = Object::new();
+                Reflect::set(&result, &"meanMs".into(), &per_token.into()).ok();
+                Reflect::set(
+                    &result,
+                    &"tokensPerSecond".into(),
+                    &(1000.0 / per_token).into(),
+                )
+                .ok();
+                Ok(result.into())
+            })
+        });
+    set("benchGenerate", bench_generate.as_ref());
+    bench_generate.forget();
+
     let for_sae = Rc::clone(&loaded);
     let train_sae = Closure::<dyn Fn(JsValue) -> Promise>::new(move |options: JsValue| {
         let loaded = Rc::clone(&for_sae);

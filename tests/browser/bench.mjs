@@ -1,12 +1,13 @@
 // Forward-pass throughput of the built page on both paths (a script, not a test).
 //
-//   node tests/browser/bench.mjs [--paths cpu,webgpu] [--runs N]
+//   node tests/browser/bench.mjs [--paths cpu,webgpu] [--runs N] [--generate N] [--json FILE]
 //
 // Opens the page in headless Chromium on the CPU path (no WebGPU flags, automatic choice) and on
 // the WebGPU path (flags, `#backend=webgpu`), then calls `saeplay.benchForward(batch, seq, runs)`
 // for each shape and prints a table of tokens/s with the time from navigation to ready.
 // SwiftShader is about 25x slower than the CPU path, so WebGPU gets fewer shapes unless
 // SAEPLAY_BENCH_WEBGPU_SHAPES says otherwise. Env: SAEPLAY_DIST (default dist).
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -24,6 +25,8 @@ const { values: opts } = parseArgs({
     paths: { type: 'string', default: 'cpu,webgpu' },
     runs: { type: 'string', default: '5' },
     'webgpu-runs': { type: 'string', default: '2' },
+    generate: { type: 'string', default: '0' },
+    json: { type: 'string' },
   },
 });
 
@@ -64,6 +67,13 @@ try {
         console.log(`${spec.name} ${row.shape}: ${JSON.stringify(r)}`);
         rows.push(row);
       }
+      if (Number(opts.generate) > 0) {
+        const steps = Number(opts.generate);
+        const r = await opened.page.evaluate(([n, runs]) => window.saeplay.benchGenerate(n, runs), [steps, spec.runs]);
+        const row = { path: spec.name, backend: info.backend, shape: `16+${steps}`, work: 'generate', ...r };
+        console.log(`${spec.name} generate ${row.shape}: ${JSON.stringify(r)}`);
+        rows.push(row);
+      }
     } catch (error) {
       failed = true;
       console.error(`${spec.name}: ${error.message}`);
@@ -85,5 +95,12 @@ for (const r of rows) {
   console.log(
     [r.path.padEnd(8), r.backend.padEnd(8), r.shape.padEnd(8), fmt(r.firstMs).padStart(12), fmt(r.meanMs).padStart(12), fmt(r.tokensPerSecond, 0).padStart(12)].join(' '),
   );
+}
+if (opts.json) {
+  // scripts/bench.sh's records: one per path and shape, generation per token.
+  const records = rows
+    .filter((r) => r.shape !== 'ready')
+    .map((r) => ({ peer: `saeplay-page-${r.path}`, work: r.work ?? 'forward', shape: r.shape, ms: r.meanMs, tokens_per_s: r.tokensPerSecond }));
+  writeFileSync(opts.json, JSON.stringify(records));
 }
 process.exit(failed ? 1 : 0);

@@ -46,6 +46,7 @@ import time
 import torch
 
 WARMUP_STEPS = 3
+DEVICE = torch.device("cpu")
 
 
 def flops_per_step(batch, d_in, d_sae):
@@ -89,6 +90,7 @@ def make_params(d_in, d_sae, gen):
         "W_dec": w_dec,
         "b_dec": torch.zeros(d_in),
     }
+    params = {name: p.to(DEVICE) for name, p in params.items()}
     for p in params.values():
         p.requires_grad_(True)
     return params
@@ -116,12 +118,12 @@ def bench_sae(arch, d_in, d_sae, batch, args):
     params = make_params(d_in, d_sae, gen)
     opt = torch.optim.Adam(params.values(), lr=1e-4)
     # Pre-generated inputs (not timed); a small pool cycled through.
-    pool = [torch.randn(batch, d_in, generator=gen) for _ in range(args.pool)]
+    pool = [torch.randn(batch, d_in, generator=gen).to(DEVICE) for _ in range(args.pool)]
 
     t_last = None
     for i in range(WARMUP_STEPS):
         t0 = time.perf_counter()
-        train_step(arch, params, pool[i % len(pool)], opt, args.k, args.l1)
+        train_step(arch, params, pool[i % len(pool)], opt, args.k, args.l1).item()
         t_last = time.perf_counter() - t0
 
     if args.steps:
@@ -148,6 +150,7 @@ def bench_sae(arch, d_in, d_sae, batch, args):
         "seconds": secs,
         "k": args.k if arch == "topk" else None,
         "threads": torch.get_num_threads(),
+        "device": str(DEVICE),
     }
 
 
@@ -194,7 +197,10 @@ def main():
     ap.add_argument("--no-matmul", action="store_true", help="skip the matmul ceiling")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print a JSON list of records instead of the table")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (scripts/bench.sh's GPU rows)")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
 
     archs = [a.strip() for a in args.arch.split(",") if a.strip()]
     for a in archs:

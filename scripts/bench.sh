@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Speed side by side, in one command: saeplay's CLI and page against PyTorch and onnxruntime
+# (node and web) on the same model, shapes and token ids, on this machine, in one session.
+#
+#   bash scripts/bench.sh            # the whole table (about 25 minutes on 2 cores)
+#   bash scripts/bench.sh --quick    # the built-in model's forward rows only
+#
+# Peers come from the registries into SAEPLAY_BENCH_DIR (default ~/.cache/saeplay/bench): torch,
+# transformers, onnx and onnxruntime from PyPI (scripts/bench/requirements.txt) in a venv, and
+# onnxruntime-node and onnxruntime-web from npm. The ONNX files are exported from the model's own
+# weights and checked against saeplay's logits first (scripts/bench/peers.py). Results: one JSON
+# file per peer and table.md under $SAEPLAY_BENCH_DIR/results/<time>/. Not part of the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+QUICK=0
+[ "${1:-}" = "--quick" ] && QUICK=1
+BENCH_DIR="${SAEPLAY_BENCH_DIR:-$HOME/.cache/saeplay/bench}"
+OUT="$BENCH_DIR/results/$(date +%Y%m%d-%H%M%S)"
+MODEL="${SAEPLAY_BENCH_MODEL:-www/models/builtin}"
+SHAPES=1x64,8x64,1x128,16x128
+PAGE_SHAPES=1x64,8x64,1x128
+GEN=64
+ORT_VERSION=1.30.0
+log() { echo "[bench] $*" >&2; }
+
+bash scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/saeplay-ci/target}"
+mkdir -p "$OUT"
+
+if [ ! -x "$BENCH_DIR/venv/bin/python" ] || ! cmp -s scripts/bench/requirements.txt "$BENCH_DIR/venv/requirements.txt"; then
+  log "pip install the Python peers (torch is a few GB)"
+  python3 -m venv "$BENCH_DIR/venv"
+  "$BENCH_DIR/venv/bin/pip" install -q -r scripts/bench/requirements.txt
+  cp scripts/bench/requirements.txt "$BENCH_DIR/venv/requirements.txt"
+fi
+PY="$BENCH_DIR/venv/bin/python"
+export SAEPLAY_BENCH_NPM="$BENCH_DIR/npm"
+if [ ! -d "$SAEPLAY_BENCH_NPM/node_modules/onnxruntime-web" ] || ! grep -q "\"$ORT_VERSION\"" "$SAEPLAY_BENCH_NPM/node_modules/onnxruntime-web/package.json"; then
+  log "npm install onnxruntime-node and onnxruntime-web $ORT_VERSION"
+  mkdir -p "$SAEPLAY_BENCH_NPM"
+  [ -f "$SAEPLAY_BENCH_NPM/package.json" ] || echo '{"private": true}' > "$SAEPLAY_BENCH_NPM/package.json"
+  # The CPU build of onnxruntime-node is in the package; its install script would fetch CUDA
+  # libraries from outside the registry.
+  (cd "$SAEPLAY_BENCH_NPM" && npm install --no-audit --no-fund --silent --onnxruntime-node-install=skip \
+    "onnxruntime-node@$ORT_VERSION" "onnxruntime-web@$ORT_VERSION")
+fi
+
+log "cargo build --release"
+cargo build --release --quiet
+BIN="$CARGO_TARGET_DIR/release/saeplay"
+if [ ! -f dist/index.html ] || [ -n "$(find src www index.html -newer dist/index.html -print -quit)" ]; then
+  log "page build"
+  bash scripts/build-page.sh --fast
+fi
+
+log "ONNX export of $MODEL, checked against saeplay's logits"
+"$PY" scripts/bench/peers.py export "$MODEL" "$BIN" "$OUT/onnx" > "$OUT/export-checks.json"
+
+log "forward and generation: saeplay CLI (host path, then burn ops), PyTorch, onnxruntime-node"
+"$BIN" bench --model "$MODEL" --shapes "$SHAPES" --generate "$GEN" --json > "$OUT/saeplay-cli.json"
+"$BIN" bench --model "$MODEL" --shapes "$SHAPES" --generate "$GEN" --json --burn-forward > "$OUT/saeplay-cli-burn.json"
+"$PY" scripts/bench/peers.py torch "$MODEL" "$SHAPES" --gen "$GEN" > "$OUT/pytorch.json"
+node scripts/bench/ort.mjs node "$OUT/onnx" "$SHAPES" --threads 1 --gen "$GEN" > "$OUT/ort-node-1.json"
+node scripts/bench/ort.mjs node "$OUT/onnx" "$SHAPES" --threads 0 > "$OUT/ort-node-all.json"
+
+log "in headless Chromium: saeplay's page (CPU path) and onnxruntime-web, 1 thread"
+SAEPLAY_DIST="$PWD/dist" SAEPLAY_BENCH_CPU_SHAPES="$PAGE_SHAPES" \
+  node tests/browser/bench.mjs --paths cpu --generate "$GEN" --json "$OUT/saeplay-page.json" >&2
+node scripts/bench/ort.mjs web "$OUT/onnx" "$PAGE_SHAPES" --threads 1 --gen "$GEN" > "$OUT/ort-web-1.json"
+
+if [ "$QUICK" = 0 ]; then
+  log "SAE training, d_in 128, batch 4096: saeplay (every architecture) and PyTorch (topk, relu)"
+  for arch in topk batchtopk standard jumprelu gated; do
+    "$BIN" bench-sae --d-in 128 --d-sae 1024,4096,8192 --architecture "$arch" --seconds 4 --json > "$OUT/saeplay-sae-$arch.json"
+  done
+  "$PY" tests/sae/pytorch_bench.py --d-in 128 --d-sae 1024,4096,8192 --arch topk,relu --no-matmul --json > "$OUT/pytorch-sae.json"
+
+  log "GPT-2-small sizes (random weights, 124M parameters): saeplay CLI and PyTorch"
+  SMALL="$BENCH_DIR/gpt2-small-random"
+  [ -f "$SMALL/model.safetensors" ] || "$BIN" make-test-model --preset gpt2-small --out "$SMALL"
+  "$BIN" bench --model "$SMALL" --shapes 1x64,8x64,1x128 --generate 32 --json > "$OUT/saeplay-cli-gpt2-small.json"
+  "$PY" scripts/bench/peers.py torch "$SMALL" 1x64,8x64,1x128 --gen 32 > "$OUT/pytorch-gpt2-small.json"
+fi
+
+"$PY" scripts/bench/table.py "$OUT" | tee "$OUT/table.md"
+log "results in $OUT"

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""The side-by-side table of a `scripts/bench.sh` run: reads the JSON files in its results folder
+and prints Markdown, with each saeplay figure's ratio to its peer (above 1: saeplay is faster)."""
+import json
+import os
+import sys
+
+
+def load(folder, name):
+    path = os.path.join(folder, name)
+    return json.load(open(path)) if os.path.exists(path) else []
+
+
+def index(records, peer=None):
+    return {(r["work"], r["shape"]): r["tokens_per_s"] for r in records if peer is None or r.get("peer") == peer}
+
+
+def fmt(value):
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def ratio(a, b):
+    return "-" if a is None or b is None else f"{a / b:.2f}"
+
+
+def main(folder):
+    checks = load(folder, "export-checks.json")
+    if checks:
+        print("ONNX export checked against saeplay's logits (max |difference|): "
+              + ", ".join(f"{k} {v:.2g}" for k, v in checks.items()) + "\n")
+    cli, burn, torch = (index(load(folder, f)) for f in ("saeplay-cli.json", "saeplay-cli-burn.json", "pytorch.json"))
+    ort1, ort_all = index(load(folder, "ort-node-1.json")), index(load(folder, "ort-node-all.json"))
+    page, web = index(load(folder, "saeplay-page.json")), index(load(folder, "ort-web-1.json"))
+    print("## Built-in model: tokens/s (generation: tokens/s per sequence, 16-token prompt)\n")
+    print("| work | shape | saeplay CLI | CLI on burn ops | PyTorch CPU | CLI / PyTorch | ort-node 1 thread "
+          "| ort-node all | saeplay page (CPU) | ort-web 1 thread | page / ort-web |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for key in sorted(set(cli) | set(torch) | set(page), key=lambda k: (k[0] != "forward", k[1])):
+        print(f"| {key[0]} | {key[1]} | {fmt(cli.get(key))} | {fmt(burn.get(key))} | {fmt(torch.get(key))} "
+              f"| {ratio(cli.get(key), torch.get(key))} | {fmt(ort1.get(key))} | {fmt(ort_all.get(key))} "
+              f"| {fmt(page.get(key))} | {fmt(web.get(key))} | {ratio(page.get(key), web.get(key))} |")
+
+    small_cli, small_torch = index(load(folder, "saeplay-cli-gpt2-small.json")), index(load(folder, "pytorch-gpt2-small.json"))
+    if small_cli:
+        print("\n## GPT-2-small sizes (random weights): tokens/s\n")
+        print("| work | shape | saeplay CLI | PyTorch CPU | CLI / PyTorch |\n|---|---|---|---|---|")
+        for key in sorted(small_cli, key=lambda k: (k[0] != "forward", k[1])):
+            print(f"| {key[0]} | {key[1]} | {fmt(small_cli[key])} | {fmt(small_torch.get(key))} "
+                  f"| {ratio(small_cli[key], small_torch.get(key))} |")
+
+    torch_sae = {(("standard" if r["arch"] == "relu" else r["arch"]), r["d_sae"]): r["vectors_per_s"]
+                 for r in load(folder, "pytorch-sae.json") if r.get("kind") == "sae_train"}
+    ours = [r for name in sorted(os.listdir(folder)) if name.startswith("saeplay-sae-") for r in load(folder, name)]
+    if ours:
+        print("\n## SAE training, d_in 128, batch 4096: vectors/s (PyTorch: a plain loop, topk and relu+L1)\n")
+        print("| architecture | d_sae | saeplay | PyTorch CPU | saeplay / PyTorch |\n|---|---|---|---|---|")
+        for r in ours:
+            peer = torch_sae.get((r["arch"], r["d_sae"]))
+            print(f"| {r['arch']} | {r['d_sae']} | {fmt(r['vectors_per_s'])} | {fmt(peer)} | {ratio(r['vectors_per_s'], peer)} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,354 @@
+//! GPT-2's forward on host buffers: the CPU path's route for inference (capture, scans, metrics,
+//! steering, generation). The same computation as [`super::gpt2::Gpt2`]'s burn forward, which
+//! stays for the GPU and for gradients; both are checked against the f64 reference and each
+//! other in `tests/forward.rs`. Activations are row-major `[batch * pos, width]`.
+
+use std::sync::Arc;
+
+use burn::tensor::{Device, Tensor};
+
+use super::config::{Activation, Gpt2Config};
+use super::hooks::{HookPoint, Hooks};
+use super::host_ops::{
+    MatRef, add_into, for_each_chunk, gelu_erf, gelu_tanh, linear, matmul, normalize_rows, relu,
+    scale_shift_rows, softmax_prefix,
+};
+use super::processing::{LM_HEAD_BIAS, LM_HEAD_WEIGHT};
+use super::transformer::{Captured, HookRun, LogitsFor};
+use super::weights::Gpt2Weights;
+use crate::backend::{float_tensor, read_f32_now};
+use crate::error::{Result, SaeplayError};
+
+/// In the page a model is held once as burn tensors already; a second, host copy is made only up
+/// to this many parameters (the built-in model has 1M, GPT-2 small 124M: 500 MB more in a tab).
+#[cfg(target_arch = "wasm32")]
+const PAGE_HOST_COPY_PARAMS: usize = 40_000_000;
+
+struct HostBlock {
+    ln_1: (Vec<f32>, Vec<f32>),
+    c_attn: (Vec<f32>, Vec<f32>), // [d, 3d], [3d]
+    attn_proj: (Vec<f32>, Vec<f32>),
+    ln_2: (Vec<f32>, Vec<f32>),
+    c_fc: (Vec<f32>, Vec<f32>), // [d, d_mlp], [d_mlp]
+    mlp_proj: (Vec<f32>, Vec<f32>),
+}
+
+/// GPT-2's weights as host buffers, checkpoint layout.
+pub(crate) struct HostGpt2 {
+    d: usize,
+    heads: usize,
+    d_head: usize,
+    vocab: usize,
+    eps: f32,
+    activation: Activation,
+    attn_scales: Vec<f32>,
+    wte: Vec<f32>,                  // [vocab, d]
+    wpe: Vec<f32>,                  // [n_positions, d]
+    unembed_rows: Option<Vec<f32>>, // [vocab, d]: None when tied to wte
+    unembed_bias: Option<Vec<f32>>,
+    blocks: Vec<HostBlock>,
+    ln_f: (Vec<f32>, Vec<f32>),
+}
+
+impl std::fmt::Debug for HostGpt2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HostGpt2({} blocks, d {})", self.blocks.len(), self.d)
+    }
+}
+
+/// Keys and values of one layer on the host: `[batch, head, pos, d_head]`.
+#[derive(Clone, Debug, Default)]
+pub struct HostKv {
+    keys: Vec<f32>,
+    values: Vec<f32>,
+}
+
+impl HostGpt2 {
+    /// The host copy of `weights`, or `None` where it is not worth its memory (see
+    /// `PAGE_HOST_COPY_PARAMS`).
+    pub(crate) fn from_weights(weights: &Gpt2Weights) -> Result<Option<Arc<Self>>> {
+        let config = &weights.config;
+        #[cfg(target_arch = "wasm32")]
+        if config.parameter_count() > PAGE_HOST_COPY_PARAMS {
+            return Ok(None);
+        }
+        let take = |name: &str| -> Result<Vec<f32>> {
+            weights
+                .tensors
+                .get(name)
+                .map(|t| t.values.clone())
+                .ok_or_else(|| SaeplayError::MissingTensor(name.to_string()))
+        };
+        let pair = |name: &str| -> Result<(Vec<f32>, Vec<f32>)> {
+            Ok((
+                take(&format!("{name}.weight"))?,
+                take(&format!("{name}.bias"))?,
+            ))
+        };
+        let blocks = (0..config.n_layer)
+            .map(|l| {
+                Ok(HostBlock {
+                    ln_1: pair(&format!("h.{l}.ln_1"))?,
+                    c_attn: pair(&format!("h.{l}.attn.c_attn"))?,
+                    attn_proj: pair(&format!("h.{l}.attn.c_proj"))?,
+                    ln_2: pair(&format!("h.{l}.ln_2"))?,
+                    c_fc: pair(&format!("h.{l}.mlp.c_fc"))?,
+                    mlp_proj: pair(&format!("h.{l}.mlp.c_proj"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let optional = |name: &str| weights.tensors.get(name).map(|t| t.values.clone());
+        Ok(Some(Arc::new(Self {
+            d: config.n_embd,
+            heads: config.n_head,
+            d_head: config.d_head(),
+            vocab: config.vocab_size,
+            eps: config.layer_norm_epsilon as f32,
+            activation: config.activation()?,
+            attn_scales: (0..config.n_layer)
+                .map(|l| attention_scale(config, l) as f32)
+                .collect(),
+            wte: take("wte.weight")?,
+            wpe: take("wpe.weight")?,
+            unembed_rows: optional(LM_HEAD_WEIGHT),
+            unembed_bias: optional(LM_HEAD_BIAS),
+            blocks,
+            ln_f: pair("ln_f")?,
+        })))
+    }
+
+    /// The forward over `ids` (`b` rows of `t`, checked by the caller) after the `offset`
+    /// positions in `cache`; `None` for the logits when it stops after `stop_at_layer` blocks.
+    #[allow(clippy::too_many_arguments)] // the burn forward's arguments, unpacked
+    pub(crate) fn forward(
+        &self,
+        ids: &[i64],
+        (b, t): (usize, usize),
+        cache: &mut Vec<HostKv>,
+        offset: usize,
+        hooks: &Hooks,
+        logits_for: LogitsFor,
+        stop_at_layer: Option<usize>,
+        device: &Device,
+    ) -> Result<(Option<Tensor<3>>, Captured)> {
+        let d = self.d;
+        let n = b * t;
+        let mut run = HostHooks {
+            run: HookRun::new(hooks, offset),
+            hooks,
+            device,
+        };
+        let mut embed: Vec<f32> = Vec::with_capacity(n * d);
+        for &id in ids {
+            let id = id as usize;
+            embed.extend_from_slice(&self.wte[id * d..(id + 1) * d]);
+        }
+        run.site(HookPoint::Embed, &mut embed, [b, t, d])?;
+        let mut resid = embed;
+        if hooks.patches.iter().any(|p| p.hook == HookPoint::PosEmbed)
+            || hooks.capture.contains(&HookPoint::PosEmbed)
+        {
+            let mut pos_embed = Vec::with_capacity(n * d);
+            for _ in 0..b {
+                pos_embed.extend_from_slice(&self.wpe[offset * d..(offset + t) * d]);
+            }
+            run.site(HookPoint::PosEmbed, &mut pos_embed, [b, t, d])?;
+            add_into(&mut resid, &pos_embed);
+        } else {
+            for row in resid.chunks_exact_mut(t * d) {
+                add_into(row, &self.wpe[offset * d..(offset + t) * d]);
+            }
+        }
+
+        cache.resize_with(self.blocks.len(), HostKv::default);
+        let layers = stop_at_layer.unwrap_or(self.blocks.len());
+        for (l, block) in self.blocks.iter().enumerate().take(layers) {
+            run.site(HookPoint::ResidPre(l), &mut resid, [b, t, d])?;
+            let mut normed = resid.clone();
+            normalize_rows(&mut normed, d, self.eps);
+            scale_shift_rows(&mut normed, &block.ln_1.0, &block.ln_1.1);
+            let qkv = linear(&normed, n, &block.c_attn.0, &block.c_attn.1);
+            let mut z = self.attention(l, &qkv, (b, t), offset, &mut cache[l]);
+            run.site(HookPoint::AttnZ(l), &mut z, [b, t, d])?;
+            let mut attn_out = linear(&z, n, &block.attn_proj.0, &block.attn_proj.1);
+            run.site(HookPoint::AttnOut(l), &mut attn_out, [b, t, d])?;
+            add_into(&mut resid, &attn_out);
+            run.site(HookPoint::ResidMid(l), &mut resid, [b, t, d])?;
+
+            let mut normed = resid.clone();
+            normalize_rows(&mut normed, d, self.eps);
+            scale_shift_rows(&mut normed, &block.ln_2.0, &block.ln_2.1);
+            let mut hidden = linear(&normed, n, &block.c_fc.0, &block.c_fc.1);
+            let d_mlp = block.c_fc.1.len();
+            let activation = self.activation;
+            for_each_chunk(&mut hidden, 64 * d_mlp, |_, part| match activation {
+                Activation::GeluTanh => gelu_tanh(part),
+                Activation::GeluErf => gelu_erf(part),
+                Activation::Relu => relu(part),
+            });
+            run.site(HookPoint::MlpPost(l), &mut hidden, [b, t, d_mlp])?;
+            let mut mlp_out = linear(&hidden, n, &block.mlp_proj.0, &block.mlp_proj.1);
+            run.site(HookPoint::MlpOut(l), &mut mlp_out, [b, t, d])?;
+            add_into(&mut resid, &mlp_out);
+            run.site(HookPoint::ResidPost(l), &mut resid, [b, t, d])?;
+        }
+        if layers < self.blocks.len() {
+            return Ok((None, run.run.captured));
+        }
+
+        let (mut last, t_out) = match logits_for {
+            LogitsFor::AllPositions => (resid, t),
+            LogitsFor::LastPosition => {
+                let rows = resid
+                    .chunks_exact(t * d)
+                    .flat_map(|seq| &seq[(t - 1) * d..]);
+                (rows.copied().collect(), 1)
+            }
+        };
+        normalize_rows(&mut last, d, self.eps);
+        run.site(HookPoint::LnFinalNormalized, &mut last, [b, t_out, d])?;
+        scale_shift_rows(&mut last, &self.ln_f.0, &self.ln_f.1);
+        let rows = b * t_out;
+        let mut logits = Vec::with_capacity(rows * self.vocab);
+        match &self.unembed_bias {
+            Some(bias) => (0..rows).for_each(|_| logits.extend_from_slice(bias)),
+            None => logits.resize(rows * self.vocab, 0.0),
+        }
+        let unembed = self.unembed_rows.as_deref().unwrap_or(&self.wte);
+        matmul(
+            &mut logits,
+            MatRef::rows(&last, rows, d),
+            MatRef::transposed(unembed, d, self.vocab),
+            1.0,
+            self.unembed_bias.is_some(),
+        );
+        let logits = float_tensor(logits, [b, t_out, self.vocab], device);
+        Ok((Some(logits), run.run.captured))
+    }
+
+    /// Causal self-attention of the new positions in `qkv` `[b * t, 3d]` over the cached and new
+    /// keys; appends the new keys and values to `kv`. Returns `z` `[b * t, heads * d_head]`.
+    fn attention(
+        &self,
+        layer: usize,
+        qkv: &[f32],
+        (b, t): (usize, usize),
+        offset: usize,
+        kv: &mut HostKv,
+    ) -> Vec<f32> {
+        let (d, heads, dh) = (self.d, self.heads, self.d_head);
+        let total = offset + t;
+        // The cache grows to [b, head, total, dh]: old positions first, then the new ones.
+        let mut keys = vec![0.0f32; b * heads * total * dh];
+        let mut values = vec![0.0f32; b * heads * total * dh];
+        for (bh, (k_seq, v_seq)) in keys
+            .chunks_exact_mut(total * dh)
+            .zip(values.chunks_exact_mut(total * dh))
+            .enumerate()
+        {
+            let (bi, h) = (bh / heads, bh % heads);
+            if offset > 0 {
+                k_seq[..offset * dh].copy_from_slice(&kv.keys[bh * offset * dh..][..offset * dh]);
+                v_seq[..offset * dh].copy_from_slice(&kv.values[bh * offset * dh..][..offset * dh]);
+            }
+            for i in 0..t {
+                let row = &qkv[(bi * t + i) * 3 * d..][..3 * d];
+                k_seq[(offset + i) * dh..][..dh].copy_from_slice(&row[d + h * dh..][..dh]);
+                v_seq[(offset + i) * dh..][..dh].copy_from_slice(&row[2 * d + h * dh..][..dh]);
+            }
+        }
+
+        // Per (batch, head): scores [t, total] = q k^T * scale, masked softmax, z = pattern v.
+        let scale = self.attn_scales[layer];
+        let mut z_heads = vec![0.0f32; b * heads * t * dh]; // [b, head, t, dh]
+        // Queries go in blocks that read only the keys they can see: half the work of a causal
+        // forward from position 0.
+        const QUERY_BLOCK: usize = 32;
+        for_each_chunk(&mut z_heads, t * dh, |bh, z| {
+            let bi = bh / heads;
+            let h = bh % heads;
+            let k_seq = &keys[bh * total * dh..][..total * dh];
+            let v_seq = &values[bh * total * dh..][..total * dh];
+            let mut scores = vec![0.0f32; QUERY_BLOCK.min(t) * total];
+            for first in (0..t).step_by(QUERY_BLOCK) {
+                let rows = QUERY_BLOCK.min(t - first);
+                let seen = offset + first + rows; // keys visible to the block's last query
+                let q = MatRef {
+                    data: &qkv[(bi * t + first) * 3 * d + h * dh..],
+                    rows,
+                    cols: dh,
+                    row_stride: 3 * d,
+                    col_stride: 1,
+                };
+                let block = &mut scores[..rows * seen];
+                matmul(block, q, MatRef::transposed(k_seq, dh, seen), scale, false);
+                for (i, row) in block.chunks_exact_mut(seen).enumerate() {
+                    softmax_prefix(row, offset + first + i + 1);
+                }
+                matmul(
+                    &mut z[first * dh..(first + rows) * dh],
+                    MatRef::rows(block, rows, seen),
+                    MatRef::rows(v_seq, seen, dh),
+                    1.0,
+                    false,
+                );
+            }
+        });
+        *kv = HostKv { keys, values };
+
+        // [b, head, t, dh] -> [b, t, head * dh]
+        let mut z = vec![0.0f32; b * t * d];
+        for (bh, z_head) in z_heads.chunks_exact(t * dh).enumerate() {
+            let (bi, h) = (bh / heads, bh % heads);
+            for (i, row) in z_head.chunks_exact(dh).enumerate() {
+                z[(bi * t + i) * d + h * dh..][..dh].copy_from_slice(row);
+            }
+        }
+        z
+    }
+}
+
+/// `1/sqrt(d_head)` and `1/(layer+1)` as the config asks (Hugging Face's `_attn`).
+pub(crate) fn attention_scale(config: &Gpt2Config, layer: usize) -> f64 {
+    let mut scale = 1.0;
+    if config.scale_attn_weights {
+        scale /= (config.d_head() as f64).sqrt();
+    }
+    if config.scale_attn_by_inverse_layer_idx {
+        scale /= (layer + 1) as f64;
+    }
+    scale
+}
+
+/// Hook sites on host buffers: a site no hook touches costs two comparisons; a captured one is
+/// copied into a tensor; a patched one goes through the patch as a tensor and is read back.
+struct HostHooks<'a> {
+    run: HookRun<'a>,
+    hooks: &'a Hooks,
+    device: &'a Device,
+}
+
+impl HostHooks<'_> {
+    fn site(&mut self, hook: HookPoint, x: &mut Vec<f32>, shape: [usize; 3]) -> Result<()> {
+        let patched = self.hooks.patches.iter().any(|p| p.hook == hook);
+        if !patched && !self.hooks.capture.contains(&hook) {
+            return Ok(());
+        }
+        let values = if patched {
+            std::mem::take(x)
+        } else {
+            x.clone()
+        };
+        let y = self
+            .run
+            .site(hook, float_tensor(values, shape, self.device))?;
+        if patched {
+            *x = read_f32_now(y).ok_or_else(|| {
+                SaeplayError::Device(format!(
+                    "a patch at {hook} left the CPU; patches of a CPU model must stay on the CPU"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+}
