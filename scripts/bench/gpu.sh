@@ -13,7 +13,7 @@ PY="${PY:-python3}"
 mkdir -p "$OUT"
 SHAPES=1x64,8x64,1x128,16x128
 SMALL=/tmp/gpt2-small-random
-run() { echo "+ $*" >&2; "$@"; }
+run() { echo "+ $*" >&2; timeout 150 "$@"; }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt"
 nproc >> "$OUT/gpu.txt"

@@ -12,7 +12,8 @@ def load(folder, name):
 
 
 def index(records, peer=None):
-    return {(r["work"], r["shape"]): r["tokens_per_s"] for r in records if peer is None or r.get("peer") == peer}
+    return {(r["work"], r["shape"]): r["tokens_per_s"] for r in records
+            if "tokens_per_s" in r and (peer is None or r.get("peer") == peer)}
 
 
 def fmt(value):
@@ -40,6 +41,11 @@ def main(folder):
               f"| {ratio(cli.get(key), torch.get(key))} | {fmt(ort1.get(key))} | {fmt(ort_all.get(key))} "
               f"| {fmt(page.get(key))} | {fmt(web.get(key))} | {ratio(page.get(key), web.get(key))} |")
 
+    for r in load(folder, "saeplay-page.json"):
+        if r["work"] == "default SAE":
+            print(f"\nThe page's default SAE (TopK k16, 8x, {r['shape']}) on its CPU path, on the page's thread: "
+                  f"{r['ms'] / 1000:.1f} s in all, capture {r['capture_ms'] / 1000:.1f} s, training {r['train_s']:.1f} s, "
+                  f"explained variance {r['explained_variance']:.3f}.")
     small_cli, small_torch = index(load(folder, "saeplay-cli-gpt2-small.json")), index(load(folder, "pytorch-gpt2-small.json"))
     if small_cli:
         print("\n## GPT-2-small sizes (random weights): tokens/s\n")

@@ -71,10 +71,12 @@ pub(crate) fn matmul(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumula
         return;
     }
     #[cfg(not(target_arch = "wasm32"))]
-    let parallelism = if m * n * k >= PARALLEL_WORK {
-        gemm::Parallelism::Rayon(0)
-    } else {
+    let parallelism = if m * n * k < PARALLEL_WORK {
         gemm::Parallelism::None
+    } else if m < FEW_ROWS && n >= 2 * COLUMN_BLOCK {
+        return matmul_by_column_blocks(out, a, b, scale, accumulate);
+    } else {
+        gemm::Parallelism::Rayon(0)
     };
     #[cfg(target_arch = "wasm32")]
     let parallelism = {
@@ -107,6 +109,51 @@ pub(crate) fn matmul(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumula
             parallelism,
         );
     }
+}
+
+/// Below this many rows `gemm` runs a product on one thread (a matrix-vector product always):
+/// one token of generation would read a large model's weights on one core.
+#[cfg(not(target_arch = "wasm32"))]
+const FEW_ROWS: usize = 64;
+#[cfg(not(target_arch = "wasm32"))]
+const COLUMN_BLOCK: usize = 64;
+
+/// [`matmul`] with the output's columns split between threads, each a one-thread product.
+#[cfg(not(target_arch = "wasm32"))]
+fn matmul_by_column_blocks(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumulate: bool) {
+    use rayon::prelude::*;
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let threads = rayon::current_num_threads().max(1);
+    let block = n.div_ceil(threads * 2).next_multiple_of(COLUMN_BLOCK);
+    let out_ptr = out.as_mut_ptr() as usize;
+    (0..n.div_ceil(block)).into_par_iter().for_each(|i| {
+        let (first, cols) = (i * block, block.min(n - i * block));
+        // SAFETY: `matmul`'s assert bounds every element read; each task writes only its own
+        // columns `first..first + cols` of `out`'s rows, so no two tasks write the same element.
+        unsafe {
+            gemm::gemm(
+                m,
+                cols,
+                k,
+                (out_ptr as *mut f32).add(first),
+                1,
+                n as isize,
+                accumulate,
+                a.data.as_ptr(),
+                a.col_stride as isize,
+                a.row_stride as isize,
+                b.data.as_ptr().add(first * b.col_stride),
+                b.col_stride as isize,
+                b.row_stride as isize,
+                1.0,
+                scale,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    });
 }
 
 /// `x[n, d_in] @ weight[d_in, d_out] + bias` (GPT-2's Conv1D layout), into a new buffer.
@@ -343,6 +390,26 @@ mod tests {
                     .sum();
                 let got = out[i * n + j] as f64;
                 assert!((got - (1.0 + 0.5 * direct)).abs() < 1e-3, "({i},{j})");
+            }
+        }
+    }
+
+    #[test]
+    fn few_row_products_split_by_columns_match_loops() {
+        // One and three rows against a wide matrix: the generation shape natively.
+        for m in [1, 3] {
+            let (k, n) = (300, 1000);
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
+            let bt: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
+            let mut out = vec![0.0f32; m * n];
+            matmul(&mut out, MatRef::rows(&a, m, k), MatRef::transposed(&bt, k, n), 1.0, false);
+            for i in 0..m {
+                for j in 0..n {
+                    let direct: f64 = (0..k)
+                        .map(|p| a[i * k + p] as f64 * bt[j * k + p] as f64)
+                        .sum();
+                    assert!((out[i * n + j] as f64 - direct).abs() < 1e-2, "({i},{j})");
+                }
             }
         }
     }

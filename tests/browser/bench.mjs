@@ -1,6 +1,6 @@
 // Forward-pass throughput of the built page on both paths (a script, not a test).
 //
-//   node tests/browser/bench.mjs [--paths cpu,webgpu] [--runs N] [--generate N] [--json FILE]
+//   node tests/browser/bench.mjs [--paths cpu,webgpu] [--runs N] [--generate N] [--sae] [--json FILE]
 //
 // Opens the page in headless Chromium on the CPU path (no WebGPU flags, automatic choice) and on
 // the WebGPU path (flags, `#backend=webgpu`), then calls `saeplay.benchForward(batch, seq, runs)`
@@ -26,6 +26,7 @@ const { values: opts } = parseArgs({
     runs: { type: 'string', default: '5' },
     'webgpu-runs': { type: 'string', default: '2' },
     generate: { type: 'string', default: '0' },
+    sae: { type: 'boolean', default: false },
     json: { type: 'string' },
   },
 });
@@ -74,6 +75,14 @@ try {
         console.log(`${spec.name} generate ${row.shape}: ${JSON.stringify(r)}`);
         rows.push(row);
       }
+      if (opts.sae) {
+        // The page's default SAE (TopK k16, 8x, blocks.2.hook_resid_pre, 196,608 tokens in
+        // batches of 1024), captured and trained on the page's thread.
+        const options = { architecture: 'topk', k: 16, expansion: 8, tokens: 196608, batchSize: 1024, hook: 'blocks.2.hook_resid_pre' };
+        const r = await opened.page.evaluate((o) => window.saeplay.trainSae(o), options);
+        console.log(`${spec.name} default SAE: ${JSON.stringify(r)}`);
+        rows.push({ path: spec.name, backend: info.backend, shape: 'sae', work: 'default SAE', meanMs: r.totalMs, captureMs: r.captureMs, trainSeconds: r.trainSeconds, explainedVariance: r.explainedVariance });
+      }
     } catch (error) {
       failed = true;
       console.error(`${spec.name}: ${error.message}`);
@@ -99,8 +108,10 @@ for (const r of rows) {
 if (opts.json) {
   // scripts/bench.sh's records: one per path and shape, generation per token.
   const records = rows
-    .filter((r) => r.shape !== 'ready')
+    .filter((r) => r.shape !== 'ready' && r.shape !== 'sae')
     .map((r) => ({ peer: `saeplay-page-${r.path}`, work: r.work ?? 'forward', shape: r.shape, ms: r.meanMs, tokens_per_s: r.tokensPerSecond }));
+  const sae = rows.find((r) => r.shape === 'sae');
+  if (sae) records.push({ peer: `saeplay-page-${sae.path}`, work: 'default SAE', shape: '196608 tokens', ms: sae.meanMs, capture_ms: sae.captureMs, train_s: sae.trainSeconds, explained_variance: sae.explainedVariance });
   writeFileSync(opts.json, JSON.stringify(records));
 }
 process.exit(failed ? 1 : 0);
