@@ -66,7 +66,7 @@ node scripts/bench/ort.mjs node "$OUT/onnx" "$SHAPES" --threads 0 > "$OUT/ort-no
 
 log "in headless Chromium: saeplay's page (CPU path) and onnxruntime-web, 1 thread"
 SAEPLAY_DIST="$PWD/dist" SAEPLAY_BENCH_CPU_SHAPES="$PAGE_SHAPES" \
-  node tests/browser/bench.mjs --paths cpu --generate "$GEN" --sae --json "$OUT/saeplay-page.json" >&2
+  node tests/browser/bench.mjs --paths cpu --runs 20 --generate "$GEN" --sae --json "$OUT/saeplay-page.json" >&2
 node scripts/bench/ort.mjs web "$OUT/onnx" "$PAGE_SHAPES" --threads 1 --gen "$GEN" > "$OUT/ort-web-1.json"
 
 if [ "$QUICK" = 0 ]; then

@@ -290,7 +290,7 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e_r = p * r * r + r + 1.0;
     e_r * f32::from_bits(((k as i32 + 127) << 23) as u32)
 }
@@ -399,10 +399,20 @@ mod tests {
         // One and three rows against a wide matrix: the generation shape natively.
         for m in [1, 3] {
             let (k, n) = (300, 1000);
-            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
-            let bt: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+                .collect();
+            let bt: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+                .collect();
             let mut out = vec![0.0f32; m * n];
-            matmul(&mut out, MatRef::rows(&a, m, k), MatRef::transposed(&bt, k, n), 1.0, false);
+            matmul(
+                &mut out,
+                MatRef::rows(&a, m, k),
+                MatRef::transposed(&bt, k, n),
+                1.0,
+                false,
+            );
             for i in 0..m {
                 for j in 0..n {
                     let direct: f64 = (0..k)
