@@ -366,61 +366,51 @@ mod tests {
         }
     }
 
-    #[test]
-    fn matmul_matches_loops_with_strides() {
-        let (m, k, n) = (37, 129, 53);
+    /// `1 + scale * a @ bt^T` (accumulating into ones) or `scale * a @ bt^T`, through [`matmul`]
+    /// with `bt` read transposed in place, against f64 loops.
+    fn check_product(m: usize, k: usize, n: usize, scale: f32, accumulate: bool) {
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
             .collect();
         let bt: Vec<f32> = (0..n * k)
             .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
             .collect();
-        let mut out = vec![1.0f32; m * n];
+        let base = if accumulate { 1.0 } else { 0.0 };
+        let mut out = vec![base as f32; m * n];
         matmul(
             &mut out,
             MatRef::rows(&a, m, k),
             MatRef::transposed(&bt, k, n),
-            0.5,
-            true,
+            scale,
+            accumulate,
         );
         for i in 0..m {
             for j in 0..n {
                 let direct: f64 = (0..k)
                     .map(|p| a[i * k + p] as f64 * bt[j * k + p] as f64)
                     .sum();
+                let expected = base + scale as f64 * direct;
                 let got = out[i * n + j] as f64;
-                assert!((got - (1.0 + 0.5 * direct)).abs() < 1e-3, "({i},{j})");
+                assert!(
+                    (got - expected).abs() < 1e-2,
+                    "[{m}x{k}x{n}] ({i},{j}): {got} vs {expected}"
+                );
             }
         }
     }
 
     #[test]
+    fn matmul_matches_loops_with_strides() {
+        check_product(37, 129, 53, 0.5, true);
+        check_product(37, 129, 53, 1.0, false);
+    }
+
+    #[test]
     fn few_row_products_split_by_columns_match_loops() {
-        // One and three rows against a wide matrix: the generation shape natively.
+        // One and three rows against a wide matrix: the generation shape, split between threads
+        // natively.
         for m in [1, 3] {
-            let (k, n) = (300, 1000);
-            let a: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
-                .collect();
-            let bt: Vec<f32> = (0..n * k)
-                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
-                .collect();
-            let mut out = vec![0.0f32; m * n];
-            matmul(
-                &mut out,
-                MatRef::rows(&a, m, k),
-                MatRef::transposed(&bt, k, n),
-                1.0,
-                false,
-            );
-            for i in 0..m {
-                for j in 0..n {
-                    let direct: f64 = (0..k)
-                        .map(|p| a[i * k + p] as f64 * bt[j * k + p] as f64)
-                        .sum();
-                    assert!((out[i * n + j] as f64 - direct).abs() < 1e-2, "({i},{j})");
-                }
-            }
+            check_product(m, 300, 1000, 1.0, false);
         }
     }
 
