@@ -55,7 +55,7 @@ if [ ! -f dist/index.html ] || [ -n "$(find src www index.html -newer dist/index
 fi
 
 log "ONNX export of $MODEL, checked against saeplay's logits"
-"$PY" scripts/bench/peers.py export "$MODEL" "$BIN" "$OUT/onnx" > "$OUT/export-checks.json"
+"$PY" scripts/bench/peers.py export "$MODEL" "$BIN" "$OUT/onnx" >&2   # writes onnx/export.json
 
 log "forward and generation: saeplay CLI (host path, then burn ops), PyTorch, onnxruntime-node"
 "$BIN" bench --model "$MODEL" --shapes "$SHAPES" --generate "$GEN" --json > "$OUT/saeplay-cli.json"

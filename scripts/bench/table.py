@@ -25,7 +25,8 @@ def ratio(a, b):
 
 
 def main(folder):
-    checks = load(folder, "export-checks.json")
+    export = os.path.join(folder, "onnx", "export.json")
+    checks = json.load(open(export))["checks"] if os.path.exists(export) else {}
     if checks:
         print("ONNX export checked against saeplay's logits (max |difference|): "
               + ", ".join(f"{k} {v:.2g}" for k, v in checks.items()) + "\n")
@@ -36,7 +37,8 @@ def main(folder):
     print("| work | shape | saeplay CLI | CLI on burn ops | PyTorch CPU | CLI / PyTorch | ort-node 1 thread "
           "| ort-node all | saeplay page (CPU) | ort-web 1 thread | page / ort-web |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for key in sorted(set(cli) | set(torch) | set(page), key=lambda k: (k[0] != "forward", k[1])):
+    keys = list(dict.fromkeys([*cli, *torch, *page]))  # in the order they were measured
+    for key in sorted(keys, key=lambda k: k[0] != "forward"):
         print(f"| {key[0]} | {key[1]} | {fmt(cli.get(key))} | {fmt(burn.get(key))} | {fmt(torch.get(key))} "
               f"| {ratio(cli.get(key), torch.get(key))} | {fmt(ort1.get(key))} | {fmt(ort_all.get(key))} "
               f"| {fmt(page.get(key))} | {fmt(web.get(key))} | {ratio(page.get(key), web.get(key))} |")
@@ -50,7 +52,7 @@ def main(folder):
     if small_cli:
         print("\n## GPT-2-small sizes (random weights): tokens/s\n")
         print("| work | shape | saeplay CLI | PyTorch CPU | CLI / PyTorch |\n|---|---|---|---|---|")
-        for key in sorted(small_cli, key=lambda k: (k[0] != "forward", k[1])):
+        for key in sorted(small_cli, key=lambda k: k[0] != "forward"):
             print(f"| {key[0]} | {key[1]} | {fmt(small_cli[key])} | {fmt(small_torch.get(key))} "
                   f"| {ratio(small_cli[key], small_torch.get(key))} |")
 
