@@ -86,19 +86,37 @@ pub(crate) fn matmul(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumula
     };
     // SAFETY: the assert above keeps every element of `a`, `b` and `out` inside its slice, and
     // `out` does not alias the inputs (it is borrowed mutably).
+    unsafe { product_columns(out.as_mut_ptr(), a, b, 0..n, scale, accumulate, parallelism) }
+}
+
+/// Columns `columns` of `out = scale * a @ b (+ out)`, `out` row-major with `b.cols` columns.
+///
+/// # Safety
+/// `out` must hold `a.rows * b.cols` elements that nothing else reads or writes in these columns
+/// meanwhile, and `a` and `b` must be in bounds.
+unsafe fn product_columns(
+    out: *mut f32,
+    a: MatRef,
+    b: MatRef,
+    columns: std::ops::Range<usize>,
+    scale: f32,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: as the caller promised; the offsets stay inside `out` and `b`.
     unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
+            a.rows,
+            columns.len(),
+            a.cols,
+            out.add(columns.start),
             1,
-            n as isize,
+            b.cols as isize,
             accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,
             a.row_stride as isize,
-            b.data.as_ptr(),
+            b.data.as_ptr().add(columns.start * b.col_stride),
             b.col_stride as isize,
             b.row_stride as isize,
             1.0,
@@ -122,36 +140,24 @@ const COLUMN_BLOCK: usize = 64;
 #[cfg(not(target_arch = "wasm32"))]
 fn matmul_by_column_blocks(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumulate: bool) {
     use rayon::prelude::*;
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let n = b.cols;
     let threads = rayon::current_num_threads().max(1);
     let block = n.div_ceil(threads * 2).next_multiple_of(COLUMN_BLOCK);
     let out_ptr = out.as_mut_ptr() as usize;
     (0..n.div_ceil(block)).into_par_iter().for_each(|i| {
-        let (first, cols) = (i * block, block.min(n - i * block));
+        let columns = i * block..n.min((i + 1) * block);
         // SAFETY: `matmul`'s assert bounds every element read; each task writes only its own
-        // columns `first..first + cols` of `out`'s rows, so no two tasks write the same element.
+        // columns of `out`'s rows, so no two tasks write the same element.
         unsafe {
-            gemm::gemm(
-                m,
-                cols,
-                k,
-                (out_ptr as *mut f32).add(first),
-                1,
-                n as isize,
-                accumulate,
-                a.data.as_ptr(),
-                a.col_stride as isize,
-                a.row_stride as isize,
-                b.data.as_ptr().add(first * b.col_stride),
-                b.col_stride as isize,
-                b.row_stride as isize,
-                1.0,
+            product_columns(
+                out_ptr as *mut f32,
+                a,
+                b,
+                columns,
                 scale,
-                false,
-                false,
-                false,
+                accumulate,
                 gemm::Parallelism::None,
-            );
+            )
         }
     });
 }
