@@ -627,6 +627,9 @@ pub struct BenchSaeArgs {
     pub seconds: f64,
     #[arg(long)]
     pub json: bool,
+    /// Train on burn's ops even where TopK on the CPU would run on host buffers (for comparison).
+    #[arg(long)]
+    pub burn_ops: bool,
 }
 
 /// Training throughput on random activations: vectors/s and achieved GFLOP/s, counting the six
@@ -668,6 +671,9 @@ pub fn bench_sae(args: BenchSaeArgs) -> Result<()> {
             };
             let first = next(&mut source)?;
             let mut trainer = SaeTrainer::new(config, d_in, "bench", &first, &device)?;
+            if args.burn_ops {
+                trainer = trainer.with_burn_ops();
+            }
             for _ in 0..2 {
                 let batch = next(&mut source)?;
                 block_on(trainer.train_step(&batch))?;
@@ -698,6 +704,7 @@ pub fn bench_sae(args: BenchSaeArgs) -> Result<()> {
             }
             records.push(serde_json::json!({
                 "backend": args.backend.name(), "arch": architecture.name(), "d_in": d_in,
+                "path": if trainer.trains_on_host() { "host" } else { "burn" },
                 "d_sae": d_sae, "batch": args.batch_size, "steps": steps,
                 "vectors_per_s": vectors, "gflops": gflops,
             }));

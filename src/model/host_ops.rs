@@ -54,6 +54,21 @@ const PARALLEL_WORK: usize = 1 << 18;
 /// `out[m, n] = scale * a @ b`, or `out += scale * a @ b` when `accumulate`; `out` is contiguous
 /// row-major.
 pub(crate) fn matmul(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumulate: bool) {
+    product(out, a, b, scale, accumulate, true)
+}
+
+/// [`matmul`] on the calling thread only: for callers that already split work across cores.
+pub(crate) fn matmul_one_thread(
+    out: &mut [f32],
+    a: MatRef,
+    b: MatRef,
+    scale: f32,
+    accumulate: bool,
+) {
+    product(out, a, b, scale, accumulate, false)
+}
+
+fn product(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumulate: bool, threads: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
         b.rows == k && out.len() >= m * n && a.in_bounds() && b.in_bounds(),
@@ -71,7 +86,7 @@ pub(crate) fn matmul(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumula
         return;
     }
     #[cfg(not(target_arch = "wasm32"))]
-    let parallelism = if m * n * k < PARALLEL_WORK {
+    let parallelism = if !threads || m * n * k < PARALLEL_WORK {
         gemm::Parallelism::None
     } else if m < FEW_ROWS && n >= 2 * COLUMN_BLOCK {
         return matmul_by_column_blocks(out, a, b, scale, accumulate);
@@ -80,6 +95,7 @@ pub(crate) fn matmul(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumula
     };
     #[cfg(target_arch = "wasm32")]
     let parallelism = {
+        let _ = threads;
         // Every browser with WebGPU (and every current one) runs wasm SIMD128.
         gemm::set_wasm_simd128(true);
         gemm::Parallelism::None

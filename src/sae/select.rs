@@ -129,7 +129,7 @@ pub fn host_topk_mask(values: &[f32], rows: usize, n: usize, k: usize, scope: Sc
 }
 
 /// The `k` largest entries of each row of a row-major `[rows, n]` slice, as column indices
-/// (`[rows, k]` row-major, in no particular order; ties to the lower index). With `allowed`,
+/// (`[rows, k]` row-major, best first; ties to the lower index). With `allowed`,
 /// only columns with `allowed[i] > 0` compete, and `k` is capped at their number.
 pub fn host_topk_indices(
     values: &[f32],
@@ -138,50 +138,135 @@ pub fn host_topk_indices(
     k: usize,
     allowed: Option<&[f32]>,
 ) -> Vec<u32> {
-    let candidates: Vec<u32> = match allowed {
-        Some(mask) => (0..n as u32).filter(|&i| mask[i as usize] > 0.0).collect(),
-        None => (0..n as u32).collect(),
-    };
-    let k = k.min(candidates.len());
+    host_topk(values, rows, n, k, allowed).0
+}
+
+/// [`host_topk_indices`], with the chosen values beside them (NaN read as -inf).
+pub fn host_topk(
+    values: &[f32],
+    rows: usize,
+    n: usize,
+    k: usize,
+    allowed: Option<&[f32]>,
+) -> (Vec<u32>, Vec<f32>) {
+    let candidates: Option<Vec<u32>> =
+        allowed.map(|mask| (0..n as u32).filter(|&i| mask[i as usize] > 0.0).collect());
+    let k = k.min(candidates.as_ref().map_or(n, Vec::len));
     let mut out = vec![0u32; rows * k];
+    let mut out_values = vec![0.0f32; rows * k];
     if k == 0 {
-        return out;
+        return (out, out_values);
     }
-    let select_rows = |first_row: usize, out: &mut [u32]| {
-        let mut order = candidates.clone();
-        for (r, chosen) in out.chunks_exact_mut(k).enumerate() {
+    // One pass per row with the k best so far in a min-heap of keys: most entries lose one
+    // comparison against its top (a partition-based select moved every entry several times).
+    let select_rows = |first_row: usize, out: &mut [u32], out_values: &mut [f32]| {
+        let mut heap: Vec<u64> = Vec::with_capacity(k);
+        let rows_out = out.chunks_exact_mut(k).zip(out_values.chunks_exact_mut(k));
+        for (r, (chosen, chosen_values)) in rows_out.enumerate() {
             let row = &values[(first_row + r) * n..(first_row + r + 1) * n];
-            order.copy_from_slice(&candidates);
-            let rank = |a: &u32, b: &u32| {
-                let (va, vb) = (row[*a as usize], row[*b as usize]);
-                let va = if va.is_nan() { f32::NEG_INFINITY } else { va };
-                let vb = if vb.is_nan() { f32::NEG_INFINITY } else { vb };
-                vb.total_cmp(&va).then(a.cmp(b))
+            heap.clear();
+            // The worst kept value, once k are kept: an entry not above it loses with one float
+            // comparison (an equal value loses the tie: it comes later; NaN loses too).
+            let mut bar = f32::NAN;
+            let offer = |heap: &mut Vec<u64>, bar: &mut f32, i: u32, value: f32| {
+                if heap.len() == k {
+                    // NaN is not above the bar either.
+                    if value.partial_cmp(bar) != Some(std::cmp::Ordering::Greater) {
+                        return;
+                    }
+                    heap[0] = rank_key(value, i);
+                    sift_down(heap);
+                } else {
+                    heap.push(rank_key(value, i));
+                    if heap.len() < k {
+                        return;
+                    }
+                    heap.sort_unstable();
+                }
+                *bar = from_rank_key(heap[0]).1;
             };
-            if k < order.len() {
-                order.select_nth_unstable_by(k - 1, rank);
+            match &candidates {
+                Some(candidates) => {
+                    for &i in candidates {
+                        offer(&mut heap, &mut bar, i, row[i as usize]);
+                    }
+                }
+                None => {
+                    for (i, &v) in row.iter().enumerate() {
+                        offer(&mut heap, &mut bar, i as u32, v);
+                    }
+                }
             }
-            chosen.copy_from_slice(&order[..k]);
+            heap.sort_unstable_by(|a, b| b.cmp(a));
+            for ((c, v), &key) in chosen.iter_mut().zip(chosen_values.iter_mut()).zip(&heap) {
+                (*c, *v) = from_rank_key(key);
+            }
         }
     };
-    // Natively, rows are split across the cores (a large batch's selection is a fifth of a
-    // TopK training step); the page is single-threaded.
+    // Natively, rows are split across the cores (on rayon's pool, which the products around it
+    // use: separate threads would compete with its spinning workers); the page has one thread.
     #[cfg(not(target_arch = "wasm32"))]
-    {
-        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-        if threads > 1 && rows * n >= 1 << 20 {
-            let rows_per = rows.div_ceil(threads);
-            std::thread::scope(|scope| {
-                for (t, part) in out.chunks_mut(rows_per * k).enumerate() {
-                    let select_rows = &select_rows;
-                    scope.spawn(move || select_rows(t * rows_per, part));
-                }
-            });
-            return out;
-        }
+    if rows * n >= 1 << 18 {
+        use rayon::prelude::*;
+        const ROWS_PER_TASK: usize = 32;
+        out.par_chunks_mut(ROWS_PER_TASK * k)
+            .zip(out_values.par_chunks_mut(ROWS_PER_TASK * k))
+            .enumerate()
+            .for_each(|(t, (part, part_values))| select_rows(t * ROWS_PER_TASK, part, part_values));
+        return (out, out_values);
     }
-    select_rows(0, &mut out);
-    out
+    select_rows(0, &mut out, &mut out_values);
+    (out, out_values)
+}
+
+/// A key whose order is the selection's: larger values first (NaN as -inf), then lower indices.
+fn rank_key(value: f32, index: u32) -> u64 {
+    let value = if value.is_nan() {
+        f32::NEG_INFINITY
+    } else {
+        value
+    };
+    let bits = value.to_bits();
+    // IEEE order as unsigned order: flip the sign bit of positives, every bit of negatives.
+    let ordered = if bits >> 31 == 0 {
+        bits | 1 << 31
+    } else {
+        !bits
+    };
+    (u64::from(ordered) << 32) | u64::from(!index)
+}
+
+/// The index and value a [`rank_key`] was made from.
+fn from_rank_key(key: u64) -> (u32, f32) {
+    let ordered = (key >> 32) as u32;
+    let bits = if ordered >> 31 == 1 {
+        ordered & !(1 << 31)
+    } else {
+        !ordered
+    };
+    (!(key as u32), f32::from_bits(bits))
+}
+
+/// Restore a min-heap whose root alone may be out of place.
+fn sift_down(heap: &mut [u64]) {
+    let mut at = 0;
+    loop {
+        let left = 2 * at + 1;
+        if left >= heap.len() {
+            return;
+        }
+        let right = left + 1;
+        let child = if right < heap.len() && heap[right] < heap[left] {
+            right
+        } else {
+            left
+        };
+        if heap[child] >= heap[at] {
+            return;
+        }
+        heap.swap(at, child);
+        at = child;
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +323,16 @@ mod tests {
             }
             assert_eq!(mask, host_topk_mask(&values, rows, n, k, Scope::PerRow));
         }
+        // Ties go to the lower index and NaN ranks as -inf, as in the mask.
+        let values = [1.0, 3.0, 3.0, f32::NAN, 3.0, f32::NEG_INFINITY, 0.0, 3.0];
+        for k in [1, 2, 4, 6, 7, 8] {
+            let mut picked = host_topk_indices(&values, 1, 8, k, None);
+            picked.sort_unstable();
+            let mask = host_topk_mask(&values, 1, 8, k, Scope::PerRow);
+            let from_mask: Vec<u32> = (0..8).filter(|&i| mask[i as usize] > 0.0).collect();
+            assert_eq!(picked, from_mask, "k {k}");
+        }
+        assert_eq!(host_topk_indices(&values, 1, 8, 2, None), vec![1, 2]);
         // Only allowed columns compete, and k is capped at their number.
         let values = random(2, 10, 4);
         let allowed: Vec<f32> = (0..10)

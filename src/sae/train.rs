@@ -18,6 +18,7 @@ use super::arch::{
     self, Activity, B_DEC, B_ENC, B_GATE, B_MAG, Params, R_MAG, THRESHOLD, TrainingContext,
     TrainingForward, W_DEC, W_ENC,
 };
+use super::host_train::{AuxK, HostStepError, HostTopK, NamedHostParam};
 use super::select::Selection;
 use super::stats::geometric_median;
 use super::store::Corpus;
@@ -309,6 +310,51 @@ pub struct SaeTrainer {
     since_fired: Vec<usize>,
     /// BatchTopK's running inference threshold (in the scaled space).
     batchtopk_threshold: Option<f64>,
+    /// TopK on a CPU device trains on host buffers (`host_train`); `params` and `moments` are
+    /// then empty.
+    host: Option<HostTopK>,
+}
+
+/// What one step measured, whichever path ran it.
+struct StepFigures {
+    loss: f32,
+    terms: Vec<(&'static str, f32)>,
+    l0_sum: f32,
+    fired: Vec<f32>,
+    sse: f32,
+    sst: f32,
+    /// BatchTopK: the smallest activation kept (1e30 when none).
+    smallest: f32,
+}
+
+/// Parameters and moments where training keeps them: on the host for TopK on a CPU device
+/// (unless `burn_ops`), as burn tensors on `device` otherwise.
+fn place(
+    sae_config: &SaeConfig,
+    named: Vec<NamedHostParam>,
+    device: &Device,
+    burn_ops: bool,
+) -> (Params, Moments<&'static str, Tensor<2>>, Option<HostTopK>) {
+    let host_path = !burn_ops
+        && crate::backend::is_host_device(device)
+        && matches!(sae_config.architecture, Architecture::TopK { .. });
+    if host_path {
+        let host = HostTopK::from_named(sae_config.d_in, sae_config.d_sae, named);
+        return (Params::new(), Moments::default(), Some(host));
+    }
+    let mut params = Params::new();
+    let mut moments = Moments::default();
+    for p in named {
+        moments
+            .first
+            .insert(p.name, float_tensor(p.first, p.shape, device));
+        moments
+            .second
+            .insert(p.name, float_tensor(p.second, p.shape, device));
+        let tensor = float_tensor(p.values, p.shape, device);
+        params.insert(p.name, Tensor::from_inner(tensor).require_grad());
+    }
+    (params, moments, None)
 }
 
 impl SaeTrainer {
@@ -363,17 +409,19 @@ impl SaeTrainer {
             1.0
         };
         let scaled: Vec<f32> = first_batch.iter().map(|v| v * input_scale).collect();
-        let host = initial_params(&config, &sae_config, &scaled, rows)?;
+        let named = initial_params(&config, &sae_config, &scaled, rows)?
+            .into_iter()
+            .map(|(name, (shape, values))| NamedHostParam {
+                name,
+                shape,
+                first: vec![0.0; values.len()],
+                second: vec![0.0; values.len()],
+                values,
+            })
+            .collect();
         let inner_device = device.clone();
         let device = device.clone().autodiff();
-        let mut params = Params::new();
-        let mut moments = Moments::default();
-        for (name, (shape, values)) in host {
-            let tensor = float_tensor(values, shape, &inner_device);
-            moments.first.insert(name, tensor.zeros_like());
-            moments.second.insert(name, tensor.zeros_like());
-            params.insert(name, Tensor::from_inner(tensor).require_grad());
-        }
+        let (params, moments, host) = place(&sae_config, named, &inner_device, false);
         let batchtopk_threshold = matches!(
             config.architecture,
             Architecture::BatchTopK { .. } | Architecture::MatryoshkaBatchTopK { .. }
@@ -392,7 +440,24 @@ impl SaeTrainer {
             step: 0,
             tokens_seen: 0,
             batchtopk_threshold,
+            host,
         })
+    }
+
+    /// Train on burn's ops even where the host path would run (for comparison and tests).
+    pub fn with_burn_ops(mut self) -> Self {
+        if let Some(host) = self.host.take() {
+            let (params, moments, _) =
+                place(&self.sae_config, host.named(), &self.inner_device, true);
+            self.params = params;
+            self.moments = moments;
+        }
+        self
+    }
+
+    /// Whether steps run on host buffers (`host_train`) rather than burn's ops.
+    pub fn trains_on_host(&self) -> bool {
+        self.host.is_some()
     }
 
     pub fn total_steps(&self) -> usize {
@@ -405,7 +470,10 @@ impl SaeTrainer {
 
     /// Bytes of a [`SaeTrainer::checkpoint`]'s tensors: each parameter and its two Adam moments.
     pub fn checkpoint_bytes(&self) -> u64 {
-        let values: usize = self.params.values().map(|t| t.shape().num_elements()).sum();
+        let values: usize = match &self.host {
+            Some(host) => host.parameter_count(),
+            None => self.params.values().map(|t| t.shape().num_elements()).sum(),
+        };
         crate::memory::f32_bytes(3 * values as u128)
     }
 
@@ -424,13 +492,72 @@ impl SaeTrainer {
     /// the update is not finite, nothing changes and [`SaeplayError::Diverged`] is returned.
     pub async fn train_step(&mut self, batch: &[f32]) -> Result<StepStats> {
         let d_in = self.sae_config.d_in;
-        let d_sae = self.sae_config.d_sae;
         if batch.is_empty() || !batch.len().is_multiple_of(d_in) {
             return Err(SaeplayError::InvalidSetting(format!(
                 "a batch must be whole rows of {d_in} numbers"
             )));
         }
         let rows = batch.len() / d_in;
+        let lr = self.config.learning_rate_at(self.step);
+        let sparsity_coefficient = self.config.sparsity_coefficient_at(self.step);
+        let figures = if self.host.is_some() {
+            self.host_step(batch, lr)?
+        } else {
+            self.device_step(batch, rows, lr, sparsity_coefficient)
+                .await?
+        };
+        Ok(self.finish_step(figures, rows, lr, sparsity_coefficient))
+    }
+
+    /// A TopK step on host buffers.
+    fn host_step(&mut self, batch: &[f32], lr: f64) -> Result<StepFigures> {
+        let Architecture::TopK { k } = self.config.architecture else {
+            unreachable!("only TopK trains on the host")
+        };
+        let (dead, dead_count) = self.dead_row();
+        let scale = self.input_scale;
+        let x: Vec<f32> = batch.iter().map(|v| v * scale).collect();
+        let adam = Adam::new(self.config.adam_beta1, self.config.adam_beta2);
+        let aux_coefficient = self.config.aux_coefficient;
+        let step = self.step;
+        let host = self.host.as_mut().expect("checked by the caller");
+        let auxk = AuxK {
+            dead: &dead,
+            dead_count,
+            coefficient: aux_coefficient,
+        };
+        let figures =
+            host.step(&x, k, Some(auxk), &adam, step, lr)
+                .map_err(|e| SaeplayError::Diverged {
+                    step,
+                    what: match e {
+                        HostStepError::Loss => "the loss",
+                        HostStepError::Update => "a parameter update",
+                    }
+                    .into(),
+                })?;
+        let mut terms = vec![("mse_loss", figures.mse)];
+        terms.extend(figures.auxk.map(|a| ("auxk_loss", a)));
+        Ok(StepFigures {
+            loss: figures.loss,
+            terms,
+            l0_sum: figures.l0_sum,
+            fired: figures.fired,
+            sse: figures.sse,
+            sst: figures.sst,
+            smallest: 1e30,
+        })
+    }
+
+    /// A step on burn's ops, with autodiff.
+    async fn device_step(
+        &mut self,
+        batch: &[f32],
+        rows: usize,
+        lr: f64,
+        sparsity_coefficient: f64,
+    ) -> Result<StepFigures> {
+        let (d_in, d_sae) = (self.sae_config.d_in, self.sae_config.d_sae);
         let scale = self.input_scale;
         let x = float_tensor(
             batch.iter().map(|v| v * scale).collect(),
@@ -446,7 +573,7 @@ impl SaeTrainer {
         );
         let context = TrainingContext {
             selection: self.selection,
-            sparsity_coefficient: self.config.sparsity_coefficient_at(self.step),
+            sparsity_coefficient,
             aux_coefficient: self.config.aux_coefficient,
             dead: (needs_dead && dead_count > 0)
                 .then(|| (float_tensor(dead_row, [1, d_sae], &self.device), dead_count)),
@@ -508,7 +635,6 @@ impl SaeTrainer {
         };
 
         // Adam, into new tensors first: the old ones stay if anything is not finite.
-        let lr = self.config.learning_rate_at(self.step);
         let adam = Adam::new(self.config.adam_beta1, self.config.adam_beta2);
         let mut updated = Vec::new();
         let mut check: Option<Tensor<1>> = None;
@@ -564,8 +690,40 @@ impl SaeTrainer {
             self.moments.first.insert(name, m);
             self.moments.second.insert(name, v);
         }
+        Ok(StepFigures {
+            loss: loss_value,
+            terms: terms
+                .iter()
+                .map(|(name, _)| *name)
+                .zip(term_values.iter().copied())
+                .collect(),
+            l0_sum,
+            fired: fired.to_vec(),
+            sse,
+            sst,
+            smallest,
+        })
+    }
 
-        for (since, &count) in self.since_fired.iter_mut().zip(fired) {
+    /// The bookkeeping after a step: dead-latent counts, BatchTopK's threshold, the figures.
+    fn finish_step(
+        &mut self,
+        figures: StepFigures,
+        rows: usize,
+        lr: f64,
+        sparsity_coefficient: f64,
+    ) -> StepStats {
+        let d_sae = self.sae_config.d_sae;
+        let StepFigures {
+            loss,
+            terms,
+            l0_sum,
+            fired,
+            sse,
+            sst,
+            smallest,
+        } = figures;
+        for (since, &count) in self.since_fired.iter_mut().zip(&fired) {
             *since = if count > 0.0 { 0 } else { *since + rows };
         }
         if let Some(threshold) = &mut self.batchtopk_threshold
@@ -580,22 +738,21 @@ impl SaeTrainer {
         }
         let stats = StepStats {
             step: self.step,
-            loss: loss_value,
+            loss,
             terms: terms
-                .iter()
-                .zip(term_values)
-                .map(|((name, _), &v)| (name.to_string(), v))
+                .into_iter()
+                .map(|(name, v)| (name.to_string(), v))
                 .collect(),
             l0: l0_sum / rows as f32,
             explained_variance: if sst > 0.0 { 1.0 - sse / sst } else { 0.0 },
             dead_fraction: self.dead_row().1 as f32 / d_sae as f32,
             learning_rate: lr,
-            sparsity_coefficient: context.sparsity_coefficient,
+            sparsity_coefficient,
             tokens_seen: self.tokens_seen + rows,
         };
         self.step += 1;
         self.tokens_seen += rows;
-        Ok(stats)
+        stats
     }
 
     async fn training_forward(
@@ -628,7 +785,18 @@ impl SaeTrainer {
     /// plain device.
     pub fn sae(&self) -> Sae {
         let s = self.input_scale;
-        let get = |name| arch::param(&self.params, name).inner();
+        let host: BTreeMap<&str, Tensor<2>> = match &self.host {
+            Some(host) => host
+                .named()
+                .into_iter()
+                .map(|p| (p.name, float_tensor(p.values, p.shape, &self.inner_device)))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        let get = |name: &'static str| match host.get(name) {
+            Some(tensor) => tensor.clone(),
+            None => arch::param(&self.params, name).inner(),
+        };
         let mut params = Params::new();
         params.insert(W_ENC, get(W_ENC) * s);
         params.insert(W_DEC, get(W_DEC) / s);
@@ -662,6 +830,17 @@ impl SaeTrainer {
     /// trainer's state (JSON).
     pub async fn checkpoint(&self) -> Result<TrainerCheckpoint> {
         let mut tensors = Vec::new();
+        if let Some(host) = &self.host {
+            for p in host.named() {
+                tensors.push((p.name.to_string(), p.shape.to_vec(), p.values));
+                for (prefix, values) in [
+                    (FIRST_MOMENT_PREFIX, p.first),
+                    (SECOND_MOMENT_PREFIX, p.second),
+                ] {
+                    tensors.push((moment_key(prefix, p.name), p.shape.to_vec(), values));
+                }
+            }
+        }
         for (prefix, params) in [
             ("", &self.params),
             (FIRST_MOMENT_PREFIX, &self.moments.first),
@@ -716,24 +895,20 @@ impl SaeTrainer {
         let inner_device = device.clone();
         let autodiff = device.clone().autodiff();
         let expected = trained_shapes(&state.config, &state.sae_config);
-        let mut params = Params::new();
-        let mut moments = Moments::default();
+        let mut named = Vec::new();
         for (name, shape) in expected {
-            let load = |key: String| -> Result<Tensor<2>> {
-                let found = checkpoint::take(&tensors, &key, &shape)?;
-                Ok(float_tensor(found.values.clone(), shape, &inner_device))
+            let load = |key: String| -> Result<Vec<f32>> {
+                Ok(checkpoint::take(&tensors, &key, &shape)?.values.clone())
             };
-            params.insert(
+            named.push(NamedHostParam {
                 name,
-                Tensor::from_inner(load(name.to_string())?).require_grad(),
-            );
-            moments
-                .first
-                .insert(name, load(moment_key(FIRST_MOMENT_PREFIX, name))?);
-            moments
-                .second
-                .insert(name, load(moment_key(SECOND_MOMENT_PREFIX, name))?);
+                shape,
+                values: load(name.to_string())?,
+                first: load(moment_key(FIRST_MOMENT_PREFIX, name))?,
+                second: load(moment_key(SECOND_MOMENT_PREFIX, name))?,
+            });
         }
+        let (params, moments, host) = place(&state.sae_config, named, &inner_device, false);
         if state.since_fired.len() != state.sae_config.d_sae {
             return Err(SaeplayError::SaeFile(
                 "the trainer state's dead-latent counts do not match d_sae".into(),
@@ -752,6 +927,7 @@ impl SaeTrainer {
             tokens_seen: state.tokens_seen,
             since_fired: state.since_fired,
             batchtopk_threshold: state.batchtopk_threshold,
+            host,
         })
     }
 }
