@@ -1510,62 +1510,71 @@ fn sparse_topk_step_equals_the_dense_step() {
     }
 }
 
-/// TopK on the CPU trains on host buffers (`sae::host_train`, gradients written by hand); the same
-/// steps on burn's ops (autodiff) give the same figures and the same weights, with AuxK reviving
-/// dead latents, and a checkpoint taken on the host path resumes exactly.
+/// TopK and Standard on the CPU train on host buffers (`sae::host_train`, gradients written by
+/// hand); the same steps on burn's ops (autodiff) give the same figures and the same weights,
+/// with AuxK reviving TopK's dead latents and Standard's L1 penalty warming up, and a checkpoint
+/// taken on the host path resumes exactly.
 #[test]
-fn host_topk_training_equals_burn_autodiff() {
+fn host_training_equals_burn_autodiff() {
     let d = 16;
     let device = cpu_device();
-    let recipe = SaeTrainingConfig {
-        // Latents die after 2 batches without firing, so AuxK runs in most steps.
-        dead_window_tokens: 2 * 64,
-        batch_size: 64,
-        training_tokens: 64 * 12,
-        ..small_recipe(Architecture::TopK { k: 3 }, 12)
-    };
-    let mut source = Synthetic::new(d, 5);
-    let first = block_on(source.next_batch(64)).unwrap();
-    let batches: Vec<Vec<f32>> = (0..12)
-        .map(|_| block_on(source.next_batch(64)).unwrap())
-        .collect();
-    let mut host = SaeTrainer::new(recipe.clone(), d, "synthetic", &first, &device).unwrap();
-    let mut burn = SaeTrainer::new(recipe, d, "synthetic", &first, &device)
-        .unwrap()
-        .with_burn_ops();
-    assert!(host.trains_on_host() && !burn.trains_on_host());
-    let mut auxk_steps = 0;
-    for (step, batch) in batches.iter().enumerate() {
-        if step == 6 {
-            // Resume the host trainer from its own checkpoint halfway.
-            let saved = block_on(host.checkpoint()).unwrap();
-            host = SaeTrainer::restore(&saved, &device).unwrap();
-            assert!(host.trains_on_host());
+    for architecture in [Architecture::TopK { k: 3 }, Architecture::Standard] {
+        let recipe = SaeTrainingConfig {
+            // Latents die after 2 batches without firing, so AuxK runs in most TopK steps.
+            dead_window_tokens: 2 * 64,
+            batch_size: 64,
+            training_tokens: 64 * 12,
+            sparsity_warmup_steps: 6,
+            ..small_recipe(architecture, 12)
+        };
+        let mut source = Synthetic::new(d, 5);
+        let first = block_on(source.next_batch(64)).unwrap();
+        let batches: Vec<Vec<f32>> = (0..12)
+            .map(|_| block_on(source.next_batch(64)).unwrap())
+            .collect();
+        let mut host = SaeTrainer::new(recipe.clone(), d, "synthetic", &first, &device).unwrap();
+        let mut burn = SaeTrainer::new(recipe, d, "synthetic", &first, &device)
+            .unwrap()
+            .with_burn_ops();
+        assert!(host.trains_on_host() && !burn.trains_on_host());
+        let mut two_term_steps = 0;
+        for (step, batch) in batches.iter().enumerate() {
+            if step == 6 {
+                // Resume the host trainer from its own checkpoint halfway.
+                let saved = block_on(host.checkpoint()).unwrap();
+                host = SaeTrainer::restore(&saved, &device).unwrap();
+                assert!(host.trains_on_host());
+            }
+            let a = block_on(host.train_step(batch)).unwrap();
+            let b = block_on(burn.train_step(batch)).unwrap();
+            let close = |x: f32, y: f32| (x - y).abs() <= 1e-4 * (1.0 + y.abs());
+            let at = format!("{architecture:?} step {step}: {a:?} vs {b:?}");
+            assert!(close(a.loss, b.loss), "{at}");
+            assert_eq!(a.terms.len(), b.terms.len(), "{at}");
+            for ((na, va), (nb, vb)) in a.terms.iter().zip(&b.terms) {
+                assert!(na == nb && close(*va, *vb), "{at}");
+            }
+            two_term_steps += usize::from(a.terms.len() == 2);
+            assert_eq!(a.l0, b.l0, "{at}");
+            assert_eq!(a.dead_fraction, b.dead_fraction, "{at}");
+            assert!(close(a.explained_variance, b.explained_variance), "{at}");
         }
-        let a = block_on(host.train_step(batch)).unwrap();
-        let b = block_on(burn.train_step(batch)).unwrap();
-        let close = |x: f32, y: f32| (x - y).abs() <= 1e-4 * (1.0 + y.abs());
-        assert!(close(a.loss, b.loss), "step {step}: loss {a:?} vs {b:?}");
-        assert_eq!(a.terms.len(), b.terms.len(), "step {step}: {a:?} vs {b:?}");
-        for ((na, va), (nb, vb)) in a.terms.iter().zip(&b.terms) {
+        // TopK: AuxK's term; Standard: the L1 term in every step.
+        assert!(
+            two_term_steps >= 4,
+            "{architecture:?}: {two_term_steps} steps with two terms"
+        );
+        let host_sae = block_on(host.sae().to_host()).unwrap();
+        let burn_sae = block_on(burn.sae().to_host()).unwrap();
+        for (name, tensor) in &burn_sae {
+            let burn_values: Vec<f64> = tensor.values.iter().map(|&v| f64::from(v)).collect();
+            assert_eq!(host_sae[name].shape, tensor.shape, "{name}");
+            let diff = max_diff(&host_sae[name].values, &burn_values);
             assert!(
-                na == nb && close(*va, *vb),
-                "step {step}: {na} {va} vs {nb} {vb}"
+                diff < 1e-4,
+                "{architecture:?}: {name} differs by {diff} after 12 steps"
             );
         }
-        auxk_steps += usize::from(a.terms.len() == 2);
-        assert_eq!(a.l0, b.l0, "step {step}");
-        assert_eq!(a.dead_fraction, b.dead_fraction, "step {step}");
-        assert!(close(a.explained_variance, b.explained_variance));
-    }
-    assert!(auxk_steps >= 4, "AuxK ran in only {auxk_steps} steps");
-    let host_sae = block_on(host.sae().to_host()).unwrap();
-    let burn_sae = block_on(burn.sae().to_host()).unwrap();
-    for (name, tensor) in &burn_sae {
-        let burn_values: Vec<f64> = tensor.values.iter().map(|&v| f64::from(v)).collect();
-        assert_eq!(host_sae[name].shape, tensor.shape, "{name}");
-        let diff = max_diff(&host_sae[name].values, &burn_values);
-        assert!(diff < 1e-4, "{name} differs by {diff} after 12 steps");
     }
 }
 

@@ -196,6 +196,8 @@ impl HostGpt2 {
             run.site(HookPoint::ResidPost(l), &mut resid, [b, t, d])?;
         }
         if layers < self.blocks.len() {
+            // The next block's input is all that is left to see.
+            run.site(HookPoint::ResidPre(layers), &mut resid, [b, t, d])?;
             return Ok((None, run.run.captured));
         }
 

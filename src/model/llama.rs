@@ -449,7 +449,10 @@ impl Llama {
             resid = run.site(HookPoint::ResidPost(l), resid + mlp_out)?;
         }
         if layers < self.blocks.len() {
-            return Ok((None, run.captured)); // the cache is incomplete: only capture stops early
+            // The next block's input is all that is left to see; the cache is incomplete: only
+            // capture stops early.
+            run.site(HookPoint::ResidPre(layers), resid)?;
+            return Ok((None, run.captured));
         }
         cache.len = offset + t;
 

@@ -189,6 +189,8 @@ impl Model {
             .map(|hook| match hook {
                 HookPoint::Embed | HookPoint::PosEmbed => Some(0),
                 HookPoint::LnFinalNormalized => None,
+                // A block's input is seen once the blocks before it have run.
+                HookPoint::ResidPre(l) => Some(*l),
                 other => other.layer().map(|l| l + 1),
             })
             .try_fold(0usize, |most, layers| layers.map(|l| most.max(l)));

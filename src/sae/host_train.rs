@@ -1,15 +1,17 @@
-//! TopK SAE training on host buffers: the CPU path's training step, with the loss and gradients
-//! of `arch::topk`'s sparse path written out by hand (tests compare the two).
+//! SAE training on host buffers, the CPU path's training step for TopK and Standard: the loss
+//! and gradients of `arch::topk` and `arch::standard` written out by hand (tests compare them
+//! with burn's autodiff step for step). As burn ops a step paid autodiff's graph and a copy per
+//! operation; here it is matrix products (`gemm`) and loops over rows.
 //!
-//! Per step the only dense work is the encoder product `(x - b_dec) @ W_enc` `[batch, d_sae]`;
-//! the top k per row is chosen on it, and the decode, AuxK and every gradient touch only the
-//! chosen latents (`batch x k x d_in`). As burn ops the same step paid autodiff's graph, a gather
-//! per chosen latent and a copy per operation; here it is loops over rows. `W_enc` is kept
-//! transposed (`[d_sae, d_in]`, one row per latent) so that a latent's encoder gradient is a
-//! contiguous row, as its decoder row is.
+//! TopK: the only dense work is the encoder product `(x - b_dec) @ W_enc`, done a block of rows
+//! at a time with each block's top k chosen while it is in cache; the decode, AuxK and every
+//! gradient touch only the chosen latents (`batch x k x d_in`). Standard: the four
+//! `batch x d_in x d_sae` products of a dense step. `W_enc` is kept transposed (`[d_sae, d_in]`,
+//! one row per latent) so that a latent's encoder gradient is a contiguous row, as its decoder
+//! row is.
 
 use super::arch::{B_DEC, B_ENC, W_DEC, W_ENC};
-use crate::model::host_ops::{MatRef, for_each_chunk, matmul_one_thread};
+use crate::model::host_ops::{MatRef, for_each_chunk, matmul, matmul_one_thread, relu};
 use crate::optim::Adam;
 use crate::sae::select::host_topk;
 
@@ -73,6 +75,7 @@ pub(crate) struct HostStepFigures {
     pub loss: f32,
     pub mse: f32,
     pub auxk: Option<f32>,
+    pub l1: Option<f32>,
     pub l0_sum: f32,
     pub fired: Vec<f32>,
     pub sse: f32,
@@ -85,9 +88,9 @@ pub(crate) enum HostStepError {
     Update,
 }
 
-/// A TopK SAE's parameters and moments on the host.
+/// A TopK or Standard SAE's parameters and moments on the host.
 #[derive(Debug, Clone)]
-pub(crate) struct HostTopK {
+pub(crate) struct HostSae {
     pub d_in: usize,
     pub d_sae: usize,
     /// `W_enc` transposed: `[d_sae, d_in]`.
@@ -106,7 +109,7 @@ pub(crate) struct AuxK<'a> {
     pub coefficient: f64,
 }
 
-impl HostTopK {
+impl HostSae {
     /// `[rows, cols]` transposed into `[cols, rows]`.
     pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         let mut out = vec![0.0; values.len()];
@@ -118,9 +121,189 @@ impl HostTopK {
         out
     }
 
-    /// One Adam step on `x` (`[rows, d_in]`, already scaled): MSE, plus AuxK when latents are
-    /// dead, as `arch::topk` defines them.
-    pub fn step(
+    /// Adam on every parameter from its gradient: all or nothing, refused when any new value is
+    /// not finite.
+    fn update(&mut self, adam: &Adam, step: usize, lr: f64) -> Result<(), HostStepError> {
+        let mut finite = true;
+        for p in [
+            &mut self.w_enc_t,
+            &mut self.b_enc,
+            &mut self.w_dec,
+            &mut self.b_dec,
+        ] {
+            finite &= p.propose(adam, step, lr);
+        }
+        if !finite {
+            return Err(HostStepError::Update);
+        }
+        for p in [
+            &mut self.w_enc_t,
+            &mut self.b_enc,
+            &mut self.w_dec,
+            &mut self.b_dec,
+        ] {
+            p.commit(adam);
+        }
+        Ok(())
+    }
+
+    /// One Adam step of a Standard SAE on `x` (`[rows, d_in]`, already scaled): MSE plus
+    /// `l1_coefficient` times the L1 penalty weighted by decoder-row norms, as `arch::standard`
+    /// defines them.
+    pub fn standard_step(
+        &mut self,
+        x: &[f32],
+        l1_coefficient: f64,
+        adam: &Adam,
+        step: usize,
+        lr: f64,
+    ) -> Result<HostStepFigures, HostStepError> {
+        let (d_in, d_sae) = (self.d_in, self.d_sae);
+        let rows = x.len() / d_in;
+        let centred = self.centred(x);
+
+        // f = ReLU(centred @ W_enc + b_enc), in place.
+        let mut acts = Vec::with_capacity(rows * d_sae);
+        for _ in 0..rows {
+            acts.extend_from_slice(&self.b_enc.values);
+        }
+        matmul(
+            &mut acts,
+            MatRef::rows(&centred, rows, d_in),
+            MatRef::transposed(&self.w_enc_t.values, d_in, d_sae),
+            1.0,
+            true,
+        );
+        for_each_chunk(&mut acts, ROW_BLOCK * d_sae, |_, part| relu(part));
+
+        // error = f @ W_dec + b_dec - x.
+        let mut error = Vec::with_capacity(rows * d_in);
+        for row in x.chunks_exact(d_in) {
+            error.extend(self.b_dec.values.iter().zip(row).map(|(b, v)| b - v));
+        }
+        matmul(
+            &mut error,
+            MatRef::rows(&acts, rows, d_sae),
+            MatRef::rows(&self.w_dec.values, d_sae, d_in),
+            1.0,
+            true,
+        );
+        let sse = sum_of_squares(&error);
+        let mse = sse / rows as f64;
+        let sst = total_variance(x, rows, d_in);
+        let norms: Vec<f32> = self
+            .w_dec
+            .values
+            .chunks_exact(d_in)
+            .map(|row| dot(row, row).sqrt())
+            .collect();
+        // Per latent: how many rows it fired in, and the sum of its activations.
+        let (fired, act_sums) = column_counts_and_sums(&acts, d_sae);
+        let l0_sum: f32 = fired.iter().sum();
+        let l1 = act_sums
+            .iter()
+            .zip(&norms)
+            .map(|(&s, &n)| f64::from(s) * f64::from(n))
+            .sum::<f64>()
+            / rows as f64;
+        let loss = mse + l1_coefficient * l1;
+        if !loss.is_finite() {
+            return Err(HostStepError::Loss);
+        }
+
+        // d(loss)/d(x_hat) = 2 error / rows; the L1 term adds lambda ||W_dec[i]|| / rows to
+        // each activation's gradient and lambda sum_r f_ri / rows * W_dec[i] / ||W_dec[i]|| to
+        // each decoder row's.
+        let two_over_rows = 2.0 / rows as f32;
+        let l1_scale = (l1_coefficient / rows as f64) as f32;
+        matmul(
+            &mut self.w_dec.grad,
+            MatRef::transposed(&acts, d_sae, rows),
+            MatRef::rows(&error, rows, d_in),
+            two_over_rows,
+            false,
+        );
+        for (i, grad) in self.w_dec.grad.chunks_exact_mut(d_in).enumerate() {
+            let row = &self.w_dec.values[i * d_in..(i + 1) * d_in];
+            axpy(grad, l1_scale * act_sums[i] / norms[i], row);
+        }
+        let mut d_pre = Vec::with_capacity(rows * d_sae);
+        for _ in 0..rows {
+            d_pre.extend(norms.iter().map(|n| l1_scale * n));
+        }
+        matmul(
+            &mut d_pre,
+            MatRef::rows(&error, rows, d_in),
+            MatRef::transposed(&self.w_dec.values, d_in, d_sae),
+            two_over_rows,
+            true,
+        );
+        // Through the ReLU: only where it was open.
+        let acts_ref = &acts;
+        for_each_chunk(&mut d_pre, ROW_BLOCK * d_sae, |block, part| {
+            let first = block * ROW_BLOCK * d_sae;
+            for (d, &f) in part.iter_mut().zip(&acts_ref[first..]) {
+                if f <= 0.0 {
+                    *d = 0.0;
+                }
+            }
+        });
+        matmul(
+            &mut self.w_enc_t.grad,
+            MatRef::transposed(&d_pre, d_sae, rows),
+            MatRef::rows(&centred, rows, d_in),
+            1.0,
+            false,
+        );
+        let (_, d_pre_sums) = column_counts_and_sums(&d_pre, d_sae);
+        self.b_enc.grad.copy_from_slice(&d_pre_sums);
+        self.b_dec_grad(&error, two_over_rows);
+
+        self.update(adam, step, lr)?;
+        Ok(HostStepFigures {
+            loss: loss as f32,
+            mse: mse as f32,
+            auxk: None,
+            l1: Some(l1 as f32),
+            l0_sum,
+            fired,
+            sse: sse as f32,
+            sst: sst as f32,
+        })
+    }
+
+    /// `x - b_dec`, row by row.
+    fn centred(&self, x: &[f32]) -> Vec<f32> {
+        let d_in = self.d_in;
+        let b_dec = &self.b_dec.values;
+        let mut centred = x.to_vec();
+        for_each_chunk(&mut centred, ROW_BLOCK * d_in, |_, part| {
+            for row in part.chunks_exact_mut(d_in) {
+                row.iter_mut().zip(b_dec).for_each(|(v, b)| *v -= b);
+            }
+        });
+        centred
+    }
+
+    /// `b_dec`'s gradient once `b_enc`'s is known: through `x_hat` directly (`scale * error`
+    /// summed over rows), and through `x - b_dec` into every pre-activation.
+    fn b_dec_grad(&mut self, error: &[f32], scale: f32) {
+        let d_in = self.d_in;
+        let grad = &mut self.b_dec.grad;
+        grad.fill(0.0);
+        for row in error.chunks_exact(d_in) {
+            axpy(grad, scale, row);
+        }
+        for (i, &g) in self.b_enc.grad.iter().enumerate() {
+            if g != 0.0 {
+                axpy(grad, -g, &self.w_enc_t.values[i * d_in..(i + 1) * d_in]);
+            }
+        }
+    }
+
+    /// One Adam step of a TopK SAE on `x` (`[rows, d_in]`, already scaled): MSE, plus AuxK when
+    /// latents are dead, as `arch::topk` defines them.
+    pub fn topk_step(
         &mut self,
         x: &[f32],
         k: usize,
@@ -135,12 +318,7 @@ impl HostTopK {
 
         // Forward: centred inputs, every pre-activation, the top k of each row.
         let b_dec = &self.b_dec.values;
-        let mut centred = x.to_vec();
-        for_each_chunk(&mut centred, ROW_BLOCK * d_in, |_, part| {
-            for row in part.chunks_exact_mut(d_in) {
-                row.iter_mut().zip(b_dec).for_each(|(v, b)| *v -= b);
-            }
-        });
+        let centred = self.centred(x);
         let aux_setting = auxk.filter(|a| a.dead_count > 0).map(|aux| {
             let k_aux_full = (d_in / 2).max(1);
             let k_aux = k_aux_full.min(aux.dead_count);
@@ -282,42 +460,14 @@ impl HostTopK {
                 }
             },
         );
-        // b_dec: through x_hat directly, and through `x - b_dec` into every pre-activation.
-        let grad = &mut self.b_dec.grad;
-        grad.fill(0.0);
-        for row in error.chunks_exact(d_in) {
-            axpy(grad, two_over_rows, row);
-        }
-        for (i, &g) in self.b_enc.grad.iter().enumerate() {
-            if g != 0.0 {
-                axpy(grad, -g, &self.w_enc_t.values[i * d_in..(i + 1) * d_in]);
-            }
-        }
+        self.b_dec_grad(&error, two_over_rows);
 
-        let mut finite = true;
-        for p in [
-            &mut self.w_enc_t,
-            &mut self.b_enc,
-            &mut self.w_dec,
-            &mut self.b_dec,
-        ] {
-            finite &= p.propose(adam, step, lr);
-        }
-        if !finite {
-            return Err(HostStepError::Update);
-        }
-        for p in [
-            &mut self.w_enc_t,
-            &mut self.b_enc,
-            &mut self.w_dec,
-            &mut self.b_dec,
-        ] {
-            p.commit(adam);
-        }
+        self.update(adam, step, lr)?;
         Ok(HostStepFigures {
             loss: loss as f32,
             mse: mse as f32,
             auxk: auxk_loss,
+            l1: None,
             l0_sum,
             fired,
             sse: sse as f32,
@@ -335,7 +485,7 @@ struct Selected {
     aux_pre: Vec<f32>,
 }
 
-impl HostTopK {
+impl HostSae {
     /// `pre = centred @ W_enc + b_enc` and the top k of each row (and AuxK's top `k_aux` among
     /// `dead`), a block of rows at a time so that a block's pre-activations stay in cache; the
     /// whole `[batch, d_sae]` matrix never exists.
@@ -479,6 +629,29 @@ fn for_each_latent_block(
         .for_each(|(i, ((dec, enc), b))| work(i, dec, enc, b));
 }
 
+/// Per column of a row-major `[_, width]` matrix: how many entries are above 0, and the sum.
+fn column_counts_and_sums(values: &[f32], width: usize) -> (Vec<f32>, Vec<f32>) {
+    let rows = values.len() / width;
+    let per_block = rows.div_ceil(8).max(1);
+    let parts = map_blocks(rows.div_ceil(per_block), |b| {
+        let (mut counts, mut sums) = (vec![0.0f32; width], vec![0.0f32; width]);
+        let end = rows.min((b + 1) * per_block);
+        for row in values[b * per_block * width..end * width].chunks_exact(width) {
+            for ((c, s), &v) in counts.iter_mut().zip(sums.iter_mut()).zip(row) {
+                *c += f32::from(u8::from(v > 0.0));
+                *s += v;
+            }
+        }
+        (counts, sums)
+    });
+    let (mut counts, mut sums) = (vec![0.0f32; width], vec![0.0f32; width]);
+    for (c, s) in parts {
+        counts.iter_mut().zip(&c).for_each(|(a, b)| *a += b);
+        sums.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
+    }
+    (counts, sums)
+}
+
 fn sum_of_squares(values: &[f32]) -> f64 {
     values.iter().map(|&e| f64::from(e) * f64::from(e)).sum()
 }
@@ -529,7 +702,7 @@ pub(crate) struct NamedHostParam {
     pub second: Vec<f32>,
 }
 
-impl HostTopK {
+impl HostSae {
     /// From parameters and moments in SAELens's layout (`W_enc` `[d_in, d_sae]`), by name.
     pub fn from_named(d_in: usize, d_sae: usize, mut named: Vec<NamedHostParam>) -> Self {
         let mut take = |name: &str, transpose: bool| {

@@ -18,7 +18,7 @@ use super::arch::{
     self, Activity, B_DEC, B_ENC, B_GATE, B_MAG, Params, R_MAG, THRESHOLD, TrainingContext,
     TrainingForward, W_DEC, W_ENC,
 };
-use super::host_train::{AuxK, HostStepError, HostTopK, NamedHostParam};
+use super::host_train::{AuxK, HostSae, HostStepError, NamedHostParam};
 use super::select::Selection;
 use super::stats::geometric_median;
 use super::store::Corpus;
@@ -310,9 +310,9 @@ pub struct SaeTrainer {
     since_fired: Vec<usize>,
     /// BatchTopK's running inference threshold (in the scaled space).
     batchtopk_threshold: Option<f64>,
-    /// TopK on a CPU device trains on host buffers (`host_train`); `params` and `moments` are
-    /// then empty.
-    host: Option<HostTopK>,
+    /// TopK and Standard on a CPU device train on host buffers (`host_train`); `params` and
+    /// `moments` are then empty.
+    host: Option<HostSae>,
 }
 
 /// What one step measured, whichever path ran it.
@@ -327,19 +327,22 @@ struct StepFigures {
     smallest: f32,
 }
 
-/// Parameters and moments where training keeps them: on the host for TopK on a CPU device
+/// Parameters and moments where training keeps them: on the host for TopK and Standard on a CPU device
 /// (unless `burn_ops`), as burn tensors on `device` otherwise.
 fn place(
     sae_config: &SaeConfig,
     named: Vec<NamedHostParam>,
     device: &Device,
     burn_ops: bool,
-) -> (Params, Moments<&'static str, Tensor<2>>, Option<HostTopK>) {
+) -> (Params, Moments<&'static str, Tensor<2>>, Option<HostSae>) {
     let host_path = !burn_ops
         && crate::backend::is_host_device(device)
-        && matches!(sae_config.architecture, Architecture::TopK { .. });
+        && matches!(
+            sae_config.architecture,
+            Architecture::TopK { .. } | Architecture::Standard
+        );
     if host_path {
-        let host = HostTopK::from_named(sae_config.d_in, sae_config.d_sae, named);
+        let host = HostSae::from_named(sae_config.d_in, sae_config.d_sae, named);
         return (Params::new(), Moments::default(), Some(host));
     }
     let mut params = Params::new();
@@ -501,7 +504,7 @@ impl SaeTrainer {
         let lr = self.config.learning_rate_at(self.step);
         let sparsity_coefficient = self.config.sparsity_coefficient_at(self.step);
         let figures = if self.host.is_some() {
-            self.host_step(batch, lr)?
+            self.host_step(batch, lr, sparsity_coefficient)?
         } else {
             self.device_step(batch, rows, lr, sparsity_coefficient)
                 .await?
@@ -509,11 +512,13 @@ impl SaeTrainer {
         Ok(self.finish_step(figures, rows, lr, sparsity_coefficient))
     }
 
-    /// A TopK step on host buffers.
-    fn host_step(&mut self, batch: &[f32], lr: f64) -> Result<StepFigures> {
-        let Architecture::TopK { k } = self.config.architecture else {
-            unreachable!("only TopK trains on the host")
-        };
+    /// A TopK or Standard step on host buffers.
+    fn host_step(
+        &mut self,
+        batch: &[f32],
+        lr: f64,
+        sparsity_coefficient: f64,
+    ) -> Result<StepFigures> {
         let (dead, dead_count) = self.dead_row();
         let scale = self.input_scale;
         let x: Vec<f32> = batch.iter().map(|v| v * scale).collect();
@@ -526,17 +531,21 @@ impl SaeTrainer {
             dead_count,
             coefficient: aux_coefficient,
         };
-        let figures =
-            host.step(&x, k, Some(auxk), &adam, step, lr)
-                .map_err(|e| SaeplayError::Diverged {
-                    step,
-                    what: match e {
-                        HostStepError::Loss => "the loss",
-                        HostStepError::Update => "a parameter update",
-                    }
-                    .into(),
-                })?;
+        let figures = match self.config.architecture {
+            Architecture::TopK { k } => host.topk_step(&x, k, Some(auxk), &adam, step, lr),
+            Architecture::Standard => host.standard_step(&x, sparsity_coefficient, &adam, step, lr),
+            _ => unreachable!("only TopK and Standard train on the host"),
+        }
+        .map_err(|e| SaeplayError::Diverged {
+            step,
+            what: match e {
+                HostStepError::Loss => "the loss",
+                HostStepError::Update => "a parameter update",
+            }
+            .into(),
+        })?;
         let mut terms = vec![("mse_loss", figures.mse)];
+        terms.extend(figures.l1.map(|a| ("l1_loss", a)));
         terms.extend(figures.auxk.map(|a| ("auxk_loss", a)));
         Ok(StepFigures {
             loss: figures.loss,
