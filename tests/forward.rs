@@ -493,10 +493,20 @@ fn host_forward_and_burn_ops_agree_on_every_hook_patch_and_cache() {
             input = vec![vec![next as u32]];
         }
         assert_eq!(caches[0].len(), 9); // the prompt and three single tokens
-        // Capture that stops early (stop_at_layer).
+        // Capture that stops early (stop_at_layer: a block's input needs only the blocks
+        // before it) sees what a full forward sees.
         let a = host.capture(&batch, &[HookPoint::ResidPre(1)]).unwrap();
         let b = burn.capture(&batch, &[HookPoint::ResidPre(1)]).unwrap();
         assert!(max_diff(&read3(a[0].1.clone()), &read3(b[0].1.clone())) < 1e-4);
+        let full = host
+            .forward(
+                &batch,
+                &Hooks::capture([HookPoint::ResidPre(1)]),
+                LogitsFor::LastPosition,
+            )
+            .unwrap();
+        let want = read3(full.activation(HookPoint::ResidPre(1)).unwrap().clone());
+        assert_eq!(read3(a[0].1.clone()), want);
     }
 }
 

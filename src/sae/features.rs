@@ -14,9 +14,9 @@ use super::Sae;
 use super::arch::W_DEC;
 use super::explain::{FeatureExplanation, LENS_TERMS, ScanText, Scorer};
 use super::stats::{
-    ExampleCollector, ExampleConfig, FeatureStatsAccumulator, FeatureSummary, Histogram,
-    best_concept_per_feature, best_feature_per_concept, concept_auroc_matrix, histogram,
-    mean_best_auroc, nearest_by_cosine, top_and_bottom,
+    CosineNeighbours, ExampleCollector, ExampleConfig, FeatureStatsAccumulator, FeatureSummary,
+    Histogram, best_concept_per_feature, best_feature_per_concept, concept_auroc_matrix, histogram,
+    mean_best_auroc, top_and_bottom,
 };
 use super::store::Window;
 use crate::backend::read_f32;
@@ -223,7 +223,7 @@ pub async fn scan(
                 "`{hook}` was not captured"
             )));
         };
-        let acts = sae.encode(x.reshape([b * t, d]));
+        let acts = sae.encode_async(x.reshape([b * t, d])).await?;
         out.acts.extend(read_f32(acts).await?);
         for (w, window) in chunk.iter().enumerate() {
             out.ids.extend(&window.ids);
@@ -437,6 +437,19 @@ pub async fn feature_cards(
     let scorer = text.as_ref().map(|t| Scorer::new(scan, t, config.seed));
     let w_dec = read_f32(sae.param(W_DEC)).await?;
     let d_in = sae.config.d_in;
+    let neighbours = CosineNeighbours::new(&w_dec, d_sae, d_in)?;
+    // Each chosen feature's positive activations, in one pass over the scan (a column at a
+    // time read the whole [tokens, d_sae] matrix once per feature).
+    let mut slot = vec![usize::MAX; d_sae];
+    features.iter().enumerate().for_each(|(s, &f)| slot[f] = s);
+    let mut active: Vec<Vec<f64>> = vec![Vec::new(); features.len()];
+    for row in scan.acts.chunks_exact(d_sae) {
+        for (&s, &v) in slot.iter().zip(row) {
+            if v > 0.0 && s != usize::MAX {
+                active[s].push(f64::from(v));
+            }
+        }
+    }
     let lens_tokens = |pairs: Vec<(usize, f32)>| -> Vec<LensToken> {
         pairs
             .into_iter()
@@ -448,16 +461,14 @@ pub async fn feature_cards(
             .collect()
     };
     let mut out = Vec::with_capacity(features.len());
-    for ((&f, ex), (top, bottom)) in features.iter().zip(&examples).zip(lens) {
+    for (((&f, ex), (top, bottom)), values) in features.iter().zip(&examples).zip(lens).zip(active)
+    {
         let promoted_text: Vec<String> = top
             .iter()
             .take(LENS_TERMS)
             .map(|&(id, _)| tokenizer.token_text(id as u32))
             .collect();
         let s = &summary.summaries[f];
-        let values = (0..scan.tokens)
-            .map(|t| f64::from(scan.activation(t, f)))
-            .filter(|&v| v > 0.0);
         out.push(FeatureData {
             index: f,
             density: s.density,
@@ -484,7 +495,7 @@ pub async fn feature_cards(
             histogram: histogram(values, config.histogram_bins, None),
             promoted: lens_tokens(top),
             suppressed: lens_tokens(bottom),
-            nearest: nearest_by_cosine(&w_dec, d_sae, d_in, f, config.nearest_features)?,
+            nearest: neighbours.nearest(f, config.nearest_features)?,
             best_concept: summary.best_concepts[f].clone(),
             explanation: scorer.as_ref().map(|s| s.explain(f, Some(&promoted_text))),
         });

@@ -413,7 +413,7 @@ pub async fn evaluate_sae(
 
         // Reconstruction and feature figures on the kept positions.
         let flat = x.reshape([b * t, d]);
-        let (acts, x_hat) = sae.encode_and_reconstruct(flat.clone());
+        let (acts, x_hat) = sae.encode_and_reconstruct_async(flat.clone()).await?;
         let x_host = read_f32(flat).await?;
         let hat_host = read_f32(x_hat).await?;
         let acts_host = read_f32(acts).await?;

@@ -374,18 +374,22 @@ impl Sae {
     /// [`Sae::encode`], but TopK on the CPU backends selects on the host: far faster than
     /// bisection there (30 passes over `[n, d_sae]`), and the same result. Use it outside hooks.
     pub async fn encode_async(&self, x: Tensor<2>) -> Result<Tensor<2>> {
+        let (x, _) = self.normalize(x);
+        self.encode_normalized_async(x).await
+    }
+
+    async fn encode_normalized_async(&self, x: Tensor<2>) -> Result<Tensor<2>> {
         use select::{Scope, Selection, topk_mask_on_host};
         match (
             self.config.architecture,
             Selection::for_device(&self.device),
         ) {
             (Architecture::TopK { k }, Selection::Host) => {
-                let (x, _) = self.normalize(x);
                 let pre = arch::pre_activation(&self.params, x);
                 let mask = topk_mask_on_host(pre.clone(), k, Scope::PerRow).await?;
                 Ok(pre.clamp_min(0.0) * mask)
             }
-            _ => Ok(self.encode(x)),
+            _ => Ok(self.encode_normalized(x)),
         }
     }
 
@@ -400,12 +404,33 @@ impl Sae {
     pub fn encode_and_reconstruct(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         let (normalized, stats) = self.normalize(x);
         let acts = self.encode_normalized(normalized);
-        let decoded = self.decode(acts.clone());
-        let x_hat = match stats {
+        let x_hat = self.decode_to_model_space(acts.clone(), stats);
+        (acts, x_hat)
+    }
+
+    /// Decode, then undo the input normalisation whose statistics `normalize` returned.
+    fn decode_to_model_space(
+        &self,
+        acts: Tensor<2>,
+        stats: Option<(Tensor<2>, Tensor<2>)>,
+    ) -> Tensor<2> {
+        let decoded = self.decode(acts);
+        match stats {
             None => decoded,
             Some((mean, std)) => decoded * std + mean,
-        };
-        (acts, x_hat)
+        }
+    }
+
+    /// [`Sae::encode_and_reconstruct`] with [`Sae::encode_async`]'s selection. Use it outside
+    /// hooks.
+    pub async fn encode_and_reconstruct_async(
+        &self,
+        x: Tensor<2>,
+    ) -> Result<(Tensor<2>, Tensor<2>)> {
+        let (normalized, stats) = self.normalize(x);
+        let acts = self.encode_normalized_async(normalized).await?;
+        let x_hat = self.decode_to_model_space(acts.clone(), stats);
+        Ok((acts, x_hat))
     }
 
     /// Encode then decode, back in the model's activation space.

@@ -15,6 +15,9 @@ pub const END_OF_TEXT: &str = "<|endoftext|>";
 #[derive(Clone)]
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
+    /// Each token's text, decoded on first use: feature cards show tens of thousands of tokens,
+    /// and a decode through the tokenizer's pipeline costs microseconds each.
+    texts: std::sync::Arc<Vec<std::sync::OnceLock<String>>>,
 }
 
 /// A text split into tokens; `offsets[i]` is the byte range of token i in `text`.
@@ -57,7 +60,13 @@ impl TextTokenizer {
         inner
             .with_truncation(None)
             .map_err(|error| SaeplayError::Tokenizer(error.to_string()))?;
-        Ok(Self { inner })
+        let texts = (0..inner.get_vocab_size(true))
+            .map(|_| std::sync::OnceLock::new())
+            .collect();
+        Ok(Self {
+            inner,
+            texts: std::sync::Arc::new(texts),
+        })
     }
 
     /// Vocabulary size including added (special) tokens.
@@ -83,7 +92,11 @@ impl TextTokenizer {
 
     /// How one token reads on its own (for prediction lists).
     pub fn token_text(&self, id: u32) -> String {
-        self.decode(&[id]).unwrap_or_else(|_| format!("<{id}>"))
+        let decode = || self.decode(&[id]).unwrap_or_else(|_| format!("<{id}>"));
+        match self.texts.get(id as usize) {
+            Some(text) => text.get_or_init(decode).clone(),
+            None => decode(),
+        }
     }
 
     pub fn id_of(&self, token: &str) -> Option<u32> {

@@ -15,54 +15,96 @@ pub fn nearest_by_cosine(
     query: usize,
     n: usize,
 ) -> Result<Vec<(usize, f32)>, StatsError> {
-    check_shape(rows.len(), n_rows, dim, "rows")?;
-    if query >= n_rows {
-        return Err(StatsError::Invalid(format!(
-            "query row {query} is out of range for {n_rows} rows"
-        )));
+    CosineNeighbours::new(rows, n_rows, dim)?.nearest(query, n)
+}
+
+/// [`nearest_by_cosine`] for many queries on the same rows: each row's norm is computed once
+/// (a card per feature asked again for every row's norm, `n_rows^2 * dim` work in all).
+pub struct CosineNeighbours<'a> {
+    rows: &'a [f32],
+    dim: usize,
+    /// Each row's norm; `None` for a row with NaN or infinity.
+    norms: Vec<Option<f64>>,
+}
+
+impl<'a> CosineNeighbours<'a> {
+    pub fn new(rows: &'a [f32], n_rows: usize, dim: usize) -> Result<Self, StatsError> {
+        check_shape(rows.len(), n_rows, dim, "rows")?;
+        let norms = (0..n_rows)
+            .map(|i| {
+                let norm = rows[i * dim..(i + 1) * dim]
+                    .iter()
+                    .map(|&v| f64::from(v) * f64::from(v))
+                    .sum::<f64>()
+                    .sqrt();
+                norm.is_finite().then_some(norm)
+            })
+            .collect();
+        Ok(Self { rows, dim, norms })
     }
-    let row = |index: usize| &rows[index * dim..(index + 1) * dim];
-    let norm = |values: &[f32]| {
-        values
+
+    pub fn nearest(&self, query: usize, n: usize) -> Result<Vec<(usize, f32)>, StatsError> {
+        let dim = self.dim;
+        let row = |index: usize| &self.rows[index * dim..(index + 1) * dim];
+        let Some(&query_norm) = self.norms.get(query) else {
+            return Err(StatsError::Invalid(format!(
+                "query row {query} is out of range for {} rows",
+                self.norms.len()
+            )));
+        };
+        let Some(query_norm) = query_norm else {
+            return Err(StatsError::Invalid(format!(
+                "query row {query} contains NaN or infinity"
+            )));
+        };
+        let query_row = row(query);
+        let mut similar: Vec<(usize, f64)> = self
+            .norms
             .iter()
-            .map(|&v| f64::from(v) * f64::from(v))
-            .sum::<f64>()
-            .sqrt()
-    };
-    let query_row = row(query);
-    let query_norm = norm(query_row);
-    if !query_norm.is_finite() {
-        return Err(StatsError::Invalid(format!(
-            "query row {query} contains NaN or infinity"
-        )));
+            .enumerate()
+            .filter(|&(index, _)| index != query)
+            .filter_map(|(index, &other_norm)| {
+                let other_norm = other_norm?;
+                if query_norm == 0.0 || other_norm == 0.0 {
+                    return Some((index, 0.0));
+                }
+                let dot = dot_f64(query_row, row(index));
+                let cosine = dot / (query_norm * other_norm);
+                // Products of large finite values can still overflow to NaN.
+                (!cosine.is_nan()).then_some((index, cosine.clamp(-1.0, 1.0)))
+            })
+            .collect();
+        let order = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if n < similar.len() {
+            if n == 0 {
+                return Ok(Vec::new());
+            }
+            similar.select_nth_unstable_by(n - 1, order);
+            similar.truncate(n);
+        }
+        similar.sort_by(order);
+        Ok(similar
+            .into_iter()
+            .map(|(index, cosine)| (index, cosine as f32))
+            .collect())
     }
-    let mut similar: Vec<(usize, f64)> = (0..n_rows)
-        .filter(|&index| index != query)
-        .filter_map(|index| {
-            let other = row(index);
-            let other_norm = norm(other);
-            if !other_norm.is_finite() {
-                return None;
-            }
-            if query_norm == 0.0 || other_norm == 0.0 {
-                return Some((index, 0.0));
-            }
-            let dot: f64 = query_row
-                .iter()
-                .zip(other)
-                .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                .sum();
-            let cosine = dot / (query_norm * other_norm);
-            // Products of large finite values can still overflow to NaN.
-            (!cosine.is_nan()).then_some((index, cosine.clamp(-1.0, 1.0)))
-        })
-        .collect();
-    similar.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    similar.truncate(n);
-    Ok(similar
-        .into_iter()
-        .map(|(index, cosine)| (index, cosine as f32))
-        .collect())
+}
+
+/// `a . b` accumulated in f64 over four lanes (which the compiler can keep in vector registers).
+fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; 4];
+    let split = a.len() / 4 * 4;
+    for (ca, cb) in a[..split].chunks_exact(4).zip(b[..split].chunks_exact(4)) {
+        for l in 0..4 {
+            lanes[l] += f64::from(ca[l]) * f64::from(cb[l]);
+        }
+    }
+    let tail: f64 = a[split..]
+        .iter()
+        .zip(&b[split..])
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum();
+    lanes.iter().sum::<f64>() + tail
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub use concept_recovery::{
     ConceptMatch, MAX_CONCEPTS, best_concept_per_feature, best_feature_per_concept,
     concept_auroc_matrix, mean_best_auroc,
 };
-pub use cosine_neighbours::nearest_by_cosine;
+pub use cosine_neighbours::{CosineNeighbours, nearest_by_cosine};
 pub use feature_examples::{
     ExampleCollector, ExampleConfig, FeatureExamples, MAX_BANDS, QuantileBand,
 };
