@@ -30,7 +30,8 @@ thread_local! {
     static REPORTS: RefCell<HashMap<String, Kept>> = RefCell::new(HashMap::new());
 }
 
-/// SAEs wider than this get their cards made one at a time, on request: for a 24,576-latent
+/// SAEs up to this wide get every card made once the first is shown, and kept after their scan
+/// is dropped; wider ones get their cards made one at a time, on request: for a 24,576-latent
 /// SAE on GPT-2 every card at once is ~10^12 multiply-adds (logit lens and neighbours) and more
 /// memory than a worker has.
 const CARDS_AT_ONCE_UP_TO: usize = 4096;
@@ -207,7 +208,18 @@ async fn features(
     let result = async {
         let (loaded, sae, hook) = sae_on_model((base, processing), cfg, weights).await?;
         let on_phase = |text: String| post(&FromWorker::FeaturesPhase { id, text });
-        // One scan kept at a time: each holds [tokens, d_sae] activations.
+        // One scan kept at a time: each holds [tokens, d_sae] activations. A small SAE whose
+        // cards were not all made yet gets them now, so they stay without its scan.
+        let unfinished: Vec<String> = REPORTS.with(|r| {
+            r.borrow()
+                .iter()
+                .filter(|(_, k)| matches!(k, Kept::Lazy { sae, .. } if cards_at_once(sae)))
+                .map(|(key, _)| key.clone())
+                .collect()
+        });
+        for key in unfinished {
+            make_every_card(&key).await;
+        }
         REPORTS.with(|r| {
             let mut reports = r.borrow_mut();
             reports.retain(|_, k| matches!(k, Kept::Report(..)));
@@ -217,28 +229,81 @@ async fn features(
                 }
             }
         });
-        let (list, kept) = if sae.config.d_sae <= CARDS_AT_ONCE_UP_TO {
-            use crate::sae::features::{ScanConfig, feature_cards, summarise_scan};
-            let scan = scan_job(
-                &loaded,
-                &sae,
-                hook,
-                &corpus,
-                PAGE_WINDOWS_PER_FORWARD,
-                &on_phase,
-            )
-            .await
+        // The list comes from the scan's overview, and each card when it is asked for: a small
+        // SAE's cards are all made once the first one is shown (`make_every_card`).
+        use crate::sae::features::{ScanConfig, feature_overview, summarise_scan};
+        let scan = scan_job(
+            &loaded,
+            &sae,
+            hook,
+            &corpus,
+            PAGE_WINDOWS_PER_FORWARD,
+            &on_phase,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        on_phase("Summarising features…".into());
+        let summary = summarise_scan(&scan).map_err(|e| e.to_string())?;
+        let tokenizer = loaded.tokenizer().map_err(|e| e.to_string())?;
+        let overview = feature_overview(tokenizer, &scan, &summary, &ScanConfig::default())
             .map_err(|e| e.to_string())?;
-            on_phase("Summarising features…".into());
-            crate::clock::yield_now().await;
-            let summary = summarise_scan(&scan).map_err(|e| e.to_string())?;
-            let all: Vec<usize> = (0..scan.d_sae).collect();
-            let config = ScanConfig {
-                explain: false,
-                ..ScanConfig::default()
-            };
-            let tokenizer = loaded.tokenizer().map_err(|e| e.to_string())?;
-            let cards = feature_cards(
+        let list = FeatureList::of_overview(scan.tokens, &overview);
+        let kept = Kept::Lazy {
+            loaded: Rc::clone(&loaded),
+            sae: sae.clone(),
+            scan: Rc::new(scan),
+            summary,
+        };
+        let with_lens = cards_at_once(&sae);
+        REPORTS.with(|r| r.borrow_mut().insert(key.clone(), kept));
+        Ok::<_, String>((list, sae, with_lens))
+    }
+    .await;
+    match result {
+        Ok((list, sae, with_lens)) => {
+            post(&FromWorker::FeatureList { id, list });
+            // The card the page asks for next is made first.
+            crate::clock::sleep_ms(EXPLAIN_DELAY_MS).await;
+            make_every_card(&key).await;
+            explain_in_background(key, sae, with_lens).await;
+        }
+        Err(message) => post(&FromWorker::FeaturesError { id, message }),
+    }
+}
+
+/// Whether every card of `sae` is made and kept (small SAEs) rather than made when asked for.
+fn cards_at_once(sae: &crate::sae::Sae) -> bool {
+    sae.config.d_sae <= CARDS_AT_ONCE_UP_TO
+}
+
+/// Make every card of the small SAE kept lazily under `key`, and keep them in its place (with
+/// the scan, for explanations); nothing when it is not such an SAE or is being read meanwhile.
+async fn make_every_card(key: &str) {
+    use crate::sae::features::{ScanConfig, feature_cards};
+    let taken = REPORTS.with(|r| {
+        let mut reports = r.borrow_mut();
+        match reports.get(key) {
+            Some(Kept::Lazy { sae, .. }) if cards_at_once(sae) => reports.remove(key),
+            _ => None,
+        }
+    });
+    let Some(Kept::Lazy {
+        loaded,
+        sae,
+        scan,
+        summary,
+    }) = taken
+    else {
+        return;
+    };
+    let all: Vec<usize> = (0..scan.d_sae).collect();
+    let config = ScanConfig {
+        explain: false,
+        ..ScanConfig::default()
+    };
+    let cards = match loaded.tokenizer() {
+        Ok(tokenizer) => {
+            feature_cards(
                 &loaded.model,
                 tokenizer,
                 &sae,
@@ -248,61 +313,34 @@ async fn features(
                 &config,
             )
             .await
-            .map_err(|e| e.to_string())?;
-            let report = FeatureReport {
+        }
+        Err(e) => Err(e),
+    };
+    let kept = match cards {
+        Ok(features) => Kept::Report(
+            FeatureReport {
                 tokens: scan.tokens,
-                features: cards,
+                features,
                 concept_recovery: summary.concept_recovery,
                 mean_concept_auroc: summary.mean_concept_auroc,
-            };
-            (
-                FeatureList::of(&report),
-                Kept::Report(report, Some((Rc::clone(&loaded), Rc::new(scan)))),
-            )
-        } else {
-            use crate::sae::features::{ScanConfig, feature_overview, summarise_scan};
-            let scan = scan_job(
-                &loaded,
-                &sae,
-                hook,
-                &corpus,
-                PAGE_WINDOWS_PER_FORWARD,
-                &on_phase,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            on_phase("Summarising features…".into());
-            let summary = summarise_scan(&scan).map_err(|e| e.to_string())?;
-            let tokenizer = loaded.tokenizer().map_err(|e| e.to_string())?;
-            let overview = feature_overview(tokenizer, &scan, &summary, &ScanConfig::default())
-                .map_err(|e| e.to_string())?;
-            let list = FeatureList::of_overview(scan.tokens, &overview);
-            let kept = Kept::Lazy {
-                loaded: Rc::clone(&loaded),
-                sae: sae.clone(),
-                scan: Rc::new(scan),
-                summary,
-            };
-            (list, kept)
-        };
-        let with_lens = matches!(kept, Kept::Report(..));
-        REPORTS.with(|r| r.borrow_mut().insert(key.clone(), kept));
-        Ok::<_, String>((list, sae, with_lens))
-    }
-    .await;
-    match result {
-        Ok((list, sae, with_lens)) => {
-            post(&FromWorker::FeatureList { id, list });
-            explain_in_background(key, sae, with_lens).await;
-        }
-        Err(message) => post(&FromWorker::FeaturesError { id, message }),
-    }
+            },
+            Some((loaded, scan)),
+        ),
+        // Cards are still made one at a time on request.
+        Err(_) => Kept::Lazy {
+            loaded,
+            sae,
+            scan,
+            summary,
+        },
+    };
+    REPORTS.with(|r| r.borrow_mut().insert(key.to_string(), kept));
 }
 
 /// Explain every feature of the scan kept under `key`, a piece at a time with the event loop run
 /// between pieces (cards and scores are answered meanwhile), posting each piece; stops when the
 /// scan is no longer the kept one. `with_lens` tries the logit lens too (SAEs whose cards are
-/// all made at once; wider ones get it when a card is opened).
+/// all made; wider ones get it when a card is opened).
 async fn explain_in_background(key: String, sae: crate::sae::Sae, with_lens: bool) {
     use crate::sae::explain::{ScanText, Scorer, promoted_tokens};
     let current = || {
@@ -312,7 +350,6 @@ async fn explain_in_background(key: String, sae: crate::sae::Sae, with_lens: boo
                 .and_then(|k| k.scan().map(|(l, s)| (Rc::clone(l), Rc::clone(s))))
         })
     };
-    crate::clock::sleep_ms(EXPLAIN_DELAY_MS).await;
     let Some((loaded, scan)) = current() else {
         return;
     };
