@@ -42,6 +42,15 @@ pub fn scan_windows(parameters: usize) -> usize {
 /// Windows per model forward in the page: one 2-window forward is ~0.15 s on the CPU path, so
 /// the page answers between them.
 pub const PAGE_WINDOWS_PER_FORWARD: usize = 2;
+
+/// Windows per model forward in the worker, which no click waits on: as many as keep a forward
+/// near 0.1 s on the CPU path, so pause and cancel are heard between forwards (8 for the
+/// built-in model, whose forwards are more efficient in larger batches; 1 for GPT-2 small).
+pub fn worker_windows_per_forward(parameters: usize) -> usize {
+    const PARAMETER_TOKENS_PER_FORWARD: u64 = 2_000_000_000;
+    let per_window = (parameters.max(1) as u64).saturating_mul(SCAN_CONTEXT as u64);
+    (PARAMETER_TOKENS_PER_FORWARD / per_window).clamp(1, 8) as usize
+}
 /// The page captures at most this many vectors and trains over them (capturing is most of the
 /// cost of a run in the page).
 pub const MAX_CAPTURED_TOKENS: usize = 65_536;
@@ -632,4 +641,19 @@ pub async fn scan_job(
         }
     }
     scanned.ok_or_else(|| SaeplayError::InvalidSetting("no windows to scan".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_work_per_forward_scales_with_the_model() {
+        // The built-in model (about 1M parameters) and GPT-2 small (124M).
+        assert_eq!(worker_windows_per_forward(1_000_000), 8);
+        assert_eq!(worker_windows_per_forward(124_000_000), 1);
+        assert_eq!(worker_windows_per_forward(0), 8);
+        assert_eq!(scan_windows(1_000_000), SCAN_WINDOWS);
+        assert_eq!(scan_windows(124_000_000), 8);
+    }
 }

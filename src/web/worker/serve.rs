@@ -15,7 +15,7 @@ use crate::model::WeightProcessing;
 use crate::model::files::LoadedModel;
 use crate::sae::features::{FeatureReport, Scan};
 use crate::sae::pipeline::{
-    PAGE_WINDOWS_PER_FORWARD, Reporter, ResumePoint, TrainOptions, scan_job, train_sae,
+    Reporter, ResumePoint, TrainOptions, scan_job, train_sae, worker_windows_per_forward,
 };
 use crate::sae::saelens::SaeFiles;
 use crate::sae::train::{Control, Progress, SaeTrainingConfig};
@@ -152,6 +152,8 @@ async fn train(
         PostReporter.phase("Loading the model in the training worker…".into(), 0.0);
         let loaded = model(&base, processing).await?;
         let mut options = TrainOptions::in_page(&config);
+        options.windows_per_forward =
+            worker_windows_per_forward(loaded.model.dims().parameter_count);
         options.resume = resume;
         train_sae(&loaded, config, &options, &PostReporter)
             .await
@@ -237,7 +239,7 @@ async fn features(
             &sae,
             hook,
             &corpus,
-            PAGE_WINDOWS_PER_FORWARD,
+            worker_windows_per_forward(loaded.model.dims().parameter_count),
             &on_phase,
         )
         .await
@@ -400,7 +402,7 @@ async fn evaluate(
             &sae,
             hook,
             &corpus,
-            PAGE_WINDOWS_PER_FORWARD,
+            worker_windows_per_forward(loaded.model.dims().parameter_count),
             &on_phase,
         )
         .await
