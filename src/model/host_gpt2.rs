@@ -11,7 +11,7 @@ use super::config::{Activation, Gpt2Config};
 use super::hooks::{HookPoint, Hooks};
 use super::host_ops::{
     MatRef, add_into, for_each_chunk, gelu_erf, gelu_tanh, linear, matmul, normalize_rows, relu,
-    scale_shift_rows, softmax_prefix,
+    repeat_rows, scale_shift_rows, softmax_prefix,
 };
 use super::processing::{LM_HEAD_BIAS, LM_HEAD_WEIGHT};
 use super::transformer::{Captured, HookRun, LogitsFor};
@@ -214,11 +214,10 @@ impl HostGpt2 {
         run.site(HookPoint::LnFinalNormalized, &mut last, [b, t_out, d])?;
         scale_shift_rows(&mut last, &self.ln_f.0, &self.ln_f.1);
         let rows = b * t_out;
-        let mut logits = Vec::with_capacity(rows * self.vocab);
-        match &self.unembed_bias {
-            Some(bias) => (0..rows).for_each(|_| logits.extend_from_slice(bias)),
-            None => logits.resize(rows * self.vocab, 0.0),
-        }
+        let mut logits = match &self.unembed_bias {
+            Some(bias) => repeat_rows(bias, rows),
+            None => vec![0.0; rows * self.vocab],
+        };
         let unembed = self.unembed_rows.as_deref().unwrap_or(&self.wte);
         matmul(
             &mut logits,

@@ -178,14 +178,20 @@ fn matmul_by_column_blocks(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, ac
     });
 }
 
+/// `row` repeated `n` times, row-major: a product's output that starts from its bias.
+pub(crate) fn repeat_rows(row: &[f32], n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n * row.len());
+    for _ in 0..n {
+        out.extend_from_slice(row);
+    }
+    out
+}
+
 /// `x[n, d_in] @ weight[d_in, d_out] + bias` (GPT-2's Conv1D layout), into a new buffer.
 pub(crate) fn linear(x: &[f32], n: usize, weight: &[f32], bias: &[f32]) -> Vec<f32> {
     let d_out = bias.len();
     let d_in = weight.len() / d_out;
-    let mut out: Vec<f32> = Vec::with_capacity(n * d_out);
-    for _ in 0..n {
-        out.extend_from_slice(bias);
-    }
+    let mut out = repeat_rows(bias, n);
     matmul(
         &mut out,
         MatRef::rows(x, n, d_in),

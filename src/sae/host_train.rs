@@ -11,7 +11,9 @@
 //! row is.
 
 use super::arch::{B_DEC, B_ENC, W_DEC, W_ENC};
-use crate::model::host_ops::{MatRef, for_each_chunk, matmul, matmul_one_thread, relu};
+use crate::model::host_ops::{
+    MatRef, for_each_chunk, matmul, matmul_one_thread, relu, repeat_rows,
+};
 use crate::optim::Adam;
 use crate::sae::select::host_topk;
 
@@ -163,10 +165,7 @@ impl HostSae {
         let centred = self.centred(x);
 
         // f = ReLU(centred @ W_enc + b_enc), in place.
-        let mut acts = Vec::with_capacity(rows * d_sae);
-        for _ in 0..rows {
-            acts.extend_from_slice(&self.b_enc.values);
-        }
+        let mut acts = repeat_rows(&self.b_enc.values, rows);
         matmul(
             &mut acts,
             MatRef::rows(&centred, rows, d_in),
@@ -500,10 +499,7 @@ impl HostSae {
         let block = (ENCODE_BLOCK_VALUES / d_sae).max(8);
         let blocks: Vec<Selected> = map_blocks(rows.div_ceil(block), |b| {
             let block_rows = block.min(rows - b * block);
-            let mut pre = Vec::with_capacity(block_rows * d_sae);
-            for _ in 0..block_rows {
-                pre.extend_from_slice(&self.b_enc.values);
-            }
+            let mut pre = repeat_rows(&self.b_enc.values, block_rows);
             let first = b * block * d_in;
             matmul_one_thread(
                 &mut pre,

@@ -16,7 +16,7 @@ use super::train::{
     BatchSource, CapturedActivations, Control, Progress, RunOutcome, SaeTrainer, SaeTrainingConfig,
     run,
 };
-use crate::clock::{now_seconds, sleep_ms, yield_now};
+use crate::clock::{now_seconds, sleep_ms, yield_between_steps, yield_now};
 use crate::error::{Result, SaeplayError};
 use crate::model::HookPoint;
 use crate::model::files::LoadedModel;
@@ -256,7 +256,7 @@ pub struct Yielding<'a, S>(pub &'a mut S);
 
 impl<S: BatchSource> BatchSource for Yielding<'_, S> {
     async fn next_batch(&mut self, n: usize) -> Result<Vec<f32>> {
-        yield_now().await;
+        yield_between_steps().await;
         self.0.next_batch(n).await
     }
 }
@@ -268,7 +268,7 @@ pub async fn capture(store: &mut ActivationStore, n: usize) -> Result<Vec<f32>> 
     while store.buffered() < store.buffer_target(n) {
         let before = store.buffered();
         store.fill_step().await?;
-        yield_now().await;
+        yield_between_steps().await;
         if store.buffered() == before {
             empty += 1;
             if empty > 3 {
