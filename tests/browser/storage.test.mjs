@@ -336,8 +336,10 @@ describe('the worker and unloading', () => {
   });
 
   test('a reload mid-training offers to resume, and the resumed SAE equals an uninterrupted one', { timeout: TIMEOUT_MS * 5 }, async () => {
-    // 192 steps of 64 vectors over 12,288 captured ones; a checkpoint every half second.
-    const settings = { '#train-tokens': '12288', '#train-batch': '64', '#train-expansion': '4' };
+    // 384 steps of 64 vectors over 24,576 captured ones, 4,096 latents wide: a few seconds of
+    // training on the CPU path (at 4x, 192 steps ended before the first checkpoint), with a
+    // checkpoint every half second.
+    const settings = { '#train-tokens': '24576', '#train-batch': '64', '#train-expansion': '32' };
     const trainedWeights = async (page) => {
       const [download] = await Promise.all([page.waitForEvent('download'), page.click('#sae-export')]);
       const file = path.join(tmp, `${Date.now()}-${Math.random()}.zip`);
@@ -359,7 +361,7 @@ describe('the worker and unloading', () => {
       await start(page);
       // Once a checkpoint is kept (some way in), the run is paused (so it cannot finish while
       // the tab reloads) and the tab reloads.
-      await page.waitForFunction(() => /step \d+ of 192/.test(document.querySelector('#train-status').textContent), null, { timeout: TIMEOUT_MS, polling: 50 });
+      await page.waitForFunction(() => /step \d+ of 384/.test(document.querySelector('#train-status').textContent), null, { timeout: TIMEOUT_MS, polling: 50 });
       const keptRun = () => page.evaluate(() => new Promise((resolve) => {
         const open = indexedDB.open('saeplay');
         open.onsuccess = () => {
@@ -380,10 +382,10 @@ describe('the worker and unloading', () => {
       await waitReady(page, { timeoutMs: TIMEOUT_MS });
       await page.waitForSelector('#train-resume:not([hidden])');
       const offer = await page.textContent('#train-resume-text');
-      assert.match(offer, /stopped at step ([1-9]\d*) of 192/);
+      assert.match(offer, /stopped at step ([1-9]\d*) of 384/);
       measure('resume offered at', offer);
       await page.click('#train-resume-go');
-      await page.waitForFunction(() => /step \d+ of 192/.test(document.querySelector('#train-status').textContent), null, { timeout: TIMEOUT_MS });
+      await page.waitForFunction(() => /step \d+ of 384/.test(document.querySelector('#train-status').textContent), null, { timeout: TIMEOUT_MS });
       await done(page);
       await waitForSae(page, /^tab-/);
       const resumed = await trainedWeights(page);
