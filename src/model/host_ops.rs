@@ -178,6 +178,17 @@ fn matmul_by_column_blocks(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, ac
     });
 }
 
+/// A row-major `[rows, cols]` matrix transposed into `[cols, rows]`.
+pub(crate) fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; rows * cols];
+    for (r, row) in values.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            out[c * rows + r] = v;
+        }
+    }
+    out
+}
+
 /// `row` repeated `n` times, row-major: a product's output that starts from its bias.
 pub(crate) fn repeat_rows(row: &[f32], n: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(n * row.len());

@@ -245,14 +245,8 @@ fn transpose(t: &HostTensor) -> HostTensor {
     let [rows, cols] = t.shape[..] else {
         unreachable!("transposed tensors are matrices")
     };
-    let mut values = vec![0.0; rows * cols];
-    for i in 0..rows {
-        for j in 0..cols {
-            values[j * rows + i] = t.values[i * cols + j];
-        }
-    }
     HostTensor {
         shape: vec![cols, rows],
-        values,
+        values: super::host_ops::transpose(&t.values, rows, cols),
     }
 }

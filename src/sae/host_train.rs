@@ -12,7 +12,7 @@
 
 use super::arch::{B_DEC, B_ENC, W_DEC, W_ENC};
 use crate::model::host_ops::{
-    MatRef, for_each_chunk, matmul, matmul_one_thread, relu, repeat_rows,
+    MatRef, for_each_chunk, matmul, matmul_one_thread, relu, repeat_rows, transpose,
 };
 use crate::optim::Adam;
 use crate::sae::select::host_topk;
@@ -112,17 +112,6 @@ pub(crate) struct AuxK<'a> {
 }
 
 impl HostSae {
-    /// `[rows, cols]` transposed into `[cols, rows]`.
-    pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-        let mut out = vec![0.0; values.len()];
-        for (r, row) in values.chunks_exact(cols).enumerate() {
-            for (c, &v) in row.iter().enumerate() {
-                out[c * rows + r] = v;
-            }
-        }
-        out
-    }
-
     /// Adam on every parameter from its gradient: all or nothing, refused when any new value is
     /// not finite.
     fn update(&mut self, adam: &Adam, step: usize, lr: f64) -> Result<(), HostStepError> {
@@ -701,15 +690,15 @@ pub(crate) struct NamedHostParam {
 impl HostSae {
     /// From parameters and moments in SAELens's layout (`W_enc` `[d_in, d_sae]`), by name.
     pub fn from_named(d_in: usize, d_sae: usize, mut named: Vec<NamedHostParam>) -> Self {
-        let mut take = |name: &str, transpose: bool| {
+        let mut take = |name: &str, transposed: bool| {
             let at = named
                 .iter()
                 .position(|p| p.name == name)
                 .unwrap_or_else(|| panic!("TopK's `{name}` is among its trained parameters"));
             let p = named.swap_remove(at);
             let turn = |v: Vec<f32>| {
-                if transpose {
-                    Self::transpose(&v, d_in, d_sae)
+                if transposed {
+                    transpose(&v, d_in, d_sae)
                 } else {
                     v
                 }
@@ -733,7 +722,7 @@ impl HostSae {
     /// Parameters and moments in SAELens's layout, by name.
     pub fn named(&self) -> Vec<NamedHostParam> {
         let (d_in, d_sae) = (self.d_in, self.d_sae);
-        let turn = |v: &[f32]| Self::transpose(v, d_sae, d_in);
+        let turn = |v: &[f32]| transpose(v, d_sae, d_in);
         let keep = |name, shape, p: &HostParam| NamedHostParam {
             name,
             shape,
