@@ -70,11 +70,11 @@ SAEPLAY_DIST="$PWD/dist" SAEPLAY_BENCH_CPU_SHAPES="$PAGE_SHAPES" \
 node scripts/bench/ort.mjs web "$OUT/onnx" "$PAGE_SHAPES" --threads 1 --gen "$GEN" > "$OUT/ort-web-1.json"
 
 if [ "$QUICK" = 0 ]; then
-  log "SAE training, d_in 128, batch 4096: saeplay (every architecture) and PyTorch (topk, relu)"
-  for arch in topk batchtopk standard jumprelu gated; do
+  log "SAE training, d_in 128, batch 4096: saeplay and PyTorch, every architecture"
+  for arch in topk batchtopk matryoshka_batchtopk standard jumprelu gated; do
     "$BIN" bench-sae --d-in 128 --d-sae 1024,4096,8192 --architecture "$arch" --seconds 4 --json > "$OUT/saeplay-sae-$arch.json"
   done
-  "$PY" tests/sae/pytorch_bench.py --d-in 128 --d-sae 1024,4096,8192 --arch topk,relu --no-matmul --json > "$OUT/pytorch-sae.json"
+  "$PY" tests/sae/pytorch_bench.py --d-in 128 --d-sae 1024,4096,8192 --arch topk,batchtopk,matryoshka,relu,jumprelu,gated --no-matmul --json > "$OUT/pytorch-sae.json"
 
   log "GPT-2-small sizes (random weights, 124M parameters): saeplay CLI and PyTorch"
   SMALL="$BENCH_DIR/gpt2-small-random"

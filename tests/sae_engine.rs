@@ -1510,17 +1510,25 @@ fn sparse_topk_step_equals_the_dense_step() {
     }
 }
 
-/// TopK and Standard on the CPU train on host buffers (`sae::host_train`, gradients written by
-/// hand); the same steps on burn's ops (autodiff) give the same figures and the same weights,
-/// with AuxK reviving TopK's dead latents and Standard's L1 penalty warming up, and a checkpoint
-/// taken on the host path resumes exactly.
+/// On the CPU every architecture trains on host buffers (`sae::host_train`, gradients written
+/// by hand); the same steps on burn's ops (autodiff) give the same figures and the same weights:
+/// AuxK reviving the top-k family's dead latents, Matryoshka's inner prefixes, JumpReLU's
+/// straight-through threshold, Gated's two paths and unit-norm decoder, the L1 and L0 penalties
+/// warming up, and a checkpoint taken on the host path resumes exactly.
 #[test]
 fn host_training_equals_burn_autodiff() {
     let d = 16;
     let device = cpu_device();
-    for architecture in [Architecture::TopK { k: 3 }, Architecture::Standard] {
+    for architecture in [
+        Architecture::TopK { k: 3 },
+        Architecture::Standard,
+        Architecture::BatchTopK { k: 3 },
+        Architecture::MatryoshkaBatchTopK { k: 3 },
+        Architecture::JumpRelu,
+        Architecture::Gated,
+    ] {
         let recipe = SaeTrainingConfig {
-            // Latents die after 2 batches without firing, so AuxK runs in most TopK steps.
+            // Latents die after 2 batches without firing, so AuxK runs in most top-k steps.
             dead_window_tokens: 2 * 64,
             batch_size: 64,
             training_tokens: 64 * 12,
@@ -1537,7 +1545,8 @@ fn host_training_equals_burn_autodiff() {
             .unwrap()
             .with_burn_ops();
         assert!(host.trains_on_host() && !burn.trains_on_host());
-        let mut two_term_steps = 0;
+        let initial = block_on(host.sae().to_host()).unwrap();
+        let mut auxk_steps = 0;
         for (step, batch) in batches.iter().enumerate() {
             if step == 6 {
                 // Resume the host trainer from its own checkpoint halfway.
@@ -1554,18 +1563,29 @@ fn host_training_equals_burn_autodiff() {
             for ((na, va), (nb, vb)) in a.terms.iter().zip(&b.terms) {
                 assert!(na == nb && close(*va, *vb), "{at}");
             }
-            two_term_steps += usize::from(a.terms.len() == 2);
+            // Every penalty and auxiliary term is at work (after Standard's and Gated's L1
+            // warm-up begins).
+            assert!(
+                a.terms
+                    .iter()
+                    .skip(1)
+                    .all(|(name, v)| *v > 0.0 || name == "l1_loss" && step == 0),
+                "{at}"
+            );
+            auxk_steps += usize::from(a.terms.iter().any(|(name, _)| name == "auxk_loss"));
             assert_eq!(a.l0, b.l0, "{at}");
             assert_eq!(a.dead_fraction, b.dead_fraction, "{at}");
             assert!(close(a.explained_variance, b.explained_variance), "{at}");
         }
-        // TopK: AuxK's term; Standard: the L1 term in every step.
-        assert!(
-            two_term_steps >= 4,
-            "{architecture:?}: {two_term_steps} steps with two terms"
-        );
+        if architecture.k().is_some() {
+            assert!(
+                auxk_steps >= 4,
+                "{architecture:?}: {auxk_steps} steps with AuxK"
+            );
+        }
         let host_sae = block_on(host.sae().to_host()).unwrap();
         let burn_sae = block_on(burn.sae().to_host()).unwrap();
+        assert_eq!(host_sae.len(), burn_sae.len());
         for (name, tensor) in &burn_sae {
             let burn_values: Vec<f64> = tensor.values.iter().map(|&v| f64::from(v)).collect();
             assert_eq!(host_sae[name].shape, tensor.shape, "{name}");
@@ -1573,6 +1593,12 @@ fn host_training_equals_burn_autodiff() {
             assert!(
                 diff < 1e-4,
                 "{architecture:?}: {name} differs by {diff} after 12 steps"
+            );
+            // Every parameter learned (BatchTopK's threshold is a running average).
+            let moved = max_diff(&initial[name].values, &burn_values);
+            assert!(
+                moved > 1e-4,
+                "{architecture:?}: {name} did not move ({moved})"
             );
         }
     }

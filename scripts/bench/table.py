@@ -56,7 +56,8 @@ def main(folder):
             print(f"| {key[0]} | {key[1]} | {fmt(small_cli[key])} | {fmt(small_torch.get(key))} "
                   f"| {ratio(small_cli[key], small_torch.get(key))} |")
 
-    torch_sae = {(("standard" if r["arch"] == "relu" else r["arch"]), r["d_sae"]): r["vectors_per_s"]
+    names = {"relu": "standard", "matryoshka": "matryoshka_batchtopk"}
+    torch_sae = {(names.get(r["arch"], r["arch"]), r["d_sae"]): r["vectors_per_s"]
                  for r in load(folder, "pytorch-sae.json") if r.get("kind") == "sae_train"}
     ours = [r for name in sorted(os.listdir(folder)) if name.startswith("saeplay-sae-") for r in load(folder, name)]
     if ours:

@@ -627,7 +627,7 @@ pub struct BenchSaeArgs {
     pub seconds: f64,
     #[arg(long)]
     pub json: bool,
-    /// Train on burn's ops even where TopK on the CPU would run on host buffers (for comparison).
+    /// Train on burn's ops (autodiff) even where a CPU device would run on host buffers.
     #[arg(long)]
     pub burn_ops: bool,
 }

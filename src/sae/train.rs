@@ -18,7 +18,7 @@ use super::arch::{
     self, Activity, B_DEC, B_ENC, B_GATE, B_MAG, Params, R_MAG, THRESHOLD, TrainingContext,
     TrainingForward, W_DEC, W_ENC,
 };
-use super::host_train::{AuxK, HostSae, HostStepError, NamedHostParam};
+use super::host_train::{AuxK, HostSae, HostStep, HostStepError, NamedHostParam};
 use super::select::Selection;
 use super::stats::geometric_median;
 use super::store::Corpus;
@@ -310,7 +310,7 @@ pub struct SaeTrainer {
     since_fired: Vec<usize>,
     /// BatchTopK's running inference threshold (in the scaled space).
     batchtopk_threshold: Option<f64>,
-    /// TopK and Standard on a CPU device train on host buffers (`host_train`); `params` and
+    /// On a CPU device every architecture trains on host buffers (`host_train`); `params` and
     /// `moments` are then empty.
     host: Option<HostSae>,
 }
@@ -327,7 +327,7 @@ struct StepFigures {
     smallest: f32,
 }
 
-/// Parameters and moments where training keeps them: on the host for TopK and Standard on a CPU device
+/// Parameters and moments where training keeps them: on the host on a CPU device
 /// (unless `burn_ops`), as burn tensors on `device` otherwise.
 fn place(
     sae_config: &SaeConfig,
@@ -335,14 +335,9 @@ fn place(
     device: &Device,
     burn_ops: bool,
 ) -> (Params, Moments<&'static str, Tensor<2>>, Option<HostSae>) {
-    let host_path = !burn_ops
-        && crate::backend::is_host_device(device)
-        && matches!(
-            sae_config.architecture,
-            Architecture::TopK { .. } | Architecture::Standard
-        );
-    if host_path {
-        let host = HostSae::from_named(sae_config.d_in, sae_config.d_sae, named);
+    if !burn_ops && crate::backend::is_host_device(device) {
+        let unit_norm_decoder = matches!(sae_config.architecture, Architecture::Gated);
+        let host = HostSae::from_named(sae_config.d_in, sae_config.d_sae, named, unit_norm_decoder);
         return (Params::new(), Moments::default(), Some(host));
     }
     let mut params = Params::new();
@@ -512,7 +507,7 @@ impl SaeTrainer {
         Ok(self.finish_step(figures, rows, lr, sparsity_coefficient))
     }
 
-    /// A TopK or Standard step on host buffers.
+    /// A step on host buffers.
     fn host_step(
         &mut self,
         batch: &[f32],
@@ -522,39 +517,47 @@ impl SaeTrainer {
         let (dead, dead_count) = self.dead_row();
         let scale = self.input_scale;
         let x: Vec<f32> = batch.iter().map(|v| v * scale).collect();
-        let adam = Adam::new(self.config.adam_beta1, self.config.adam_beta2);
-        let aux_coefficient = self.config.aux_coefficient;
+        let matryoshka_widths = match self.config.architecture {
+            Architecture::MatryoshkaBatchTopK { .. } => {
+                self.config.matryoshka_levels(self.sae_config.d_sae)?
+            }
+            _ => Vec::new(),
+        };
+        let settings = HostStep {
+            architecture: self.config.architecture,
+            matryoshka_widths: &matryoshka_widths,
+            adam: Adam::new(self.config.adam_beta1, self.config.adam_beta2),
+            step: self.step,
+            lr,
+            sparsity_coefficient,
+            bandwidth: self.config.jumprelu_bandwidth,
+            threshold_lr_multiplier: self.config.jumprelu_threshold_lr_multiplier,
+            auxk: Some(AuxK {
+                dead: &dead,
+                dead_count,
+                coefficient: self.config.aux_coefficient,
+            }),
+        };
         let step = self.step;
         let host = self.host.as_mut().expect("checked by the caller");
-        let auxk = AuxK {
-            dead: &dead,
-            dead_count,
-            coefficient: aux_coefficient,
-        };
-        let figures = match self.config.architecture {
-            Architecture::TopK { k } => host.topk_step(&x, k, Some(auxk), &adam, step, lr),
-            Architecture::Standard => host.standard_step(&x, sparsity_coefficient, &adam, step, lr),
-            _ => unreachable!("only TopK and Standard train on the host"),
-        }
-        .map_err(|e| SaeplayError::Diverged {
-            step,
-            what: match e {
-                HostStepError::Loss => "the loss",
-                HostStepError::Update => "a parameter update",
-            }
-            .into(),
-        })?;
-        let mut terms = vec![("mse_loss", figures.mse)];
-        terms.extend(figures.l1.map(|a| ("l1_loss", a)));
-        terms.extend(figures.auxk.map(|a| ("auxk_loss", a)));
+        let figures = host
+            .step(&x, &settings)
+            .map_err(|e| SaeplayError::Diverged {
+                step,
+                what: match e {
+                    HostStepError::Loss => "the loss",
+                    HostStepError::Update => "a parameter update",
+                }
+                .into(),
+            })?;
         Ok(StepFigures {
             loss: figures.loss,
-            terms,
+            terms: figures.terms,
             l0_sum: figures.l0_sum,
             fired: figures.fired,
             sse: figures.sse,
             sst: figures.sst,
-            smallest: 1e30,
+            smallest: figures.smallest,
         })
     }
 
