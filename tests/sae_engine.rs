@@ -43,6 +43,13 @@ fn encode_and_decode_match_the_formulas_for_every_architecture() {
         assert!(max_diff(&f, &expected) < 1e-5, "{architecture:?} encode");
         let f_async = block_on(sae.encode_async(float_tensor(x.clone(), [n, d], &device))).unwrap();
         assert_eq!(read2(f_async), f, "{architecture:?} encode_async");
+        // The CPU path's scans encode on host buffers.
+        let f_host =
+            block_on(sae.encode_to_host(float_tensor(x.clone(), [n, d], &device))).unwrap();
+        assert!(
+            max_diff(&f_host, &expected) < 1e-5,
+            "{architecture:?} encode_to_host"
+        );
         if let Architecture::TopK { k } = architecture {
             for row in f.chunks(m) {
                 assert!(row.iter().filter(|&&v| v > 0.0).count() <= k);

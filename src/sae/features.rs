@@ -223,8 +223,8 @@ pub async fn scan(
                 "`{hook}` was not captured"
             )));
         };
-        let acts = sae.encode_async(x.reshape([b * t, d])).await?;
-        out.acts.extend(read_f32(acts).await?);
+        let acts = sae.encode_to_host(x.reshape([b * t, d])).await?;
+        out.acts.extend(acts);
         for (w, window) in chunk.iter().enumerate() {
             out.ids.extend(&window.ids);
             out.concepts

@@ -22,6 +22,7 @@ pub mod circuits;
 pub mod explain;
 pub mod features;
 pub mod fixtures;
+mod host_encode;
 mod host_train;
 pub mod metrics;
 pub mod pipeline;

@@ -11,7 +11,7 @@ use crate::model::{Generation, Hooks, LogitsFor, Step};
 use crate::ui::ids;
 use crate::ui::{BackendDecision, TokenView};
 use crate::web::App;
-use crate::web::platform::{now_ms, sleep};
+use crate::web::platform::now_ms;
 
 const PREDICTIONS_SHOWN: usize = 10;
 
@@ -111,7 +111,7 @@ impl App {
                         let produced = generation.produced().len();
                         self.update_page(|state| state.generated(text, produced));
                         self.render_generation();
-                        sleep(0).await; // let the page handle input between tokens
+                        crate::clock::yield_between_tokens().await; // let the page handle input between tokens
                     }
                     Step::Done(reason) => return Ok(Some((reason, generation.produced().len()))),
                 }

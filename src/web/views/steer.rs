@@ -13,7 +13,6 @@ use crate::ui::ids;
 use crate::ui::steer::{self, SHIFTS_SHOWN, SteerMode, SteerResult, SteerRow};
 use crate::web::App;
 use crate::web::dom::{append, bar_list, clear, el};
-use crate::web::platform::sleep;
 
 impl App {
     pub(crate) fn read_steer_rows(&self) {
@@ -177,7 +176,7 @@ impl App {
                     );
                     self.update(|lab| lab.steer_status = status);
                     self.set_text(ids::STEER_STATUS, &self.lab.borrow().steer_status);
-                    sleep(0).await;
+                    crate::clock::yield_between_tokens().await;
                 }
                 texts.push(loaded.tokenizer()?.decode(generation.produced())?);
             }
