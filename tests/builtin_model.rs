@@ -323,3 +323,109 @@ fn a_resumed_run_ends_exactly_as_the_uninterrupted_one() {
     .to_string();
     assert!(error.contains("other settings"), "{error}");
 }
+
+/// A capture split between this worker and helper workers (the page on several cores) gives
+/// exactly the vectors of one worker drawing chunk by chunk: forwards are planned first, run
+/// wherever, and buffered in plan order. A helper that fails has its forward run here.
+#[test]
+fn a_capture_shared_with_helpers_gives_the_same_vectors() {
+    use saeplay::model::HookPoint;
+    use saeplay::sae::pipeline::{CaptureHelpers, Reporter, capture, capture_vectors, open_store};
+    use saeplay::sae::train::{Control, Progress, SaeTrainingConfig};
+    use std::cell::{Cell, RefCell};
+
+    /// An answer, and the polls left before it comes.
+    type Pending = (Cell<usize>, Result<Vec<f32>, String>);
+    /// Helpers that answer in order, a few polls after being asked; helper 1 fails its second
+    /// request.
+    struct FakeHelpers {
+        loaded: LoadedModel,
+        hook: HookPoint,
+        pending: RefCell<Vec<std::collections::VecDeque<Pending>>>,
+        asked: RefCell<Vec<usize>>,
+    }
+    impl CaptureHelpers for FakeHelpers {
+        fn count(&self) -> usize {
+            2
+        }
+        fn send(&self, helper: usize, batch: &[Vec<u32>]) {
+            let asked = {
+                let mut asked = self.asked.borrow_mut();
+                asked[helper] += 1;
+                asked[helper]
+            };
+            let answer = if helper == 1 && asked == 2 {
+                Err("the helper crashed".to_string())
+            } else {
+                let captured = self.loaded.model.capture(batch, &[self.hook]).unwrap();
+                Ok(block_on(saeplay::backend::read_f32(captured[0].1.clone())).unwrap())
+            };
+            self.pending.borrow_mut()[helper].push_back((Cell::new(1 + helper), answer));
+        }
+        fn poll(&self, helper: usize) -> Option<Result<Vec<f32>, String>> {
+            let mut pending = self.pending.borrow_mut();
+            let (wait, _) = pending[helper].front()?;
+            if wait.get() > 0 {
+                wait.set(wait.get() - 1);
+                return None;
+            }
+            pending[helper].pop_front().map(|(_, answer)| answer)
+        }
+    }
+    struct WithHelpers<'a>(Option<&'a FakeHelpers>, Cell<usize>);
+    impl Reporter for WithHelpers<'_> {
+        fn phase(&self, _: String, _: f64) {
+            self.1.set(self.1.get() + 1);
+        }
+        fn progress(&self, _: &Progress) {}
+        fn control(&self) -> Control {
+            Control::Continue
+        }
+        fn capture_helpers(&self) -> Option<&dyn CaptureHelpers> {
+            self.0.map(|h| h as &dyn CaptureHelpers)
+        }
+    }
+
+    let loaded = builtin();
+    let config = SaeTrainingConfig {
+        hook_name: "blocks.1.hook_resid_pre".into(),
+        context: 32,
+        ..SaeTrainingConfig::default()
+    };
+    let hook = HookPoint::parse(&config.hook_name, loaded.model.dims()).unwrap();
+    let (wanted, chunk, d_in) = (2_000, 300, loaded.model.dims().d_model);
+    let store = || open_store(&loaded, &config, hook, 2, Some(512)).unwrap();
+
+    let mut alone = store();
+    let mut expected = Vec::new();
+    while expected.len() < wanted * d_in {
+        let take = (wanted - expected.len() / d_in).min(chunk);
+        expected.extend(block_on(capture(&mut alone, take)).unwrap());
+    }
+    let here = WithHelpers(None, Cell::new(0));
+    let planned = block_on(capture_vectors(&mut store(), wanted, d_in, chunk, &here))
+        .unwrap()
+        .unwrap();
+    assert_eq!(planned, expected, "planned ahead, run here alone");
+    assert!(here.1.get() >= wanted / chunk, "progress after each chunk");
+
+    let helpers = FakeHelpers {
+        loaded: builtin(),
+        hook,
+        pending: RefCell::new(vec![Default::default(), Default::default()]),
+        asked: RefCell::new(vec![0, 0]),
+    };
+    let shared = WithHelpers(Some(&helpers), Cell::new(0));
+    let got = block_on(capture_vectors(&mut store(), wanted, d_in, chunk, &shared))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, expected, "shared with helpers");
+    let asked = helpers.asked.borrow();
+    assert!(asked[0] >= 3, "helper 0 ran {} forwards", asked[0]);
+    // Asked ahead: its second request fails, and it is left out after it.
+    assert!(
+        (2..=3).contains(&asked[1]),
+        "helper 1 was asked {} times",
+        asked[1]
+    );
+}

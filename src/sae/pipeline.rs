@@ -66,7 +66,27 @@ pub trait Reporter {
     }
     /// A point the run can resume from exactly ([`TrainOptions::resume`]).
     fn checkpoint(&self, _point: ResumePoint) {}
+    /// Other workers that run capture forwards beside this one, if any.
+    fn capture_helpers(&self) -> Option<&dyn CaptureHelpers> {
+        None
+    }
 }
+
+/// Other workers that capture activations beside this one (the page's CPU path on more than
+/// one core), each with its own copy of the model, set up for the run's hook point. A request
+/// is one forward's windows; the answer is the hook's vectors, row-major `[b * t, d]`.
+pub trait CaptureHelpers {
+    /// How many there are.
+    fn count(&self) -> usize;
+    /// Ask helper `helper` to run a forward over `batch` (after those it was asked before).
+    fn send(&self, helper: usize, batch: &[Vec<u32>]);
+    /// Helper `helper`'s next answer, in the order asked, once it has come.
+    fn poll(&self, helper: usize) -> Option<std::result::Result<Vec<f32>, String>>;
+}
+
+/// Forwards each helper is asked for ahead, so it has the next one at hand when it answers
+/// (this worker reads answers only between its own forwards).
+const HELPER_QUEUE: usize = 2;
 
 /// Largest trainer checkpointed as it trains (a 24,576 x 768 SAE's would be 450 MB each time).
 pub const MAX_CHECKPOINT_BYTES: u64 = 256 << 20;
@@ -290,8 +310,13 @@ async fn carry_on(reporter: &dyn Reporter) -> bool {
     }
 }
 
-/// Capture `wanted` vectors of `d_in` in chunks of at most `chunk`, reporting each chunk;
+/// Capture `wanted` vectors of `d_in` in chunks of at most `chunk`, reporting as it goes;
 /// `None` when cancelled.
+///
+/// The same vectors as drawing `chunk` at a time from the store ([`capture`]): every forward
+/// that would run is planned first (which windows, how many vectors each keeps), the forwards
+/// run here and on the reporter's [`CaptureHelpers`] at once, and their vectors go into the
+/// store's shuffle buffer in plan order, with the draws between them where they would fall.
 pub async fn capture_vectors(
     store: &mut ActivationStore,
     wanted: usize,
@@ -299,20 +324,107 @@ pub async fn capture_vectors(
     chunk: usize,
     reporter: &dyn Reporter,
 ) -> Result<Option<Vec<f32>>> {
+    // The plan: forwards, and after which one each draw is made (and of how many).
+    let mut forwards: Vec<Vec<Vec<u32>>> = Vec::new();
+    let mut draws: Vec<(usize, usize)> = Vec::new();
+    let (mut buffered, mut planned) = (store.buffered(), 0);
+    let mut empty = 0;
+    while planned < wanted {
+        let take = (wanted - planned).min(chunk.max(1));
+        while buffered < store.buffer_target(take) {
+            let (batch, kept) = store.next_forward()?;
+            if kept == 0 {
+                empty += 1;
+                if empty > 3 {
+                    return Err(SaeplayError::EmptyCorpus);
+                }
+            }
+            forwards.push(batch);
+            buffered += kept;
+        }
+        draws.push((forwards.len(), take));
+        buffered -= take;
+        planned += take;
+    }
+
+    let helpers = reporter
+        .capture_helpers()
+        .filter(|h| h.count() > 0 && store.hooks().len() == 1);
+    let helper_count = helpers.map_or(0, |h| h.count());
+    let mut results: Vec<Option<Vec<Vec<f32>>>> = vec![None; forwards.len()];
+    // Each helper's forwards in flight, in the order asked; a helper that fails is left out and
+    // its forwards are run here instead.
+    let mut busy: Vec<std::collections::VecDeque<usize>> = vec![Default::default(); helper_count];
+    let mut failed = vec![false; helper_count];
+    let mut here: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
+    let (mut next, mut taken, mut drawn) = (0, 0, 0);
     let mut values = Vec::with_capacity(wanted * d_in);
     let start = now_seconds();
-    while values.len() < wanted * d_in {
+    while drawn < draws.len() {
+        if let Some(helpers) = helpers {
+            for h in 0..helper_count {
+                while !failed[h]
+                    && !busy[h].is_empty()
+                    && let Some(answer) = helpers.poll(h)
+                {
+                    let i = busy[h].pop_front().expect("checked");
+                    match answer {
+                        Ok(vectors) => results[i] = Some(vec![vectors]),
+                        Err(_) => {
+                            failed[h] = true;
+                            here.push_back(i);
+                            here.extend(busy[h].drain(..));
+                        }
+                    }
+                }
+                while !failed[h] && busy[h].len() < HELPER_QUEUE && next < forwards.len() {
+                    helpers.send(h, &forwards[next]);
+                    busy[h].push_back(next);
+                    next += 1;
+                }
+            }
+        }
+        // Buffer finished forwards in order, drawing where the plan draws.
+        while taken < forwards.len() && results[taken].is_some() {
+            let vectors = results[taken].take().expect("checked");
+            store.take_forward(&forwards[taken], vectors);
+            taken += 1;
+            while drawn < draws.len() && draws[drawn].0 == taken {
+                values.extend(store.draw(draws[drawn].1).swap_remove(0));
+                drawn += 1;
+                let done = values.len() / d_in;
+                let left = (now_seconds() - start) / done as f64 * (wanted - done) as f64;
+                reporter.phase(
+                    format!(
+                        "Capturing activations: {done} of {wanted} tokens, about {left:.0} s left"
+                    ),
+                    0.3 * done as f64 / wanted as f64,
+                );
+            }
+        }
+        if drawn == draws.len() {
+            break;
+        }
         if !carry_on(reporter).await {
             return Ok(None);
         }
-        let take = (wanted - values.len() / d_in).min(chunk);
-        values.extend(capture(store, take).await?);
-        let done = values.len() / d_in;
-        let left = (now_seconds() - start) / done as f64 * (wanted - done) as f64;
-        reporter.phase(
-            format!("Capturing activations: {done} of {wanted} tokens, about {left:.0} s left"),
-            0.3 * done as f64 / wanted as f64,
-        );
+        let mine = here.pop_front().or_else(|| {
+            (next < forwards.len()).then(|| {
+                next += 1;
+                next - 1
+            })
+        });
+        match mine {
+            Some(i) => results[i] = Some(store.run_forward(&forwards[i]).await?),
+            // Waiting for the helpers' last answers, without taking their cores.
+            None if busy.iter().any(|queue| !queue.is_empty()) => sleep_ms(1).await,
+            None => {
+                return Err(SaeplayError::InvalidSetting(
+                    "a capture forward was lost".into(),
+                ));
+            }
+        }
+        yield_between_steps().await;
     }
     Ok(Some(values))
 }

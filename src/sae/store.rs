@@ -265,24 +265,52 @@ impl ActivationStore {
 
     /// Run the model on the next windows and append their vectors.
     async fn fill_once(&mut self) -> Result<()> {
+        let (batch, _) = self.next_forward()?;
+        let values = self.run_forward(&batch).await?;
+        self.take_forward(&batch, values);
+        Ok(())
+    }
+
+    /// The windows of the next forward (token ids), and how many of their vectors the buffer
+    /// will keep: a capture can plan its forwards ahead and run them elsewhere (other workers),
+    /// then hand each one's vectors to [`Self::take_forward`] in order.
+    pub fn next_forward(&mut self) -> Result<(Vec<Vec<u32>>, usize)> {
         let windows = self.stream.windows(self.config.windows_per_forward)?;
-        let batch: Vec<Vec<u32>> = windows.iter().map(|w| w.ids.clone()).collect();
-        let captured = self.model.capture(&batch, &self.hooks)?;
-        let bos = self.stream.bos();
-        let keep: Vec<bool> = batch
-            .iter()
-            .flatten()
-            .map(|&id| !(self.config.skip_special_tokens && id == bos))
-            .collect();
-        self.tokens_read += keep.len();
-        for (h, hook) in self.hooks.iter().enumerate() {
+        let batch: Vec<Vec<u32>> = windows.into_iter().map(|w| w.ids).collect();
+        let kept = batch.iter().flatten().filter(|&&id| self.keeps(id)).count();
+        Ok((batch, kept))
+    }
+
+    fn keeps(&self, id: u32) -> bool {
+        !(self.config.skip_special_tokens && id == self.stream.bos())
+    }
+
+    /// The store's hook points, in the order of its buffers.
+    pub fn hooks(&self) -> &[HookPoint] {
+        &self.hooks
+    }
+
+    /// Run the model on `batch` here: each hook's vectors, row-major `[b * t, width]`.
+    pub async fn run_forward(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let captured = self.model.capture(batch, &self.hooks)?;
+        let mut out = Vec::with_capacity(self.hooks.len());
+        for hook in &self.hooks {
             let Some((_, activation)) = captured.iter().find(|(h, _)| h == hook) else {
                 return Err(SaeplayError::InvalidSetting(format!(
                     "`{hook}` was not captured"
                 )));
             };
-            let activation = activation.clone();
-            let values = read_f32(activation).await?;
+            out.push(read_f32(activation.clone()).await?);
+        }
+        Ok(out)
+    }
+
+    /// Buffer what a forward over `batch` captured (`values[h]` for hook `h`, as
+    /// [`Self::run_forward`] returns it), leaving out special tokens' positions when asked.
+    pub fn take_forward(&mut self, batch: &[Vec<u32>], values: Vec<Vec<f32>>) {
+        let keep: Vec<bool> = batch.iter().flatten().map(|&id| self.keeps(id)).collect();
+        self.tokens_read += keep.len();
+        for (h, values) in values.iter().enumerate() {
             let width = self.widths[h];
             for (row, &kept) in values.chunks_exact(width).zip(&keep) {
                 if kept {
@@ -290,7 +318,6 @@ impl ActivationStore {
                 }
             }
         }
-        Ok(())
     }
 
     /// The next `n` vectors per hook, each row-major `[n, width]`, drawn at random from the
@@ -308,6 +335,12 @@ impl ActivationStore {
                 }
             }
         }
+        Ok(self.draw(n))
+    }
+
+    /// `n` vectors per hook drawn at random from what is buffered (at least `n`; nothing is
+    /// run).
+    pub fn draw(&mut self, n: usize) -> Vec<Vec<f32>> {
         let mut out: Vec<Vec<f32>> = self
             .widths
             .iter()
@@ -328,7 +361,7 @@ impl ActivationStore {
                 buffer.truncate(last * width);
             }
         }
-        Ok(out)
+        out
     }
 }
 

@@ -74,6 +74,16 @@ pub enum ToWorker {
         index: usize,
         explanation: String,
     },
+    /// To a helper worker (started by the training worker to capture on another core): one
+    /// forward over `windows` of the model at `model_base`, capturing `hook_name`.
+    HelperCapture {
+        id: u32,
+        model_base: String,
+        #[serde(default)]
+        processing: WeightProcessing,
+        hook_name: String,
+        windows: Vec<Vec<u32>>,
+    },
 }
 
 /// How often a training run sends a checkpoint to keep, in seconds: a reload loses at most
@@ -151,6 +161,16 @@ pub enum FromWorker {
     Scored {
         id: u32,
         scored: FeatureExplanation,
+    },
+    /// A helper's answer to [`ToWorker::HelperCapture`] `id`: the vectors beside, `[values]`
+    /// (`[b * t, d]` f32, little-endian).
+    HelperCaptured {
+        id: u32,
+    },
+    /// A helper could not run [`ToWorker::HelperCapture`] `id`.
+    HelperError {
+        id: u32,
+        message: String,
     },
 }
 

@@ -91,6 +91,8 @@ impl App {
                 explanations,
                 done,
             } => self.explanations_arrived(key, explanations, done),
+            // Only the training worker's own helpers send these.
+            FromWorker::HelperCaptured { .. } | FromWorker::HelperError { .. } => {}
         }
     }
 

@@ -4,6 +4,7 @@
 //! byte buffers beside the text); text from the worker is only ever shown as text.
 
 mod client;
+mod helpers;
 mod serve;
 
 pub use client::WorkerOutcome;
@@ -45,19 +46,16 @@ fn open(data: &JsValue) -> Option<(String, Vec<Option<Vec<u8>>>)> {
     Some((json, bytes))
 }
 
-/// Start a module worker running this page's own module (compiled once, shared).
-/// `on_error` hears an uncaught error in the worker (a panic, running out of memory), after
-/// which its wasm instance cannot be trusted.
-pub fn spawn(
-    on_message: impl Fn(MessageEvent) + 'static,
-    on_error: impl Fn(String) + 'static,
-) -> Result<web_sys::Worker, String> {
+/// Where a worker keeps the URL of the page's module, to start helpers of its own.
+const MODULE_URL: &str = "saeplayModuleUrl";
+
+/// The page's module: Trunk preloads it; its absolute URL is the worker's import.
+fn page_module_url() -> Result<String, String> {
     let document = window().document().ok_or("no document")?;
-    // Trunk preloads the page's module; its absolute URL is the worker's import.
     let links = document
         .query_selector_all("link[rel=modulepreload]")
         .map_err(js_error)?;
-    let module_url = (0..links.length())
+    (0..links.length())
         .filter_map(|i| links.item(i))
         .filter_map(|node| {
             Reflect::get(&node, &"href".into())
@@ -65,10 +63,29 @@ pub fn spawn(
                 .and_then(|h| h.as_string())
         })
         .find(|href| !href.contains("/snippets/") && href.ends_with(".js"))
-        .ok_or("the page's module could not be found for the training worker")?;
+        .ok_or_else(|| "the page's module could not be found for the training worker".into())
+}
+
+/// Start a module worker running this page's own module (compiled once, shared): from the page,
+/// or from a worker (its capture helpers).
+/// `on_error` hears an uncaught error in the worker (a panic, running out of memory), after
+/// which its wasm instance cannot be trusted.
+pub fn spawn(
+    on_message: impl Fn(MessageEvent) + 'static,
+    on_error: impl Fn(String) + 'static,
+) -> Result<web_sys::Worker, String> {
+    let module_url = match Reflect::get(&js_sys::global(), &MODULE_URL.into())
+        .ok()
+        .and_then(|url| url.as_string())
+    {
+        // In a worker (starting a helper): the URL its own start-up left.
+        Some(url) => url,
+        None => page_module_url()?,
+    };
     // `saeplayWasm` keeps the instance's exports reachable (the browser tests read its memory).
     let source = format!(
-        "import init from {module_url:?};\n\
+        "self.{MODULE_URL} = {module_url:?};\n\
+         import init from {module_url:?};\n\
          self.onmessage = async (event) => {{ self.onmessage = null; self.saeplayWasm = await init({{ module_or_path: event.data }}); }};\n"
     );
     let parts = Array::of1(&source.into());

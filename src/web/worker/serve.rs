@@ -9,13 +9,15 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
+use super::helpers::HelperPool;
 use super::{envelope, open};
 use crate::backend::cpu_device;
 use crate::model::WeightProcessing;
 use crate::model::files::LoadedModel;
 use crate::sae::features::{FeatureReport, Scan};
 use crate::sae::pipeline::{
-    Reporter, ResumePoint, TrainOptions, scan_job, train_sae, worker_windows_per_forward,
+    CaptureHelpers, Reporter, ResumePoint, TrainOptions, scan_job, train_sae,
+    worker_windows_per_forward,
 };
 use crate::sae::saelens::SaeFiles;
 use crate::sae::train::{Control, Progress, SaeTrainingConfig};
@@ -83,7 +85,11 @@ fn post_with(message: &FromWorker, bytes: &[Option<&[u8]>]) {
         .ok();
 }
 
-struct PostReporter;
+/// Reports to the page; with helpers while the run captures.
+#[derive(Default)]
+struct PostReporter {
+    helpers: Option<HelperPool>,
+}
 
 impl Reporter for PostReporter {
     fn phase(&self, text: String, fraction: f64) {
@@ -102,6 +108,10 @@ impl Reporter for PostReporter {
 
     fn checkpoint_every(&self) -> Option<f64> {
         Some(CHECKPOINT_EVERY.with(Cell::get))
+    }
+
+    fn capture_helpers(&self) -> Option<&dyn CaptureHelpers> {
+        self.helpers.as_ref().map(|h| h as &dyn CaptureHelpers)
     }
 
     fn checkpoint(&self, point: ResumePoint) {
@@ -149,13 +159,21 @@ async fn train(
     CONTROL.with(|c| c.set(Control::Continue));
     CHECKPOINT_EVERY.with(|c| c.set(checkpoint_seconds.max(0.0)));
     let result = async {
-        PostReporter.phase("Loading the model in the training worker…".into(), 0.0);
+        PostReporter::default().phase("Loading the model in the training worker…".into(), 0.0);
         let loaded = model(&base, processing).await?;
+        let reporter = PostReporter {
+            helpers: HelperPool::start(
+                &base,
+                processing,
+                &config.hook_name,
+                loaded.model.dims().parameter_count,
+            ),
+        };
         let mut options = TrainOptions::in_page(&config);
         options.windows_per_forward =
             worker_windows_per_forward(loaded.model.dims().parameter_count);
         options.resume = resume;
-        train_sae(&loaded, config, &options, &PostReporter)
+        train_sae(&loaded, config, &options, &reporter)
             .await
             .map(|run| run.map(|trained| trained.files))
             .map_err(|e| e.to_string())
@@ -561,6 +579,27 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
             index,
             explanation,
         } => score(id, key, index, explanation),
+        ToWorker::HelperCapture {
+            id,
+            model_base,
+            processing,
+            hook_name,
+            windows,
+        } => {
+            // One at a time, in order: the first loads the model, the rest wait for it.
+            let request = (id, model_base, processing, hook_name, windows);
+            HELPER_REQUESTS.with(|q| q.borrow_mut().push_back(request));
+            if !HELPER_RUNNING.with(|r| r.replace(true)) {
+                spawn_local(async {
+                    while let Some((id, base, processing, hook_name, windows)) =
+                        HELPER_REQUESTS.with(|q| q.borrow_mut().pop_front())
+                    {
+                        helper_capture(id, base, processing, hook_name, windows).await;
+                    }
+                    HELPER_RUNNING.with(|r| r.set(false));
+                });
+            }
+        }
         ToWorker::Pause => CONTROL.with(|c| c.set(Control::Pause)),
         ToWorker::Resume => CONTROL.with(|c| c.set(Control::Continue)),
         ToWorker::Cancel => CONTROL.with(|c| c.set(Control::Stop)),
@@ -574,6 +613,50 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
             // A real failure's shape: an uncaught error that leaves the instance unusable.
             wasm_bindgen::throw_str("the worker was asked to crash");
         }
+    }
+}
+
+/// A helper's capture request: id, model base, processing, hook name, windows.
+type HelperRequest = (u32, String, WeightProcessing, String, Vec<Vec<u32>>);
+
+thread_local! {
+    /// As a helper: the capture requests not yet run, and whether they are being run.
+    static HELPER_REQUESTS: RefCell<std::collections::VecDeque<HelperRequest>> =
+        RefCell::default();
+    static HELPER_RUNNING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// As a helper of the training worker: one capture forward, answered with its vectors.
+async fn helper_capture(
+    id: u32,
+    base: String,
+    processing: WeightProcessing,
+    hook_name: String,
+    windows: Vec<Vec<u32>>,
+) {
+    let result = async {
+        let loaded = model(&base, processing).await?;
+        let hook = crate::model::HookPoint::parse(&hook_name, loaded.model.dims())
+            .map_err(|e| e.to_string())?;
+        let captured = loaded
+            .model
+            .capture(&windows, &[hook])
+            .map_err(|e| e.to_string())?;
+        let (_, values) = captured
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("`{hook}` was not captured"))?;
+        crate::backend::read_f32(values)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    match result {
+        Ok(values) => {
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            post_with(&FromWorker::HelperCaptured { id }, &[Some(&bytes)]);
+        }
+        Err(message) => post(&FromWorker::HelperError { id, message }),
     }
 }
 
