@@ -74,6 +74,13 @@ pub enum ToWorker {
         index: usize,
         explanation: String,
     },
+    /// Load the model at `model_base` now (the page's is small and loaded): the first scan or
+    /// training run then finds it.
+    Prepare {
+        model_base: String,
+        #[serde(default)]
+        processing: WeightProcessing,
+    },
     /// To a helper worker (started by the training worker to capture on another core): one
     /// forward over `windows` of the model at `model_base`, capturing `hook_name`.
     HelperCapture {

@@ -161,6 +161,7 @@ async fn run() {
             app.apply_link().await;
             app.offer_resume().await;
             app.watch_device();
+            app.prepare_worker();
         }
         Err(message) => app.update_page(|state| state.load_failed(message)),
     }

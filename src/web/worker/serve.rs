@@ -28,6 +28,8 @@ use crate::web::platform::load_model;
 thread_local! {
     static CONTROL: Cell<Control> = const { Cell::new(Control::Continue) };
     static MODEL: RefCell<Option<(String, WeightProcessing, Rc<LoadedModel>)>> = const { RefCell::new(None) };
+    /// Whether a model is being loaded.
+    static LOADING: Cell<bool> = const { Cell::new(false) };
     /// Feature reports by the page's key, so cards are sent one at a time.
     static REPORTS: RefCell<HashMap<String, Kept>> = RefCell::new(HashMap::new());
 }
@@ -135,6 +137,10 @@ thread_local! {
 /// The worker's own copy of the model (CPU), loaded once per base URL and processing (from the
 /// download cache the page filled, for models from other sites).
 async fn model(base: &str, processing: WeightProcessing) -> Result<Rc<LoadedModel>, String> {
+    // A load already under way (`ToWorker::Prepare`'s) is waited for, not repeated.
+    while LOADING.with(Cell::get) {
+        crate::clock::sleep_ms(5).await;
+    }
     if let Some(loaded) = MODEL.with(|m| {
         m.borrow()
             .as_ref()
@@ -144,7 +150,10 @@ async fn model(base: &str, processing: WeightProcessing) -> Result<Rc<LoadedMode
         return Ok(loaded);
     }
     MODEL.with(|m| m.borrow_mut().take()); // one copy at a time: models can be large
-    let loaded = Rc::new(load_model(&cpu_device(), base, processing, &|_| {}).await?);
+    LOADING.with(|l| l.set(true));
+    let loaded = load_model(&cpu_device(), base, processing, &|_| {}).await;
+    LOADING.with(|l| l.set(false));
+    let loaded = Rc::new(loaded?);
     MODEL.with(|m| *m.borrow_mut() = Some((base.to_string(), processing, Rc::clone(&loaded))));
     Ok(loaded)
 }
@@ -600,6 +609,13 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
                 });
             }
         }
+        ToWorker::Prepare {
+            model_base,
+            processing,
+        } => spawn_local(async move {
+            // A failure here is met again, and reported, by the request that needs the model.
+            model(&model_base, processing).await.ok();
+        }),
         ToWorker::Pause => CONTROL.with(|c| c.set(Control::Pause)),
         ToWorker::Resume => CONTROL.with(|c| c.set(Control::Continue)),
         ToWorker::Cancel => CONTROL.with(|c| c.set(Control::Stop)),
