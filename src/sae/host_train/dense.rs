@@ -27,43 +27,29 @@ impl HostSae {
         let error = self.decode_error(&acts, x);
         let sse = sum_of_squares(&error);
         let mse = sse / rows as f64;
-        let norms = self.decoder_norms();
-        let (fired, act_sums) = column_counts_and_sums(&acts, d_sae);
-        let l1 = weighted_sum(&act_sums, &norms) / rows as f64;
-        let loss = mse + lambda * l1;
+        let (fired, l1) = self.norm_weighted_l1(&acts, lambda);
+        let loss = mse + lambda * l1.value;
         if !loss.is_finite() {
             return Err(HostStepError::Loss);
         }
 
-        // d(loss)/d(x_hat) = 2 error / rows; the L1 term adds lambda ||W_dec[i]|| / rows to
-        // each activation's gradient and lambda sum_r f_ri / rows * W_dec[i] / ||W_dec[i]|| to
-        // each decoder row's.
+        // d(loss)/d(x_hat) = 2 error / rows.
         let two_over_rows = 2.0 / rows as f32;
-        let l1_scale = (lambda / rows as f64) as f32;
-        self.decoder_grad(
-            &acts,
-            &error,
-            two_over_rows,
-            Some((l1_scale, &act_sums, &norms)),
-        );
-        let penalty: Vec<f32> = norms.iter().map(|n| l1_scale * n).collect();
-        let mut d_pre = self.back_through_decoder(&error, two_over_rows, Some(&penalty));
+        self.decoder_grad(&acts, &error, two_over_rows, Some(&l1));
+        let mut d_pre = self.back_through_decoder(&error, two_over_rows, Some(&l1.penalty()));
         // Through the ReLU: only where it was open.
         mask_where(&mut d_pre, &acts, d_sae, |f| f > 0.0);
         let d_pre_sums = self.encoder_grad(&d_pre, &centred);
-        vector_in_mut(&mut self.vectors, B_ENC)
-            .grad
-            .copy_from_slice(&d_pre_sums);
+        self.set_vector_grad(B_ENC, &d_pre_sums);
         self.b_dec_grad(&error, two_over_rows, &d_pre_sums);
-        Ok(HostStepFigures {
-            loss: loss as f32,
-            terms: vec![("mse_loss", mse as f32), ("l1_loss", l1 as f32)],
-            l0_sum: fired.iter().sum(),
+        Ok(dense_figures(
+            loss,
+            vec![("mse_loss", mse as f32), ("l1_loss", l1.value as f32)],
             fired,
-            sse: sse as f32,
-            sst: total_variance(x, rows, d_in) as f32,
-            smallest: 1e30,
-        })
+            sse,
+            x,
+            d_in,
+        ))
     }
 
     /// JumpReLU: `f = ReLU(pre) * 1[pre > theta]`; MSE plus an L0 penalty. The threshold learns
@@ -129,23 +115,18 @@ impl HostSae {
         // Into the pre-activation where the output was open.
         mask_where(&mut d_acts, &acts, d_sae, |f| f > 0.0);
         let d_pre_sums = self.encoder_grad(&d_acts, &centred);
-        vector_in_mut(&mut self.vectors, THRESHOLD)
-            .grad
-            .copy_from_slice(&theta_grad);
-        vector_in_mut(&mut self.vectors, B_ENC)
-            .grad
-            .copy_from_slice(&d_pre_sums);
+        self.set_vector_grad(THRESHOLD, &theta_grad);
+        self.set_vector_grad(B_ENC, &d_pre_sums);
         self.b_dec_grad(&error, two_over_rows, &d_pre_sums);
         let (fired, _) = column_counts_and_sums(&acts, d_sae);
-        Ok(HostStepFigures {
-            loss: loss as f32,
-            terms: vec![("mse_loss", mse as f32), ("l0_loss", l0 as f32)],
-            l0_sum: fired.iter().sum(),
+        Ok(dense_figures(
+            loss,
+            vec![("mse_loss", mse as f32), ("l0_loss", l0 as f32)],
             fired,
-            sse: sse as f32,
-            sst: total_variance(x, rows, d_in) as f32,
-            smallest: 1e30,
-        })
+            sse,
+            x,
+            d_in,
+        ))
     }
 
     /// Gated: a gate path `pi_gate = c @ W_enc + b_gate` decides which latents are active, a
@@ -193,26 +174,17 @@ impl HostSae {
         let gate_relu = gate;
         let aux_error = self.decode_error(&gate_relu, x);
         let aux = sum_of_squares(&aux_error) / rows as f64;
-        let norms = self.decoder_norms();
-        let (_, gate_sums) = column_counts_and_sums(&gate_relu, d_sae);
-        let l1 = weighted_sum(&gate_sums, &norms) / rows as f64;
-        let loss = mse + lambda * l1 + aux;
+        let (_, l1) = self.norm_weighted_l1(&gate_relu, lambda);
+        let loss = mse + lambda * l1.value + aux;
         if !loss.is_finite() {
             return Err(HostStepError::Loss);
         }
 
         let two_over_rows = 2.0 / rows as f32;
-        let l1_scale = (lambda / rows as f64) as f32;
         // The auxiliary term reaches neither `W_dec` nor `b_dec` (both frozen there).
-        self.decoder_grad(
-            &acts,
-            &error,
-            two_over_rows,
-            Some((l1_scale, &gate_sums, &norms)),
-        );
+        self.decoder_grad(&acts, &error, two_over_rows, Some(&l1));
         let mut d_mag = self.back_through_decoder(&error, two_over_rows, None);
-        let penalty: Vec<f32> = norms.iter().map(|n| l1_scale * n).collect();
-        let mut d_gate = self.back_through_decoder(&aux_error, two_over_rows, Some(&penalty));
+        let mut d_gate = self.back_through_decoder(&aux_error, two_over_rows, Some(&l1.penalty()));
         mask_where(&mut d_mag, &acts, d_sae, |f| f > 0.0);
         mask_where(&mut d_gate, &gate_relu, d_sae, |g| g > 0.0);
         let d_mag_ref = &d_mag;
@@ -240,43 +212,34 @@ impl HostSae {
             (R_MAG, r_mag_grad),
             (B_MAG, b_mag_grad),
         ] {
-            vector_in_mut(&mut self.vectors, name)
-                .grad
-                .copy_from_slice(&grad);
+            self.set_vector_grad(name, &grad);
         }
         self.b_dec_grad(&error, two_over_rows, &d_product_sums);
         let (fired, _) = column_counts_and_sums(&acts, d_sae);
-        Ok(HostStepFigures {
-            loss: loss as f32,
-            terms: vec![
+        Ok(dense_figures(
+            loss,
+            vec![
                 ("mse_loss", mse as f32),
-                ("l1_loss", l1 as f32),
+                ("l1_loss", l1.value as f32),
                 ("auxiliary_reconstruction_loss", aux as f32),
             ],
-            l0_sum: fired.iter().sum(),
             fired,
-            sse: sse as f32,
-            sst: total_variance(x, rows, d_in) as f32,
-            smallest: 1e30,
-        })
+            sse,
+            x,
+            d_in,
+        ))
+    }
+
+    /// Set the gradient of the `[d_sae]` vector `name`.
+    fn set_vector_grad(&mut self, name: &str, grad: &[f32]) {
+        vector_in_mut(&mut self.vectors, name)
+            .grad
+            .copy_from_slice(grad);
     }
 
     /// `centred @ W_enc` (plus a per-latent bias), `[rows, d_sae]`.
     fn encode(&self, centred: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-        let (d_in, d_sae) = (self.d_in, self.d_sae);
-        let rows = centred.len() / d_in;
-        let mut out = match bias {
-            Some(bias) => repeat_rows(bias, rows),
-            None => vec![0.0; rows * d_sae],
-        };
-        matmul(
-            &mut out,
-            MatRef::rows(centred, rows, d_in),
-            MatRef::transposed(&self.w_enc_t.values, d_in, d_sae),
-            1.0,
-            bias.is_some(),
-        );
-        out
+        per_latent_product(centred, &self.w_enc_t.values, self.d_in, 1.0, bias)
     }
 
     /// `acts @ W_dec + b_dec - x`.
@@ -305,14 +268,34 @@ impl HostSae {
             .collect()
     }
 
+    /// The L1 penalty weighted by decoder-row norms, `sum_i a_i ||W_dec[i]||` averaged over
+    /// rows, on `acts` (Standard's features, Gated's `ReLU(pi_gate)`); and how many rows each
+    /// latent is active in.
+    fn norm_weighted_l1(&self, acts: &[f32], lambda: f64) -> (Vec<f32>, NormWeightedL1) {
+        let rows = acts.len() / self.d_sae;
+        let norms = self.decoder_norms();
+        let (fired, sums) = column_counts_and_sums(acts, self.d_sae);
+        let value = weighted_sum(&sums, &norms) / rows as f64;
+        let scale = (lambda / rows as f64) as f32;
+        (
+            fired,
+            NormWeightedL1 {
+                norms,
+                sums,
+                value,
+                scale,
+            },
+        )
+    }
+
     /// `W_dec`'s gradient: `scale * acts^T @ error`, plus an L1 penalty's
-    /// `l1_scale * act_sums[i] * W_dec[i] / ||W_dec[i]||`.
+    /// `lambda / rows * sum_r a_ri * W_dec[i] / ||W_dec[i]||`.
     fn decoder_grad(
         &mut self,
         acts: &[f32],
         error: &[f32],
         scale: f32,
-        l1: Option<(f32, &[f32], &[f32])>,
+        l1: Option<&NormWeightedL1>,
     ) {
         let (d_in, d_sae) = (self.d_in, self.d_sae);
         let rows = error.len() / d_in;
@@ -323,10 +306,10 @@ impl HostSae {
             scale,
             false,
         );
-        if let Some((l1_scale, act_sums, norms)) = l1 {
+        if let Some(l1) = l1 {
             for (i, grad) in self.w_dec.grad.chunks_exact_mut(d_in).enumerate() {
                 let row = &self.w_dec.values[i * d_in..(i + 1) * d_in];
-                axpy(grad, l1_scale * act_sums[i] / norms[i], row);
+                axpy(grad, l1.scale * l1.sums[i] / l1.norms[i], row);
             }
         }
     }
@@ -338,20 +321,7 @@ impl HostSae {
         scale: f32,
         per_latent: Option<&[f32]>,
     ) -> Vec<f32> {
-        let (d_in, d_sae) = (self.d_in, self.d_sae);
-        let rows = error.len() / d_in;
-        let mut out = match per_latent {
-            Some(row) => repeat_rows(row, rows),
-            None => vec![0.0; rows * d_sae],
-        };
-        matmul(
-            &mut out,
-            MatRef::rows(error, rows, d_in),
-            MatRef::transposed(&self.w_dec.values, d_in, d_sae),
-            scale,
-            per_latent.is_some(),
-        );
-        out
+        per_latent_product(error, &self.w_dec.values, self.d_in, scale, per_latent)
     }
 
     /// `W_enc`'s gradient from the encoder product's, `d_product^T @ centred`; returns
@@ -367,6 +337,69 @@ impl HostSae {
             false,
         );
         column_counts_and_sums(d_product, d_sae).1
+    }
+}
+
+/// `scale * a @ M^T` for `a` `[rows, d_in]` and a per-latent matrix `M` `[d_sae, d_in]`
+/// (`W_enc` transposed, `W_dec`), plus `row` added to every row of the `[rows, d_sae]` result.
+fn per_latent_product(
+    a: &[f32],
+    matrix: &[f32],
+    d_in: usize,
+    scale: f32,
+    row: Option<&[f32]>,
+) -> Vec<f32> {
+    let (rows, d_sae) = (a.len() / d_in, matrix.len() / d_in);
+    let mut out = match row {
+        Some(row) => repeat_rows(row, rows),
+        None => vec![0.0; rows * d_sae],
+    };
+    matmul(
+        &mut out,
+        MatRef::rows(a, rows, d_in),
+        MatRef::transposed(matrix, d_in, d_sae),
+        scale,
+        row.is_some(),
+    );
+    out
+}
+
+/// The decoder-norm-weighted L1 penalty of one step (see `HostSae::norm_weighted_l1`).
+struct NormWeightedL1 {
+    norms: Vec<f32>,
+    /// Each latent's activations summed over rows.
+    sums: Vec<f32>,
+    value: f64,
+    /// `lambda / rows`.
+    scale: f32,
+}
+
+impl NormWeightedL1 {
+    /// Its gradient with respect to each activation, the same in every row:
+    /// `lambda ||W_dec[i]|| / rows`.
+    fn penalty(&self) -> Vec<f32> {
+        self.norms.iter().map(|n| self.scale * n).collect()
+    }
+}
+
+/// A dense step's figures: the loss and its terms, how often each latent fired, and the
+/// reconstruction's and the batch's squared error.
+fn dense_figures(
+    loss: f64,
+    terms: Vec<(&'static str, f32)>,
+    fired: Vec<f32>,
+    sse: f64,
+    x: &[f32],
+    d_in: usize,
+) -> HostStepFigures {
+    HostStepFigures {
+        loss: loss as f32,
+        terms,
+        l0_sum: fired.iter().sum(),
+        fired,
+        sse: sse as f32,
+        sst: total_variance(x, x.len() / d_in, d_in) as f32,
+        smallest: 1e30,
     }
 }
 
