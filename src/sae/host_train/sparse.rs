@@ -91,8 +91,7 @@ impl HostSae {
         let (chosen, aux_chosen) = if batch_wide {
             self.choose_batch_wide(&centred, k, aux_request)
         } else {
-            let (offer, aux) = self.encode_and_offer(&centred, k, aux_request);
-            (offer, aux)
+            self.encode_and_offer(&centred, k, aux_request)
         };
 
         // The reconstruction's error `x_hat - x`, and each inner prefix's (Matryoshka).
@@ -156,7 +155,7 @@ impl HostSae {
             .collect();
         segments.push((d_sae, &error));
         // `b_dec` is in every prefix's reconstruction.
-        let b_dec_out = segments[0].1.to_vec();
+        let b_dec_out: &[f32] = segments[0].1;
 
         let mut paths = vec![Path::new(&chosen, segments, two_over_rows)];
         if aux_setting.is_some() {
@@ -164,7 +163,7 @@ impl HostSae {
         }
         self.sparse_backward(&paths, &centred);
         let b_enc_grad = vector_in(&self.vectors, B_ENC).grad.clone();
-        self.b_dec_grad(&b_dec_out, two_over_rows, &b_enc_grad);
+        self.b_dec_grad(b_dec_out, two_over_rows, &b_enc_grad);
         Ok(HostStepFigures {
             loss: loss as f32,
             terms,
@@ -367,7 +366,6 @@ impl HostSae {
                     .collect()
             };
             if short.is_empty() {
-                drop(all);
                 let mut chosen = Chosen {
                     starts: vec![0],
                     ..Chosen::default()
