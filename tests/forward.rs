@@ -423,6 +423,17 @@ fn host_forward_and_burn_ops_agree_on_every_hook_patch_and_cache() {
         // Patches: a broadcast add, a per-position replace and a function, with a capture after.
         let d = dims.d_model;
         let device = host.device().clone();
+        // The unembedding read from the host buffers is the burn tensors' (untied by the
+        // processing in the third case), and so is the logit lens of directions.
+        let unembed = |m: &Model| block_on(read_f32(m.unembed())).unwrap();
+        assert_eq!(host.unembed().dims(), [d, dims.d_vocab]);
+        assert_eq!(unembed(&host), unembed(&burn));
+        let directions: Vec<f32> = (0..3 * d).map(|i| ((i % 7) as f32 - 3.0) / 5.0).collect();
+        let lens = |m: &Model| {
+            let x = saeplay::backend::float_tensor(directions.clone(), [3, d], &device);
+            block_on(read_f32(m.unembed_directions(x))).unwrap()
+        };
+        assert!(max_diff(&lens(&host), &lens(&burn)) < 1e-4);
         let steer: Vec<f32> = (0..d).map(|i| (i as f32 - 10.0) / 7.0).collect();
         let replace: Vec<f32> = (0..2 * 11 * 4 * d)
             .map(|i| ((i % 13) as f32 - 6.0) / 9.0)

@@ -4,6 +4,8 @@
 //
 //   node scripts/bench/ort.mjs node|web ONNX_DIR SHAPES [--threads 1] [--gen 64] [--seconds 2]
 //
+// SHAPES may be '' (generation only, for an export made with `peers.py export --no-forward`).
+//
 // Env: SAEPLAY_BENCH_NPM, the folder where bench.sh installed onnxruntime-node and -web.
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -23,13 +25,13 @@ const { values: opts, positionals } = parseArgs({
 });
 const [where, onnxDir, shapes] = positionals;
 const NPM = process.env.SAEPLAY_BENCH_NPM;
-if (!['node', 'web'].includes(where) || !onnxDir || !shapes || !NPM) {
+if (!['node', 'web'].includes(where) || !onnxDir || shapes === undefined || !NPM) {
   console.error('usage: SAEPLAY_BENCH_NPM=DIR node scripts/bench/ort.mjs node|web ONNX_DIR SHAPES [--threads N] [--gen N]');
   process.exit(2);
 }
 const { config } = JSON.parse(readFileSync(path.join(onnxDir, 'export.json'), 'utf8'));
 const settings = {
-  shapes: shapes.split(',').map((s) => s.split('x').map(Number)),
+  shapes: shapes.split(',').filter(Boolean).map((s) => s.split('x').map(Number)),
   threads: Number(opts.threads),
   gen: Number(opts.gen),
   seconds: Number(opts.seconds),
@@ -52,11 +54,15 @@ async function bench(ort, load, s, threads) {
   };
   const ids = (b, t) => BigInt64Array.from({ length: b * t }, (_, k) => BigInt(((Math.floor(k / t) * 31 + (k % t) * 7) % 250) % s.vocab));
   const records = [];
-  const forward = await ort.InferenceSession.create(await load('forward.onnx'), options);
-  for (const [b, t] of s.shapes) {
-    const feeds = { input_ids: new ort.Tensor('int64', ids(b, t), [b, t]) };
-    const ms = await time(() => forward.run(feeds), s.seconds);
-    records.push({ work: 'forward', shape: `${b}x${t}`, ms, tokens_per_s: (b * t * 1000) / ms, threads });
+  if (s.shapes.length > 0) {
+    const forward = await ort.InferenceSession.create(await load('forward.onnx'), options);
+    for (const [b, t] of s.shapes) {
+      const feeds = { input_ids: new ort.Tensor('int64', ids(b, t), [b, t]) };
+      const ms = await time(() => forward.run(feeds), s.seconds);
+      records.push({ work: 'forward', shape: `${b}x${t}`, ms, tokens_per_s: (b * t * 1000) / ms, threads });
+    }
+    // A real model's weights are hundreds of MB in each session, in a 4 GB wasm memory.
+    await forward.release();
   }
   if (s.gen > 0) {
     const prefill = await ort.InferenceSession.create(await load('prefill.onnx'), options);
@@ -97,7 +103,7 @@ if (where === 'node') {
   for (const file of ['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm']) {
     cpSync(path.join(dist, file), path.join(site, file));
   }
-  for (const file of ['forward.onnx', 'prefill.onnx', 'decode.onnx']) cpSync(path.join(onnxDir, file), path.join(site, file));
+  for (const name of config.graphs ?? ['forward', 'prefill', 'decode']) cpSync(path.join(onnxDir, `${name}.onnx`), path.join(site, `${name}.onnx`));
   cpSync(path.join(ROOT, 'scripts/bench/ort-web.html'), path.join(site, 'index.html'));
   const server = await serve(site);
   const browser = await launch({ webgpu: false });

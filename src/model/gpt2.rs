@@ -3,6 +3,7 @@
 
 use burn::tensor::activation::{gelu, relu, softmax};
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use burn::tensor::{Device, Tensor};
 
@@ -10,13 +11,14 @@ use super::config::{Activation, Gpt2Config};
 use super::dims::ModelDims;
 use super::hooks::{HookPoint, Hooks};
 use super::host_gpt2::{HostGpt2, attention_scale};
+use super::host_ops;
 use super::processing::{LM_HEAD_BIAS, LM_HEAD_WEIGHT};
 use super::transformer::{
     Captured, ForwardOutput, HookRun, KvCache, LogitsFor, causal_mask, check_ids, check_patches,
     times_transposed,
 };
 use super::weights::Gpt2Weights;
-use crate::backend::{float_tensor, int_tensor, is_host_device};
+use crate::backend::{float_tensor, int_tensor, is_host_device, read_f32_now};
 use crate::error::{Result, SaeplayError};
 
 #[derive(Clone, Debug)]
@@ -51,25 +53,33 @@ struct Block {
     mlp_proj: Linear,
 }
 
-/// GPT-2 with weights on one device. Cloning is cheap (tensors are shared handles).
+/// GPT-2's weights as burn tensors.
 #[derive(Clone, Debug)]
-pub struct Gpt2 {
-    config: Gpt2Config,
-    dims: ModelDims,
-    activation: Activation,
-    device: Device,
+struct Gpt2Tensors {
     wte: Tensor<2>,                  // [vocab, d]
     wpe: Tensor<2>,                  // [n_positions, d]
     unembed_rows: Tensor<2>,         // [vocab, d]: wte, or lm_head.weight once processing unties it
     unembed_bias: Option<Tensor<1>>, // [vocab]: lm_head.bias, from weight processing
     blocks: Vec<Block>,
     ln_f: LayerNorm,
+}
+
+/// GPT-2 with weights on one device. Cloning is cheap (tensors and host buffers are shared).
+#[derive(Clone, Debug)]
+pub struct Gpt2 {
+    config: Gpt2Config,
+    dims: ModelDims,
+    activation: Activation,
+    device: Device,
+    /// On a CPU device the weights are host buffers, and inference runs on them (`host_gpt2`).
+    host: Option<Arc<HostGpt2>>,
+    /// The weights as burn tensors: on a GPU, and for training. On a CPU device they are made
+    /// from the host buffers the first time a gradient (attribution) or the burn forward needs
+    /// them, so that a model is held once (GPT-2 small: 500 MB, in a tab that holds it twice).
+    tensors: Arc<OnceLock<Gpt2Tensors>>,
     /// Attention patterns and layer-norm scales cut from the gradient (circuit-tracer's frozen
     /// replacement model); values are unchanged.
     frozen: bool,
-    /// On a CPU device, the same weights as host buffers: inference runs on them (see
-    /// `host_gpt2`), and the burn tensors serve gradients and the views that read weights.
-    host: Option<std::sync::Arc<HostGpt2>>,
 }
 
 /// One parameter tensor by its checkpoint name (`h.0.ln_1.weight`, ...).
@@ -129,46 +139,8 @@ fn matrix(params: &Gpt2Params, name: &str) -> Result<Tensor<2>> {
     }
 }
 
-impl Gpt2 {
-    pub fn new(weights: &Gpt2Weights, device: &Device) -> Result<Self> {
-        let host = Self::host_copy(weights, device)?;
-        let model = Self::from_params(&weights.config, &upload_params(weights, device), device)?;
-        Ok(Self { host, ..model })
-    }
-
-    /// [`Gpt2::new`], consuming the host weights.
-    pub fn from_weights(weights: Gpt2Weights, device: &Device) -> Result<Self> {
-        let config = weights.config.clone();
-        let host = Self::host_copy(&weights, device)?;
-        let model = Self::from_params(&config, &upload_params_owned(weights, device), device)?;
-        Ok(Self { host, ..model })
-    }
-
-    fn host_copy(
-        weights: &Gpt2Weights,
-        device: &Device,
-    ) -> Result<Option<std::sync::Arc<HostGpt2>>> {
-        if is_host_device(device) {
-            HostGpt2::from_weights(weights)
-        } else {
-            Ok(None)
-        }
-    }
-
-    /// This model with inference on burn's tensor ops even on the CPU (benchmarks and tests
-    /// compare the two forwards).
-    pub fn burn_forward_only(self) -> Self {
-        Self { host: None, ..self }
-    }
-
-    /// Whether inference runs on host buffers (a CPU device, and a model small enough to copy).
-    pub fn has_host_forward(&self) -> bool {
-        self.host.is_some()
-    }
-
-    /// Build from parameters already on `device` (autodiff tensors during training).
-    pub fn from_params(config: &Gpt2Config, params: &Gpt2Params, device: &Device) -> Result<Self> {
-        let activation = config.activation()?;
+impl Gpt2Tensors {
+    fn from_params(config: &Gpt2Config, params: &Gpt2Params) -> Result<Self> {
         let ln = |name: &str| -> Result<LayerNorm> {
             Ok(LayerNorm {
                 weight: vector(params, &format!("{name}.weight"))?,
@@ -203,18 +175,73 @@ impl Gpt2 {
             None => None,
         };
         Ok(Self {
-            activation,
-            device: device.clone(),
             wpe: matrix(params, "wpe.weight")?,
             wte,
             unembed_rows,
             unembed_bias,
             blocks,
             ln_f: ln("ln_f")?,
+        })
+    }
+}
+
+impl Gpt2 {
+    pub fn new(weights: &Gpt2Weights, device: &Device) -> Result<Self> {
+        Self::from_weights(weights.clone(), device)
+    }
+
+    /// [`Gpt2::new`], consuming the host weights: on a CPU device they become the host buffers
+    /// as they are; elsewhere each tensor's memory is handed over as it is uploaded.
+    pub fn from_weights(weights: Gpt2Weights, device: &Device) -> Result<Self> {
+        let config = weights.config.clone();
+        if !is_host_device(device) {
+            return Self::from_params(&config, &upload_params_owned(weights, device), device);
+        }
+        Ok(Self {
+            activation: config.activation()?,
+            device: device.clone(),
+            dims: config.dims(),
+            config,
+            host: Some(Arc::new(HostGpt2::from_weights(weights)?)),
+            tensors: Arc::default(),
+            frozen: false,
+        })
+    }
+
+    /// The weights as burn tensors, made from the host buffers the first time (see `tensors`).
+    fn tensors(&self) -> &Gpt2Tensors {
+        self.tensors.get_or_init(|| {
+            let host = self
+                .host
+                .as_ref()
+                .expect("a model without burn tensors has host buffers");
+            Gpt2Tensors::from_params(&self.config, &host.upload(&self.device))
+                .expect("the host buffers hold every tensor of the config")
+        })
+    }
+
+    /// This model with inference on burn's tensor ops even on the CPU (benchmarks and tests
+    /// compare the two forwards).
+    pub fn burn_forward_only(self) -> Self {
+        self.tensors();
+        Self { host: None, ..self }
+    }
+
+    /// Whether inference runs on host buffers (a CPU device, and a model small enough to copy).
+    pub fn has_host_forward(&self) -> bool {
+        self.host.is_some()
+    }
+
+    /// Build from parameters already on `device` (autodiff tensors during training).
+    pub fn from_params(config: &Gpt2Config, params: &Gpt2Params, device: &Device) -> Result<Self> {
+        Ok(Self {
+            activation: config.activation()?,
+            device: device.clone(),
             dims: config.dims(),
             config: config.clone(),
-            frozen: false,
             host: None,
+            tensors: Arc::new(OnceLock::from(Gpt2Tensors::from_params(config, params)?)),
+            frozen: false,
         })
     }
 
@@ -232,16 +259,13 @@ impl Gpt2 {
             weight: lift2(&n.weight),
             bias: lift1(&n.bias),
         };
-        Self {
-            config: self.config.clone(),
-            dims: self.dims.clone(),
-            activation: self.activation,
-            device: self.device.clone().autodiff(),
-            wte: lift2(&self.wte),
-            wpe: lift2(&self.wpe),
-            unembed_rows: lift2(&self.unembed_rows),
-            unembed_bias: self.unembed_bias.as_ref().map(lift1),
-            blocks: self
+        let w = self.tensors();
+        let tensors = Gpt2Tensors {
+            wte: lift2(&w.wte),
+            wpe: lift2(&w.wpe),
+            unembed_rows: lift2(&w.unembed_rows),
+            unembed_bias: w.unembed_bias.as_ref().map(lift1),
+            blocks: w
                 .blocks
                 .iter()
                 .map(|b| Block {
@@ -253,9 +277,16 @@ impl Gpt2 {
                     mlp_proj: linear(&b.mlp_proj),
                 })
                 .collect(),
-            ln_f: ln(&self.ln_f),
-            frozen: true,
+            ln_f: ln(&w.ln_f),
+        };
+        Self {
+            config: self.config.clone(),
+            dims: self.dims.clone(),
+            activation: self.activation,
+            device: self.device.clone().autodiff(),
             host: None,
+            tensors: Arc::new(OnceLock::from(tensors)),
+            frozen: true,
         }
     }
 
@@ -271,9 +302,32 @@ impl Gpt2 {
         &self.device
     }
 
-    /// The unembedding as stored, `[vocab, d]` (`wte` unless weight processing untied it).
-    pub fn unembedding_rows(&self) -> &Tensor<2> {
-        &self.unembed_rows
+    /// The unembedding `[d, vocab]` (`wte` transposed unless weight processing untied it).
+    pub fn unembed(&self) -> Tensor<2> {
+        match &self.host {
+            Some(host) => float_tensor(
+                host_ops::transpose(
+                    host.unembed_rows(),
+                    self.config.vocab_size,
+                    self.config.n_embd,
+                ),
+                [self.config.n_embd, self.config.vocab_size],
+                &self.device,
+            ),
+            None => self.tensors().unembed_rows.clone().transpose(),
+        }
+    }
+
+    /// `x @ W_U`: `x` `[n, d]` to `[n, vocab]`, on the host buffers when the model has them.
+    pub fn unembed_directions(&self, x: Tensor<2>) -> Tensor<2> {
+        if let Some(host) = &self.host
+            && let Some(values) = read_f32_now(x.clone())
+        {
+            let n = x.dims()[0];
+            let out = host.unembed_directions(&values, n);
+            return float_tensor(out, [n, self.config.vocab_size], &self.device);
+        }
+        times_transposed(x, &self.tensors().unembed_rows)
     }
 
     /// A full forward pass with no cache.
@@ -317,7 +371,7 @@ impl Gpt2 {
         let (b, t, flat) = check_ids(&self.dims, batch, offset)?;
         check_patches(&self.dims, hooks, b, offset + t)?;
         if let Some(host) = &self.host
-            && (offset == 0 || cache.host.len() == self.blocks.len())
+            && (offset == 0 || cache.host.len() == self.config.n_layer)
         {
             let (logits, captured) = host.forward(
                 &flat,
@@ -336,21 +390,22 @@ impl Gpt2 {
         }
         let d = self.config.n_embd;
         let mut run = HookRun::new(hooks, offset);
+        let w = self.tensors();
 
         let ids = int_tensor(flat, [b * t], &self.device);
-        let embed = self.wte.clone().select(0, ids).reshape([b, t, d]);
+        let embed = w.wte.clone().select(0, ids).reshape([b, t, d]);
         let embed = run.site(HookPoint::Embed, embed)?;
         let positions = int_tensor(
             (offset as i64..(offset + t) as i64).collect(),
             [t],
             &self.device,
         );
-        let pos_embed = self.wpe.clone().select(0, positions).reshape([1, t, d]);
+        let pos_embed = w.wpe.clone().select(0, positions).reshape([1, t, d]);
         let pos_embed = run.site(HookPoint::PosEmbed, pos_embed.expand([b, t, d]))?;
         let mut resid = embed + pos_embed;
 
-        let layers = stop_at_layer.unwrap_or(self.blocks.len());
-        for (l, block) in self.blocks.iter().enumerate().take(layers) {
+        let layers = stop_at_layer.unwrap_or(w.blocks.len());
+        for (l, block) in w.blocks.iter().enumerate().take(layers) {
             resid = run.site(HookPoint::ResidPre(l), resid)?;
             let normed = self.layer_norm(resid.clone(), &block.ln_1);
             let (z, keys, values) = self.attention(l, block, normed, cache.layers[l].take());
@@ -364,7 +419,7 @@ impl Gpt2 {
             let mlp_out = run.site(HookPoint::MlpOut(l), block.mlp_proj.forward(hidden))?;
             resid = run.site(HookPoint::ResidPost(l), resid + mlp_out)?;
         }
-        if layers < self.blocks.len() {
+        if layers < w.blocks.len() {
             // The next block's input is all that is left to see; the cache is incomplete: only
             // capture stops early.
             run.site(HookPoint::ResidPre(layers), resid)?;
@@ -378,10 +433,10 @@ impl Gpt2 {
         };
         let t_out = resid.dims()[1];
         let normalized = run.site(HookPoint::LnFinalNormalized, self.normalize(resid))?;
-        let final_hidden = normalized * self.ln_f.weight.clone().unsqueeze::<3>()
-            + self.ln_f.bias.clone().unsqueeze::<3>();
-        let logits = times_transposed(final_hidden.reshape([b * t_out, d]), &self.unembed_rows);
-        let logits = match &self.unembed_bias {
+        let final_hidden = normalized * w.ln_f.weight.clone().unsqueeze::<3>()
+            + w.ln_f.bias.clone().unsqueeze::<3>();
+        let logits = times_transposed(final_hidden.reshape([b * t_out, d]), &w.unembed_rows);
+        let logits = match &w.unembed_bias {
             Some(bias) => logits + bias.clone().unsqueeze::<2>(),
             None => logits,
         }

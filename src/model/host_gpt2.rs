@@ -3,11 +3,10 @@
 //! stays for the GPU and for gradients; both are checked against the f64 reference and each
 //! other in `tests/forward.rs`. Activations are row-major `[batch * pos, width]`.
 
-use std::sync::Arc;
-
 use burn::tensor::{Device, Tensor};
 
 use super::config::{Activation, Gpt2Config};
+use super::gpt2::{Gpt2Params, ParamTensor};
 use super::hooks::{HookPoint, Hooks};
 use super::host_ops::{
     MatRef, add_into, for_each_chunk, gelu_erf, gelu_tanh, linear, matmul, normalize_rows, relu,
@@ -18,11 +17,6 @@ use super::transformer::{Captured, HookRun, LogitsFor};
 use super::weights::Gpt2Weights;
 use crate::backend::{float_tensor, read_f32_now};
 use crate::error::{Result, SaeplayError};
-
-/// In the page a model is held once as burn tensors already; a second, host copy is made only up
-/// to this many parameters (the built-in model has 1M, GPT-2 small 124M: 500 MB more in a tab).
-#[cfg(target_arch = "wasm32")]
-const PAGE_HOST_COPY_PARAMS: usize = 40_000_000;
 
 /// Element-wise work per task natively (the GELU of 16k activations is ~20 us on one core).
 const ELEMENTWISE_CHUNK: usize = 1 << 14;
@@ -67,22 +61,17 @@ pub struct HostKv {
 }
 
 impl HostGpt2 {
-    /// The host copy of `weights`, or `None` where it is not worth its memory (see
-    /// `PAGE_HOST_COPY_PARAMS`).
-    pub(crate) fn from_weights(weights: &Gpt2Weights) -> Result<Option<Arc<Self>>> {
-        let config = &weights.config;
-        #[cfg(target_arch = "wasm32")]
-        if config.parameter_count() > PAGE_HOST_COPY_PARAMS {
-            return Ok(None);
-        }
-        let take = |name: &str| -> Result<Vec<f32>> {
+    /// `weights` as host buffers, taking their memory.
+    pub(crate) fn from_weights(mut weights: Gpt2Weights) -> Result<Self> {
+        let config = weights.config.clone();
+        let mut take = |name: &str| -> Result<Vec<f32>> {
             weights
                 .tensors
-                .get(name)
-                .map(|t| t.values.clone())
+                .remove(name)
+                .map(|t| t.values)
                 .ok_or_else(|| SaeplayError::MissingTensor(name.to_string()))
         };
-        let pair = |name: &str| -> Result<(Vec<f32>, Vec<f32>)> {
+        let mut pair = |name: &str| -> Result<(Vec<f32>, Vec<f32>)> {
             Ok((
                 take(&format!("{name}.weight"))?,
                 take(&format!("{name}.bias"))?,
@@ -100,8 +89,11 @@ impl HostGpt2 {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let optional = |name: &str| weights.tensors.get(name).map(|t| t.values.clone());
-        Ok(Some(Arc::new(Self {
+        let ln_f = pair("ln_f")?;
+        let wte = take("wte.weight")?;
+        let wpe = take("wpe.weight")?;
+        let mut optional = |name: &str| weights.tensors.remove(name).map(|t| t.values);
+        Ok(Self {
             d: config.n_embd,
             heads: config.n_head,
             d_head: config.d_head(),
@@ -109,15 +101,71 @@ impl HostGpt2 {
             eps: config.layer_norm_epsilon as f32,
             activation: config.activation()?,
             attn_scales: (0..config.n_layer)
-                .map(|l| attention_scale(config, l) as f32)
+                .map(|l| attention_scale(&config, l) as f32)
                 .collect(),
-            wte: take("wte.weight")?,
-            wpe: take("wpe.weight")?,
+            wte,
+            wpe,
             unembed_rows: optional(LM_HEAD_WEIGHT),
             unembed_bias: optional(LM_HEAD_BIAS),
             blocks,
-            ln_f: pair("ln_f")?,
-        })))
+            ln_f,
+        })
+    }
+
+    /// The weights by checkpoint name, uploaded to `device` (for the burn forward: gradients,
+    /// and a GPU). The host copy stays.
+    pub(crate) fn upload(&self, device: &Device) -> Gpt2Params {
+        let d = self.d;
+        let vector = |v: &[f32]| ParamTensor::Vector(float_tensor(v.to_vec(), [v.len()], device));
+        let matrix = |v: &[f32], cols: usize| {
+            ParamTensor::Matrix(float_tensor(v.to_vec(), [v.len() / cols, cols], device))
+        };
+        let mut params = Gpt2Params::new();
+        let mut pair = |name: String, (w, b): &(Vec<f32>, Vec<f32>), linear: bool| {
+            let weight = if linear {
+                matrix(w, b.len())
+            } else {
+                vector(w)
+            };
+            params.insert(format!("{name}.weight"), weight);
+            params.insert(format!("{name}.bias"), vector(b));
+        };
+        for (l, block) in self.blocks.iter().enumerate() {
+            pair(format!("h.{l}.ln_1"), &block.ln_1, false);
+            pair(format!("h.{l}.attn.c_attn"), &block.c_attn, true);
+            pair(format!("h.{l}.attn.c_proj"), &block.attn_proj, true);
+            pair(format!("h.{l}.ln_2"), &block.ln_2, false);
+            pair(format!("h.{l}.mlp.c_fc"), &block.c_fc, true);
+            pair(format!("h.{l}.mlp.c_proj"), &block.mlp_proj, true);
+        }
+        pair("ln_f".into(), &self.ln_f, false);
+        params.insert("wte.weight".into(), matrix(&self.wte, d));
+        params.insert("wpe.weight".into(), matrix(&self.wpe, d));
+        if let Some(rows) = &self.unembed_rows {
+            params.insert(LM_HEAD_WEIGHT.into(), matrix(rows, d));
+        }
+        if let Some(bias) = &self.unembed_bias {
+            params.insert(LM_HEAD_BIAS.into(), vector(bias));
+        }
+        params
+    }
+
+    /// The unembedding as stored, `[vocab, d]`.
+    pub(crate) fn unembed_rows(&self) -> &[f32] {
+        self.unembed_rows.as_deref().unwrap_or(&self.wte)
+    }
+
+    /// `x @ W_U` for `x` `[n, d]`: `[n, vocab]` (no bias, as the burn model's).
+    pub(crate) fn unembed_directions(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let mut out = vec![0.0; n * self.vocab];
+        matmul(
+            &mut out,
+            MatRef::rows(x, n, self.d),
+            MatRef::transposed(self.unembed_rows(), self.d, self.vocab),
+            1.0,
+            false,
+        );
+        out
     }
 
     /// The forward over `ids` (`b` rows of `t`, checked by the caller) after the `offset`
@@ -218,11 +266,10 @@ impl HostGpt2 {
             Some(bias) => repeat_rows(bias, rows),
             None => vec![0.0; rows * self.vocab],
         };
-        let unembed = self.unembed_rows.as_deref().unwrap_or(&self.wte);
         matmul(
             &mut logits,
             MatRef::rows(&last, rows, d),
-            MatRef::transposed(unembed, d, self.vocab),
+            MatRef::transposed(self.unembed_rows(), d, self.vocab),
             1.0,
             self.unembed_bias.is_some(),
         );

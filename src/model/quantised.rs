@@ -109,21 +109,49 @@ impl QuantisedMatrix {
         })
     }
 
-    /// `x @ self^T` for `x` `[n, cols]` row-major: `[n, rows]`, each row unpacked once into a
-    /// small buffer and dotted with every row of `x`. For a few rows of `x` (generation) this
-    /// reads the packed bytes once instead of writing and reading the unpacked f32 matrix.
+    /// `x @ self^T` for `x` `[n, cols]` row-major: `[n, rows]`. For one or two rows of `x`
+    /// (generation) the common block types are dotted while still packed ([`PackedDot`]); other
+    /// types, and more rows, unpack each weight row once into a small buffer and dot it with
+    /// every row of `x`. Either way the packed bytes are read once and no f32 matrix is written.
     pub fn matmul_transposed(&self, x: &[f32], n: usize) -> Vec<f32> {
         debug_assert_eq!(x.len(), n * self.cols);
+        let packed = PackedDot::of(self.ggml_type).filter(|_| n <= PACKED_DOT_ROWS);
+        // Each row of x's sum over every block (the blocks' offsets multiply it).
+        let sums: Vec<f32> = match packed {
+            Some(_) => x
+                .chunks_exact(PACKED_BLOCK)
+                .map(|block| block.iter().sum())
+                .collect(),
+            None => Vec::new(),
+        };
+        let blocks_per_row = self.cols / PACKED_BLOCK;
+        let row_bytes = self.row_bytes();
         // `[rows, n]` first, so each group of output rows is one contiguous piece of work.
         let mut by_row = vec![0.0f32; self.rows * n];
         let rows_per_group = 64;
         let group = |(g, out): (usize, &mut [f32])| {
-            let mut row = vec![0.0f32; self.cols];
             let first = g * rows_per_group;
-            for (i, y) in out.chunks_exact_mut(n).enumerate() {
-                self.unpack_row(first + i, &mut row);
-                for (value, xr) in y.iter_mut().zip(x.chunks_exact(self.cols)) {
-                    *value = dot(&row, xr);
+            match packed {
+                Some(kernel) => {
+                    for (i, y) in out.chunks_exact_mut(n).enumerate() {
+                        let row = &self.data[(first + i) * row_bytes..][..row_bytes];
+                        for ((value, xr), sums) in y
+                            .iter_mut()
+                            .zip(x.chunks_exact(self.cols))
+                            .zip(sums.chunks_exact(blocks_per_row))
+                        {
+                            *value = kernel.dot(row, xr, sums);
+                        }
+                    }
+                }
+                None => {
+                    let mut row = vec![0.0f32; self.cols];
+                    for (i, y) in out.chunks_exact_mut(n).enumerate() {
+                        self.unpack_row(first + i, &mut row);
+                        for (value, xr) in y.iter_mut().zip(x.chunks_exact(self.cols)) {
+                            *value = dot(&row, xr);
+                        }
+                    }
                 }
             }
         };
@@ -173,6 +201,91 @@ impl QuantisedMatrix {
     }
 }
 
+/// Rows of `x` up to which [`QuantisedMatrix::matmul_transposed`] dots packed rows directly: each
+/// row of `x` converts the weights' nibbles again, so for more rows unpacking once is cheaper.
+const PACKED_DOT_ROWS: usize = 2;
+
+/// Values per block of the types [`PackedDot`] reads.
+const PACKED_BLOCK: usize = 32;
+
+/// A weight row's dot product with `x` computed from its ggml blocks as they are stored. A block
+/// is a scale `d` (and for Q4_1 an offset `m`) over 32 small integers `q`, so
+/// `sum(w * x) = d * sum(q * x) + m * sum(x)`: the integers meet `x` directly, the scales once per
+/// block, and the block's `sum(x)` is computed once per row of `x`. In the page this is most of a
+/// Llama model's generation (SmolLM2's GGUF is Q4_1, its embedding Q8_0).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum PackedDot {
+    Q4_0,
+    Q4_1,
+    Q8_0,
+}
+
+impl PackedDot {
+    fn of(ty: GgmlType) -> Option<Self> {
+        match ty {
+            GgmlType::Q4_0 => Some(Self::Q4_0),
+            GgmlType::Q4_1 => Some(Self::Q4_1),
+            GgmlType::Q8_0 => Some(Self::Q8_0),
+            _ => None,
+        }
+    }
+
+    /// `sum(w * x)` for one row's bytes, `x` of the row's length and `sums` its per-block sums.
+    fn dot(self, row: &[u8], x: &[f32], sums: &[f32]) -> f32 {
+        let x = x.as_chunks::<32>().0;
+        let table = f16_table();
+        let f16_to_f32 = |lo: u8, hi: u8| table[usize::from(u16::from_le_bytes([lo, hi]))];
+        // Sixteen lanes, each block scaled before it joins them; the offsets apart.
+        let mut lanes = [0.0f32; 16];
+        let mut offsets = 0.0f32;
+        match self {
+            Self::Q4_0 | Self::Q4_1 => {
+                let size = if self == Self::Q4_0 { 18 } else { 20 };
+                for ((block, x), &sum) in row.chunks_exact(size).zip(x).zip(sums) {
+                    let d = f16_to_f32(block[0], block[1]);
+                    // Q4_0 centres its nibbles on 8; Q4_1 adds m.
+                    let m = if self == Self::Q4_0 {
+                        -8.0 * d
+                    } else {
+                        f16_to_f32(block[2], block[3])
+                    };
+                    let qs: &[u8; 16] = block[size - 16..].try_into().unwrap_or(&[0; 16]);
+                    let (lo, hi) = x.split_at(16);
+                    for j in 0..16 {
+                        let q = qs[j];
+                        lanes[j] += d * (f32::from(q & 0x0F) * lo[j] + f32::from(q >> 4) * hi[j]);
+                    }
+                    offsets += m * sum;
+                }
+            }
+            Self::Q8_0 => {
+                for (block, x) in row.chunks_exact(34).zip(x) {
+                    let d = f16_to_f32(block[0], block[1]);
+                    let qs: &[u8; 32] = block[2..].try_into().unwrap_or(&[0; 32]);
+                    for j in 0..16 {
+                        let (a, b) = (qs[j] as i8, qs[j + 16] as i8);
+                        lanes[j] += d * (f32::from(a) * x[j] + f32::from(b) * x[j + 16]);
+                    }
+                }
+            }
+        }
+        lanes.iter().sum::<f32>() + offsets
+    }
+}
+
+/// Every f16's value, by its bits: the page has no f16 instructions, and every block of 32
+/// values has one or two scales to convert.
+fn f16_table() -> &'static [f32; 1 << 16] {
+    static TABLE: std::sync::OnceLock<Box<[f32; 1 << 16]>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = Box::new([0.0f32; 1 << 16]);
+        for (bits, value) in (0..=u16::MAX).zip(table.iter_mut()) {
+            *value = half::f16::from_bits(bits).to_f32();
+        }
+        table
+    })
+}
+
 /// A dot product in eight lanes, which the compiler turns into SIMD where the target has it.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
@@ -185,4 +298,66 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
     lanes.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64 as Rng;
+
+    /// Blocks of `ty` with random integers and scales (f16 bytes), `rows` rows of `cols`.
+    fn random_matrix(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> QuantisedMatrix {
+        let blocks = rows * cols / 32;
+        let mut data = Vec::new();
+        for _ in 0..blocks {
+            let scale = |rng: &mut Rng| {
+                half::f16::from_f32((rng.uniform() * 0.2 - 0.1) as f32).to_le_bytes()
+            };
+            data.extend(scale(rng));
+            if ty == GgmlType::Q4_1 {
+                data.extend(scale(rng));
+            }
+            let quants = if ty == GgmlType::Q8_0 { 32 } else { 16 };
+            data.extend((0..quants).map(|_| (rng.uniform() * 256.0) as u8));
+        }
+        QuantisedMatrix::new(ty, rows, cols, data).unwrap()
+    }
+
+    /// The packed dot products (one and two rows of x) and the unpacking route (three rows)
+    /// equal the product with the unpacked values, computed directly in f64.
+    #[test]
+    fn packed_products_equal_the_unpacked_values_product() {
+        let mut rng = Rng::new(7);
+        let (rows, cols) = (131, 96);
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let matrix = random_matrix(ty, rows, cols, &mut rng);
+            let values = matrix.dequantize();
+            for n in [1, 2, 3] {
+                let x: Vec<f32> = (0..n * cols)
+                    .map(|_| (rng.uniform() * 2.0 - 1.0) as f32)
+                    .collect();
+                let got = matrix.matmul_transposed(&x, n);
+                for i in 0..n {
+                    for r in 0..rows {
+                        let want: f64 = (0..cols)
+                            .map(|c| f64::from(x[i * cols + c]) * f64::from(values[r * cols + c]))
+                            .sum();
+                        let have = f64::from(got[i * rows + r]);
+                        assert!(
+                            (have - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                            "{ty}, n {n}, row {i}, column {r}: {have} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_f16_table_converts_every_value() {
+        for bits in [0u16, 1, 0x3C00, 0xBC00, 0x7BFF, 0x7C00, 0x8001, 0x3555] {
+            let want = half::f16::from_bits(bits).to_f32();
+            assert_eq!(f16_table()[usize::from(bits)].to_bits(), want.to_bits());
+        }
+    }
 }

@@ -114,7 +114,7 @@ impl Model {
     /// or unpacked when the model keeps it packed.
     pub fn unembed(&self) -> Tensor<2> {
         match self {
-            Self::Gpt2(model) => model.unembedding_rows().clone().transpose(),
+            Self::Gpt2(model) => model.unembed(),
             Self::Llama(model) => model.unembed(),
         }
     }
@@ -123,7 +123,7 @@ impl Model {
     /// logit lens of directions in the residual stream).
     pub fn unembed_directions(&self, x: Tensor<2>) -> Tensor<2> {
         match self {
-            Self::Gpt2(model) => times_transposed(x, model.unembedding_rows()),
+            Self::Gpt2(model) => model.unembed_directions(x),
             Self::Llama(model) => model.unembed_directions(x),
         }
     }

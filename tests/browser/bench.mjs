@@ -1,13 +1,16 @@
 // Forward-pass throughput of the built page on both paths (a script, not a test).
 //
 //   node tests/browser/bench.mjs [--paths cpu,webgpu] [--runs N] [--generate N] [--sae] [--json FILE]
+//                                [--model DIR_OR_GGUF]
 //
 // Opens the page in headless Chromium on the CPU path (no WebGPU flags, automatic choice) and on
 // the WebGPU path (flags, `#backend=webgpu`), then calls `saeplay.benchForward(batch, seq, runs)`
-// for each shape and prints a table of tokens/s with the time from navigation to ready.
+// for each shape and prints a table of tokens/s with the time from navigation to ready. With
+// `--model` the page opens that model (a Hugging Face directory or a GGUF file, served from this
+// machine as another site would serve it: by `#model=URL`, after the page's consent).
 // SwiftShader is about 25x slower than the CPU path, so WebGPU gets fewer shapes unless
 // SAEPLAY_BENCH_WEBGPU_SHAPES says otherwise. Env: SAEPLAY_DIST (default dist).
-import { writeFileSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -30,11 +33,12 @@ const { values: opts } = parseArgs({
     generate: { type: 'string', default: '0' },
     sae: { type: 'boolean', default: false },
     json: { type: 'string' },
+    model: { type: 'string' },
   },
 });
 
 /** Parses "1x1,1x64" into [[1, 1], [1, 64]]. */
-const parseShapes = (text) => text.split(',').map((s) => s.trim().split('x').map(Number));
+const parseShapes = (text) => text.split(',').filter((s) => s.trim()).map((s) => s.trim().split('x').map(Number));
 
 const PATHS = [
   { name: 'cpu', webgpu: false, fragment: '', shapes: process.env.SAEPLAY_BENCH_CPU_SHAPES ?? '1x1,1x64,8x64,1x128', runs: Number(opts.runs) },
@@ -43,6 +47,15 @@ const PATHS = [
 
 const rows = [];
 const server = await serve(DIST);
+// The model, from its own "site" (CORS headers, as the Hugging Face Hub sends).
+let modelSite = null;
+let modelFragment = '';
+if (opts.model) {
+  const model = path.resolve(opts.model);
+  modelSite = await serve(path.dirname(model), { hub: true });
+  const url = modelSite.url + encodeURIComponent(path.basename(model)) + (statSync(model).isDirectory() ? '/' : '');
+  modelFragment = `model=${encodeURIComponent(url)}`;
+}
 let failed = false;
 try {
   for (const spec of PATHS) {
@@ -50,7 +63,12 @@ try {
     const opened = await openPage(browser, server.url, { timeoutMs: BENCH_TIMEOUT_MS, goto: false });
     try {
       const started = Date.now();
-      await opened.page.goto(server.url + spec.fragment, { timeout: READY_TIMEOUT_MS });
+      const fragment = [spec.fragment.replace('#', ''), modelFragment].filter(Boolean).join('&');
+      await opened.page.goto(server.url + (fragment ? `#${fragment}` : ''), { timeout: READY_TIMEOUT_MS });
+      if (modelFragment) {
+        await opened.page.waitForSelector('#consent:not([hidden])', { timeout: READY_TIMEOUT_MS });
+        await opened.page.click('#consent-yes');
+      }
       await waitReady(opened.page, { timeoutMs: READY_TIMEOUT_MS });
       const readyMs = Date.now() - started;
       const info = await opened.page.evaluate(() => window.saeplay.info());
@@ -59,11 +77,11 @@ try {
       // Warm up first: right after loading, the browser is still compiling the module's
       // optimised tier in the background, which slowed whichever shape came first (the peers'
       // loops run for seconds per shape, so theirs is amortised).
-      const [warmBatch, warmSeq] = parseShapes(spec.shapes)[0] ?? [1, 64];
+      const [warmBatch, warmSeq] = parseShapes(spec.shapes)[0] ?? [1, 16];
       const warmUntil = Date.now() + WARM_UP_MS;
-      while (Date.now() < warmUntil) {
+      do {
         await opened.page.evaluate(([b, s]) => window.saeplay.benchForward(b, s, 1), [warmBatch, warmSeq]);
-      }
+      } while (Date.now() < warmUntil);
 
       for (const [batch, seq] of parseShapes(spec.shapes)) {
         if (seq > info.nPositions) {
@@ -104,6 +122,7 @@ try {
   }
 } finally {
   await server.close();
+  await modelSite?.close();
 }
 
 // The table: one line per path and shape; the "ready" line gives navigation-to-ready time.
