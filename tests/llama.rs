@@ -322,12 +322,29 @@ fn q8_0_bytes(values: &[f32]) -> Vec<u8> {
     out
 }
 
+/// ggml's `quantize_row_q4_1_ref`: per 32 values, `d = (max - min) / 15` and `m = min` (both
+/// f16), `q = round((x - min) / d)` in 0..=15; value `j` in the low nibble of byte `j`, value
+/// `j + 16` in its high nibble.
+fn q4_1_bytes(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for block in values.chunks_exact(32) {
+        let min = block.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let d = (max - min) / 15.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend(saeplay::io::gguf::f16_bytes(&[d, min]));
+        let q = |v: f32| ((v - min) * id).round().clamp(0.0, 15.0) as u8;
+        out.extend((0..16).map(|j| q(block[j]) | (q(block[j + 16]) << 4)));
+    }
+    out
+}
+
 /// A Llama checkpoint as llama.cpp's converter writes it: GGUF names, permuted q/k, metadata.
 fn to_gguf(weights: &LlamaWeights, arch: &str) -> Vec<u8> {
     to_gguf_as(weights, arch, saeplay::io::gguf::GgmlType::F32)
 }
 
-/// [`to_gguf`] with the blocks' matrices stored as `matrices` (F32, F16 or Q8_0).
+/// [`to_gguf`] with the blocks' matrices stored as `matrices` (F32, F16, Q8_0 or Q4_1).
 fn to_gguf_as(
     weights: &LlamaWeights,
     arch: &str,
@@ -390,6 +407,7 @@ fn to_gguf_with_tokenizer(
         let bytes = match ty {
             GgmlType::F16 => f16_bytes(&values),
             GgmlType::Q8_0 => q8_0_bytes(&values),
+            GgmlType::Q4_1 => q4_1_bytes(&values),
             _ => f32_bytes(&values),
         };
         tensors.push((gguf_name(name), ne, ty, bytes));
@@ -582,6 +600,129 @@ fn packed_gguf_matrices_run_like_their_unpacked_values() {
         // 15 positions unpack each matrix whole; 5 take the host path that unpacks row by row.
         assert_matches_reference(&unpacked, &model, &ids(15, 31), 1e-4);
         assert_matches_reference(&unpacked, &model, &ids(5, 32), 1e-4);
+    }
+}
+
+/// A GGUF's packed matrices on the CPU run on host buffers (`host_llama`): its logits and every
+/// hook equal the burn forward's on the same packed weights, for many rows (each matrix unpacked
+/// for `gemm`) and for one token at a time with the key/value cache (the packed rows dotted as
+/// they are), with patches (an add, a replace, a function) and a forward that stops early.
+#[test]
+fn host_forward_on_packed_weights_equals_the_burn_forward() {
+    use saeplay::io::gguf::GgmlType;
+    use saeplay::model::{HookContext, PatchOp};
+    for (matrices, tied, seed) in [(GgmlType::Q4_1, true, 41), (GgmlType::Q8_0, false, 42)] {
+        let (_, _, host) = packed_gguf(seed, tied, matrices);
+        let model = host.upload(&cpu_device()).unwrap().model;
+        assert!(model.has_host_forward(), "{matrices}: packed on the CPU");
+        let burn = model.clone().burn_forward_only();
+        assert!(!burn.has_host_forward());
+        let dims = model.dims().clone();
+        let read = |t: burn::tensor::Tensor<3>| block_on(read_f32(t)).unwrap();
+        let max_diff = |a: &[f32], b: &[f32]| {
+            assert_eq!(a.len(), b.len());
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max)
+        };
+        let batch = [ids(11, seed as u32), ids(11, seed as u32 + 1)];
+        let every_hook = Hooks::capture(HookPoint::all(&dims));
+        for logits_for in [LogitsFor::AllPositions, LogitsFor::LastPosition] {
+            let a = model.forward(&batch, &every_hook, logits_for).unwrap();
+            let b = burn.forward(&batch, &every_hook, logits_for).unwrap();
+            let diff = max_diff(&read(a.logits), &read(b.logits));
+            assert!(diff < 1e-4, "{matrices}: logits differ by {diff}");
+            assert_eq!(a.captured.len(), b.captured.len());
+            for ((hook_a, x), (hook_b, y)) in a.captured.into_iter().zip(b.captured) {
+                assert_eq!(hook_a, hook_b);
+                assert_eq!(x.dims(), y.dims(), "{hook_a}");
+                let diff = max_diff(&read(x), &read(y));
+                assert!(diff < 1e-4, "{matrices}: {hook_a} differs by {diff}");
+            }
+        }
+        // A capture that stops after the first block.
+        let stop = [HookPoint::ResidPre(1)];
+        let (a, b) = (
+            model.capture(&batch, &stop).unwrap(),
+            burn.capture(&batch, &stop).unwrap(),
+        );
+        assert!(max_diff(&read(a[0].1.clone()), &read(b[0].1.clone())) < 1e-4);
+
+        let device = cpu_device();
+        let d = dims.d_model;
+        let steer: Vec<f32> = (0..d).map(|i| (i as f32 - 10.0) / 7.0).collect();
+        let d_mlp = HookPoint::MlpPost(1).width(&dims);
+        let replace: Vec<f32> = (0..2 * 11 * d_mlp)
+            .map(|i| ((i % 13) as f32 - 6.0) / 9.0)
+            .collect();
+        let patched = Hooks::capture([HookPoint::ResidPost(1)])
+            .with_patch(
+                HookPoint::ResidMid(0),
+                PatchOp::Add(saeplay::backend::float_tensor(steer, [1, 1, d], &device)),
+            )
+            .with_patch(
+                HookPoint::MlpPost(1),
+                PatchOp::Replace(saeplay::backend::float_tensor(
+                    replace,
+                    [2, 11, d_mlp],
+                    &device,
+                )),
+            )
+            .with_patch(
+                HookPoint::AttnZ(0),
+                PatchOp::Map(std::sync::Arc::new(
+                    |x: burn::tensor::Tensor<3>, _: HookContext| x * 0.5,
+                )),
+            );
+        let a = model
+            .forward(&batch, &patched, LogitsFor::AllPositions)
+            .unwrap();
+        let b = burn
+            .forward(&batch, &patched, LogitsFor::AllPositions)
+            .unwrap();
+        let plain = model
+            .forward(&batch, &Hooks::none(), LogitsFor::AllPositions)
+            .unwrap();
+        let a_logits = read(a.logits);
+        assert!(
+            max_diff(&a_logits, &read(plain.logits)) > 1e-2,
+            "the patches changed nothing"
+        );
+        assert!(max_diff(&a_logits, &read(b.logits)) < 1e-4);
+        assert!(
+            max_diff(
+                &read(a.captured[0].1.clone()),
+                &read(b.captured[0].1.clone())
+            ) < 1e-4
+        );
+
+        // One token at a time after a prompt, against the burn forward of the whole sequence.
+        let tokens = ids(14, seed as u32 + 2);
+        let full = read(
+            burn.forward(
+                std::slice::from_ref(&tokens),
+                &Hooks::none(),
+                LogitsFor::AllPositions,
+            )
+            .unwrap()
+            .logits,
+        );
+        let mut cache = KvCache::new(dims.n_layers);
+        let mut pieces = Vec::new();
+        for chunk in std::iter::once(&tokens[..9]).chain(tokens[9..].chunks(1)) {
+            let out = model
+                .forward_cached(
+                    &[chunk.to_vec()],
+                    &mut cache,
+                    &Hooks::none(),
+                    LogitsFor::AllPositions,
+                )
+                .unwrap();
+            pieces.extend(read(out.logits));
+        }
+        let diff = max_diff(&full, &pieces);
+        assert!(diff < 1e-4, "{matrices}: cached logits differ by {diff}");
     }
 }
 

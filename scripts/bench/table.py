@@ -56,6 +56,30 @@ def main(folder):
             print(f"| {key[0]} | {key[1]} | {fmt(small_cli[key])} | {fmt(small_torch.get(key))} "
                   f"| {ratio(small_cli[key], small_torch.get(key))} |")
 
+    smol_cli, smol_torch = index(load(folder, "saeplay-cli-smollm2.json")), index(load(folder, "pytorch-smollm2.json"))
+    if smol_cli:
+        print("\n## SmolLM2-135M (Q4_1 GGUF; PyTorch runs it dequantised to float32): tokens/s\n")
+        print("| work | shape | saeplay CLI | PyTorch CPU | CLI / PyTorch |\n|---|---|---|---|---|")
+        for key in sorted(smol_cli, key=lambda k: k[0] != "forward"):
+            print(f"| {key[0]} | {key[1]} | {fmt(smol_cli[key])} | {fmt(smol_torch.get(key))} "
+                  f"| {ratio(smol_cli[key], smol_torch.get(key))} |")
+
+    generation = []
+    for name, label in (("gpt2-small", "GPT-2 small (random weights)"), ("smollm2", "SmolLM2-135M")):
+        page = index(load(folder, f"saeplay-page-{name}.json"))
+        web, node = index(load(folder, f"ort-web-1-{name}.json")), index(load(folder, f"ort-node-1-{name}.json"))
+        cli = index(load(folder, f"saeplay-cli-{name}.json"))
+        for key in page:
+            if key[0] == "generate":
+                generation.append((label, key[1], page[key], web.get(key), cli.get(key), node.get(key)))
+    if generation:
+        print("\n## Real models, generation with the key/value cache: tokens/s per sequence, 16-token prompt\n")
+        print("| model | tokens | saeplay page (CPU) | ort-web 1 thread | page / ort-web | saeplay CLI | ort-node 1 thread |")
+        print("|---|---|---|---|---|---|---|")
+        for label, shape, page, web, cli, node in generation:
+            print(f"| {label} | {shape} | {page:,.1f} | {'-' if web is None else f'{web:,.1f}'} | {ratio(page, web)} "
+                  f"| {'-' if cli is None else f'{cli:,.1f}'} | {'-' if node is None else f'{node:,.1f}'} |")
+
     names = {"relu": "standard", "matryoshka": "matryoshka_batchtopk"}
     torch_sae = {(names.get(r["arch"], r["arch"]), r["d_sae"]): r["vectors_per_s"]
                  for r in load(folder, "pytorch-sae.json") if r.get("kind") == "sae_train"}

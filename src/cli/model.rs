@@ -4,12 +4,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use saeplay::backend::{BackendKind, block_on, float_tensor, read_f32};
+use saeplay::backend::{block_on, float_tensor, read_f32};
 use saeplay::model::files::{HfFiles, HostWeights, ModelFiles};
 use saeplay::model::fixtures::{LlamaSpec, TinySpec, tiny_checkpoint, tiny_llama_checkpoint};
 use saeplay::model::readout::forward_tensors;
 use saeplay::model::{
-    Generation, HookPoint, Hooks, LogitsFor, Model, SamplingConfig, Step, greedy_tokens,
+    Generation, HookPoint, Hooks, LogitsFor, SamplingConfig, Step, greedy_tokens,
 };
 use saeplay::sae::sae_hooks::SaeHookPoint;
 use saeplay::{Result, SaeplayError};
@@ -430,9 +430,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     } else {
         loaded.model.clone()
     };
-    let engine = match (&model, model_args.backend) {
-        (Model::Gpt2(gpt2), BackendKind::Cpu) if gpt2.has_host_forward() => "host",
-        _ => "burn",
+    let engine = if model.has_host_forward() {
+        "host"
+    } else {
+        "burn"
     };
     let peer = format!("saeplay-{}-{engine}", model_args.backend.name());
     if !json {

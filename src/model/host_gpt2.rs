@@ -9,8 +9,8 @@ use super::config::{Activation, Gpt2Config};
 use super::gpt2::{Gpt2Params, ParamTensor};
 use super::hooks::{HookPoint, Hooks};
 use super::host_ops::{
-    MatRef, add_into, for_each_chunk, gelu_erf, gelu_tanh, linear, matmul, normalize_rows, relu,
-    repeat_rows, scale_shift_rows, softmax_prefix,
+    HostKv, MatRef, QkvLayout, add_into, causal_attention, for_each_chunk, gelu_erf, gelu_tanh,
+    linear, matmul, normalize_rows, relu, repeat_rows, scale_shift_rows,
 };
 use super::processing::{LM_HEAD_BIAS, LM_HEAD_WEIGHT};
 use super::transformer::{Captured, HookRun, LogitsFor};
@@ -51,13 +51,6 @@ impl std::fmt::Debug for HostGpt2 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "HostGpt2({} blocks, d {})", self.blocks.len(), self.d)
     }
-}
-
-/// Keys and values of one layer on the host: `[batch, head, pos, d_head]`.
-#[derive(Clone, Debug, Default)]
-pub struct HostKv {
-    keys: Vec<f32>,
-    values: Vec<f32>,
 }
 
 impl HostGpt2 {
@@ -219,7 +212,17 @@ impl HostGpt2 {
             normalize_rows(&mut normed, d, self.eps);
             scale_shift_rows(&mut normed, &block.ln_1.0, &block.ln_1.1);
             let qkv = linear(&normed, n, &block.c_attn.0, &block.c_attn.1);
-            let mut z = self.attention(l, &qkv, (b, t), offset, &mut cache[l]);
+            let layout = QkvLayout {
+                heads: self.heads,
+                kv_heads: self.heads,
+                d_head: self.d_head,
+                row: 3 * d,
+                q: 0,
+                k: d,
+                v: 2 * d,
+            };
+            let scale = self.attn_scales[l];
+            let mut z = causal_attention(&qkv, layout, (b, t), offset, scale, &mut cache[l]);
             run.site(HookPoint::AttnZ(l), &mut z, [b, t, d])?;
             let mut attn_out = linear(&z, n, &block.attn_proj.0, &block.attn_proj.1);
             run.site(HookPoint::AttnOut(l), &mut attn_out, [b, t, d])?;
@@ -276,87 +279,6 @@ impl HostGpt2 {
         let logits = float_tensor(logits, [b, t_out, self.vocab], device);
         Ok((Some(logits), run.run.captured))
     }
-
-    /// Causal self-attention of the new positions in `qkv` `[b * t, 3d]` over the cached and new
-    /// keys; appends the new keys and values to `kv`. Returns `z` `[b * t, heads * d_head]`.
-    fn attention(
-        &self,
-        layer: usize,
-        qkv: &[f32],
-        (b, t): (usize, usize),
-        offset: usize,
-        kv: &mut HostKv,
-    ) -> Vec<f32> {
-        let (d, heads, dh) = (self.d, self.heads, self.d_head);
-        let total = offset + t;
-        // The cache grows to [b, head, total, dh]: old positions first, then the new ones.
-        let mut keys = vec![0.0f32; b * heads * total * dh];
-        let mut values = vec![0.0f32; b * heads * total * dh];
-        for (bh, (k_seq, v_seq)) in keys
-            .chunks_exact_mut(total * dh)
-            .zip(values.chunks_exact_mut(total * dh))
-            .enumerate()
-        {
-            let (bi, h) = (bh / heads, bh % heads);
-            if offset > 0 {
-                k_seq[..offset * dh].copy_from_slice(&kv.keys[bh * offset * dh..][..offset * dh]);
-                v_seq[..offset * dh].copy_from_slice(&kv.values[bh * offset * dh..][..offset * dh]);
-            }
-            for i in 0..t {
-                let row = &qkv[(bi * t + i) * 3 * d..][..3 * d];
-                k_seq[(offset + i) * dh..][..dh].copy_from_slice(&row[d + h * dh..][..dh]);
-                v_seq[(offset + i) * dh..][..dh].copy_from_slice(&row[2 * d + h * dh..][..dh]);
-            }
-        }
-
-        // Per (batch, head): scores [t, total] = q k^T * scale, masked softmax, z = pattern v.
-        let scale = self.attn_scales[layer];
-        let mut z_heads = vec![0.0f32; b * heads * t * dh]; // [b, head, t, dh]
-        // Queries go in blocks that read only the keys they can see: half the work of a causal
-        // forward from position 0.
-        const QUERY_BLOCK: usize = 32;
-        for_each_chunk(&mut z_heads, t * dh, |bh, z| {
-            let bi = bh / heads;
-            let h = bh % heads;
-            let k_seq = &keys[bh * total * dh..][..total * dh];
-            let v_seq = &values[bh * total * dh..][..total * dh];
-            let mut scores = vec![0.0f32; QUERY_BLOCK.min(t) * total];
-            for first in (0..t).step_by(QUERY_BLOCK) {
-                let rows = QUERY_BLOCK.min(t - first);
-                let seen = offset + first + rows; // keys visible to the block's last query
-                let q = MatRef {
-                    data: &qkv[(bi * t + first) * 3 * d + h * dh..],
-                    rows,
-                    cols: dh,
-                    row_stride: 3 * d,
-                    col_stride: 1,
-                };
-                let block = &mut scores[..rows * seen];
-                matmul(block, q, MatRef::transposed(k_seq, dh, seen), scale, false);
-                for (i, row) in block.chunks_exact_mut(seen).enumerate() {
-                    softmax_prefix(row, offset + first + i + 1);
-                }
-                matmul(
-                    &mut z[first * dh..(first + rows) * dh],
-                    MatRef::rows(block, rows, seen),
-                    MatRef::rows(v_seq, seen, dh),
-                    1.0,
-                    false,
-                );
-            }
-        });
-        *kv = HostKv { keys, values };
-
-        // [b, head, t, dh] -> [b, t, head * dh]
-        let mut z = vec![0.0f32; b * t * d];
-        for (bh, z_head) in z_heads.chunks_exact(t * dh).enumerate() {
-            let (bi, h) = (bh / heads, bh % heads);
-            for (i, row) in z_head.chunks_exact(dh).enumerate() {
-                z[(bi * t + i) * d + h * dh..][..dh].copy_from_slice(row);
-            }
-        }
-        z
-    }
 }
 
 /// `1/sqrt(d_head)` and `1/(layer+1)` as the config asks (Hugging Face's `_attn`).
@@ -373,14 +295,14 @@ pub(crate) fn attention_scale(config: &Gpt2Config, layer: usize) -> f64 {
 
 /// Hook sites on host buffers: a site no hook touches costs two comparisons; a captured one is
 /// copied into a tensor; a patched one goes through the patch as a tensor and is read back.
-struct HostHooks<'a> {
-    run: HookRun<'a>,
-    hooks: &'a Hooks,
-    device: &'a Device,
+pub(crate) struct HostHooks<'a> {
+    pub run: HookRun<'a>,
+    pub hooks: &'a Hooks,
+    pub device: &'a Device,
 }
 
 impl HostHooks<'_> {
-    fn site(&mut self, hook: HookPoint, x: &mut Vec<f32>, shape: [usize; 3]) -> Result<()> {
+    pub fn site(&mut self, hook: HookPoint, x: &mut Vec<f32>, shape: [usize; 3]) -> Result<()> {
         let patched = self.hooks.patches.iter().any(|p| p.hook == hook);
         if !patched && !self.hooks.capture.contains(&hook) {
             return Ok(());

@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::dims::ModelDims;
 use super::hooks::{HookPoint, Hooks};
+use super::host_llama::{HostLinear, HostLlama, HostLlamaBlock};
 use super::llama_config::LlamaConfig;
 use super::llama_weights::{EMBED, FINAL_NORM, LM_HEAD, LlamaWeights, layer_prefix};
 use super::quantised::QuantisedMatrix;
@@ -181,12 +182,15 @@ pub struct Llama {
     norm: Tensor<1>, // [d]
     /// Attention patterns and RMS scales cut from the gradient (attribution); values unchanged.
     frozen: bool,
+    /// Packed matrices on a CPU device: inference runs on host buffers (`host_llama`), sharing
+    /// the packed matrices with the fields above.
+    host: Option<Arc<HostLlama>>,
 }
 
-/// Upload a host tensor, taking its memory.
-fn upload_vector(tensor: HostTensor, device: &Device) -> Tensor<1> {
-    let n = tensor.values.len();
-    float_tensor(tensor.values, [n], device)
+/// Upload a vector, taking its memory.
+fn upload_vector(values: Vec<f32>, device: &Device) -> Tensor<1> {
+    let n = values.len();
+    float_tensor(values, [n], device)
 }
 
 /// Upload a torch `[out, in]` weight as `[in, out]`, transposed on the host so the matmul reads
@@ -220,9 +224,12 @@ impl Llama {
         };
         let biases = config.biases();
         let mut blocks = Vec::with_capacity(config.num_hidden_layers);
+        // The host forward's view of the same weights: packed matrices are shared, vectors
+        // copied (they are small). `None` as soon as one matrix is not packed.
+        let mut host_blocks = Some(Vec::with_capacity(config.num_hidden_layers));
         for l in 0..config.num_hidden_layers {
             let p = layer_prefix(l);
-            let mut linear = |name: &str, bias: bool| -> Result<Linear> {
+            let mut linear = |name: &str, bias: bool| -> Result<(Linear, Option<HostLinear>)> {
                 let weight_name = format!("{p}{name}.weight");
                 let weight = match quantised.remove(&weight_name) {
                     Some(matrix) if packed => LinearWeight::Packed(Arc::new(matrix)),
@@ -231,31 +238,69 @@ impl Llama {
                     }
                     None => LinearWeight::Dense(upload_linear_weight(take(&weight_name)?, device)),
                 };
-                Ok(Linear {
-                    weight,
-                    bias: if bias {
-                        Some(upload_vector(take(&format!("{p}{name}.bias"))?, device))
-                    } else {
-                        None
-                    },
-                })
+                let bias = if bias {
+                    Some(take(&format!("{p}{name}.bias"))?.values)
+                } else {
+                    None
+                };
+                let host = match &weight {
+                    LinearWeight::Packed(matrix) => Some(HostLinear {
+                        weight: Arc::clone(matrix),
+                        bias: bias.clone(),
+                    }),
+                    LinearWeight::Dense(_) => None,
+                };
+                let bias = bias.map(|values| upload_vector(values, device));
+                Ok((Linear { weight, bias }, host))
             };
-            let q_proj = linear("self_attn.q_proj", biases.qkv)?;
-            let k_proj = linear("self_attn.k_proj", biases.qkv)?;
-            let v_proj = linear("self_attn.v_proj", biases.qkv)?;
-            let o_proj = linear("self_attn.o_proj", biases.output)?;
-            let gate_proj = linear("mlp.gate_proj", false)?;
-            let up_proj = linear("mlp.up_proj", false)?;
-            let down_proj = linear("mlp.down_proj", false)?;
+            let (q_proj, host_q) = linear("self_attn.q_proj", biases.qkv)?;
+            let (k_proj, host_k) = linear("self_attn.k_proj", biases.qkv)?;
+            let (v_proj, host_v) = linear("self_attn.v_proj", biases.qkv)?;
+            let (o_proj, host_o) = linear("self_attn.o_proj", biases.output)?;
+            let (gate_proj, host_gate) = linear("mlp.gate_proj", false)?;
+            let (up_proj, host_up) = linear("mlp.up_proj", false)?;
+            let (down_proj, host_down) = linear("mlp.down_proj", false)?;
+            let input_layernorm = take(&format!("{p}input_layernorm.weight"))?.values;
+            let post_attention_layernorm =
+                take(&format!("{p}post_attention_layernorm.weight"))?.values;
+            host_blocks = match (
+                host_blocks,
+                host_q,
+                host_k,
+                host_v,
+                host_o,
+                host_gate,
+                host_up,
+                host_down,
+            ) {
+                (
+                    Some(mut list),
+                    Some(q_proj),
+                    Some(k_proj),
+                    Some(v_proj),
+                    Some(o_proj),
+                    Some(gate_proj),
+                    Some(up_proj),
+                    Some(down_proj),
+                ) => {
+                    list.push(HostLlamaBlock {
+                        input_layernorm: input_layernorm.clone(),
+                        q_proj,
+                        k_proj,
+                        v_proj,
+                        o_proj,
+                        post_attention_layernorm: post_attention_layernorm.clone(),
+                        gate_proj,
+                        up_proj,
+                        down_proj,
+                    });
+                    Some(list)
+                }
+                _ => None,
+            };
             blocks.push(Block {
-                input_layernorm: upload_vector(
-                    take(&format!("{p}input_layernorm.weight"))?,
-                    device,
-                ),
-                post_attention_layernorm: upload_vector(
-                    take(&format!("{p}post_attention_layernorm.weight"))?,
-                    device,
-                ),
+                input_layernorm: upload_vector(input_layernorm, device),
+                post_attention_layernorm: upload_vector(post_attention_layernorm, device),
                 q_proj,
                 k_proj,
                 v_proj,
@@ -278,18 +323,50 @@ impl Llama {
         } else {
             vocab_matrix(LM_HEAD)?
         };
-        let norm = upload_vector(take(FINAL_NORM)?, device);
+        let norm = take(FINAL_NORM)?.values;
+        let inv_freq = config.inv_freq()?;
+        let dims = config.dims();
+        let host = match (host_blocks, &embed_tokens, &unembed_rows) {
+            (Some(blocks), VocabMatrix::Packed(embed), VocabMatrix::Packed(unembed)) => {
+                Some(Arc::new(HostLlama {
+                    d: dims.d_model,
+                    heads: dims.n_heads,
+                    kv_heads: dims.n_key_value_heads,
+                    d_head: dims.d_head,
+                    vocab: dims.d_vocab,
+                    eps: config.rms_norm_eps as f32,
+                    inv_freq: inv_freq.clone(),
+                    embed_tokens: Arc::clone(embed),
+                    unembed_rows: Arc::clone(unembed),
+                    blocks,
+                    norm: norm.clone(),
+                }))
+            }
+            _ => None,
+        };
         Ok(Self {
-            inv_freq: config.inv_freq()?,
-            dims: config.dims(),
+            inv_freq,
+            dims,
             config,
             device: device.clone(),
             embed_tokens,
             unembed_rows,
             blocks,
-            norm,
+            norm: upload_vector(norm, device),
             frozen: false,
+            host,
         })
+    }
+
+    /// This model with inference on burn's tensor ops even when its matrices are packed on the
+    /// CPU (tests and benchmarks compare the two forwards).
+    pub fn burn_forward_only(self) -> Self {
+        Self { host: None, ..self }
+    }
+
+    /// Whether inference runs on host buffers (packed matrices on a CPU device).
+    pub fn has_host_forward(&self) -> bool {
+        self.host.is_some()
     }
 
     /// This model on the autodiff twin of its device, every matrix unpacked, with attention
@@ -367,6 +444,7 @@ impl Llama {
                 .collect(),
             norm: lift1(&self.norm),
             frozen: true,
+            host: None,
         })
     }
 
@@ -421,6 +499,24 @@ impl Llama {
         let offset = cache.len;
         let (b, t, flat) = check_ids(&self.dims, batch, offset)?;
         check_patches(&self.dims, hooks, b, offset + t)?;
+        if let Some(host) = &self.host
+            && (offset == 0 || cache.host.len() == self.blocks.len())
+        {
+            let (logits, captured) = host.forward(
+                &flat,
+                (b, t),
+                &mut cache.host,
+                offset,
+                hooks,
+                logits_for,
+                stop_at_layer,
+                &self.device,
+            )?;
+            if logits.is_some() {
+                cache.len = offset + t;
+            }
+            return Ok((logits, captured));
+        }
         let d = self.dims.d_model;
         let mut run = HookRun::new(hooks, offset);
 

@@ -11,6 +11,7 @@ pub mod gguf_model;
 pub mod gpt2;
 pub mod hooks;
 mod host_gpt2;
+mod host_llama;
 pub(crate) mod host_ops;
 pub mod llama;
 pub mod llama_config;

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor};
 use super::dims::ModelDims;
 use super::gpt2::Gpt2;
 use super::hooks::{HookContext, HookPoint, Hooks, PatchOp};
-use super::host_gpt2::HostKv;
+use super::host_ops::HostKv;
 use super::llama::Llama;
 use crate::backend::float_tensor;
 use crate::error::{Result, SaeplayError};
@@ -129,11 +129,19 @@ impl Model {
     }
 
     /// This model with inference on burn's tensor ops even on the CPU (see
-    /// [`Gpt2::burn_forward_only`]; other families always use them).
+    /// [`Gpt2::burn_forward_only`] and [`Llama::burn_forward_only`]).
     pub fn burn_forward_only(self) -> Self {
         match self {
             Self::Gpt2(model) => Self::Gpt2(model.burn_forward_only()),
-            other => other,
+            Self::Llama(model) => Self::Llama(model.burn_forward_only()),
+        }
+    }
+
+    /// Whether inference runs on host buffers (see `host_gpt2` and `host_llama`).
+    pub fn has_host_forward(&self) -> bool {
+        match self {
+            Self::Gpt2(model) => model.has_host_forward(),
+            Self::Llama(model) => model.has_host_forward(),
         }
     }
 
