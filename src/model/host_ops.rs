@@ -119,6 +119,11 @@ unsafe fn product_columns(
     accumulate: bool,
     parallelism: gemm::Parallelism,
 ) {
+    if a.rows == 1 && b.col_stride == 1 {
+        // SAFETY: as the caller promised: these columns of `out`'s one row are ours alone.
+        let out = unsafe { std::slice::from_raw_parts_mut(out.add(columns.start), columns.len()) };
+        return row_times_matrix(out, a, b, columns.start, scale, accumulate);
+    }
     // SAFETY: as the caller promised; the offsets stay inside `out` and `b`.
     unsafe {
         gemm::gemm(
@@ -142,6 +147,44 @@ unsafe fn product_columns(
             false,
             parallelism,
         );
+    }
+}
+
+/// `out = scale * a @ b[:, first..first + out.len()] (+ out)` for a one-row `a` and a row-major
+/// `b`: a generated token's product with a weight stored `[in, out]` (GPT-2's Conv1D). `gemm`
+/// runs it as one axpy per input, loading and storing the whole output row each time; here four
+/// rows of `b` add into the output at once, streamed in order.
+fn row_times_matrix(
+    out: &mut [f32],
+    a: MatRef,
+    b: MatRef,
+    first: usize,
+    scale: f32,
+    accumulate: bool,
+) {
+    let width = out.len();
+    if !accumulate {
+        out.fill(0.0);
+    }
+    let x = |i: usize| a.data[i * a.col_stride] * scale;
+    let row = |i: usize| &b.data[i * b.row_stride + first..][..width];
+    let mut i = 0;
+    while i + 4 <= a.cols {
+        let (x0, x1, x2, x3) = (x(i), x(i + 1), x(i + 2), x(i + 3));
+        let rows = out
+            .iter_mut()
+            .zip(row(i))
+            .zip(row(i + 1))
+            .zip(row(i + 2))
+            .zip(row(i + 3));
+        for ((((o, w0), w1), w2), w3) in rows {
+            *o += x0 * w0 + x1 * w1 + x2 * w2 + x3 * w3;
+        }
+        i += 4;
+    }
+    for i in i..a.cols {
+        let xi = x(i);
+        out.iter_mut().zip(row(i)).for_each(|(o, w)| *o += xi * w);
     }
 }
 
@@ -519,6 +562,19 @@ mod tests {
     /// `1 + scale * a @ bt^T` (accumulating into ones) or `scale * a @ bt^T`, through [`matmul`]
     /// with `bt` read transposed in place, against f64 loops.
     fn check_product(m: usize, k: usize, n: usize, scale: f32, accumulate: bool) {
+        check_product_in(m, k, n, scale, accumulate, false)
+    }
+
+    /// `check_product` with `b` stored transposed (`[n, k]`, read as a view) or, with
+    /// `b_row_major`, as `[k, n]`.
+    fn check_product_in(
+        m: usize,
+        k: usize,
+        n: usize,
+        scale: f32,
+        accumulate: bool,
+        b_row_major: bool,
+    ) {
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
             .collect();
@@ -527,13 +583,13 @@ mod tests {
             .collect();
         let base = if accumulate { 1.0 } else { 0.0 };
         let mut out = vec![base as f32; m * n];
-        matmul(
-            &mut out,
-            MatRef::rows(&a, m, k),
-            MatRef::transposed(&bt, k, n),
-            scale,
-            accumulate,
-        );
+        let b_rows = transpose(&bt, n, k);
+        let b = if b_row_major {
+            MatRef::rows(&b_rows, k, n)
+        } else {
+            MatRef::transposed(&bt, k, n)
+        };
+        matmul(&mut out, MatRef::rows(&a, m, k), b, scale, accumulate);
         for i in 0..m {
             for j in 0..n {
                 let direct: f64 = (0..k)
@@ -562,6 +618,15 @@ mod tests {
         for m in [1, 3] {
             check_product(m, 300, 1000, 1.0, false);
         }
+    }
+
+    #[test]
+    fn one_row_products_with_row_major_weights_match_loops() {
+        // A generated token against a GPT-2 Conv1D weight: whole register blocks and a rest.
+        for (n, accumulate) in [(1000, false), (1000, true), (64, true), (7, false)] {
+            check_product_in(1, 300, n, 0.5, accumulate, true);
+        }
+        check_product_in(3, 300, 1000, 1.0, false, true);
     }
 
     #[test]
