@@ -13,30 +13,86 @@ use burn::tensor::{Device, Tensor};
 
 use super::hooks::{HookPoint, Hooks};
 use super::host_gpt2::HostHooks;
-use super::host_ops::{HostKv, MatRef, QkvLayout, add_into, causal_attention, matmul};
+use super::host_ops::{
+    HostKv, MatRef, QkvLayout, add_into, causal_attention, fast_exp, matmul, sum_squares,
+};
 use super::quantised::QuantisedMatrix;
 use super::transformer::{Captured, HookRun, LogitsFor};
 use crate::backend::float_tensor;
 use crate::error::{Result, SaeplayError};
 
-/// Rows of input up to which a packed product dots the packed rows directly (generation);
-/// above it each matrix is unpacked (in pieces) and multiplied by `gemm`.
-const PACKED_ROWS: usize = 8;
+/// Rows of input up to which a packed product reads each packed row once (generation); above
+/// it each matrix is unpacked (in pieces) and multiplied by `gemm` here, by burn in `llama.rs`.
+pub(crate) const PACKED_ROWS: usize = 8;
 
 /// Values of a packed matrix unpacked at once: a vocabulary-sized matrix (SmolLM2's embedding:
 /// 113 MB as f32) goes through in pieces of at most this many.
-const UNPACKED_PIECE: usize = 1 << 21;
+pub(crate) const UNPACKED_PIECE: usize = 1 << 21;
+
+/// A packed torch-layout matrix `[out, in]` as the host forward multiplies by it.
+#[derive(Debug)]
+pub(crate) struct PackedWeight {
+    pub matrix: Arc<QuantisedMatrix>,
+    /// Natively, the values unpacked the first time a product of more than [`PACKED_ROWS`] rows
+    /// needs them, and kept: a CLI forward then costs what `gemm` does (PyTorch holds the same
+    /// f32 values). A tab cannot spare the memory, and unpacks in pieces at each product.
+    #[cfg(not(target_arch = "wasm32"))]
+    unpacked: std::sync::OnceLock<Vec<f32>>,
+}
+
+impl PackedWeight {
+    pub fn new(matrix: Arc<QuantisedMatrix>) -> Self {
+        Self {
+            matrix,
+            #[cfg(not(target_arch = "wasm32"))]
+            unpacked: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `x @ M^T` for `x` `[n, in]`: `[n, out]`.
+    pub fn times_transposed(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let matrix = &self.matrix;
+        if n <= PACKED_ROWS {
+            return matrix.matmul_transposed(x, n);
+        }
+        let (rows, cols) = (matrix.rows, matrix.cols);
+        let mut y = vec![0.0f32; n * rows];
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let values = self.unpacked.get_or_init(|| matrix.dequantize());
+            let w = MatRef::transposed(values, cols, rows);
+            matmul(&mut y, MatRef::rows(x, n, cols), w, 1.0, false);
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let piece_rows = (UNPACKED_PIECE / cols.max(1)).max(1);
+            let mut piece = Vec::new();
+            for start in (0..rows).step_by(piece_rows) {
+                let part = start..(start + piece_rows).min(rows);
+                let len = part.len();
+                let unpacked = matrix.unpack_rows(part);
+                piece.resize(n * len, 0.0);
+                let w = MatRef::transposed(&unpacked, cols, len);
+                matmul(&mut piece, MatRef::rows(x, n, cols), w, 1.0, false);
+                for (out, values) in y.chunks_exact_mut(rows).zip(piece.chunks_exact(len)) {
+                    out[start..start + len].copy_from_slice(values);
+                }
+            }
+        }
+        y
+    }
+}
 
 /// `x @ W^T + bias` for a packed torch-layout `W` `[out, in]`.
 #[derive(Debug)]
 pub(crate) struct HostLinear {
-    pub weight: Arc<QuantisedMatrix>,
+    pub weight: PackedWeight,
     pub bias: Option<Vec<f32>>,
 }
 
 impl HostLinear {
     fn forward(&self, x: &[f32], n: usize) -> Vec<f32> {
-        let mut y = times_transposed(&self.weight, x, n);
+        let mut y = self.weight.times_transposed(x, n);
         if let Some(bias) = &self.bias {
             for row in y.chunks_exact_mut(bias.len()) {
                 add_into(row, bias);
@@ -44,36 +100,11 @@ impl HostLinear {
         }
         y
     }
-}
 
-/// `x @ M^T` for `x` `[n, cols]` and a packed `M` `[rows, cols]`: `[n, rows]`.
-pub(crate) fn times_transposed(matrix: &QuantisedMatrix, x: &[f32], n: usize) -> Vec<f32> {
-    if n <= PACKED_ROWS {
-        return matrix.matmul_transposed(x, n);
+    /// Outputs per input row.
+    fn width(&self) -> usize {
+        self.weight.matrix.rows
     }
-    let (rows, cols) = (matrix.rows, matrix.cols);
-    let piece_rows = (UNPACKED_PIECE / cols.max(1)).max(1);
-    if piece_rows >= rows {
-        let mut y = vec![0.0f32; n * rows];
-        let unpacked = matrix.unpack_rows(0..rows);
-        let w = MatRef::transposed(&unpacked, cols, rows);
-        matmul(&mut y, MatRef::rows(x, n, cols), w, 1.0, false);
-        return y;
-    }
-    let mut y = vec![0.0f32; n * rows];
-    let mut piece = Vec::new();
-    for start in (0..rows).step_by(piece_rows) {
-        let part = start..(start + piece_rows).min(rows);
-        let len = part.len();
-        let unpacked = matrix.unpack_rows(part);
-        piece.resize(n * len, 0.0);
-        let w = MatRef::transposed(&unpacked, cols, len);
-        matmul(&mut piece, MatRef::rows(x, n, cols), w, 1.0, false);
-        for (out, values) in y.chunks_exact_mut(rows).zip(piece.chunks_exact(len)) {
-            out[start..start + len].copy_from_slice(values);
-        }
-    }
-    y
 }
 
 #[derive(Debug)]
@@ -100,7 +131,7 @@ pub(crate) struct HostLlama {
     pub eps: f32,
     pub inv_freq: Vec<f64>,
     pub embed_tokens: Arc<QuantisedMatrix>, // [vocab, d]
-    pub unembed_rows: Arc<QuantisedMatrix>, // [vocab, d]: embed_tokens when tied
+    pub unembed_rows: PackedWeight,         // [vocab, d]: embed_tokens when tied
     pub blocks: Vec<HostLlamaBlock>,
     pub norm: Vec<f32>,
 }
@@ -160,7 +191,7 @@ impl HostLlama {
                 (&block.v_proj, layout.v),
             ] {
                 let part = projection.forward(&normed, n);
-                let width = projection.weight.rows;
+                let width = projection.width();
                 for (row, values) in qkv
                     .chunks_exact_mut(layout.row)
                     .zip(part.chunks_exact(width))
@@ -190,9 +221,9 @@ impl HostLlama {
             let mut hidden = block.gate_proj.forward(&normed, n);
             let up = block.up_proj.forward(&normed, n);
             for (g, u) in hidden.iter_mut().zip(&up) {
-                *g = *g / (1.0 + (-*g).exp()) * u;
+                *g = *g / (1.0 + fast_exp(-*g)) * u;
             }
-            let d_mlp = block.up_proj.weight.rows;
+            let d_mlp = block.up_proj.width();
             run.site(HookPoint::MlpPost(l), &mut hidden, [b, t, d_mlp])?;
             let mut mlp_out = block.down_proj.forward(&hidden, n);
             run.site(HookPoint::MlpOut(l), &mut mlp_out, [b, t, d])?;
@@ -219,7 +250,7 @@ impl HostLlama {
         for row in last.chunks_exact_mut(d) {
             row.iter_mut().zip(&self.norm).for_each(|(v, w)| *v *= w);
         }
-        let logits = times_transposed(&self.unembed_rows, &last, b * t_out);
+        let logits = self.unembed_rows.times_transposed(&last, b * t_out);
         let logits = float_tensor(logits, [b, t_out, self.vocab], device);
         Ok((Some(logits), run.run.captured))
     }
@@ -227,7 +258,7 @@ impl HostLlama {
     /// Each row as `x / sqrt(mean(x^2) + eps)`, times `weight` when given, in place.
     fn rms_norm(&self, x: &mut [f32], weight: Option<&[f32]>) {
         for row in x.chunks_exact_mut(self.d) {
-            let mean_square = row.iter().map(|v| v * v).sum::<f32>() / self.d as f32;
+            let mean_square = sum_squares(row) / self.d as f32;
             let inv = 1.0 / (mean_square + self.eps).sqrt();
             match weight {
                 Some(w) => row.iter_mut().zip(w).for_each(|(v, w)| *v = *v * inv * w),

@@ -283,7 +283,7 @@ fn sum_lanes(row: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
-fn sum_squares(row: &[f32]) -> f32 {
+pub(crate) fn sum_squares(row: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let mut chunks = row.chunks_exact(8);
     for chunk in &mut chunks {

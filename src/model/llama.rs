@@ -9,7 +9,9 @@ use burn::tensor::{Device, Tensor};
 
 use super::dims::ModelDims;
 use super::hooks::{HookPoint, Hooks};
-use super::host_llama::{HostLinear, HostLlama, HostLlamaBlock};
+use super::host_llama::{
+    HostLinear, HostLlama, HostLlamaBlock, PACKED_ROWS, PackedWeight, UNPACKED_PIECE,
+};
 use super::llama_config::LlamaConfig;
 use super::llama_weights::{EMBED, FINAL_NORM, LM_HEAD, LlamaWeights, layer_prefix};
 use super::quantised::QuantisedMatrix;
@@ -56,19 +58,11 @@ impl Linear {
 /// Most bytes of packed matrices the page unpacks for an attribution graph.
 const MAX_PAGE_UNPACKED_BYTES: usize = 256 << 20;
 
-/// Rows of `x` up to which a packed matmul runs on the host, unpacking each weight row once
-/// (generation); above it the matrix is unpacked (in pieces) and multiplied by the backend.
-const HOST_MATMUL_ROWS: usize = 8;
-
-/// Values of a packed matrix unpacked at once above [`HOST_MATMUL_ROWS`]: a vocabulary-sized
-/// matrix (SmolLM2's embedding: 113 MB as f32) goes through in pieces of at most this many.
-const UNPACKED_PIECE: usize = 1 << 21;
-
 /// `x @ W^T` for `x` `[n, in]` and a packed `W` `[out, in]`.
 fn packed_matmul(x: Tensor<2>, matrix: &QuantisedMatrix) -> Tensor<2> {
     let n = x.dims()[0];
     let device = x.device();
-    if n <= HOST_MATMUL_ROWS
+    if n <= PACKED_ROWS
         && let Some(values) = read_f32_now(x.clone())
     {
         return float_tensor(
@@ -245,7 +239,7 @@ impl Llama {
                 };
                 let host = match &weight {
                     LinearWeight::Packed(matrix) => Some(HostLinear {
-                        weight: Arc::clone(matrix),
+                        weight: PackedWeight::new(Arc::clone(matrix)),
                         bias: bias.clone(),
                     }),
                     LinearWeight::Dense(_) => None,
@@ -337,7 +331,7 @@ impl Llama {
                     eps: config.rms_norm_eps as f32,
                     inv_freq: inv_freq.clone(),
                     embed_tokens: Arc::clone(embed),
-                    unembed_rows: Arc::clone(unembed),
+                    unembed_rows: PackedWeight::new(Arc::clone(unembed)),
                     blocks,
                     norm: norm.clone(),
                 }))
