@@ -55,6 +55,25 @@ pub fn check_fits(what: &str, needed: u64, limit: Option<u64>, advice: &str) -> 
     }
 }
 
+/// Most model bytes the page's capture helpers hold between them: each helper is a worker with
+/// its own copy of the model.
+pub const HELPER_MODEL_BYTES: u64 = 400 << 20;
+
+/// Most capture helpers, whatever the machine offers.
+pub const MAX_HELPERS: usize = 3;
+
+/// How many helper workers share a capture with the training worker: one per core beyond its
+/// own, at most [`MAX_HELPERS`], and only as many copies of a model of `model_bytes` as fit in
+/// [`HELPER_MODEL_BYTES`] (the built-in model is 4 MB; SmolLM2's GGUF, packed, about 100 MB;
+/// GPT-2 small, 500 MB as f32, gets none).
+pub fn capture_helpers(cores: usize, model_bytes: u64) -> usize {
+    let fit = HELPER_MODEL_BYTES / model_bytes.max(1);
+    cores
+        .saturating_sub(1)
+        .min(MAX_HELPERS)
+        .min(usize::try_from(fit).unwrap_or(usize::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +95,23 @@ mod tests {
             "{error}"
         );
         assert!(check_fits("training", 10, None, "").is_ok());
+    }
+
+    #[test]
+    fn capture_helpers_follow_cores_and_model_size() {
+        assert_eq!(capture_helpers(1, 4 << 20), 0, "one core: the worker alone");
+        assert_eq!(capture_helpers(2, 4 << 20), 1);
+        assert_eq!(capture_helpers(16, 4 << 20), MAX_HELPERS);
+        assert_eq!(
+            capture_helpers(8, 150 << 20),
+            2,
+            "two packed SmolLM2 copies fit"
+        );
+        assert_eq!(
+            capture_helpers(8, 500 << 20),
+            0,
+            "GPT-2 small is not copied"
+        );
+        assert_eq!(capture_helpers(0, 0), 0);
     }
 }

@@ -613,8 +613,14 @@ fn host_forward_on_packed_weights_equals_the_burn_forward() {
     use saeplay::model::{HookContext, PatchOp};
     for (matrices, tied, seed) in [(GgmlType::Q4_1, true, 41), (GgmlType::Q8_0, false, 42)] {
         let (_, _, host) = packed_gguf(seed, tied, matrices);
+        let HostWeights::Llama(parsed) = &host.weights else {
+            panic!("a GGUF is a Llama-family model");
+        };
+        let held = parsed.host_bytes() as u64;
         let model = host.upload(&cpu_device()).unwrap().model;
         assert!(model.has_host_forward(), "{matrices}: packed on the CPU");
+        // What the page's capture helpers are sized by: the packed bytes, as parsed.
+        assert_eq!(model.weight_bytes(), held, "{matrices}");
         let burn = model.clone().burn_forward_only();
         assert!(!burn.has_host_forward());
         let dims = model.dims().clone();

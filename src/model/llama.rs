@@ -358,6 +358,49 @@ impl Llama {
         Self { host: None, ..self }
     }
 
+    /// Bytes the weights take in memory: packed matrices as packed, the rest as f32.
+    pub fn weight_bytes(&self) -> u64 {
+        let dense = |t: &Tensor<2>| 4 * t.shape().num_elements() as u64;
+        let linear = |l: &Linear| {
+            let bias = l.bias.as_ref().map_or(0, |b| 4 * b.dims()[0] as u64);
+            bias + match &l.weight {
+                LinearWeight::Dense(t) => dense(t),
+                LinearWeight::Packed(m) => m.byte_len() as u64,
+            }
+        };
+        let vocab = |v: &VocabMatrix| match v {
+            VocabMatrix::Dense(t) => dense(t),
+            VocabMatrix::Packed(m) => m.byte_len() as u64,
+        };
+        let blocks: u64 = self
+            .blocks
+            .iter()
+            .map(|b| {
+                let norms =
+                    4 * (b.input_layernorm.dims()[0] + b.post_attention_layernorm.dims()[0]);
+                norms as u64
+                    + [
+                        &b.q_proj,
+                        &b.k_proj,
+                        &b.v_proj,
+                        &b.o_proj,
+                        &b.gate_proj,
+                        &b.up_proj,
+                        &b.down_proj,
+                    ]
+                    .into_iter()
+                    .map(linear)
+                    .sum::<u64>()
+            })
+            .sum();
+        let unembed = if self.config.tie_word_embeddings {
+            0
+        } else {
+            vocab(&self.unembed_rows)
+        };
+        blocks + vocab(&self.embed_tokens) + unembed + 4 * self.norm.dims()[0] as u64
+    }
+
     /// Whether inference runs on host buffers (packed matrices on a CPU device).
     pub fn has_host_forward(&self) -> bool {
         self.host.is_some()

@@ -96,6 +96,14 @@ impl From<Llama> for Model {
 }
 
 impl Model {
+    /// Bytes the weights take in memory as this model holds them (packed matrices as packed).
+    pub fn weight_bytes(&self) -> u64 {
+        match self {
+            Self::Gpt2(model) => 4 * model.dims().parameter_count as u64,
+            Self::Llama(model) => model.weight_bytes(),
+        }
+    }
+
     pub fn dims(&self) -> &ModelDims {
         match self {
             Self::Gpt2(model) => model.dims(),

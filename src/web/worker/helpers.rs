@@ -15,13 +15,6 @@ use crate::model::WeightProcessing;
 use crate::sae::pipeline::CaptureHelpers;
 use crate::ui::worker_protocol::{FromWorker, ToWorker};
 
-/// Largest model the helpers copy: each holds the model again (the built-in one is 4 MB; a
-/// GPT-2-small-sized one, 500 MB, is not copied).
-const MAX_HELPER_PARAMETERS: usize = 40_000_000;
-
-/// Most helpers, whatever the machine offers.
-const MAX_HELPERS: usize = 3;
-
 /// A helper's answers by request id.
 type Answers = Rc<RefCell<HashMap<u32, Result<Vec<f32>, String>>>>;
 
@@ -47,23 +40,21 @@ pub struct HelperPool {
 
 impl HelperPool {
     /// One helper per core beyond this worker's (the page's own thread is mostly idle while a
-    /// run captures); none for a model too large to copy, or where workers cannot start.
+    /// run captures), as many as `memory::capture_helpers` allows for a model of `model_bytes`;
+    /// none where workers cannot start.
     pub fn start(
         model_base: &str,
         processing: WeightProcessing,
         hook_name: &str,
-        parameters: usize,
+        model_bytes: u64,
     ) -> Option<Self> {
-        if parameters > MAX_HELPER_PARAMETERS {
-            return None;
-        }
         let cores = Reflect::get(&js_sys::global(), &"navigator".into())
             .and_then(|n| Reflect::get(&n, &"hardwareConcurrency".into()))
             .ok()
             .and_then(|c| c.as_f64())
             .unwrap_or(1.0) as usize;
         let mut helpers = Vec::new();
-        for _ in 0..cores.saturating_sub(1).min(MAX_HELPERS) {
+        for _ in 0..crate::memory::capture_helpers(cores, model_bytes) {
             let answers: Answers = Rc::default();
             let ready: Rc<Cell<bool>> = Rc::default();
             let held: Rc<RefCell<Vec<JsValue>>> = Rc::default();

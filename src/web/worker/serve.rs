@@ -175,7 +175,7 @@ async fn train(
                 &base,
                 processing,
                 &config.hook_name,
-                loaded.model.dims().parameter_count,
+                loaded.model.weight_bytes(),
             ),
         };
         let mut options = TrainOptions::in_page(&config);
