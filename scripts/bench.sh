@@ -2,7 +2,7 @@
 # Speed side by side, in one command: saeplay's CLI and page against PyTorch and onnxruntime
 # (node and web) on the same model, shapes and token ids, on this machine, in one session.
 #
-#   bash scripts/bench.sh            # the whole table (about 35 minutes on 2 cores)
+#   bash scripts/bench.sh            # the whole table (about 15 minutes on 2 cores)
 #   bash scripts/bench.sh --quick    # the built-in model's forward rows only
 #
 # Peers come from the registries into SAEPLAY_BENCH_DIR (default ~/.cache/saeplay/bench): torch,
