@@ -75,7 +75,7 @@ pub struct Gpt2 {
     host: Option<Arc<HostGpt2>>,
     /// The weights as burn tensors: on a GPU, and for training. On a CPU device they are made
     /// from the host buffers the first time a gradient (attribution) or the burn forward needs
-    /// them, so that a model is held once (GPT-2 small: 500 MB, in a tab that holds it twice).
+    /// them, so that a model is held once (GPT-2 small: 500 MB, in a page and again in its worker).
     tensors: Arc<OnceLock<Gpt2Tensors>>,
     /// Attention patterns and layer-norm scales cut from the gradient (circuit-tracer's frozen
     /// replacement model); values are unchanged.
@@ -227,7 +227,7 @@ impl Gpt2 {
         Self { host: None, ..self }
     }
 
-    /// Whether inference runs on host buffers (a CPU device, and a model small enough to copy).
+    /// Whether inference runs on host buffers (a CPU device; not after `burn_forward_only`).
     pub fn has_host_forward(&self) -> bool {
         self.host.is_some()
     }
