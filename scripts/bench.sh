@@ -2,7 +2,7 @@
 # Speed side by side, in one command: saeplay's CLI and page against PyTorch and onnxruntime
 # (node and web) on the same model, shapes and token ids, on this machine, in one session.
 #
-#   bash scripts/bench.sh            # the whole table (about 15 minutes on 2 cores)
+#   bash scripts/bench.sh            # the whole table (about 20 minutes on 2 cores)
 #   bash scripts/bench.sh --quick    # the built-in model's forward rows only
 #
 # Peers come from the registries into SAEPLAY_BENCH_DIR (default ~/.cache/saeplay/bench): torch,
@@ -87,17 +87,18 @@ if [ "$QUICK" = 0 ]; then
   "$BIN" bench --model "$SMOL" --shapes 1x64,8x64 --generate 32 --json > "$OUT/saeplay-cli-smollm2.json"
   "$PY" scripts/bench/peers.py torch "$SMOL" 1x64,8x64 --gen 32 > "$OUT/pytorch-smollm2.json"
 
-  # Generation with the key/value cache in the tab, for both real models: saeplay's page opens
-  # the model by URL as a person would; onnxruntime runs the same weights exported to ONNX.
+  # Both real models in the tab, forward and generation with the key/value cache: saeplay's
+  # page opens the model by URL as a person would; onnxruntime runs the same weights exported
+  # to ONNX.
   for name in gpt2-small smollm2; do
     model="$SMALL"; [ "$name" = smollm2 ] && model="$SMOL"
-    log "$name generation: ONNX export (prefill and decode), onnxruntime-node and -web, the page"
-    "$PY" scripts/bench/peers.py export "$model" "$BIN" "$OUT/onnx-$name" --no-forward >&2
+    log "$name: ONNX export, onnxruntime-node (generation) and -web, the page"
+    "$PY" scripts/bench/peers.py export "$model" "$BIN" "$OUT/onnx-$name" >&2
     node scripts/bench/ort.mjs node "$OUT/onnx-$name" '' --threads 1 --gen 32 > "$OUT/ort-node-1-$name.json"
-    node scripts/bench/ort.mjs web "$OUT/onnx-$name" '' --threads 1 --gen 32 > "$OUT/ort-web-1-$name.json"
-    SAEPLAY_DIST="$PWD/dist" SAEPLAY_BENCH_CPU_SHAPES='' \
+    node scripts/bench/ort.mjs web "$OUT/onnx-$name" 1x64,8x64 --threads 1 --gen 32 > "$OUT/ort-web-1-$name.json"
+    SAEPLAY_DIST="$PWD/dist" SAEPLAY_BENCH_CPU_SHAPES=1x64,8x64 \
       node tests/browser/bench.mjs --paths cpu --runs 3 --generate 32 --model "$model" --json "$OUT/saeplay-page-$name.json" >&2
-    rm -f "$OUT/onnx-$name"/*.onnx   # 1-1.5 GB each; export.json stays
+    rm -f "$OUT/onnx-$name"/*.onnx   # 1.5 GB each; export.json stays
   done
 fi
 

@@ -64,21 +64,20 @@ def main(folder):
             print(f"| {key[0]} | {key[1]} | {fmt(smol_cli[key])} | {fmt(smol_torch.get(key))} "
                   f"| {ratio(smol_cli[key], smol_torch.get(key))} |")
 
-    generation = []
+    rows = []
     for name, label in (("gpt2-small", "GPT-2 small (random weights)"), ("smollm2", "SmolLM2-135M")):
         page = index(load(folder, f"saeplay-page-{name}.json"))
         web, node = index(load(folder, f"ort-web-1-{name}.json")), index(load(folder, f"ort-node-1-{name}.json"))
         cli = index(load(folder, f"saeplay-cli-{name}.json"))
-        for key in page:
-            if key[0] == "generate":
-                generation.append((label, key[1], page[key], web.get(key), cli.get(key), node.get(key)))
-    if generation:
-        print("\n## Real models, generation with the key/value cache: tokens/s per sequence, 16-token prompt\n")
-        print("| model | tokens | saeplay page (CPU) | ort-web 1 thread | page / ort-web | saeplay CLI | ort-node 1 thread |")
-        print("|---|---|---|---|---|---|---|")
-        for label, shape, page, web, cli, node in generation:
-            print(f"| {label} | {shape} | {page:,.1f} | {'-' if web is None else f'{web:,.1f}'} | {ratio(page, web)} "
-                  f"| {'-' if cli is None else f'{cli:,.1f}'} | {'-' if node is None else f'{node:,.1f}'} |")
+        for key in sorted(page, key=lambda k: k[0] != "forward"):
+            rows.append((label, key, page[key], web.get(key), cli.get(key), node.get(key)))
+    if rows:
+        print("\n## Real models in the tab: tokens/s (generation: per sequence, 16-token prompt)\n")
+        print("| model | work | shape | saeplay page (CPU) | ort-web 1 thread | page / ort-web | saeplay CLI | ort-node 1 thread |")
+        print("|---|---|---|---|---|---|---|---|")
+        one = lambda v: "-" if v is None else f"{v:,.1f}"
+        for label, (work, shape), page, web, cli, node in rows:
+            print(f"| {label} | {work} | {shape} | {one(page)} | {one(web)} | {ratio(page, web)} | {one(cli)} | {one(node)} |")
 
     names = {"relu": "standard", "matryoshka": "matryoshka_batchtopk"}
     torch_sae = {(names.get(r["arch"], r["arch"]), r["d_sae"]): r["vectors_per_s"]
