@@ -10,7 +10,7 @@ use super::gpt2::{Gpt2Params, ParamTensor};
 use super::hooks::{HookPoint, Hooks};
 use super::host_ops::{
     HostKv, MatRef, QkvLayout, add_into, causal_attention, for_each_chunk, gelu_erf, gelu_tanh,
-    linear, matmul, normalize_rows, relu, repeat_rows, scale_shift_rows,
+    linear, logit_rows, matmul, normalize_rows, relu, repeat_rows, scale_shift_rows,
 };
 use super::processing::{LM_HEAD_BIAS, LM_HEAD_WEIGHT};
 use super::transformer::{Captured, HookRun, LogitsFor};
@@ -252,15 +252,8 @@ impl HostGpt2 {
             return Ok((None, run.run.captured));
         }
 
-        let (mut last, t_out) = match logits_for {
-            LogitsFor::AllPositions => (resid, t),
-            LogitsFor::LastPosition => {
-                let rows = resid
-                    .chunks_exact(t * d)
-                    .flat_map(|seq| &seq[(t - 1) * d..]);
-                (rows.copied().collect(), 1)
-            }
-        };
+        let all_positions = logits_for == LogitsFor::AllPositions;
+        let (mut last, t_out) = logit_rows(resid, (b, t, d), all_positions);
         normalize_rows(&mut last, d, self.eps);
         run.site(HookPoint::LnFinalNormalized, &mut last, [b, t_out, d])?;
         scale_shift_rows(&mut last, &self.ln_f.0, &self.ln_f.1);

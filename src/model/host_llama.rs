@@ -14,7 +14,8 @@ use burn::tensor::{Device, Tensor};
 use super::hooks::{HookPoint, Hooks};
 use super::host_gpt2::HostHooks;
 use super::host_ops::{
-    HostKv, MatRef, QkvLayout, add_into, causal_attention, fast_exp, matmul, sum_squares,
+    HostKv, MatRef, QkvLayout, add_into, causal_attention, fast_exp, logit_rows, matmul,
+    sum_squares,
 };
 use super::quantised::QuantisedMatrix;
 use super::transformer::{Captured, HookRun, LogitsFor};
@@ -236,15 +237,8 @@ impl HostLlama {
             return Ok((None, run.run.captured));
         }
 
-        let (mut last, t_out) = match logits_for {
-            LogitsFor::AllPositions => (resid, t),
-            LogitsFor::LastPosition => {
-                let rows = resid
-                    .chunks_exact(t * d)
-                    .flat_map(|seq| &seq[(t - 1) * d..]);
-                (rows.copied().collect(), 1)
-            }
-        };
+        let all_positions = logits_for == LogitsFor::AllPositions;
+        let (mut last, t_out) = logit_rows(resid, (b, t, d), all_positions);
         self.rms_norm(&mut last, None);
         run.site(HookPoint::LnFinalNormalized, &mut last, [b, t_out, d])?;
         for row in last.chunks_exact_mut(d) {

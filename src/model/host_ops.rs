@@ -387,6 +387,23 @@ pub(crate) fn softmax_prefix(row: &mut [f32], visible: usize) {
     seen.iter_mut().for_each(|v| *v *= inv);
 }
 
+/// The rows the logits are read from: every position of `resid` `[b * t, d]`, or each
+/// sequence's last; with the positions per sequence that remain.
+pub(crate) fn logit_rows(
+    resid: Vec<f32>,
+    (b, t, d): (usize, usize, usize),
+    all_positions: bool,
+) -> (Vec<f32>, usize) {
+    if all_positions {
+        return (resid, t);
+    }
+    let mut last = Vec::with_capacity(b * d);
+    for seq in resid.chunks_exact(t * d) {
+        last.extend_from_slice(&seq[(t - 1) * d..]);
+    }
+    (last, 1)
+}
+
 /// Keys and values of one layer on the host: `[batch, kv_head, pos, d_head]`.
 #[derive(Clone, Debug, Default)]
 pub struct HostKv {

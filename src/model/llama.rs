@@ -163,6 +163,21 @@ struct Block {
     down_proj: Linear,
 }
 
+impl Block {
+    /// The seven matrices, in checkpoint order.
+    fn linears(&self) -> [&Linear; 7] {
+        [
+            &self.q_proj,
+            &self.k_proj,
+            &self.v_proj,
+            &self.o_proj,
+            &self.gate_proj,
+            &self.up_proj,
+            &self.down_proj,
+        ]
+    }
+}
+
 /// A Llama-family model with weights on one device. Cloning is cheap (shared tensor handles).
 #[derive(Clone, Debug)]
 pub struct Llama {
@@ -378,19 +393,7 @@ impl Llama {
             .map(|b| {
                 let norms =
                     4 * (b.input_layernorm.dims()[0] + b.post_attention_layernorm.dims()[0]);
-                norms as u64
-                    + [
-                        &b.q_proj,
-                        &b.k_proj,
-                        &b.v_proj,
-                        &b.o_proj,
-                        &b.gate_proj,
-                        &b.up_proj,
-                        &b.down_proj,
-                    ]
-                    .into_iter()
-                    .map(linear)
-                    .sum::<u64>()
+                norms as u64 + b.linears().into_iter().map(linear).sum::<u64>()
             })
             .sum();
         let unembed = if self.config.tie_word_embeddings {
@@ -415,17 +418,7 @@ impl Llama {
         let packed_bytes: usize = self
             .blocks
             .iter()
-            .flat_map(|b| {
-                [
-                    &b.q_proj,
-                    &b.k_proj,
-                    &b.v_proj,
-                    &b.o_proj,
-                    &b.gate_proj,
-                    &b.up_proj,
-                    &b.down_proj,
-                ]
-            })
+            .flat_map(Block::linears)
             .filter_map(|l| match &l.weight {
                 LinearWeight::Packed(m) => Some(m.rows * m.cols * 4),
                 LinearWeight::Dense(_) => None,
