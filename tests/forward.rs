@@ -527,3 +527,13 @@ fn burn_ops_forward_on_the_cpu_matches_reference() {
     let model = Model::from(Gpt2::new(&weights, &saeplay::backend::cpu_device()).unwrap());
     assert_matches_reference(&weights, &model.burn_forward_only(), &ids(40, 2));
 }
+
+/// TransformerLens's `start_at_layer`, on the host forward and on burn's ops.
+#[test]
+fn forward_from_a_block_equals_the_full_forward() {
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    assert!(loaded.model.has_host_forward());
+    common::assert_forward_from_equals_the_full_forward(&loaded.model, "GPT-2, host forward");
+    let burn = loaded.model.burn_forward_only();
+    common::assert_forward_from_equals_the_full_forward(&burn, "GPT-2, burn's ops");
+}

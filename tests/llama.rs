@@ -900,3 +900,20 @@ fn capture_stops_early_with_the_same_values() {
         }
     }
 }
+
+/// TransformerLens's `start_at_layer` on the three Llama forwards: f32 weights on burn's ops, and
+/// a packed GGUF on the host forward and on burn's ops.
+#[test]
+fn forward_from_a_block_equals_the_full_forward() {
+    let (_, f32_model) = load(&tiny_llama_checkpoint(&LlamaSpec {
+        layers: 3,
+        ..LlamaSpec::default()
+    }));
+    common::assert_forward_from_equals_the_full_forward(&f32_model, "Llama f32, burn's ops");
+    let (_, _, host) = packed_gguf(43, false, saeplay::io::gguf::GgmlType::Q8_0);
+    let packed = host.upload(&cpu_device()).unwrap().model;
+    assert!(packed.has_host_forward());
+    common::assert_forward_from_equals_the_full_forward(&packed, "Llama Q8_0, host forward");
+    let burn = packed.burn_forward_only();
+    common::assert_forward_from_equals_the_full_forward(&burn, "Llama Q8_0, burn's ops");
+}

@@ -1053,6 +1053,42 @@ fn metrics_equal_hand_computed_values() {
     let sse: f64 = x.iter().map(|v| f64::from(*v).powi(2)).sum();
     assert!((z.explained_variance - (1.0 - sse / sst)).abs() < 1e-6);
 
+    // The ablated (and here spliced) runs start at the hook's block from the clean residual:
+    // their cross-entropy equals a full forward with the hook zeroed, wherever the hook is.
+    for hook in [
+        HookPoint::ResidPre(1),
+        HookPoint::MlpOut(0),
+        HookPoint::LnFinalNormalized,
+        HookPoint::Embed,
+    ] {
+        let zero = zero_sae(d, &device, &hook.to_string());
+        let z = block_on(evaluate_sae(model, &zero, hook, &windows, 4, None)).unwrap();
+        let zeros = float_tensor(vec![0.0; 6 * 24 * d], [6, 24, d], &device);
+        let zeroed = model
+            .forward(
+                &ids,
+                &Hooks::none().with_patch(hook, PatchOp::Replace(zeros)),
+                LogitsFor::AllPositions,
+            )
+            .unwrap();
+        let want = host_cross_entropy(
+            &block_on(read_f32(zeroed.logits)).unwrap(),
+            &ids,
+            model.dims().d_vocab,
+        );
+        assert!(
+            (z.ce_zero_ablation - want).abs() < 1e-4 && (z.ce_with_sae - want).abs() < 1e-4,
+            "{hook}: {} / {} vs {want}",
+            z.ce_zero_ablation,
+            z.ce_with_sae
+        );
+        assert!((z.ce_clean - ce_clean).abs() < 1e-4, "{hook}");
+        assert!(
+            (want - ce_clean).abs() > 1e-3,
+            "{hook}: zeroing changed nothing"
+        );
+    }
+
     // Skipping the BOS positions counts the other tokens only.
     let bos = windows[0].ids[0];
     let skipped = block_on(evaluate_sae(model, &perfect, hook, &windows, 4, Some(bos))).unwrap();

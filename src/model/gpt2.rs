@@ -14,7 +14,7 @@ use super::host_gpt2::{HostGpt2, attention_scale};
 use super::host_ops;
 use super::processing::{LM_HEAD_BIAS, LM_HEAD_WEIGHT};
 use super::transformer::{
-    Captured, ForwardOutput, HookRun, KvCache, LogitsFor, causal_mask, check_ids, check_patches,
+    Captured, ForwardOutput, HookRun, Input, KvCache, LogitsFor, Start, causal_mask, check_patches,
     times_transposed,
 };
 use super::weights::Gpt2Weights;
@@ -349,7 +349,9 @@ impl Gpt2 {
         hooks: &Hooks,
         logits_for: LogitsFor,
     ) -> Result<ForwardOutput> {
-        let (logits, captured) = self.forward_until(batch, cache, hooks, logits_for, None)?;
+        cache.fit(self.config.n_layer);
+        let input = Input::tokens(&self.dims, batch, cache.len)?;
+        let (logits, captured) = self.forward_until(input, cache, hooks, logits_for, None)?;
         let logits = logits.ok_or_else(|| {
             SaeplayError::InvalidSetting("a forward that stops early has no logits".into())
         })?;
@@ -360,7 +362,7 @@ impl Gpt2 {
     /// `stop_at_layer`: no logits, only what was captured on the way).
     pub(crate) fn forward_until(
         &self,
-        batch: &[Vec<u32>],
+        input: Input<Tensor<3>>,
         cache: &mut KvCache,
         hooks: &Hooks,
         logits_for: LogitsFor,
@@ -368,14 +370,13 @@ impl Gpt2 {
     ) -> Result<(Option<Tensor<3>>, Captured)> {
         cache.fit(self.config.n_layer);
         let offset = cache.len;
-        let (b, t, flat) = check_ids(&self.dims, batch, offset)?;
+        let (b, t, first) = (input.batch, input.positions, input.first_layer());
         check_patches(&self.dims, hooks, b, offset + t)?;
         if let Some(host) = &self.host
             && (offset == 0 || cache.host.len() == self.config.n_layer)
         {
             let (logits, captured) = host.forward(
-                &flat,
-                (b, t),
+                input.into_host()?,
                 &mut cache.host,
                 offset,
                 hooks,
@@ -392,20 +393,25 @@ impl Gpt2 {
         let mut run = HookRun::new(hooks, offset);
         let w = self.tensors();
 
-        let ids = int_tensor(flat, [b * t], &self.device);
-        let embed = w.wte.clone().select(0, ids).reshape([b, t, d]);
-        let embed = run.site(HookPoint::Embed, embed)?;
-        let positions = int_tensor(
-            (offset as i64..(offset + t) as i64).collect(),
-            [t],
-            &self.device,
-        );
-        let pos_embed = w.wpe.clone().select(0, positions).reshape([1, t, d]);
-        let pos_embed = run.site(HookPoint::PosEmbed, pos_embed.expand([b, t, d]))?;
-        let mut resid = embed + pos_embed;
+        let mut resid = match input.start {
+            Start::Residual { resid, .. } => resid,
+            Start::Tokens(flat) => {
+                let ids = int_tensor(flat, [b * t], &self.device);
+                let embed = w.wte.clone().select(0, ids).reshape([b, t, d]);
+                let embed = run.site(HookPoint::Embed, embed)?;
+                let positions = int_tensor(
+                    (offset as i64..(offset + t) as i64).collect(),
+                    [t],
+                    &self.device,
+                );
+                let pos_embed = w.wpe.clone().select(0, positions).reshape([1, t, d]);
+                let pos_embed = run.site(HookPoint::PosEmbed, pos_embed.expand([b, t, d]))?;
+                embed + pos_embed
+            }
+        };
 
         let layers = stop_at_layer.unwrap_or(w.blocks.len());
-        for (l, block) in w.blocks.iter().enumerate().take(layers) {
+        for (l, block) in w.blocks.iter().enumerate().take(layers).skip(first) {
             resid = run.site(HookPoint::ResidPre(l), resid)?;
             let normed = self.layer_norm(resid.clone(), &block.ln_1);
             let (z, keys, values) = self.attention(l, block, normed, cache.layers[l].take());

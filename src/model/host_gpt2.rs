@@ -13,7 +13,7 @@ use super::host_ops::{
     linear, logit_rows, matmul, normalize_rows, relu, repeat_rows, scale_shift_rows,
 };
 use super::processing::{LM_HEAD_BIAS, LM_HEAD_WEIGHT};
-use super::transformer::{Captured, HookRun, LogitsFor};
+use super::transformer::{Captured, HookRun, Input, LogitsFor, Start};
 use super::weights::Gpt2Weights;
 use crate::backend::{float_tensor, read_f32_now};
 use crate::error::{Result, SaeplayError};
@@ -163,11 +163,41 @@ impl HostGpt2 {
 
     /// The forward over `ids` (`b` rows of `t`, checked by the caller) after the `offset`
     /// positions in `cache`; `None` for the logits when it stops after `stop_at_layer` blocks.
-    #[allow(clippy::too_many_arguments)] // the burn forward's arguments, unpacked
-    pub(crate) fn forward(
+    /// Token plus position embeddings, through their hook sites.
+    fn embed(
         &self,
         ids: &[i64],
         (b, t): (usize, usize),
+        offset: usize,
+        run: &mut HostHooks,
+    ) -> Result<Vec<f32>> {
+        let d = self.d;
+        let mut embed: Vec<f32> = Vec::with_capacity(b * t * d);
+        for &id in ids {
+            let id = id as usize;
+            embed.extend_from_slice(&self.wte[id * d..(id + 1) * d]);
+        }
+        run.site(HookPoint::Embed, &mut embed, [b, t, d])?;
+        let positions = &self.wpe[offset * d..(offset + t) * d];
+        if run.touches(HookPoint::PosEmbed) {
+            let mut pos_embed = Vec::with_capacity(b * t * d);
+            for _ in 0..b {
+                pos_embed.extend_from_slice(positions);
+            }
+            run.site(HookPoint::PosEmbed, &mut pos_embed, [b, t, d])?;
+            add_into(&mut embed, &pos_embed);
+        } else {
+            for row in embed.chunks_exact_mut(t * d) {
+                add_into(row, positions);
+            }
+        }
+        Ok(embed)
+    }
+
+    #[allow(clippy::too_many_arguments)] // the burn forward's arguments, unpacked
+    pub(crate) fn forward(
+        &self,
+        input: Input<Vec<f32>>,
         cache: &mut Vec<HostKv>,
         offset: usize,
         hooks: &Hooks,
@@ -176,37 +206,21 @@ impl HostGpt2 {
         device: &Device,
     ) -> Result<(Option<Tensor<3>>, Captured)> {
         let d = self.d;
+        let (b, t, first) = (input.batch, input.positions, input.first_layer());
         let n = b * t;
         let mut run = HostHooks {
             run: HookRun::new(hooks, offset),
             hooks,
             device,
         };
-        let mut embed: Vec<f32> = Vec::with_capacity(n * d);
-        for &id in ids {
-            let id = id as usize;
-            embed.extend_from_slice(&self.wte[id * d..(id + 1) * d]);
-        }
-        run.site(HookPoint::Embed, &mut embed, [b, t, d])?;
-        let mut resid = embed;
-        if hooks.patches.iter().any(|p| p.hook == HookPoint::PosEmbed)
-            || hooks.capture.contains(&HookPoint::PosEmbed)
-        {
-            let mut pos_embed = Vec::with_capacity(n * d);
-            for _ in 0..b {
-                pos_embed.extend_from_slice(&self.wpe[offset * d..(offset + t) * d]);
-            }
-            run.site(HookPoint::PosEmbed, &mut pos_embed, [b, t, d])?;
-            add_into(&mut resid, &pos_embed);
-        } else {
-            for row in resid.chunks_exact_mut(t * d) {
-                add_into(row, &self.wpe[offset * d..(offset + t) * d]);
-            }
-        }
+        let mut resid = match input.start {
+            Start::Residual { resid, .. } => resid,
+            Start::Tokens(ids) => self.embed(&ids, (b, t), offset, &mut run)?,
+        };
 
         cache.resize_with(self.blocks.len(), HostKv::default);
         let layers = stop_at_layer.unwrap_or(self.blocks.len());
-        for (l, block) in self.blocks.iter().enumerate().take(layers) {
+        for (l, block) in self.blocks.iter().enumerate().take(layers).skip(first) {
             run.site(HookPoint::ResidPre(l), &mut resid, [b, t, d])?;
             let mut normed = resid.clone();
             normalize_rows(&mut normed, d, self.eps);
@@ -295,11 +309,16 @@ pub(crate) struct HostHooks<'a> {
 }
 
 impl HostHooks<'_> {
+    /// Whether a hook captures or patches at `hook`.
+    pub fn touches(&self, hook: HookPoint) -> bool {
+        self.hooks.patches.iter().any(|p| p.hook == hook) || self.hooks.capture.contains(&hook)
+    }
+
     pub fn site(&mut self, hook: HookPoint, x: &mut Vec<f32>, shape: [usize; 3]) -> Result<()> {
-        let patched = self.hooks.patches.iter().any(|p| p.hook == hook);
-        if !patched && !self.hooks.capture.contains(&hook) {
+        if !self.touches(hook) {
             return Ok(());
         }
+        let patched = self.hooks.patches.iter().any(|p| p.hook == hook);
         let values = if patched {
             std::mem::take(x)
         } else {

@@ -18,7 +18,7 @@ use super::host_ops::{
     sum_squares,
 };
 use super::quantised::QuantisedMatrix;
-use super::transformer::{Captured, HookRun, LogitsFor};
+use super::transformer::{Captured, HookRun, Input, LogitsFor, Start};
 use crate::backend::float_tensor;
 use crate::error::{Result, SaeplayError};
 
@@ -143,8 +143,7 @@ impl HostLlama {
     #[allow(clippy::too_many_arguments)] // the burn forward's arguments, unpacked
     pub(crate) fn forward(
         &self,
-        ids: &[i64],
-        (b, t): (usize, usize),
+        input: Input<Vec<f32>>,
         cache: &mut Vec<HostKv>,
         offset: usize,
         hooks: &Hooks,
@@ -152,19 +151,27 @@ impl HostLlama {
         stop_at_layer: Option<usize>,
         device: &Device,
     ) -> Result<(Option<Tensor<3>>, Captured)> {
+        let (b, t, first) = (input.batch, input.positions, input.first_layer());
         let (d, n) = (self.d, b * t);
         let mut run = HostHooks {
             run: HookRun::new(hooks, offset),
             hooks,
             device,
         };
-        let rows: Option<Vec<usize>> = ids.iter().map(|&id| usize::try_from(id).ok()).collect();
-        let mut resid = rows
-            .and_then(|rows| self.embed_tokens.select_rows(&rows))
-            .ok_or_else(|| {
-                SaeplayError::InvalidSetting("a token id is outside the vocabulary".into())
-            })?;
-        run.site(HookPoint::Embed, &mut resid, [b, t, d])?;
+        let mut resid = match input.start {
+            Start::Residual { resid, .. } => resid,
+            Start::Tokens(ids) => {
+                let rows: Option<Vec<usize>> =
+                    ids.iter().map(|&id| usize::try_from(id).ok()).collect();
+                let mut embed = rows
+                    .and_then(|rows| self.embed_tokens.select_rows(&rows))
+                    .ok_or_else(|| {
+                        SaeplayError::InvalidSetting("a token id is outside the vocabulary".into())
+                    })?;
+                run.site(HookPoint::Embed, &mut embed, [b, t, d])?;
+                embed
+            }
+        };
         let (cos, sin) = self.rotary(offset, t);
         let (heads, kv_heads, dh) = (self.heads, self.kv_heads, self.d_head);
         // q, k and v side by side in one row per position, as `causal_attention` reads them.
@@ -181,7 +188,7 @@ impl HostLlama {
 
         cache.resize_with(self.blocks.len(), HostKv::default);
         let layers = stop_at_layer.unwrap_or(self.blocks.len());
-        for (l, block) in self.blocks.iter().enumerate().take(layers) {
+        for (l, block) in self.blocks.iter().enumerate().take(layers).skip(first) {
             run.site(HookPoint::ResidPre(l), &mut resid, [b, t, d])?;
             let mut normed = resid.clone();
             self.rms_norm(&mut normed, Some(&block.input_layernorm));

@@ -16,7 +16,7 @@ use super::llama_config::LlamaConfig;
 use super::llama_weights::{EMBED, FINAL_NORM, LM_HEAD, LlamaWeights, layer_prefix};
 use super::quantised::QuantisedMatrix;
 use super::transformer::{
-    Captured, ForwardOutput, HookRun, KvCache, LogitsFor, causal_mask, check_ids, check_patches,
+    Captured, ForwardOutput, HookRun, Input, KvCache, LogitsFor, Start, causal_mask, check_patches,
     times_transposed,
 };
 use crate::backend::{float_tensor, int_tensor, is_host_device, read_f32_now};
@@ -508,7 +508,9 @@ impl Llama {
         hooks: &Hooks,
         logits_for: LogitsFor,
     ) -> Result<ForwardOutput> {
-        let (logits, captured) = self.forward_until(batch, cache, hooks, logits_for, None)?;
+        cache.fit(self.dims.n_layers);
+        let input = Input::tokens(&self.dims, batch, cache.len)?;
+        let (logits, captured) = self.forward_until(input, cache, hooks, logits_for, None)?;
         let logits = logits.ok_or_else(|| {
             SaeplayError::InvalidSetting("a forward that stops early has no logits".into())
         })?;
@@ -519,7 +521,7 @@ impl Llama {
     /// `stop_at_layer`: no logits, only what was captured on the way).
     pub(crate) fn forward_until(
         &self,
-        batch: &[Vec<u32>],
+        input: Input<Tensor<3>>,
         cache: &mut KvCache,
         hooks: &Hooks,
         logits_for: LogitsFor,
@@ -527,14 +529,13 @@ impl Llama {
     ) -> Result<(Option<Tensor<3>>, Captured)> {
         cache.fit(self.dims.n_layers);
         let offset = cache.len;
-        let (b, t, flat) = check_ids(&self.dims, batch, offset)?;
+        let (b, t, first) = (input.batch, input.positions, input.first_layer());
         check_patches(&self.dims, hooks, b, offset + t)?;
         if let Some(host) = &self.host
             && (offset == 0 || cache.host.len() == self.blocks.len())
         {
             let (logits, captured) = host.forward(
-                &flat,
-                (b, t),
+                input.into_host()?,
                 &mut cache.host,
                 offset,
                 hooks,
@@ -550,15 +551,20 @@ impl Llama {
         let d = self.dims.d_model;
         let mut run = HookRun::new(hooks, offset);
 
-        let embed = self
-            .embed_tokens
-            .select(flat, &self.device)?
-            .reshape([b, t, d]);
-        let mut resid = run.site(HookPoint::Embed, embed)?;
+        let mut resid = match input.start {
+            Start::Residual { resid, .. } => resid,
+            Start::Tokens(flat) => {
+                let embed = self
+                    .embed_tokens
+                    .select(flat, &self.device)?
+                    .reshape([b, t, d]);
+                run.site(HookPoint::Embed, embed)?
+            }
+        };
         let (cos, sin) = self.rotary(offset, t);
 
         let layers = stop_at_layer.unwrap_or(self.blocks.len());
-        for (l, block) in self.blocks.iter().enumerate().take(layers) {
+        for (l, block) in self.blocks.iter().enumerate().take(layers).skip(first) {
             resid = run.site(HookPoint::ResidPre(l), resid)?;
             let normed = self.rms_norm(resid.clone(), &block.input_layernorm);
             let (z, keys, values) =

@@ -8,7 +8,7 @@ use super::gpt2::Gpt2;
 use super::hooks::{HookContext, HookPoint, Hooks, PatchOp};
 use super::host_ops::HostKv;
 use super::llama::Llama;
-use crate::backend::float_tensor;
+use crate::backend::{float_tensor, read_f32_now};
 use crate::error::{Result, SaeplayError};
 
 /// Additive mask for future positions; exp() of it is exactly 0 in f32.
@@ -211,15 +211,154 @@ impl Model {
             })
             .try_fold(0usize, |most, layers| layers.map(|l| most.max(l)));
         let mut cache = KvCache::new(self.dims().n_layers);
+        let input = Input::tokens(self.dims(), batch, 0)?;
         let (_, captured) = match self {
             Self::Gpt2(model) => {
-                model.forward_until(batch, &mut cache, hooks, LogitsFor::LastPosition, needed)?
+                model.forward_until(input, &mut cache, hooks, LogitsFor::LastPosition, needed)?
             }
             Self::Llama(model) => {
-                model.forward_until(batch, &mut cache, hooks, LogitsFor::LastPosition, needed)?
+                model.forward_until(input, &mut cache, hooks, LogitsFor::LastPosition, needed)?
             }
         };
         Ok(captured)
+    }
+
+    /// A forward from `resid`, the residual stream entering block `layer` (`[batch, pos,
+    /// d_model]`, positions from 0; `layer` may be `n_layers`, the final norm's input), as
+    /// TransformerLens's `start_at_layer`: the blocks before it are not run. Runs that differ
+    /// from a clean one only from some block on (an SAE spliced in, an ablation) start there
+    /// from the clean run's residual. Hooks before `layer` are an error, not ignored.
+    pub fn forward_from(
+        &self,
+        layer: usize,
+        resid: Tensor<3>,
+        hooks: &Hooks,
+        logits_for: LogitsFor,
+    ) -> Result<ForwardOutput> {
+        let input = Input::residual(self.dims(), hooks, layer, resid)?;
+        let mut cache = KvCache::new(self.dims().n_layers);
+        let (logits, captured) = match self {
+            Self::Gpt2(model) => model.forward_until(input, &mut cache, hooks, logits_for, None)?,
+            Self::Llama(model) => {
+                model.forward_until(input, &mut cache, hooks, logits_for, None)?
+            }
+        };
+        let logits = logits.ok_or_else(|| {
+            SaeplayError::InvalidSetting("a forward that stops early has no logits".into())
+        })?;
+        Ok(ForwardOutput { logits, captured })
+    }
+}
+
+/// What a forward starts from.
+pub(crate) enum Start<R> {
+    /// Token ids, `[batch * pos]`, checked against the vocabulary.
+    Tokens(Vec<i64>),
+    /// The residual stream entering block `layer`, `[batch, pos, d_model]` (TransformerLens's
+    /// `start_at_layer`): the embeddings and the blocks before it are not run.
+    Residual { layer: usize, resid: R },
+}
+
+/// The checked input of one forward call: its shape and where it starts. `R` is the residual's
+/// storage: a tensor, or a host buffer for the host forwards.
+pub(crate) struct Input<R> {
+    pub batch: usize,
+    pub positions: usize,
+    pub start: Start<R>,
+}
+
+impl<R> Input<R> {
+    /// The first block the forward runs.
+    pub(crate) fn first_layer(&self) -> usize {
+        match self.start {
+            Start::Tokens(_) => 0,
+            Start::Residual { layer, .. } => layer,
+        }
+    }
+}
+
+impl Input<Tensor<3>> {
+    pub(crate) fn tokens(dims: &ModelDims, batch: &[Vec<u32>], offset: usize) -> Result<Self> {
+        let (batch, positions, ids) = check_ids(dims, batch, offset)?;
+        Ok(Self {
+            batch,
+            positions,
+            start: Start::Tokens(ids),
+        })
+    }
+
+    /// The residual entering block `layer` (`n_layers` for the final norm), checked against the
+    /// model and against hooks the forward would never reach.
+    pub(crate) fn residual(
+        dims: &ModelDims,
+        hooks: &Hooks,
+        layer: usize,
+        resid: Tensor<3>,
+    ) -> Result<Self> {
+        if layer > dims.n_layers {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "a forward cannot start at block {layer}: the model has {} blocks",
+                dims.n_layers
+            )));
+        }
+        let [batch, positions, width] = resid.dims();
+        if batch == 0 || positions == 0 {
+            return Err(SaeplayError::EmptyInput);
+        }
+        if width != dims.d_model {
+            return Err(SaeplayError::PatchShape {
+                hook: HookPoint::ResidPre(layer).to_string(),
+                expected: vec![batch, positions, dims.d_model],
+                found: vec![batch, positions, width],
+            });
+        }
+        if positions > dims.n_ctx {
+            return Err(SaeplayError::TooLong {
+                len: positions,
+                max: dims.n_ctx,
+            });
+        }
+        let before = |hook: HookPoint| match hook {
+            HookPoint::Embed | HookPoint::PosEmbed => true,
+            HookPoint::ResidPre(l) => l < layer,
+            HookPoint::LnFinalNormalized => false,
+            other => other.layer().is_some_and(|l| l < layer),
+        };
+        let hook_points = hooks
+            .capture
+            .iter()
+            .chain(hooks.patches.iter().map(|p| &p.hook));
+        if let Some(hook) = hook_points.copied().find(|&hook| before(hook)) {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "{hook} comes before block {layer}, where this forward starts"
+            )));
+        }
+        Ok(Self {
+            batch,
+            positions,
+            start: Start::Residual { layer, resid },
+        })
+    }
+
+    /// The same input with the residual on host buffers (read at once: host forwards run on a
+    /// CPU device).
+    pub(crate) fn into_host(self) -> Result<Input<Vec<f32>>> {
+        let start = match self.start {
+            Start::Tokens(ids) => Start::Tokens(ids),
+            Start::Residual { layer, resid } => Start::Residual {
+                layer,
+                resid: read_f32_now(resid).ok_or_else(|| {
+                    SaeplayError::Device(
+                        "the residual a CPU model starts from must be on the CPU".into(),
+                    )
+                })?,
+            },
+        };
+        Ok(Input {
+            batch: self.batch,
+            positions: self.positions,
+            start,
+        })
     }
 }
 

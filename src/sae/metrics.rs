@@ -1,7 +1,8 @@
 //! Held-out evaluation of an SAE, with SAELens's definitions.
 //!
 //! Over held-out windows the model runs three times per batch: clean, with the SAE's
-//! reconstruction spliced in at its hook, and with the hook zero-ablated. The splice and the
+//! reconstruction spliced in at its hook, and with the hook zero-ablated; the last two start at
+//! the hook's block from the clean run's residual. The splice and the
 //! ablation apply at the positions the SAE is trained on (special tokens are left as they are when
 //! it was trained without them), and every reconstruction figure counts those positions only.
 //!
@@ -311,6 +312,19 @@ fn next_token_log_probs(logits: Tensor<3>) -> Tensor<2> {
     shifted.clone() - shifted.exp().sum_dim(1).log()
 }
 
+/// Where a run patched at `hook` can start from the clean run (TransformerLens's
+/// `start_at_layer`): the hook's block and the hook holding the residual that enters it. `None`
+/// for the embeddings, which only a full forward reaches.
+fn resume_point(hook: HookPoint, n_layers: usize) -> Option<(usize, HookPoint)> {
+    match hook {
+        HookPoint::Embed | HookPoint::PosEmbed => None,
+        HookPoint::LnFinalNormalized => n_layers
+            .checked_sub(1)
+            .map(|last| (n_layers, HookPoint::ResidPost(last))),
+        other => other.layer().map(|l| (l, HookPoint::ResidPre(l))),
+    }
+}
+
 /// The most one set of evaluation logits may take: a 49,152-token vocabulary makes each
 /// 128-token window's logits 25 MB, and the page's worker keeps its peak memory for good.
 const EVAL_LOGITS_BYTES: usize = 32 << 20;
@@ -346,6 +360,7 @@ pub async fn evaluate_sae(
         (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize, 0usize);
     let window_logits_bytes = windows.first().map_or(1, |w| w.ids.len()) * model.dims().d_vocab * 4;
     let batch_windows = batch_windows.min(EVAL_LOGITS_BYTES / window_logits_bytes.max(1));
+    let resume = resume_point(hook, model.dims().n_layers);
     for (c, chunk) in windows.chunks(batch_windows.max(1)).enumerate() {
         let first_window = c * batch_windows.max(1);
         let ids: Vec<Vec<u32>> = chunk.iter().map(|w| w.ids.clone()).collect();
@@ -356,8 +371,18 @@ pub async fn evaluate_sae(
             .map(|&id| if Some(id) == special_id { 0.0 } else { 1.0 })
             .collect();
         let mask = float_tensor(keep.clone(), [b, t, 1], &device);
-        let clean = model.forward(&ids, &Hooks::capture([hook]), LogitsFor::AllPositions)?;
+        let captures = std::iter::once(hook).chain(resume.map(|(_, at)| at));
+        let clean = model.forward(&ids, &Hooks::capture(captures), LogitsFor::AllPositions)?;
         let x = clean.activation(hook).expect("captured").clone();
+        // The spliced and ablated runs equal the clean one up to the hook's block.
+        let start =
+            resume.map(|(layer, at)| (layer, clean.activation(at).expect("captured").clone()));
+        let patched_run = |hooks: &Hooks| match &start {
+            Some((layer, resid)) => {
+                model.forward_from(*layer, resid.clone(), hooks, LogitsFor::AllPositions)
+            }
+            None => model.forward(&ids, hooks, LogitsFor::AllPositions),
+        };
 
         // Cross-entropy over next-token targets (positions 0..t-1), and KL per position. One
         // set of logits at a time beside the clean log-probs (see EVAL_LOGITS_BYTES).
@@ -379,23 +404,17 @@ pub async fn evaluate_sae(
             let clean_lp = next_token_log_probs(clean.logits);
             let ce_clean_sum = ce(&clean_lp);
             let spliced_sae = sae.clone();
-            let with_sae = model.forward(
-                &ids,
-                &Hooks::none().with_patch(
-                    hook,
-                    masked_patch(mask.clone(), move |a| reconstruct_3d(&spliced_sae, a)),
-                ),
-                LogitsFor::AllPositions,
-            )?;
+            let with_sae = patched_run(&Hooks::none().with_patch(
+                hook,
+                masked_patch(mask.clone(), move |a| reconstruct_3d(&spliced_sae, a)),
+            ))?;
             let sae_lp = next_token_log_probs(with_sae.logits);
             let ce_sae_sum = ce(&sae_lp);
             let kl_sum = (clean_lp.clone().exp() * (clean_lp - sae_lp))
                 .sum_dim(1)
                 .sum();
-            let zeroed = model.forward(
-                &ids,
+            let zeroed = patched_run(
                 &Hooks::none().with_patch(hook, masked_patch(mask, |a| a.zeros_like())),
-                LogitsFor::AllPositions,
             )?;
             let ce_zero_sum = ce(&next_token_log_probs(zeroed.logits));
             let sums = read_f32(Tensor::cat(
