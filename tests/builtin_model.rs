@@ -330,12 +330,13 @@ fn a_resumed_run_ends_exactly_as_the_uninterrupted_one() {
 #[test]
 fn a_capture_shared_with_helpers_gives_the_same_vectors() {
     use saeplay::model::HookPoint;
-    use saeplay::sae::pipeline::{CaptureHelpers, Reporter, capture, capture_vectors, open_store};
+    use saeplay::sae::pipeline::{Reporter, capture, capture_vectors, open_store};
+    use saeplay::sae::spread::{ForwardHelpers, HelperAnswer, HelperTask};
     use saeplay::sae::train::{Control, Progress, SaeTrainingConfig};
     use std::cell::{Cell, RefCell};
 
     /// An answer, and the polls left before it comes.
-    type Pending = (Cell<usize>, Result<Vec<f32>, String>);
+    type Pending = (Cell<usize>, Result<HelperAnswer, String>);
     /// Helpers that answer in order, a few polls after being asked; helper 1 fails its second
     /// request.
     struct FakeHelpers {
@@ -344,11 +345,14 @@ fn a_capture_shared_with_helpers_gives_the_same_vectors() {
         pending: RefCell<Vec<std::collections::VecDeque<Pending>>>,
         asked: RefCell<Vec<usize>>,
     }
-    impl CaptureHelpers for FakeHelpers {
+    impl ForwardHelpers for FakeHelpers {
         fn count(&self) -> usize {
             2
         }
-        fn send(&self, helper: usize, batch: &[Vec<u32>]) {
+        fn send(&self, helper: usize, task: HelperTask<'_>) {
+            let HelperTask::Capture { windows: batch } = task else {
+                panic!("a capture asks for captures");
+            };
             let asked = {
                 let mut asked = self.asked.borrow_mut();
                 asked[helper] += 1;
@@ -358,11 +362,14 @@ fn a_capture_shared_with_helpers_gives_the_same_vectors() {
                 Err("the helper crashed".to_string())
             } else {
                 let captured = self.loaded.model.capture(batch, &[self.hook]).unwrap();
-                Ok(block_on(saeplay::backend::read_f32(captured[0].1.clone())).unwrap())
+                Ok(HelperAnswer {
+                    values: block_on(saeplay::backend::read_f32(captured[0].1.clone())).unwrap(),
+                    losses: None,
+                })
             };
             self.pending.borrow_mut()[helper].push_back((Cell::new(1 + helper), answer));
         }
-        fn poll(&self, helper: usize) -> Option<Result<Vec<f32>, String>> {
+        fn poll(&self, helper: usize) -> Option<Result<HelperAnswer, String>> {
             let mut pending = self.pending.borrow_mut();
             let (wait, _) = pending[helper].front()?;
             if wait.get() > 0 {
@@ -381,8 +388,8 @@ fn a_capture_shared_with_helpers_gives_the_same_vectors() {
         fn control(&self) -> Control {
             Control::Continue
         }
-        fn capture_helpers(&self) -> Option<&dyn CaptureHelpers> {
-            self.0.map(|h| h as &dyn CaptureHelpers)
+        fn helpers(&self) -> Option<&dyn ForwardHelpers> {
+            self.0.map(|h| h as &dyn ForwardHelpers)
         }
     }
 

@@ -1100,6 +1100,115 @@ fn metrics_equal_hand_computed_values() {
     assert!(matches!(error, SaeplayError::SaeMismatch(_)), "{error}");
 }
 
+/// The evaluation's forwards shared with helper workers (the page on several cores) give
+/// exactly the figures of one worker: each batch's answer is used in batch order. The SAE
+/// reaches each helper once, as its config and a safetensors file; a helper that fails has its
+/// batches run here.
+#[test]
+fn an_evaluation_shared_with_helpers_gives_the_same_metrics() {
+    use saeplay::sae::metrics::{batch_losses, evaluate_sae_shared};
+    use saeplay::sae::spread::{ForwardHelpers, HelperAnswer, HelperTask, SaeForHelpers};
+    use std::cell::RefCell;
+
+    struct FakeHelpers<'a> {
+        model: &'a saeplay::model::Model,
+        hook: HookPoint,
+        /// Per helper: the SAE it holds (key and SAE), answers not yet polled, requests seen.
+        held: RefCell<Vec<Option<(u32, Sae)>>>,
+        pending: RefCell<Vec<std::collections::VecDeque<Result<HelperAnswer, String>>>>,
+        asked: RefCell<Vec<usize>>,
+    }
+    impl ForwardHelpers for FakeHelpers<'_> {
+        fn count(&self) -> usize {
+            2
+        }
+        fn send(&self, helper: usize, task: HelperTask<'_>) {
+            let HelperTask::Losses {
+                windows,
+                sae,
+                special_id,
+            } = task
+            else {
+                panic!("an evaluation asks for losses");
+            };
+            self.asked.borrow_mut()[helper] += 1;
+            let mut held = self.held.borrow_mut();
+            if held[helper].as_ref().is_none_or(|(key, _)| *key != sae.key) {
+                let config = sae.config.clone();
+                let uploaded =
+                    SaeForHelpers::upload(config, &sae.weights, self.model.device()).unwrap();
+                held[helper] = Some((sae.key, uploaded));
+            }
+            let answer = if helper == 1 {
+                Err("the helper crashed".to_string())
+            } else {
+                let sae = &held[helper].as_ref().unwrap().1;
+                let (values, losses) = block_on(batch_losses(
+                    self.model, sae, self.hook, windows, special_id,
+                ))
+                .unwrap();
+                Ok(HelperAnswer {
+                    values,
+                    losses: Some(losses),
+                })
+            };
+            self.pending.borrow_mut()[helper].push_back(answer);
+        }
+        fn poll(&self, helper: usize) -> Option<Result<HelperAnswer, String>> {
+            self.pending.borrow_mut()[helper].pop_front()
+        }
+    }
+
+    let (_, loaded) = common::cpu_model(&TinySpec::default());
+    let model = &loaded.model;
+    let hook = HookPoint::MlpOut(0);
+    let d = model.dims().d_model;
+    let mut c = config(Architecture::TopK { k: 4 }, d, 3 * d);
+    c.hook_name = hook.to_string();
+    let sae = Sae::from_host(c.clone(), &random_weights(&c, 5), model.device()).unwrap();
+    let windows = TokenStream::new(
+        loaded.tokenizer().unwrap(),
+        Corpus::TinyTales {
+            seed: HELD_OUT_SEED,
+        },
+        24,
+    )
+    .unwrap()
+    .windows(8)
+    .unwrap();
+    let bos = Some(windows[0].ids[0]);
+    let alone = block_on(evaluate_sae(model, &sae, hook, &windows, 1, bos)).unwrap();
+    let helpers = FakeHelpers {
+        model,
+        hook,
+        held: RefCell::new(vec![None, None]),
+        pending: RefCell::new(vec![Default::default(), Default::default()]),
+        asked: RefCell::new(vec![0, 0]),
+    };
+    let shared = block_on(evaluate_sae_shared(
+        model,
+        &sae,
+        hook,
+        &windows,
+        1,
+        bos,
+        Some(&helpers),
+    ))
+    .unwrap();
+    // Figures not computed (NaN) compare equal as JSON's null.
+    assert_eq!(
+        serde_json::to_string(&shared).unwrap(),
+        serde_json::to_string(&alone).unwrap()
+    );
+    assert!(alone.ce_with_sae > alone.ce_clean && alone.tokens == 8 * 23);
+    let asked = helpers.asked.borrow();
+    assert!(asked[0] >= 2, "helper 0 ran {} batches", asked[0]);
+    assert_eq!(
+        asked[1], 1,
+        "helper 1 is left out after its first answer fails"
+    );
+}
+
 #[test]
 fn mean_max_cosine_equals_a_direct_computation() {
     let device = cpu_device();

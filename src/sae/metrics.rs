@@ -28,12 +28,14 @@ use serde::{Deserialize, Serialize};
 
 use super::Sae;
 use super::arch::{W_DEC, W_ENC};
+use super::spread::{ForwardHelpers, HelperTask, SaeForHelpers, Spread};
 use super::stats::{
     ConceptAbsorption, FeatureStatsAccumulator, Histogram, LabelledTokens, PROBE_KS, SparseProbe,
     absorption, log10_density_histogram, sparse_probing,
 };
 use super::store::Window;
 use crate::backend::{float_tensor, int_tensor, read_f32};
+use crate::clock::{sleep_ms, yield_now};
 use crate::error::Result;
 use crate::model::{HookContext, HookPoint, Hooks, LogitsFor, Model, PatchOp};
 
@@ -329,6 +331,116 @@ fn resume_point(hook: HookPoint, n_layers: usize) -> Option<(usize, HookPoint)> 
 /// 128-token window's logits 25 MB, and the page's worker keeps its peak memory for good.
 const EVAL_LOGITS_BYTES: usize = 32 << 20;
 
+/// Cross-entropy and KL sums over windows' next-token predictions: clean, with the SAE spliced
+/// in, and zero-ablated. Sums from several workers' windows add up ([`LossSums::add`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossSums {
+    pub ce_clean: f64,
+    pub ce_sae: f64,
+    pub ce_zero: f64,
+    pub kl: f64,
+    /// Next-token targets the cross-entropy sums are over.
+    pub ce_count: usize,
+    /// Positions the KL sum is over.
+    pub kl_count: usize,
+}
+
+impl LossSums {
+    pub fn add(&mut self, other: &LossSums) {
+        self.ce_clean += other.ce_clean;
+        self.ce_sae += other.ce_sae;
+        self.ce_zero += other.ce_zero;
+        self.kl += other.kl;
+        self.ce_count += other.ce_count;
+        self.kl_count += other.kl_count;
+    }
+}
+
+/// Positions the SAE is evaluated at: all but those holding `special_id`, `[b * t]` as 1 / 0.
+fn kept_positions(ids: &[Vec<u32>], special_id: Option<u32>) -> Vec<f32> {
+    ids.iter()
+        .flatten()
+        .map(|&id| if Some(id) == special_id { 0.0 } else { 1.0 })
+        .collect()
+}
+
+/// One batch of equal-length windows through the model three times (clean; the SAE spliced in
+/// and zero-ablated at the kept positions, these two started at the hook's block from the clean
+/// residual): the clean activation at `hook` (`[b * t, d]`, row-major) and the loss sums.
+pub async fn batch_losses(
+    model: &Model,
+    sae: &Sae,
+    hook: HookPoint,
+    ids: &[Vec<u32>],
+    special_id: Option<u32>,
+) -> Result<(Vec<f32>, LossSums)> {
+    let device = model.device().clone();
+    let (b, t) = (ids.len(), ids.first().map_or(0, Vec::len));
+    let d = hook.width(model.dims());
+    let resume = resume_point(hook, model.dims().n_layers);
+    let captures = std::iter::once(hook).chain(resume.map(|(_, at)| at));
+    let clean = model.forward(ids, &Hooks::capture(captures), LogitsFor::AllPositions)?;
+    let x = clean.activation(hook).expect("captured").clone();
+    let mut sums = LossSums::default();
+    // Cross-entropy over next-token targets (positions 0..t-1), and KL per position. One set of
+    // logits at a time beside the clean log-probs (see EVAL_LOGITS_BYTES).
+    if t > 1 {
+        let mask = float_tensor(kept_positions(ids, special_id), [b, t, 1], &device);
+        // The spliced and ablated runs equal the clean one up to the hook's block.
+        let start =
+            resume.map(|(layer, at)| (layer, clean.activation(at).expect("captured").clone()));
+        let patched_run = |hooks: &Hooks| match &start {
+            Some((layer, resid)) => {
+                model.forward_from(*layer, resid.clone(), hooks, LogitsFor::AllPositions)
+            }
+            None => model.forward(ids, hooks, LogitsFor::AllPositions),
+        };
+        let targets: Vec<i64> = ids
+            .iter()
+            .flat_map(|r| r[1..].iter().map(|&id| i64::from(id)).chain([0]))
+            .collect();
+        let targets = int_tensor(targets, [b * t, 1], &device);
+        let valid: Vec<f32> = (0..b)
+            .flat_map(|_| (0..t).map(|p| if p + 1 < t { 1.0 } else { 0.0 }))
+            .collect();
+        let valid = float_tensor(valid, [b * t, 1], &device);
+        let ce = |lp: &Tensor<2>| {
+            (lp.clone().gather(1, targets.clone()) * valid.clone())
+                .sum()
+                .neg()
+        };
+        let clean_lp = next_token_log_probs(clean.logits);
+        let ce_clean_sum = ce(&clean_lp);
+        let spliced_sae = sae.clone();
+        let with_sae = patched_run(&Hooks::none().with_patch(
+            hook,
+            masked_patch(mask.clone(), move |a| reconstruct_3d(&spliced_sae, a)),
+        ))?;
+        let sae_lp = next_token_log_probs(with_sae.logits);
+        let ce_sae_sum = ce(&sae_lp);
+        let kl_sum = (clean_lp.clone().exp() * (clean_lp - sae_lp))
+            .sum_dim(1)
+            .sum();
+        let zeroed =
+            patched_run(&Hooks::none().with_patch(hook, masked_patch(mask, |a| a.zeros_like())))?;
+        let ce_zero_sum = ce(&next_token_log_probs(zeroed.logits));
+        let values = read_f32(Tensor::cat(
+            vec![ce_clean_sum, ce_sae_sum, ce_zero_sum, kl_sum],
+            0,
+        ))
+        .await?;
+        sums = LossSums {
+            ce_clean: f64::from(values[0]),
+            ce_sae: f64::from(values[1]),
+            ce_zero: f64::from(values[2]),
+            kl: f64::from(values[3]),
+            ce_count: b * (t - 1),
+            kl_count: b * t,
+        };
+    }
+    Ok((read_f32(x.reshape([b * t, d])).await?, sums))
+}
+
 /// Evaluate `sae` at its hook over held-out `windows` (all the same length), `batch_windows` at
 /// a time (fewer when their logits would pass [`EVAL_LOGITS_BYTES`]). `skip_special` leaves
 /// positions holding `special_id` out, as in training.
@@ -339,6 +451,20 @@ pub async fn evaluate_sae(
     windows: &[Window],
     batch_windows: usize,
     special_id: Option<u32>,
+) -> Result<SaeMetrics> {
+    evaluate_sae_shared(model, sae, hook, windows, batch_windows, special_id, None).await
+}
+
+/// [`evaluate_sae`] with the batches' forwards ([`batch_losses`]) shared with `helpers`: the
+/// same figures, as each batch's answer is used in batch order.
+pub async fn evaluate_sae_shared(
+    model: &Model,
+    sae: &Sae,
+    hook: HookPoint,
+    windows: &[Window],
+    batch_windows: usize,
+    special_id: Option<u32>,
+    helpers: Option<&dyn ForwardHelpers>,
 ) -> Result<SaeMetrics> {
     sae.check_fits(&hook.to_string(), hook.width(model.dims()))?;
     let device = model.device().clone();
@@ -356,84 +482,63 @@ pub async fn evaluate_sae(
         (0.0f64, vec![0u64; d_sae], vec![0u64; d_sae]);
     let (mut sse, mut sum_sq, mut sum_x, mut n_tokens) = (0.0f64, 0.0f64, vec![0.0f64; d], 0usize);
     let (mut hat_sq, mut hat_dot, mut ratio_sum, mut l1_sum) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    let (mut ce_clean, mut ce_sae, mut ce_zero, mut kl, mut ce_count, mut kl_count) =
-        (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize, 0usize);
     let window_logits_bytes = windows.first().map_or(1, |w| w.ids.len()) * model.dims().d_vocab * 4;
-    let batch_windows = batch_windows.min(EVAL_LOGITS_BYTES / window_logits_bytes.max(1));
-    let resume = resume_point(hook, model.dims().n_layers);
-    for (c, chunk) in windows.chunks(batch_windows.max(1)).enumerate() {
-        let first_window = c * batch_windows.max(1);
-        let ids: Vec<Vec<u32>> = chunk.iter().map(|w| w.ids.clone()).collect();
-        let (b, t) = (ids.len(), ids[0].len());
-        let keep: Vec<f32> = ids
-            .iter()
-            .flatten()
-            .map(|&id| if Some(id) == special_id { 0.0 } else { 1.0 })
-            .collect();
-        let mask = float_tensor(keep.clone(), [b, t, 1], &device);
-        let captures = std::iter::once(hook).chain(resume.map(|(_, at)| at));
-        let clean = model.forward(&ids, &Hooks::capture(captures), LogitsFor::AllPositions)?;
-        let x = clean.activation(hook).expect("captured").clone();
-        // The spliced and ablated runs equal the clean one up to the hook's block.
-        let start =
-            resume.map(|(layer, at)| (layer, clean.activation(at).expect("captured").clone()));
-        let patched_run = |hooks: &Hooks| match &start {
-            Some((layer, resid)) => {
-                model.forward_from(*layer, resid.clone(), hooks, LogitsFor::AllPositions)
-            }
-            None => model.forward(&ids, hooks, LogitsFor::AllPositions),
-        };
+    let batch_windows = batch_windows
+        .min(EVAL_LOGITS_BYTES / window_logits_bytes.max(1))
+        .max(1);
 
-        // Cross-entropy over next-token targets (positions 0..t-1), and KL per position. One
-        // set of logits at a time beside the clean log-probs (see EVAL_LOGITS_BYTES).
-        if t > 1 {
-            let targets: Vec<i64> = ids
-                .iter()
-                .flat_map(|r| r[1..].iter().map(|&id| i64::from(id)).chain([0]))
-                .collect();
-            let targets = int_tensor(targets, [b * t, 1], &device);
-            let valid: Vec<f32> = (0..b)
-                .flat_map(|_| (0..t).map(|p| if p + 1 < t { 1.0 } else { 0.0 }))
-                .collect();
-            let valid = float_tensor(valid, [b * t, 1], &device);
-            let ce = |lp: &Tensor<2>| {
-                (lp.clone().gather(1, targets.clone()) * valid.clone())
-                    .sum()
-                    .neg()
-            };
-            let clean_lp = next_token_log_probs(clean.logits);
-            let ce_clean_sum = ce(&clean_lp);
-            let spliced_sae = sae.clone();
-            let with_sae = patched_run(&Hooks::none().with_patch(
-                hook,
-                masked_patch(mask.clone(), move |a| reconstruct_3d(&spliced_sae, a)),
-            ))?;
-            let sae_lp = next_token_log_probs(with_sae.logits);
-            let ce_sae_sum = ce(&sae_lp);
-            let kl_sum = (clean_lp.clone().exp() * (clean_lp - sae_lp))
-                .sum_dim(1)
-                .sum();
-            let zeroed = patched_run(
-                &Hooks::none().with_patch(hook, masked_patch(mask, |a| a.zeros_like())),
-            )?;
-            let ce_zero_sum = ce(&next_token_log_probs(zeroed.logits));
-            let sums = read_f32(Tensor::cat(
-                vec![ce_clean_sum, ce_sae_sum, ce_zero_sum, kl_sum],
-                0,
-            ))
-            .await?;
-            ce_clean += f64::from(sums[0]);
-            ce_sae += f64::from(sums[1]);
-            ce_zero += f64::from(sums[2]);
-            kl += f64::from(sums[3]);
-            ce_count += b * (t - 1);
-            kl_count += b * t;
+    // The batches' forwards, here and on the helpers.
+    let batches: Vec<Vec<Vec<u32>>> = windows
+        .chunks(batch_windows)
+        .map(|chunk| chunk.iter().map(|w| w.ids.clone()).collect())
+        .collect();
+    let for_helpers = match helpers.filter(|h| h.count() > 0 && batches.len() > 1) {
+        Some(_) => Some(SaeForHelpers::new(sae).await?),
+        None => None,
+    };
+    let mut spread = Spread::new(helpers.filter(|_| for_helpers.is_some()), batches.len(), 1);
+    let mut answers: Vec<Option<(Vec<f32>, LossSums)>> = vec![None; batches.len()];
+    while answers.iter().any(Option::is_none) {
+        if let Some(sae) = &for_helpers {
+            spread.pump(
+                |i| HelperTask::Losses {
+                    windows: &batches[i],
+                    sae,
+                    special_id,
+                },
+                |i, answer| match answer.losses {
+                    Some(losses)
+                        if answer.values.len() == batches[i].len() * batches[i][0].len() * d =>
+                    {
+                        answers[i] = Some((answer.values, losses));
+                        true
+                    }
+                    _ => false,
+                },
+            );
         }
+        match spread.next_here() {
+            Some(i) => {
+                answers[i] = Some(batch_losses(model, sae, hook, &batches[i], special_id).await?)
+            }
+            None if spread.waiting() => sleep_ms(1).await,
+            None if answers.iter().all(Option::is_some) => break,
+            None => return Err(spread.lost()),
+        }
+        yield_now().await;
+    }
+
+    let mut losses = LossSums::default();
+    for (c, (chunk, answer)) in windows.chunks(batch_windows).zip(answers).enumerate() {
+        let first_window = c * batch_windows;
+        let (x_host, sums) = answer.expect("every batch answered");
+        losses.add(&sums);
+        let (b, t) = (chunk.len(), chunk[0].ids.len());
+        let keep = kept_positions(&batches[c], special_id);
 
         // Reconstruction and feature figures on the kept positions.
-        let flat = x.reshape([b * t, d]);
-        let (acts, x_hat) = sae.encode_and_reconstruct_async(flat.clone()).await?;
-        let x_host = read_f32(flat).await?;
+        let flat = float_tensor(x_host.clone(), [b * t, d], &device);
+        let (acts, x_hat) = sae.encode_and_reconstruct_async(flat).await?;
         let hat_host = read_f32(x_hat).await?;
         let acts_host = read_f32(acts).await?;
         let concepts: Vec<u64> = chunk
@@ -531,9 +636,12 @@ pub async fn evaluate_sae(
     let summaries = features.finish();
     let feature_density: Vec<f64> = summaries.iter().map(|s| s.density).collect();
     let (density_histogram, dead_features) = log10_density_histogram(&feature_density, 40);
-    let ce_n = ce_count.max(1) as f64;
-    let (ce_clean, ce_with_sae, ce_zero_ablation) =
-        (ce_clean / ce_n, ce_sae / ce_n, ce_zero / ce_n);
+    let ce_n = losses.ce_count.max(1) as f64;
+    let (ce_clean, ce_with_sae, ce_zero_ablation) = (
+        losses.ce_clean / ce_n,
+        losses.ce_sae / ce_n,
+        losses.ce_zero / ce_n,
+    );
     Ok(SaeMetrics {
         tokens: n_tokens,
         mse: sse / (n * d as f64),
@@ -556,7 +664,7 @@ pub async fn evaluate_sae(
         } else {
             0.0
         },
-        kl: kl / kl_count.max(1) as f64,
+        kl: losses.kl / losses.kl_count.max(1) as f64,
         density_histogram,
         dead_features,
         feature_density,

@@ -30,6 +30,7 @@ pub mod releases;
 pub mod sae_hooks;
 pub mod saelens;
 pub mod select;
+pub mod spread;
 pub mod stats;
 pub mod steer;
 pub mod store;

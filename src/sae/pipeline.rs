@@ -9,8 +9,9 @@
 
 use super::Sae;
 use super::features::{FeatureReport, Scan, ScanConfig, feature_report, scan};
-use super::metrics::{SaeMetrics, evaluate_sae};
+use super::metrics::{SaeMetrics, evaluate_sae, evaluate_sae_shared};
 use super::saelens::{Provenance, SaeFiles, log10_densities, write_sae};
+use super::spread::{ForwardHelpers, HelperTask, Spread};
 use super::store::{ActivationStore, Corpus, StoreConfig, TokenStream, Window};
 use super::train::{
     BatchSource, CapturedActivations, Control, Progress, RunOutcome, SaeTrainer, SaeTrainingConfig,
@@ -66,27 +67,11 @@ pub trait Reporter {
     }
     /// A point the run can resume from exactly ([`TrainOptions::resume`]).
     fn checkpoint(&self, _point: ResumePoint) {}
-    /// Other workers that run capture forwards beside this one, if any.
-    fn capture_helpers(&self) -> Option<&dyn CaptureHelpers> {
+    /// Other workers that run forwards beside this one (capture, evaluation), if any.
+    fn helpers(&self) -> Option<&dyn ForwardHelpers> {
         None
     }
 }
-
-/// Other workers that capture activations beside this one (the page's CPU path on more than
-/// one core), each with its own copy of the model, set up for the run's hook point. A request
-/// is one forward's windows; the answer is the hook's vectors, row-major `[b * t, d]`.
-pub trait CaptureHelpers {
-    /// How many there are.
-    fn count(&self) -> usize;
-    /// Ask helper `helper` to run a forward over `batch` (after those it was asked before).
-    fn send(&self, helper: usize, batch: &[Vec<u32>]);
-    /// Helper `helper`'s next answer, in the order asked, once it has come.
-    fn poll(&self, helper: usize) -> Option<std::result::Result<Vec<f32>, String>>;
-}
-
-/// Forwards each helper is asked for ahead, so it has the next one at hand when it answers
-/// (this worker reads answers only between its own forwards).
-const HELPER_QUEUE: usize = 2;
 
 /// Largest trainer checkpointed as it trains (a 24,576 x 768 SAE's would be 450 MB each time).
 pub const MAX_CHECKPOINT_BYTES: u64 = 256 << 20;
@@ -315,7 +300,7 @@ async fn carry_on(reporter: &dyn Reporter) -> bool {
 ///
 /// The same vectors as drawing `chunk` at a time from the store ([`capture`]): every forward
 /// that would run is planned first (which windows, how many vectors each keeps), the forwards
-/// run here and on the reporter's [`CaptureHelpers`] at once, and their vectors go into the
+/// run here and on the reporter's [`ForwardHelpers`] at once, and their vectors go into the
 /// store's shuffle buffer in plan order, with the draws between them where they would fall.
 pub async fn capture_vectors(
     store: &mut ActivationStore,
@@ -347,43 +332,23 @@ pub async fn capture_vectors(
         planned += take;
     }
 
-    let helpers = reporter
-        .capture_helpers()
-        .filter(|h| h.count() > 0 && store.hooks().len() == 1);
-    let helper_count = helpers.map_or(0, |h| h.count());
+    // Helpers capture one hook; a run at several hooks captures here alone.
+    let helpers = reporter.helpers().filter(|_| store.hooks().len() == 1);
+    let mut spread = Spread::new(helpers, forwards.len(), 2);
     let mut results: Vec<Option<Vec<Vec<f32>>>> = vec![None; forwards.len()];
-    // Each helper's forwards in flight, in the order asked; a helper that fails is left out and
-    // its forwards are run here instead.
-    let mut busy: Vec<std::collections::VecDeque<usize>> = vec![Default::default(); helper_count];
-    let mut failed = vec![false; helper_count];
-    let mut here: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
-    let (mut next, mut taken, mut drawn) = (0, 0, 0);
+    let (mut taken, mut drawn) = (0, 0);
     let mut values = Vec::with_capacity(wanted * d_in);
     let start = now_seconds();
     while drawn < draws.len() {
-        if let Some(helpers) = helpers {
-            for h in 0..helper_count {
-                while !failed[h]
-                    && !busy[h].is_empty()
-                    && let Some(answer) = helpers.poll(h)
-                {
-                    let i = busy[h].pop_front().expect("checked");
-                    match answer {
-                        Ok(vectors) => results[i] = Some(vec![vectors]),
-                        Err(_) => {
-                            failed[h] = true;
-                            here.push_back(i);
-                            here.extend(busy[h].drain(..));
-                        }
-                    }
-                }
-                while !failed[h] && busy[h].len() < HELPER_QUEUE && next < forwards.len() {
-                    helpers.send(h, &forwards[next]);
-                    busy[h].push_back(next);
-                    next += 1;
-                }
-            }
-        }
+        spread.pump(
+            |i| HelperTask::Capture {
+                windows: &forwards[i],
+            },
+            |i, answer| {
+                results[i] = Some(vec![answer.values]);
+                true
+            },
+        );
         // Buffer finished forwards in order, drawing where the plan draws.
         while taken < forwards.len() && results[taken].is_some() {
             let vectors = results[taken].take().expect("checked");
@@ -408,21 +373,10 @@ pub async fn capture_vectors(
         if !carry_on(reporter).await {
             return Ok(None);
         }
-        let mine = here.pop_front().or_else(|| {
-            (next < forwards.len()).then(|| {
-                next += 1;
-                next - 1
-            })
-        });
-        match mine {
+        match spread.next_here() {
             Some(i) => results[i] = Some(store.run_forward(&forwards[i]).await?),
-            // Waiting for the helpers' last answers, without taking their cores.
-            None if busy.iter().any(|queue| !queue.is_empty()) => sleep_ms(1).await,
-            None => {
-                return Err(SaeplayError::InvalidSetting(
-                    "a capture forward was lost".into(),
-                ));
-            }
+            None if spread.waiting() => sleep_ms(1).await,
+            None => return Err(spread.lost()),
         }
         yield_between_steps().await;
     }
@@ -619,13 +573,14 @@ pub async fn train_sae(
         options.eval_windows,
     )?;
     let bos = TokenStream::new(loaded.tokenizer()?, eval_corpus.clone(), config.context)?.bos();
-    let metrics = evaluate_sae(
+    let metrics = evaluate_sae_shared(
         &loaded.model,
         &sae,
         hook,
         &windows,
         options.windows_per_forward,
         config.skip_special_tokens.then_some(bos),
+        reporter.helpers(),
     )
     .await?;
     let provenance = Provenance {

@@ -81,7 +81,7 @@ pub enum ToWorker {
         #[serde(default)]
         processing: WeightProcessing,
     },
-    /// To a helper worker (started by the training worker to capture on another core): one
+    /// To a helper worker (started by the training worker to run forwards on another core): one
     /// forward over `windows` of the model at `model_base`, capturing `hook_name`.
     HelperCapture {
         id: u32,
@@ -90,6 +90,22 @@ pub enum ToWorker {
         processing: WeightProcessing,
         hook_name: String,
         windows: Vec<Vec<u32>>,
+    },
+    /// To a helper worker: evaluate an SAE at `hook_name` on `windows`
+    /// (`metrics::batch_losses`). The SAE is `sae_config` with its parameters as a safetensors
+    /// file beside, `[weights]`, sent once per helper: later requests for the same `sae_key`
+    /// carry neither.
+    HelperEvaluate {
+        id: u32,
+        model_base: String,
+        #[serde(default)]
+        processing: WeightProcessing,
+        hook_name: String,
+        windows: Vec<Vec<u32>>,
+        sae_key: u32,
+        #[serde(default)]
+        sae_config: Option<crate::sae::SaeConfig>,
+        special_id: Option<u32>,
     },
 }
 
@@ -169,12 +185,15 @@ pub enum FromWorker {
         id: u32,
         scored: FeatureExplanation,
     },
-    /// A helper's answer to [`ToWorker::HelperCapture`] `id`: the vectors beside, `[values]`
-    /// (`[b * t, d]` f32, little-endian).
-    HelperCaptured {
+    /// A helper's answer to [`ToWorker::HelperCapture`] or [`ToWorker::HelperEvaluate`] `id`:
+    /// the hook's vectors beside, `[values]` (`[b * t, d]` f32, little-endian), and for an
+    /// evaluation the loss sums.
+    HelperAnswered {
         id: u32,
+        #[serde(default)]
+        losses: Option<crate::sae::metrics::LossSums>,
     },
-    /// A helper could not run [`ToWorker::HelperCapture`] `id`.
+    /// A helper could not run request `id`.
     HelperError {
         id: u32,
         message: String,

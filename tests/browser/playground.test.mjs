@@ -185,6 +185,11 @@ for (const spec of PATHS) {
           const maxes = await page.$$eval('#feature-rows tr td:nth-child(3)', (tds) => tds.map((td) => Number(td.textContent)));
           assert.ok(maxes.every((v, i) => i === 0 || v <= maxes[i - 1]), 'sorted by max activation');
           await setValue(page, '#feature-sort', 'score');
+          // The explanations are made in the background after the list: wait for the first ten.
+          await page.waitForFunction(() => {
+            const tds = [...document.querySelectorAll('#feature-rows tr td:nth-child(5)')].slice(0, 10);
+            return tds.length === 10 && tds.every((td) => /\((-?[\d.]+)\)$/.test(td.textContent));
+          }, null, { timeout: ACTION_TIMEOUT_MS });
           const scores = await page.$$eval('#feature-rows tr td:nth-child(5)', (tds) => tds.map((td) => Number(td.textContent.match(/\((-?[\d.]+)\)$/)?.[1])));
           assert.ok(scores.length > 10 && scores.slice(0, 10).every(Number.isFinite), `explanation scores: ${scores.slice(0, 10)}`);
           assert.ok(scores.filter(Number.isFinite).every((v, i, all) => i === 0 || v <= all[i - 1]), 'sorted by explanation score');

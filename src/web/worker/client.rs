@@ -92,7 +92,7 @@ impl App {
                 done,
             } => self.explanations_arrived(key, explanations, done),
             // Only the training worker's own helpers send these.
-            FromWorker::HelperCaptured { .. } | FromWorker::HelperError { .. } => {}
+            FromWorker::HelperAnswered { .. } | FromWorker::HelperError { .. } => {}
         }
     }
 

@@ -1,7 +1,7 @@
 //! The training worker's helpers: more workers, each with its own copy of a small model, that
-//! run capture forwards on the other cores (`pipeline::capture_vectors` hands them out and puts
-//! their vectors in order). Stable Rust has no threads in wasm; workers are how a page uses
-//! more than one core.
+//! run forwards on the other cores, the capture's and the evaluation's (`sae::spread` hands
+//! them out; `pipeline::capture_vectors` and `metrics::evaluate_sae_shared` put the answers in
+//! order). Stable Rust has no threads in wasm; workers are how a page uses more than one core.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -12,24 +12,25 @@ use wasm_bindgen::JsValue;
 
 use super::{envelope, open, spawn};
 use crate::model::WeightProcessing;
-use crate::sae::pipeline::CaptureHelpers;
+use crate::sae::spread::{ForwardHelpers, HelperAnswer, HelperTask};
 use crate::ui::worker_protocol::{FromWorker, ToWorker};
 
 /// A helper's answers by request id.
-type Answers = Rc<RefCell<HashMap<u32, Result<Vec<f32>, String>>>>;
+type Answers = Rc<RefCell<HashMap<u32, Result<HelperAnswer, String>>>>;
 
 /// One helper: its worker, what it was asked (ids, in order), what it answered (by id: a
-/// helper's tasks may finish out of order), and messages held until it is ready (a worker
-/// drops messages that arrive while its module starts).
+/// helper's tasks may finish out of order), messages held until it is ready (a worker drops
+/// messages that arrive while its module starts), and the key of the SAE it holds.
 struct Helper {
     worker: web_sys::Worker,
+    sae_key: Cell<Option<u32>>,
     asked: RefCell<VecDeque<u32>>,
     answers: Answers,
     ready: Rc<Cell<bool>>,
     held: Rc<RefCell<Vec<JsValue>>>,
 }
 
-/// Helper workers for one run's capture; they stop when the pool is dropped.
+/// Helper workers for one training run; they stop when the pool is dropped.
 pub struct HelperPool {
     helpers: Vec<Helper>,
     next_id: Cell<u32>,
@@ -76,7 +77,7 @@ impl HelperPool {
                                 }
                             }
                         }
-                        Ok(FromWorker::HelperCaptured { id }) => {
+                        Ok(FromWorker::HelperAnswered { id, losses }) => {
                             let values = bytes
                                 .into_iter()
                                 .next()
@@ -87,6 +88,7 @@ impl HelperPool {
                                         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                                         .collect()
                                 })
+                                .map(|values| HelperAnswer { values, losses })
                                 .ok_or_else(|| "a helper's vectors did not arrive".to_string());
                             answers.borrow_mut().insert(id, values);
                         }
@@ -110,6 +112,7 @@ impl HelperPool {
             *worker_slot.borrow_mut() = Some(worker.clone());
             helpers.push(Helper {
                 worker,
+                sae_key: Cell::new(None),
                 asked: RefCell::default(),
                 answers,
                 ready,
@@ -126,26 +129,55 @@ impl HelperPool {
     }
 }
 
-impl CaptureHelpers for HelperPool {
+impl ForwardHelpers for HelperPool {
     fn count(&self) -> usize {
         self.helpers.len()
     }
 
-    fn send(&self, helper: usize, batch: &[Vec<u32>]) {
+    fn send(&self, helper: usize, task: HelperTask<'_>) {
         let helper = &self.helpers[helper];
         let id = self.next_id.get();
         self.next_id.set(id.wrapping_add(1) % u32::MAX);
-        let message = envelope(
-            ToWorker::HelperCapture {
-                id,
-                model_base: self.model_base.clone(),
-                processing: self.processing,
-                hook_name: self.hook_name.clone(),
-                windows: batch.to_vec(),
-            }
-            .to_json(),
-            &[],
+        let (model_base, processing, hook_name) = (
+            self.model_base.clone(),
+            self.processing,
+            self.hook_name.clone(),
         );
+        let message = match task {
+            HelperTask::Capture { windows } => envelope(
+                ToWorker::HelperCapture {
+                    id,
+                    model_base,
+                    processing,
+                    hook_name,
+                    windows: windows.to_vec(),
+                }
+                .to_json(),
+                &[],
+            ),
+            HelperTask::Losses {
+                windows,
+                sae,
+                special_id,
+            } => {
+                // The SAE travels with the first request that needs it.
+                let first = helper.sae_key.replace(Some(sae.key)) != Some(sae.key);
+                envelope(
+                    ToWorker::HelperEvaluate {
+                        id,
+                        model_base,
+                        processing,
+                        hook_name,
+                        windows: windows.to_vec(),
+                        sae_key: sae.key,
+                        sae_config: first.then(|| sae.config.clone()),
+                        special_id,
+                    }
+                    .to_json(),
+                    &[first.then_some(sae.weights.as_slice())],
+                )
+            }
+        };
         helper.asked.borrow_mut().push_back(id);
         if !helper.ready.get() {
             helper.held.borrow_mut().push(message);
@@ -157,7 +189,7 @@ impl CaptureHelpers for HelperPool {
         }
     }
 
-    fn poll(&self, helper: usize) -> Option<Result<Vec<f32>, String>> {
+    fn poll(&self, helper: usize) -> Option<Result<HelperAnswer, String>> {
         let helper = &self.helpers[helper];
         let mut asked = helper.asked.borrow_mut();
         let id = *asked.front()?;

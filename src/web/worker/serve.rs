@@ -16,10 +16,10 @@ use crate::model::WeightProcessing;
 use crate::model::files::LoadedModel;
 use crate::sae::features::{FeatureReport, Scan};
 use crate::sae::pipeline::{
-    CaptureHelpers, Reporter, ResumePoint, TrainOptions, scan_job, train_sae,
-    worker_windows_per_forward,
+    Reporter, ResumePoint, TrainOptions, scan_job, train_sae, worker_windows_per_forward,
 };
 use crate::sae::saelens::SaeFiles;
+use crate::sae::spread::ForwardHelpers;
 use crate::sae::train::{Control, Progress, SaeTrainingConfig};
 use crate::ui::feature_list::FeatureList;
 use crate::ui::worker_protocol::{FromWorker, ResumeFrom, ToWorker};
@@ -112,8 +112,8 @@ impl Reporter for PostReporter {
         Some(CHECKPOINT_EVERY.with(Cell::get))
     }
 
-    fn capture_helpers(&self) -> Option<&dyn CaptureHelpers> {
-        self.helpers.as_ref().map(|h| h as &dyn CaptureHelpers)
+    fn helpers(&self) -> Option<&dyn ForwardHelpers> {
+        self.helpers.as_ref().map(|h| h as &dyn ForwardHelpers)
     }
 
     fn checkpoint(&self, point: ResumePoint) {
@@ -594,20 +594,37 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
             processing,
             hook_name,
             windows,
+        } => queue_helper_request(HelperRequest {
+            id,
+            model_base,
+            processing,
+            hook_name,
+            windows,
+            evaluate: None,
+        }),
+        ToWorker::HelperEvaluate {
+            id,
+            model_base,
+            processing,
+            hook_name,
+            windows,
+            sae_key,
+            sae_config,
+            special_id,
         } => {
-            // One at a time, in order: the first loads the model, the rest wait for it.
-            let request = (id, model_base, processing, hook_name, windows);
-            HELPER_REQUESTS.with(|q| q.borrow_mut().push_back(request));
-            if !HELPER_RUNNING.with(|r| r.replace(true)) {
-                spawn_local(async {
-                    while let Some((id, base, processing, hook_name, windows)) =
-                        HELPER_REQUESTS.with(|q| q.borrow_mut().pop_front())
-                    {
-                        helper_capture(id, base, processing, hook_name, windows).await;
-                    }
-                    HELPER_RUNNING.with(|r| r.set(false));
-                });
-            }
+            let weights = bytes.get_mut(0).and_then(Option::take);
+            queue_helper_request(HelperRequest {
+                id,
+                model_base,
+                processing,
+                hook_name,
+                windows,
+                evaluate: Some(HelperEvaluate {
+                    sae_key,
+                    sae: sae_config.zip(weights),
+                    special_id,
+                }),
+            })
         }
         ToWorker::Prepare {
             model_base,
@@ -632,45 +649,105 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
     }
 }
 
-/// A helper's capture request: id, model base, processing, hook name, windows.
-type HelperRequest = (u32, String, WeightProcessing, String, Vec<Vec<u32>>);
-
-thread_local! {
-    /// As a helper: the capture requests not yet run, and whether they are being run.
-    static HELPER_REQUESTS: RefCell<std::collections::VecDeque<HelperRequest>> =
-        RefCell::default();
-    static HELPER_RUNNING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// As a helper of the training worker: one capture forward, answered with its vectors.
-async fn helper_capture(
+/// A helper's request: a forward over `windows` of the model at `model_base`, capturing
+/// `hook_name`, and with `evaluate` the SAE's loss sums too.
+struct HelperRequest {
     id: u32,
-    base: String,
+    model_base: String,
     processing: WeightProcessing,
     hook_name: String,
     windows: Vec<Vec<u32>>,
-) {
+    evaluate: Option<HelperEvaluate>,
+}
+
+/// The SAE a helper evaluates: `sae` (config and safetensors) comes with the first request for
+/// `sae_key`.
+struct HelperEvaluate {
+    sae_key: u32,
+    sae: Option<(crate::sae::SaeConfig, Vec<u8>)>,
+    special_id: Option<u32>,
+}
+
+thread_local! {
+    /// As a helper: the requests not yet run, and whether they are being run.
+    static HELPER_REQUESTS: RefCell<std::collections::VecDeque<HelperRequest>> =
+        RefCell::default();
+    static HELPER_RUNNING: Cell<bool> = const { Cell::new(false) };
+    /// As a helper: the SAE it evaluates, by key.
+    static HELPER_SAE: RefCell<Option<(u32, crate::sae::Sae)>> = const { RefCell::new(None) };
+}
+
+/// Run helper requests one at a time, in order: the first loads the model, the rest wait for it.
+fn queue_helper_request(request: HelperRequest) {
+    HELPER_REQUESTS.with(|q| q.borrow_mut().push_back(request));
+    if !HELPER_RUNNING.with(|r| r.replace(true)) {
+        spawn_local(async {
+            while let Some(request) = HELPER_REQUESTS.with(|q| q.borrow_mut().pop_front()) {
+                helper_forward(request).await;
+            }
+            HELPER_RUNNING.with(|r| r.set(false));
+        });
+    }
+}
+
+/// As a helper of the training worker: one forward (capture, or the three runs of an
+/// evaluation), answered with the hook's vectors.
+async fn helper_forward(request: HelperRequest) {
+    let HelperRequest {
+        id,
+        model_base,
+        processing,
+        hook_name,
+        windows,
+        evaluate,
+    } = request;
     let result = async {
-        let loaded = model(&base, processing).await?;
+        let loaded = model(&model_base, processing).await?;
         let hook = crate::model::HookPoint::parse(&hook_name, loaded.model.dims())
             .map_err(|e| e.to_string())?;
-        let captured = loaded
-            .model
-            .capture(&windows, &[hook])
-            .map_err(|e| e.to_string())?;
-        let (_, values) = captured
-            .into_iter()
-            .next()
-            .ok_or_else(|| format!("`{hook}` was not captured"))?;
-        crate::backend::read_f32(values)
-            .await
-            .map_err(|e| e.to_string())
+        let Some(evaluate) = evaluate else {
+            let captured = loaded
+                .model
+                .capture(&windows, &[hook])
+                .map_err(|e| e.to_string())?;
+            let (_, values) = captured
+                .into_iter()
+                .next()
+                .ok_or_else(|| format!("`{hook}` was not captured"))?;
+            let values = crate::backend::read_f32(values)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok((values, None));
+        };
+        if let Some((config, weights)) = evaluate.sae {
+            let sae = crate::sae::spread::SaeForHelpers::upload(config, &weights, &cpu_device())
+                .map_err(|e| e.to_string())?;
+            HELPER_SAE.with(|s| *s.borrow_mut() = Some((evaluate.sae_key, sae)));
+        }
+        let sae = HELPER_SAE
+            .with(|s| {
+                s.borrow()
+                    .as_ref()
+                    .filter(|(key, _)| *key == evaluate.sae_key)
+                    .map(|(_, sae)| sae.clone())
+            })
+            .ok_or("the helper does not hold the SAE it was asked to evaluate")?;
+        let (values, losses) = crate::sae::metrics::batch_losses(
+            &loaded.model,
+            &sae,
+            hook,
+            &windows,
+            evaluate.special_id,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok::<_, String>((values, Some(losses)))
     }
     .await;
     match result {
-        Ok(values) => {
+        Ok((values, losses)) => {
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            post_with(&FromWorker::HelperCaptured { id }, &[Some(&bytes)]);
+            post_with(&FromWorker::HelperAnswered { id, losses }, &[Some(&bytes)]);
         }
         Err(message) => post(&FromWorker::HelperError { id, message }),
     }
