@@ -9,7 +9,7 @@
 
 use super::Sae;
 use super::features::{FeatureReport, Scan, ScanConfig, feature_report, scan};
-use super::metrics::{SaeMetrics, evaluate_sae, evaluate_sae_shared};
+use super::metrics::{SaeMetrics, evaluate_sae_shared};
 use super::saelens::{Provenance, SaeFiles, log10_densities, write_sae};
 use super::spread::{ForwardHelpers, HelperTask, Spread};
 use super::store::{ActivationStore, Corpus, StoreConfig, TokenStream, Window};
@@ -52,6 +52,20 @@ pub fn worker_windows_per_forward(parameters: usize) -> usize {
     let per_window = (parameters.max(1) as u64).saturating_mul(SCAN_CONTEXT as u64);
     (PARAMETER_TOKENS_PER_FORWARD / per_window).clamp(1, 8) as usize
 }
+/// Model work (parameter-tokens) below which an evaluation runs in one worker: a helper's start
+/// (its wasm instance and its copy of the model) costs about what it would save. The built-in
+/// model's evaluation (24 windows, 9e9, mostly not forwards) took 2.4 s alone and 2.7 s with a
+/// helper; SmolLM2's after training (8 windows, 4e11) takes 22 s with one, each batch ~5.5 s.
+const EVALUATION_HELPERS_FROM_PARAMETER_TOKENS: u64 = 100_000_000_000;
+
+/// Whether the page's Evaluate button should start helpers for a model of `parameters` (see
+/// [`EVALUATION_HELPERS_FROM_PARAMETER_TOKENS`]): clean, spliced and ablated runs over
+/// [`scan_windows`] windows.
+pub fn evaluation_wants_helpers(parameters: usize) -> bool {
+    let tokens = (scan_windows(parameters) * SCAN_CONTEXT) as u64;
+    3 * tokens * parameters as u64 >= EVALUATION_HELPERS_FROM_PARAMETER_TOKENS
+}
+
 /// The page captures at most this many vectors and trains over them (capturing is most of the
 /// cost of a run in the page).
 pub const MAX_CAPTURED_TOKENS: usize = 65_536;
@@ -630,7 +644,8 @@ async fn scan_windows_of(
 }
 
 /// Evaluate an SAE on held-out windows of `corpus` (as many as [`scan_windows`] affords on this
-/// model): the page's Evaluate button for SAEs whose files carry no metrics (published ones).
+/// model), its forwards shared with `helpers`: the page's Evaluate button for SAEs whose files
+/// carry no metrics (published ones).
 pub async fn evaluate_job(
     loaded: &LoadedModel,
     sae: &Sae,
@@ -638,6 +653,7 @@ pub async fn evaluate_job(
     corpus: &Corpus,
     windows_per_forward: usize,
     on_phase: &dyn Fn(String),
+    helpers: Option<&dyn ForwardHelpers>,
 ) -> Result<SaeMetrics> {
     let n = scan_windows(loaded.model.dims().parameter_count);
     on_phase(format!(
@@ -646,13 +662,14 @@ pub async fn evaluate_job(
     yield_now().await;
     let (windows, held_out) = scan_windows_of(loaded, corpus, on_phase).await?;
     let bos = TokenStream::new(loaded.tokenizer()?, held_out, SCAN_CONTEXT)?.bos();
-    evaluate_sae(
+    evaluate_sae_shared(
         &loaded.model,
         sae,
         hook,
         &windows,
         windows_per_forward,
         Some(bos),
+        helpers,
     )
     .await
 }
@@ -722,5 +739,8 @@ mod tests {
         assert_eq!(worker_windows_per_forward(0), 8);
         assert_eq!(scan_windows(1_000_000), SCAN_WINDOWS);
         assert_eq!(scan_windows(124_000_000), 8);
+        // SmolLM2-135M's evaluation is worth a helper's start; the built-in model's is not.
+        assert!(evaluation_wants_helpers(135_000_000));
+        assert!(!evaluation_wants_helpers(1_000_000));
     }
 }

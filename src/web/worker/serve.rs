@@ -422,8 +422,20 @@ async fn evaluate(
     weights: Vec<u8>,
 ) {
     let result = async {
-        let (loaded, sae, hook) = sae_on_model((base, processing), cfg, weights).await?;
+        let (loaded, sae, hook) = sae_on_model((base.clone(), processing), cfg, weights).await?;
         let on_phase = |text: String| post(&FromWorker::FeaturesPhase { id, text });
+        // Stopped when dropped, after the evaluation.
+        let parameters = loaded.model.dims().parameter_count;
+        let helpers = crate::sae::pipeline::evaluation_wants_helpers(parameters)
+            .then(|| {
+                HelperPool::start(
+                    &base,
+                    processing,
+                    &hook.to_string(),
+                    loaded.model.weight_bytes(),
+                )
+            })
+            .flatten();
         crate::sae::pipeline::evaluate_job(
             &loaded,
             &sae,
@@ -431,6 +443,7 @@ async fn evaluate(
             &corpus,
             worker_windows_per_forward(loaded.model.dims().parameter_count),
             &on_phase,
+            helpers.as_ref().map(|h| h as &dyn ForwardHelpers),
         )
         .await
         .map_err(|e| e.to_string())
