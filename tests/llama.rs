@@ -59,7 +59,11 @@ fn forward_matches_reference_across_shapes() {
     ];
     for spec in specs {
         let (weights, model) = load(&tiny_llama_checkpoint(&spec));
+        // Float matrices on the CPU run on the host forward; burn's ops are checked too.
+        assert!(model.has_host_forward());
         assert_matches_reference(&weights, &model, &ids(19, spec.seed as u32), 1e-4);
+        let burn = model.burn_forward_only();
+        assert_matches_reference(&weights, &burn, &ids(19, spec.seed as u32), 1e-4);
     }
 }
 
@@ -901,15 +905,18 @@ fn capture_stops_early_with_the_same_values() {
     }
 }
 
-/// TransformerLens's `start_at_layer` on the three Llama forwards: f32 weights on burn's ops, and
-/// a packed GGUF on the host forward and on burn's ops.
+/// TransformerLens's `start_at_layer` on the Llama forwards: f32 (safetensors) and packed
+/// (GGUF) weights, each on the host forward and on burn's ops.
 #[test]
 fn forward_from_a_block_equals_the_full_forward() {
     let (_, f32_model) = load(&tiny_llama_checkpoint(&LlamaSpec {
         layers: 3,
         ..LlamaSpec::default()
     }));
-    common::assert_forward_from_equals_the_full_forward(&f32_model, "Llama f32, burn's ops");
+    assert!(f32_model.has_host_forward(), "safetensors on the CPU");
+    common::assert_forward_from_equals_the_full_forward(&f32_model, "Llama f32, host forward");
+    let burn = f32_model.burn_forward_only();
+    common::assert_forward_from_equals_the_full_forward(&burn, "Llama f32, burn's ops");
     let (_, _, host) = packed_gguf(43, false, saeplay::io::gguf::GgmlType::Q8_0);
     let packed = host.upload(&cpu_device()).unwrap().model;
     assert!(packed.has_host_forward());

@@ -36,7 +36,8 @@ pub(crate) struct PackedWeight {
     pub matrix: Arc<QuantisedMatrix>,
     /// Natively, the values unpacked the first time a product of more than [`PACKED_ROWS`] rows
     /// needs them, and kept: a CLI forward then costs what `gemm` does (PyTorch holds the same
-    /// f32 values). A tab cannot spare the memory, and unpacks in pieces at each product.
+    /// f32 values). A tab cannot spare the memory, and unpacks in pieces at each product. An F32
+    /// matrix (a safetensors checkpoint's) is multiplied where it lies.
     #[cfg(not(target_arch = "wasm32"))]
     unpacked: std::sync::OnceLock<Vec<f32>>,
 }
@@ -58,6 +59,11 @@ impl PackedWeight {
         }
         let (rows, cols) = (matrix.rows, matrix.cols);
         let mut y = vec![0.0f32; n * rows];
+        if let Some(values) = matrix.as_f32() {
+            let w = MatRef::transposed(values, cols, rows);
+            matmul(&mut y, MatRef::rows(x, n, cols), w, 1.0, false);
+            return y;
+        }
         #[cfg(not(target_arch = "wasm32"))]
         {
             let values = self.unpacked.get_or_init(|| matrix.dequantize());

@@ -132,6 +132,16 @@ impl VocabMatrix {
 }
 
 /// Upload a host matrix as it is laid out.
+/// A float matrix (safetensors) on a CPU device, as a ggml F32 matrix: then every matrix of the
+/// model is a [`QuantisedMatrix`] and the host forward runs it, as a GGUF's (burn's ops unpack
+/// it where they need it). The same bytes as the f32 values, held once.
+fn host_f32_matrix(tensor: HostTensor) -> Result<QuantisedMatrix> {
+    let [rows, cols] = [tensor.shape[0], tensor.shape[1]];
+    let bytes: Vec<u8> = tensor.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    drop(tensor);
+    QuantisedMatrix::new(crate::io::gguf::GgmlType::F32, rows, cols, bytes)
+}
+
 fn upload_matrix(tensor: HostTensor, device: &Device) -> Tensor<2> {
     let shape = [tensor.shape[0], tensor.shape[1]];
     float_tensor(tensor.values, shape, device)
@@ -245,6 +255,9 @@ impl Llama {
                     Some(matrix) => {
                         LinearWeight::Dense(upload_linear_weight(matrix.to_host(), device))
                     }
+                    None if packed => {
+                        LinearWeight::Packed(Arc::new(host_f32_matrix(take(&weight_name)?)?))
+                    }
                     None => LinearWeight::Dense(upload_linear_weight(take(&weight_name)?, device)),
                 };
                 let bias = if bias {
@@ -323,6 +336,7 @@ impl Llama {
             Ok(match quantised.remove(name) {
                 Some(matrix) if packed => VocabMatrix::Packed(Arc::new(matrix)),
                 Some(matrix) => VocabMatrix::Dense(upload_matrix(matrix.to_host(), device)),
+                None if packed => VocabMatrix::Packed(Arc::new(host_f32_matrix(take(name)?)?)),
                 None => VocabMatrix::Dense(upload_matrix(take(name)?, device)),
             })
         };

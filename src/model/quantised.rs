@@ -60,6 +60,15 @@ impl QuantisedMatrix {
         self.data.len()
     }
 
+    /// The values themselves, `[rows, cols]` row-major, when they are stored as f32 the way this
+    /// machine holds them (an F32 matrix, aligned, little-endian): nothing to unpack.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        if self.ggml_type != GgmlType::F32 || cfg!(target_endian = "big") {
+            return None;
+        }
+        bytemuck::try_cast_slice(&self.data).ok()
+    }
+
     /// The values as f32, `[rows, cols]` row-major.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0.0f32; self.rows * self.cols];
@@ -351,6 +360,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An F32 matrix is read in place, bit for bit; other types are not f32.
+    #[test]
+    fn f32_matrices_are_their_own_values() {
+        let values: Vec<f32> = (0..6 * 64).map(|i| (i as f32 - 100.0) / 7.0).collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let matrix = QuantisedMatrix::new(GgmlType::F32, 6, 64, bytes).unwrap();
+        assert_eq!(matrix.as_f32(), Some(values.as_slice()));
+        assert_eq!(matrix.dequantize(), values);
+        let mut rng = Rng::new(3);
+        assert_eq!(
+            random_matrix(GgmlType::Q8_0, 2, 64, &mut rng).as_f32(),
+            None
+        );
     }
 
     #[test]
