@@ -137,9 +137,7 @@ impl VocabMatrix {
 /// it where they need it). The same bytes as the f32 values, held once.
 fn host_f32_matrix(tensor: HostTensor) -> Result<QuantisedMatrix> {
     let [rows, cols] = [tensor.shape[0], tensor.shape[1]];
-    let bytes: Vec<u8> = tensor.values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    drop(tensor);
-    QuantisedMatrix::new(crate::io::gguf::GgmlType::F32, rows, cols, bytes)
+    QuantisedMatrix::from_f32(rows, cols, tensor.values)
 }
 
 fn upload_matrix(tensor: HostTensor, device: &Device) -> Tensor<2> {

@@ -50,6 +50,29 @@ impl QuantisedMatrix {
         })
     }
 
+    /// An F32 matrix of `values` (`[rows, cols]` row-major), holding them without a copy where
+    /// this machine stores f32 little-endian.
+    pub fn from_f32(rows: usize, cols: usize, values: Vec<f32>) -> Result<Self> {
+        /// `values` seen as their bytes.
+        struct F32Bytes(Vec<f32>);
+        impl AsRef<[u8]> for F32Bytes {
+            fn as_ref(&self) -> &[u8] {
+                bytemuck::cast_slice(&self.0)
+            }
+        }
+        let data = if cfg!(target_endian = "little") {
+            Bytes::from_owner(F32Bytes(values))
+        } else {
+            Bytes::from(
+                values
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            )
+        };
+        Self::new(GgmlType::F32, rows, cols, data)
+    }
+
     /// Bytes per row.
     pub fn row_bytes(&self) -> usize {
         self.cols / self.ggml_type.block_size() * self.ggml_type.type_size()
@@ -368,8 +391,11 @@ mod tests {
         let values: Vec<f32> = (0..6 * 64).map(|i| (i as f32 - 100.0) / 7.0).collect();
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let matrix = QuantisedMatrix::new(GgmlType::F32, 6, 64, bytes).unwrap();
-        assert_eq!(matrix.as_f32(), Some(values.as_slice()));
         assert_eq!(matrix.dequantize(), values);
+        let held = QuantisedMatrix::from_f32(6, 64, values.clone()).unwrap();
+        assert_eq!(held, matrix);
+        assert_eq!(held.as_f32(), Some(values.as_slice()));
+        assert!(QuantisedMatrix::from_f32(6, 63, values.clone()).is_err());
         let mut rng = Rng::new(3);
         assert_eq!(
             random_matrix(GgmlType::Q8_0, 2, 64, &mut rng).as_f32(),
