@@ -176,6 +176,15 @@ impl QuantisedMatrix {
                         }
                     }
                 }
+                None if let Some(values) = self.as_f32() => {
+                    // f32 rows are dotted where they lie.
+                    for (i, y) in out.chunks_exact_mut(n).enumerate() {
+                        let row = &values[(first + i) * self.cols..][..self.cols];
+                        for (value, xr) in y.iter_mut().zip(x.chunks_exact(self.cols)) {
+                            *value = dot(row, xr);
+                        }
+                    }
+                }
                 None => {
                     let mut row = vec![0.0f32; self.cols];
                     for (i, y) in out.chunks_exact_mut(n).enumerate() {
@@ -361,8 +370,21 @@ mod tests {
     fn packed_products_equal_the_unpacked_values_product() {
         let mut rng = Rng::new(7);
         let (rows, cols) = (131, 96);
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
-            let matrix = random_matrix(ty, rows, cols, &mut rng);
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q8_0,
+            GgmlType::F32,
+        ] {
+            let matrix = match ty {
+                GgmlType::F32 => {
+                    let values = (0..rows * cols)
+                        .map(|_| rng.uniform() as f32 - 0.5)
+                        .collect();
+                    QuantisedMatrix::from_f32(rows, cols, values).unwrap()
+                }
+                _ => random_matrix(ty, rows, cols, &mut rng),
+            };
             let values = matrix.dequantize();
             for n in [1, 2, 3] {
                 let x: Vec<f32> = (0..n * cols)
