@@ -629,13 +629,7 @@ fn host_forward_on_packed_weights_equals_the_burn_forward() {
         assert!(!burn.has_host_forward());
         let dims = model.dims().clone();
         let read = |t: burn::tensor::Tensor<3>| block_on(read_f32(t)).unwrap();
-        let max_diff = |a: &[f32], b: &[f32]| {
-            assert_eq!(a.len(), b.len());
-            a.iter()
-                .zip(b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max)
-        };
+        let max_diff = common::largest_difference;
         let batch = [ids(11, seed as u32), ids(11, seed as u32 + 1)];
         let every_hook = Hooks::capture(HookPoint::all(&dims));
         for logits_for in [LogitsFor::AllPositions, LogitsFor::LastPosition] {

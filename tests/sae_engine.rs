@@ -924,6 +924,23 @@ fn zero_sae(d: usize, device: &burn::tensor::Device, hook: &str) -> Sae {
     Sae::from_host(c, &w, device).unwrap()
 }
 
+/// `n` held-out TinyTales windows of 24 tokens.
+fn held_out_windows(
+    loaded: &saeplay::model::files::LoadedModel,
+    n: usize,
+) -> Vec<saeplay::sae::store::Window> {
+    TokenStream::new(
+        loaded.tokenizer().unwrap(),
+        Corpus::TinyTales {
+            seed: HELD_OUT_SEED,
+        },
+        24,
+    )
+    .unwrap()
+    .windows(n)
+    .unwrap()
+}
+
 /// Mean next-token cross-entropy computed on the host from the model's logits.
 fn host_cross_entropy(logits: &[f32], ids: &[Vec<u32>], vocab: usize) -> f64 {
     let t = ids[0].len();
@@ -951,16 +968,7 @@ fn metrics_equal_hand_computed_values() {
     let hook = HookPoint::ResidPre(1);
     let d = model.dims().d_model;
     let device = model.device().clone();
-    let windows = TokenStream::new(
-        loaded.tokenizer().unwrap(),
-        Corpus::TinyTales {
-            seed: HELD_OUT_SEED,
-        },
-        24,
-    )
-    .unwrap()
-    .windows(6)
-    .unwrap();
+    let windows = held_out_windows(&loaded, 6);
     let ids: Vec<Vec<u32>> = windows.iter().map(|w| w.ids.clone()).collect();
     let clean = model
         .forward(&ids, &Hooks::capture([hook]), LogitsFor::AllPositions)
@@ -1166,16 +1174,7 @@ fn an_evaluation_shared_with_helpers_gives_the_same_metrics() {
     let mut c = config(Architecture::TopK { k: 4 }, d, 3 * d);
     c.hook_name = hook.to_string();
     let sae = Sae::from_host(c.clone(), &random_weights(&c, 5), model.device()).unwrap();
-    let windows = TokenStream::new(
-        loaded.tokenizer().unwrap(),
-        Corpus::TinyTales {
-            seed: HELD_OUT_SEED,
-        },
-        24,
-    )
-    .unwrap()
-    .windows(8)
-    .unwrap();
+    let windows = held_out_windows(&loaded, 8);
     let bos = Some(windows[0].ids[0]);
     let alone = block_on(evaluate_sae(model, &sae, hook, &windows, 1, bos)).unwrap();
     let helpers = FakeHelpers {

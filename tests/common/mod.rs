@@ -45,13 +45,7 @@ pub fn assert_forward_from_equals_the_full_forward(model: &saeplay::model::Model
         .map(|row| (0..9u32).map(|i| (i * 31 + row * 7 + 3) % vocab).collect())
         .collect();
     let read = |t: burn::tensor::Tensor<3>| block_on(read_f32(t)).unwrap();
-    let max_diff = |a: &[f32], b: &[f32]| {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max)
-    };
+    let max_diff = largest_difference;
     // The residual entering each block, and the final norm's input.
     let entries: Vec<HookPoint> = (0..n)
         .map(HookPoint::ResidPre)
@@ -151,4 +145,13 @@ pub fn assert_forward_from_equals_the_full_forward(model: &saeplay::model::Model
         error.to_string().contains("cannot start at block"),
         "{what}: {error}"
     );
+}
+
+/// The largest absolute difference between two equally long lists of values.
+pub fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
 }
