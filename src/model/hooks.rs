@@ -116,6 +116,20 @@ impl HookPoint {
         }
     }
 
+    /// Where a run patched at this hook can start from an unpatched run of the same tokens
+    /// ([`super::Model::forward_from`], TransformerLens's `start_at_layer`): this hook's block and
+    /// the hook holding the residual that enters it (the last block's output for the final norm).
+    /// `None` for the embeddings, which only a full forward reaches.
+    pub fn resume_point(self, n_layers: usize) -> Option<(usize, HookPoint)> {
+        match self {
+            HookPoint::Embed | HookPoint::PosEmbed => None,
+            HookPoint::LnFinalNormalized => n_layers
+                .checked_sub(1)
+                .map(|last| (n_layers, HookPoint::ResidPost(last))),
+            other => other.layer().map(|l| (l, HookPoint::ResidPre(l))),
+        }
+    }
+
     pub fn layer(self) -> Option<usize> {
         match self {
             HookPoint::ResidPre(l)

@@ -199,6 +199,21 @@ impl Model {
 
     /// [`Model::capture`] with patches: the forward stops after the last captured hook's block.
     pub fn capture_patched(&self, batch: &[Vec<u32>], hooks: &Hooks) -> Result<Captured> {
+        self.capture_input(Input::tokens(self.dims(), batch, 0)?, hooks)
+    }
+
+    /// [`Model::capture_patched`] from `resid`, the residual entering block `layer` (see
+    /// [`Model::forward_from`]): only the blocks from `layer` to the last captured hook run.
+    pub fn capture_patched_from(
+        &self,
+        layer: usize,
+        resid: Tensor<3>,
+        hooks: &Hooks,
+    ) -> Result<Captured> {
+        self.capture_input(Input::residual(self.dims(), hooks, layer, resid)?, hooks)
+    }
+
+    fn capture_input(&self, input: Input<Tensor<3>>, hooks: &Hooks) -> Result<Captured> {
         let needed = hooks
             .capture
             .iter()
@@ -209,9 +224,10 @@ impl Model {
                 HookPoint::ResidPre(l) => Some(*l),
                 other => other.layer().map(|l| l + 1),
             })
-            .try_fold(0usize, |most, layers| layers.map(|l| most.max(l)));
+            .try_fold(input.first_layer(), |most, layers| {
+                layers.map(|l| most.max(l))
+            });
         let mut cache = KvCache::new(self.dims().n_layers);
-        let input = Input::tokens(self.dims(), batch, 0)?;
         let (_, captured) = match self {
             Self::Gpt2(model) => {
                 model.forward_until(input, &mut cache, hooks, LogitsFor::LastPosition, needed)?

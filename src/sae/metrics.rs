@@ -314,19 +314,6 @@ fn next_token_log_probs(logits: Tensor<3>) -> Tensor<2> {
     shifted.clone() - shifted.exp().sum_dim(1).log()
 }
 
-/// Where a run patched at `hook` can start from the clean run (TransformerLens's
-/// `start_at_layer`): the hook's block and the hook holding the residual that enters it. `None`
-/// for the embeddings, which only a full forward reaches.
-fn resume_point(hook: HookPoint, n_layers: usize) -> Option<(usize, HookPoint)> {
-    match hook {
-        HookPoint::Embed | HookPoint::PosEmbed => None,
-        HookPoint::LnFinalNormalized => n_layers
-            .checked_sub(1)
-            .map(|last| (n_layers, HookPoint::ResidPost(last))),
-        other => other.layer().map(|l| (l, HookPoint::ResidPre(l))),
-    }
-}
-
 /// The most one set of evaluation logits may take: a 49,152-token vocabulary makes each
 /// 128-token window's logits 25 MB, and the page's worker keeps its peak memory for good.
 const EVAL_LOGITS_BYTES: usize = 32 << 20;
@@ -377,7 +364,7 @@ pub async fn batch_losses(
     let device = model.device().clone();
     let (b, t) = (ids.len(), ids.first().map_or(0, Vec::len));
     let d = hook.width(model.dims());
-    let resume = resume_point(hook, model.dims().n_layers);
+    let resume = hook.resume_point(model.dims().n_layers);
     let captures = std::iter::once(hook).chain(resume.map(|(_, at)| at));
     let clean = model.forward(ids, &Hooks::capture(captures), LogitsFor::AllPositions)?;
     let x = clean.activation(hook).expect("captured").clone();

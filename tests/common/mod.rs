@@ -92,6 +92,21 @@ pub fn assert_forward_from_equals_the_full_forward(model: &saeplay::model::Model
                 "{what}: the patches at block {layer} changed nothing"
             );
         }
+        if layer < n {
+            // A capture from the block stops after the captured hook's block, with the same value.
+            let mut stopping = hooks.clone();
+            stopping.capture = vec![HookPoint::ResidPost(layer)];
+            let want = model.capture_patched(&batch, &stopping).unwrap();
+            let got = model
+                .capture_patched_from(layer, clean.activation(*entry).unwrap().clone(), &stopping)
+                .unwrap();
+            assert_eq!(got.len(), 1);
+            let diff = max_diff(&read(want[0].1.clone()), &read(got[0].1.clone()));
+            assert!(
+                diff < 1e-4,
+                "{what}: capture from block {layer} differs by {diff}"
+            );
+        }
         let diff = max_diff(&full_logits, &read(started.logits));
         assert!(
             diff < 1e-4,

@@ -203,6 +203,19 @@ async fn ablation_links(
             }
         }
     }
+    // The ablated runs equal the clean ones up to `a`'s block: they start there, from the clean
+    // residual (one capture per window, stopped at that block).
+    let start = a.hook.resume_point(model.dims().n_layers);
+    let mut entering = Vec::new();
+    if let Some((_, at)) = start {
+        for chunk in windows.chunks(8) {
+            let (_, x) = model
+                .capture(chunk, &[at])?
+                .pop()
+                .ok_or_else(|| SaeplayError::InvalidSetting(format!("`{at}` was not captured")))?;
+            entering.extend(read_f32(x).await?);
+        }
+    }
     let mut change = vec![0.0f64; sources.len() * d_b];
     for chunk in jobs.chunks(ABLATIONS_PER_FORWARD) {
         let n = chunk.len();
@@ -219,17 +232,27 @@ async fn ablation_links(
                 }
             }
         }
-        let batch: Vec<Vec<u32>> = chunk.iter().map(|&(_, w)| windows[w].clone()).collect();
         let hooks = Hooks::capture([b.hook]).with_patch(
             a.hook,
             PatchOp::Add(float_tensor(delta, [n, t, d], &device)),
         );
-        let (_, x) = model
-            .capture_patched(&batch, &hooks)?
-            .pop()
-            .ok_or_else(|| {
-                SaeplayError::InvalidSetting(format!("`{}` was not captured", b.hook))
-            })?;
+        let mut captured = match start {
+            Some((layer, _)) => {
+                let mut resid = Vec::with_capacity(n * t * d);
+                for &(_, w) in chunk {
+                    resid.extend_from_slice(&entering[w * t * d..(w + 1) * t * d]);
+                }
+                let resid = float_tensor(resid, [n, t, d], &device);
+                model.capture_patched_from(layer, resid, &hooks)?
+            }
+            None => {
+                let batch: Vec<Vec<u32>> = chunk.iter().map(|&(_, w)| windows[w].clone()).collect();
+                model.capture_patched(&batch, &hooks)?
+            }
+        };
+        let (_, x) = captured.pop().ok_or_else(|| {
+            SaeplayError::InvalidSetting(format!("`{}` was not captured", b.hook))
+        })?;
         let ablated = read_f32(b.sae.encode_async(x.reshape([n * t, d])).await?).await?;
         for (row, &(s, w)) in chunk.iter().enumerate() {
             for p in 1..t {
