@@ -1206,6 +1206,10 @@ fn an_evaluation_shared_with_helpers_gives_the_same_metrics() {
         asked[1], 1,
         "helper 1 is left out after its first answer fails"
     );
+    // An SAE handed to a helper with a hook of another width is refused in words.
+    let ids = vec![windows[0].ids.clone()];
+    let error = block_on(batch_losses(model, &sae, HookPoint::MlpPost(0), &ids, bos)).unwrap_err();
+    assert!(matches!(error, SaeplayError::SaeMismatch(_)), "{error}");
 }
 
 #[test]

@@ -361,9 +361,11 @@ pub async fn batch_losses(
     ids: &[Vec<u32>],
     special_id: Option<u32>,
 ) -> Result<(Vec<f32>, LossSums)> {
+    // A helper is handed the SAE and the hook apart: a mismatch is an error, not a broken splice.
+    let d = hook.width(model.dims());
+    sae.check_fits(&hook.to_string(), d)?;
     let device = model.device().clone();
     let (b, t) = (ids.len(), ids.first().map_or(0, Vec::len));
-    let d = hook.width(model.dims());
     let resume = hook.resume_point(model.dims().n_layers);
     let captures = std::iter::once(hook).chain(resume.map(|(_, at)| at));
     let clean = model.forward(ids, &Hooks::capture(captures), LogitsFor::AllPositions)?;
