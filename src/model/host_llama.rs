@@ -23,11 +23,12 @@ use crate::backend::float_tensor;
 use crate::error::{Result, SaeplayError};
 
 /// Rows of input up to which a packed product reads each packed row once (generation); above
-/// it each matrix is unpacked (in pieces) and multiplied by `gemm` here, by burn in `llama.rs`.
+/// it each matrix is unpacked and multiplied by `gemm` (natively) or the page's panel kernel here,
+/// by burn in `llama.rs`.
 pub(crate) const PACKED_ROWS: usize = 8;
 
-/// Values of a packed matrix unpacked at once: a vocabulary-sized matrix (SmolLM2's embedding:
-/// 113 MB as f32) goes through in pieces of at most this many.
+/// Values of a packed matrix unpacked at once for burn's product: a vocabulary-sized matrix
+/// (SmolLM2's embedding: 113 MB as f32) goes through in pieces of at most this many.
 pub(crate) const UNPACKED_PIECE: usize = 1 << 21;
 
 /// A packed torch-layout matrix `[out, in]` as the host forward multiplies by it.
@@ -36,7 +37,8 @@ pub(crate) struct PackedWeight {
     pub matrix: Arc<QuantisedMatrix>,
     /// Natively, the values unpacked the first time a product of more than [`PACKED_ROWS`] rows
     /// needs them, and kept: a CLI forward then costs what `gemm` does (PyTorch holds the same
-    /// f32 values). A tab cannot spare the memory, and unpacks in pieces at each product. An F32
+    /// f32 values). A tab cannot spare the memory, and unpacks 8 rows at a time into each
+    /// product's panels (`host_ops::matmul_unpacking`). An F32
     /// matrix (a safetensors checkpoint's) is multiplied where it lies.
     #[cfg(not(target_arch = "wasm32"))]
     unpacked: std::sync::OnceLock<Vec<f32>>,
@@ -70,22 +72,14 @@ impl PackedWeight {
             let w = MatRef::transposed(values, cols, rows);
             matmul(&mut y, MatRef::rows(x, n, cols), w, 1.0, false);
         }
+        // The page unpacks the matrix 8 rows at a time straight into the product's panels.
         #[cfg(target_arch = "wasm32")]
-        {
-            let piece_rows = (UNPACKED_PIECE / cols.max(1)).max(1);
-            let mut piece = Vec::new();
-            for start in (0..rows).step_by(piece_rows) {
-                let part = start..(start + piece_rows).min(rows);
-                let len = part.len();
-                let unpacked = matrix.unpack_rows(part);
-                piece.resize(n * len, 0.0);
-                let w = MatRef::transposed(&unpacked, cols, len);
-                matmul(&mut piece, MatRef::rows(x, n, cols), w, 1.0, false);
-                for (out, values) in y.chunks_exact_mut(rows).zip(piece.chunks_exact(len)) {
-                    out[start..start + len].copy_from_slice(values);
-                }
-            }
-        }
+        crate::model::host_ops::matmul_unpacking(
+            &mut y,
+            MatRef::rows(x, n, cols),
+            rows,
+            |r, out| matrix.unpack_row(r, out),
+        );
         y
     }
 }

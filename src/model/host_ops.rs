@@ -4,6 +4,11 @@
 //! model's sizes a forward is ~200 small operations: done as burn tensor ops, each paid dispatch,
 //! allocation and copies that cost more than its arithmetic (see docs/speed.md).
 
+#[cfg(any(target_arch = "wasm32", test))]
+mod panel;
+#[cfg(target_arch = "wasm32")]
+pub(crate) use panel::product_unpacking as matmul_unpacking;
+
 /// A read-only matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
 #[derive(Clone, Copy)]
 pub(crate) struct MatRef<'a> {
@@ -96,6 +101,9 @@ fn product(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumulate: bool, 
     #[cfg(target_arch = "wasm32")]
     let parallelism = {
         let _ = threads;
+        if m >= PANEL_ROWS {
+            return panel::product(out, a, b, scale, accumulate);
+        }
         // Every browser with WebGPU (and every current one) runs wasm SIMD128.
         gemm::set_wasm_simd128(true);
         gemm::Parallelism::None
@@ -187,6 +195,11 @@ fn row_times_matrix(
         out.iter_mut().zip(row(i)).for_each(|(o, w)| *o += xi * w);
     }
 }
+
+/// Rows from which the page's products run on [`panel`]'s tiles; fewer (a generated token) go to
+/// `gemm`'s matrix-vector kernels, which need no packing.
+#[cfg(target_arch = "wasm32")]
+const PANEL_ROWS: usize = 4;
 
 /// Below this many rows `gemm` runs a product on one thread (a matrix-vector product always):
 /// one token of generation would read a large model's weights on one core.
@@ -582,9 +595,23 @@ mod tests {
         check_product_in(m, k, n, scale, accumulate, false)
     }
 
-    /// `check_product` with `b` stored transposed (`[n, k]`, read as a view) or, with
-    /// `b_row_major`, as `[k, n]`.
     fn check_product_in(
+        m: usize,
+        k: usize,
+        n: usize,
+        scale: f32,
+        accumulate: bool,
+        b_row_major: bool,
+    ) {
+        check_product_of(matmul, m, k, n, scale, accumulate, b_row_major)
+    }
+
+    type Product = fn(&mut [f32], MatRef, MatRef, f32, bool);
+
+    /// `check_product` of `product`, with `b` stored transposed (`[n, k]`, read as a view) or,
+    /// with `b_row_major`, as `[k, n]`.
+    fn check_product_of(
+        product: Product,
         m: usize,
         k: usize,
         n: usize,
@@ -606,7 +633,7 @@ mod tests {
         } else {
             MatRef::transposed(&bt, k, n)
         };
-        matmul(&mut out, MatRef::rows(&a, m, k), b, scale, accumulate);
+        product(&mut out, MatRef::rows(&a, m, k), b, scale, accumulate);
         for i in 0..m {
             for j in 0..n {
                 let direct: f64 = (0..k)
@@ -644,6 +671,56 @@ mod tests {
             check_product_in(1, 300, n, 0.5, accumulate, true);
         }
         check_product_in(3, 300, 1000, 1.0, false, true);
+    }
+
+    #[test]
+    fn panel_products_match_loops() {
+        // Every tile height (1-4 rows), whole and partial panels, weights row-major and read
+        // transposed, several column and row blocks (k = 129: 248-column blocks; k = 9000: 4-row
+        // blocks).
+        for (m, k, n) in [
+            (1, 7, 8),
+            (3, 1, 7),
+            (5, 129, 53),
+            (37, 129, 300),
+            (9, 9000, 17),
+            (6, 1500, 20),
+        ] {
+            for b_row_major in [false, true] {
+                check_product_of(panel::product, m, k, n, 0.5, true, b_row_major);
+                check_product_of(panel::product, m, k, n, 1.0, false, b_row_major);
+            }
+        }
+        // A matrix unpacked a row at a time straight into panels (a GGUF one in the page).
+        fn unpacking(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumulate: bool) {
+            assert!(scale == 1.0 && !accumulate);
+            panel::product_unpacking(out, a, b.cols, |r, row| {
+                for (kk, value) in row.iter_mut().enumerate() {
+                    *value = b.data[r * b.col_stride + kk * b.row_stride];
+                }
+            });
+        }
+        for (m, k, n) in [(1, 7, 8), (5, 129, 53), (37, 129, 300), (9, 9000, 17)] {
+            check_product_of(unpacking, m, k, n, 1.0, false, false);
+        }
+        // `a` read transposed, as the SAE's gradients read it.
+        let (m, k, n) = (6, 10, 9);
+        let a_t: Vec<f32> = (0..k * m).map(|i| (i % 7) as f32 - 3.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.25).collect();
+        let mut out = vec![0.0f32; m * n];
+        panel::product(
+            &mut out,
+            MatRef::transposed(&a_t, m, k),
+            MatRef::rows(&b, k, n),
+            1.0,
+            false,
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let direct: f32 = (0..k).map(|p| a_t[p * m + i] * b[p * n + j]).sum();
+                assert!((out[i * n + j] - direct).abs() < 1e-4, "({i},{j})");
+            }
+        }
     }
 
     #[test]

@@ -101,7 +101,7 @@ impl QuantisedMatrix {
     }
 
     /// Row `r` unpacked into `out` (`cols` values).
-    fn unpack_row(&self, r: usize, out: &mut [f32]) {
+    pub(crate) fn unpack_row(&self, r: usize, out: &mut [f32]) {
         let bytes = self.row_bytes();
         // `new` checked the type and the lengths, so this always unpacks.
         let _ = dequantize_into(self.ggml_type, &self.data[r * bytes..(r + 1) * bytes], out);
