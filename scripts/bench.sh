@@ -86,6 +86,11 @@ if [ "$QUICK" = 0 ]; then
   SMOL="${SAEPLAY_MODELS_DIR:-$HOME/.cache/saeplay/models}/SmolLM2-135M-Instruct.Q4_1.gguf"
   "$BIN" bench --model "$SMOL" --shapes 1x64,8x64 --generate 32 --json > "$OUT/saeplay-cli-smollm2.json"
   "$PY" scripts/bench/peers.py torch "$SMOL" 1x64,8x64 --gen 32 > "$OUT/pytorch-smollm2.json"
+  # The same values as float32 safetensors, the usual Hugging Face download: the peers' numbers
+  # above are already on these float32 values.
+  SMOL_F32="$BENCH_DIR/smollm2-f32"
+  [ -f "$SMOL_F32/model.safetensors" ] || "$PY" scripts/bench/peers.py float32 "$SMOL" "$SMOL_F32" >&2
+  "$BIN" bench --model "$SMOL_F32" --shapes 1x64,8x64 --generate 32 --json > "$OUT/saeplay-cli-smollm2-f32.json"
 
   # Both real models in the tab, forward and generation with the key/value cache: saeplay's
   # page opens the model by URL as a person would; onnxruntime runs the same weights exported
@@ -100,6 +105,8 @@ if [ "$QUICK" = 0 ]; then
       node tests/browser/bench.mjs --paths cpu --runs 3 --generate 32 --model "$model" --json "$OUT/saeplay-page-$name.json" >&2
     rm -f "$OUT/onnx-$name"/*.onnx   # 1.5 GB each; export.json stays
   done
+  SAEPLAY_DIST="$PWD/dist" SAEPLAY_BENCH_CPU_SHAPES=1x64,8x64 \
+    node tests/browser/bench.mjs --paths cpu --runs 3 --generate 32 --model "$SMOL_F32" --json "$OUT/saeplay-page-smollm2-f32.json" >&2
 fi
 
 "$PY" scripts/bench/table.py "$OUT" | tee "$OUT/table.md"

@@ -5,6 +5,7 @@ peers run, from a model saeplay opens: a Hugging Face GPT-2 directory or a Llama
 
     peers.py export MODEL SAEPLAY_BIN OUT_DIR [--no-forward]   # ONNX files, checked against saeplay
     peers.py torch MODEL SHAPES [--gen N] [--device cpu|cuda] [--threads N]   # JSON on stdout
+    peers.py float32 GGUF OUT_DIR   # the GGUF as a Hugging Face folder of float32 safetensors
 
 `export` writes three graphs of one plain PyTorch model (PlainGpt2 or PlainLlama, on the model's
 own weights, checked first against transformers' model): `forward.onnx` (input_ids -> logits,
@@ -34,6 +35,25 @@ def load_hf(model):
         folder, name = os.path.split(os.path.abspath(model))
         return AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
     return AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
+
+
+def float32_folder(gguf, out_dir):
+    """A GGUF written as the usual Hugging Face download (config.json, model.safetensors,
+    tokenizer.json) with transformers' float32 values: the same weights the ONNX peers run."""
+    from transformers import AutoTokenizer
+
+    from safetensors.torch import save_file
+
+    folder, name = os.path.split(os.path.abspath(gguf))
+    hf = load_hf(gguf)
+    # transformers refuses to save a model it loaded from a GGUF, so the tensors are written
+    # directly (the tied unembedding once, as a Hugging Face checkpoint stores it).
+    tied = hf.config.tie_word_embeddings
+    state = {k: v.contiguous() for k, v in hf.state_dict().items() if not (tied and k == "lm_head.weight")}
+    os.makedirs(out_dir, exist_ok=True)
+    save_file(state, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+    hf.config.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(out_dir)
 
 
 def plain_model(hf):
@@ -301,6 +321,8 @@ if __name__ == "__main__":
     command = sys.argv[1]
     if command == "export":
         export(*sys.argv[2:5], with_forward="--no-forward" not in sys.argv[5:])
+    elif command == "float32":
+        float32_folder(*sys.argv[2:4])
     elif command == "torch":
         import argparse
 
@@ -315,4 +337,4 @@ if __name__ == "__main__":
         a = parser.parse_args()
         bench_torch(a.model, a.shapes, a.gen, a.device, a.threads, a.seconds)
     else:
-        sys.exit(f"unknown command {command}: export or torch")
+        sys.exit(f"unknown command {command}: export, float32 or torch")

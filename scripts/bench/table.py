@@ -57,17 +57,22 @@ def main(folder):
                   f"| {ratio(small_cli[key], small_torch.get(key))} |")
 
     smol_cli, smol_torch = index(load(folder, "saeplay-cli-smollm2.json")), index(load(folder, "pytorch-smollm2.json"))
+    smol_f32 = index(load(folder, "saeplay-cli-smollm2-f32.json"))
     if smol_cli:
-        print("\n## SmolLM2-135M (Q4_1 GGUF; PyTorch runs it dequantised to float32): tokens/s\n")
-        print("| work | shape | saeplay CLI | PyTorch CPU | CLI / PyTorch |\n|---|---|---|---|---|")
+        print("\n## SmolLM2-135M (Q4_1 GGUF, and its values as float32 safetensors; PyTorch runs the float32 values): tokens/s\n")
+        print("| work | shape | saeplay CLI, GGUF | CLI, f32 safetensors | PyTorch CPU | GGUF / PyTorch | f32 / PyTorch |")
+        print("|---|---|---|---|---|---|---|")
         for key in sorted(smol_cli, key=lambda k: k[0] != "forward"):
-            print(f"| {key[0]} | {key[1]} | {fmt(smol_cli[key])} | {fmt(smol_torch.get(key))} "
-                  f"| {ratio(smol_cli[key], smol_torch.get(key))} |")
+            print(f"| {key[0]} | {key[1]} | {fmt(smol_cli[key])} | {fmt(smol_f32.get(key))} | {fmt(smol_torch.get(key))} "
+                  f"| {ratio(smol_cli[key], smol_torch.get(key))} | {ratio(smol_f32.get(key), smol_torch.get(key))} |")
 
     rows = []
-    for name, label in (("gpt2-small", "GPT-2 small (random weights)"), ("smollm2", "SmolLM2-135M")):
+    # (results' name, label, the peers' name: the f32 folder holds the values the SmolLM2 peers ran)
+    for name, label, peer in (("gpt2-small", "GPT-2 small (random weights)", "gpt2-small"),
+                              ("smollm2", "SmolLM2-135M Q4_1 GGUF", "smollm2"),
+                              ("smollm2-f32", "SmolLM2-135M f32 safetensors", "smollm2")):
         page = index(load(folder, f"saeplay-page-{name}.json"))
-        web, node = index(load(folder, f"ort-web-1-{name}.json")), index(load(folder, f"ort-node-1-{name}.json"))
+        web, node = index(load(folder, f"ort-web-1-{peer}.json")), index(load(folder, f"ort-node-1-{peer}.json"))
         cli = index(load(folder, f"saeplay-cli-{name}.json"))
         for key in sorted(page, key=lambda k: k[0] != "forward"):
             rows.append((label, key, page[key], web.get(key), cli.get(key), node.get(key)))

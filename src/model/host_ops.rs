@@ -101,7 +101,7 @@ fn product(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumulate: bool, 
     #[cfg(target_arch = "wasm32")]
     let parallelism = {
         let _ = threads;
-        if m >= PANEL_ROWS {
+        if m >= PANEL_ROWS && a.col_stride == 1 {
             return panel::product(out, a, b, scale, accumulate);
         }
         // Every browser with WebGPU (and every current one) runs wasm SIMD128.
@@ -197,7 +197,9 @@ fn row_times_matrix(
 }
 
 /// Rows from which the page's products run on [`panel`]'s tiles; fewer (a generated token) go to
-/// `gemm`'s matrix-vector kernels, which need no packing.
+/// `gemm`'s matrix-vector kernels, which need no packing. So does an `a` read transposed (the
+/// SAE's weight gradients, `acts^T @ error`): the tiles read `a` in place, a column apart per
+/// step there, and ran at 0.35 of `gemm` (which packs `a`).
 #[cfg(target_arch = "wasm32")]
 const PANEL_ROWS: usize = 4;
 
@@ -703,7 +705,8 @@ mod tests {
         for (m, k, n) in [(1, 7, 8), (5, 129, 53), (37, 129, 300), (9, 9000, 17)] {
             check_product_of(unpacking, m, k, n, 1.0, false, false);
         }
-        // `a` read transposed, as the SAE's gradients read it.
+        // `a` read transposed (the page sends these to `gemm`, which packs `a`, but the tiles
+        // take any strides).
         let (m, k, n) = (6, 10, 9);
         let a_t: Vec<f32> = (0..k * m).map(|i| (i % 7) as f32 - 3.0).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.25).collect();
