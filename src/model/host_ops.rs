@@ -5,6 +5,8 @@
 //! allocation and copies that cost more than its arithmetic (see docs/speed.md).
 
 #[cfg(any(target_arch = "wasm32", test))]
+pub(crate) mod lanes;
+#[cfg(any(target_arch = "wasm32", test))]
 mod panel;
 #[cfg(target_arch = "wasm32")]
 pub(crate) use panel::product_unpacking as matmul_unpacking;

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
-import { BASE_ARGS, CHROMIUM, WEBGPU_ARGS, errorText, pageEncode, pageLogits, printLogs, readCard, setValue, waitForSae, waitReady } from './harness.mjs';
+import { BASE_ARGS, CHROMIUM, WEBGPU_ARGS, errorText, pageEncode, pageLogits, printLogs, readCard, readSafetensors, setValue, waitForSae, waitReady } from './harness.mjs';
 import { serve } from './serve.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -101,6 +101,29 @@ async function checkParis(page, label) {
   const diff = Math.abs(last[PARIS] - PARIS_LOGIT);
   measure(`${label}: |logit(" Paris") - transformers'|`, diff.toExponential(2));
   assert.ok(diff < 0.01, `logit of " Paris" ${last[PARIS]} vs transformers ${PARIS_LOGIT}`);
+}
+
+/**
+ * Two tokens' logits (the page dots Q4_1 and Q8_0 rows as stored, in its own SIMD128 code, for
+ * up to two rows) against the native CLI's on the same file (SAEPLAY_BIN).
+ */
+function checkPackedRows(page) {
+  const bin = process.env.SAEPLAY_BIN ?? path.join(ROOT, 'target/debug/saeplay');
+  assert.ok(existsSync(bin), `native CLI ${bin} is missing: build it first (SAEPLAY_BIN)`);
+  const ids = PROMPT_IDS.slice(0, 2);
+  const out = path.join(tmp, 'two-tokens.safetensors');
+  execFileSync(bin, ['forward', '--model', GGUF, '--ids', ids.join(','), '--out', out], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    timeout: 300_000,
+  });
+  const native = readSafetensors(out).logits.data;
+  return pageLogits(page, ids).then((logits) => {
+    assert.equal(logits.length, native.length);
+    let worst = 0;
+    for (let i = 0; i < native.length; i++) worst = Math.max(worst, Math.abs(logits[i] - native[i]));
+    measure('CPU: two tokens\' logits (packed dot products), largest |page - native|', worst.toExponential(2));
+    assert.ok(worst < 1e-3, `two tokens' logits differ from the native CLI's by ${worst}`);
+  });
 }
 
 // Plain English for the text corpus: varied sentences, so features have something to tell apart.
@@ -207,6 +230,7 @@ describe('SmolLM2-135M in the tab', () => {
       measure('CPU: download, load and first prediction', `${Date.now() - started} ms`);
       assert.match(await page.textContent('#status'), /Llama: 30 layers, d_model 576, 9 heads \(3 key\/value\)/);
       await checkParis(page, 'CPU');
+      await checkPackedRows(page);
 
       measure('CPU: the page\'s wasm memory after loading', `${await memoryMb(page)} MB`);
       measure('CPU: the tab\'s renderer process after loading, resident', `${rendererRssMb()} MB`);
