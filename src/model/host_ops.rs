@@ -83,13 +83,7 @@ fn product(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumulate: bool, 
         b.rows,
         out.len()
     );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            out[..m * n].fill(0.0);
-        }
+    if nothing_to_multiply(out, m, k, n, accumulate) {
         return;
     }
     #[cfg(not(target_arch = "wasm32"))]
@@ -113,6 +107,21 @@ fn product(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumulate: bool, 
     // SAFETY: the assert above keeps every element of `a`, `b` and `out` inside its slice, and
     // `out` does not alias the inputs (it is borrowed mutably).
     unsafe { product_columns(out.as_mut_ptr(), a, b, 0..n, scale, accumulate, parallelism) }
+}
+
+/// Whether a product `[m, k] @ [k, n]` is already done: nothing to write (`m` or `n` is 0), or,
+/// with `k` 0, a sum of nothing (zeros, written here unless accumulating).
+fn nothing_to_multiply(out: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) -> bool {
+    if m == 0 || n == 0 {
+        return true;
+    }
+    if k == 0 {
+        if !accumulate {
+            out[..m * n].fill(0.0);
+        }
+        return true;
+    }
+    false
 }
 
 /// Columns `columns` of `out = scale * a @ b (+ out)`, `out` row-major with `b.cols` columns.
@@ -596,18 +605,7 @@ mod tests {
     /// `1 + scale * a @ bt^T` (accumulating into ones) or `scale * a @ bt^T`, through [`matmul`]
     /// with `bt` read transposed in place, against f64 loops.
     fn check_product(m: usize, k: usize, n: usize, scale: f32, accumulate: bool) {
-        check_product_in(m, k, n, scale, accumulate, false)
-    }
-
-    fn check_product_in(
-        m: usize,
-        k: usize,
-        n: usize,
-        scale: f32,
-        accumulate: bool,
-        b_row_major: bool,
-    ) {
-        check_product_of(matmul, m, k, n, scale, accumulate, b_row_major)
+        check_product_of(matmul, m, k, n, scale, accumulate, false)
     }
 
     type Product = fn(&mut [f32], MatRef, MatRef, f32, bool);
@@ -672,9 +670,9 @@ mod tests {
     fn one_row_products_with_row_major_weights_match_loops() {
         // A generated token against a GPT-2 Conv1D weight: whole register blocks and a rest.
         for (n, accumulate) in [(1000, false), (1000, true), (64, true), (7, false)] {
-            check_product_in(1, 300, n, 0.5, accumulate, true);
+            check_product_of(matmul, 1, 300, n, 0.5, accumulate, true);
         }
-        check_product_in(3, 300, 1000, 1.0, false, true);
+        check_product_of(matmul, 3, 300, 1000, 1.0, false, true);
     }
 
     #[test]

@@ -281,56 +281,70 @@ impl PackedDot {
         self.dot_scalar(row, x, sums)
     }
 
+    /// Bytes per block of 32 values.
+    fn block_bytes(self) -> usize {
+        match self {
+            Self::Q4_0 => 18,
+            Self::Q4_1 => 20,
+            Self::Q8_0 => 34,
+        }
+    }
+
+    /// A block's scale `d`, its offset `m` (each value is `d * q + m`) and its integers' bytes.
+    fn block_parts<'a>(self, block: &'a [u8], f16_table: &[f32; 1 << 16]) -> (f32, f32, &'a [u8]) {
+        let f16 =
+            |at: usize| f16_table[usize::from(u16::from_le_bytes([block[at], block[at + 1]]))];
+        let d = f16(0);
+        match self {
+            // Q4_0 centres its nibbles on 8.
+            Self::Q4_0 => (d, -8.0 * d, &block[2..]),
+            Self::Q4_1 => (d, f16(2), &block[4..]),
+            Self::Q8_0 => (d, 0.0, &block[2..]),
+        }
+    }
+
     /// [`Self::dot`] in 4-lane vectors: each block's 32 integers become 8 vectors of `f32` that
     /// meet `x` directly, and the block's sum is scaled once.
     #[cfg(any(target_arch = "wasm32", test))]
     fn dot_lanes(self, row: &[u8], x: &[f32], sums: &[f32]) -> f32 {
         use crate::model::host_ops::lanes::{Bytes16, F4};
-        let x = x.as_chunks::<32>().0;
         let table = f16_table();
-        let f16_to_f32 = |lo: u8, hi: u8| table[usize::from(u16::from_le_bytes([lo, hi]))];
-        // The 32 integers (as 8 vectors, in order) dotted with the block's x.
-        let block_dot = |q: [F4; 8], x: &[f32; 32]| {
-            let x = x.as_chunks::<4>().0;
-            let (mut even, mut odd) = (F4::splat(0.0), F4::splat(0.0));
-            for v in (0..8).step_by(2) {
-                even = even.mul_add(q[v], F4::from_array(&x[v]));
-                odd = odd.mul_add(q[v + 1], F4::from_array(&x[v + 1]));
-            }
-            even.add(odd)
-        };
         let mut lanes = F4::splat(0.0);
         let mut offsets = 0.0f32;
-        match self {
-            Self::Q4_0 | Self::Q4_1 => {
-                let size = if self == Self::Q4_0 { 18 } else { 20 };
-                for ((block, x), &sum) in row.chunks_exact(size).zip(x).zip(sums) {
-                    let d = f16_to_f32(block[0], block[1]);
-                    let m = if self == Self::Q4_0 {
-                        -8.0 * d
-                    } else {
-                        f16_to_f32(block[2], block[3])
-                    };
-                    let qs = Bytes16::from_array(block[size - 16..].try_into().unwrap_or(&[0; 16]));
-                    // Low nibbles are values 0-15, high nibbles 16-31.
-                    let [l0, l1, l2, l3] = qs.low_nibbles().unsigned_to_f32();
-                    let [h0, h1, h2, h3] = qs.high_nibbles().unsigned_to_f32();
-                    let dot = block_dot([l0, l1, l2, l3, h0, h1, h2, h3], x);
-                    lanes = lanes.mul_add(F4::splat(d), dot);
-                    offsets += m * sum;
+        let blocks = row.chunks_exact(self.block_bytes());
+        for ((block, x), &sum) in blocks.zip(x.as_chunks::<32>().0).zip(sums) {
+            let (d, m, quants) = self.block_parts(block, table);
+            let bytes = |range: std::ops::Range<usize>| {
+                Bytes16::from_array(quants[range].try_into().unwrap_or(&[0; 16]))
+            };
+            // The 32 integers, in order, as 8 vectors.
+            let [q0, q1, q2, q3, q4, q5, q6, q7] = match self {
+                Self::Q8_0 => {
+                    let [a0, a1, a2, a3] = bytes(0..16).signed_to_f32();
+                    let [b0, b1, b2, b3] = bytes(16..32).signed_to_f32();
+                    [a0, a1, a2, a3, b0, b1, b2, b3]
                 }
-            }
-            Self::Q8_0 => {
-                for (block, x) in row.chunks_exact(34).zip(x) {
-                    let d = f16_to_f32(block[0], block[1]);
-                    let first = Bytes16::from_array(block[2..18].try_into().unwrap_or(&[0; 16]));
-                    let second = Bytes16::from_array(block[18..34].try_into().unwrap_or(&[0; 16]));
-                    let [a0, a1, a2, a3] = first.signed_to_f32();
-                    let [b0, b1, b2, b3] = second.signed_to_f32();
-                    let dot = block_dot([a0, a1, a2, a3, b0, b1, b2, b3], x);
-                    lanes = lanes.mul_add(F4::splat(d), dot);
+                // Low nibbles are values 0-15, high nibbles 16-31.
+                Self::Q4_0 | Self::Q4_1 => {
+                    let [l0, l1, l2, l3] = bytes(0..16).low_nibbles().unsigned_to_f32();
+                    let [h0, h1, h2, h3] = bytes(0..16).high_nibbles().unsigned_to_f32();
+                    [l0, l1, l2, l3, h0, h1, h2, h3]
                 }
-            }
+            };
+            let x = x.as_chunks::<4>().0;
+            let x = |v: usize| F4::from_array(&x[v]);
+            let even = q0
+                .mul(x(0))
+                .mul_add(q2, x(2))
+                .mul_add(q4, x(4))
+                .mul_add(q6, x(6));
+            let odd = q1
+                .mul(x(1))
+                .mul_add(q3, x(3))
+                .mul_add(q5, x(5))
+                .mul_add(q7, x(7));
+            lanes = lanes.mul_add(F4::splat(d), even.add(odd));
+            offsets += m * sum;
         }
         lanes.sum() + offsets
     }
@@ -338,42 +352,31 @@ impl PackedDot {
     /// [`Self::dot`] as loops the compiler vectorises (AVX2 natively).
     #[cfg(any(not(target_arch = "wasm32"), test))]
     fn dot_scalar(self, row: &[u8], x: &[f32], sums: &[f32]) -> f32 {
-        let x = x.as_chunks::<32>().0;
         let table = f16_table();
-        let f16_to_f32 = |lo: u8, hi: u8| table[usize::from(u16::from_le_bytes([lo, hi]))];
         // Sixteen lanes, each block scaled before it joins them; the offsets apart.
         let mut lanes = [0.0f32; 16];
         let mut offsets = 0.0f32;
-        match self {
-            Self::Q4_0 | Self::Q4_1 => {
-                let size = if self == Self::Q4_0 { 18 } else { 20 };
-                for ((block, x), &sum) in row.chunks_exact(size).zip(x).zip(sums) {
-                    let d = f16_to_f32(block[0], block[1]);
-                    // Q4_0 centres its nibbles on 8; Q4_1 adds m.
-                    let m = if self == Self::Q4_0 {
-                        -8.0 * d
-                    } else {
-                        f16_to_f32(block[2], block[3])
-                    };
-                    let qs: &[u8; 16] = block[size - 16..].try_into().unwrap_or(&[0; 16]);
-                    let (lo, hi) = x.split_at(16);
-                    for j in 0..16 {
-                        let q = qs[j];
-                        lanes[j] += d * (f32::from(q & 0x0F) * lo[j] + f32::from(q >> 4) * hi[j]);
-                    }
-                    offsets += m * sum;
-                }
-            }
-            Self::Q8_0 => {
-                for (block, x) in row.chunks_exact(34).zip(x) {
-                    let d = f16_to_f32(block[0], block[1]);
-                    let qs: &[u8; 32] = block[2..].try_into().unwrap_or(&[0; 32]);
+        let blocks = row.chunks_exact(self.block_bytes());
+        for ((block, x), &sum) in blocks.zip(x.as_chunks::<32>().0).zip(sums) {
+            let (d, m, quants) = self.block_parts(block, table);
+            match self {
+                Self::Q8_0 => {
+                    let qs: &[u8; 32] = quants.try_into().unwrap_or(&[0; 32]);
                     for j in 0..16 {
                         let (a, b) = (qs[j] as i8, qs[j + 16] as i8);
                         lanes[j] += d * (f32::from(a) * x[j] + f32::from(b) * x[j + 16]);
                     }
                 }
+                Self::Q4_0 | Self::Q4_1 => {
+                    let qs: &[u8; 16] = quants.try_into().unwrap_or(&[0; 16]);
+                    let (lo, hi) = x.split_at(16);
+                    for j in 0..16 {
+                        let q = qs[j];
+                        lanes[j] += d * (f32::from(q & 0x0F) * lo[j] + f32::from(q >> 4) * hi[j]);
+                    }
+                }
             }
+            offsets += m * sum;
         }
         lanes.iter().sum::<f32>() + offsets
     }

@@ -136,13 +136,7 @@ fn blocks(
         "matmul shapes: [{m}, {k}] into [{m}, {n}] in {}",
         out.len()
     );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            out[..m * n].fill(0.0);
-        }
+    if super::nothing_to_multiply(out, m, k, n, accumulate) {
         return;
     }
     let row_block = (BLOCK_FLOATS / k).max(TILE_ROWS) / TILE_ROWS * TILE_ROWS;
