@@ -55,10 +55,12 @@ pub(crate) fn product(out: &mut [f32], a: MatRef, b: MatRef, scale: f32, accumul
             // Each column of `b` is a contiguous row of an `[n, k]` weight.
             for (p, panel) in packed.chunks_exact_mut(k * PANEL).enumerate() {
                 let first = cols.start + p * PANEL;
-                let columns: Vec<&[f32]> = (first..cols.end.min(first + PANEL))
-                    .map(|col| &b.data[col * b.col_stride..][..k])
-                    .collect();
-                interleave(panel, &columns);
+                let mut columns: [&[f32]; PANEL] = [&[]; PANEL];
+                let count = cols.end.min(first + PANEL) - first;
+                for (slot, col) in columns.iter_mut().zip(first..first + count) {
+                    *slot = &b.data[col * b.col_stride..][..k];
+                }
+                interleave(panel, &columns[..count]);
             }
         } else {
             for (j, col) in cols.enumerate() {
@@ -86,11 +88,14 @@ pub(crate) fn product_unpacking(
         for (p, panel) in packed.chunks_exact_mut(k * PANEL).enumerate() {
             let first = cols.start + p * PANEL;
             let count = cols.end.min(first + PANEL) - first;
+            let mut unpacked: [&[f32]; PANEL] = [&[]; PANEL];
             for (j, row) in rows.chunks_exact_mut(k).take(count).enumerate() {
                 unpack_row(first + j, row);
             }
-            let rows: Vec<&[f32]> = rows.chunks_exact(k).take(count).collect();
-            interleave(panel, &rows);
+            for (slot, row) in unpacked.iter_mut().zip(rows.chunks_exact(k)) {
+                *slot = row;
+            }
+            interleave(panel, &unpacked[..count]);
         }
     });
 }
