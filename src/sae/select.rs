@@ -157,48 +157,30 @@ pub fn host_topk(
     if k == 0 {
         return (out, out_values);
     }
-    // One pass per row with the k best so far in a min-heap of keys: most entries lose one
-    // comparison against its top (a partition-based select moved every entry several times).
+    // Per row, a bar from a sample of it (every 8th entry's `3k / 8`-th best: about the row's
+    // `3k`-th best); the entries at or above it are found with vector comparisons, and if there
+    // are k or more, the row's k best are among them. Otherwise (rarely), and with `allowed`,
+    // one pass with the best so far in a min-heap of keys.
     let select_rows = |first_row: usize, out: &mut [u32], out_values: &mut [f32]| {
-        let mut heap: Vec<u64> = Vec::with_capacity(k);
+        let mut keys: Vec<u64> = Vec::with_capacity(4 * k);
         let rows_out = out.chunks_exact_mut(k).zip(out_values.chunks_exact_mut(k));
         for (r, (chosen, chosen_values)) in rows_out.enumerate() {
             let row = &values[(first_row + r) * n..(first_row + r + 1) * n];
-            heap.clear();
-            // The worst kept value, once k are kept: an entry not above it loses with one float
-            // comparison (an equal value loses the tie: it comes later; NaN loses too).
-            let mut bar = f32::NAN;
-            let offer = |heap: &mut Vec<u64>, bar: &mut f32, i: u32, value: f32| {
-                if heap.len() == k {
-                    // NaN is not above the bar either.
-                    if value.partial_cmp(bar) != Some(std::cmp::Ordering::Greater) {
-                        return;
-                    }
-                    heap[0] = rank_key(value, i);
-                    sift_down(heap);
-                } else {
-                    heap.push(rank_key(value, i));
-                    if heap.len() < k {
-                        return;
-                    }
-                    heap.sort_unstable();
-                }
-                *bar = from_rank_key(heap[0]).1;
-            };
-            match &candidates {
-                Some(candidates) => {
-                    for &i in candidates {
-                        offer(&mut heap, &mut bar, i, row[i as usize]);
-                    }
-                }
-                None => {
-                    for (i, &v) in row.iter().enumerate() {
-                        offer(&mut heap, &mut bar, i as u32, v);
-                    }
-                }
+            keys.clear();
+            if candidates.is_none() {
+                at_or_above(row, sampled_bar(row, k), &mut keys);
             }
-            heap.sort_unstable_by(|a, b| b.cmp(a));
-            for ((c, v), &key) in chosen.iter_mut().zip(chosen_values.iter_mut()).zip(&heap) {
+            if keys.len() >= k {
+                let descending = |a: &u64, b: &u64| b.cmp(a);
+                if keys.len() > k {
+                    keys.select_nth_unstable_by(k - 1, descending);
+                }
+                keys[..k].sort_unstable_by(descending);
+            } else {
+                keys.clear();
+                heap_select(row, candidates.as_deref(), k, &mut keys);
+            }
+            for ((c, v), &key) in chosen.iter_mut().zip(chosen_values.iter_mut()).zip(&keys) {
                 (*c, *v) = from_rank_key(key);
             }
         }
@@ -217,6 +199,92 @@ pub fn host_topk(
     }
     select_rows(0, &mut out, &mut out_values);
     (out, out_values)
+}
+
+/// Every how many entries [`sampled_bar`] samples.
+const SAMPLE_STRIDE: usize = 8;
+
+/// A bar about as high as the `3k`-th best of `row`: the `3k / 8`-th best of every 8th entry
+/// (NaN where the row is too short for that to mean much, or the sample is NaN).
+fn sampled_bar(row: &[f32], k: usize) -> f32 {
+    let rank = (3 * k).div_ceil(SAMPLE_STRIDE);
+    if 3 * k > row.len() / 2 || rank > 16 {
+        return f32::NAN;
+    }
+    // The best `rank` samples, best first.
+    let mut best = [f32::NEG_INFINITY; 16];
+    let best = &mut best[..rank];
+    for &v in row.iter().step_by(SAMPLE_STRIDE) {
+        if v > best[rank - 1] {
+            let at = best.iter().position(|&b| v > b).expect("v beats the last");
+            best.copy_within(at..rank - 1, at + 1);
+            best[at] = v;
+        }
+    }
+    let bar = best[rank - 1];
+    if bar == f32::NEG_INFINITY {
+        f32::NAN
+    } else {
+        bar
+    }
+}
+
+/// Entries [`at_or_above`] compares with its bar at once.
+const SCAN_CHUNK: usize = 4;
+
+/// The keys of `row`'s entries at or above `bar` (none where `bar` is NaN; NaN entries never),
+/// a chunk at a time without a branch per entry, so the compiler makes them vector comparisons.
+fn at_or_above(row: &[f32], bar: f32, keys: &mut Vec<u64>) {
+    if bar.is_nan() {
+        return;
+    }
+    let chunks = row.chunks_exact(SCAN_CHUNK);
+    let start = row.len() - chunks.remainder().len();
+    for (c, chunk) in chunks.enumerate() {
+        if chunk.iter().fold(false, |any, &v| any | (v >= bar)) {
+            for (j, &v) in chunk.iter().enumerate() {
+                if v >= bar {
+                    keys.push(rank_key(v, (c * SCAN_CHUNK + j) as u32));
+                }
+            }
+        }
+    }
+    for (j, &v) in row[start..].iter().enumerate() {
+        if v >= bar {
+            keys.push(rank_key(v, (start + j) as u32));
+        }
+    }
+}
+
+/// The keys of `row`'s `keep` best entries (among `allowed` columns where given), best first:
+/// one pass with the best so far in a min-heap, whose worst (`bar`) most entries lose to with
+/// one float comparison (an equal value loses the tie: it comes later; NaN loses too).
+fn heap_select(row: &[f32], allowed: Option<&[u32]>, keep: usize, heap: &mut Vec<u64>) {
+    let mut bar = f32::NAN;
+    let mut offer = |i: u32, value: f32| {
+        if heap.len() == keep {
+            if value.partial_cmp(&bar) != Some(std::cmp::Ordering::Greater) {
+                return;
+            }
+            heap[0] = rank_key(value, i);
+            sift_down(heap);
+        } else {
+            heap.push(rank_key(value, i));
+            if heap.len() < keep {
+                return;
+            }
+            heap.sort_unstable();
+        }
+        bar = from_rank_key(heap[0]).1;
+    };
+    match allowed {
+        Some(columns) => columns.iter().for_each(|&i| offer(i, row[i as usize])),
+        None => row
+            .iter()
+            .enumerate()
+            .for_each(|(i, &v)| offer(i as u32, v)),
+    }
+    heap.sort_unstable_by(|a, b| b.cmp(a));
 }
 
 /// A key whose order is the selection's: larger values first (NaN as -inf), then lower indices.
@@ -333,6 +401,64 @@ mod tests {
             assert_eq!(picked, from_mask, "k {k}");
         }
         assert_eq!(host_topk_indices(&values, 1, 8, 2, None), vec![1, 2]);
+        // The same over whole chunks of the scan: many ties (equal to the bar), NaN, -inf.
+        let n = 70;
+        let values: Vec<f32> = (0..2 * n)
+            .map(|i| match i % 11 {
+                3 => f32::NAN,
+                7 => f32::NEG_INFINITY,
+                _ => ((i * 7) % 5) as f32,
+            })
+            .collect();
+        for k in [1, 3, 16, 17, 40, 69, 70] {
+            let picked = host_topk_indices(&values, 2, n, k, None);
+            let mask = host_topk_mask(&values, 2, n, k, Scope::PerRow);
+            for r in 0..2 {
+                let mut row: Vec<u32> = picked[r * k..(r + 1) * k].to_vec();
+                row.sort_unstable();
+                let from_mask: Vec<u32> = (0..n as u32)
+                    .filter(|&i| mask[r * n + i as usize] > 0.0)
+                    .collect();
+                assert_eq!(row, from_mask, "k {k}, row {r}");
+            }
+        }
+        // Rows of different scales, a row of NaN and -inf, and one whose sampled entries (every
+        // 8th) are its largest, so that fewer than k reach the sample's bar.
+        let (rows, n) = (7, 300);
+        let mut values = random(rows, n, 23);
+        let scales = [100.0, 0.01, 100.0, 1.0, 0.0, 1.0, 1.0];
+        for (r, scale) in scales.iter().enumerate() {
+            values[r * n..(r + 1) * n]
+                .iter_mut()
+                .for_each(|v| *v *= scale);
+        }
+        values[4 * n..5 * n]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| {
+                *v = if i % 3 == 0 {
+                    f32::NAN
+                } else {
+                    f32::NEG_INFINITY
+                }
+            });
+        values[6 * n..]
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| i % 8 == 0)
+            .for_each(|(i, v)| *v = 10.0 + i as f32);
+        for k in [1, 7, 16, 150] {
+            let picked = host_topk_indices(&values, rows, n, k, None);
+            let mut mask = vec![0.0f32; rows * n];
+            for (r, chosen) in picked.chunks(k).enumerate() {
+                chosen.iter().for_each(|&i| mask[r * n + i as usize] = 1.0);
+            }
+            assert_eq!(
+                mask,
+                host_topk_mask(&values, rows, n, k, Scope::PerRow),
+                "k {k}"
+            );
+        }
         // Only allowed columns compete, and k is capped at their number.
         let values = random(2, 10, 4);
         let allowed: Vec<f32> = (0..10)
