@@ -204,15 +204,18 @@ pub fn host_topk(
 /// Every how many entries [`sampled_bar`] samples.
 const SAMPLE_STRIDE: usize = 8;
 
+/// The deepest rank [`sampled_bar`] keeps (k up to 170: BatchTopK's offers of 4k included).
+const MAX_SAMPLE_RANK: usize = 64;
+
 /// A bar about as high as the `3k`-th best of `row`: the `3k / 8`-th best of every 8th entry
 /// (NaN where the row is too short for that to mean much, or the sample is NaN).
 fn sampled_bar(row: &[f32], k: usize) -> f32 {
     let rank = (3 * k).div_ceil(SAMPLE_STRIDE);
-    if 3 * k > row.len() / 2 || rank > 16 {
+    if 3 * k > row.len() / 2 || rank > MAX_SAMPLE_RANK {
         return f32::NAN;
     }
     // The best `rank` samples, best first.
-    let mut best = [f32::NEG_INFINITY; 16];
+    let mut best = [f32::NEG_INFINITY; MAX_SAMPLE_RANK];
     let best = &mut best[..rank];
     for &v in row.iter().step_by(SAMPLE_STRIDE) {
         if v > best[rank - 1] {
@@ -380,7 +383,7 @@ mod tests {
     #[test]
     fn host_indices_equal_the_mask_including_the_threaded_path() {
         // 300 x 4096 is above the size at which rows are split across threads.
-        for (rows, n, k) in [(5, 40, 3), (300, 4096, 16)] {
+        for (rows, n, k) in [(5, 40, 3), (300, 4096, 16), (40, 1024, 64)] {
             let values = random(rows, n, 17);
             let indices = host_topk_indices(&values, rows, n, k, None);
             let mut mask = vec![0.0f32; rows * n];

@@ -412,10 +412,9 @@ fn mask_where(
 ) {
     for_each_chunk(values, ROW_BLOCK * width, |block, part| {
         let first = block * ROW_BLOCK * width;
+        // A select rather than a branch, so the compiler makes it vector code.
         for (v, &r) in part.iter_mut().zip(&reference[first..]) {
-            if !keep(r) {
-                *v = 0.0;
-            }
+            *v = if keep(r) { *v } else { 0.0 };
         }
     });
 }
