@@ -103,9 +103,7 @@ impl HostSae {
         let weighted_window = per_latent_rows(&pre, d_sae, |r, row, sums| {
             let d_row = &d_acts_ref[r * d_sae..(r + 1) * d_sae];
             for (((s, &p), &t), &d) in sums.iter_mut().zip(row).zip(theta).zip(d_row) {
-                if in_window(p, t) {
-                    *s += d;
-                }
+                *s += if in_window(p, t) { d } else { 0.0 };
             }
         });
         let l0_scale = (lambda / rows as f64) as f32;
