@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the browser tests (tests/browser/*.test.mjs) against an already built page.
 #
-# The caller builds first: the page into dist/ (trunk) and the native CLI into target/debug/saeplay.
+# The caller builds first: the page into dist/ (trunk) and the native CLI into target/debug/saeplay (cargo build).
 # Environment (all optional):
 #   SAEPLAY_DIST            built page directory           (default dist)
 #   SAEPLAY_BIN             native CLI for reference runs  (default target/debug/saeplay)

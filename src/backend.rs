@@ -56,10 +56,13 @@ pub fn cpu_device() -> Device {
 /// Whether `device` computes on the host (burn's CPU backends), where reading a tensor back is free.
 pub fn is_host_device(device: &Device) -> bool {
     use burn::backend::DispatchDevice;
-    matches!(
-        device.as_dispatch(),
-        DispatchDevice::NdArray(_) | DispatchDevice::Flex(_)
-    )
+    match device.as_dispatch() {
+        DispatchDevice::NdArray(_) => true,
+        // flex is built natively only (Cargo.toml): the page's CPU backend is ndarray.
+        #[cfg(not(target_arch = "wasm32"))]
+        DispatchDevice::Flex(_) => true,
+        _ => false,
+    }
 }
 
 /// Initialise the wgpu device asynchronously (the only way in a browser). Call once per process:

@@ -1,7 +1,7 @@
 //! GPT-2's forward on host buffers: the CPU path's route for inference (capture, scans, metrics,
 //! steering, generation). The same computation as [`super::gpt2::Gpt2`]'s burn forward, which
 //! stays for the GPU and for gradients; both are checked against the f64 reference and each
-//! other in `tests/forward.rs`. Activations are row-major `[batch * pos, width]`.
+//! other in `tests/it/forward.rs`. Activations are row-major `[batch * pos, width]`.
 
 use burn::tensor::{Device, Tensor};
 

@@ -3,7 +3,7 @@
 //! of the forward (RMSNorm, rotary, grouped-query attention, SwiGLU, the key/value cache) runs as
 //! loops over plain `f32` buffers. The same computation as [`super::llama::Llama`]'s burn
 //! forward, which stays for the GPU, for gradients and for unpacked (safetensors) weights; both
-//! are checked against the f64 reference in `tests/llama.rs` and `tests/smollm2.rs`. On burn's
+//! are checked against the f64 reference in `tests/it/llama.rs` and `tests/smollm2.rs`. On burn's
 //! ops a generated token cost ~210 packed products, each with a tensor round trip, and ~400 small
 //! ops besides (see docs/speed.md). Activations are row-major `[batch * pos, width]`.
 

@@ -1,6 +1,7 @@
 //! Each bad input gets a clear, typed error naming the problem, never a panic.
+use crate::common;
 
-mod common;
+
 
 use saeplay::SaeplayError;
 use saeplay::io::tensors::write_safetensors;

@@ -2,8 +2,9 @@
 //! held to direct computation: an independent f64 forward with frozen attention patterns and
 //! layer-norm scales, differentiated by central differences; exact ablation forwards; decoder
 //! cosines computed from the weights.
+use crate::common;
 
-mod common;
+
 
 use std::collections::BTreeMap;
 

@@ -1,9 +1,10 @@
 //! The burn forward pass against the independent reference, capture and patch semantics, the
 //! key/value cache, and the CPU and wgpu backends agreeing.
+use crate::common;
 
-mod common;
 
-use common::reference::assert_matches_reference;
+
+use crate::common::reference::assert_matches_reference;
 use saeplay::backend::{block_on, read_f32};
 use saeplay::model::files::ModelFiles;
 use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};

@@ -1,6 +1,7 @@
 //! Sampling rules and generation with the key/value cache.
+use crate::common;
 
-mod common;
+
 
 use saeplay::backend::{block_on, read_f32};
 use saeplay::model::fixtures::TinySpec;

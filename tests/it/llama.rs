@@ -1,10 +1,11 @@
 //! The Llama-family forward against the independent f64 reference on generated checkpoints
 //! (several shapes, grouped-query ratios, tied and untied, Qwen2's biases, Llama 3's rotary
 //! scaling), the key/value cache, sharded checkpoints, and plain refusals.
+use crate::common;
 
-mod common;
 
-use common::llama_reference::assert_matches_reference;
+
+use crate::common::llama_reference::assert_matches_reference;
 use saeplay::backend::{block_on, cpu_device, read_f32};
 use saeplay::model::files::{HfFiles, HostWeights, ModelFiles};
 use saeplay::model::fixtures::{LlamaSpec, tiny_llama_checkpoint, tiny_llama_config};

@@ -2,10 +2,11 @@
 //! loss, JumpReLU's straight-through gradient, training on data with known sparse structure,
 //! reproducibility, checkpoints, divergence, folding of the input scale, SAELens files (new and
 //! old configs), metrics and interventions on a model, and feature data.
+use crate::common;
 
-mod common;
 
-use common::sae_reference::*;
+
+use crate::common::sae_reference::*;
 
 use std::collections::BTreeMap;
 

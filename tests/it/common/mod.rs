@@ -1,4 +1,4 @@
-#![allow(dead_code)]
+
 pub mod llama_reference;
 pub mod reference;
 pub mod sae_reference;
