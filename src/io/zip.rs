@@ -83,17 +83,28 @@ fn bad(why: impl Into<String>) -> SaeplayError {
     SaeplayError::SaeFile(format!("the zip file {}", why.into()))
 }
 
-fn u16_at(bytes: &[u8], at: usize) -> Result<u16> {
-    bytes
-        .get(at..at + 2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+/// `N` bytes at `at`; offsets come from the archive, so the end is computed checked (a 32-bit
+/// offset near `u32::MAX` must not wrap on wasm32).
+fn bytes_at<const N: usize>(bytes: &[u8], at: usize) -> Result<[u8; N]> {
+    at.checked_add(N)
+        .and_then(|end| bytes.get(at..end))
+        .and_then(|b| b.try_into().ok())
         .ok_or_else(|| bad("is cut short"))
 }
 
+fn u16_at(bytes: &[u8], at: usize) -> Result<u16> {
+    bytes_at(bytes, at).map(u16::from_le_bytes)
+}
+
 fn u32_at(bytes: &[u8], at: usize) -> Result<u32> {
-    bytes
-        .get(at..at + 4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    bytes_at(bytes, at).map(u32::from_le_bytes)
+}
+
+/// `at + sizes`, the sum of offsets and lengths read from the archive, refused if it overflows.
+fn offset_after(at: usize, sizes: &[usize]) -> Result<usize> {
+    sizes
+        .iter()
+        .try_fold(at, |sum, &n| sum.checked_add(n))
         .ok_or_else(|| bad("is cut short"))
 }
 
@@ -129,20 +140,22 @@ pub fn read_zip(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
         if u32_at(bytes, at)? != CENTRAL_HEADER {
             return Err(bad("has a damaged central directory"));
         }
-        let flags = u16_at(bytes, at + 8)?;
-        let method = u16_at(bytes, at + 10)?;
-        let crc = u32_at(bytes, at + 16)?;
-        let packed_size = u32_at(bytes, at + 20)? as usize;
-        let size = u32_at(bytes, at + 24)? as usize;
-        let name_len = usize::from(u16_at(bytes, at + 28)?);
-        let extra_len = usize::from(u16_at(bytes, at + 30)?);
-        let comment_len = usize::from(u16_at(bytes, at + 32)?);
-        let local = u32_at(bytes, at + 42)? as usize;
+        let field = |offset: usize| offset_after(at, &[offset]);
+        let flags = u16_at(bytes, field(8)?)?;
+        let method = u16_at(bytes, field(10)?)?;
+        let crc = u32_at(bytes, field(16)?)?;
+        let packed_size = u32_at(bytes, field(20)?)? as usize;
+        let size = u32_at(bytes, field(24)?)? as usize;
+        let name_len = usize::from(u16_at(bytes, field(28)?)?);
+        let extra_len = usize::from(u16_at(bytes, field(30)?)?);
+        let comment_len = usize::from(u16_at(bytes, field(32)?)?);
+        let local = u32_at(bytes, field(42)?)? as usize;
+        let name_start = field(46)?;
         let name_bytes = bytes
-            .get(at + 46..at + 46 + name_len)
+            .get(name_start..offset_after(name_start, &[name_len])?)
             .ok_or_else(|| bad("is cut short"))?;
         let name = String::from_utf8_lossy(name_bytes).into_owned();
-        at += 46 + name_len + extra_len + comment_len;
+        at = offset_after(name_start, &[name_len, extra_len, comment_len])?;
         if name.ends_with('/') {
             continue; // a folder
         }
@@ -175,10 +188,10 @@ pub fn read_zip(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
         if local > bytes.len() || u32_at(bytes, local)? != LOCAL_HEADER {
             return Err(bad(format!("has a damaged entry for `{name}`")));
         }
-        let data_start = local
-            .checked_add(30 + usize::from(u16_at(bytes, local + 26)?))
-            .and_then(|n| n.checked_add(usize::from(u16_at(bytes, local + 28).ok()?)))
-            .ok_or_else(cut_short)?;
+        let local_name_len = usize::from(u16_at(bytes, offset_after(local, &[26])?)?);
+        let local_extra_len = usize::from(u16_at(bytes, offset_after(local, &[28])?)?);
+        let data_start =
+            offset_after(local, &[30, local_name_len, local_extra_len]).map_err(|_| cut_short())?;
         let data_end = data_start.checked_add(packed_size).ok_or_else(cut_short)?;
         let packed = bytes.get(data_start..data_end).ok_or_else(cut_short)?;
         let data = match method {

@@ -17,18 +17,28 @@ pub fn tokenize_stories(tokenizer: &TextTokenizer, stories: &[String]) -> Result
     Ok(tokens)
 }
 
-/// Random windows of `length + 1` tokens from a stream.
+/// Random windows of `length + 1` tokens from a stream; refused in words when the stream is not
+/// longer than one window (a short corpus, or a resumed run's recipe with a longer context).
 pub fn sample_rows(
     tokens: &[u32],
     rows: usize,
     length: usize,
     rng: &mut SplitMix64,
-) -> Vec<Vec<u32>> {
-    let span = tokens.len() - length - 1;
-    (0..rows)
+) -> Result<Vec<Vec<u32>>> {
+    let window = length.checked_add(1);
+    let span = window
+        .and_then(|w| tokens.len().checked_sub(w))
+        .filter(|&s| s > 0);
+    let (Some(window), Some(span)) = (window, span) else {
+        return Err(SaeplayError::InvalidSetting(format!(
+            "the text is {} tokens long, too short for a window of {length} tokens and the one after; use more text or a shorter context",
+            tokens.len()
+        )));
+    };
+    Ok((0..rows)
         .map(|_| {
             let start = (rng.next_u64() % span as u64) as usize;
-            tokens[start..start + length + 1].to_vec()
+            tokens[start..start + window].to_vec()
         })
-        .collect()
+        .collect())
 }

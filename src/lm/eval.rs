@@ -56,7 +56,7 @@ pub async fn evaluate_model(
     let mut rng = SplitMix64::new(0xE7A1);
     let windows = (tokens.len() / length).clamp(1, 64);
     let mut total = 0.0;
-    for chunk in sample_rows(&tokens, windows, length, &mut rng).chunks(8) {
+    for chunk in sample_rows(&tokens, windows, length, &mut rng)?.chunks(8) {
         total += read_f32(language_model_loss(model, chunk)?).await?[0] * chunk.len() as f32;
     }
     let mut tally = tinytales::CheckTally::default();

@@ -144,6 +144,8 @@ impl RunDir {
         );
         model_config.bos_token_id = Some(eos);
         model_config.eos_token_id = Some(eos);
+        // The vocabulary comes from the run's tokenizer file: checked before any size uses it.
+        model_config.validate()?;
         let weights = match &resumed {
             Some(_) => {
                 Gpt2Weights::from_safetensors(&model_config, &read(&self.path(MODEL_FILE))?)?

@@ -20,6 +20,9 @@ use crate::optim::checkpoint::{self, FIRST_MOMENT_PREFIX, SECOND_MOMENT_PREFIX, 
 use crate::optim::{Adam, LrSchedule, Moments, Schedule, clip_scale};
 use crate::rng::SplitMix64;
 
+/// Most windows one step takes (far above what fits in memory for any model saeplay trains).
+pub const MAX_BATCH_SIZE: usize = 1 << 16;
+
 /// Everything that defines a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelTrainingConfig {
@@ -94,7 +97,22 @@ impl ModelTrainingConfig {
         if self.eval_every == 0 || self.checkpoint_every == 0 || self.eval_batches == 0 {
             return bad("eval and checkpoint intervals must be at least 1");
         }
-        Ok(())
+        if self.batch_size > MAX_BATCH_SIZE {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "batch size {} is more than the {MAX_BATCH_SIZE} saeplay accepts",
+                self.batch_size
+            )));
+        }
+        // A resumed run's recipe comes from its state.json: the model's own bounds keep every
+        // size derived from it (initialisation, windows) from overflowing.
+        Gpt2Config::new(
+            self.tokenizer_vocab.max(1),
+            self.n_positions,
+            self.n_embd,
+            self.n_layer,
+            self.n_head,
+        )
+        .validate()
     }
 
     /// Learning rate at `step` (0-based): linear warm-up, then cosine down to the minimum.
@@ -213,7 +231,7 @@ impl ModelTrainer {
             self.config.batch_size,
             self.config.n_positions,
             &mut self.rng,
-        );
+        )?;
         let loss = language_model_loss(&Model::Gpt2(self.model()?), &rows)?;
         let grads = loss.backward();
         let loss_value = read_f32(loss.inner()).await?[0];
@@ -315,7 +333,7 @@ impl ModelTrainer {
                 self.config.batch_size,
                 self.config.n_positions,
                 &mut rng,
-            );
+            )?;
             total += read_f32(language_model_loss(&Model::Gpt2(model.clone()), &rows)?).await?[0];
         }
         Ok(total / self.config.eval_batches as f32)

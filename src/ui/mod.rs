@@ -16,6 +16,7 @@ pub mod link;
 pub mod steer;
 pub mod train_form;
 pub mod worker_protocol;
+pub mod worker_state;
 
 pub use link::{
     Fragment, MAX_LINK_PROMPT_BYTES, ModelSource, SaeRef, View, fragment_for, parse_fragment,

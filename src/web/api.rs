@@ -197,7 +197,7 @@ pub(super) fn install(app: &Rc<App>, decision: &BackendDecision) {
     hang.forget();
     // How many workers the page has started (a stopped one is replaced at the next task).
     let for_starts = Rc::clone(app);
-    let starts = Closure::<dyn Fn() -> u32>::new(move || for_starts.worker_starts.get());
+    let starts = Closure::<dyn Fn() -> u32>::new(move || for_starts.worker_link.borrow().starts());
     set("workerStarts", starts.as_ref());
     starts.forget();
     // Checkpoint training runs more often (the resume test cannot wait 10 s a checkpoint).

@@ -21,7 +21,7 @@ use crate::model::HookPoint;
 use crate::model::WeightProcessing;
 use crate::model::files::LoadedModel;
 use crate::ui::lab::{Lab, LoadedSae, TrainControl};
-use crate::ui::worker_protocol::FeaturesAnswer;
+use crate::ui::worker_state::WorkerLink;
 use crate::ui::{PageState, SaeRef, choose_backend};
 use platform::{probe_adapter, window};
 
@@ -66,18 +66,12 @@ struct App {
     sae_consented: Cell<bool>,
     /// The worker, started at the first training run or feature scan and kept.
     worker: RefCell<Option<web_sys::Worker>>,
-    worker_ready: Cell<bool>,
-    /// When the worker was last heard from (ms), for telling a busy worker from a hung one.
-    worker_heard: Cell<f64>,
-    /// How many workers were started: a request sent to an earlier one has no answer coming.
-    worker_starts: Cell<u32>,
+    /// Whether it listens, when it last spoke, how many were started, and numbered answers.
+    worker_link: RefCell<WorkerLink>,
     /// Seconds between the checkpoints a training run keeps (shorter in the browser tests).
     checkpoint_seconds: Cell<f64>,
     /// Where the worker's answer to the current run goes.
     worker_outcome: RefCell<Option<worker::WorkerOutcome>>,
-    /// The latest feature request to the worker, and the answers by request.
-    features_request: Cell<u32>,
-    features_outcomes: RefCell<HashMap<u32, Result<FeaturesAnswer, String>>>,
     /// Explanations that came before their SAE's feature index was stored, by SAE id.
     early_explanations: RefCell<EarlyExplanations>,
 }
@@ -110,13 +104,9 @@ async fn run() {
         model_base: RefCell::new(BUILTIN_MODEL.to_string()),
         sae_consented: Cell::new(false),
         worker: RefCell::new(None),
-        worker_ready: Cell::new(false),
-        worker_heard: Cell::new(0.0),
-        worker_starts: Cell::new(0),
+        worker_link: RefCell::default(),
         checkpoint_seconds: Cell::new(crate::ui::worker_protocol::CHECKPOINT_SECONDS),
         worker_outcome: RefCell::new(None),
-        features_request: Cell::new(0),
-        features_outcomes: RefCell::new(HashMap::new()),
         early_explanations: RefCell::new(HashMap::new()),
     });
     app.bind_events();

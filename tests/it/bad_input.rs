@@ -1,8 +1,6 @@
 //! Each bad input gets a clear, typed error naming the problem, never a panic.
 use crate::common;
 
-
-
 use saeplay::SaeplayError;
 use saeplay::io::tensors::write_safetensors;
 use saeplay::model::files::{HfFiles, ModelFiles};
@@ -368,4 +366,76 @@ fn picked_model_files_are_found_by_name() {
         "cfg.json",
         "sae_weights.safetensors"
     ]));
+}
+
+/// A token stream no longer than one training window: subtracted and divided by zero before.
+#[test]
+fn token_streams_shorter_than_a_window_are_refused() {
+    let mut rng = saeplay::rng::SplitMix64::new(1);
+    for tokens in [&[][..], &[1, 2, 3][..], &[1, 2, 3, 4][..]] {
+        let error = saeplay::lm::sample_rows(tokens, 2, 3, &mut rng)
+            .expect_err("too short for a window of 3 and the token after");
+        assert!(error.to_string().contains("too short"), "{error}");
+    }
+    let error = saeplay::lm::sample_rows(&[1, 2, 3], 1, usize::MAX, &mut rng).unwrap_err();
+    assert!(error.to_string().contains("too short"), "{error}");
+    let rows = saeplay::lm::sample_rows(&[1, 2, 3, 4, 5], 2, 3, &mut rng).unwrap();
+    assert!(rows.iter().all(|row| row.len() == 4));
+}
+
+/// A run directory whose saved recipe declares sizes no model could have is refused in words
+/// before anything is generated or allocated from them.
+#[test]
+fn resumed_run_with_huge_sizes_is_refused() {
+    use saeplay::lm::run::{RunDir, STATE_FILE};
+    use saeplay::lm::{ModelTrainingConfig, TrainerState};
+
+    let dir = std::env::temp_dir().join(format!("saeplay-bad-run-{}", std::process::id()));
+    let cases = [
+        ("n_embd", 1usize << 40, 64usize, 16usize),
+        ("n_positions", 64, usize::MAX, 16),
+        ("batch size", 64, 64, usize::MAX),
+    ];
+    for (named, n_embd, n_positions, batch_size) in cases {
+        let config = ModelTrainingConfig {
+            n_embd,
+            n_head: 1,
+            n_positions,
+            batch_size,
+            train_bytes: 1000,
+            eval_bytes: 1000,
+            ..ModelTrainingConfig::default()
+        };
+        let state = TrainerState {
+            config: config.clone(),
+            step: 0,
+            rng_state: 0,
+            history: Vec::new(),
+        };
+        let run = RunDir::new(&dir).unwrap();
+        std::fs::write(dir.join(STATE_FILE), serde_json::to_string(&state).unwrap()).unwrap();
+        let error = run
+            .train(config, &saeplay::backend::cpu_device(), |_| {})
+            .expect_err("sizes beyond any model");
+        assert!(error.to_string().contains(named), "{named}: {error}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Zip offsets near the top of a 32-bit range: refused in words (on wasm32 the sums wrapped).
+#[test]
+fn zip_offsets_near_the_end_of_the_address_range_are_refused() {
+    use saeplay::io::zip::{read_zip, write_zip};
+    let zip = write_zip(&[("a.txt".to_string(), b"hello".to_vec())]);
+    let central = zip
+        .windows(4)
+        .rposition(|w| w == [0x50, 0x4b, 0x01, 0x02])
+        .unwrap();
+    let end = zip.len() - 22;
+    for (at, value) in [(end + 16, 0xFFFF_FFFEu32), (central + 42, 0xFFFF_FFF0)] {
+        let mut bad = zip.clone();
+        bad[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        let error = read_zip(&bad).unwrap_err().to_string();
+        assert!(error.contains("zip"), "{error}");
+    }
 }

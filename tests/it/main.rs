@@ -24,3 +24,4 @@ mod sae_normalization;
 mod smollm2;
 mod ui;
 mod weight_processing;
+mod worker;

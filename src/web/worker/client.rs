@@ -14,78 +14,54 @@ use crate::sae::train::{Control, SaeTrainingConfig};
 use crate::ui::feature_list::FeatureList;
 use crate::ui::lab::FeatureIndex;
 use crate::ui::lab::LoadedSae;
-use crate::ui::worker_protocol::{FeaturesAnswer, FromWorker, ResumeFrom, ToWorker};
+use crate::ui::worker_protocol::{
+    Attachment, Attachments, EvaluateSae, FeatureCard, FeaturesAnswer, FromWorker, ResumeFrom,
+    ScanFeatures, ScoreExplanation, ToWorker, WorkerRequest, sae_files_attached,
+};
+use crate::ui::worker_state::{Liveness, SILENCE_LIMIT_MS};
 use crate::web::App;
 use crate::web::platform::{now_ms, sleep};
-
-/// Silence from a busy worker after which the page says so and offers to stop it.
-const BUSY_SHOWN_MS: f64 = 10_000.0;
-/// Silence after which the worker is taken for hung and stopped: far longer than any step,
-/// piece of a scan or evaluation window it runs between messages.
-const SILENCE_LIMIT_MS: f64 = 600_000.0;
 
 /// The result slot of a training run in the worker.
 pub type WorkerOutcome = Rc<RefCell<Option<Result<Option<SaeFiles>, String>>>>;
 
-/// The SAE files of a `Done` message: `[cfg, weights, sparsity?, saeplay?]` beside it.
-fn files_beside(mut bytes: Vec<Option<Vec<u8>>>) -> Option<SaeFiles> {
-    bytes.resize(4, None);
-    let mut take = |i: usize| bytes[i].take();
-    Some(SaeFiles {
-        cfg: take(0)?,
-        weights: take(1)?,
-        sparsity: take(2),
-        saeplay: take(3),
-    })
-}
-
 impl App {
-    fn send(&self, message: &ToWorker, bytes: &[Option<&[u8]>]) {
+    fn send(&self, message: &ToWorker, attachments: &[(Attachment, &[u8])]) {
         if let Some(worker) = self.worker.borrow().as_ref() {
             worker
-                .post_message(&envelope(message.to_json(), bytes))
+                .post_message(&envelope(message.to_json(), attachments))
                 .ok();
         }
     }
 
-    fn hear(&self, message: FromWorker, bytes: Vec<Option<Vec<u8>>>) {
-        self.worker_heard.set(now_ms());
+    fn hear(&self, message: FromWorker, mut attachments: Attachments) {
+        self.worker_link.borrow_mut().heard(now_ms());
         let finished = |result| {
             if let Some(slot) = self.worker_outcome.borrow().as_ref() {
                 *slot.borrow_mut() = Some(result);
             }
         };
-        let answered = |id, answer| {
-            self.features_outcomes.borrow_mut().insert(id, answer);
-        };
         match message {
-            FromWorker::Ready => self.worker_ready.set(true),
+            FromWorker::Ready => self.worker_link.borrow_mut().set_ready(true),
             FromWorker::Phase { text, fraction } => self.set_train_phase(text, fraction),
             FromWorker::Progress { progress } => self.record_progress(&progress),
-            FromWorker::Done => match files_beside(bytes) {
-                Some(files) => finished(Ok(Some(files))),
-                None => finished(Err("the trained SAE's files did not arrive".into())),
+            FromWorker::Done => match sae_files_attached(&mut attachments) {
+                Ok(files) => finished(Ok(Some(files))),
+                Err(_) => finished(Err("the trained SAE's files did not arrive".into())),
             },
             FromWorker::Checkpoint { resume } => {
-                if let Some(tensors) = bytes.into_iter().next().flatten() {
+                if let Some(tensors) = attachments.take(Attachment::Tensors) {
                     self.keep_run(resume, tensors);
                 }
             }
             FromWorker::Cancelled => finished(Ok(None)),
             FromWorker::Error { message } => finished(Err(message)),
             FromWorker::FeaturesPhase { id, text } => {
-                if self.features_request.get() == id {
+                if self.worker_link.borrow().last_request() == id {
                     self.update(|lab| lab.feature_status = text);
                     self.render_feature_status();
                 }
             }
-            FromWorker::FeatureList { id, list } => answered(id, Ok(FeaturesAnswer::List(list))),
-            FromWorker::FeatureCard { id, card } => answered(id, Ok(FeaturesAnswer::Card(card))),
-            FromWorker::FeaturesError { id, message } => answered(id, Err(message)),
-            FromWorker::Evaluated { id, metrics } => {
-                answered(id, Ok(FeaturesAnswer::Metrics(metrics)))
-            }
-            FromWorker::Scored { id, scored } => answered(id, Ok(FeaturesAnswer::Scored(scored))),
             FromWorker::Explained {
                 key,
                 explanations,
@@ -93,6 +69,11 @@ impl App {
             } => self.explanations_arrived(key, explanations, done),
             // Only the training worker's own helpers send these.
             FromWorker::HelperAnswered { .. } | FromWorker::HelperError { .. } => {}
+            answer => {
+                if let Some((id, answer)) = FeaturesAnswer::of(answer) {
+                    self.worker_link.borrow_mut().answered(id, answer);
+                }
+            }
         }
     }
 
@@ -134,7 +115,6 @@ impl App {
             worker.terminate();
         }
         self.show_worker_busy(false, 0.0);
-        self.worker_ready.set(false);
         let message = format!(
             "the background worker stopped ({}); it starts again for the next task",
             if why.is_empty() {
@@ -146,11 +126,7 @@ impl App {
         if let Some(slot) = self.worker_outcome.borrow().as_ref() {
             *slot.borrow_mut() = Some(Err(message.clone()));
         }
-        let waiting = self.features_request.get();
-        self.features_outcomes
-            .borrow_mut()
-            .entry(waiting)
-            .or_insert(Err(message));
+        self.worker_link.borrow_mut().failed(message);
         self.update(|lab| {
             for slot in &mut lab.saes {
                 slot.features = None; // its cards lived in the worker
@@ -174,19 +150,28 @@ impl App {
     /// busy and offers to stop it; after [`SILENCE_LIMIT_MS`] it stops it itself. `Err` once the
     /// worker was stopped (the waiting request is answered with the reason).
     fn watch_worker(&self, since: f64, start: u32) -> Result<(), String> {
-        if self.worker.borrow().is_none() || self.worker_starts.get() != start {
-            return Err("the background worker stopped".into());
+        let present = self.worker.borrow().is_some();
+        let liveness = self
+            .worker_link
+            .borrow()
+            .liveness(present, start, since, now_ms());
+        match liveness {
+            Liveness::Gone => Err("the background worker stopped".into()),
+            Liveness::Hung { .. } => {
+                self.worker_failed(format!(
+                    "it gave no sign of life for {} minutes",
+                    SILENCE_LIMIT_MS / 60_000.0
+                ));
+                Err("the background worker stopped".into())
+            }
+            Liveness::Working {
+                silent_ms,
+                busy_shown,
+            } => {
+                self.show_worker_busy(busy_shown, silent_ms);
+                Ok(())
+            }
         }
-        let silent = now_ms() - self.worker_heard.get().max(since);
-        if silent > SILENCE_LIMIT_MS {
-            self.worker_failed(format!(
-                "it gave no sign of life for {} minutes",
-                SILENCE_LIMIT_MS / 60_000.0
-            ));
-            return Err("the background worker stopped".into());
-        }
-        self.show_worker_busy(silent > BUSY_SHOWN_MS, silent);
-        Ok(())
     }
 
     fn show_worker_busy(&self, busy: bool, silent_ms: f64) {
@@ -242,7 +227,7 @@ impl App {
     async fn ensure_worker(self: &Rc<Self>) -> Result<(), String> {
         if self.worker.borrow().is_some() {
             let since = now_ms();
-            while self.worker.borrow().is_some() && !self.worker_ready.get() {
+            while self.worker.borrow().is_some() && !self.worker_link.borrow().is_ready() {
                 if now_ms() - since > 60_000.0 {
                     return Err("the worker did not start within a minute".into());
                 }
@@ -268,9 +253,9 @@ impl App {
             move |why| for_errors.worker_failed(why),
         )?;
         *self.worker.borrow_mut() = Some(worker);
-        self.worker_starts.set(self.worker_starts.get() + 1);
+        self.worker_link.borrow_mut().started();
         let since = now_ms();
-        while !self.worker_ready.get() {
+        while !self.worker_link.borrow().is_ready() {
             if now_ms() - since > 60_000.0 {
                 *self.worker.borrow_mut() = None;
                 return Err("the worker did not start within a minute".into());
@@ -286,28 +271,27 @@ impl App {
         Ok((base, self.model_processing()))
     }
 
-    /// Send a features request (numbered here) and wait for the worker's answer to it.
-    async fn ask_worker(
+    /// Send a request (numbered here) and wait for the worker's answer to it, as its type.
+    async fn ask_worker<R: WorkerRequest>(
         self: &Rc<Self>,
-        request: impl FnOnce(u32) -> ToWorker,
-        bytes: &[Option<&[u8]>],
-    ) -> Result<FeaturesAnswer, String> {
+        request: R,
+        attachments: &[(Attachment, &[u8])],
+    ) -> Result<R::Answer, String> {
         self.ensure_worker().await?;
-        let id = self.features_request.get() + 1;
-        self.features_request.set(id);
-        self.send(&request(id), bytes);
-        let (since, start) = (now_ms(), self.worker_starts.get());
+        let id = self.worker_link.borrow_mut().next_request();
+        self.send(&request.message(id), attachments);
+        let (since, start) = (now_ms(), self.worker_link.borrow().starts());
         loop {
-            if let Some(result) = self.features_outcomes.borrow_mut().remove(&id) {
+            if let Some(result) = self.worker_link.borrow_mut().take_answer::<R>(id) {
                 self.show_worker_busy(false, 0.0);
                 return result;
             }
             if let Err(stopped) = self.watch_worker(since, start) {
                 // worker_failed answered the latest request; an older one hears it here.
                 return self
-                    .features_outcomes
+                    .worker_link
                     .borrow_mut()
-                    .remove(&id)
+                    .take_answer::<R>(id)
                     .unwrap_or(Err(stopped));
             }
             sleep(50).await;
@@ -323,21 +307,13 @@ impl App {
         corpus: Corpus,
     ) -> Result<FeatureList, String> {
         let (model_base, processing) = self.model_for_worker()?;
-        let request = |id| ToWorker::Features {
-            id,
+        let request = ScanFeatures {
             key: key.to_string(),
             model_base,
             processing,
             corpus,
         };
-        let files = &loaded.files;
-        match self
-            .ask_worker(request, &[Some(&files.cfg), Some(&files.weights)])
-            .await?
-        {
-            FeaturesAnswer::List(list) => Ok(list),
-            _ => Err("the worker answered with something other than the list".into()),
-        }
+        self.ask_worker(request, &sae_attachments(loaded)).await
     }
 
     /// One feature's card from the report the worker keeps under `key`.
@@ -346,15 +322,11 @@ impl App {
         key: &str,
         index: usize,
     ) -> Result<FeatureData, String> {
-        let request = |id| ToWorker::Feature {
-            id,
+        let request = FeatureCard {
             key: key.to_string(),
             index,
         };
-        match self.ask_worker(request, &[]).await? {
-            FeaturesAnswer::Card(card) => Ok(*card),
-            _ => Err("the worker answered with something other than a card".into()),
-        }
+        self.ask_worker(request, &[]).await
     }
 
     /// Score a person's explanation of feature `index` on the scan the worker keeps under `key`.
@@ -364,16 +336,12 @@ impl App {
         index: usize,
         explanation: String,
     ) -> Result<FeatureExplanation, String> {
-        let request = |id| ToWorker::Score {
-            id,
+        let request = ScoreExplanation {
             key: key.to_string(),
             index,
             explanation,
         };
-        match self.ask_worker(request, &[]).await? {
-            FeaturesAnswer::Scored(scored) => Ok(scored),
-            _ => Err("the worker answered with something other than a score".into()),
-        }
+        self.ask_worker(request, &[]).await
     }
 
     /// Evaluate `loaded` in the worker on held-out windows of `corpus`.
@@ -383,20 +351,12 @@ impl App {
         corpus: Corpus,
     ) -> Result<SaeMetrics, String> {
         let (model_base, processing) = self.model_for_worker()?;
-        let request = |id| ToWorker::Evaluate {
-            id,
+        let request = EvaluateSae {
             model_base,
             processing,
             corpus,
         };
-        let files = &loaded.files;
-        match self
-            .ask_worker(request, &[Some(&files.cfg), Some(&files.weights)])
-            .await?
-        {
-            FeaturesAnswer::Metrics(metrics) => Ok(*metrics),
-            _ => Err("the worker answered with something other than metrics".into()),
-        }
+        self.ask_worker(request, &sae_attachments(loaded)).await
     }
 
     pub(crate) async fn train_in_worker(
@@ -413,6 +373,11 @@ impl App {
             Some((from, tensors)) => (Some(from), Some(tensors)),
             None => (None, None),
         };
+        let attachments: Vec<(Attachment, &[u8])> = tensors
+            .as_deref()
+            .map(|t| (Attachment::Tensors, t))
+            .into_iter()
+            .collect();
         self.send(
             &ToWorker::Train {
                 model_base,
@@ -421,10 +386,10 @@ impl App {
                 resume,
                 checkpoint_seconds: self.checkpoint_seconds.get(),
             },
-            &[tensors.as_deref()],
+            &attachments,
         );
         let mut sent = Control::Continue;
-        let (since, start) = (now_ms(), self.worker_starts.get());
+        let (since, start) = (now_ms(), self.worker_link.borrow().starts());
         loop {
             if let Some(result) = outcome.borrow_mut().take() {
                 *self.worker_outcome.borrow_mut() = None;
@@ -450,4 +415,12 @@ impl App {
             sleep(50).await;
         }
     }
+}
+
+/// The files of an SAE the worker scans or evaluates: its `cfg.json` and weights.
+fn sae_attachments(loaded: &LoadedSae) -> [(Attachment, &[u8]); 2] {
+    [
+        (Attachment::Cfg, loaded.files.cfg.as_slice()),
+        (Attachment::Weights, loaded.files.weights.as_slice()),
+    ]
 }

@@ -13,7 +13,7 @@ use wasm_bindgen::JsValue;
 use super::{envelope, open, spawn};
 use crate::model::WeightProcessing;
 use crate::sae::spread::{ForwardHelpers, HelperAnswer, HelperTask};
-use crate::ui::worker_protocol::{FromWorker, ToWorker};
+use crate::ui::worker_protocol::{Attachment, FromWorker, ToWorker};
 
 /// A helper's answers by request id.
 type Answers = Rc<RefCell<HashMap<u32, Result<HelperAnswer, String>>>>;
@@ -65,7 +65,7 @@ impl HelperPool {
                     (Rc::clone(&answers), Rc::clone(&ready), Rc::clone(&held));
                 let worker_slot = Rc::clone(&worker_slot);
                 move |event: web_sys::MessageEvent| {
-                    let Some((json, bytes)) = open(&event.data()) else {
+                    let Some((json, mut attachments)) = open(&event.data()) else {
                         return;
                     };
                     match FromWorker::from_json(&json) {
@@ -78,10 +78,8 @@ impl HelperPool {
                             }
                         }
                         Ok(FromWorker::HelperAnswered { id, losses }) => {
-                            let values = bytes
-                                .into_iter()
-                                .next()
-                                .flatten()
+                            let values = attachments
+                                .take(Attachment::Values)
                                 .filter(|b| b.len() % 4 == 0)
                                 .map(|b| {
                                     b.chunks_exact(4)
@@ -162,6 +160,10 @@ impl ForwardHelpers for HelperPool {
             } => {
                 // The SAE travels with the first request that needs it.
                 let first = helper.sae_key.replace(Some(sae.key)) != Some(sae.key);
+                let weights: Vec<(Attachment, &[u8])> = first
+                    .then_some((Attachment::Weights, sae.weights.as_slice()))
+                    .into_iter()
+                    .collect();
                 envelope(
                     ToWorker::HelperEvaluate {
                         id,
@@ -174,7 +176,7 @@ impl ForwardHelpers for HelperPool {
                         special_id,
                     }
                     .to_json(),
-                    &[first.then_some(sae.weights.as_slice())],
+                    &weights,
                 )
             }
         };

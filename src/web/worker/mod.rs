@@ -1,7 +1,9 @@
 //! The Web Worker: the page's own module started again in a module worker, so that capturing,
 //! training on the CPU path and feature scans never hold up typing and clicking in the page.
 //! The messages are [`crate::ui::worker_protocol`]'s enums as JSON (`{json, bytes}` objects,
-//! byte buffers beside the text); text from the worker is only ever shown as text.
+//! byte buffers beside the text under their [`Attachment`] names); text from the worker is only
+//! ever shown as text. The worker's state and the page's view of it are plain Rust in
+//! [`crate::ui::worker_state`].
 
 mod client;
 mod helpers;
@@ -16,34 +18,41 @@ use wasm_bindgen::prelude::*;
 use web_sys::MessageEvent;
 
 use super::platform::{js_error, window};
+use crate::ui::worker_protocol::{Attachment, Attachments};
 
-/// A message as it crosses: the typed message as JSON, and byte buffers beside it (`None` for an
-/// absent optional one).
-fn envelope(json: String, bytes: &[Option<&[u8]>]) -> JsValue {
+/// A message as it crosses: the typed message as JSON, and byte buffers beside it by name.
+fn envelope(json: String, attachments: &[(Attachment, &[u8])]) -> JsValue {
     let object = Object::new();
     Reflect::set(&object, &"json".into(), &json.into()).ok();
-    let list: Array = bytes
-        .iter()
-        .map(|b| b.map_or(JsValue::NULL, |b| Uint8Array::from(b).into()))
-        .collect();
-    Reflect::set(&object, &"bytes".into(), &list).ok();
+    let named = Object::new();
+    for (name, bytes) in attachments {
+        Reflect::set(&named, &name.name().into(), &Uint8Array::from(*bytes)).ok();
+    }
+    Reflect::set(&object, &"bytes".into(), &named).ok();
     object.into()
 }
 
-/// The JSON text and byte buffers of a received message.
-fn open(data: &JsValue) -> Option<(String, Vec<Option<Vec<u8>>>)> {
+/// The JSON text and named byte buffers of a received message.
+fn open(data: &JsValue) -> Option<(String, Attachments)> {
     let json = Reflect::get(data, &"json".into()).ok()?.as_string()?;
-    let bytes = Reflect::get(data, &"bytes".into())
+    let named = Reflect::get(data, &"bytes".into())
         .ok()
         .filter(|b| b.is_object())
-        .map(|b| Array::from(&b))
-        .map(|list| {
-            list.iter()
-                .map(|v| (!v.is_null() && !v.is_undefined()).then(|| Uint8Array::new(&v).to_vec()))
-                .collect()
+        .map(|b| {
+            Object::entries(&b.unchecked_into())
+                .iter()
+                .filter_map(|entry| {
+                    let entry: Array = entry.unchecked_into();
+                    let bytes = entry.get(1);
+                    let bytes = bytes
+                        .is_object()
+                        .then(|| Uint8Array::new(&bytes).to_vec())?;
+                    Some((entry.get(0).as_string()?, bytes))
+                })
+                .collect::<Vec<_>>()
         })
         .unwrap_or_default();
-    Some((json, bytes))
+    Some((json, Attachments::from_named(named)))
 }
 
 /// Where a worker keeps the URL of the page's module, to start helpers of its own.

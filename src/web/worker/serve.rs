@@ -1,7 +1,8 @@
-//! Inside the worker: answer the page's [`ToWorker`] messages with [`FromWorker`] ones.
+//! Inside the worker: answer the page's [`ToWorker`] messages with [`FromWorker`] ones. What
+//! the worker keeps between messages is one [`WorkerState`], shared by the tasks it starts.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use wasm_bindgen::JsCast;
@@ -22,16 +23,42 @@ use crate::sae::saelens::SaeFiles;
 use crate::sae::spread::ForwardHelpers;
 use crate::sae::train::{Control, Progress, SaeTrainingConfig};
 use crate::ui::feature_list::FeatureList;
-use crate::ui::worker_protocol::{FromWorker, ResumeFrom, ToWorker};
+use crate::ui::worker_protocol::{
+    Attachment, Attachments, CHECKPOINT_SECONDS, FromWorker, ResumeFrom, ToWorker,
+    sae_file_attachments,
+};
+use crate::ui::worker_state::ModelCache;
 use crate::web::platform::load_model;
 
-thread_local! {
-    static CONTROL: Cell<Control> = const { Cell::new(Control::Continue) };
-    static MODEL: RefCell<Option<(String, WeightProcessing, Rc<LoadedModel>)>> = const { RefCell::new(None) };
-    /// Whether a model is being loaded.
-    static LOADING: Cell<bool> = const { Cell::new(false) };
+/// What the worker keeps between messages.
+struct WorkerState {
+    /// What the page last asked of the training run (pause, resume, cancel).
+    control: Cell<Control>,
+    /// Seconds between the run's checkpoints (a few MB each for the built-in model).
+    checkpoint_every: Cell<f64>,
+    /// The worker's own copy of the model, by base URL and processing.
+    models: RefCell<ModelCache<(String, WeightProcessing), LoadedModel>>,
     /// Feature reports by the page's key, so cards are sent one at a time.
-    static REPORTS: RefCell<HashMap<String, Kept>> = RefCell::new(HashMap::new());
+    reports: RefCell<HashMap<String, Kept>>,
+    /// As a helper: the requests not yet run, and whether they are being run.
+    helper_requests: RefCell<VecDeque<HelperRequest>>,
+    helper_running: Cell<bool>,
+    /// As a helper: the SAE it evaluates, by key.
+    helper_sae: RefCell<Option<(u32, crate::sae::Sae)>>,
+}
+
+impl Default for WorkerState {
+    fn default() -> Self {
+        Self {
+            control: Cell::new(Control::Continue),
+            checkpoint_every: Cell::new(CHECKPOINT_SECONDS),
+            models: RefCell::default(),
+            reports: RefCell::default(),
+            helper_requests: RefCell::default(),
+            helper_running: Cell::new(false),
+            helper_sae: RefCell::new(None),
+        }
+    }
 }
 
 /// SAEs up to this wide get every card made once the first is shown, and kept after their scan
@@ -81,15 +108,15 @@ fn post(message: &FromWorker) {
     post_with(message, &[]);
 }
 
-fn post_with(message: &FromWorker, bytes: &[Option<&[u8]>]) {
+fn post_with(message: &FromWorker, attachments: &[(Attachment, &[u8])]) {
     scope()
-        .post_message(&envelope(message.to_json(), bytes))
+        .post_message(&envelope(message.to_json(), attachments))
         .ok();
 }
 
 /// Reports to the page; with helpers while the run captures.
-#[derive(Default)]
 struct PostReporter {
+    state: Rc<WorkerState>,
     helpers: Option<HelperPool>,
 }
 
@@ -105,11 +132,11 @@ impl Reporter for PostReporter {
     }
 
     fn control(&self) -> Control {
-        CONTROL.with(Cell::get)
+        self.state.control.get()
     }
 
     fn checkpoint_every(&self) -> Option<f64> {
-        Some(CHECKPOINT_EVERY.with(Cell::get))
+        Some(self.state.checkpoint_every.get())
     }
 
     fn helpers(&self) -> Option<&dyn ForwardHelpers> {
@@ -124,53 +151,42 @@ impl Reporter for PostReporter {
                     rows_served: point.rows_served,
                 },
             },
-            &[Some(&point.checkpoint.tensors)],
+            &[(Attachment::Tensors, &point.checkpoint.tensors)],
         );
     }
 }
 
-thread_local! {
-    /// Seconds between the run's checkpoints (a few MB each for the built-in model).
-    static CHECKPOINT_EVERY: Cell<f64> = const { Cell::new(10.0) };
-}
-
 /// The worker's own copy of the model (CPU), loaded once per base URL and processing (from the
-/// download cache the page filled, for models from other sites).
-async fn model(base: &str, processing: WeightProcessing) -> Result<Rc<LoadedModel>, String> {
-    // A load already under way (`ToWorker::Prepare`'s) is waited for, not repeated.
-    while LOADING.with(Cell::get) {
-        crate::clock::sleep_ms(5).await;
-    }
-    if let Some(loaded) = MODEL.with(|m| {
-        m.borrow()
-            .as_ref()
-            .filter(|(b, p, _)| b == base && *p == processing)
-            .map(|(_, _, l)| Rc::clone(l))
-    }) {
-        return Ok(loaded);
-    }
-    MODEL.with(|m| m.borrow_mut().take()); // one copy at a time: models can be large
-    LOADING.with(|l| l.set(true));
-    let loaded = load_model(&cpu_device(), base, processing, &|_| {}).await;
-    LOADING.with(|l| l.set(false));
-    let loaded = Rc::new(loaded?);
-    MODEL.with(|m| *m.borrow_mut() = Some((base.to_string(), processing, Rc::clone(&loaded))));
-    Ok(loaded)
+/// download cache the page filled, for models from other sites). A load already under way
+/// (`ToWorker::Prepare`'s) is waited for, not repeated.
+async fn model(
+    state: &WorkerState,
+    base: &str,
+    processing: WeightProcessing,
+) -> Result<Rc<LoadedModel>, String> {
+    let key = (base.to_string(), processing);
+    let load = async { load_model(&cpu_device(), base, processing, &|_| {}).await };
+    ModelCache::get_or_load(&state.models, key, load).await
 }
 
 async fn train(
+    state: Rc<WorkerState>,
     base: String,
     processing: WeightProcessing,
     config: SaeTrainingConfig,
     resume: Option<ResumePoint>,
     checkpoint_seconds: f64,
 ) {
-    CONTROL.with(|c| c.set(Control::Continue));
-    CHECKPOINT_EVERY.with(|c| c.set(checkpoint_seconds.max(0.0)));
+    state.control.set(Control::Continue);
+    state.checkpoint_every.set(checkpoint_seconds.max(0.0));
     let result = async {
-        PostReporter::default().phase("Loading the model in the training worker…".into(), 0.0);
-        let loaded = model(&base, processing).await?;
+        post(&FromWorker::Phase {
+            text: "Loading the model in the training worker…".into(),
+            fraction: 0.0,
+        });
+        let loaded = model(&state, &base, processing).await?;
         let reporter = PostReporter {
+            state: Rc::clone(&state),
             helpers: HelperPool::start(
                 &base,
                 processing,
@@ -189,15 +205,7 @@ async fn train(
     }
     .await;
     match result {
-        Ok(Some(files)) => post_with(
-            &FromWorker::Done,
-            &[
-                Some(&files.cfg),
-                Some(&files.weights),
-                files.sparsity.as_deref(),
-                files.saeplay.as_deref(),
-            ],
-        ),
+        Ok(Some(files)) => post_with(&FromWorker::Done, &sae_file_attachments(&files)),
         Ok(None) => post(&FromWorker::Cancelled),
         Err(message) => post(&FromWorker::Error { message }),
     }
@@ -205,11 +213,13 @@ async fn train(
 
 /// The page's model (the worker's copy) and an SAE from its `cfg.json` and weights, at its hook.
 async fn sae_on_model(
+    state: &WorkerState,
     (base, processing): (String, WeightProcessing),
-    cfg: Vec<u8>,
-    weights: Vec<u8>,
+    mut attachments: Attachments,
 ) -> Result<(Rc<LoadedModel>, crate::sae::Sae, crate::model::HookPoint), String> {
-    let loaded = model(&base, processing).await?;
+    let cfg = attachments.require(Attachment::Cfg)?;
+    let weights = attachments.require(Attachment::Weights)?;
+    let loaded = model(state, &base, processing).await?;
     let host = SaeFiles {
         cfg,
         weights,
@@ -227,37 +237,37 @@ async fn sae_on_model(
 }
 
 async fn features(
+    state: Rc<WorkerState>,
     id: u32,
     key: String,
     (base, processing): (String, WeightProcessing),
     corpus: crate::sae::store::Corpus,
-    cfg: Vec<u8>,
-    weights: Vec<u8>,
+    attachments: Attachments,
 ) {
     let result = async {
-        let (loaded, sae, hook) = sae_on_model((base, processing), cfg, weights).await?;
+        let (loaded, sae, hook) = sae_on_model(&state, (base, processing), attachments).await?;
         let on_phase = |text: String| post(&FromWorker::FeaturesPhase { id, text });
         // One scan kept at a time: each holds [tokens, d_sae] activations. A small SAE whose
         // cards were not all made yet gets them now, so they stay without its scan.
-        let unfinished: Vec<String> = REPORTS.with(|r| {
-            r.borrow()
-                .iter()
-                .filter(|(_, k)| matches!(k, Kept::Lazy { sae, .. } if cards_at_once(sae)))
-                .map(|(key, _)| key.clone())
-                .collect()
-        });
+        let unfinished: Vec<String> = state
+            .reports
+            .borrow()
+            .iter()
+            .filter(|(_, k)| matches!(k, Kept::Lazy { sae, .. } if cards_at_once(sae)))
+            .map(|(key, _)| key.clone())
+            .collect();
         for key in unfinished {
-            make_every_card(&key).await;
+            make_every_card(&state, &key).await;
         }
-        REPORTS.with(|r| {
-            let mut reports = r.borrow_mut();
+        {
+            let mut reports = state.reports.borrow_mut();
             reports.retain(|_, k| matches!(k, Kept::Report(..)));
             for kept in reports.values_mut() {
                 if let Kept::Report(_, scan) = kept {
                     *scan = None;
                 }
             }
-        });
+        }
         // The list comes from the scan's overview, and each card when it is asked for: a small
         // SAE's cards are all made once the first one is shown (`make_every_card`).
         use crate::sae::features::{ScanConfig, feature_overview, summarise_scan};
@@ -284,7 +294,7 @@ async fn features(
             summary,
         };
         let with_lens = cards_at_once(&sae);
-        REPORTS.with(|r| r.borrow_mut().insert(key.clone(), kept));
+        state.reports.borrow_mut().insert(key.clone(), kept);
         Ok::<_, String>((list, sae, with_lens))
     }
     .await;
@@ -293,8 +303,8 @@ async fn features(
             post(&FromWorker::FeatureList { id, list });
             // The card the page asks for next is made first.
             crate::clock::sleep_ms(EXPLAIN_DELAY_MS).await;
-            make_every_card(&key).await;
-            explain_in_background(key, sae, with_lens).await;
+            make_every_card(&state, &key).await;
+            explain_in_background(&state, key, sae, with_lens).await;
         }
         Err(message) => post(&FromWorker::FeaturesError { id, message }),
     }
@@ -307,15 +317,15 @@ fn cards_at_once(sae: &crate::sae::Sae) -> bool {
 
 /// Make every card of the small SAE kept lazily under `key`, and keep them in its place (with
 /// the scan, for explanations); nothing when it is not such an SAE or is being read meanwhile.
-async fn make_every_card(key: &str) {
+async fn make_every_card(state: &WorkerState, key: &str) {
     use crate::sae::features::{ScanConfig, feature_cards};
-    let taken = REPORTS.with(|r| {
-        let mut reports = r.borrow_mut();
+    let taken = {
+        let mut reports = state.reports.borrow_mut();
         match reports.get(key) {
             Some(Kept::Lazy { sae, .. }) if cards_at_once(sae) => reports.remove(key),
             _ => None,
         }
-    });
+    };
     let Some(Kept::Lazy {
         loaded,
         sae,
@@ -363,21 +373,26 @@ async fn make_every_card(key: &str) {
             summary,
         },
     };
-    REPORTS.with(|r| r.borrow_mut().insert(key.to_string(), kept));
+    state.reports.borrow_mut().insert(key.to_string(), kept);
 }
 
 /// Explain every feature of the scan kept under `key`, a piece at a time with the event loop run
 /// between pieces (cards and scores are answered meanwhile), posting each piece; stops when the
 /// scan is no longer the kept one. `with_lens` tries the logit lens too (SAEs whose cards are
 /// all made; wider ones get it when a card is opened).
-async fn explain_in_background(key: String, sae: crate::sae::Sae, with_lens: bool) {
+async fn explain_in_background(
+    state: &WorkerState,
+    key: String,
+    sae: crate::sae::Sae,
+    with_lens: bool,
+) {
     use crate::sae::explain::{ScanText, Scorer, promoted_tokens};
     let current = || {
-        REPORTS.with(|r| {
-            r.borrow()
-                .get(&key)
-                .and_then(|k| k.scan().map(|(l, s)| (Rc::clone(l), Rc::clone(s))))
-        })
+        state
+            .reports
+            .borrow()
+            .get(&key)
+            .and_then(|k| k.scan().map(|(l, s)| (Rc::clone(l), Rc::clone(s))))
     };
     let Some((loaded, scan)) = current() else {
         return;
@@ -415,14 +430,15 @@ async fn explain_in_background(key: String, sae: crate::sae::Sae, with_lens: boo
 }
 
 async fn evaluate(
+    state: Rc<WorkerState>,
     id: u32,
     (base, processing): (String, WeightProcessing),
     corpus: crate::sae::store::Corpus,
-    cfg: Vec<u8>,
-    weights: Vec<u8>,
+    attachments: Attachments,
 ) {
     let result = async {
-        let (loaded, sae, hook) = sae_on_model((base.clone(), processing), cfg, weights).await?;
+        let (loaded, sae, hook) =
+            sae_on_model(&state, (base.clone(), processing), attachments).await?;
         let on_phase = |text: String| post(&FromWorker::FeaturesPhase { id, text });
         // Stopped when dropped, after the evaluation.
         let parameters = loaded.model.dims().parameter_count;
@@ -458,11 +474,13 @@ async fn evaluate(
     }
 }
 
-async fn feature(id: u32, key: String, index: usize) {
+async fn feature(state: Rc<WorkerState>, id: u32, key: String, index: usize) {
     let card = async {
         // Taken out while the card is made (the map cannot stay borrowed across awaits), then put back.
-        let kept = REPORTS
-            .with(|r| r.borrow_mut().remove(&key))
+        let kept = state
+            .reports
+            .borrow_mut()
+            .remove(&key)
             .ok_or("the worker no longer holds this SAE's features")?;
         let card = match &kept {
             Kept::Report(report, _) => report
@@ -492,7 +510,7 @@ async fn feature(id: u32, key: String, index: usize) {
                 .and_then(|mut cards| cards.pop().ok_or_else(|| "no card was made".to_string()))
             }
         };
-        REPORTS.with(|r| r.borrow_mut().insert(key, kept));
+        state.reports.borrow_mut().insert(key, kept);
         card
     }
     .await;
@@ -506,42 +524,49 @@ async fn feature(id: u32, key: String, index: usize) {
 }
 
 /// Score a person's explanation of feature `index` on the scan kept under `key`.
-fn score(id: u32, key: String, index: usize, explanation: String) {
-    use crate::sae::explain::{
-        Explanation, ExplanationSource, FeatureExplanation, Half, ScanText, Scorer,
-    };
-    let result = REPORTS.with(|r| {
-        let reports = r.borrow();
-        let (loaded, scan) = match reports.get(&key).map(|k| (k.scan(), k)) {
-            Some((Some((loaded, scan)), _)) => (loaded, scan),
-            Some((None, _)) => {
-                return Err(
-                    "another SAE's features were read since: read this SAE's features again to score explanations"
-                        .to_string(),
-                );
-            }
-            None => return Err("the worker no longer holds this SAE's features".to_string()),
-        };
-        if index >= scan.d_sae {
-            return Err(format!("this SAE has no feature #{index}"));
-        }
-        let parsed = Explanation::parse(&explanation).map_err(|e| e.to_string())?;
-        let text = ScanText::new(loaded.tokenizer().map_err(|e| e.to_string())?, scan);
-        let score = Scorer::new(scan, &text, 0).score(index, &parsed, Half::Score);
-        Ok(FeatureExplanation {
-            feature: index,
-            explanation: parsed.text(),
-            source: ExplanationSource::Person,
-            score,
-        })
-    });
-    match result {
+fn score(state: &WorkerState, id: u32, key: &str, index: usize, explanation: &str) {
+    match scored(state, key, index, explanation) {
         Ok(scored) => post(&FromWorker::Scored { id, scored }),
         Err(message) => post(&FromWorker::FeaturesError { id, message }),
     }
 }
 
-fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
+fn scored(
+    state: &WorkerState,
+    key: &str,
+    index: usize,
+    explanation: &str,
+) -> Result<crate::sae::explain::FeatureExplanation, String> {
+    use crate::sae::explain::{
+        Explanation, ExplanationSource, FeatureExplanation, Half, ScanText, Scorer,
+    };
+    let reports = state.reports.borrow();
+    let (loaded, scan) = match reports.get(key).map(|k| (k.scan(), k)) {
+        Some((Some((loaded, scan)), _)) => (loaded, scan),
+        Some((None, _)) => {
+            return Err(
+                    "another SAE's features were read since: read this SAE's features again to score explanations"
+                        .to_string(),
+                );
+        }
+        None => return Err("the worker no longer holds this SAE's features".to_string()),
+    };
+    if index >= scan.d_sae {
+        return Err(format!("this SAE has no feature #{index}"));
+    }
+    let parsed = Explanation::parse(explanation).map_err(|e| e.to_string())?;
+    let text = ScanText::new(loaded.tokenizer().map_err(|e| e.to_string())?, scan);
+    let score = Scorer::new(scan, &text, 0).score(index, &parsed, Half::Score);
+    Ok(FeatureExplanation {
+        feature: index,
+        explanation: parsed.text(),
+        source: ExplanationSource::Person,
+        score,
+    })
+}
+
+fn handle(state: &Rc<WorkerState>, message: ToWorker, mut attachments: Attachments) {
+    let shared = || Rc::clone(state);
     match message {
         ToWorker::Train {
             model_base,
@@ -550,15 +575,21 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
             resume,
             checkpoint_seconds,
         } => {
-            let tensors = bytes.get_mut(0).and_then(Option::take).unwrap_or_default();
-            let resume = resume.map(|r| ResumePoint {
-                checkpoint: crate::sae::train::TrainerCheckpoint {
-                    tensors,
-                    state: r.state,
-                },
-                rows_served: r.rows_served,
-            });
+            let resume = match resume
+                .map(|r| Ok::<_, String>((r, attachments.require(Attachment::Tensors)?)))
+                .transpose()
+            {
+                Ok(resume) => resume.map(|(r, tensors)| ResumePoint {
+                    checkpoint: crate::sae::train::TrainerCheckpoint {
+                        tensors,
+                        state: r.state,
+                    },
+                    rows_served: r.rows_served,
+                }),
+                Err(message) => return post(&FromWorker::Error { message }),
+            };
             spawn_local(train(
+                shared(),
                 model_base,
                 processing,
                 *config,
@@ -572,49 +603,50 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
             model_base,
             processing,
             corpus,
-        } => {
-            let mut take = |i: usize| bytes.get_mut(i).and_then(Option::take).unwrap_or_default();
-            let (cfg, weights) = (take(0), take(1));
-            spawn_local(features(
-                id,
-                key,
-                (model_base, processing),
-                corpus,
-                cfg,
-                weights,
-            ));
-        }
+        } => spawn_local(features(
+            shared(),
+            id,
+            key,
+            (model_base, processing),
+            corpus,
+            attachments,
+        )),
         ToWorker::Evaluate {
             id,
             model_base,
             processing,
             corpus,
-        } => {
-            let mut take = |i: usize| bytes.get_mut(i).and_then(Option::take).unwrap_or_default();
-            let (cfg, weights) = (take(0), take(1));
-            spawn_local(evaluate(id, (model_base, processing), corpus, cfg, weights));
-        }
-        ToWorker::Feature { id, key, index } => spawn_local(feature(id, key, index)),
+        } => spawn_local(evaluate(
+            shared(),
+            id,
+            (model_base, processing),
+            corpus,
+            attachments,
+        )),
+        ToWorker::Feature { id, key, index } => spawn_local(feature(shared(), id, key, index)),
         ToWorker::Score {
             id,
             key,
             index,
             explanation,
-        } => score(id, key, index, explanation),
+        } => score(state, id, &key, index, &explanation),
         ToWorker::HelperCapture {
             id,
             model_base,
             processing,
             hook_name,
             windows,
-        } => queue_helper_request(HelperRequest {
-            id,
-            model_base,
-            processing,
-            hook_name,
-            windows,
-            evaluate: None,
-        }),
+        } => queue_helper_request(
+            state,
+            HelperRequest {
+                id,
+                model_base,
+                processing,
+                hook_name,
+                windows,
+                evaluate: None,
+            },
+        ),
         ToWorker::HelperEvaluate {
             id,
             model_base,
@@ -625,30 +657,36 @@ fn handle(message: ToWorker, mut bytes: Vec<Option<Vec<u8>>>) {
             sae_config,
             special_id,
         } => {
-            let weights = bytes.get_mut(0).and_then(Option::take);
-            queue_helper_request(HelperRequest {
-                id,
-                model_base,
-                processing,
-                hook_name,
-                windows,
-                evaluate: Some(HelperEvaluate {
-                    sae_key,
-                    sae: sae_config.zip(weights),
-                    special_id,
-                }),
-            })
+            let weights = attachments.take(Attachment::Weights);
+            queue_helper_request(
+                state,
+                HelperRequest {
+                    id,
+                    model_base,
+                    processing,
+                    hook_name,
+                    windows,
+                    evaluate: Some(HelperEvaluate {
+                        sae_key,
+                        sae: sae_config.zip(weights),
+                        special_id,
+                    }),
+                },
+            )
         }
         ToWorker::Prepare {
             model_base,
             processing,
-        } => spawn_local(async move {
-            // A failure here is met again, and reported, by the request that needs the model.
-            model(&model_base, processing).await.ok();
-        }),
-        ToWorker::Pause => CONTROL.with(|c| c.set(Control::Pause)),
-        ToWorker::Resume => CONTROL.with(|c| c.set(Control::Continue)),
-        ToWorker::Cancel => CONTROL.with(|c| c.set(Control::Stop)),
+        } => {
+            let state = shared();
+            spawn_local(async move {
+                // A failure here is met again, and reported, by the request that needs the model.
+                model(&state, &model_base, processing).await.ok();
+            })
+        }
+        ToWorker::Pause => state.control.set(Control::Pause),
+        ToWorker::Resume => state.control.set(Control::Continue),
+        ToWorker::Cancel => state.control.set(Control::Stop),
         ToWorker::Hang { seconds } => {
             let until = crate::clock::now_seconds() + seconds.clamp(0.0, 3600.0);
             while crate::clock::now_seconds() < until {
@@ -681,31 +719,25 @@ struct HelperEvaluate {
     special_id: Option<u32>,
 }
 
-thread_local! {
-    /// As a helper: the requests not yet run, and whether they are being run.
-    static HELPER_REQUESTS: RefCell<std::collections::VecDeque<HelperRequest>> =
-        RefCell::default();
-    static HELPER_RUNNING: Cell<bool> = const { Cell::new(false) };
-    /// As a helper: the SAE it evaluates, by key.
-    static HELPER_SAE: RefCell<Option<(u32, crate::sae::Sae)>> = const { RefCell::new(None) };
-}
-
 /// Run helper requests one at a time, in order: the first loads the model, the rest wait for it.
-fn queue_helper_request(request: HelperRequest) {
-    HELPER_REQUESTS.with(|q| q.borrow_mut().push_back(request));
-    if !HELPER_RUNNING.with(|r| r.replace(true)) {
-        spawn_local(async {
-            while let Some(request) = HELPER_REQUESTS.with(|q| q.borrow_mut().pop_front()) {
-                helper_forward(request).await;
+fn queue_helper_request(state: &Rc<WorkerState>, request: HelperRequest) {
+    state.helper_requests.borrow_mut().push_back(request);
+    if !state.helper_running.replace(true) {
+        let state = Rc::clone(state);
+        spawn_local(async move {
+            loop {
+                let next = state.helper_requests.borrow_mut().pop_front();
+                let Some(request) = next else { break };
+                helper_forward(&state, request).await;
             }
-            HELPER_RUNNING.with(|r| r.set(false));
+            state.helper_running.set(false);
         });
     }
 }
 
 /// As a helper of the training worker: one forward (capture, or the three runs of an
 /// evaluation), answered with the hook's vectors.
-async fn helper_forward(request: HelperRequest) {
+async fn helper_forward(state: &WorkerState, request: HelperRequest) {
     let HelperRequest {
         id,
         model_base,
@@ -715,7 +747,7 @@ async fn helper_forward(request: HelperRequest) {
         evaluate,
     } = request;
     let result = async {
-        let loaded = model(&model_base, processing).await?;
+        let loaded = model(state, &model_base, processing).await?;
         let hook = crate::model::HookPoint::parse(&hook_name, loaded.model.dims())
             .map_err(|e| e.to_string())?;
         let Some(evaluate) = evaluate else {
@@ -735,15 +767,14 @@ async fn helper_forward(request: HelperRequest) {
         if let Some((config, weights)) = evaluate.sae {
             let sae = crate::sae::spread::SaeForHelpers::upload(config, &weights, &cpu_device())
                 .map_err(|e| e.to_string())?;
-            HELPER_SAE.with(|s| *s.borrow_mut() = Some((evaluate.sae_key, sae)));
+            *state.helper_sae.borrow_mut() = Some((evaluate.sae_key, sae));
         }
-        let sae = HELPER_SAE
-            .with(|s| {
-                s.borrow()
-                    .as_ref()
-                    .filter(|(key, _)| *key == evaluate.sae_key)
-                    .map(|(_, sae)| sae.clone())
-            })
+        let sae = state
+            .helper_sae
+            .borrow()
+            .as_ref()
+            .filter(|(key, _)| *key == evaluate.sae_key)
+            .map(|(_, sae)| sae.clone())
             .ok_or("the helper does not hold the SAE it was asked to evaluate")?;
         let (values, losses) = crate::sae::metrics::batch_losses(
             &loaded.model,
@@ -760,7 +791,10 @@ async fn helper_forward(request: HelperRequest) {
     match result {
         Ok((values, losses)) => {
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            post_with(&FromWorker::HelperAnswered { id, losses }, &[Some(&bytes)]);
+            post_with(
+                &FromWorker::HelperAnswered { id, losses },
+                &[(Attachment::Values, &bytes)],
+            );
         }
         Err(message) => post(&FromWorker::HelperError { id, message }),
     }
@@ -768,12 +802,13 @@ async fn helper_forward(request: HelperRequest) {
 
 /// Run as the worker: answer the page's messages.
 pub fn serve() {
-    let onmessage = Closure::<dyn Fn(MessageEvent)>::new(|event: MessageEvent| {
-        let Some((json, bytes)) = open(&event.data()) else {
+    let state = Rc::new(WorkerState::default());
+    let onmessage = Closure::<dyn Fn(MessageEvent)>::new(move |event: MessageEvent| {
+        let Some((json, attachments)) = open(&event.data()) else {
             return;
         };
         match ToWorker::from_json(&json) {
-            Ok(message) => handle(message, bytes),
+            Ok(message) => handle(&state, message, attachments),
             Err(message) => post(&FromWorker::Error { message }),
         }
     });
