@@ -186,6 +186,19 @@ impl SaeConfig {
                 self.d_in, self.d_sae
             )));
         }
+        // Every later size (d_in * d_sae weights, in bytes) is then known to fit in a usize.
+        let weight_bytes = self
+            .d_in
+            .checked_mul(self.d_sae)
+            .and_then(|n| n.checked_mul(size_of::<f32>()))
+            .filter(|&bytes| bytes <= isize::MAX as usize);
+        if weight_bytes.is_none() {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "an SAE with d_in {} and d_sae {} would have more weights than this machine can \
+                 address",
+                self.d_in, self.d_sae
+            )));
+        }
         if let Some(k) = self.architecture.k()
             && (k == 0 || k > self.d_sae)
         {

@@ -331,11 +331,18 @@ fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
             .or_else(|| obj.get(key).filter(|v| !v.is_null()))
     };
     let size = |key: &str| -> Result<usize> {
-        obj.get(key)
+        let value = obj
+            .get(key)
             .and_then(Value::as_u64)
             .filter(|&v| v > 0)
-            .map(|v| v as usize)
-            .ok_or_else(|| file_error(format!("cfg.json needs `{key}` as a whole number above 0")))
+            .ok_or_else(|| {
+                file_error(format!("cfg.json needs `{key}` as a whole number above 0"))
+            })?;
+        usize::try_from(value).map_err(|_| {
+            file_error(format!(
+                "cfg.json's `{key}` ({value}) is larger than this machine can address"
+            ))
+        })
     };
     let d_in = size("d_in")?;
     let d_sae = size("d_sae")?;
@@ -355,7 +362,11 @@ fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
         .and_then(Value::as_str)
         .unwrap_or("unknown")
         .to_string();
-    let k_from = |v: Option<&Value>| v.and_then(Value::as_u64).map(|k| k as usize);
+    // A k beyond usize is kept as usize::MAX, which `validate` refuses as above d_sae.
+    let k_from = |v: Option<&Value>| {
+        v.and_then(Value::as_u64)
+            .map(|k| usize::try_from(k).unwrap_or(usize::MAX))
+    };
     let kwargs_k = k_from(obj.get("activation_fn_kwargs").and_then(|kw| kw.get("k")));
     let k = k_from(obj.get("k")).or(kwargs_k);
     let activation = obj
