@@ -18,7 +18,7 @@ mod sparse;
 use super::Architecture;
 use super::arch::{B_DEC, THRESHOLD, W_DEC, W_ENC};
 use crate::model::host_ops::{for_each_chunk, transpose};
-use crate::optim::Adam;
+use crate::optim::{Adam, AdamStep};
 
 /// One parameter on the host: values, Adam's moments, this step's gradient, and room for the
 /// candidate update (kept until every value is known to be finite).
@@ -46,20 +46,15 @@ impl HostParam {
 
     /// Adam's candidate values into `next` (raised to `floor` where given); whether all are
     /// finite.
-    fn propose(&mut self, adam: &Adam, step: usize, lr: f64, floor: Option<f32>) -> bool {
-        let t = (step + 1) as i32;
-        let (b1, b2) = (adam.beta1 as f32, adam.beta2 as f32);
-        let c1 = (1.0 - adam.beta1.powi(t)) as f32;
-        let c2 = (1.0 - adam.beta2.powi(t)) as f32;
-        let (lr, eps) = (lr as f32, adam.epsilon as f32);
+    fn propose(&mut self, adam: &AdamStep, lr: f64, floor: Option<f32>) -> bool {
+        let lr = lr as f32;
         // No floor is a floor of -inf: every number stays, NaN becomes -inf (not finite either).
         let floor = floor.unwrap_or(f32::NEG_INFINITY);
         // Without a branch per value, so the compiler makes it vector arithmetic.
         let inputs = self.grad.iter().zip(&self.first).zip(&self.second);
         for (((&g, &m), &v), (&p, next)) in inputs.zip(self.values.iter().zip(&mut self.next)) {
-            let m = b1 * m + (1.0 - b1) * g;
-            let v = b2 * v + (1.0 - b2) * g * g;
-            *next = (p - lr * (m / c1) / ((v / c2).sqrt() + eps)).max(floor);
+            let (m, v) = adam.moments(g, m, v);
+            *next = (p - adam.direction(m, v) * lr).max(floor);
         }
         self.next
             .iter()
@@ -67,12 +62,10 @@ impl HostParam {
     }
 
     /// Keep the proposed values and move the moments on.
-    fn commit(&mut self, adam: &Adam) {
-        let (b1, b2) = (adam.beta1 as f32, adam.beta2 as f32);
+    fn commit(&mut self, adam: &AdamStep) {
         let moments = self.first.iter_mut().zip(&mut self.second);
         for ((m, v), &g) in moments.zip(&self.grad) {
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
+            (*m, *v) = adam.moments(g, *m, *v);
         }
         std::mem::swap(&mut self.values, &mut self.next);
     }
@@ -169,16 +162,16 @@ impl HostSae {
     /// not finite. JumpReLU's threshold moves `threshold_lr_multiplier` times faster and stays
     /// at or above 0; Gated's decoder rows are put back to unit norm.
     fn update(&mut self, s: &HostStep) -> Result<(), HostStepError> {
-        let (adam, step, lr) = (&s.adam, s.step, s.lr);
+        let (adam, lr) = (&s.adam.at(s.step), s.lr);
         let mut finite = true;
         for p in [&mut self.w_enc_t, &mut self.w_dec, &mut self.b_dec] {
-            finite &= p.propose(adam, step, lr, None);
+            finite &= p.propose(adam, lr, None);
         }
         for (name, p) in &mut self.vectors {
             finite &= if *name == THRESHOLD {
-                p.propose(adam, step, lr * s.threshold_lr_multiplier, Some(0.0))
+                p.propose(adam, lr * s.threshold_lr_multiplier, Some(0.0))
             } else {
-                p.propose(adam, step, lr, None)
+                p.propose(adam, lr, None)
             };
         }
         if !finite {
