@@ -9,10 +9,9 @@ use crate::backend::read_f32;
 use crate::error::{Result, SaeplayError};
 use crate::io::tensors::write_safetensors;
 use crate::optim::checkpoint::{self, FIRST_MOMENT_PREFIX, SECOND_MOMENT_PREFIX, moment_key};
-use crate::sae::arch::THRESHOLD;
+use crate::sae::SaeConfig;
 use crate::sae::host_train::NamedHostParam;
 use crate::sae::select::Selection;
-use crate::sae::{Architecture, SaeConfig};
 
 impl SaeTrainer {
     /// Everything needed to resume exactly: parameters and Adam moments (safetensors) and the
@@ -144,13 +143,13 @@ struct CheckpointState {
 /// The parameters an architecture trains, with their `[rows, cols]` shapes (vectors as
 /// `[1, n]`): the SAE's own, less BatchTopK's threshold, which is a running average.
 fn trained_shapes(config: &SaeTrainingConfig, sae: &SaeConfig) -> Vec<(&'static str, [usize; 2])> {
-    let batchtopk = matches!(
-        config.architecture,
-        Architecture::BatchTopK { .. } | Architecture::MatryoshkaBatchTopK { .. }
-    );
+    let behaviour = config.architecture.behaviour();
+    let untrained = |name: &&'static str| {
+        behaviour.vectors().contains(name) && !behaviour.trained_vectors().contains(name)
+    };
     sae.parameter_shapes()
         .into_iter()
-        .filter(|(name, _)| !(batchtopk && *name == THRESHOLD))
+        .filter(|(name, _)| !untrained(name))
         .map(|(name, shape)| match shape[..] {
             [rows, cols] => (name, [rows, cols]),
             _ => (name, [1, shape[0]]),

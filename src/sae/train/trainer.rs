@@ -12,13 +12,12 @@ use crate::error::{Result, SaeplayError};
 use crate::optim::{Adam, Moments};
 use crate::rng::SplitMix64;
 use crate::sae::arch::{
-    self, Activity, B_DEC, B_ENC, B_GATE, B_MAG, Params, R_MAG, THRESHOLD, TrainingContext,
-    TrainingForward, W_DEC, W_ENC,
+    self, Activity, B_DEC, Params, THRESHOLD, TrainingContext, TrainingForward, W_DEC, W_ENC,
 };
 use crate::sae::host_train::{AuxK, HostSae, HostStep, HostStepError, NamedHostParam};
 use crate::sae::select::Selection;
 use crate::sae::stats::geometric_median;
-use crate::sae::{Architecture, Sae, SaeConfig};
+use crate::sae::{Sae, SaeConfig};
 
 /// One step's figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,7 +81,7 @@ pub(super) fn place(
     burn_ops: bool,
 ) -> (Params, Moments<&'static str, Tensor<2>>, Option<HostSae>) {
     if !burn_ops && crate::backend::is_host_device(device) {
-        let unit_norm_decoder = matches!(sae_config.architecture, Architecture::Gated);
+        let unit_norm_decoder = sae_config.architecture.behaviour().unit_norm_decoder();
         let host = HostSae::from_named(sae_config.d_in, sae_config.d_sae, named, unit_norm_decoder);
         return (Params::new(), Moments::default(), Some(host));
     }
@@ -127,12 +126,8 @@ impl SaeTrainer {
             normalize_activations: Default::default(),
         };
         sae_config.validate()?;
-        if matches!(
-            config.architecture,
-            Architecture::MatryoshkaBatchTopK { .. }
-        ) {
-            config.matryoshka_levels(sae_config.d_sae)?;
-        }
+        let behaviour = config.architecture.behaviour();
+        behaviour.nested_widths(&config, sae_config.d_sae)?;
         if first_batch.is_empty() || !first_batch.len().is_multiple_of(d_in) {
             return Err(SaeplayError::InvalidSetting(format!(
                 "the first batch must be whole rows of {d_in} numbers"
@@ -172,11 +167,7 @@ impl SaeTrainer {
         let inner_device = device.clone();
         let device = device.clone().autodiff();
         let (params, moments, host) = place(&sae_config, named, &inner_device, false);
-        let batchtopk_threshold = matches!(
-            config.architecture,
-            Architecture::BatchTopK { .. } | Architecture::MatryoshkaBatchTopK { .. }
-        )
-        .then_some(0.0);
+        let batchtopk_threshold = behaviour.keeps_running_threshold().then_some(0.0);
         Ok(Self {
             selection: Selection::for_device(&inner_device),
             since_fired: vec![0; sae_config.d_sae],
@@ -269,12 +260,7 @@ impl SaeTrainer {
         let (dead, dead_count) = self.dead_row();
         let scale = self.input_scale;
         let x: Vec<f32> = batch.iter().map(|v| v * scale).collect();
-        let matryoshka_widths = match self.config.architecture {
-            Architecture::MatryoshkaBatchTopK { .. } => {
-                self.config.matryoshka_levels(self.sae_config.d_sae)?
-            }
-            _ => Vec::new(),
-        };
+        let matryoshka_widths = self.nested_widths()?;
         let settings = HostStep {
             architecture: self.config.architecture,
             matryoshka_widths: &matryoshka_widths,
@@ -329,12 +315,7 @@ impl SaeTrainer {
             &self.device,
         );
         let (dead_row, dead_count) = self.dead_row();
-        let needs_dead = matches!(
-            self.config.architecture,
-            Architecture::TopK { .. }
-                | Architecture::BatchTopK { .. }
-                | Architecture::MatryoshkaBatchTopK { .. }
-        );
+        let needs_dead = self.config.architecture.behaviour().uses_auxk();
         let context = TrainingContext {
             selection: self.selection,
             sparsity_coefficient,
@@ -443,9 +424,7 @@ impl SaeTrainer {
             });
         }
         for (name, mut new, m, v) in updated {
-            // Gated SAEs keep unit-norm decoder rows, as in the paper (Rajamanoharan et al.
-            // 2024): without the constraint the gate stayed open on hundreds of latents here.
-            if name == W_DEC && matches!(self.config.architecture, Architecture::Gated) {
+            if name == W_DEC && self.config.architecture.behaviour().unit_norm_decoder() {
                 let norms = new.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-8);
                 new = new / norms;
             }
@@ -524,20 +503,19 @@ impl SaeTrainer {
         x: Tensor<2>,
         context: &TrainingContext,
     ) -> Result<TrainingForward> {
-        let p = &self.params;
-        match self.config.architecture {
-            Architecture::Standard => arch::standard::training_forward(p, x, context).await,
-            Architecture::TopK { k } => arch::topk::training_forward(p, x, k, context).await,
-            Architecture::BatchTopK { k } => {
-                arch::batchtopk::training_forward(p, x, k, context).await
-            }
-            Architecture::Gated => arch::gated::training_forward(p, x, context).await,
-            Architecture::JumpRelu => arch::jumprelu::training_forward(p, x, context).await,
-            Architecture::MatryoshkaBatchTopK { k } => {
-                let widths = self.config.matryoshka_levels(self.sae_config.d_sae)?;
-                arch::matryoshka::training_forward(p, x, k, &widths, context).await
-            }
-        }
+        let widths = self.nested_widths()?;
+        let behaviour = self.config.architecture.behaviour();
+        behaviour
+            .training_forward(&self.params, x, &widths, context)
+            .await
+    }
+
+    /// Matryoshka's nested widths; none for the other architectures.
+    fn nested_widths(&self) -> Result<Vec<usize>> {
+        self.config
+            .architecture
+            .behaviour()
+            .nested_widths(&self.config, self.sae_config.d_sae)
     }
 
     /// Latents that have not fired within the dead window, as a fraction.
@@ -565,27 +543,16 @@ impl SaeTrainer {
         params.insert(W_ENC, get(W_ENC) * s);
         params.insert(W_DEC, get(W_DEC) / s);
         params.insert(B_DEC, get(B_DEC) / s);
-        match self.config.architecture {
-            Architecture::Gated => {
-                for name in [B_GATE, R_MAG, B_MAG] {
-                    params.insert(name, get(name));
-                }
-            }
-            Architecture::JumpRelu => {
-                params.insert(B_ENC, get(B_ENC));
-                params.insert(THRESHOLD, get(THRESHOLD));
-            }
-            Architecture::BatchTopK { .. } | Architecture::MatryoshkaBatchTopK { .. } => {
-                params.insert(B_ENC, get(B_ENC));
-                let threshold = self.batchtopk_threshold.unwrap_or(0.0) as f32;
-                params.insert(
-                    THRESHOLD,
-                    Tensor::full([1, self.sae_config.d_sae], threshold, &self.inner_device),
-                );
-            }
-            Architecture::Standard | Architecture::TopK { .. } => {
-                params.insert(B_ENC, get(B_ENC));
-            }
+        let behaviour = self.config.architecture.behaviour();
+        for &name in behaviour.trained_vectors() {
+            params.insert(name, get(name));
+        }
+        if behaviour.keeps_running_threshold() {
+            let threshold = self.batchtopk_threshold.unwrap_or(0.0) as f32;
+            params.insert(
+                THRESHOLD,
+                Tensor::full([1, self.sae_config.d_sae], threshold, &self.inner_device),
+            );
         }
         Sae::from_params(self.sae_config.clone(), params, &self.inner_device)
     }
@@ -603,6 +570,7 @@ fn initial_params(
     rows: usize,
 ) -> Result<InitialParams> {
     let (d_in, d_sae) = (sae.d_in, sae.d_sae);
+    let behaviour = config.architecture.behaviour();
     let mut rng = SplitMix64::new(config.seed ^ 0x5AE0_1417);
     let mut w_dec = vec![0.0f32; d_sae * d_in];
     for row in w_dec.chunks_exact_mut(d_in) {
@@ -610,10 +578,10 @@ fn initial_params(
             *v = rng.normal();
         }
         let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-        // Gated keeps unit-norm decoder rows throughout (see `train_step`).
-        let target = match config.architecture {
-            Architecture::Gated => 1.0,
-            _ => config.decoder_init_norm as f32,
+        let target = if behaviour.unit_norm_decoder() {
+            1.0
+        } else {
+            config.decoder_init_norm as f32
         };
         let scale = target / norm;
         row.iter_mut().for_each(|v| *v *= scale);
@@ -637,25 +605,13 @@ fn initial_params(
         }
         DecoderBiasInit::GeometricMedian => geometric_median(scaled_batch, rows, d_in, 100, 1e-5)?,
     };
-    let zeros = vec![0.0f32; d_sae];
     let mut params = BTreeMap::new();
     params.insert(W_ENC, ([d_in, d_sae], w_enc));
     params.insert(W_DEC, ([d_sae, d_in], w_dec));
     params.insert(B_DEC, ([1, d_in], b_dec));
-    match config.architecture {
-        Architecture::Gated => {
-            for name in [B_GATE, R_MAG, B_MAG] {
-                params.insert(name, ([1, d_sae], zeros.clone()));
-            }
-        }
-        Architecture::JumpRelu => {
-            params.insert(B_ENC, ([1, d_sae], zeros.clone()));
-            let threshold = config.jumprelu_init_threshold as f32;
-            params.insert(THRESHOLD, ([1, d_sae], vec![threshold; d_sae]));
-        }
-        _ => {
-            params.insert(B_ENC, ([1, d_sae], zeros));
-        }
+    for &name in behaviour.trained_vectors() {
+        let value = behaviour.initial_value(name, config);
+        params.insert(name, ([1, d_sae], vec![value; d_sae]));
     }
     Ok(params)
 }
