@@ -170,3 +170,54 @@ pub async fn cross_layer_file(
     let file = GraphFile::from_cross_layer(&graph, &model_name(&saes), &sae_ids, explanation);
     Ok((graph, file))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sae::fixtures::random_sae_weights;
+    use crate::sae::{Architecture, SaeConfig};
+
+    fn sae(hook_name: &str, model_name: &str) -> Sae {
+        let config = SaeConfig {
+            architecture: Architecture::TopK { k: 2 },
+            d_in: 4,
+            d_sae: 8,
+            hook_name: hook_name.into(),
+            model_name: model_name.into(),
+            normalize_activations: Default::default(),
+        };
+        let weights = random_sae_weights(&config, 1);
+        Sae::from_host(config, &weights, &crate::backend::cpu_device()).unwrap()
+    }
+
+    #[test]
+    fn the_file_names_the_model_the_saes_read() {
+        let (late, early) = (
+            sae("blocks.2.hook_resid_pre", "late"),
+            sae("blocks.0.hook_resid_pre", "early"),
+        );
+        let named = |sae, hook, neuronpedia_id: Option<&str>| NamedSae {
+            sae,
+            hook,
+            id: String::new(),
+            neuronpedia_id: neuronpedia_id.map(String::from),
+        };
+        // Given out of forward order: the first in forward order names the model.
+        let plain = [
+            named(&late, HookPoint::ResidPre(2), None),
+            named(&early, HookPoint::ResidPre(0), None),
+        ];
+        assert_eq!(model_name(&plain), "early");
+        // Neuronpedia's model id wins wherever it is known.
+        let published = [
+            named(&late, HookPoint::ResidPre(2), Some("gpt2-small/2-res-jb")),
+            named(&early, HookPoint::ResidPre(0), None),
+        ];
+        assert_eq!(model_name(&published), "gpt2-small");
+        let ids: Vec<String> = in_forward_order(&published)
+            .iter()
+            .map(|s| s.sae.config.model_name.clone())
+            .collect();
+        assert_eq!(ids, ["early", "late"]);
+    }
+}
