@@ -8,13 +8,11 @@ use saeplay::backend::block_on;
 use saeplay::model::HookPoint;
 use saeplay::model::files::LoadedModel;
 use saeplay::sae::Sae;
-use saeplay::sae::circuits::file::GraphContext;
 use saeplay::sae::circuits::{
-    AttributionSettings, CrossLayerMethod, CrossLayerSettings, GraphFile, GraphSae, attribute,
-    cross_layer_graph,
+    AttributionSettings, CrossLayerMethod, CrossLayerSettings, NamedSae, PromptAttribution,
+    attribute_prompt, cross_layer_file,
 };
 use saeplay::sae::saelens::SaeFiles;
-use saeplay::tokenizer::END_OF_TEXT;
 use saeplay::{Result, SaeplayError};
 
 use super::ModelArgs;
@@ -70,11 +68,16 @@ pub struct AttributeArgs {
     pub edge_threshold: f64,
 }
 
-/// Each SAE with its hook and id.
-type NamedSaes = Vec<(Sae, HookPoint, String)>;
+/// An SAE read from its directory, with the id its graph gives it.
+struct DirSae {
+    sae: Sae,
+    hook: HookPoint,
+    id: String,
+    neuronpedia_id: Option<String>,
+}
 
-/// The model (processed as the SAEs ask), each SAE, and the model's name for the file.
-fn load(args: &SaesArgs) -> Result<(LoadedModel, NamedSaes, String)> {
+/// The model (processed as the SAEs ask) and each SAE.
+fn load(args: &SaesArgs) -> Result<(LoadedModel, Vec<DirSae>)> {
     let hosts = args
         .saes
         .iter()
@@ -89,20 +92,25 @@ fn load(args: &SaesArgs) -> Result<(LoadedModel, NamedSaes, String)> {
         host.check_model_processing(loaded.processing)?;
         let (sae, hook) = upload_sae(host, &loaded)?;
         let id = host.neuronpedia_id.clone().unwrap_or_else(|| dir_name(dir));
-        saes.push((sae, hook, id));
+        saes.push(DirSae {
+            sae,
+            hook,
+            id,
+            neuronpedia_id: host.neuronpedia_id.clone(),
+        });
     }
-    // Neuronpedia's model id (`gpt2-small/8-res-jb` -> `gpt2-small`), else the SAE's model name.
-    let model = first
-        .neuronpedia_id
-        .as_deref()
-        .and_then(|id| id.split('/').next())
-        .unwrap_or(&first.config.model_name)
-        .to_string();
-    // Forward order once, so ids and hooks line up with the graph's layers.
-    saes.sort_by_key(|(_, hook, _)| {
-        saeplay::sae::circuits::attribution::residual_position(*hook).unwrap_or((usize::MAX, 0))
-    });
-    Ok((loaded, saes, model))
+    Ok((loaded, saes))
+}
+
+fn named(saes: &[DirSae]) -> Vec<NamedSae<'_>> {
+    saes.iter()
+        .map(|s| NamedSae {
+            sae: &s.sae,
+            hook: s.hook,
+            id: s.id.clone(),
+            neuronpedia_id: s.neuronpedia_id.clone(),
+        })
+        .collect()
 }
 
 fn dir_name(dir: &Path) -> String {
@@ -111,20 +119,9 @@ fn dir_name(dir: &Path) -> String {
         .unwrap_or_else(|| dir.display().to_string())
 }
 
-fn graph_saes(saes: &[(Sae, HookPoint, String)]) -> Vec<GraphSae<'_>> {
-    saes.iter()
-        .map(|(sae, hook, _)| GraphSae { sae, hook: *hook })
-        .collect()
-}
-
-/// The SAE ids, in the graph's (forward) order.
-fn sae_ids(saes: &[(Sae, HookPoint, String)]) -> Vec<String> {
-    saes.iter().map(|(_, _, id)| id.clone()).collect()
-}
-
 pub fn graph(args: GraphArgs) -> Result<()> {
     let method = CrossLayerMethod::parse(&args.method)?;
-    let (loaded, saes, model) = load(&args.saes)?;
+    let (loaded, saes) = load(&args.saes)?;
     let windows: Vec<Vec<u32>> = args
         .corpus
         .held_out(&loaded, args.windows)?
@@ -132,15 +129,16 @@ pub fn graph(args: GraphArgs) -> Result<()> {
         .map(|w| w.ids)
         .collect();
     let started = Instant::now();
-    let graph = block_on(cross_layer_graph(
-        &loaded.model,
-        &graph_saes(&saes),
+    let (graph, file) = block_on(cross_layer_file(
+        &loaded,
+        &named(&saes),
         &windows,
         &CrossLayerSettings {
             method,
             top: args.top,
             sources: args.sources,
         },
+        &|_, _| None,
         |_| {},
     ))?;
     eprintln!(
@@ -150,41 +148,24 @@ pub fn graph(args: GraphArgs) -> Result<()> {
         graph.links.len(),
         started.elapsed().as_secs_f64()
     );
-    let file = GraphFile::from_cross_layer(&graph, &model, &sae_ids(&saes), &|_, _| None);
     write_json(&file, "graph", args.saes.out.as_deref())
 }
 
-pub fn attribute_prompt(args: AttributeArgs) -> Result<()> {
-    let (loaded, saes, model) = load(&args.saes)?;
-    let tokenizer = loaded.tokenizer()?;
-    let mut ids: Vec<u32> = tokenizer.id_of(END_OF_TEXT).into_iter().collect();
-    ids.extend(loaded.encode_prompt(&args.prompt)?.ids);
-    let target = match &args.target {
-        None => None,
-        Some(text) => {
-            let encoded = tokenizer.encode(text)?.ids;
-            match encoded.as_slice() {
-                [one] => Some(*one),
-                _ => {
-                    return Err(SaeplayError::InvalidSetting(format!(
-                        "the target `{text}` is {} tokens; name one token (mind the leading space, as in \" cat\")",
-                        encoded.len()
-                    )));
-                }
-            }
-        }
-    };
+pub fn attribute(args: AttributeArgs) -> Result<()> {
+    let (loaded, saes) = load(&args.saes)?;
     let started = Instant::now();
-    let graph = block_on(attribute(
-        &loaded.model,
-        &graph_saes(&saes),
-        &ids,
+    let PromptAttribution { graph, file, .. } = block_on(attribute_prompt(
+        &loaded,
+        &named(&saes),
+        &args.prompt,
+        args.target.as_deref(),
         &AttributionSettings {
-            target,
+            target: None,
             max_feature_nodes: args.max_feature_nodes,
             node_threshold: args.node_threshold,
             edge_threshold: args.edge_threshold,
         },
+        &|_, _| None,
         |_| {},
     ))?;
     let kept = graph.kept.iter().filter(|k| **k).count();
@@ -195,25 +176,6 @@ pub fn attribute_prompt(args: AttributeArgs) -> Result<()> {
         graph.replacement_score,
         graph.completeness_score,
         started.elapsed().as_secs_f64()
-    );
-    let tokens: Vec<String> = ids.iter().map(|&id| tokenizer.token_text(id)).collect();
-    let target_text = match graph.nodes[graph.logit].kind {
-        saeplay::sae::circuits::NodeKind::Logit { token, .. } => tokenizer.token_text(token),
-        _ => String::new(),
-    };
-    let hooks: Vec<HookPoint> = saes.iter().map(|(_, h, _)| *h).collect();
-    let file = GraphFile::from_attribution(
-        &graph,
-        &hooks,
-        &GraphContext {
-            model: &model,
-            prompt: &args.prompt,
-            prompt_tokens: &tokens,
-            sae_ids: &sae_ids(&saes),
-            n_layers: loaded.model.dims().n_layers,
-            target_text: &target_text,
-            explanation: &|_, _| None,
-        },
     );
     write_json(&file, "graph", args.saes.out.as_deref())
 }

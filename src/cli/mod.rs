@@ -228,7 +228,7 @@ fn run(command: Command) -> Result<()> {
         Command::BenchSae(args) => sae::bench_sae(args),
         Command::Encode(args) => sae::encode(args),
         Command::Graph(args) => circuits::graph(args),
-        Command::Attribute(args) => circuits::attribute_prompt(args),
+        Command::Attribute(args) => circuits::attribute(args),
     }
 }
 

@@ -6,5 +6,5 @@ pub mod adam;
 pub mod checkpoint;
 pub mod schedule;
 
-pub use adam::{Adam, Moments, clip_scale};
+pub use adam::{Adam, AdamStep, AdamValue, Moments, clip_scale};
 pub use schedule::{LrSchedule, Schedule};

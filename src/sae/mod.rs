@@ -4,7 +4,7 @@
 //! [`Sae`] always holds its weights at the model's scale: an input-scaling factor used in training
 //! is folded into the weights when training ends, as SAELens expects on disk.
 //!
-//! - [`arch`]: the five architectures, one file each over a shared base;
+//! - [`arch`]: the six architectures, one file each behind one trait over a shared base;
 //! - [`select`]: top-k masks that work on WebGPU (no synchronous read-back);
 //! - [`store`]: the activation store that feeds training;
 //! - [`train`]: the trainer (Adam, schedules, dead latents, checkpoints, progress);
@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{float_tensor, read_f32};
 use crate::error::{Result, SaeplayError};
 use crate::io::tensors::HostTensor;
-use arch::{B_DEC, B_ENC, B_GATE, B_MAG, Params, R_MAG, THRESHOLD, W_DEC, W_ENC};
+use arch::{B_DEC, Params, W_DEC, W_ENC};
 
 /// Which sparsity mechanism an SAE uses. Serialised as SAELens's architecture names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,11 +112,7 @@ impl Architecture {
     /// The default sparsity coefficient for inputs normalised to mean norm sqrt(d_in): L1 for
     /// Standard and Gated, L0 for JumpReLU, none for the top-k architectures.
     pub fn default_sparsity_coefficient(self) -> f64 {
-        match self {
-            Self::Standard | Self::Gated => 5.0,
-            Self::JumpRelu => 1.0,
-            Self::TopK { .. } | Self::BatchTopK { .. } | Self::MatryoshkaBatchTopK { .. } => 0.0,
-        }
+        self.behaviour().default_sparsity_coefficient()
     }
 
     /// The `k` of the top-k architectures.
@@ -186,6 +182,19 @@ impl SaeConfig {
                 self.d_in, self.d_sae
             )));
         }
+        // Every later size (d_in * d_sae weights, in bytes) is then known to fit in a usize.
+        let weight_bytes = self
+            .d_in
+            .checked_mul(self.d_sae)
+            .and_then(|n| n.checked_mul(size_of::<f32>()))
+            .filter(|&bytes| bytes <= isize::MAX as usize);
+        if weight_bytes.is_none() {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "an SAE with d_in {} and d_sae {} would have more weights than this machine can \
+                 address",
+                self.d_in, self.d_sae
+            )));
+        }
         if let Some(k) = self.architecture.k()
             && (k == 0 || k > self.d_sae)
         {
@@ -205,19 +214,8 @@ impl SaeConfig {
             (W_DEC, vec![d_sae, d_in]),
             (B_DEC, vec![d_in]),
         ];
-        match self.architecture {
-            Architecture::Gated => shapes.extend([
-                (B_GATE, vec![d_sae]),
-                (R_MAG, vec![d_sae]),
-                (B_MAG, vec![d_sae]),
-            ]),
-            Architecture::JumpRelu
-            | Architecture::BatchTopK { .. }
-            | Architecture::MatryoshkaBatchTopK { .. } => {
-                shapes.extend([(B_ENC, vec![d_sae]), (THRESHOLD, vec![d_sae])])
-            }
-            Architecture::Standard | Architecture::TopK { .. } => shapes.push((B_ENC, vec![d_sae])),
-        }
+        let vectors = self.architecture.behaviour().vectors();
+        shapes.extend(vectors.iter().map(|&name| (name, vec![d_sae])));
         shapes
     }
 }
@@ -348,10 +346,10 @@ impl Sae {
     /// gated SAE), as SAELens's `hook_sae_acts_pre`.
     pub fn pre_activation(&self, x: Tensor<2>) -> Tensor<2> {
         let (x, _) = self.normalize(x);
-        match self.config.architecture {
-            Architecture::Gated => arch::gated::magnitude_pre_activation(&self.params, x),
-            _ => arch::pre_activation(&self.params, x),
-        }
+        self.config
+            .architecture
+            .behaviour()
+            .pre_activation(&self.params, x)
     }
 
     /// Feature activations `[n, d_sae]` of activations `x` `[n, d_in]`. Synchronous and free of
@@ -362,15 +360,7 @@ impl Sae {
     }
 
     fn encode_normalized(&self, x: Tensor<2>) -> Tensor<2> {
-        match self.config.architecture {
-            Architecture::Standard => arch::standard::encode(&self.params, x),
-            Architecture::TopK { k } => arch::topk::encode(&self.params, x, k),
-            Architecture::BatchTopK { .. } | Architecture::MatryoshkaBatchTopK { .. } => {
-                arch::batchtopk::encode(&self.params, x)
-            }
-            Architecture::Gated => arch::gated::encode(&self.params, x),
-            Architecture::JumpRelu => arch::jumprelu::encode(&self.params, x),
-        }
+        self.config.architecture.behaviour().encode(&self.params, x)
     }
 
     /// [`Sae::encode`], but TopK on the CPU backends selects on the host: far faster than
@@ -381,18 +371,9 @@ impl Sae {
     }
 
     async fn encode_normalized_async(&self, x: Tensor<2>) -> Result<Tensor<2>> {
-        use select::{Scope, Selection, topk_mask_on_host};
-        match (
-            self.config.architecture,
-            Selection::for_device(&self.device),
-        ) {
-            (Architecture::TopK { k }, Selection::Host) => {
-                let pre = arch::pre_activation(&self.params, x);
-                let mask = topk_mask_on_host(pre.clone(), k, Scope::PerRow).await?;
-                Ok(pre.clamp_min(0.0) * mask)
-            }
-            _ => Ok(self.encode_normalized(x)),
-        }
+        let selection = select::Selection::for_device(&self.device);
+        let behaviour = self.config.architecture.behaviour();
+        behaviour.encode_async(&self.params, x, selection).await
     }
 
     /// `f @ W_dec + b_dec`, in the space the SAE's weights live in: the model's activations,

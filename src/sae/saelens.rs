@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::arch::{B_DEC, B_ENC, B_GATE, B_MAG, R_MAG, W_DEC, W_ENC};
+use super::arch::{B_DEC, B_ENC, W_DEC, W_ENC};
 use super::metrics::SaeMetrics;
 use super::train::SaeTrainingConfig;
 use super::{ActivationNormalization, Architecture, Sae, SaeConfig};
@@ -331,11 +331,18 @@ fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
             .or_else(|| obj.get(key).filter(|v| !v.is_null()))
     };
     let size = |key: &str| -> Result<usize> {
-        obj.get(key)
+        let value = obj
+            .get(key)
             .and_then(Value::as_u64)
             .filter(|&v| v > 0)
-            .map(|v| v as usize)
-            .ok_or_else(|| file_error(format!("cfg.json needs `{key}` as a whole number above 0")))
+            .ok_or_else(|| {
+                file_error(format!("cfg.json needs `{key}` as a whole number above 0"))
+            })?;
+        usize::try_from(value).map_err(|_| {
+            file_error(format!(
+                "cfg.json's `{key}` ({value}) is larger than this machine can address"
+            ))
+        })
     };
     let d_in = size("d_in")?;
     let d_sae = size("d_sae")?;
@@ -355,7 +362,11 @@ fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
         .and_then(Value::as_str)
         .unwrap_or("unknown")
         .to_string();
-    let k_from = |v: Option<&Value>| v.and_then(Value::as_u64).map(|k| k as usize);
+    // A k beyond usize is kept as usize::MAX, which `validate` refuses as above d_sae.
+    let k_from = |v: Option<&Value>| {
+        v.and_then(Value::as_u64)
+            .map(|k| usize::try_from(k).unwrap_or(usize::MAX))
+    };
     let kwargs_k = k_from(obj.get("activation_fn_kwargs").and_then(|kw| kw.get("k")));
     let k = k_from(obj.get("k")).or(kwargs_k);
     let activation = obj
@@ -498,18 +509,15 @@ fn fold_b_dec_into_encoder(
             t.values.iter_mut().zip(delta).for_each(|(v, d)| *v += d);
             Ok(())
         };
-    match config.architecture {
-        Architecture::Gated => {
-            let plain = project(&|_| 1.0);
-            add_to(weights, B_GATE, &plain)?;
-            let r_mag = get(weights, R_MAG)?;
-            let mag = project(&|i| r_mag.values.get(i).copied().unwrap_or(0.0).exp());
-            add_to(weights, B_MAG, &mag)?;
-        }
-        _ => {
-            let delta = project(&|_| 1.0);
-            add_to(weights, B_ENC, &delta)?;
-        }
+    for &(bias, log_scale) in config.architecture.behaviour().encoder_biases() {
+        let delta = match log_scale {
+            None => project(&|_| 1.0),
+            Some(log_scale) => {
+                let log_scale = get(weights, log_scale)?;
+                project(&|i| log_scale.values.get(i).copied().unwrap_or(0.0).exp())
+            }
+        };
+        add_to(weights, bias, &delta)?;
     }
     Ok(())
 }
@@ -579,11 +587,12 @@ pub async fn write_sae(
     let config = &sae.config;
     let host = sae.to_host().await?;
     // SAELens loads BatchTopK for inference as JumpReLU with the threshold.
-    let (architecture, trained_as) = match config.architecture {
-        Architecture::BatchTopK { .. } | Architecture::MatryoshkaBatchTopK { .. } => {
-            ("jumprelu", Some(config.architecture.name().to_string()))
-        }
-        other => (other.name(), provenance.trained_as.clone()),
+    let behaviour = config.architecture.behaviour();
+    let architecture = behaviour.saelens_name();
+    let trained_as = if architecture == config.architecture.name() {
+        provenance.trained_as.clone()
+    } else {
+        Some(config.architecture.name().to_string())
     };
     let mut cfg = json!({
         "architecture": architecture,
@@ -616,9 +625,7 @@ pub async fn write_sae(
     if !provenance.model_processing.is_none() {
         cfg["metadata"]["model_from_pretrained_kwargs"] = json!(provenance.model_processing);
     }
-    if let Architecture::TopK { k } = config.architecture {
-        cfg["k"] = json!(k);
-    }
+    behaviour.write_cfg(&mut cfg);
     let named: Vec<(&str, &[usize], &[f32])> = host
         .iter()
         .map(|(n, t)| (n.as_str(), t.shape.as_slice(), t.values.as_slice()))

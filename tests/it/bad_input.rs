@@ -439,3 +439,66 @@ fn zip_offsets_near_the_end_of_the_address_range_are_refused() {
         assert!(error.contains("zip"), "{error}");
     }
 }
+
+/// A `d_sae` whose `d_in * d_sae` passes the end of the address space (here it wraps round to the
+/// stored weights' count) is refused in words, by the parser and by `eval-sae`, never a panic.
+#[test]
+fn sae_sizes_beyond_the_address_space() {
+    use saeplay::sae::saelens::SaeFiles;
+    let (d, m) = (4usize, 8usize);
+    // d * huge = 2^64 + d * m: the product wraps round to d * m on a 64-bit machine.
+    let huge: u64 = (1u64 << 62) + m as u64;
+    let cfg = |d_sae: u64| {
+        serde_json::json!({
+            "architecture": "standard", "d_in": d, "d_sae": d_sae, "dtype": "float32",
+            "apply_b_dec_to_input": false, "normalize_activations": "none",
+            "metadata": {"model_name": "tiny", "hook_name": "blocks.0.hook_resid_pre"}
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let values = |n: usize| (0..n).map(|i| i as f32 / n as f32).collect::<Vec<f32>>();
+    let tensors = [
+        ("W_enc", vec![d, m], values(d * m)),
+        ("b_enc", vec![m], values(m)),
+        ("W_dec", vec![m, d], values(m * d)),
+        ("b_dec", vec![d], values(d)),
+    ];
+    let sae_files = SaeFiles {
+        cfg: cfg(huge),
+        weights: write_safetensors(
+            tensors
+                .iter()
+                .map(|(n, s, v)| (*n, s.as_slice(), v.as_slice())),
+        ),
+        sparsity: None,
+        saeplay: None,
+    };
+    for d_sae in [huge, u64::MAX] {
+        let mut f = sae_files.clone();
+        f.cfg = cfg(d_sae);
+        let error = f.parse().expect_err("refused").to_string();
+        assert!(
+            error.contains("d_sae") && error.contains("address"),
+            "{error}"
+        );
+    }
+
+    let dir = std::env::temp_dir().join(format!("saeplay-huge-d-sae-{}", std::process::id()));
+    let (model, sae) = (dir.join("model"), dir.join("sae"));
+    files().write_dir(&model).unwrap();
+    sae_files.write_dir(&sae).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_saeplay"))
+        .args(["eval-sae", "--model", model.to_str().unwrap()])
+        .args(["--sae", sae.to_str().unwrap(), "--windows", "2"])
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "refused");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("d_sae"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -7,11 +7,70 @@
 use burn::tensor::Tensor;
 
 use super::{
-    Activity, Params, TrainingContext, TrainingForward, decode, mse_with_auxk, pre_activation,
-    select,
+    Activity, B_ENC, HostVectors, LocalFuture, Params, SaeArchitecture, THRESHOLD, TrainingContext,
+    TrainingForward, decode, mse_with_auxk, pre_activation, select, threshold_host_rows,
 };
 use crate::error::Result;
+use crate::sae::host_train::{HostSae, HostStep, HostStepError, HostStepFigures};
 use crate::sae::select::Scope;
+
+pub struct BatchTopK {
+    pub k: usize,
+}
+
+/// The BatchTopK family's inference and storage, shared with Matryoshka BatchTopK.
+pub(crate) const VECTORS: &[&str] = &[B_ENC, THRESHOLD];
+/// The threshold is a running average, not trained.
+pub(crate) const TRAINED_VECTORS: &[&str] = &[B_ENC];
+
+impl SaeArchitecture for BatchTopK {
+    fn vectors(&self) -> &'static [&'static str] {
+        VECTORS
+    }
+
+    fn trained_vectors(&self) -> &'static [&'static str] {
+        TRAINED_VECTORS
+    }
+
+    fn uses_auxk(&self) -> bool {
+        true
+    }
+
+    fn keeps_running_threshold(&self) -> bool {
+        true
+    }
+
+    fn saelens_name(&self) -> &'static str {
+        "jumprelu"
+    }
+
+    fn encode(&self, params: &Params, x: Tensor<2>) -> Tensor<2> {
+        encode(params, x)
+    }
+
+    fn activate_host_rows(&self, product: &mut [f32], _d_sae: usize, vectors: &HostVectors) {
+        threshold_host_rows(product, &vectors[THRESHOLD]);
+    }
+
+    fn training_forward<'a>(
+        &'a self,
+        params: &'a Params,
+        x: Tensor<2>,
+        _nested_widths: &'a [usize],
+        context: &'a TrainingContext,
+    ) -> LocalFuture<'a, Result<TrainingForward>> {
+        Box::pin(training_forward(params, x, self.k, context))
+    }
+
+    fn host_step(
+        &self,
+        host: &mut HostSae,
+        x: &[f32],
+        step: &HostStep,
+    ) -> std::result::Result<HostStepFigures, HostStepError> {
+        host.sparse_step(x, self.k, true, &[], step)
+    }
+}
 
 pub fn encode(params: &Params, x: Tensor<2>) -> Tensor<2> {
     super::jumprelu::encode(params, x)

@@ -12,10 +12,68 @@
 use burn::tensor::Tensor;
 
 use super::{
-    Activity, Params, THRESHOLD, TrainingContext, TrainingForward, decode, param, pre_activation,
-    squared_error,
+    Activity, B_ENC, HostVectors, LocalFuture, Params, SaeArchitecture, THRESHOLD, TrainingContext,
+    TrainingForward, decode, param, pre_activation, squared_error, threshold_host_rows,
 };
 use crate::error::Result;
+use crate::model::host_ops::for_each_chunk;
+use crate::sae::host_train::dense::{dense_figures, mask_where, per_latent, per_latent_rows};
+use crate::sae::host_train::{
+    HostSae, HostStep, HostStepError, HostStepFigures, ROW_BLOCK, column_counts_and_sums,
+    sum_of_squares,
+};
+use crate::sae::train::SaeTrainingConfig;
+
+pub struct JumpRelu;
+
+impl SaeArchitecture for JumpRelu {
+    fn vectors(&self) -> &'static [&'static str] {
+        &[B_ENC, THRESHOLD]
+    }
+
+    fn initial_value(&self, vector: &str, recipe: &SaeTrainingConfig) -> f32 {
+        if vector == THRESHOLD {
+            recipe.jumprelu_init_threshold as f32
+        } else {
+            0.0
+        }
+    }
+
+    fn default_sparsity_coefficient(&self) -> f64 {
+        1.0
+    }
+
+    fn saelens_name(&self) -> &'static str {
+        "jumprelu"
+    }
+
+    fn encode(&self, params: &Params, x: Tensor<2>) -> Tensor<2> {
+        encode(params, x)
+    }
+
+    fn activate_host_rows(&self, product: &mut [f32], _d_sae: usize, vectors: &HostVectors) {
+        threshold_host_rows(product, &vectors[THRESHOLD]);
+    }
+
+    fn training_forward<'a>(
+        &'a self,
+        params: &'a Params,
+        x: Tensor<2>,
+        _nested_widths: &'a [usize],
+        context: &'a TrainingContext,
+    ) -> LocalFuture<'a, Result<TrainingForward>> {
+        Box::pin(training_forward(params, x, context))
+    }
+
+    fn host_step(
+        &self,
+        host: &mut HostSae,
+        x: &[f32],
+        step: &HostStep,
+    ) -> std::result::Result<HostStepFigures, HostStepError> {
+        host_step(host, x, step)
+    }
+}
 
 /// Inference with the stored `threshold` (also BatchTopK's inference form).
 pub fn encode(params: &Params, x: Tensor<2>) -> Tensor<2> {
@@ -54,4 +112,79 @@ pub async fn training_forward(
         terms: vec![("mse_loss", mse), ("l0_loss", l0)],
         smallest_kept: None,
     })
+}
+
+/// JumpReLU: `f = ReLU(pre) * 1[pre > theta]`; MSE plus an L0 penalty. The threshold learns
+/// through the straight-through pseudo-derivatives of `arch::jumprelu` (a rectangle kernel
+/// `K` of width `bandwidth` around it): `d f / d theta = -(theta / eps) K` and
+/// `d L0 / d theta = -K / eps`.
+fn host_step(
+    host: &mut HostSae,
+    x: &[f32],
+    s: &HostStep,
+) -> std::result::Result<HostStepFigures, HostStepError> {
+    let (d_in, d_sae) = (host.d_in, host.d_sae);
+    let rows = x.len() / d_in;
+    let (lambda, eps) = (s.sparsity_coefficient, s.bandwidth as f32);
+    let centred = host.centred(x);
+    let pre = host.encode(&centred, Some(&host.vector(B_ENC).values));
+    let theta = &host.vector(THRESHOLD).values.clone();
+    let mut acts = pre.clone();
+    for_each_chunk(&mut acts, ROW_BLOCK * d_sae, |_, part| {
+        for row in part.chunks_exact_mut(d_sae) {
+            for (v, &t) in row.iter_mut().zip(theta) {
+                *v = if *v > t { v.max(0.0) } else { 0.0 };
+            }
+        }
+    });
+    let error = host.decode_error(&acts, x);
+    let sse = sum_of_squares(&error);
+    let mse = sse / rows as f64;
+    let above = per_latent(&pre, d_sae, |row, sums| {
+        for ((s, &p), &t) in sums.iter_mut().zip(row).zip(theta) {
+            *s += f32::from(u8::from(p > t));
+        }
+    });
+    let l0 = above.iter().map(|&c| f64::from(c)).sum::<f64>() / rows as f64;
+    let loss = mse + lambda * l0;
+    if !loss.is_finite() {
+        return Err(HostStepError::Loss);
+    }
+
+    let two_over_rows = 2.0 / rows as f32;
+    host.decoder_grad(&acts, &error, two_over_rows, None);
+    let mut d_acts = host.back_through_decoder(&error, two_over_rows, None);
+    // The threshold: sum_r d_acts * -(theta / eps) K, plus lambda / rows * sum_r -K / eps.
+    let in_window = |p: f32, t: f32| ((p - t) / eps).abs() < 0.5;
+    let window_sums = per_latent(&pre, d_sae, |row, sums| {
+        for ((s, &p), &t) in sums.iter_mut().zip(row).zip(theta) {
+            *s += f32::from(u8::from(in_window(p, t)));
+        }
+    });
+    let d_acts_ref = &d_acts;
+    let weighted_window = per_latent_rows(&pre, d_sae, |r, row, sums| {
+        let d_row = &d_acts_ref[r * d_sae..(r + 1) * d_sae];
+        for (((s, &p), &t), &d) in sums.iter_mut().zip(row).zip(theta).zip(d_row) {
+            *s += if in_window(p, t) { d } else { 0.0 };
+        }
+    });
+    let l0_scale = (lambda / rows as f64) as f32;
+    let theta_grad: Vec<f32> = (0..d_sae)
+        .map(|i| -(theta[i] / eps) * weighted_window[i] - l0_scale * window_sums[i] / eps)
+        .collect();
+    // Into the pre-activation where the output was open.
+    mask_where(&mut d_acts, &acts, d_sae, |f| f > 0.0);
+    let d_pre_sums = host.encoder_grad(&d_acts, &centred);
+    host.set_vector_grad(THRESHOLD, &theta_grad);
+    host.set_vector_grad(B_ENC, &d_pre_sums);
+    host.b_dec_grad(&error, two_over_rows, &d_pre_sums);
+    let (fired, _) = column_counts_and_sums(&acts, d_sae);
+    Ok(dense_figures(
+        loss,
+        vec![("mse_loss", mse as f32), ("l0_loss", l0 as f32)],
+        fired,
+        sse,
+        x,
+        d_in,
+    ))
 }

@@ -9,10 +9,71 @@
 
 use burn::tensor::Tensor;
 
+use super::batchtopk::{TRAINED_VECTORS, VECTORS};
 use super::{
-    Activity, B_DEC, Params, TrainingContext, TrainingForward, W_DEC, param, squared_error,
+    Activity, B_DEC, HostVectors, LocalFuture, Params, SaeArchitecture, THRESHOLD, TrainingContext,
+    TrainingForward, W_DEC, param, squared_error, threshold_host_rows,
 };
 use crate::error::Result;
+use crate::sae::host_train::{HostSae, HostStep, HostStepError, HostStepFigures};
+use crate::sae::train::SaeTrainingConfig;
+
+pub struct MatryoshkaBatchTopK {
+    pub k: usize,
+}
+
+impl SaeArchitecture for MatryoshkaBatchTopK {
+    fn vectors(&self) -> &'static [&'static str] {
+        VECTORS
+    }
+
+    fn trained_vectors(&self) -> &'static [&'static str] {
+        TRAINED_VECTORS
+    }
+
+    fn uses_auxk(&self) -> bool {
+        true
+    }
+
+    fn keeps_running_threshold(&self) -> bool {
+        true
+    }
+
+    fn nested_widths(&self, recipe: &SaeTrainingConfig, d_sae: usize) -> Result<Vec<usize>> {
+        recipe.matryoshka_levels(d_sae)
+    }
+
+    fn saelens_name(&self) -> &'static str {
+        "jumprelu"
+    }
+
+    fn encode(&self, params: &Params, x: Tensor<2>) -> Tensor<2> {
+        super::batchtopk::encode(params, x)
+    }
+
+    fn activate_host_rows(&self, product: &mut [f32], _d_sae: usize, vectors: &HostVectors) {
+        threshold_host_rows(product, &vectors[THRESHOLD]);
+    }
+
+    fn training_forward<'a>(
+        &'a self,
+        params: &'a Params,
+        x: Tensor<2>,
+        nested_widths: &'a [usize],
+        context: &'a TrainingContext,
+    ) -> LocalFuture<'a, Result<TrainingForward>> {
+        Box::pin(training_forward(params, x, self.k, nested_widths, context))
+    }
+
+    fn host_step(
+        &self,
+        host: &mut HostSae,
+        x: &[f32],
+        step: &HostStep,
+    ) -> std::result::Result<HostStepFigures, HostStepError> {
+        host.sparse_step(x, self.k, true, step.matryoshka_widths, step)
+    }
+}
 
 pub async fn training_forward(
     params: &Params,

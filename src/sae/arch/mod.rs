@@ -4,8 +4,12 @@
 //! kept on the device as `[1, n]` rows so that they broadcast over the batch. Parameter names are
 //! SAELens's, so files map one to one.
 //!
-//! Each architecture has a synchronous `encode` (inference; safe inside a hook function and on
-//! WebGPU: no read-back) and an async `training_forward` that returns the loss and its terms.
+//! Each file holds everything about its architecture behind [`SaeArchitecture`]: the stored
+//! vectors and their initial values, a synchronous `encode` (inference; safe inside a hook
+//! function and on WebGPU: no read-back), the activation on host rows, an async
+//! `training_forward` (the loss and its terms, with autodiff), the step on host buffers, and
+//! how SAELens's cfg.json names it. [`Architecture::behaviour`] is the one place that picks the
+//! file for an [`Architecture`]; the shared host training code is in `sae::host_train`.
 
 pub mod batchtopk;
 pub mod gated;
@@ -15,10 +19,15 @@ pub mod standard;
 pub mod topk;
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 
 use burn::tensor::Tensor;
 
+use super::Architecture;
+use super::host_train::{HostSae, HostStep, HostStepError, HostStepFigures};
 use super::select::{Scope, Selection, topk_mask_by_bisection, topk_mask_on_host};
+use super::train::SaeTrainingConfig;
 use crate::error::Result;
 
 pub const W_ENC: &str = "W_enc";
@@ -32,6 +41,147 @@ pub const B_MAG: &str = "b_mag";
 
 /// Parameters by SAELens name; vectors are `[1, n]`.
 pub type Params = BTreeMap<&'static str, Tensor<2>>;
+
+/// An SAE's `[d_sae]` vectors on the host, by SAELens name.
+pub(crate) type HostVectors = BTreeMap<&'static str, Vec<f32>>;
+
+/// A future that need not be `Send` (the page's are not).
+pub(crate) type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// Everything about one architecture. Every file of this folder implements it over the shared
+/// base below; what an SAE does that differs by architecture goes through it.
+pub(crate) trait SaeArchitecture {
+    /// The `[d_sae]` vectors stored beside `W_enc`, `W_dec` and `b_dec`, by SAELens name.
+    fn vectors(&self) -> &'static [&'static str];
+
+    /// The vectors training learns: all of them but BatchTopK's running threshold.
+    fn trained_vectors(&self) -> &'static [&'static str] {
+        self.vectors()
+    }
+
+    /// A trained vector's initial value (JumpReLU's threshold starts at the recipe's).
+    fn initial_value(&self, _vector: &str, _recipe: &SaeTrainingConfig) -> f32 {
+        0.0
+    }
+
+    /// Whether the decoder rows keep unit norm (from initialisation on, after every update).
+    fn unit_norm_decoder(&self) -> bool {
+        false
+    }
+
+    /// The default sparsity coefficient for inputs normalised to mean norm sqrt(d_in).
+    fn default_sparsity_coefficient(&self) -> f64 {
+        0.0
+    }
+
+    /// Whether AuxK revives dead latents in training.
+    fn uses_auxk(&self) -> bool {
+        false
+    }
+
+    /// Whether inference reads a threshold kept as a running average of training's smallest
+    /// kept activation (the BatchTopK family).
+    fn keeps_running_threshold(&self) -> bool {
+        false
+    }
+
+    /// Matryoshka's nested widths from the recipe; none for the others.
+    fn nested_widths(&self, _recipe: &SaeTrainingConfig, _d_sae: usize) -> Result<Vec<usize>> {
+        Ok(Vec::new())
+    }
+
+    /// The architecture a cfg.json it is written to names (SAELens saves the BatchTopK family
+    /// for inference as JumpReLU).
+    fn saelens_name(&self) -> &'static str;
+
+    /// Keys it adds to a cfg.json it is written to (TopK's `k`).
+    fn write_cfg(&self, _cfg: &mut serde_json::Value) {}
+
+    /// The encoder's biases, each with the log-scale vector its path multiplies `W_enc` by
+    /// (Gated's magnitude path reads `W_enc * exp(r_mag)`): where `apply_b_dec_to_input: false`
+    /// folds `b_dec @ W_enc`.
+    fn encoder_biases(&self) -> &'static [(&'static str, Option<&'static str>)] {
+        &[(B_ENC, None)]
+    }
+
+    /// The pre-activations SAELens's `hook_sae_acts_pre` shows.
+    fn pre_activation(&self, params: &Params, x: Tensor<2>) -> Tensor<2> {
+        pre_activation(params, x)
+    }
+
+    /// Inference: synchronous and free of read-backs, for hook functions and WebGPU.
+    fn encode(&self, params: &Params, x: Tensor<2>) -> Tensor<2>;
+
+    /// Inference outside hooks, where selecting on the host may be faster.
+    fn encode_async<'a>(
+        &'a self,
+        params: &'a Params,
+        x: Tensor<2>,
+        _selection: Selection,
+    ) -> LocalFuture<'a, Result<Tensor<2>>> {
+        Box::pin(async move { Ok(self.encode(params, x)) })
+    }
+
+    /// Inference on host rows: `product` `[n, d_sae]` is `(x - b_dec) @ W_enc`, plus `b_enc`
+    /// where [`SaeArchitecture::encoder_biases`] names it alone; it becomes the activations.
+    fn activate_host_rows(&self, product: &mut [f32], d_sae: usize, vectors: &HostVectors);
+
+    /// The training forward on burn's ops, for autodiff: the loss and its named terms.
+    /// `nested_widths` are [`SaeArchitecture::nested_widths`].
+    fn training_forward<'a>(
+        &'a self,
+        params: &'a Params,
+        x: Tensor<2>,
+        nested_widths: &'a [usize],
+        context: &'a TrainingContext,
+    ) -> LocalFuture<'a, Result<TrainingForward>>;
+
+    /// The training step's loss and gradients on host buffers (`training_forward` written out
+    /// by hand; the update is shared).
+    fn host_step(
+        &self,
+        host: &mut HostSae,
+        x: &[f32],
+        step: &HostStep,
+    ) -> std::result::Result<HostStepFigures, HostStepError>;
+}
+
+impl Architecture {
+    /// The file that implements this architecture.
+    pub(crate) fn behaviour(self) -> Box<dyn SaeArchitecture> {
+        match self {
+            Self::Standard => Box::new(standard::Standard),
+            Self::TopK { k } => Box::new(topk::TopK { k }),
+            Self::BatchTopK { k } => Box::new(batchtopk::BatchTopK { k }),
+            Self::Gated => Box::new(gated::Gated),
+            Self::JumpRelu => Box::new(jumprelu::JumpRelu),
+            Self::MatryoshkaBatchTopK { k } => Box::new(matryoshka::MatryoshkaBatchTopK { k }),
+        }
+    }
+}
+
+/// `values` `[n, d_sae]` row by row, over every core natively.
+pub(crate) fn for_each_host_row(
+    values: &mut [f32],
+    d_sae: usize,
+    work: impl Fn(&mut [f32]) + Send + Sync,
+) {
+    crate::model::host_ops::for_each_chunk(values, HOST_ROWS_PER_TASK * d_sae, |_, part| {
+        part.chunks_exact_mut(d_sae).for_each(&work)
+    });
+}
+
+/// Rows per task in the element-wise host loops.
+const HOST_ROWS_PER_TASK: usize = 64;
+
+/// JumpReLU's activation on host rows (also the BatchTopK family's inference form).
+pub(crate) fn threshold_host_rows(product: &mut [f32], threshold: &[f32]) {
+    for_each_host_row(product, threshold.len(), |row| {
+        for (v, &t) in row.iter_mut().zip(threshold) {
+            *v = if *v > t { v.max(0.0) } else { 0.0 };
+        }
+    });
+}
 
 /// A parameter that validation guarantees is present.
 pub(crate) fn param(params: &Params, name: &'static str) -> Tensor<2> {

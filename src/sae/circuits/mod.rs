@@ -6,10 +6,12 @@ pub mod attribution;
 pub mod cross_layer;
 pub mod file;
 mod influence;
+pub mod pipeline;
 
 pub use attribution::{AttributionSettings, GraphSae, attribute};
 pub use cross_layer::{CrossLayerMethod, CrossLayerSettings, cross_layer_graph};
 pub use file::{GraphFile, GraphFileLink, GraphFileNode};
+pub use pipeline::{NamedSae, PromptAttribution, attribute_prompt, cross_layer_file};
 
 use crate::model::HookPoint;
 

@@ -1,24 +1,25 @@
-//! SAE training on host buffers, the CPU path's training step for every architecture: the losses
-//! and gradients of `arch::*` written out by hand (tests compare them with burn's autodiff step
-//! for step). As burn ops a step paid autodiff's graph and a copy per operation; here it is
-//! matrix products (`gemm`) and loops over rows.
+//! SAE training on host buffers, the CPU path's shared base: the parameters and their update
+//! (Adam from `optim`, all or nothing), and the pieces each architecture's host step in
+//! `arch::*` is built from (its loss and gradients written out by hand; tests compare them with
+//! burn's autodiff step for step). As burn ops a step paid autodiff's graph and a copy per
+//! operation; here it is matrix products (`gemm`) and loops over rows.
 //!
-//! - `sparse.rs`: TopK, BatchTopK and Matryoshka BatchTopK. The only dense work is the encoder
-//!   product, done a block of rows at a time with the block's choice made while it is in cache;
-//!   the decode, AuxK and every gradient touch only the chosen latents.
-//! - `dense.rs`: Standard, JumpReLU and Gated, whose every latent can be active: `gemm` products
-//!   over `[batch, d_sae]` matrices.
+//! - `sparse.rs`: the step of TopK, BatchTopK and Matryoshka BatchTopK. The only dense work is
+//!   the encoder product, done a block of rows at a time with the block's choice made while it is
+//!   in cache; the decode, AuxK and every gradient touch only the chosen latents.
+//! - `dense.rs`: what the steps of Standard, JumpReLU and Gated share (every latent can be
+//!   active): `gemm` products over `[batch, d_sae]` matrices.
 //!
 //! `W_enc` is kept transposed (`[d_sae, d_in]`, one row per latent) so that a latent's encoder
 //! gradient is a contiguous row, as its decoder row is.
 
-mod dense;
+pub(crate) mod dense;
 mod sparse;
 
 use super::Architecture;
 use super::arch::{B_DEC, THRESHOLD, W_DEC, W_ENC};
 use crate::model::host_ops::{for_each_chunk, transpose};
-use crate::optim::Adam;
+use crate::optim::{Adam, AdamStep};
 
 /// One parameter on the host: values, Adam's moments, this step's gradient, and room for the
 /// candidate update (kept until every value is known to be finite).
@@ -46,20 +47,15 @@ impl HostParam {
 
     /// Adam's candidate values into `next` (raised to `floor` where given); whether all are
     /// finite.
-    fn propose(&mut self, adam: &Adam, step: usize, lr: f64, floor: Option<f32>) -> bool {
-        let t = (step + 1) as i32;
-        let (b1, b2) = (adam.beta1 as f32, adam.beta2 as f32);
-        let c1 = (1.0 - adam.beta1.powi(t)) as f32;
-        let c2 = (1.0 - adam.beta2.powi(t)) as f32;
-        let (lr, eps) = (lr as f32, adam.epsilon as f32);
+    fn propose(&mut self, adam: &AdamStep, lr: f64, floor: Option<f32>) -> bool {
+        let lr = lr as f32;
         // No floor is a floor of -inf: every number stays, NaN becomes -inf (not finite either).
         let floor = floor.unwrap_or(f32::NEG_INFINITY);
         // Without a branch per value, so the compiler makes it vector arithmetic.
         let inputs = self.grad.iter().zip(&self.first).zip(&self.second);
         for (((&g, &m), &v), (&p, next)) in inputs.zip(self.values.iter().zip(&mut self.next)) {
-            let m = b1 * m + (1.0 - b1) * g;
-            let v = b2 * v + (1.0 - b2) * g * g;
-            *next = (p - lr * (m / c1) / ((v / c2).sqrt() + eps)).max(floor);
+            let (m, v) = adam.moments(g, m, v);
+            *next = (p - adam.direction(m, v) * lr).max(floor);
         }
         self.next
             .iter()
@@ -67,12 +63,10 @@ impl HostParam {
     }
 
     /// Keep the proposed values and move the moments on.
-    fn commit(&mut self, adam: &Adam) {
-        let (b1, b2) = (adam.beta1 as f32, adam.beta2 as f32);
+    fn commit(&mut self, adam: &AdamStep) {
         let moments = self.first.iter_mut().zip(&mut self.second);
         for ((m, v), &g) in moments.zip(&self.grad) {
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
+            (*m, *v) = adam.moments(g, *m, *v);
         }
         std::mem::swap(&mut self.values, &mut self.next);
     }
@@ -143,16 +137,7 @@ impl HostSae {
     /// One Adam step on `x` (`[rows, d_in]`, already scaled): the architecture's loss as
     /// `arch::<name>::training_forward` defines it, its gradients, and the update.
     pub fn step(&mut self, x: &[f32], s: &HostStep) -> Result<HostStepFigures, HostStepError> {
-        let figures = match s.architecture {
-            Architecture::TopK { k } => self.sparse_step(x, k, false, &[], s),
-            Architecture::BatchTopK { k } => self.sparse_step(x, k, true, &[], s),
-            Architecture::MatryoshkaBatchTopK { k } => {
-                self.sparse_step(x, k, true, s.matryoshka_widths, s)
-            }
-            Architecture::Standard => self.standard_step(x, s),
-            Architecture::JumpRelu => self.jumprelu_step(x, s),
-            Architecture::Gated => self.gated_step(x, s),
-        }?;
+        let figures = s.architecture.behaviour().host_step(self, x, s)?;
         if !figures.loss.is_finite() {
             return Err(HostStepError::Loss);
         }
@@ -161,7 +146,7 @@ impl HostSae {
     }
 
     /// A `[d_sae]` vector by name.
-    fn vector(&self, name: &str) -> &HostParam {
+    pub(crate) fn vector(&self, name: &str) -> &HostParam {
         vector_in(&self.vectors, name)
     }
 
@@ -169,16 +154,16 @@ impl HostSae {
     /// not finite. JumpReLU's threshold moves `threshold_lr_multiplier` times faster and stays
     /// at or above 0; Gated's decoder rows are put back to unit norm.
     fn update(&mut self, s: &HostStep) -> Result<(), HostStepError> {
-        let (adam, step, lr) = (&s.adam, s.step, s.lr);
+        let (adam, lr) = (&s.adam.at(s.step), s.lr);
         let mut finite = true;
         for p in [&mut self.w_enc_t, &mut self.w_dec, &mut self.b_dec] {
-            finite &= p.propose(adam, step, lr, None);
+            finite &= p.propose(adam, lr, None);
         }
         for (name, p) in &mut self.vectors {
             finite &= if *name == THRESHOLD {
-                p.propose(adam, step, lr * s.threshold_lr_multiplier, Some(0.0))
+                p.propose(adam, lr * s.threshold_lr_multiplier, Some(0.0))
             } else {
-                p.propose(adam, step, lr, None)
+                p.propose(adam, lr, None)
             };
         }
         if !finite {
@@ -200,7 +185,7 @@ impl HostSae {
     }
 
     /// `x - b_dec`, row by row.
-    fn centred(&self, x: &[f32]) -> Vec<f32> {
+    pub(crate) fn centred(&self, x: &[f32]) -> Vec<f32> {
         let d_in = self.d_in;
         let b_dec = &self.b_dec.values;
         let mut centred = x.to_vec();
@@ -215,7 +200,7 @@ impl HostSae {
     /// `b_dec`'s gradient: through the reconstruction directly (`scale * d_out` summed over
     /// rows), and through `x - b_dec` into the encoder product, whose gradient summed over rows
     /// is `d_product_sums` (`[d_sae]`).
-    fn b_dec_grad(&mut self, d_out: &[f32], scale: f32, d_product_sums: &[f32]) {
+    pub(crate) fn b_dec_grad(&mut self, d_out: &[f32], scale: f32, d_product_sums: &[f32]) {
         let d_in = self.d_in;
         let grad = &mut self.b_dec.grad;
         grad.fill(0.0);
@@ -263,7 +248,7 @@ fn map_blocks<T: Send>(count: usize, work: impl Fn(usize) -> T + Send + Sync) ->
 }
 
 /// Rows per task in the row-parallel loops.
-const ROW_BLOCK: usize = 64;
+pub(crate) const ROW_BLOCK: usize = 64;
 
 /// `work(latent, its W_dec gradient row, its W_enc gradient row, its b_enc gradient)` for
 /// every latent: natively over every core.
@@ -295,7 +280,7 @@ fn for_each_latent_block(
 }
 
 /// Per column of a row-major `[_, width]` matrix: how many entries are above 0, and the sum.
-fn column_counts_and_sums(values: &[f32], width: usize) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn column_counts_and_sums(values: &[f32], width: usize) -> (Vec<f32>, Vec<f32>) {
     let rows = values.len() / width;
     let per_block = rows.div_ceil(8).max(1);
     let parts = map_blocks(rows.div_ceil(per_block), |b| {
@@ -317,7 +302,7 @@ fn column_counts_and_sums(values: &[f32], width: usize) -> (Vec<f32>, Vec<f32>) 
     (counts, sums)
 }
 
-fn sum_of_squares(values: &[f32]) -> f64 {
+pub(crate) fn sum_of_squares(values: &[f32]) -> f64 {
     values.iter().map(|&e| f64::from(e) * f64::from(e)).sum()
 }
 

@@ -1,5 +1,5 @@
-//! TopK, BatchTopK and Matryoshka BatchTopK steps on host buffers (`arch::topk`,
-//! `arch::batchtopk`, `arch::matryoshka`).
+//! The step on host buffers that TopK, BatchTopK and Matryoshka BatchTopK (`arch::topk`,
+//! `arch::batchtopk`, `arch::matryoshka`) share.
 //!
 //! The encoder product is computed a block of rows at a time and each block's candidates are
 //! chosen while it is in cache, so the `[batch, d_sae]` matrix never exists. TopK keeps each
@@ -65,7 +65,7 @@ impl Chosen {
 
 impl HostSae {
     /// One step of TopK (`batch_wide` false), BatchTopK, or with `widths` Matryoshka BatchTopK.
-    pub(super) fn sparse_step(
+    pub(crate) fn sparse_step(
         &mut self,
         x: &[f32],
         k: usize,

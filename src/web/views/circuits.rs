@@ -9,10 +9,10 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{Element, HtmlInputElement, HtmlSelectElement};
 
-use crate::sae::circuits::file::{FileNodeKind, GraphContext};
+use crate::sae::circuits::file::FileNodeKind;
 use crate::sae::circuits::{
-    AttributionSettings, CrossLayerMethod, CrossLayerSettings, GraphFile, GraphSae, NodeKind,
-    attribute, cross_layer_graph,
+    AttributionSettings, CrossLayerMethod, CrossLayerSettings, GraphFile, GraphSae, NamedSae,
+    PromptAttribution, attribute_prompt, cross_layer_file,
 };
 use crate::ui::circuits::{
     GraphKind, GraphPicture, OwnAttribution, SlotInfo, attribution_picture, cross_layer_picture,
@@ -289,44 +289,24 @@ impl App {
         let saes = self.graph_saes_here().await?;
         let prompt = self.state.borrow().prompt.clone();
         let target_text = self.lab.borrow().circuits.target.clone();
-        let tokenizer = loaded.tokenizer().map_err(|e| e.to_string())?;
-        let mut ids_: Vec<u32> = tokenizer
-            .id_of(crate::tokenizer::END_OF_TEXT)
-            .into_iter()
-            .collect();
-        ids_.extend(
-            loaded
-                .encode_prompt(&prompt)
-                .map_err(|e| e.to_string())?
-                .ids,
-        );
-        let target = if target_text.is_empty() {
-            None
-        } else {
-            match tokenizer
-                .encode(&target_text)
-                .map_err(|e| e.to_string())?
-                .ids[..]
-            {
-                [one] => Some(one),
-                ref many => {
-                    return Err(format!(
-                        "the target \"{target_text}\" is {} tokens; write one token (mind the leading space, as in \" cat\")",
-                        many.len()
-                    ));
-                }
-            }
-        };
-        let graph_saes: Vec<GraphSae> = saes.iter().map(|(_, l)| l.graph_sae()).collect();
+        let slots: Vec<String> = saes.iter().map(|(id, _)| id.clone()).collect();
+        let explanations = self.explanations(&slots);
+        let explain =
+            |layer: usize, feature: usize| explanations.get(layer)?.get(&feature).cloned();
         let app = Rc::clone(self);
-        let graph = attribute(
-            &loaded.model,
-            &graph_saes,
-            &ids_,
-            &AttributionSettings {
-                target,
-                ..AttributionSettings::default()
-            },
+        let PromptAttribution {
+            graph,
+            file,
+            ids: ids_,
+            sae_ids: slots,
+            target_text,
+        } = attribute_prompt(
+            &loaded,
+            &named(&saes),
+            &prompt,
+            Some(target_text.as_str()),
+            &AttributionSettings::default(),
+            &explain,
             move |fraction| {
                 app.set_text(
                     ids::CIRCUIT_STATUS,
@@ -336,29 +316,6 @@ impl App {
         )
         .await
         .map_err(|e| e.to_string())?;
-        let slots: Vec<String> = saes.iter().map(|(id, _)| id.clone()).collect();
-        let hooks: Vec<_> = saes.iter().map(|(_, l)| l.hook).collect();
-        let tokens: Vec<String> = ids_.iter().map(|&i| tokenizer.token_text(i)).collect();
-        let target_text = match graph.nodes[graph.logit].kind {
-            NodeKind::Logit { token, .. } => tokenizer.token_text(token),
-            _ => String::new(),
-        };
-        let explanations = self.explanations(&slots);
-        let explain =
-            |layer: usize, feature: usize| explanations.get(layer)?.get(&feature).cloned();
-        let file = GraphFile::from_attribution(
-            &graph,
-            &hooks,
-            &GraphContext {
-                model: &model_name(&saes),
-                prompt: &prompt,
-                prompt_tokens: &tokens,
-                sae_ids: &slots,
-                n_layers: loaded.model.dims().n_layers,
-                target_text: &target_text,
-                explanation: &explain,
-            },
-        );
         let n_layers = loaded.model.dims().n_layers;
         let node_index = graph
             .nodes
@@ -414,11 +371,14 @@ impl App {
         .into_iter()
         .map(|w| w.ids)
         .collect();
-        let graph_saes: Vec<GraphSae> = saes.iter().map(|(_, l)| l.graph_sae()).collect();
+        let slots: Vec<String> = saes.iter().map(|(id, _)| id.clone()).collect();
+        let explanations = self.explanations(&slots);
+        let explain =
+            |layer: usize, feature: usize| explanations.get(layer)?.get(&feature).cloned();
         let app = Rc::clone(self);
-        let graph = cross_layer_graph(
-            &loaded.model,
-            &graph_saes,
+        let (graph, file) = cross_layer_file(
+            &loaded,
+            &named(&saes),
             &windows,
             &CrossLayerSettings {
                 method,
@@ -426,6 +386,7 @@ impl App {
                 sources: CrossLayerSettings::default().sources / 2,
                 ..CrossLayerSettings::default()
             },
+            &explain,
             move |fraction| {
                 app.set_text(
                     ids::CIRCUIT_STATUS,
@@ -435,11 +396,6 @@ impl App {
         )
         .await
         .map_err(|e| e.to_string())?;
-        let slots: Vec<String> = saes.iter().map(|(id, _)| id.clone()).collect();
-        let explanations = self.explanations(&slots);
-        let explain =
-            |layer: usize, feature: usize| explanations.get(layer)?.get(&feature).cloned();
-        let file = GraphFile::from_cross_layer(&graph, &model_name(&saes), &slots, &explain);
         let summary = format!(
             "{} features and {} links between {} SAEs ({}).",
             file.nodes.len(),
@@ -747,16 +703,14 @@ impl App {
     }
 }
 
-/// Neuronpedia's model id from the first SAE that has one, else the SAE's model name.
-fn model_name(saes: &[(String, Rc<LoadedSae>)]) -> String {
+/// The graph's SAEs under their slot ids.
+fn named(saes: &[(String, Rc<LoadedSae>)]) -> Vec<NamedSae<'_>> {
     saes.iter()
-        .find_map(|(_, l)| {
-            l.neuronpedia_id
-                .as_deref()?
-                .split('/')
-                .next()
-                .map(String::from)
+        .map(|(id, l)| NamedSae {
+            sae: &l.sae,
+            hook: l.hook,
+            id: id.clone(),
+            neuronpedia_id: l.neuronpedia_id.clone(),
         })
-        .or_else(|| saes.first().map(|(_, l)| l.sae.config.model_name.clone()))
-        .unwrap_or_default()
+        .collect()
 }
