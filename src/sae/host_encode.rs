@@ -9,7 +9,7 @@ use super::arch::{B_DEC, B_ENC, B_GATE, B_MAG, R_MAG, THRESHOLD, W_ENC, param};
 use super::{Architecture, Sae};
 use crate::backend::{is_host_device, read_f32};
 use crate::error::Result;
-use crate::model::host_ops::{MatRef, for_each_chunk, matmul, repeat_rows};
+use crate::kernels::{MatRef, for_each_chunk, matmul, repeat_rows};
 use crate::sae::select::host_topk;
 
 impl Sae {

@@ -6,7 +6,7 @@ use super::{
     HostSae, HostStep, HostStepError, HostStepFigures, ROW_BLOCK, axpy, column_counts_and_sums,
     dot, sum_of_squares, total_variance, vector_in_mut,
 };
-use crate::model::host_ops::{MatRef, for_each_chunk, matmul, repeat_rows};
+use crate::kernels::{MatRef, for_each_chunk, matmul, repeat_rows};
 use crate::sae::arch::{B_ENC, B_GATE, B_MAG, R_MAG, THRESHOLD};
 
 impl HostSae {

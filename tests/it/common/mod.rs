@@ -1,4 +1,3 @@
-
 pub mod llama_reference;
 pub mod reference;
 pub mod sae_reference;

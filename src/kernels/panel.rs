@@ -141,7 +141,7 @@ fn blocks(
         "matmul shapes: [{m}, {k}] into [{m}, {n}] in {}",
         out.len()
     );
-    if super::nothing_to_multiply(out, m, k, n, accumulate) {
+    if super::matmul::nothing_to_multiply(out, m, k, n, accumulate) {
         return;
     }
     let row_block = (BLOCK_FLOATS / k).max(TILE_ROWS) / TILE_ROWS * TILE_ROWS;
