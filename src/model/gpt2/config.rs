@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SaeplayError};
-use crate::model::dims::{MAX_LAYERS, MAX_VOCAB, MAX_WIDTH};
+use crate::model::dims::{Family, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, ModelDims};
 
 /// The MLP non-linearity named by `activation_function`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,9 +177,9 @@ impl Gpt2Config {
     }
 
     /// The shape everything above the forward sees.
-    pub fn dims(&self) -> crate::model::ModelDims {
-        crate::model::ModelDims {
-            family: crate::model::Family::Gpt2,
+    pub fn dims(&self) -> ModelDims {
+        ModelDims {
+            family: Family::Gpt2,
             d_model: self.n_embd,
             n_layers: self.n_layer,
             n_ctx: self.n_positions,

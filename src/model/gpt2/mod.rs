@@ -30,7 +30,7 @@ pub struct Gpt2 {
     dims: ModelDims,
     activation: Activation,
     device: Device,
-    /// On a CPU device the weights are host buffers, and inference runs on them (`host_gpt2`).
+    /// On a CPU device the weights are host buffers, and inference runs on them (`host.rs`).
     host: Option<Arc<HostGpt2>>,
     /// The weights as burn tensors: on a GPU, and for training. On a CPU device they are made
     /// from the host buffers the first time a gradient (attribution) or the burn forward needs

@@ -3,7 +3,7 @@
 //! becomes a `tokenizer.json`.
 //!
 //! The blocks' matrices stay in the file's encoding ([`QuantisedMatrix`]); the device they are
-//! uploaded to decides whether they are unpacked once or at each use (see [`super::llama`]).
+//! uploaded to decides whether they are unpacked once or at each use (see [`super::packs_on`]).
 
 use std::collections::BTreeMap;
 
