@@ -59,6 +59,13 @@ pub(crate) struct Span {
     pub offset: usize,
 }
 
+impl Span {
+    /// Rows of a host activation in this call: sequences times new positions.
+    pub(crate) fn rows(self) -> usize {
+        self.batch * self.positions
+    }
+}
+
 /// One family's forward on one storage: the computation between the hook sites. Activations
 /// are `[batch, pos, width]`: a tensor, or a row-major host buffer.
 pub(crate) trait Stages {

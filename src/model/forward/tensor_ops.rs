@@ -4,6 +4,7 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
+use super::LogitsFor;
 use super::cache::TensorKv;
 use crate::backend::float_tensor;
 
@@ -54,6 +55,15 @@ pub(crate) fn causal_attention(
         .swap_dims(1, 2)
         .reshape([b, t, heads * dh]);
     (z, keys, values)
+}
+
+/// The positions of `resid` `[b, t, d]` whose logits are asked for.
+pub(crate) fn logit_positions(resid: Tensor<3>, logits_for: LogitsFor) -> Tensor<3> {
+    let [b, t, d] = resid.dims();
+    match logits_for {
+        LogitsFor::AllPositions => resid,
+        LogitsFor::LastPosition => resid.slice([0..b, t - 1..t, 0..d]),
+    }
 }
 
 /// Repeat each key/value head for the query heads that share it: `[b, kv, t, dh]` to

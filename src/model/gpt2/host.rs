@@ -185,11 +185,6 @@ pub(super) struct HostStages<'a> {
 }
 
 impl HostStages<'_> {
-    /// Rows in this call: sequences times new positions.
-    fn rows(&self) -> usize {
-        self.span.batch * self.span.positions
-    }
-
     /// Layer norm of each row: `(x - mean) / sqrt(var + eps) * weight + bias`.
     fn layer_norm(&self, x: &[f32], (weight, bias): &(Vec<f32>, Vec<f32>)) -> Vec<f32> {
         let mut normed = x.to_vec();
@@ -238,7 +233,7 @@ impl Stages for HostStages<'_> {
         let block = &model.blocks[layer];
         let d = model.d;
         let normed = self.layer_norm(resid, &block.ln_1);
-        let qkv = linear(&normed, self.rows(), &block.c_attn.0, &block.c_attn.1);
+        let qkv = linear(&normed, self.span.rows(), &block.c_attn.0, &block.c_attn.1);
         let layout = QkvLayout {
             heads: model.heads,
             kv_heads: model.heads,
@@ -264,13 +259,13 @@ impl Stages for HostStages<'_> {
 
     fn attn_out(&mut self, layer: usize, z: Vec<f32>) -> Vec<f32> {
         let (weight, bias) = &self.model.blocks[layer].attn_proj;
-        linear(&z, self.rows(), weight, bias)
+        linear(&z, self.span.rows(), weight, bias)
     }
 
     fn mlp_post(&mut self, layer: usize, resid: &Vec<f32>) -> Vec<f32> {
         let block = &self.model.blocks[layer];
         let normed = self.layer_norm(resid, &block.ln_2);
-        let mut hidden = linear(&normed, self.rows(), &block.c_fc.0, &block.c_fc.1);
+        let mut hidden = linear(&normed, self.span.rows(), &block.c_fc.0, &block.c_fc.1);
         let activation = self.model.activation;
         for_each_chunk(&mut hidden, ELEMENTWISE_CHUNK, |_, part| match activation {
             Activation::GeluTanh => gelu_tanh(part),
@@ -282,7 +277,7 @@ impl Stages for HostStages<'_> {
 
     fn mlp_out(&mut self, layer: usize, hidden: Vec<f32>) -> Vec<f32> {
         let (weight, bias) = &self.model.blocks[layer].mlp_proj;
-        linear(&hidden, self.rows(), weight, bias)
+        linear(&hidden, self.span.rows(), weight, bias)
     }
 
     fn add(&mut self, mut resid: Vec<f32>, x: Vec<f32>) -> Vec<f32> {

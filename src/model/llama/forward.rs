@@ -15,7 +15,7 @@ use crate::io::tensors::HostTensor;
 use crate::kernels::{PACKED_ROWS, QuantisedMatrix, transpose};
 use crate::model::dims::ModelDims;
 use crate::model::forward::tensor_ops::{
-    causal_attention, frozen_if, split_heads, times_transposed,
+    causal_attention, frozen_if, logit_positions, split_heads, times_transposed,
 };
 use crate::model::forward::{LogitsFor, Sites, Span, Stages, TensorKv};
 use crate::model::hooks::HookPoint;
@@ -306,12 +306,7 @@ impl Stages for TensorStages<'_> {
     }
 
     fn final_normalized(&mut self, resid: Tensor<3>, logits_for: LogitsFor) -> Tensor<3> {
-        let [b, t, d] = resid.dims();
-        let resid = match logits_for {
-            LogitsFor::AllPositions => resid,
-            LogitsFor::LastPosition => resid.slice([0..b, t - 1..t, 0..d]),
-        };
-        self.normalize(resid)
+        self.normalize(logit_positions(resid, logits_for))
     }
 
     fn logits(&mut self, normalized: Tensor<3>) -> Result<Tensor<3>> {

@@ -127,13 +127,6 @@ pub(super) struct HostStages<'a> {
     layout: QkvLayout,
 }
 
-impl HostStages<'_> {
-    /// Rows in this call: sequences times new positions.
-    fn rows(&self) -> usize {
-        self.span.batch * self.span.positions
-    }
-}
-
 impl Stages for HostStages<'_> {
     type Act = Vec<f32>;
 
@@ -150,7 +143,7 @@ impl Stages for HostStages<'_> {
     fn attention(&mut self, layer: usize, resid: &Vec<f32>) -> Vec<f32> {
         let model = self.model;
         let block = &model.blocks[layer];
-        let (layout, n, dh) = (self.layout, self.rows(), model.d_head);
+        let (layout, n, dh) = (self.layout, self.span.rows(), model.d_head);
         let mut normed = resid.clone();
         model.rms_norm(&mut normed, Some(&block.input_layernorm));
         let mut qkv = vec![0.0f32; n * layout.row];
@@ -192,12 +185,14 @@ impl Stages for HostStages<'_> {
     }
 
     fn attn_out(&mut self, layer: usize, z: Vec<f32>) -> Vec<f32> {
-        self.model.blocks[layer].o_proj.forward(&z, self.rows())
+        self.model.blocks[layer]
+            .o_proj
+            .forward(&z, self.span.rows())
     }
 
     fn mlp_post(&mut self, layer: usize, resid: &Vec<f32>) -> Vec<f32> {
         let block = &self.model.blocks[layer];
-        let n = self.rows();
+        let n = self.span.rows();
         let mut normed = resid.clone();
         self.model
             .rms_norm(&mut normed, Some(&block.post_attention_layernorm));
@@ -212,7 +207,7 @@ impl Stages for HostStages<'_> {
     fn mlp_out(&mut self, layer: usize, hidden: Vec<f32>) -> Vec<f32> {
         self.model.blocks[layer]
             .down_proj
-            .forward(&hidden, self.rows())
+            .forward(&hidden, self.span.rows())
     }
 
     fn add(&mut self, mut resid: Vec<f32>, x: Vec<f32>) -> Vec<f32> {
