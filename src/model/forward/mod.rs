@@ -70,9 +70,19 @@ impl Span {
 /// are `[batch, pos, width]`: a tensor, or a row-major host buffer.
 pub(crate) trait Stages {
     type Act;
-    /// The residual stream entering block 0, from token ids already checked against the
-    /// vocabulary, through the family's embedding sites.
-    fn embed(&mut self, ids: Vec<i64>, sites: &mut impl Sites<Self::Act>) -> Result<Self::Act>;
+    /// The token embeddings of ids already checked against the vocabulary.
+    fn token_embed(&mut self, ids: Vec<i64>) -> Result<Self::Act>;
+    /// The learned position embeddings of this call's positions, `[batch, pos, d]` (GPT-2);
+    /// `None` where positions are rotary (they enter in the attention).
+    fn position_embed(&mut self) -> Option<Self::Act>;
+    /// `embed` plus the position embeddings when no hook sees them (a storage may add them
+    /// without making the `[batch, pos, d]` activation).
+    fn add_position_embed(&mut self, embed: Self::Act) -> Self::Act {
+        match self.position_embed() {
+            Some(positions) => self.add(embed, positions),
+            None => embed,
+        }
+    }
     /// Block `layer`'s attention on its normalised input, over the cached and new positions
     /// (the cache extended): `z`, heads flattened.
     fn attention(&mut self, layer: usize, resid: &Self::Act) -> Self::Act;
@@ -102,7 +112,20 @@ pub(crate) fn run_blocks<S: Stages>(
     stop_at_layer: Option<usize>,
 ) -> Result<Option<Tensor<3>>> {
     let (first, mut resid) = match start {
-        Start::Tokens(ids) => (0, stages.embed(ids, sites)?),
+        Start::Tokens(ids) => {
+            let embed = sites.site(HookPoint::Embed, stages.token_embed(ids)?)?;
+            let resid = match sites.touches(HookPoint::PosEmbed) {
+                false => stages.add_position_embed(embed),
+                true => match stages.position_embed() {
+                    Some(positions) => {
+                        let positions = sites.site(HookPoint::PosEmbed, positions)?;
+                        stages.add(embed, positions)
+                    }
+                    None => embed,
+                },
+            };
+            (0, resid)
+        }
         Start::Residual { layer, resid } => (layer, resid),
     };
     let layers = stop_at_layer.unwrap_or(n_layers).min(n_layers);

@@ -12,8 +12,7 @@ use crate::error::{Result, SaeplayError};
 use crate::model::forward::tensor_ops::{
     causal_attention, frozen_if, logit_positions, split_heads, times_transposed,
 };
-use crate::model::forward::{LogitsFor, Sites, Span, Stages, TensorKv};
-use crate::model::hooks::HookPoint;
+use crate::model::forward::{LogitsFor, Span, Stages, TensorKv};
 
 #[derive(Clone, Debug)]
 struct LayerNorm {
@@ -199,16 +198,19 @@ impl TensorStages<'_> {
 impl Stages for TensorStages<'_> {
     type Act = Tensor<3>;
 
-    fn embed(&mut self, ids: Vec<i64>, sites: &mut impl Sites<Tensor<3>>) -> Result<Tensor<3>> {
+    fn token_embed(&mut self, ids: Vec<i64>) -> Result<Tensor<3>> {
+        let (b, t, d) = (self.span.batch, self.span.positions, self.config.n_embd);
+        let ids = int_tensor(ids, [b * t], self.device);
+        Ok(self.tensors.wte.clone().select(0, ids).reshape([b, t, d]))
+    }
+
+    fn position_embed(&mut self) -> Option<Tensor<3>> {
         let Span {
             batch: b,
             positions: t,
             offset,
         } = self.span;
         let d = self.config.n_embd;
-        let ids = int_tensor(ids, [b * t], self.device);
-        let embed = self.tensors.wte.clone().select(0, ids).reshape([b, t, d]);
-        let embed = sites.site(HookPoint::Embed, embed)?;
         let positions = int_tensor(
             (offset as i64..(offset + t) as i64).collect(),
             [t],
@@ -220,8 +222,7 @@ impl Stages for TensorStages<'_> {
             .clone()
             .select(0, positions)
             .reshape([1, t, d]);
-        let pos_embed = sites.site(HookPoint::PosEmbed, pos_embed.expand([b, t, d]))?;
-        Ok(embed + pos_embed)
+        Some(pos_embed.expand([b, t, d]))
     }
 
     fn attention(&mut self, layer: usize, resid: &Tensor<3>) -> Tensor<3> {

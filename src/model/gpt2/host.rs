@@ -14,8 +14,7 @@ use crate::kernels::{
     HostKv, MatRef, QkvLayout, add_into, causal_attention, for_each_chunk, gelu_erf, gelu_tanh,
     linear, logit_rows, matmul, normalize_rows, relu, repeat_rows, scale_shift_rows,
 };
-use crate::model::forward::{LogitsFor, Sites, Span, Stages};
-use crate::model::hooks::HookPoint;
+use crate::model::forward::{LogitsFor, Span, Stages};
 
 /// Element-wise work per task natively (the GELU of 16k activations is ~20 us on one core).
 const ELEMENTWISE_CHUNK: usize = 1 << 14;
@@ -185,6 +184,17 @@ pub(super) struct HostStages<'a> {
 }
 
 impl HostStages<'_> {
+    /// This call's rows of the position embedding, `[pos, d]`.
+    fn positions(&self) -> &[f32] {
+        let (
+            d,
+            Span {
+                positions, offset, ..
+            },
+        ) = (self.model.d, self.span);
+        &self.model.wpe[offset * d..(offset + positions) * d]
+    }
+
     /// Layer norm of each row: `(x - mean) / sqrt(var + eps) * weight + bias`.
     fn layer_norm(&self, x: &[f32], (weight, bias): &(Vec<f32>, Vec<f32>)) -> Vec<f32> {
         let mut normed = x.to_vec();
@@ -197,35 +207,26 @@ impl HostStages<'_> {
 impl Stages for HostStages<'_> {
     type Act = Vec<f32>;
 
-    /// Token plus position embeddings, through their hook sites.
-    fn embed(&mut self, ids: Vec<i64>, sites: &mut impl Sites<Vec<f32>>) -> Result<Vec<f32>> {
-        let model = self.model;
-        let d = model.d;
-        let Span {
-            batch: b,
-            positions: t,
-            offset,
-        } = self.span;
-        let mut embed: Vec<f32> = Vec::with_capacity(b * t * d);
+    fn token_embed(&mut self, ids: Vec<i64>) -> Result<Vec<f32>> {
+        let d = self.model.d;
+        let mut embed: Vec<f32> = Vec::with_capacity(ids.len() * d);
         for &id in &ids {
             let id = id as usize;
-            embed.extend_from_slice(&model.wte[id * d..(id + 1) * d]);
-        }
-        let mut embed = sites.site(HookPoint::Embed, embed)?;
-        let positions = &model.wpe[offset * d..(offset + t) * d];
-        if sites.touches(HookPoint::PosEmbed) {
-            let mut pos_embed = Vec::with_capacity(b * t * d);
-            for _ in 0..b {
-                pos_embed.extend_from_slice(positions);
-            }
-            let pos_embed = sites.site(HookPoint::PosEmbed, pos_embed)?;
-            add_into(&mut embed, &pos_embed);
-        } else {
-            for row in embed.chunks_exact_mut(t * d) {
-                add_into(row, positions);
-            }
+            embed.extend_from_slice(&self.model.wte[id * d..(id + 1) * d]);
         }
         Ok(embed)
+    }
+
+    fn position_embed(&mut self) -> Option<Vec<f32>> {
+        Some(repeat_rows(self.positions(), self.span.batch))
+    }
+
+    fn add_position_embed(&mut self, mut embed: Vec<f32>) -> Vec<f32> {
+        let positions = self.positions();
+        for row in embed.chunks_exact_mut(positions.len()) {
+            add_into(row, positions);
+        }
+        embed
     }
 
     fn attention(&mut self, layer: usize, resid: &Vec<f32>) -> Vec<f32> {

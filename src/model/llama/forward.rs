@@ -17,8 +17,7 @@ use crate::model::dims::ModelDims;
 use crate::model::forward::tensor_ops::{
     causal_attention, frozen_if, logit_positions, split_heads, times_transposed,
 };
-use crate::model::forward::{LogitsFor, Sites, Span, Stages, TensorKv};
-use crate::model::hooks::HookPoint;
+use crate::model::forward::{LogitsFor, Span, Stages, TensorKv};
 
 // A dozen of these per block, so boxing the dense handle would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -252,14 +251,14 @@ impl<'a> TensorStages<'a> {
 impl Stages for TensorStages<'_> {
     type Act = Tensor<3>;
 
-    fn embed(&mut self, ids: Vec<i64>, sites: &mut impl Sites<Tensor<3>>) -> Result<Tensor<3>> {
+    fn token_embed(&mut self, ids: Vec<i64>) -> Result<Tensor<3>> {
         let (b, t, d) = (self.span.batch, self.span.positions, self.dims.d_model);
-        let embed = self
-            .tensors
-            .embed_tokens
-            .select(ids, self.device)?
-            .reshape([b, t, d]);
-        sites.site(HookPoint::Embed, embed)
+        let embed = self.tensors.embed_tokens.select(ids, self.device)?;
+        Ok(embed.reshape([b, t, d]))
+    }
+
+    fn position_embed(&mut self) -> Option<Tensor<3>> {
+        None
     }
 
     fn attention(&mut self, layer: usize, resid: &Tensor<3>) -> Tensor<3> {

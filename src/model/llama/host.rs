@@ -19,8 +19,7 @@ use crate::kernels::{
     HostKv, PackedWeight, QkvLayout, QuantisedMatrix, add_into, causal_attention, fast_exp,
     logit_rows, sum_squares,
 };
-use crate::model::forward::{LogitsFor, Sites, Span, Stages};
-use crate::model::hooks::HookPoint;
+use crate::model::forward::{LogitsFor, Span, Stages};
 
 /// `x @ W^T + bias` for a packed torch-layout `W` `[out, in]`.
 #[derive(Debug)]
@@ -130,14 +129,16 @@ pub(super) struct HostStages<'a> {
 impl Stages for HostStages<'_> {
     type Act = Vec<f32>;
 
-    fn embed(&mut self, ids: Vec<i64>, sites: &mut impl Sites<Vec<f32>>) -> Result<Vec<f32>> {
+    fn token_embed(&mut self, ids: Vec<i64>) -> Result<Vec<f32>> {
         let rows: Option<Vec<usize>> = ids.iter().map(|&id| usize::try_from(id).ok()).collect();
-        let embed = rows
-            .and_then(|rows| self.model.embed_tokens.select_rows(&rows))
+        rows.and_then(|rows| self.model.embed_tokens.select_rows(&rows))
             .ok_or_else(|| {
                 SaeplayError::InvalidSetting("a token id is outside the vocabulary".into())
-            })?;
-        sites.site(HookPoint::Embed, embed)
+            })
+    }
+
+    fn position_embed(&mut self) -> Option<Vec<f32>> {
+        None
     }
 
     fn attention(&mut self, layer: usize, resid: &Vec<f32>) -> Vec<f32> {
