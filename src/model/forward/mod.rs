@@ -114,15 +114,13 @@ pub(crate) fn run_blocks<S: Stages>(
     let (first, mut resid) = match start {
         Start::Tokens(ids) => {
             let embed = sites.site(HookPoint::Embed, stages.token_embed(ids)?)?;
-            let resid = match sites.touches(HookPoint::PosEmbed) {
-                false => stages.add_position_embed(embed),
-                true => match stages.position_embed() {
-                    Some(positions) => {
-                        let positions = sites.site(HookPoint::PosEmbed, positions)?;
-                        stages.add(embed, positions)
-                    }
-                    None => embed,
-                },
+            let resid = if !sites.touches(HookPoint::PosEmbed) {
+                stages.add_position_embed(embed)
+            } else if let Some(positions) = stages.position_embed() {
+                let positions = sites.site(HookPoint::PosEmbed, positions)?;
+                stages.add(embed, positions)
+            } else {
+                embed
             };
             (0, resid)
         }
