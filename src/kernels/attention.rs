@@ -1,7 +1,8 @@
 //! Causal self-attention on host buffers, grouped-query included, with the host key/value cache.
 
+use super::matmul::{MatRef, matmul};
+use super::parallel::for_each_chunk;
 use super::rows::softmax_prefix;
-use super::{MatRef, for_each_chunk, matmul};
 
 /// Keys and values of one layer on the host: `[batch, kv_head, pos, d_head]`.
 #[derive(Clone, Debug, Default)]

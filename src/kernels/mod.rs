@@ -13,35 +13,16 @@ mod matmul;
 mod packed;
 #[cfg(any(target_arch = "wasm32", test))]
 mod panel;
+mod parallel;
 pub mod quantised;
 mod rows;
 
 pub(crate) use attention::{HostKv, QkvLayout, causal_attention};
 pub(crate) use matmul::{MatRef, linear, matmul, matmul_one_thread, repeat_rows, transpose};
 pub(crate) use packed::{PACKED_ROWS, PackedWeight};
-#[cfg(target_arch = "wasm32")]
-pub(crate) use panel::product_unpacking as matmul_unpacking;
+pub(crate) use parallel::for_each_chunk;
 pub use quantised::QuantisedMatrix;
 pub(crate) use rows::{
     add_into, fast_exp, gelu_erf, gelu_tanh, logit_rows, normalize_rows, relu, scale_shift_rows,
     sum_squares,
 };
-
-/// Run `work(i, chunk)` on each `chunk`-sized piece of `data`: natively over every core.
-pub(crate) fn for_each_chunk(
-    data: &mut [f32],
-    chunk: usize,
-    work: impl Fn(usize, &mut [f32]) + Send + Sync,
-) {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use rayon::prelude::*;
-        data.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| work(i, c));
-    }
-    #[cfg(target_arch = "wasm32")]
-    data.chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(i, c)| work(i, c));
-}

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{MatRef, QuantisedMatrix, matmul};
+use super::matmul::{MatRef, matmul};
+use super::quantised::QuantisedMatrix;
 
 /// Rows of input up to which a packed product reads each packed row once (generation); above
 /// it each matrix is unpacked and multiplied by `gemm` (natively) or the page's panel kernel here,
@@ -17,7 +18,7 @@ pub(crate) struct PackedWeight {
     /// Natively, the values unpacked the first time a product of more than [`PACKED_ROWS`] rows
     /// needs them, and kept: a CLI forward then costs what `gemm` does (PyTorch holds the same
     /// f32 values). A tab cannot spare the memory, and unpacks 8 rows at a time into each
-    /// product's panels (`matmul_unpacking`). An F32
+    /// product's panels (`panel::product_unpacking`). An F32
     /// matrix (a safetensors checkpoint's) is multiplied where it lies.
     #[cfg(not(target_arch = "wasm32"))]
     unpacked: std::sync::OnceLock<Vec<f32>>,
@@ -53,7 +54,7 @@ impl PackedWeight {
         }
         // The page unpacks the matrix 8 rows at a time straight into the product's panels.
         #[cfg(target_arch = "wasm32")]
-        super::matmul_unpacking(&mut y, MatRef::rows(x, n, cols), rows, |r, out| {
+        super::panel::product_unpacking(&mut y, MatRef::rows(x, n, cols), rows, |r, out| {
             matrix.unpack_row(r, out)
         });
         y

@@ -7,7 +7,7 @@
 //! broadcast) reach ~32 (docs/speed.md, sixth session). Natively this file is compiled only for
 //! the tests, on plain arrays, so the blocking and the edges are checked against loops there.
 
-use super::MatRef;
+use super::matmul::MatRef;
 
 /// Rows of a tile.
 const TILE_ROWS: usize = 4;

@@ -1,7 +1,7 @@
 //! Row-wise steps of a transformer on host buffers: layer norm, GELU, ReLU, softmax and the
 //! fast `exp`/`tanh` they use, as loops the compiler vectorises.
 
-use super::for_each_chunk;
+use super::parallel::for_each_chunk;
 
 /// Each row of `x` `[_, d]` as `(x - mean) / sqrt(var + eps)` (biased variance, as torch's
 /// LayerNorm), in place; natively over every core for large inputs.

@@ -6,6 +6,7 @@
 
 mod cache;
 mod input;
+mod output;
 mod sites;
 pub(crate) mod tensor_ops;
 
@@ -14,6 +15,7 @@ use burn::tensor::{Device, Tensor};
 pub use cache::KvCache;
 pub(crate) use cache::TensorKv;
 pub(crate) use input::Input;
+pub use output::{Captured, ForwardOutput, LogitsFor};
 pub(crate) use sites::Sites;
 
 use super::dims::ModelDims;
@@ -23,32 +25,6 @@ use crate::kernels::HostKv;
 use cache::CacheLayers;
 use input::{Start, check_patches};
 use sites::{HookRun, HostSites};
-
-/// Which positions get logits: all (analysis) or the last only (generation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogitsFor {
-    AllPositions,
-    LastPosition,
-}
-
-/// Activations captured by a forward, in the order it reached them.
-pub type Captured = Vec<(HookPoint, Tensor<3>)>;
-
-pub struct ForwardOutput {
-    /// `[batch, pos, vocab]`, or `[batch, 1, vocab]` with [`LogitsFor::LastPosition`].
-    pub logits: Tensor<3>,
-    /// Captured activations in the order the forward reached them, each `[batch, pos, d]`.
-    pub captured: Vec<(HookPoint, Tensor<3>)>,
-}
-
-impl ForwardOutput {
-    pub fn activation(&self, hook: HookPoint) -> Option<&Tensor<3>> {
-        self.captured
-            .iter()
-            .find(|(h, _)| *h == hook)
-            .map(|(_, t)| t)
-    }
-}
 
 /// The shape of one forward call: `batch` sequences of `positions` new positions after `offset`
 /// cached ones.

@@ -4,7 +4,7 @@
 
 use burn::tensor::{Device, Tensor};
 
-use super::Captured;
+use super::output::Captured;
 use crate::backend::{float_tensor, read_f32_now};
 use crate::error::{Result, SaeplayError};
 use crate::model::dims::ModelDims;

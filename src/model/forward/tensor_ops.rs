@@ -4,8 +4,8 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
-use super::LogitsFor;
 use super::cache::TensorKv;
+use super::output::LogitsFor;
 use crate::backend::float_tensor;
 
 /// Additive mask for future positions; exp() of it is exactly 0 in f32.
