@@ -17,6 +17,12 @@ pub(crate) fn frozen_if<const D: usize>(x: Tensor<D>, frozen: bool) -> Tensor<D>
     if frozen { x.detach() } else { x }
 }
 
+/// `x` as a constant on the autodiff twin of its device (no gradient is kept for it): a
+/// weight of a model frozen for attribution.
+pub(crate) fn constant_on_autodiff<const D: usize>(x: &Tensor<D>) -> Tensor<D> {
+    Tensor::from_inner(x.clone())
+}
+
 /// `[b, t, heads * dh]` split into heads, `[b, heads, t, dh]`.
 pub(crate) fn split_heads(x: Tensor<3>, heads: usize, dh: usize) -> Tensor<4> {
     let [b, t, _] = x.dims();

@@ -10,7 +10,8 @@ use super::weights::{Gpt2Params, ParamTensor};
 use crate::backend::int_tensor;
 use crate::error::{Result, SaeplayError};
 use crate::model::forward::tensor_ops::{
-    causal_attention, frozen_if, logit_positions, split_heads, times_transposed,
+    causal_attention, constant_on_autodiff, frozen_if, logit_positions, split_heads,
+    times_transposed,
 };
 use crate::model::forward::{LogitsFor, Span, Stages, TensorKv};
 
@@ -120,21 +121,19 @@ impl Gpt2Tensors {
 impl Gpt2Tensors {
     /// The same tensors as constants on the autodiff twin of their device.
     pub(super) fn on_autodiff(&self) -> Self {
-        let lift1 = |t: &Tensor<1>| Tensor::from_inner(t.clone());
-        let lift2 = |t: &Tensor<2>| Tensor::from_inner(t.clone());
         let ln = |n: &LayerNorm| LayerNorm {
-            weight: lift1(&n.weight),
-            bias: lift1(&n.bias),
+            weight: constant_on_autodiff(&n.weight),
+            bias: constant_on_autodiff(&n.bias),
         };
         let linear = |n: &Linear| Linear {
-            weight: lift2(&n.weight),
-            bias: lift1(&n.bias),
+            weight: constant_on_autodiff(&n.weight),
+            bias: constant_on_autodiff(&n.bias),
         };
         Self {
-            wte: lift2(&self.wte),
-            wpe: lift2(&self.wpe),
-            unembed_rows: lift2(&self.unembed_rows),
-            unembed_bias: self.unembed_bias.as_ref().map(lift1),
+            wte: constant_on_autodiff(&self.wte),
+            wpe: constant_on_autodiff(&self.wpe),
+            unembed_rows: constant_on_autodiff(&self.unembed_rows),
+            unembed_bias: self.unembed_bias.as_ref().map(constant_on_autodiff),
             blocks: self
                 .blocks
                 .iter()

@@ -15,7 +15,8 @@ use crate::io::tensors::HostTensor;
 use crate::kernels::{PACKED_ROWS, QuantisedMatrix, transpose};
 use crate::model::dims::ModelDims;
 use crate::model::forward::tensor_ops::{
-    causal_attention, frozen_if, logit_positions, split_heads, times_transposed,
+    causal_attention, constant_on_autodiff, frozen_if, logit_positions, split_heads,
+    times_transposed,
 };
 use crate::model::forward::{LogitsFor, Span, Stages, TensorKv};
 
@@ -52,7 +53,7 @@ impl Linear {
 }
 
 /// Most bytes of packed matrices the page unpacks for an attribution graph.
-pub(super) const MAX_PAGE_UNPACKED_BYTES: usize = 256 << 20;
+const MAX_PAGE_UNPACKED_BYTES: usize = 256 << 20;
 
 /// `x @ W^T` for `x` `[n, in]` and a packed `W` `[out, in]`.
 pub(super) fn packed_matmul(x: Tensor<2>, matrix: &QuantisedMatrix) -> Tensor<2> {
@@ -195,6 +196,68 @@ pub(super) struct LlamaTensors {
     pub unembed_rows: VocabMatrix, // [vocab, d]: embed_tokens when tied, else lm_head
     pub blocks: Vec<Block>,
     pub norm: Tensor<1>, // [d]
+}
+
+impl LlamaTensors {
+    /// The same weights as constants on the autodiff twin of `device`, every matrix unpacked.
+    pub(super) fn on_autodiff(&self, device: &Device) -> Result<Self> {
+        // Unpacking copies: in a tab, where memory is tight and running out aborts the page,
+        // a large packed model is refused in words instead.
+        let packed_bytes: usize = self
+            .blocks
+            .iter()
+            .flat_map(Block::linears)
+            .filter_map(|l| match &l.weight {
+                LinearWeight::Packed(m) => Some(m.rows * m.cols * 4),
+                LinearWeight::Dense(_) => None,
+            })
+            .chain(
+                [&self.embed_tokens, &self.unembed_rows]
+                    .iter()
+                    .filter_map(|v| match v {
+                        VocabMatrix::Packed(m) => Some(m.rows * m.cols * 4),
+                        VocabMatrix::Dense(_) => None,
+                    }),
+            )
+            .sum();
+        if cfg!(target_arch = "wasm32") && packed_bytes > MAX_PAGE_UNPACKED_BYTES {
+            return Err(SaeplayError::InvalidSetting(format!(
+                "attribution needs this model's matrices unpacked ({} MB), more than the page allows ({} MB); `saeplay attribute` makes the same graph natively",
+                packed_bytes >> 20,
+                MAX_PAGE_UNPACKED_BYTES >> 20
+            )));
+        }
+        let linear = |l: &Linear| Linear {
+            weight: LinearWeight::Dense(match &l.weight {
+                LinearWeight::Dense(w) => constant_on_autodiff(w),
+                LinearWeight::Packed(m) => {
+                    constant_on_autodiff(&upload_linear_weight(m.to_host(), device))
+                }
+            }),
+            bias: l.bias.as_ref().map(constant_on_autodiff),
+        };
+        let vocab = |v: &VocabMatrix| VocabMatrix::Dense(constant_on_autodiff(&v.dense(device)));
+        Ok(Self {
+            embed_tokens: vocab(&self.embed_tokens),
+            unembed_rows: vocab(&self.unembed_rows),
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| Block {
+                    input_layernorm: constant_on_autodiff(&b.input_layernorm),
+                    q_proj: linear(&b.q_proj),
+                    k_proj: linear(&b.k_proj),
+                    v_proj: linear(&b.v_proj),
+                    o_proj: linear(&b.o_proj),
+                    post_attention_layernorm: constant_on_autodiff(&b.post_attention_layernorm),
+                    gate_proj: linear(&b.gate_proj),
+                    up_proj: linear(&b.up_proj),
+                    down_proj: linear(&b.down_proj),
+                })
+                .collect(),
+            norm: constant_on_autodiff(&self.norm),
+        })
+    }
 }
 
 /// A Llama-family forward on burn tensors, over one call's cache layers.

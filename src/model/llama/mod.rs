@@ -16,8 +16,8 @@ use burn::tensor::{Device, Tensor};
 
 use self::config::LlamaConfig;
 use self::forward::{
-    Block, Linear, LinearWeight, LlamaTensors, MAX_PAGE_UNPACKED_BYTES, TensorStages, VocabMatrix,
-    host_f32_matrix, upload_linear_weight, upload_matrix, upload_vector,
+    Block, Linear, LinearWeight, LlamaTensors, TensorStages, VocabMatrix, host_f32_matrix,
+    upload_linear_weight, upload_matrix, upload_vector,
 };
 use self::host::{HostLinear, HostLlama, HostLlamaBlock};
 use self::weights::{EMBED, FINAL_NORM, LM_HEAD, LlamaWeights, layer_prefix};
@@ -261,70 +261,12 @@ impl Llama {
     /// This model's weights as constants on the autodiff twin of its device, every matrix
     /// unpacked, frozen for attribution (see [`crate::model::Model::frozen_for_attribution`]).
     pub(crate) fn frozen_on_autodiff(&self) -> Result<Self> {
-        // Unpacking copies: in a tab, where memory is tight and running out aborts the page,
-        // a large packed model is refused in words instead.
-        let packed_bytes: usize = self
-            .tensors
-            .blocks
-            .iter()
-            .flat_map(Block::linears)
-            .filter_map(|l| match &l.weight {
-                LinearWeight::Packed(m) => Some(m.rows * m.cols * 4),
-                LinearWeight::Dense(_) => None,
-            })
-            .chain(
-                [&self.tensors.embed_tokens, &self.tensors.unembed_rows]
-                    .iter()
-                    .filter_map(|v| match v {
-                        VocabMatrix::Packed(m) => Some(m.rows * m.cols * 4),
-                        VocabMatrix::Dense(_) => None,
-                    }),
-            )
-            .sum();
-        if cfg!(target_arch = "wasm32") && packed_bytes > MAX_PAGE_UNPACKED_BYTES {
-            return Err(SaeplayError::InvalidSetting(format!(
-                "attribution needs this model's matrices unpacked ({} MB), more than the page allows ({} MB); `saeplay attribute` makes the same graph natively",
-                packed_bytes >> 20,
-                MAX_PAGE_UNPACKED_BYTES >> 20
-            )));
-        }
-        let lift1 = |t: &Tensor<1>| Tensor::from_inner(t.clone());
-        let lift2 = |t: &Tensor<2>| Tensor::from_inner(t.clone());
-        let inner = &self.device;
-        let linear = |l: &Linear| Linear {
-            weight: LinearWeight::Dense(match &l.weight {
-                LinearWeight::Dense(w) => lift2(w),
-                LinearWeight::Packed(m) => lift2(&upload_linear_weight(m.to_host(), inner)),
-            }),
-            bias: l.bias.as_ref().map(lift1),
-        };
-        let vocab = |v: &VocabMatrix| VocabMatrix::Dense(lift2(&v.dense(inner)));
         Ok(Self {
             config: self.config.clone(),
             dims: self.dims.clone(),
             device: self.device.clone().autodiff(),
             inv_freq: self.inv_freq.clone(),
-            tensors: LlamaTensors {
-                embed_tokens: vocab(&self.tensors.embed_tokens),
-                unembed_rows: vocab(&self.tensors.unembed_rows),
-                blocks: self
-                    .tensors
-                    .blocks
-                    .iter()
-                    .map(|b| Block {
-                        input_layernorm: lift1(&b.input_layernorm),
-                        q_proj: linear(&b.q_proj),
-                        k_proj: linear(&b.k_proj),
-                        v_proj: linear(&b.v_proj),
-                        o_proj: linear(&b.o_proj),
-                        post_attention_layernorm: lift1(&b.post_attention_layernorm),
-                        gate_proj: linear(&b.gate_proj),
-                        up_proj: linear(&b.up_proj),
-                        down_proj: linear(&b.down_proj),
-                    })
-                    .collect(),
-                norm: lift1(&self.tensors.norm),
-            },
+            tensors: self.tensors.on_autodiff(&self.device)?,
             frozen: true,
             host: None,
         })
