@@ -120,11 +120,7 @@ impl Model {
         logits_for: LogitsFor,
     ) -> Result<ForwardOutput> {
         let input = Input::tokens(self.dims(), batch, cache.offset_for(self.dims().n_layers))?;
-        let (logits, captured) = self.forward_until(input, cache, hooks, logits_for, None)?;
-        let logits = logits.ok_or_else(|| {
-            SaeplayError::InvalidSetting("a forward that stops early has no logits".into())
-        })?;
-        Ok(ForwardOutput { logits, captured })
+        with_logits(self.forward_until(input, cache, hooks, logits_for, None)?)
     }
 }
 
@@ -185,11 +181,7 @@ impl Model {
     ) -> Result<ForwardOutput> {
         let input = Input::residual(self.dims(), hooks, layer, resid)?;
         let mut cache = KvCache::new(self.dims().n_layers);
-        let (logits, captured) = self.forward_until(input, &mut cache, hooks, logits_for, None)?;
-        let logits = logits.ok_or_else(|| {
-            SaeplayError::InvalidSetting("a forward that stops early has no logits".into())
-        })?;
-        Ok(ForwardOutput { logits, captured })
+        with_logits(self.forward_until(input, &mut cache, hooks, logits_for, None)?)
     }
 
     /// The one forward, on this model's family: see [`forward::forward_until`].
@@ -210,4 +202,12 @@ impl Model {
             }
         }
     }
+}
+
+/// The output of a forward that ran every block (one that stops early has no logits).
+fn with_logits((logits, captured): (Option<Tensor<3>>, Captured)) -> Result<ForwardOutput> {
+    let logits = logits.ok_or_else(|| {
+        SaeplayError::InvalidSetting("a forward that stops early has no logits".into())
+    })?;
+    Ok(ForwardOutput { logits, captured })
 }
