@@ -1,6 +1,8 @@
 //! Each bad input gets a clear, typed error naming the problem, never a panic.
 use crate::common;
 
+
+
 use saeplay::SaeplayError;
 use saeplay::io::tensors::write_safetensors;
 use saeplay::model::files::{HfFiles, ModelFiles};

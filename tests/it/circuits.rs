@@ -4,6 +4,8 @@
 //! cosines computed from the weights.
 use crate::common;
 
+
+
 use std::collections::BTreeMap;
 
 use saeplay::backend::{block_on, cpu_device, read_f32};

@@ -1,6 +1,8 @@
 //! The command line end to end: exit codes, one-line errors, and files other tools can read.
 use crate::common;
 
+
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -2,6 +2,8 @@
 //! key/value cache, and the CPU and wgpu backends agreeing.
 use crate::common;
 
+
+
 use crate::common::reference::assert_matches_reference;
 use saeplay::backend::{block_on, read_f32};
 use saeplay::model::files::ModelFiles;

@@ -1,6 +1,8 @@
 //! Sampling rules and generation with the key/value cache.
 use crate::common;
 
+
+
 use saeplay::backend::{block_on, read_f32};
 use saeplay::model::fixtures::TinySpec;
 use saeplay::model::generate::sample;

@@ -4,6 +4,8 @@
 //! blocks: as one matrix it would be 4.9 GB), and steering. Checked against direct computation
 //! where one is cheap.
 
+
+
 use crate::common::sae_reference::{config, random_weights};
 use saeplay::backend::{block_on, read_f32};
 use saeplay::model::fixtures::{TinySpec, tiny_checkpoint};

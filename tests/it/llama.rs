@@ -3,6 +3,8 @@
 //! scaling), the key/value cache, sharded checkpoints, and plain refusals.
 use crate::common;
 
+
+
 use crate::common::llama_reference::assert_matches_reference;
 use saeplay::backend::{block_on, cpu_device, read_f32};
 use saeplay::model::files::{HfFiles, HostWeights, ModelFiles};

@@ -4,6 +4,8 @@
 //! old configs), metrics and interventions on a model, and feature data.
 use crate::common;
 
+
+
 use crate::common::sae_reference::*;
 
 use std::collections::BTreeMap;

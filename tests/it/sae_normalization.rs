@@ -3,6 +3,8 @@
 //! `expected_average_only_in` (a constant folded into the weights at load).
 use crate::common;
 
+
+
 use std::collections::BTreeMap;
 
 use crate::common::sae_reference::*;

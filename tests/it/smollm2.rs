@@ -4,6 +4,8 @@
 //! reference on the dequantised weights.
 use crate::common;
 
+
+
 use crate::common::llama_reference;
 use crate::common::smollm2::gguf_path;
 use saeplay::backend::{block_on, cpu_device, read_f32};

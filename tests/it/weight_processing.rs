@@ -2,6 +2,8 @@
 //! the f64 reference forward of the unprocessed model), through the engine's forward, in
 //! SAELens's cfg.json and on the command line.
 
+
+
 use std::process::Command;
 
 use crate::common::reference::{self, Activations, max_abs_diff};

@@ -1,3 +1,4 @@
+
 pub mod llama_reference;
 pub mod reference;
 pub mod sae_reference;
