@@ -94,3 +94,30 @@ impl KvCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first forward makes the cache of its own kind; a cache sized for another model starts
+    /// afresh; a sequence the host forward started is refused in words by the burn forward.
+    #[test]
+    fn the_forward_that_starts_a_sequence_continues_it() {
+        let mut cache = KvCache::new(2);
+        assert!(cache.is_empty());
+        let (offset, layers) = cache.layers_for(2, true).unwrap();
+        assert!(offset == 0 && matches!(layers, CacheLayers::Host(l) if l.len() == 2));
+        cache.advance(5);
+        assert_eq!(
+            (cache.len(), cache.offset_for(2), cache.offset_for(3)),
+            (5, 5, 0)
+        );
+        assert!(cache.layers_for(2, false).is_err());
+        let (offset, layers) = cache.layers_for(3, false).unwrap();
+        assert!(offset == 0 && matches!(layers, CacheLayers::Tensors(l) if l.len() == 3));
+        cache.advance(4);
+        // A host-capable model continues what the burn forward started, on burn's ops.
+        let (offset, layers) = cache.layers_for(3, true).unwrap();
+        assert!(offset == 4 && matches!(layers, CacheLayers::Tensors(_)));
+    }
+}
