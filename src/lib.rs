@@ -7,6 +7,7 @@ pub mod backend;
 pub mod clock;
 pub mod error;
 pub mod io;
+pub mod kernels;
 pub mod lm;
 pub mod memory;
 pub mod model;

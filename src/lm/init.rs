@@ -9,7 +9,7 @@ use crate::rng::SplitMix64;
 pub fn init_weights(config: &Gpt2Config, seed: u64) -> Gpt2Weights {
     let mut rng = SplitMix64::new(seed ^ 0x5EED_1417);
     let residual_std = 0.02 / (2.0 * config.n_layer as f32).sqrt();
-    let tensors = crate::model::weights::expected_shapes(config)
+    let tensors = crate::model::gpt2::weights::expected_shapes(config)
         .into_iter()
         .map(|(name, shape)| {
             let count: usize = shape.iter().product();

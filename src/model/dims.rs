@@ -3,6 +3,13 @@
 
 use serde::Serialize;
 
+/// The largest vocabulary accepted (the largest in use are about 256k tokens).
+pub const MAX_VOCAB: usize = 1 << 22;
+/// The largest width or context accepted (n_embd, n_inner, n_positions).
+pub const MAX_WIDTH: usize = 1 << 20;
+/// The most layers accepted.
+pub const MAX_LAYERS: usize = 1024;
+
 /// Which forward a model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

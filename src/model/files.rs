@@ -290,7 +290,7 @@ impl ModelFiles {
     pub fn parse(&self) -> Result<HostModel> {
         let (weights, tokenizer) = match self {
             Self::Gguf(bytes) => {
-                let (weights, tokenizer) = crate::model::gguf_model::read_gguf(bytes)?;
+                let (weights, tokenizer) = crate::model::llama::gguf::read_gguf(bytes)?;
                 (HostWeights::Llama(weights), tokenizer)
             }
             Self::HuggingFace(files) => return files.parse(),

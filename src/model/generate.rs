@@ -1,8 +1,9 @@
 //! Text generation with a key/value cache: greedy, temperature, top-k and top-p sampling from a
 //! seeded generator, so the same seed gives the same text on the same backend.
 
+use super::forward::{KvCache, LogitsFor};
 use super::hooks::Hooks;
-use super::transformer::{KvCache, LogitsFor, Model};
+use super::transformer::Model;
 use crate::backend::read_f32;
 use crate::error::{Result, SaeplayError};
 use crate::rng::SplitMix64;

@@ -9,7 +9,7 @@ use super::Sae;
 use super::arch::{B_DEC, HostVectors, W_ENC, param};
 use crate::backend::{is_host_device, read_f32};
 use crate::error::Result;
-use crate::model::host_ops::{MatRef, matmul, repeat_rows};
+use crate::kernels::{MatRef, matmul, repeat_rows};
 
 impl Sae {
     /// The feature activations of `x` `[n, d_in]` (the model's activations) as a row-major

@@ -14,7 +14,7 @@ use super::{
     param, squared_error,
 };
 use crate::error::Result;
-use crate::model::host_ops::for_each_chunk;
+use crate::kernels::for_each_chunk;
 use crate::sae::host_train::dense::{dense_figures, mask_where, per_latent_rows};
 use crate::sae::host_train::{
     HostSae, HostStep, HostStepError, HostStepFigures, ROW_BLOCK, column_counts_and_sums,

@@ -166,7 +166,7 @@ pub(crate) fn for_each_host_row(
     d_sae: usize,
     work: impl Fn(&mut [f32]) + Send + Sync,
 ) {
-    crate::model::host_ops::for_each_chunk(values, HOST_ROWS_PER_TASK * d_sae, |_, part| {
+    crate::kernels::for_each_chunk(values, HOST_ROWS_PER_TASK * d_sae, |_, part| {
         part.chunks_exact_mut(d_sae).for_each(&work)
     });
 }

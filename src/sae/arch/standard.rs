@@ -8,7 +8,7 @@ use super::{
     TrainingForward, decode, decoder_norms, for_each_host_row, pre_activation, squared_error,
 };
 use crate::error::Result;
-use crate::model::host_ops::for_each_chunk;
+use crate::kernels::for_each_chunk;
 use crate::sae::host_train::dense::{dense_figures, mask_where};
 use crate::sae::host_train::{
     HostSae, HostStep, HostStepError, HostStepFigures, ROW_BLOCK, sum_of_squares,

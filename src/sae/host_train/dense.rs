@@ -6,7 +6,7 @@ use super::{
     HostSae, HostStepFigures, ROW_BLOCK, axpy, column_counts_and_sums, dot, total_variance,
     vector_in_mut,
 };
-use crate::model::host_ops::{MatRef, for_each_chunk, matmul, repeat_rows};
+use crate::kernels::{MatRef, for_each_chunk, matmul, repeat_rows};
 
 impl HostSae {
     /// Set the gradient of the `[d_sae]` vector `name`.

@@ -18,7 +18,7 @@ mod sparse;
 
 use super::Architecture;
 use super::arch::{B_DEC, THRESHOLD, W_DEC, W_ENC};
-use crate::model::host_ops::{for_each_chunk, transpose};
+use crate::kernels::{for_each_chunk, transpose};
 use crate::optim::{Adam, AdamStep};
 
 /// One parameter on the host: values, Adam's moments, this step's gradient, and room for the

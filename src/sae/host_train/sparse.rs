@@ -12,7 +12,7 @@ use super::{
     HostSae, HostStep, HostStepError, HostStepFigures, ROW_BLOCK, axpy, dot, for_each_latent_block,
     map_blocks, sum_of_squares, total_variance, vector_in, vector_in_mut,
 };
-use crate::model::host_ops::{MatRef, for_each_chunk, matmul_one_thread, repeat_rows};
+use crate::kernels::{MatRef, for_each_chunk, matmul_one_thread, repeat_rows};
 use crate::sae::arch::B_ENC;
 use crate::sae::select::host_topk;
 

@@ -3,9 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{MAX_LAYERS, MAX_VOCAB, MAX_WIDTH};
-use super::dims::{Family, ModelDims};
 use crate::error::{Result, SaeplayError};
+use crate::model::dims::{Family, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, ModelDims};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {

@@ -1,16 +1,16 @@
 //! Llama-family weights on the host, by their Hugging Face names (`model.layers.0.self_attn.q_proj.weight`,
 //! ...), in torch's `[out, in]` layout, checked against the config before anything reaches a device.
-//! They come from safetensors (one file or shards) or from a GGUF file (see [`super::gguf_model`]),
+//! They come from safetensors (one file or shards) or from a GGUF file (see [`super::gguf`]),
 //! whose quantised matrices can stay packed ([`QuantisedMatrix`]) until they reach a device.
 
 use std::collections::BTreeMap;
 
 use safetensors::SafeTensors;
 
-use super::llama_config::LlamaConfig;
-use super::quantised::QuantisedMatrix;
+use super::config::LlamaConfig;
 use crate::error::{Result, SaeplayError};
 use crate::io::tensors::{HostTensor, to_f32, write_safetensors};
+use crate::kernels::QuantisedMatrix;
 use crate::rng::SplitMix64;
 
 pub const EMBED: &str = "model.embed_tokens.weight";

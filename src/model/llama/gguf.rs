@@ -3,18 +3,18 @@
 //! becomes a `tokenizer.json`.
 //!
 //! The blocks' matrices stay in the file's encoding ([`QuantisedMatrix`]); the device they are
-//! uploaded to decides whether they are unpacked once or at each use (see [`super::llama`]).
+//! uploaded to decides whether they are unpacked once or at each use (see [`super::packs_on`]).
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::llama_config::LlamaConfig;
-use super::llama_weights::{EMBED, FINAL_NORM, LM_HEAD, LlamaWeights, layer_prefix};
-use super::quantised::QuantisedMatrix;
+use super::config::LlamaConfig;
+use super::weights::{EMBED, FINAL_NORM, LM_HEAD, LlamaWeights, layer_prefix};
 use crate::error::{Result, SaeplayError};
 use crate::io::gguf::{GgmlType, GgufFile, GgufTensorInfo};
 use crate::io::tensors::HostTensor;
+use crate::kernels::QuantisedMatrix;
 use crate::tokenizer::TextTokenizer;
 use crate::tokenizer::gguf::{GgufVocab, tokenizer_json};
 

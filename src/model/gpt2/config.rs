@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SaeplayError};
+use crate::model::dims::{Family, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, ModelDims};
 
 /// The MLP non-linearity named by `activation_function`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,13 +41,6 @@ pub struct Gpt2Config {
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
-
-/// The largest vocabulary accepted (the largest in use are about 256k tokens).
-pub const MAX_VOCAB: usize = 1 << 22;
-/// The largest width or context accepted (n_embd, n_inner, n_positions).
-pub const MAX_WIDTH: usize = 1 << 20;
-/// The most layers accepted.
-pub const MAX_LAYERS: usize = 1024;
 
 fn default_activation() -> String {
     "gelu_new".into()
@@ -169,10 +163,23 @@ impl Gpt2Config {
         self.n_embd / self.n_head
     }
 
+    /// Block `layer`'s attention score scale: `1/sqrt(d_head)` and `1/(layer+1)` as the config
+    /// asks (Hugging Face's `_attn`).
+    pub fn attention_scale(&self, layer: usize) -> f64 {
+        let mut scale = 1.0;
+        if self.scale_attn_weights {
+            scale /= (self.d_head() as f64).sqrt();
+        }
+        if self.scale_attn_by_inverse_layer_idx {
+            scale /= (layer + 1) as f64;
+        }
+        scale
+    }
+
     /// The shape everything above the forward sees.
-    pub fn dims(&self) -> crate::model::ModelDims {
-        crate::model::ModelDims {
-            family: crate::model::Family::Gpt2,
+    pub fn dims(&self) -> ModelDims {
+        ModelDims {
+            family: Family::Gpt2,
             d_model: self.n_embd,
             n_layers: self.n_layer,
             n_ctx: self.n_positions,

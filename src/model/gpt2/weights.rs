@@ -6,9 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use burn::tensor::{Device, Tensor};
 use safetensors::SafeTensors;
 
 use super::config::Gpt2Config;
+use crate::backend::float_tensor;
 use crate::error::{Result, SaeplayError};
 use crate::io::tensors::{HostTensor, to_f32, write_safetensors};
 use crate::rng::SplitMix64;
@@ -143,4 +145,47 @@ impl Gpt2Weights {
             tensors,
         }
     }
+}
+
+/// One parameter tensor by its checkpoint name (`h.0.ln_1.weight`, ...).
+#[derive(Clone, Debug)]
+pub enum ParamTensor {
+    Vector(Tensor<1>),
+    Matrix(Tensor<2>),
+}
+
+/// A model's parameters by checkpoint name: what training updates and `Gpt2` is built from.
+pub type Gpt2Params = BTreeMap<String, ParamTensor>;
+
+/// One host tensor as a device parameter.
+fn upload_tensor(shape: &[usize], values: Vec<f32>, device: &Device) -> ParamTensor {
+    match *shape {
+        [n] => ParamTensor::Vector(float_tensor(values, [n], device)),
+        [rows, cols] => ParamTensor::Matrix(float_tensor(values, [rows, cols], device)),
+        _ => unreachable!("GPT-2 tensors have rank 1 or 2"),
+    }
+}
+
+/// Upload host weights to a device as parameters (the host copy stays).
+pub fn upload_params(weights: &Gpt2Weights, device: &Device) -> Gpt2Params {
+    weights
+        .tensors
+        .iter()
+        .map(|(name, t)| {
+            (
+                name.clone(),
+                upload_tensor(&t.shape, t.values.clone(), device),
+            )
+        })
+        .collect()
+}
+
+/// Upload host weights, handing each tensor's memory over as it goes: a 124M-parameter model
+/// would otherwise be held twice at once (too much for a tab).
+pub fn upload_params_owned(weights: Gpt2Weights, device: &Device) -> Gpt2Params {
+    weights
+        .tensors
+        .into_iter()
+        .map(|(name, t)| (name, upload_tensor(&t.shape, t.values, device)))
+        .collect()
 }

@@ -307,7 +307,7 @@ impl PackedDot {
     /// meet `x` directly, and the block's sum is scaled once.
     #[cfg(any(target_arch = "wasm32", test))]
     fn dot_lanes(self, row: &[u8], x: &[f32], sums: &[f32]) -> f32 {
-        use crate::model::host_ops::lanes::{Bytes16, F4};
+        use crate::kernels::lanes::{Bytes16, F4};
         let table = f16_table();
         let mut lanes = F4::splat(0.0);
         let mut offsets = 0.0f32;

@@ -7,7 +7,7 @@
 //! broadcast) reach ~32 (docs/speed.md, sixth session). Natively this file is compiled only for
 //! the tests, on plain arrays, so the blocking and the edges are checked against loops there.
 
-use super::MatRef;
+use super::matmul::MatRef;
 
 /// Rows of a tile.
 const TILE_ROWS: usize = 4;
@@ -141,7 +141,7 @@ fn blocks(
         "matmul shapes: [{m}, {k}] into [{m}, {n}] in {}",
         out.len()
     );
-    if super::nothing_to_multiply(out, m, k, n, accumulate) {
+    if super::matmul::nothing_to_multiply(out, m, k, n, accumulate) {
         return;
     }
     let row_block = (BLOCK_FLOATS / k).max(TILE_ROWS) / TILE_ROWS * TILE_ROWS;

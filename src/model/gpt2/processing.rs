@@ -247,6 +247,6 @@ fn transpose(t: &HostTensor) -> HostTensor {
     };
     HostTensor {
         shape: vec![cols, rows],
-        values: super::host_ops::transpose(&t.values, rows, cols),
+        values: crate::kernels::transpose(&t.values, rows, cols),
     }
 }
