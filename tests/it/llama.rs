@@ -868,6 +868,43 @@ fn mutated_gguf_models_never_panic() {
     );
 }
 
+/// A block's tensor declared with no dimensions (a scalar, which GGUF allows) is refused in
+/// words: the loader read its first dimension and panicked.
+#[test]
+fn gguf_tensor_without_dimensions_is_refused() {
+    use saeplay::io::gguf::{GgmlType, GgufFile, GgufValue, f32_bytes, write_gguf};
+    let spec = LlamaSpec {
+        seed: 22,
+        layers: 1,
+        ..LlamaSpec::default()
+    };
+    let weights = LlamaWeights::random(&tiny_llama_config(&spec), 22);
+    let good = to_gguf(&weights, "llama");
+    let file = GgufFile::parse(&good).unwrap();
+    let metadata: Vec<(&str, GgufValue)> = file.metadata().map(|(k, v)| (k, v.clone())).collect();
+    let scalar = f32_bytes(&[1.0]);
+    let tensors: Vec<(&str, &[usize], GgmlType, &[u8])> = file
+        .tensors()
+        .iter()
+        .map(|info| {
+            if info.name == "blk.0.attn_norm.weight" {
+                (info.name.as_str(), &[][..], GgmlType::F32, &scalar[..])
+            } else {
+                let data = file.tensor_data(&info.name).unwrap();
+                (info.name.as_str(), &info.dims[..], info.ggml_type, data)
+            }
+        })
+        .collect();
+    let bytes = write_gguf(&metadata, &tensors);
+    let Err(error) = ModelFiles::Gguf(bytes.into()).parse() else {
+        panic!("a scalar norm weight was accepted");
+    };
+    assert!(
+        error.to_string().contains("attn_norm") || error.to_string().contains("input_layernorm"),
+        "{error}"
+    );
+}
+
 /// Capture stops after the last block its hooks need, with the same values as a full forward.
 #[test]
 fn capture_stops_early_with_the_same_values() {

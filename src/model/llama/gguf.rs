@@ -219,7 +219,8 @@ fn weights_from_tensors(
         } else {
             None
         };
-        let rows = shape[0];
+        // A scalar (no dimensions, which GGUF allows) is one row; the shape check refuses it.
+        let rows = shape.first().copied().unwrap_or(1);
         let cols = shape.get(1).copied().unwrap_or(1);
         if stays_packed(info) {
             let data = bytes.slice_ref(file.tensor_data(&info.name)?);
