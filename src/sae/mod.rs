@@ -8,6 +8,9 @@
 //! - [`select`]: top-k masks that work on WebGPU (no synchronous read-back);
 //! - [`store`]: the activation store that feeds training;
 //! - [`train`]: the trainer (Adam, schedules, dead latents, checkpoints, progress);
+//! - `host_train`, `host_encode`: the CPU path's training step and scan encode on host buffers;
+//! - [`pipeline`]: capture -> train -> evaluate -> files, and the feature scan job, for the CLI,
+//!   the worker and the page; [`spread`]: forwards shared with helper workers;
 //! - [`metrics`]: held-out evaluation (MSE, explained variance, L0, loss recovered, KL, ...);
 //! - [`features`]: per-feature data for feature cards, and concept recovery;
 //! - [`explain`]: checkable explanations of features, their scores and an automatic explainer;
@@ -15,7 +18,9 @@
 //! - [`saelens`]: SAELens directories in and out;
 //! - [`sae_hooks`]: SAELens's `HookedSAETransformer` hook points (`hook_sae_acts_post`, ...);
 //! - [`releases`]: the published SAELens releases the page can open by name;
-//! - [`stats`]: host-side statistics (AUROC, histograms, examples, nearest features).
+//! - [`stats`]: host-side statistics (AUROC, histograms, examples, nearest features);
+//! - [`circuits`]: attribution and cross-layer graphs over SAEs at several blocks;
+//! - [`fixtures`]: deterministic random SAEs for tests and `make-test-sae`.
 
 pub mod arch;
 pub mod circuits;

@@ -3,7 +3,8 @@
 //!
 //! - `events.rs` wires controls to the app; `views/` draws each view from the state;
 //! - `saes.rs` holds the SAE slots (shipped, stored, fetched), `link.rs` the address bar and
-//!   consent, `worker/` the Web Worker and the page's calls to it;
+//!   consent, `models.rs` where the model comes from, `download.rs` downloads into the Cache
+//!   API, `worker/` the Web Worker and the page's calls to it;
 //! - `platform.rs`, `dom.rs`, `files.rs` (files in and out), `storage.rs` (IndexedDB) are the
 //!   browser calls; `kept.rs` the SAEs kept in this browser (listing, quota, damaged entries,
 //!   other tabs); `api.rs` is `window.saeplay`.

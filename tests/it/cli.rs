@@ -368,7 +368,7 @@ fn sae_commands_end_to_end() {
     ]);
     let metrics: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(metrics["l0"], 4.0);
-    // Plumbing, not quality (tests/sae_engine.rs holds training to known structure): 32 steps on
+    // Plumbing, not quality (tests/it/sae_engine.rs holds training to known structure): 32 steps on
     // a random model must still explain some variance.
     assert!(
         metrics["explained_variance"].as_f64().unwrap() > 0.02,

@@ -606,10 +606,11 @@ fn packed_gguf_matrices_run_like_their_unpacked_values() {
     }
 }
 
-/// A GGUF's packed matrices on the CPU run on host buffers (`host_llama`): its logits and every
-/// hook equal the burn forward's on the same packed weights, for many rows (each matrix unpacked
-/// for `gemm`) and for one token at a time with the key/value cache (the packed rows dotted as
-/// they are), with patches (an add, a replace, a function) and a forward that stops early.
+/// A GGUF's packed matrices on the CPU run on host buffers (`model/llama/host.rs`): its logits
+/// and every hook equal the burn forward's on the same packed weights, for many rows (each matrix
+/// unpacked for `gemm`) and for one token at a time with the key/value cache (the packed rows
+/// dotted as they are), with patches (an add, a replace, a function) and a forward that stops
+/// early.
 #[test]
 fn host_forward_on_packed_weights_equals_the_burn_forward() {
     use saeplay::io::gguf::GgmlType;

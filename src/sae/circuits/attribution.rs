@@ -3,7 +3,7 @@
 //! The replacement model: at every SAE's hook the residual stream is rebuilt as
 //! `acts @ W_dec + b_dec + error`, where the feature activations `acts` `[T, n]` and the error
 //! `[T, d]` are the clean run's values held as leaves of the gradient. Attention patterns and
-//! layer-norm scales are frozen (`Gpt2::frozen_for_attribution`), so what flows between two
+//! layer-norm scales are frozen (`Model::frozen_for_attribution`), so what flows between two
 //! SAEs is linear apart from the MLPs. A node's direct effect on a target is its value times the
 //! target's gradient with respect to it (activation times gradient): the target is a feature's
 //! pre-activation `x · W_enc[:, j]` at its own hook, or the chosen logit. One backward pass
