@@ -7,10 +7,12 @@
 use burn::tensor::Tensor;
 
 use super::{
-    Activity, B_ENC, HostVectors, LocalFuture, Params, SaeArchitecture, THRESHOLD, TrainingContext,
-    TrainingForward, decode, mse_with_auxk, pre_activation, select, threshold_host_rows,
+    Activity, B_ENC, HostVectors, Kind, LocalFuture, Params, SaeArchitecture, THRESHOLD,
+    TrainingContext, TrainingForward, decode, mse_with_auxk, need_k, pre_activation, select,
+    threshold_host_rows,
 };
 use crate::error::Result;
+use crate::sae::Architecture;
 use crate::sae::host_train::{HostSae, HostStep, HostStepError, HostStepFigures};
 use crate::sae::select::Scope;
 
@@ -23,7 +25,27 @@ pub(crate) const VECTORS: &[&str] = &[B_ENC, THRESHOLD];
 /// The threshold is a running average, not trained.
 pub(crate) const TRAINED_VECTORS: &[&str] = &[B_ENC];
 
+/// Its names, and the SAELens cfg.json it reads (`architecture: "batchtopk"`).
+pub(crate) const KIND: Kind = Kind {
+    name: "batchtopk",
+    aliases: &[],
+    build: |k| {
+        Ok(Architecture::BatchTopK {
+            k: need_k(k, "batchtopk")?,
+        })
+    },
+    reads_saelens: |names| KIND.named_by(names),
+};
+
 impl SaeArchitecture for BatchTopK {
+    fn kind(&self) -> &'static Kind {
+        &KIND
+    }
+
+    fn k(&self) -> Option<usize> {
+        Some(self.k)
+    }
+
     fn vectors(&self) -> &'static [&'static str] {
         VECTORS
     }

@@ -11,10 +11,11 @@ use burn::tensor::Tensor;
 
 use super::batchtopk::{TRAINED_VECTORS, VECTORS};
 use super::{
-    Activity, B_DEC, HostVectors, LocalFuture, Params, SaeArchitecture, THRESHOLD, TrainingContext,
-    TrainingForward, W_DEC, param, squared_error, threshold_host_rows,
+    Activity, B_DEC, HostVectors, Kind, LocalFuture, Params, SaeArchitecture, THRESHOLD,
+    TrainingContext, TrainingForward, W_DEC, need_k, param, squared_error, threshold_host_rows,
 };
 use crate::error::Result;
+use crate::sae::Architecture;
 use crate::sae::host_train::{HostSae, HostStep, HostStepError, HostStepFigures};
 use crate::sae::train::SaeTrainingConfig;
 
@@ -22,7 +23,27 @@ pub struct MatryoshkaBatchTopK {
     pub k: usize,
 }
 
+/// Its names, and the SAELens cfg.json it reads (`architecture: "matryoshka_batchtopk"`).
+pub(crate) const KIND: Kind = Kind {
+    name: "matryoshka_batchtopk",
+    aliases: &["matryoshka"],
+    build: |k| {
+        Ok(Architecture::MatryoshkaBatchTopK {
+            k: need_k(k, "matryoshka_batchtopk")?,
+        })
+    },
+    reads_saelens: |names| KIND.named_by(names),
+};
+
 impl SaeArchitecture for MatryoshkaBatchTopK {
+    fn kind(&self) -> &'static Kind {
+        &KIND
+    }
+
+    fn k(&self) -> Option<usize> {
+        Some(self.k)
+    }
+
     fn vectors(&self) -> &'static [&'static str] {
         VECTORS
     }

@@ -4,12 +4,13 @@
 use burn::tensor::{Int, Tensor};
 
 use super::{
-    Activity, HostVectors, LocalFuture, Params, SaeArchitecture, TrainingContext, TrainingForward,
-    decode, mse_with_auxk, pre_activation, select, squared_error,
+    Activity, HostVectors, Kind, LocalFuture, Params, SaeArchitecture, TrainingContext,
+    TrainingForward, decode, mse_with_auxk, need_k, pre_activation, select, squared_error,
 };
 use super::{B_DEC, B_ENC, W_DEC, W_ENC, param};
 use crate::backend::{int_tensor, read_f32};
 use crate::error::Result;
+use crate::sae::Architecture;
 use crate::sae::host_train::{HostSae, HostStep, HostStepError, HostStepFigures};
 use crate::sae::select::{
     Scope, Selection, host_topk, host_topk_indices, topk_mask_by_bisection, topk_mask_on_host,
@@ -19,7 +20,32 @@ pub struct TopK {
     pub k: usize,
 }
 
+/// Its names, and the SAELens cfg.json it reads (`architecture: "topk"`, or an older file's
+/// activation function).
+pub(crate) const KIND: Kind = Kind {
+    name: "topk",
+    aliases: &[],
+    build: |k| {
+        Ok(Architecture::TopK {
+            k: need_k(k, "topk")?,
+        })
+    },
+    reads_saelens: |names| {
+        KIND.named_by(names)
+            || names.standard_with_topk_activation()
+            || (names.architecture.is_none() && names.activation == Some("topk"))
+    },
+};
+
 impl SaeArchitecture for TopK {
+    fn kind(&self) -> &'static Kind {
+        &KIND
+    }
+
+    fn k(&self) -> Option<usize> {
+        Some(self.k)
+    }
+
     fn vectors(&self) -> &'static [&'static str] {
         &[B_ENC]
     }
