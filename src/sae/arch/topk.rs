@@ -11,6 +11,7 @@ use super::{B_DEC, B_ENC, W_DEC, W_ENC, param};
 use crate::backend::{int_tensor, read_f32};
 use crate::error::Result;
 use crate::sae::Architecture;
+use crate::sae::host_train::sparse::SparseRule;
 use crate::sae::host_train::{HostSae, HostStep, HostStepError, HostStepFigures};
 use crate::sae::select::{
     Scope, Selection, host_topk, host_topk_indices, topk_mask_by_bisection, topk_mask_on_host,
@@ -112,7 +113,14 @@ impl SaeArchitecture for TopK {
         x: &[f32],
         step: &HostStep,
     ) -> std::result::Result<HostStepFigures, HostStepError> {
-        host.sparse_step(x, self.k, false, &[], step)
+        let k = self.k;
+        let rule = SparseRule {
+            // Each row's k best, chosen as the encoder product is made.
+            choose: &|host, centred, aux| host.encode_and_offer(centred, k.min(host.d_sae), aux),
+            nested_widths: &[],
+            running_threshold: false,
+        };
+        host.sparse_step(x, &rule, step)
     }
 }
 

@@ -14,7 +14,7 @@
 //! gradient is a contiguous row, as its decoder row is.
 
 pub(crate) mod dense;
-mod sparse;
+pub(crate) mod sparse;
 
 use super::Architecture;
 use super::arch::{B_DEC, THRESHOLD, W_DEC, W_ENC};
