@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::arch::{B_DEC, B_ENC, SaelensNames, W_DEC, W_ENC};
+use super::arch::{B_DEC, B_ENC, KINDS, SaelensNames, W_DEC, W_ENC};
 use super::metrics::SaeMetrics;
 use super::train::SaeTrainingConfig;
 use super::{ActivationNormalization, Architecture, Sae, SaeConfig};
@@ -587,7 +587,7 @@ pub async fn write_sae(
     let host = sae.to_host().await?;
     // SAELens loads BatchTopK for inference as JumpReLU with the threshold.
     let behaviour = config.architecture.behaviour();
-    let architecture = behaviour.saelens_name();
+    let architecture = behaviour.kind().written_as;
     let trained_as = if architecture == config.architecture.name() {
         provenance.trained_as.clone()
     } else {
@@ -615,10 +615,11 @@ pub async fn write_sae(
             "sae_lens_training_version": null,
         },
     });
-    if let Some(trained) = trained_as
-        .as_deref()
-        .filter(|t| ["batchtopk", "matryoshka_batchtopk"].contains(t))
-    {
+    if let Some(trained) = trained_as.as_deref().filter(|t| {
+        KINDS
+            .iter()
+            .any(|kind| kind.name == *t && kind.written_as_another())
+    }) {
         cfg["metadata"]["training_architecture"] = json!(trained);
     }
     if !provenance.model_processing.is_none() {

@@ -33,6 +33,7 @@ pub(crate) const TRAINED_VECTORS: &[&str] = &[B_ENC];
 pub(crate) const KIND: Kind = Kind {
     name: "batchtopk",
     aliases: &[],
+    written_as: "jumprelu",
     build: |k| {
         Ok(Architecture::BatchTopK {
             k: need_k(k, "batchtopk")?,
@@ -64,10 +65,6 @@ impl SaeArchitecture for BatchTopK {
 
     fn keeps_running_threshold(&self) -> bool {
         true
-    }
-
-    fn saelens_name(&self) -> &'static str {
-        "jumprelu"
     }
 
     fn encode(&self, params: &Params, x: Tensor<2>) -> Tensor<2> {

@@ -28,6 +28,7 @@ pub struct Gated;
 pub(crate) const KIND: Kind = Kind {
     name: "gated",
     aliases: &[],
+    written_as: "gated",
     build: |_k| Ok(Architecture::Gated),
     reads_saelens: |names| KIND.named_by(names),
 };
@@ -53,10 +54,6 @@ impl SaeArchitecture for Gated {
 
     fn plain_encoder(&self) -> bool {
         false
-    }
-
-    fn saelens_name(&self) -> &'static str {
-        "gated"
     }
 
     fn encoder_biases(&self) -> &'static [(&'static str, Option<&'static str>)] {

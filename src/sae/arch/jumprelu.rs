@@ -32,6 +32,7 @@ pub struct JumpRelu;
 pub(crate) const KIND: Kind = Kind {
     name: "jumprelu",
     aliases: &[],
+    written_as: "jumprelu",
     build: |_k| Ok(Architecture::JumpRelu),
     reads_saelens: |names| KIND.named_by(names),
 };
@@ -62,10 +63,6 @@ impl SaeArchitecture for JumpRelu {
             return Err("JumpReLU needs a bandwidth and an initial threshold above 0".into());
         }
         Ok(())
-    }
-
-    fn saelens_name(&self) -> &'static str {
-        "jumprelu"
     }
 
     fn encode(&self, params: &Params, x: Tensor<2>) -> Tensor<2> {

@@ -28,6 +28,7 @@ pub struct MatryoshkaBatchTopK {
 pub(crate) const KIND: Kind = Kind {
     name: "matryoshka_batchtopk",
     aliases: &["matryoshka"],
+    written_as: "jumprelu",
     build: |k| {
         Ok(Architecture::MatryoshkaBatchTopK {
             k: need_k(k, "matryoshka_batchtopk")?,
@@ -63,10 +64,6 @@ impl SaeArchitecture for MatryoshkaBatchTopK {
 
     fn nested_widths(&self, recipe: &SaeTrainingConfig, d_sae: usize) -> Result<Vec<usize>> {
         recipe.matryoshka_levels(d_sae)
-    }
-
-    fn saelens_name(&self) -> &'static str {
-        "jumprelu"
     }
 
     fn encode(&self, params: &Params, x: Tensor<2>) -> Tensor<2> {

@@ -101,10 +101,6 @@ pub(crate) trait SaeArchitecture {
         Ok(Vec::new())
     }
 
-    /// The architecture a cfg.json it is written to names (SAELens saves the BatchTopK family
-    /// for inference as JumpReLU).
-    fn saelens_name(&self) -> &'static str;
-
     /// Keys it adds to a cfg.json it is written to (TopK's `k`).
     fn write_cfg(&self, _cfg: &mut serde_json::Value) {}
 
@@ -177,6 +173,9 @@ pub(crate) struct Kind {
     pub name: &'static str,
     /// Other names it is accepted by (`relu` for Standard).
     pub aliases: &'static [&'static str],
+    /// The architecture a cfg.json it is written to names (SAELens saves the BatchTopK family
+    /// for inference as JumpReLU).
+    pub written_as: &'static str,
     /// The architecture, with `k` where it needs one.
     pub build: fn(k: Option<usize>) -> Result<Architecture>,
     /// Whether a SAELens cfg.json that names these is this architecture.
@@ -188,6 +187,12 @@ impl Kind {
     pub fn is_named(&self, name: &str) -> bool {
         let name = name.trim().to_ascii_lowercase();
         self.name == name || self.aliases.contains(&name.as_str())
+    }
+
+    /// Whether SAELens saves it under another architecture's name (the BatchTopK family, as
+    /// JumpReLU): a cfg.json it is written to then records it as `training_architecture`.
+    pub fn written_as_another(&self) -> bool {
+        self.written_as != self.name
     }
 
     /// The reading of a cfg.json that names this architecture in its `architecture` key.
@@ -459,6 +464,17 @@ mod tests {
                 let readers = KINDS.iter().filter(|kind| (kind.reads_saelens)(&names));
                 assert!(readers.count() <= 1, "{architecture:?} {activation:?}");
             }
+        }
+        // What each writes reads back as the architecture it names.
+        for kind in KINDS {
+            let names = SaelensNames {
+                architecture: Some(kind.written_as),
+                activation: None,
+            };
+            let read = Architecture::from_saelens(&names, Some(3))
+                .unwrap()
+                .unwrap();
+            assert_eq!(read.name(), kind.written_as);
         }
     }
 }

@@ -22,6 +22,7 @@ pub struct Standard;
 pub(crate) const KIND: Kind = Kind {
     name: "standard",
     aliases: &["relu"],
+    written_as: "standard",
     build: |_k| Ok(Architecture::Standard),
     reads_saelens: |names| {
         (KIND.named_by(names) && !names.standard_with_topk_activation())
@@ -40,10 +41,6 @@ impl SaeArchitecture for Standard {
 
     fn default_sparsity_coefficient(&self) -> f64 {
         5.0
-    }
-
-    fn saelens_name(&self) -> &'static str {
-        "standard"
     }
 
     fn encode(&self, params: &Params, x: Tensor<2>) -> Tensor<2> {

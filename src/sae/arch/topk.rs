@@ -26,6 +26,7 @@ pub struct TopK {
 pub(crate) const KIND: Kind = Kind {
     name: "topk",
     aliases: &[],
+    written_as: "topk",
     build: |k| {
         Ok(Architecture::TopK {
             k: need_k(k, "topk")?,
@@ -53,10 +54,6 @@ impl SaeArchitecture for TopK {
 
     fn uses_auxk(&self) -> bool {
         true
-    }
-
-    fn saelens_name(&self) -> &'static str {
-        "topk"
     }
 
     fn write_cfg(&self, cfg: &mut serde_json::Value) {
