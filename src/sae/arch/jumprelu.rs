@@ -13,7 +13,7 @@ use burn::tensor::Tensor;
 
 use super::{
     Activity, B_ENC, HostVectors, Kind, LocalFuture, Params, SaeArchitecture, THRESHOLD,
-    TrainingContext, TrainingForward, decode, param, pre_activation, squared_error,
+    TrainingContext, TrainingForward, VectorUpdate, decode, param, pre_activation, squared_error,
     threshold_host_rows,
 };
 use crate::error::Result;
@@ -56,6 +56,17 @@ impl SaeArchitecture for JumpRelu {
 
     fn default_sparsity_coefficient(&self) -> f64 {
         1.0
+    }
+
+    fn vector_update(&self, vector: &str, recipe: &SaeTrainingConfig) -> VectorUpdate {
+        if vector == THRESHOLD {
+            VectorUpdate {
+                lr_multiplier: recipe.jumprelu_threshold_lr_multiplier,
+                floor: Some(0.0),
+            }
+        } else {
+            VectorUpdate::default()
+        }
     }
 
     fn check_recipe(&self, recipe: &SaeTrainingConfig) -> std::result::Result<(), String> {

@@ -75,6 +75,12 @@ pub(crate) trait SaeArchitecture {
         0.0
     }
 
+    /// How training moves one of its trained vectors beyond Adam's step (JumpReLU's threshold:
+    /// the recipe's learning-rate multiplier, kept at or above 0).
+    fn vector_update(&self, _vector: &str, _recipe: &SaeTrainingConfig) -> VectorUpdate {
+        VectorUpdate::default()
+    }
+
     /// Whether the decoder rows keep unit norm (from initialisation on, after every update).
     fn unit_norm_decoder(&self) -> bool {
         false
@@ -164,6 +170,23 @@ pub(crate) trait SaeArchitecture {
         x: &[f32],
         step: &HostStep,
     ) -> std::result::Result<HostStepFigures, HostStepError>;
+}
+
+/// How training moves a trained vector: Adam's step at `lr * lr_multiplier`, then kept at or
+/// above `floor`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct VectorUpdate {
+    pub lr_multiplier: f64,
+    pub floor: Option<f32>,
+}
+
+impl Default for VectorUpdate {
+    fn default() -> Self {
+        Self {
+            lr_multiplier: 1.0,
+            floor: None,
+        }
+    }
 }
 
 /// One architecture's names, how it is built from a name's `k`, and which SAELens cfg.json it
