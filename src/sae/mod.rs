@@ -75,57 +75,10 @@ pub enum Architecture {
 }
 
 impl Architecture {
-    /// SAELens's name for it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Standard => "standard",
-            Self::TopK { .. } => "topk",
-            Self::BatchTopK { .. } => "batchtopk",
-            Self::Gated => "gated",
-            Self::JumpRelu => "jumprelu",
-            Self::MatryoshkaBatchTopK { .. } => "matryoshka_batchtopk",
-        }
-    }
-
-    /// Parse `standard`, `relu`, `topk`, `batchtopk`, `gated`, `jumprelu` or
-    /// `matryoshka_batchtopk`; `k` is needed by the top-k architectures.
-    pub fn parse(name: &str, k: Option<usize>) -> Result<Self> {
-        let need_k = |arch: &str| {
-            k.filter(|&k| k > 0).ok_or_else(|| {
-                SaeplayError::InvalidSetting(format!("the {arch} architecture needs k >= 1"))
-            })
-        };
-        Ok(match name.trim().to_ascii_lowercase().as_str() {
-            "standard" | "relu" => Self::Standard,
-            "topk" => Self::TopK { k: need_k("topk")? },
-            "batchtopk" => Self::BatchTopK {
-                k: need_k("batchtopk")?,
-            },
-            "gated" => Self::Gated,
-            "jumprelu" => Self::JumpRelu,
-            "matryoshka_batchtopk" | "matryoshka" => Self::MatryoshkaBatchTopK {
-                k: need_k("matryoshka_batchtopk")?,
-            },
-            other => {
-                return Err(SaeplayError::InvalidSetting(format!(
-                    "unknown SAE architecture `{other}`: use standard, topk, batchtopk, gated, jumprelu or matryoshka_batchtopk"
-                )));
-            }
-        })
-    }
-
     /// The default sparsity coefficient for inputs normalised to mean norm sqrt(d_in): L1 for
     /// Standard and Gated, L0 for JumpReLU, none for the top-k architectures.
     pub fn default_sparsity_coefficient(self) -> f64 {
         self.behaviour().default_sparsity_coefficient()
-    }
-
-    /// The `k` of the top-k architectures.
-    pub fn k(self) -> Option<usize> {
-        match self {
-            Self::TopK { k } | Self::BatchTopK { k } | Self::MatryoshkaBatchTopK { k } => Some(k),
-            _ => None,
-        }
     }
 }
 

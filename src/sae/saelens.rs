@@ -6,14 +6,15 @@
 //! (`hook_point`, `activation_fn_str` / `activation_fn: topk` with `activation_fn_kwargs.k`).
 //! `apply_b_dec_to_input: false` is folded into the encoder bias so that the SAE computes the same
 //! features with our single formula. Writing gives what SAELens 6 loads unchanged; BatchTopK is
-//! written as JumpReLU with its threshold, as SAELens saves it for inference.
+//! written as JumpReLU with its threshold, as SAELens saves it for inference. Which names each
+//! architecture reads and writes is said in its `sae::arch` file; this one loops over them.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::arch::{B_DEC, B_ENC, W_DEC, W_ENC};
+use super::arch::{B_DEC, B_ENC, KINDS, SaelensNames, W_DEC, W_ENC};
 use super::metrics::SaeMetrics;
 use super::train::SaeTrainingConfig;
 use super::{ActivationNormalization, Architecture, Sae, SaeConfig};
@@ -373,24 +374,22 @@ fn parse_cfg(cfg: &Value) -> Result<ParsedCfg> {
         .get("activation_fn_str")
         .or_else(|| obj.get("activation_fn"))
         .and_then(Value::as_str);
-    let architecture = match obj.get("architecture").and_then(Value::as_str) {
-        Some(name) => {
-            let name = if name == "standard" && activation == Some("topk") {
-                "topk"
-            } else {
-                name
-            };
-            Architecture::parse(name, k).map_err(|e| file_error(e.to_string()))?
+    let names = SaelensNames {
+        architecture: obj.get("architecture").and_then(Value::as_str),
+        activation,
+    };
+    // Each architecture says which names it reads (`arch::Kind::reads_saelens`).
+    let architecture = match Architecture::from_saelens(&names, k) {
+        Some(read) => read.map_err(|e| file_error(e.to_string()))?,
+        None => {
+            return Err(file_error(match names.architecture {
+                Some(name) => Architecture::unknown(name).to_string(),
+                None => format!(
+                    "unknown activation function `{}`",
+                    activation.unwrap_or_default()
+                ),
+            }));
         }
-        None => match activation {
-            None | Some("relu") => Architecture::Standard,
-            Some("topk") => {
-                Architecture::parse("topk", k).map_err(|e| file_error(e.to_string()))?
-            }
-            Some(other) => {
-                return Err(file_error(format!("unknown activation function `{other}`")));
-            }
-        },
     };
     // SAELens keeps `expected_average_only_in`'s constant in its release table, not in cfg.json;
     // a release-table load (and our own writer) puts it in as `norm_scaling_factor`.
@@ -588,7 +587,7 @@ pub async fn write_sae(
     let host = sae.to_host().await?;
     // SAELens loads BatchTopK for inference as JumpReLU with the threshold.
     let behaviour = config.architecture.behaviour();
-    let architecture = behaviour.saelens_name();
+    let architecture = behaviour.kind().written_as;
     let trained_as = if architecture == config.architecture.name() {
         provenance.trained_as.clone()
     } else {
@@ -616,10 +615,11 @@ pub async fn write_sae(
             "sae_lens_training_version": null,
         },
     });
-    if let Some(trained) = trained_as
-        .as_deref()
-        .filter(|t| ["batchtopk", "matryoshka_batchtopk"].contains(t))
-    {
+    if let Some(trained) = trained_as.as_deref().filter(|t| {
+        KINDS
+            .iter()
+            .any(|kind| kind.name == *t && kind.written_as_another())
+    }) {
         cfg["metadata"]["training_architecture"] = json!(trained);
     }
     if !provenance.model_processing.is_none() {

@@ -298,3 +298,19 @@ pub fn sentence(text: &str) -> String {
         None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TrainForm;
+    use crate::sae::arch::KINDS;
+
+    /// The form offers every architecture, by the name the engine parses.
+    #[test]
+    fn the_form_offers_every_architecture() {
+        let mut offered = TrainForm::ARCHITECTURES.to_vec();
+        let mut kinds: Vec<&str> = KINDS.iter().map(|kind| kind.name).collect();
+        offered.sort_unstable();
+        kinds.sort_unstable();
+        assert_eq!(offered, kinds);
+    }
+}

@@ -9,12 +9,13 @@
 use burn::tensor::Tensor;
 
 use super::{
-    Activity, B_DEC, B_GATE, B_MAG, HostVectors, LocalFuture, Params, R_MAG, SaeArchitecture,
+    Activity, B_DEC, B_GATE, B_MAG, HostVectors, Kind, LocalFuture, Params, R_MAG, SaeArchitecture,
     TrainingContext, TrainingForward, W_DEC, W_ENC, decode, decoder_norms, for_each_host_row,
     param, squared_error,
 };
 use crate::error::Result;
 use crate::kernels::for_each_chunk;
+use crate::sae::Architecture;
 use crate::sae::host_train::dense::{dense_figures, mask_where, per_latent_rows};
 use crate::sae::host_train::{
     HostSae, HostStep, HostStepError, HostStepFigures, ROW_BLOCK, column_counts_and_sums,
@@ -23,7 +24,20 @@ use crate::sae::host_train::{
 
 pub struct Gated;
 
+/// Its names, and the SAELens cfg.json it reads (`architecture: "gated"`).
+pub(crate) const KIND: Kind = Kind {
+    name: "gated",
+    aliases: &[],
+    written_as: "gated",
+    build: |_k| Ok(Architecture::Gated),
+    reads_saelens: |names| KIND.named_by(names),
+};
+
 impl SaeArchitecture for Gated {
+    fn kind(&self) -> &'static Kind {
+        &KIND
+    }
+
     fn vectors(&self) -> &'static [&'static str] {
         &[B_GATE, R_MAG, B_MAG]
     }
@@ -38,8 +52,8 @@ impl SaeArchitecture for Gated {
         5.0
     }
 
-    fn saelens_name(&self) -> &'static str {
-        "gated"
+    fn plain_encoder(&self) -> bool {
+        false
     }
 
     fn encoder_biases(&self) -> &'static [(&'static str, Option<&'static str>)] {

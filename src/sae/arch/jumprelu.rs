@@ -12,11 +12,13 @@
 use burn::tensor::Tensor;
 
 use super::{
-    Activity, B_ENC, HostVectors, LocalFuture, Params, SaeArchitecture, THRESHOLD, TrainingContext,
-    TrainingForward, decode, param, pre_activation, squared_error, threshold_host_rows,
+    Activity, B_ENC, HostVectors, Kind, LocalFuture, Params, SaeArchitecture, THRESHOLD,
+    TrainingContext, TrainingForward, VectorUpdate, decode, param, pre_activation, squared_error,
+    threshold_host_rows,
 };
 use crate::error::Result;
 use crate::kernels::for_each_chunk;
+use crate::sae::Architecture;
 use crate::sae::host_train::dense::{dense_figures, mask_where, per_latent, per_latent_rows};
 use crate::sae::host_train::{
     HostSae, HostStep, HostStepError, HostStepFigures, ROW_BLOCK, column_counts_and_sums,
@@ -26,7 +28,20 @@ use crate::sae::train::SaeTrainingConfig;
 
 pub struct JumpRelu;
 
+/// Its names, and the SAELens cfg.json it reads (`architecture: "jumprelu"`).
+pub(crate) const KIND: Kind = Kind {
+    name: "jumprelu",
+    aliases: &[],
+    written_as: "jumprelu",
+    build: |_k| Ok(Architecture::JumpRelu),
+    reads_saelens: |names| KIND.named_by(names),
+};
+
 impl SaeArchitecture for JumpRelu {
+    fn kind(&self) -> &'static Kind {
+        &KIND
+    }
+
     fn vectors(&self) -> &'static [&'static str] {
         &[B_ENC, THRESHOLD]
     }
@@ -43,8 +58,22 @@ impl SaeArchitecture for JumpRelu {
         1.0
     }
 
-    fn saelens_name(&self) -> &'static str {
-        "jumprelu"
+    fn vector_update(&self, vector: &str, recipe: &SaeTrainingConfig) -> VectorUpdate {
+        if vector == THRESHOLD {
+            VectorUpdate {
+                lr_multiplier: recipe.jumprelu_threshold_lr_multiplier,
+                floor: Some(0.0),
+            }
+        } else {
+            VectorUpdate::default()
+        }
+    }
+
+    fn check_recipe(&self, recipe: &SaeTrainingConfig) -> std::result::Result<(), String> {
+        if recipe.jumprelu_bandwidth == 0.0 || recipe.jumprelu_init_threshold == 0.0 {
+            return Err("JumpReLU needs a bandwidth and an initial threshold above 0".into());
+        }
+        Ok(())
     }
 
     fn encode(&self, params: &Params, x: Tensor<2>) -> Tensor<2> {

@@ -9,12 +9,14 @@
 
 use burn::tensor::Tensor;
 
-use super::batchtopk::{TRAINED_VECTORS, VECTORS};
+use super::batchtopk::{TRAINED_VECTORS, VECTORS, choose_batch_wide};
 use super::{
-    Activity, B_DEC, HostVectors, LocalFuture, Params, SaeArchitecture, THRESHOLD, TrainingContext,
-    TrainingForward, W_DEC, param, squared_error, threshold_host_rows,
+    Activity, B_DEC, HostVectors, Kind, LocalFuture, Params, SaeArchitecture, THRESHOLD,
+    TrainingContext, TrainingForward, W_DEC, need_k, param, squared_error, threshold_host_rows,
 };
 use crate::error::Result;
+use crate::sae::Architecture;
+use crate::sae::host_train::sparse::SparseRule;
 use crate::sae::host_train::{HostSae, HostStep, HostStepError, HostStepFigures};
 use crate::sae::train::SaeTrainingConfig;
 
@@ -22,7 +24,28 @@ pub struct MatryoshkaBatchTopK {
     pub k: usize,
 }
 
+/// Its names, and the SAELens cfg.json it reads (`architecture: "matryoshka_batchtopk"`).
+pub(crate) const KIND: Kind = Kind {
+    name: "matryoshka_batchtopk",
+    aliases: &["matryoshka"],
+    written_as: "jumprelu",
+    build: |k| {
+        Ok(Architecture::MatryoshkaBatchTopK {
+            k: need_k(k, "matryoshka_batchtopk")?,
+        })
+    },
+    reads_saelens: |names| KIND.named_by(names),
+};
+
 impl SaeArchitecture for MatryoshkaBatchTopK {
+    fn kind(&self) -> &'static Kind {
+        &KIND
+    }
+
+    fn k(&self) -> Option<usize> {
+        Some(self.k)
+    }
+
     fn vectors(&self) -> &'static [&'static str] {
         VECTORS
     }
@@ -41,10 +64,6 @@ impl SaeArchitecture for MatryoshkaBatchTopK {
 
     fn nested_widths(&self, recipe: &SaeTrainingConfig, d_sae: usize) -> Result<Vec<usize>> {
         recipe.matryoshka_levels(d_sae)
-    }
-
-    fn saelens_name(&self) -> &'static str {
-        "jumprelu"
     }
 
     fn encode(&self, params: &Params, x: Tensor<2>) -> Tensor<2> {
@@ -71,7 +90,13 @@ impl SaeArchitecture for MatryoshkaBatchTopK {
         x: &[f32],
         step: &HostStep,
     ) -> std::result::Result<HostStepFigures, HostStepError> {
-        host.sparse_step(x, self.k, true, step.matryoshka_widths, step)
+        let k = self.k;
+        let rule = SparseRule {
+            choose: &|host, centred, aux| choose_batch_wide(host, centred, k, aux),
+            nested_widths: step.matryoshka_widths,
+            running_threshold: true,
+        };
+        host.sparse_step(x, &rule, step)
     }
 }
 

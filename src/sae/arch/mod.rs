@@ -8,8 +8,11 @@
 //! vectors and their initial values, a synchronous `encode` (inference; safe inside a hook
 //! function and on WebGPU: no read-back), the activation on host rows, an async
 //! `training_forward` (the loss and its terms, with autodiff), the step on host buffers, and
-//! how SAELens's cfg.json names it. [`Architecture::behaviour`] is the one place that picks the
-//! file for an [`Architecture`]; the shared host training code is in `sae::host_train`.
+//! how SAELens's cfg.json names it, read and written. Each file's [`Kind`] names the
+//! architecture, builds it and says which SAELens cfg.json it reads; [`KINDS`] lists them (the
+//! table [`Architecture::parse`] and the SAELens reader go through), and
+//! [`Architecture::behaviour`] is the one place that picks the file for an [`Architecture`].
+//! The shared host training code is in `sae::host_train`.
 
 pub mod batchtopk;
 pub mod gated;
@@ -28,7 +31,7 @@ use super::Architecture;
 use super::host_train::{HostSae, HostStep, HostStepError, HostStepFigures};
 use super::select::{Scope, Selection, topk_mask_by_bisection, topk_mask_on_host};
 use super::train::SaeTrainingConfig;
-use crate::error::Result;
+use crate::error::{Result, SaeplayError};
 
 pub const W_ENC: &str = "W_enc";
 pub const B_ENC: &str = "b_enc";
@@ -51,6 +54,14 @@ pub(crate) type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// Everything about one architecture. Every file of this folder implements it over the shared
 /// base below; what an SAE does that differs by architecture goes through it.
 pub(crate) trait SaeArchitecture {
+    /// Its names, how it is built, and which SAELens cfg.json it reads.
+    fn kind(&self) -> &'static Kind;
+
+    /// The number of latents kept per token (the top-k family); none for the others.
+    fn k(&self) -> Option<usize> {
+        None
+    }
+
     /// The `[d_sae]` vectors stored beside `W_enc`, `W_dec` and `b_dec`, by SAELens name.
     fn vectors(&self) -> &'static [&'static str];
 
@@ -62,6 +73,12 @@ pub(crate) trait SaeArchitecture {
     /// A trained vector's initial value (JumpReLU's threshold starts at the recipe's).
     fn initial_value(&self, _vector: &str, _recipe: &SaeTrainingConfig) -> f32 {
         0.0
+    }
+
+    /// How training moves one of its trained vectors beyond Adam's step (JumpReLU's threshold:
+    /// the recipe's learning-rate multiplier, kept at or above 0).
+    fn vector_update(&self, _vector: &str, _recipe: &SaeTrainingConfig) -> VectorUpdate {
+        VectorUpdate::default()
     }
 
     /// Whether the decoder rows keep unit norm (from initialisation on, after every update).
@@ -90,12 +107,21 @@ pub(crate) trait SaeArchitecture {
         Ok(Vec::new())
     }
 
-    /// The architecture a cfg.json it is written to names (SAELens saves the BatchTopK family
-    /// for inference as JumpReLU).
-    fn saelens_name(&self) -> &'static str;
-
     /// Keys it adds to a cfg.json it is written to (TopK's `k`).
     fn write_cfg(&self, _cfg: &mut serde_json::Value) {}
+
+    /// What a training recipe must hold for it, beyond what every recipe must (JumpReLU's
+    /// bandwidth and initial threshold); the refusal's sentence otherwise.
+    fn check_recipe(&self, _recipe: &SaeTrainingConfig) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
+    /// Whether its active latents' values are the plain pre-activation
+    /// `(x - b_dec) @ W_enc + b_enc`, as attribution graphs read them (not Gated's magnitude
+    /// path).
+    fn plain_encoder(&self) -> bool {
+        true
+    }
 
     /// The encoder's biases, each with the log-scale vector its path multiplies `W_enc` by
     /// (Gated's magnitude path reads `W_enc * exp(r_mag)`): where `apply_b_dec_to_input: false`
@@ -146,6 +172,89 @@ pub(crate) trait SaeArchitecture {
     ) -> std::result::Result<HostStepFigures, HostStepError>;
 }
 
+/// How training moves a trained vector: Adam's step at `lr * lr_multiplier`, then kept at or
+/// above `floor`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct VectorUpdate {
+    pub lr_multiplier: f64,
+    pub floor: Option<f32>,
+}
+
+impl Default for VectorUpdate {
+    fn default() -> Self {
+        Self {
+            lr_multiplier: 1.0,
+            floor: None,
+        }
+    }
+}
+
+/// One architecture's names, how it is built from a name's `k`, and which SAELens cfg.json it
+/// reads. Each file of this folder has one; [`KINDS`] lists them.
+pub(crate) struct Kind {
+    /// SAELens's name for it, and ours.
+    pub name: &'static str,
+    /// Other names it is accepted by (`relu` for Standard).
+    pub aliases: &'static [&'static str],
+    /// The architecture a cfg.json it is written to names (SAELens saves the BatchTopK family
+    /// for inference as JumpReLU).
+    pub written_as: &'static str,
+    /// The architecture, with `k` where it needs one.
+    pub build: fn(k: Option<usize>) -> Result<Architecture>,
+    /// Whether a SAELens cfg.json that names these is this architecture.
+    pub reads_saelens: fn(&SaelensNames) -> bool,
+}
+
+impl Kind {
+    /// Whether `name` (any case, spaces around it ignored) is this architecture's.
+    pub fn is_named(&self, name: &str) -> bool {
+        let name = name.trim().to_ascii_lowercase();
+        self.name == name || self.aliases.contains(&name.as_str())
+    }
+
+    /// Whether SAELens saves it under another architecture's name (the BatchTopK family, as
+    /// JumpReLU): a cfg.json it is written to then records it as `training_architecture`.
+    pub fn written_as_another(&self) -> bool {
+        self.written_as != self.name
+    }
+
+    /// The reading of a cfg.json that names this architecture in its `architecture` key.
+    pub fn named_by(&self, names: &SaelensNames) -> bool {
+        names.architecture.is_some_and(|name| self.is_named(name))
+    }
+}
+
+/// What a SAELens cfg.json names: its `architecture` and its activation function
+/// (`activation_fn_str`, or the older `activation_fn`), either possibly absent.
+pub(crate) struct SaelensNames<'a> {
+    pub architecture: Option<&'a str>,
+    pub activation: Option<&'a str>,
+}
+
+impl SaelensNames<'_> {
+    /// SAELens's older TopK files: `architecture: "standard"` with a `topk` activation.
+    pub fn standard_with_topk_activation(&self) -> bool {
+        self.architecture == Some("standard") && self.activation == Some("topk")
+    }
+}
+
+/// Every architecture, in the order their names are listed to a person.
+pub(crate) const KINDS: [&Kind; 6] = [
+    &standard::KIND,
+    &topk::KIND,
+    &batchtopk::KIND,
+    &gated::KIND,
+    &jumprelu::KIND,
+    &matryoshka::KIND,
+];
+
+/// `k` for an architecture that needs one (at least 1).
+pub(crate) fn need_k(k: Option<usize>, name: &str) -> Result<usize> {
+    k.filter(|&k| k > 0).ok_or_else(|| {
+        SaeplayError::InvalidSetting(format!("the {name} architecture needs k >= 1"))
+    })
+}
+
 impl Architecture {
     /// The file that implements this architecture.
     pub(crate) fn behaviour(self) -> Box<dyn SaeArchitecture> {
@@ -157,6 +266,45 @@ impl Architecture {
             Self::JumpRelu => Box::new(jumprelu::JumpRelu),
             Self::MatryoshkaBatchTopK { k } => Box::new(matryoshka::MatryoshkaBatchTopK { k }),
         }
+    }
+
+    /// SAELens's name for it.
+    pub fn name(self) -> &'static str {
+        self.behaviour().kind().name
+    }
+
+    /// Parse `standard`, `relu`, `topk`, `batchtopk`, `gated`, `jumprelu` or
+    /// `matryoshka_batchtopk`; `k` is needed by the top-k architectures.
+    pub fn parse(name: &str, k: Option<usize>) -> Result<Self> {
+        match KINDS.iter().find(|kind| kind.is_named(name)) {
+            Some(kind) => (kind.build)(k),
+            None => Err(Self::unknown(name)),
+        }
+    }
+
+    /// The refusal of a name no architecture has.
+    pub(crate) fn unknown(name: &str) -> SaeplayError {
+        let names: Vec<&str> = KINDS.iter().map(|kind| kind.name).collect();
+        let (last, rest) = names.split_last().expect("there are architectures");
+        SaeplayError::InvalidSetting(format!(
+            "unknown SAE architecture `{}`: use {} or {last}",
+            name.trim().to_ascii_lowercase(),
+            rest.join(", ")
+        ))
+    }
+
+    /// The architecture a SAELens cfg.json describes, with `k` from it; `None` where no
+    /// architecture reads these names.
+    pub(crate) fn from_saelens(names: &SaelensNames, k: Option<usize>) -> Option<Result<Self>> {
+        KINDS
+            .iter()
+            .find(|kind| (kind.reads_saelens)(names))
+            .map(|kind| (kind.build)(k))
+    }
+
+    /// The `k` of the top-k architectures.
+    pub fn k(self) -> Option<usize> {
+        self.behaviour().k()
     }
 }
 
@@ -310,4 +458,46 @@ pub(crate) async fn auxk_loss(
     let aux_acts = pre.clone().clamp_min(0.0) * mask;
     let recons = aux_acts.matmul(param(params, W_DEC));
     Ok(Some(squared_error(recons, residual) * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KINDS, SaelensNames};
+    use crate::sae::Architecture;
+
+    /// Every architecture's names parse to it, and no SAELens cfg.json is read by two.
+    #[test]
+    fn each_name_and_saelens_cfg_is_one_architecture() {
+        for kind in KINDS {
+            for name in std::iter::once(kind.name).chain(kind.aliases.iter().copied()) {
+                let architecture = Architecture::parse(name, Some(3)).unwrap();
+                assert_eq!(architecture.name(), kind.name);
+            }
+        }
+        let architectures = [None, Some("standard"), Some("relu"), Some("matryoshka")]
+            .into_iter()
+            .chain(KINDS.iter().map(|kind| Some(kind.name)))
+            .chain([Some("other")]);
+        for architecture in architectures {
+            for activation in [None, Some("relu"), Some("topk"), Some("other")] {
+                let names = SaelensNames {
+                    architecture,
+                    activation,
+                };
+                let readers = KINDS.iter().filter(|kind| (kind.reads_saelens)(&names));
+                assert!(readers.count() <= 1, "{architecture:?} {activation:?}");
+            }
+        }
+        // What each writes reads back as the architecture it names.
+        for kind in KINDS {
+            let names = SaelensNames {
+                architecture: Some(kind.written_as),
+                activation: None,
+            };
+            let read = Architecture::from_saelens(&names, Some(3))
+                .unwrap()
+                .unwrap();
+            assert_eq!(read.name(), kind.written_as);
+        }
+    }
 }

@@ -4,11 +4,12 @@
 use burn::tensor::Tensor;
 
 use super::{
-    Activity, B_ENC, HostVectors, LocalFuture, Params, SaeArchitecture, TrainingContext,
+    Activity, B_ENC, HostVectors, Kind, LocalFuture, Params, SaeArchitecture, TrainingContext,
     TrainingForward, decode, decoder_norms, for_each_host_row, pre_activation, squared_error,
 };
 use crate::error::Result;
 use crate::kernels::for_each_chunk;
+use crate::sae::Architecture;
 use crate::sae::host_train::dense::{dense_figures, mask_where};
 use crate::sae::host_train::{
     HostSae, HostStep, HostStepError, HostStepFigures, ROW_BLOCK, sum_of_squares,
@@ -16,17 +17,30 @@ use crate::sae::host_train::{
 
 pub struct Standard;
 
+/// Its names, and the SAELens cfg.json it reads (`architecture: "standard"`, or an older file's
+/// activation function).
+pub(crate) const KIND: Kind = Kind {
+    name: "standard",
+    aliases: &["relu"],
+    written_as: "standard",
+    build: |_k| Ok(Architecture::Standard),
+    reads_saelens: |names| {
+        (KIND.named_by(names) && !names.standard_with_topk_activation())
+            || (names.architecture.is_none() && matches!(names.activation, None | Some("relu")))
+    },
+};
+
 impl SaeArchitecture for Standard {
+    fn kind(&self) -> &'static Kind {
+        &KIND
+    }
+
     fn vectors(&self) -> &'static [&'static str] {
         &[B_ENC]
     }
 
     fn default_sparsity_coefficient(&self) -> f64 {
         5.0
-    }
-
-    fn saelens_name(&self) -> &'static str {
-        "standard"
     }
 
     fn encode(&self, params: &Params, x: Tensor<2>) -> Tensor<2> {

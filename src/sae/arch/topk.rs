@@ -4,12 +4,14 @@
 use burn::tensor::{Int, Tensor};
 
 use super::{
-    Activity, HostVectors, LocalFuture, Params, SaeArchitecture, TrainingContext, TrainingForward,
-    decode, mse_with_auxk, pre_activation, select, squared_error,
+    Activity, HostVectors, Kind, LocalFuture, Params, SaeArchitecture, TrainingContext,
+    TrainingForward, decode, mse_with_auxk, need_k, pre_activation, select, squared_error,
 };
 use super::{B_DEC, B_ENC, W_DEC, W_ENC, param};
 use crate::backend::{int_tensor, read_f32};
 use crate::error::Result;
+use crate::sae::Architecture;
+use crate::sae::host_train::sparse::SparseRule;
 use crate::sae::host_train::{HostSae, HostStep, HostStepError, HostStepFigures};
 use crate::sae::select::{
     Scope, Selection, host_topk, host_topk_indices, topk_mask_by_bisection, topk_mask_on_host,
@@ -19,17 +21,39 @@ pub struct TopK {
     pub k: usize,
 }
 
+/// Its names, and the SAELens cfg.json it reads (`architecture: "topk"`, or an older file's
+/// activation function).
+pub(crate) const KIND: Kind = Kind {
+    name: "topk",
+    aliases: &[],
+    written_as: "topk",
+    build: |k| {
+        Ok(Architecture::TopK {
+            k: need_k(k, "topk")?,
+        })
+    },
+    reads_saelens: |names| {
+        KIND.named_by(names)
+            || names.standard_with_topk_activation()
+            || (names.architecture.is_none() && names.activation == Some("topk"))
+    },
+};
+
 impl SaeArchitecture for TopK {
+    fn kind(&self) -> &'static Kind {
+        &KIND
+    }
+
+    fn k(&self) -> Option<usize> {
+        Some(self.k)
+    }
+
     fn vectors(&self) -> &'static [&'static str] {
         &[B_ENC]
     }
 
     fn uses_auxk(&self) -> bool {
         true
-    }
-
-    fn saelens_name(&self) -> &'static str {
-        "topk"
     }
 
     fn write_cfg(&self, cfg: &mut serde_json::Value) {
@@ -86,7 +110,14 @@ impl SaeArchitecture for TopK {
         x: &[f32],
         step: &HostStep,
     ) -> std::result::Result<HostStepFigures, HostStepError> {
-        host.sparse_step(x, self.k, false, &[], step)
+        let k = self.k;
+        let rule = SparseRule {
+            // Each row's k best, chosen as the encoder product is made.
+            choose: &|host, centred, aux| host.encode_and_offer(centred, k.min(host.d_sae), aux),
+            nested_widths: &[],
+            running_threshold: false,
+        };
+        host.sparse_step(x, &rule, step)
     }
 }
 

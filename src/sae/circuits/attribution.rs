@@ -17,8 +17,8 @@ use super::{AttributionGraph, GraphNode, NodeKind, SourceRow};
 use crate::backend::{float_tensor, int_tensor, read_f32};
 use crate::error::{Result, SaeplayError};
 use crate::model::{HookContext, HookPoint, Hooks, LogitsFor, Model, PatchOp};
+use crate::sae::Sae;
 use crate::sae::arch::{B_DEC, W_DEC, W_ENC};
-use crate::sae::{Architecture, Sae};
 
 /// Targets (rows of the adjacency matrix) per backward pass on the CPU; a GPU takes four times
 /// as many, since there the number of passes costs more than their size.
@@ -110,7 +110,7 @@ pub fn forward_order<'a>(saes: &[GraphSae<'a>]) -> Result<Vec<GraphSae<'a>>> {
         }
     }
     for (_, s) in &keyed {
-        if matches!(s.sae.config.architecture, Architecture::Gated) {
+        if !s.sae.config.architecture.behaviour().plain_encoder() {
             return Err(SaeplayError::InvalidSetting(
                 "graphs cannot yet read gated SAEs (their magnitude path is not a plain encoder)"
                     .into(),

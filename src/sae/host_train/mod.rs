@@ -14,10 +14,10 @@
 //! gradient is a contiguous row, as its decoder row is.
 
 pub(crate) mod dense;
-mod sparse;
+pub(crate) mod sparse;
 
 use super::Architecture;
-use super::arch::{B_DEC, THRESHOLD, W_DEC, W_ENC};
+use super::arch::{B_DEC, VectorUpdate, W_DEC, W_ENC};
 use crate::kernels::{for_each_chunk, transpose};
 use crate::optim::{Adam, AdamStep};
 
@@ -126,9 +126,11 @@ pub(crate) struct HostStep<'a> {
     pub lr: f64,
     /// L1 (Standard, Gated) or L0 (JumpReLU) coefficient at this step.
     pub sparsity_coefficient: f64,
-    /// JumpReLU: the straight-through bandwidth and the threshold's learning-rate multiplier.
+    /// JumpReLU: the straight-through bandwidth.
     pub bandwidth: f64,
-    pub threshold_lr_multiplier: f64,
+    /// How each trained vector moves (`SaeArchitecture::vector_update`); a vector not listed
+    /// moves at the learning rate.
+    pub vector_updates: Vec<(&'static str, VectorUpdate)>,
     /// TopK, BatchTopK and Matryoshka.
     pub auxk: Option<AuxK<'a>>,
 }
@@ -151,8 +153,8 @@ impl HostSae {
     }
 
     /// Adam on every parameter from its gradient: all or nothing, refused when any new value is
-    /// not finite. JumpReLU's threshold moves `threshold_lr_multiplier` times faster and stays
-    /// at or above 0; Gated's decoder rows are put back to unit norm.
+    /// not finite. Each vector moves as `s.vector_updates` says (JumpReLU's threshold faster,
+    /// and at or above 0); Gated's decoder rows are put back to unit norm.
     fn update(&mut self, s: &HostStep) -> Result<(), HostStepError> {
         let (adam, lr) = (&s.adam.at(s.step), s.lr);
         let mut finite = true;
@@ -160,11 +162,13 @@ impl HostSae {
             finite &= p.propose(adam, lr, None);
         }
         for (name, p) in &mut self.vectors {
-            finite &= if *name == THRESHOLD {
-                p.propose(adam, lr * s.threshold_lr_multiplier, Some(0.0))
-            } else {
-                p.propose(adam, lr, None)
-            };
+            let update = s
+                .vector_updates
+                .iter()
+                .find(|(vector, _)| vector == name)
+                .map(|(_, update)| *update)
+                .unwrap_or_default();
+            finite &= p.propose(adam, lr * update.lr_multiplier, update.floor);
         }
         if !finite {
             return Err(HostStepError::Update);

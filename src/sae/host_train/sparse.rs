@@ -1,12 +1,12 @@
 //! The step on host buffers that TopK, BatchTopK and Matryoshka BatchTopK (`arch::topk`,
-//! `arch::batchtopk`, `arch::matryoshka`) share.
+//! `arch::batchtopk`, `arch::matryoshka`) share, as SAELens's BatchTopK and Matryoshka
+//! trainers build on TopK's: each brings its [`SparseRule`] (which latents a batch keeps, nested
+//! prefix widths, whether it keeps a running threshold), and the choice itself is in its file.
 //!
 //! The encoder product is computed a block of rows at a time and each block's candidates are
-//! chosen while it is in cache, so the `[batch, d_sae]` matrix never exists. TopK keeps each
-//! row's k best. BatchTopK keeps the `k x batch` best ReLU'd values of the whole batch: each row
-//! offers its best few, the batch's cut is made among the offers, and a row whose every offer
-//! made the cut (it may hold more above it) offers more until none does, which gives exactly the
-//! whole batch's choice. Everything after touches only the chosen latents.
+//! chosen while it is in cache ([`HostSae::encode_and_offer`]), so the `[batch, d_sae]` matrix
+//! never exists. Everything after the choice (decode, AuxK, the nested prefixes' errors, the
+//! gradients) touches only the chosen latents.
 
 use super::{
     HostSae, HostStep, HostStepError, HostStepFigures, ROW_BLOCK, axpy, dot, for_each_latent_block,
@@ -19,15 +19,12 @@ use crate::sae::select::host_topk;
 /// Pre-activations per block of rows in `encode_and_offer` (1 MB).
 const ENCODE_BLOCK_VALUES: usize = 1 << 18;
 
-/// BatchTopK: what each row offers first, in multiples of k.
-const FIRST_OFFER_PER_K: usize = 4;
-
 /// Chosen latents, row by row (`starts[r]..starts[r + 1]`), with their pre-activations.
 #[derive(Default)]
-struct Chosen {
-    latents: Vec<u32>,
-    values: Vec<f32>,
-    starts: Vec<usize>,
+pub(crate) struct Chosen {
+    pub latents: Vec<u32>,
+    pub values: Vec<f32>,
+    pub starts: Vec<usize>,
 }
 
 impl Chosen {
@@ -35,7 +32,7 @@ impl Chosen {
         self.starts.len().saturating_sub(1)
     }
 
-    fn row(&self, r: usize) -> (&[u32], &[f32]) {
+    pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
         let span = self.starts[r]..self.starts[r + 1];
         (&self.latents[span.clone()], &self.values[span])
     }
@@ -63,19 +60,31 @@ impl Chosen {
     }
 }
 
+/// A top-k architecture's choice of latents: from the centred inputs `[rows, d_in]`, the
+/// latents each row keeps, and with `Some((dead, k_aux))` AuxK's top `k_aux` among the dead.
+pub(crate) type Choice<'a> =
+    &'a dyn Fn(&HostSae, &[f32], Option<(&[f32], usize)>) -> (Chosen, Chosen);
+
+/// What a top-k architecture brings to the shared step.
+pub(crate) struct SparseRule<'a> {
+    /// Which latents a batch keeps (TopK's each row's k best, BatchTopK's the batch's).
+    pub choose: Choice<'a>,
+    /// The nested prefix widths whose reconstructions are losses too (Matryoshka); else empty.
+    pub nested_widths: &'a [usize],
+    /// Whether it keeps a running threshold: the figures then report the smallest value kept.
+    pub running_threshold: bool,
+}
+
 impl HostSae {
-    /// One step of TopK (`batch_wide` false), BatchTopK, or with `widths` Matryoshka BatchTopK.
+    /// One step of a top-k architecture, by its rule.
     pub(crate) fn sparse_step(
         &mut self,
         x: &[f32],
-        k: usize,
-        batch_wide: bool,
-        widths: &[usize],
+        rule: &SparseRule,
         s: &HostStep,
     ) -> Result<HostStepFigures, HostStepError> {
         let (d_in, d_sae) = (self.d_in, self.d_sae);
         let rows = x.len() / d_in;
-        let k = k.min(d_sae);
 
         // Forward: centred inputs, then each row's chosen latents (and AuxK's among the dead).
         let centred = self.centred(x);
@@ -88,14 +97,15 @@ impl HostSae {
         let aux_request = aux_setting
             .as_ref()
             .map(|(aux, k_aux, _)| (aux.dead, *k_aux));
-        let (chosen, aux_chosen) = if batch_wide {
-            self.choose_batch_wide(&centred, k, aux_request)
-        } else {
-            self.encode_and_offer(&centred, k, aux_request)
-        };
+        let (chosen, aux_chosen) = (rule.choose)(self, &centred, aux_request);
 
         // The reconstruction's error `x_hat - x`, and each inner prefix's (Matryoshka).
-        let inner: Vec<usize> = widths.iter().copied().filter(|&w| w < d_sae).collect();
+        let inner: Vec<usize> = rule
+            .nested_widths
+            .iter()
+            .copied()
+            .filter(|&w| w < d_sae)
+            .collect();
         let (error, mut inner_errors) = self.decode_errors(x, &chosen, &inner);
         let mut fired = vec![0.0f32; d_sae];
         let mut l0_sum = 0.0f32;
@@ -171,7 +181,11 @@ impl HostSae {
             fired,
             sse: sse as f32,
             sst: sst as f32,
-            smallest: if batch_wide { smallest } else { 1e30 },
+            smallest: if rule.running_threshold {
+                smallest
+            } else {
+                1e30
+            },
         })
     }
 
@@ -264,7 +278,7 @@ impl HostSae {
 
     /// `pre = centred @ W_enc + b_enc` a block of rows at a time, and each row's `width` best
     /// (and AuxK's top `k_aux` among `dead`) while the block is in cache.
-    fn encode_and_offer(
+    pub(crate) fn encode_and_offer(
         &self,
         centred: &[f32],
         width: usize,
@@ -309,95 +323,6 @@ impl HostSae {
                 Chosen::default()
             },
         )
-    }
-
-    /// BatchTopK's choice: the `k x rows` largest positive pre-activations of the whole batch
-    /// (ties to the lower row, then the lower latent, as `select::host_topk_mask`).
-    fn choose_batch_wide(
-        &self,
-        centred: &[f32],
-        k: usize,
-        aux: Option<(&[f32], usize)>,
-    ) -> (Chosen, Chosen) {
-        let (d_in, d_sae) = (self.d_in, self.d_sae);
-        let rows = centred.len() / d_in;
-        let keep = k * rows;
-        let mut width = (FIRST_OFFER_PER_K * k).clamp(1, d_sae);
-        let (offer, aux_chosen) = self.encode_and_offer(centred, width, aux);
-        // Each row's positive offers, best first.
-        let mut lists: Vec<Vec<(u32, f32)>> = (0..rows)
-            .map(|r| {
-                let (latents, values) = offer.row(r);
-                latents
-                    .iter()
-                    .zip(values)
-                    .filter(|(_, v)| **v > 0.0)
-                    .map(|(&i, &v)| (i, v))
-                    .collect()
-            })
-            .collect();
-        loop {
-            // The batch's cut among the offers: the `keep`-th best (value, then flat index).
-            let mut all: Vec<(f32, u32, u32)> = lists
-                .iter()
-                .enumerate()
-                .flat_map(|(r, list)| list.iter().map(move |&(i, v)| (v, r as u32, i)))
-                .collect();
-            let rank = |a: &(f32, u32, u32), b: &(f32, u32, u32)| {
-                b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2)))
-            };
-            let cut = (all.len() > keep && keep > 0)
-                .then(|| *all.select_nth_unstable_by(keep - 1, rank).1);
-            let made_cut = |entry: &(f32, u32, u32)| match (keep, &cut) {
-                (0, _) => false,
-                (_, None) => true,
-                (_, Some(cut)) => rank(entry, cut) != std::cmp::Ordering::Greater,
-            };
-            // A full offer whose last (smallest) entry made the cut may hide more that would.
-            let short: Vec<usize> = if width == d_sae {
-                Vec::new()
-            } else {
-                (0..rows)
-                    .filter(|&r| {
-                        let list = &lists[r];
-                        list.len() == width
-                            && made_cut(&(list[width - 1].1, r as u32, list[width - 1].0))
-                    })
-                    .collect()
-            };
-            if short.is_empty() {
-                let mut chosen = Chosen {
-                    starts: vec![0],
-                    ..Chosen::default()
-                };
-                for (r, list) in lists.iter().enumerate() {
-                    for &(i, v) in list {
-                        if made_cut(&(v, r as u32, i)) {
-                            chosen.latents.push(i);
-                            chosen.values.push(v);
-                        }
-                    }
-                    chosen.starts.push(chosen.latents.len());
-                }
-                return (chosen, aux_chosen);
-            }
-            // Those rows offer more (their encoder product again, a few rows only).
-            width = (width * FIRST_OFFER_PER_K).min(d_sae);
-            let mut again = Vec::with_capacity(short.len() * d_in);
-            for &r in &short {
-                again.extend_from_slice(&centred[r * d_in..(r + 1) * d_in]);
-            }
-            let (more, _) = self.encode_and_offer(&again, width, None);
-            for (j, &r) in short.iter().enumerate() {
-                let (latents, values) = more.row(j);
-                lists[r] = latents
-                    .iter()
-                    .zip(values)
-                    .filter(|(_, v)| **v > 0.0)
-                    .map(|(&i, &v)| (i, v))
-                    .collect();
-            }
-        }
     }
 }
 
@@ -474,75 +399,5 @@ impl<'a> Path<'a> {
             }
         });
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::{HostParam, HostSae};
-    use crate::sae::arch::B_ENC;
-    use crate::sae::select::{Scope, host_topk_mask};
-
-    fn param(values: Vec<f32>) -> HostParam {
-        let n = values.len();
-        HostParam::new(values, vec![0.0; n], vec![0.0; n])
-    }
-
-    /// BatchTopK's choice equals the whole batch's top `k x rows` of the ReLU'd pre-activations
-    /// (`select::host_topk_mask`), also when a few rows (large inputs, as a first token's) take
-    /// far more than their share and must offer more than once.
-    #[test]
-    fn batch_wide_choice_is_the_whole_batch_top() {
-        let (d_in, d_sae, rows, k) = (8, 256, 40, 2);
-        let mut seed = 7u64;
-        let mut next = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-        };
-        let w_enc_t: Vec<f32> = (0..d_sae * d_in).map(|_| next()).collect();
-        let b_enc: Vec<f32> = (0..d_sae).map(|_| 0.1 * next()).collect();
-        let sae = HostSae {
-            d_in,
-            d_sae,
-            w_enc_t: param(w_enc_t.clone()),
-            w_dec: param(vec![0.0; d_sae * d_in]),
-            b_dec: param(vec![0.0; d_in]),
-            vectors: vec![(B_ENC, param(b_enc.clone()))],
-            unit_norm_decoder: false,
-        };
-        let mut x: Vec<f32> = (0..rows * d_in).map(|_| next()).collect();
-        // Rows 3 and 17 are 40 times larger: they hold most of the batch's top values.
-        for r in [3, 17] {
-            x[r * d_in..(r + 1) * d_in]
-                .iter_mut()
-                .for_each(|v| *v *= 40.0);
-        }
-        let (chosen, _) = sae.choose_batch_wide(&x, k, None);
-        let mut relu = vec![0.0f32; rows * d_sae];
-        for r in 0..rows {
-            for i in 0..d_sae {
-                let pre: f32 = (0..d_in)
-                    .map(|j| x[r * d_in + j] * w_enc_t[i * d_in + j])
-                    .sum::<f32>()
-                    + b_enc[i];
-                relu[r * d_sae + i] = pre.max(0.0);
-            }
-        }
-        let mask = host_topk_mask(&relu, rows, d_sae, k, Scope::WholeBatch);
-        let mut expected: Vec<(usize, u32)> = (0..rows * d_sae)
-            .filter(|&f| mask[f] > 0.0 && relu[f] > 0.0)
-            .map(|f| (f / d_sae, (f % d_sae) as u32))
-            .collect();
-        let mut got: Vec<(usize, u32)> = (0..rows)
-            .flat_map(|r| chosen.row(r).0.iter().map(move |&i| (r, i)))
-            .collect();
-        expected.sort_unstable();
-        got.sort_unstable();
-        assert_eq!(got.len(), k * rows);
-        assert_eq!(got, expected);
-        // The large rows took more than the first offer (4k), so they offered again.
-        assert!(chosen.row(3).0.len() > 4 * k && chosen.row(17).0.len() > 4 * k);
     }
 }

@@ -190,11 +190,10 @@ impl SaeTrainingConfig {
         if self.learning_rate == 0.0 {
             return bad("the learning rate must be above 0".into());
         }
-        if matches!(self.architecture, Architecture::JumpRelu)
-            && (self.jumprelu_bandwidth == 0.0 || self.jumprelu_init_threshold == 0.0)
-        {
-            return bad("JumpReLU needs a bandwidth and an initial threshold above 0".into());
-        }
+        self.architecture
+            .behaviour()
+            .check_recipe(self)
+            .or_else(bad)?;
         // The widths' upper bound, d_sae, is checked when the trainer knows d_in.
         if self.matryoshka_widths.first() == Some(&0)
             || self.matryoshka_widths.windows(2).any(|p| p[0] >= p[1])

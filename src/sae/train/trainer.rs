@@ -12,7 +12,8 @@ use crate::error::{Result, SaeplayError};
 use crate::optim::{Adam, Moments};
 use crate::rng::SplitMix64;
 use crate::sae::arch::{
-    self, Activity, B_DEC, Params, THRESHOLD, TrainingContext, TrainingForward, W_DEC, W_ENC,
+    self, Activity, B_DEC, Params, THRESHOLD, TrainingContext, TrainingForward, VectorUpdate,
+    W_DEC, W_ENC,
 };
 use crate::sae::host_train::{AuxK, HostSae, HostStep, HostStepError, NamedHostParam};
 use crate::sae::select::Selection;
@@ -269,7 +270,7 @@ impl SaeTrainer {
             lr,
             sparsity_coefficient,
             bandwidth: self.config.jumprelu_bandwidth,
-            threshold_lr_multiplier: self.config.jumprelu_threshold_lr_multiplier,
+            vector_updates: self.vector_updates(),
             auxk: Some(AuxK {
                 dead: &dead,
                 dead_count,
@@ -381,17 +382,15 @@ impl SaeTrainer {
 
         // Adam, into new tensors first: the old ones stay if anything is not finite.
         let adam = Adam::new(self.config.adam_beta1, self.config.adam_beta2);
+        let behaviour = self.config.architecture.behaviour();
         let mut updated = Vec::new();
         let mut check: Option<Tensor<1>> = None;
         for (&name, param) in &self.params {
             let Some(grad) = param.grad(&grads) else {
                 continue;
             };
-            let lr = if name == THRESHOLD {
-                lr * self.config.jumprelu_threshold_lr_multiplier
-            } else {
-                lr
-            };
+            let update = behaviour.vector_update(name, &self.config);
+            let lr = lr * update.lr_multiplier;
             let (new, m, v) = adam.update(
                 param.clone().inner(),
                 grad,
@@ -403,10 +402,9 @@ impl SaeTrainer {
                 lr,
                 0.0,
             );
-            let new = if name == THRESHOLD {
-                new.clamp_min(0.0)
-            } else {
-                new
+            let new = match update.floor {
+                Some(floor) => new.clamp_min(floor),
+                None => new,
             };
             let sum = new.clone().sum();
             check = Some(match check {
@@ -508,6 +506,16 @@ impl SaeTrainer {
         behaviour
             .training_forward(&self.params, x, &widths, context)
             .await
+    }
+
+    /// How each trained vector moves, by its architecture (the host step's list).
+    fn vector_updates(&self) -> Vec<(&'static str, VectorUpdate)> {
+        let behaviour = self.config.architecture.behaviour();
+        behaviour
+            .trained_vectors()
+            .iter()
+            .map(|&name| (name, behaviour.vector_update(name, &self.config)))
+            .collect()
     }
 
     /// Matryoshka's nested widths; none for the other architectures.
