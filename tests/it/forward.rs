@@ -357,6 +357,7 @@ fn steering_add_applies_during_cached_forward() {
 
 /// The wgpu backend (Mesa lavapipe here) computes the same forward as the CPU backend.
 #[test]
+#[ignore = "slow: wgpu on a GPU device (lavapipe here)"]
 fn wgpu_backend_agrees_with_cpu() {
     let Some(device) = common::wgpu_device_unless_skipped("the wgpu comparison") else {
         return;

@@ -18,6 +18,7 @@ use saeplay::sae::store::Window;
 const GPT2_SMALL: TinySpec = TinySpec::GPT2_SMALL;
 
 #[test]
+#[ignore = "slow: GPT-2 small's shapes"]
 fn gpt2_small_shapes_with_a_24576_latent_sae() {
     let files = tiny_checkpoint(&GPT2_SMALL);
     assert!(

@@ -734,6 +734,7 @@ fn host_forward_on_packed_weights_equals_the_burn_forward() {
 /// matrix among them, are unpacked at upload, and the forward equals the f64 reference on the
 /// unpacked values, as on the CPU.
 #[test]
+#[ignore = "slow: wgpu on a GPU device (lavapipe here)"]
 fn wgpu_unpacks_gguf_matrices_at_upload_and_runs_like_the_reference() {
     use saeplay::io::gguf::GgmlType;
     let Some(device) = common::wgpu_device_unless_skipped("the wgpu half") else {

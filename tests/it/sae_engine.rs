@@ -1549,6 +1549,7 @@ fn the_store_serves_shuffled_real_tokens_without_special_ones() {
 /// TopK and BatchTopK train on wgpu with bisection top-k (the WebGPU path: no read-back for
 /// selection), reach the same quality as on the CPU, and their encode agrees with the CPU's.
 #[test]
+#[ignore = "slow: wgpu on a GPU device (lavapipe here)"]
 fn topk_and_batchtopk_train_on_wgpu() {
     let Some(device) = common::wgpu_device_unless_skipped("the wgpu SAE training") else {
         return;

@@ -15,6 +15,7 @@ fn files() -> ModelFiles {
 }
 
 #[test]
+#[ignore = "slow: the SmolLM2-135M GGUF from scripts/setup.sh"]
 fn shapes_and_tokenizer_come_from_the_metadata() {
     let host = files().parse().unwrap();
     let dims = host.dims();
@@ -47,6 +48,7 @@ fn shapes_and_tokenizer_come_from_the_metadata() {
 }
 
 #[test]
+#[ignore = "slow: the SmolLM2-135M GGUF from scripts/setup.sh"]
 fn greedy_continuation_of_the_capital_of_france_is_paris() {
     let loaded = files().parse().unwrap().upload(&cpu_device()).unwrap();
     let prompt = loaded
@@ -71,6 +73,7 @@ fn greedy_continuation_of_the_capital_of_france_is_paris() {
 }
 
 #[test]
+#[ignore = "slow: the SmolLM2-135M GGUF from scripts/setup.sh"]
 fn logits_and_hooks_equal_the_f64_reference_on_the_dequantised_weights() {
     let host = files().parse().unwrap();
     let HostWeights::Llama(weights) = &host.weights else {
@@ -149,6 +152,7 @@ const LLAMA_CPP_CASES: &[(&str, &[u32])] = &[
 ];
 
 #[test]
+#[ignore = "slow: the SmolLM2-135M GGUF from scripts/setup.sh"]
 fn the_cli_takes_the_gguf_file_on_every_model_command() {
     let gguf = gguf_path();
     let run = |args: &[&str]| {
