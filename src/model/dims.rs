@@ -2,6 +2,9 @@
 //! are TransformerLens's `HookedTransformerConfig` fields.
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Result, SaeplayError};
 
 /// The largest vocabulary accepted (the largest in use are about 256k tokens).
 pub const MAX_VOCAB: usize = 1 << 22;
@@ -71,4 +74,20 @@ impl ModelDims {
             self.d_vocab
         )
     }
+}
+
+/// A family's `config.json` read, then checked by the family's `validate`.
+pub(crate) fn config_from_json<C: DeserializeOwned>(
+    bytes: &[u8],
+    validate: impl FnOnce(&C) -> Result<()>,
+) -> Result<C> {
+    let config: C =
+        serde_json::from_slice(bytes).map_err(|error| SaeplayError::Config(error.to_string()))?;
+    validate(&config)?;
+    Ok(config)
+}
+
+/// A family's config as `config.json` text.
+pub(crate) fn config_to_json(config: &impl Serialize) -> String {
+    serde_json::to_string_pretty(config).expect("a config always serialises")
 }

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SaeplayError};
-use crate::model::dims::{Family, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, ModelDims};
+use crate::model::dims::{
+    Family, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, ModelDims, config_from_json, config_to_json,
+};
 
 /// The MLP non-linearity named by `activation_function`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,14 +56,11 @@ fn default_true() -> bool {
 
 impl Gpt2Config {
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let config: Self = serde_json::from_slice(bytes)
-            .map_err(|error| SaeplayError::Config(error.to_string()))?;
-        config.validate()?;
-        Ok(config)
+        config_from_json(bytes, Self::validate)
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a config always serialises")
+        config_to_json(self)
     }
 
     /// A config for a model of the given shape, with the fields transformers expects.

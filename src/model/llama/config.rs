@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SaeplayError};
-use crate::model::dims::{Family, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, ModelDims};
+use crate::model::dims::{
+    Family, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, ModelDims, config_from_json, config_to_json,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
@@ -76,14 +78,11 @@ pub struct AttentionBiases {
 
 impl LlamaConfig {
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let config: Self = serde_json::from_slice(bytes)
-            .map_err(|error| SaeplayError::Config(error.to_string()))?;
-        config.validate()?;
-        Ok(config)
+        config_from_json(bytes, Self::validate)
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a config always serialises")
+        config_to_json(self)
     }
 
     /// A Llama config of the given shape, with the fields transformers expects.
