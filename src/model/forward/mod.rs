@@ -21,7 +21,7 @@ pub(crate) use sites::Sites;
 use super::dims::ModelDims;
 use super::hooks::{HookPoint, Hooks};
 use crate::error::Result;
-use crate::kernels::HostKv;
+use crate::kernels::{HostKv, add_into};
 use cache::CacheLayers;
 use input::{Start, check_patches};
 use sites::{HookRun, HostSites};
@@ -44,8 +44,27 @@ impl Span {
 
 /// One family's forward on one storage: the computation between the hook sites. Activations
 /// are `[batch, pos, width]`: a tensor, or a row-major host buffer.
+/// An activation of either storage, and the one residual addition on it.
+pub(crate) trait Activation {
+    /// `self + x`, element by element.
+    fn plus(self, x: Self) -> Self;
+}
+
+impl Activation for Tensor<3> {
+    fn plus(self, x: Self) -> Self {
+        self + x
+    }
+}
+
+impl Activation for Vec<f32> {
+    fn plus(mut self, x: Self) -> Self {
+        add_into(&mut self, &x);
+        self
+    }
+}
+
 pub(crate) trait Stages {
-    type Act;
+    type Act: Activation;
     /// The token embeddings of ids already checked against the vocabulary.
     fn token_embed(&mut self, ids: Vec<i64>) -> Result<Self::Act>;
     /// The learned position embeddings of this call's positions, `[batch, pos, d]` (GPT-2);
@@ -69,7 +88,9 @@ pub(crate) trait Stages {
     /// The MLP's output projection.
     fn mlp_out(&mut self, layer: usize, hidden: Self::Act) -> Self::Act;
     /// `resid + x`.
-    fn add(&mut self, resid: Self::Act, x: Self::Act) -> Self::Act;
+    fn add(&mut self, resid: Self::Act, x: Self::Act) -> Self::Act {
+        resid.plus(x)
+    }
     /// The final norm before its gain, of the positions whose logits are asked for.
     fn final_normalized(&mut self, resid: Self::Act, logits_for: LogitsFor) -> Self::Act;
     /// The final norm's gain (and bias), then the unembedding: `[batch, pos, vocab]`.

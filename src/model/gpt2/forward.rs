@@ -259,10 +259,6 @@ impl Stages for TensorStages<'_> {
         self.tensors.blocks[layer].mlp_proj.forward(hidden)
     }
 
-    fn add(&mut self, resid: Tensor<3>, x: Tensor<3>) -> Tensor<3> {
-        resid + x
-    }
-
     fn final_normalized(&mut self, resid: Tensor<3>, logits_for: LogitsFor) -> Tensor<3> {
         self.normalize(logit_positions(resid, logits_for))
     }

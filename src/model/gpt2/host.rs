@@ -281,11 +281,6 @@ impl Stages for HostStages<'_> {
         linear(&hidden, self.span.rows(), weight, bias)
     }
 
-    fn add(&mut self, mut resid: Vec<f32>, x: Vec<f32>) -> Vec<f32> {
-        add_into(&mut resid, &x);
-        resid
-    }
-
     fn final_normalized(&mut self, resid: Vec<f32>, logits_for: LogitsFor) -> Vec<f32> {
         let Span {
             batch, positions, ..

@@ -211,11 +211,6 @@ impl Stages for HostStages<'_> {
             .forward(&hidden, self.span.rows())
     }
 
-    fn add(&mut self, mut resid: Vec<f32>, x: Vec<f32>) -> Vec<f32> {
-        add_into(&mut resid, &x);
-        resid
-    }
-
     fn final_normalized(&mut self, resid: Vec<f32>, logits_for: LogitsFor) -> Vec<f32> {
         let (b, t, d) = (self.span.batch, self.span.positions, self.model.d);
         let all_positions = logits_for == LogitsFor::AllPositions;
