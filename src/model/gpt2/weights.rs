@@ -13,7 +13,7 @@ use super::config::Gpt2Config;
 use crate::backend::float_tensor;
 use crate::error::{Result, SaeplayError};
 use crate::io::tensors::{HostTensor, to_f32, write_safetensors};
-use crate::rng::SplitMix64;
+use crate::model::fixtures::{Spread, random_tensors};
 
 #[derive(Debug, Clone)]
 pub struct Gpt2Weights {
@@ -125,21 +125,17 @@ impl Gpt2Weights {
     /// Deterministic random weights for tests and the placeholder page model. Layer-norm gains
     /// and every bias are randomised too, so a forward that forgot one of them is caught.
     pub fn random(config: &Gpt2Config, seed: u64) -> Self {
-        let mut rng = SplitMix64::new(seed);
-        let mut tensors = BTreeMap::new();
-        for (name, shape) in expected_shapes(config) {
-            let count: usize = shape.iter().product();
-            let values: Vec<f32> = if name.contains("ln_") && name.ends_with(".weight") {
-                (0..count).map(|_| 1.0 + 0.1 * rng.normal()).collect()
+        let tensors = random_tensors(expected_shapes(config), seed, |name| {
+            if name.contains("ln_") && name.ends_with(".weight") {
+                Spread::AroundOne(0.1)
             } else if name.ends_with(".bias") {
-                (0..count).map(|_| 0.02 * rng.normal()).collect()
+                Spread::AroundZero(0.02)
             } else if name.starts_with("wte") || name.starts_with("wpe") {
-                (0..count).map(|_| 0.1 * rng.normal()).collect()
+                Spread::AroundZero(0.1)
             } else {
-                (0..count).map(|_| 0.06 * rng.normal()).collect()
-            };
-            tensors.insert(name, HostTensor { shape, values });
-        }
+                Spread::AroundZero(0.06)
+            }
+        });
         Self {
             config: config.clone(),
             tensors,

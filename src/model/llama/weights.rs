@@ -11,7 +11,7 @@ use super::config::LlamaConfig;
 use crate::error::{Result, SaeplayError};
 use crate::io::tensors::{HostTensor, to_f32, write_safetensors};
 use crate::kernels::QuantisedMatrix;
-use crate::rng::SplitMix64;
+use crate::model::fixtures::{Spread, random_tensors};
 
 pub const EMBED: &str = "model.embed_tokens.weight";
 pub const FINAL_NORM: &str = "model.norm.weight";
@@ -192,21 +192,17 @@ impl LlamaWeights {
     /// Deterministic random weights for tests. Norm gains and biases are randomised too, so a
     /// forward that forgot one is caught.
     pub fn random(config: &LlamaConfig, seed: u64) -> Self {
-        let mut rng = SplitMix64::new(seed);
-        let mut tensors = BTreeMap::new();
-        for (name, shape) in expected_shapes(config) {
-            let count: usize = shape.iter().product();
-            let values: Vec<f32> = if name.ends_with("norm.weight") {
-                (0..count).map(|_| 1.0 + 0.1 * rng.normal()).collect()
+        let tensors = random_tensors(expected_shapes(config), seed, |name| {
+            if name.ends_with("norm.weight") {
+                Spread::AroundOne(0.1)
             } else if name.ends_with(".bias") {
-                (0..count).map(|_| 0.05 * rng.normal()).collect()
+                Spread::AroundZero(0.05)
             } else if name == EMBED || name == LM_HEAD {
-                (0..count).map(|_| 0.5 * rng.normal()).collect()
+                Spread::AroundZero(0.5)
             } else {
-                (0..count).map(|_| 0.08 * rng.normal()).collect()
-            };
-            tensors.insert(name, HostTensor { shape, values });
-        }
+                Spread::AroundZero(0.08)
+            }
+        });
         Self {
             config: config.clone(),
             tensors,
