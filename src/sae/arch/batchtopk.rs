@@ -91,14 +91,25 @@ impl SaeArchitecture for BatchTopK {
         x: &[f32],
         step: &HostStep,
     ) -> std::result::Result<HostStepFigures, HostStepError> {
-        let k = self.k;
-        let rule = SparseRule {
-            choose: &|host, centred, aux| choose_batch_wide(host, centred, k, aux),
-            nested_widths: &[],
-            running_threshold: true,
-        };
-        host.sparse_step(x, &rule, step)
+        host_step(host, x, step, self.k, &[])
     }
+}
+
+/// BatchTopK's host step, Matryoshka's too (with its nested widths): the batch-wide choice and
+/// the running threshold.
+pub(crate) fn host_step(
+    host: &mut HostSae,
+    x: &[f32],
+    step: &HostStep,
+    k: usize,
+    nested_widths: &[usize],
+) -> std::result::Result<HostStepFigures, HostStepError> {
+    let rule = SparseRule {
+        choose: &|host, centred, aux| choose_batch_wide(host, centred, k, aux),
+        nested_widths,
+        running_threshold: true,
+    };
+    host.sparse_step(x, &rule, step)
 }
 
 pub fn encode(params: &Params, x: Tensor<2>) -> Tensor<2> {
@@ -135,7 +146,7 @@ pub async fn training_forward(
 /// Each row offers its best few, the batch's cut is made among the offers, and a row whose every
 /// offer made the cut (it may hold more above it) offers more until none does, which gives
 /// exactly the whole batch's choice.
-pub(crate) fn choose_batch_wide(
+fn choose_batch_wide(
     host: &HostSae,
     centred: &[f32],
     k: usize,

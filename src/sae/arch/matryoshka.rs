@@ -9,14 +9,13 @@
 
 use burn::tensor::Tensor;
 
-use super::batchtopk::{TRAINED_VECTORS, VECTORS, choose_batch_wide};
+use super::batchtopk::{TRAINED_VECTORS, VECTORS};
 use super::{
     Activity, B_DEC, HostVectors, Kind, LocalFuture, Params, SaeArchitecture, THRESHOLD,
     TrainingContext, TrainingForward, W_DEC, need_k, param, squared_error, threshold_host_rows,
 };
 use crate::error::Result;
 use crate::sae::Architecture;
-use crate::sae::host_train::sparse::SparseRule;
 use crate::sae::host_train::{HostSae, HostStep, HostStepError, HostStepFigures};
 use crate::sae::train::SaeTrainingConfig;
 
@@ -90,13 +89,7 @@ impl SaeArchitecture for MatryoshkaBatchTopK {
         x: &[f32],
         step: &HostStep,
     ) -> std::result::Result<HostStepFigures, HostStepError> {
-        let k = self.k;
-        let rule = SparseRule {
-            choose: &|host, centred, aux| choose_batch_wide(host, centred, k, aux),
-            nested_widths: step.matryoshka_widths,
-            running_threshold: true,
-        };
-        host.sparse_step(x, &rule, step)
+        super::batchtopk::host_step(host, x, step, self.k, step.matryoshka_widths)
     }
 }
 
