@@ -40,6 +40,26 @@ pub fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
     Ok(values)
 }
 
+/// A stored tensor as f32, refused in words unless it has the `expected` shape.
+pub(crate) fn shaped_f32(
+    name: &str,
+    expected: Vec<usize>,
+    view: &TensorView<'_>,
+) -> Result<HostTensor> {
+    if view.shape() != expected.as_slice() {
+        return Err(SaeplayError::TensorShape {
+            name: name.to_string(),
+            expected,
+            found: view.shape().to_vec(),
+        });
+    }
+    let values = to_f32(name, view)?;
+    Ok(HostTensor {
+        shape: expected,
+        values,
+    })
+}
+
 /// Write f32 tensors as a safetensors file, in the order given.
 pub fn write_safetensors<'a>(
     tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [f32])>,

@@ -12,7 +12,7 @@ use safetensors::SafeTensors;
 use super::config::Gpt2Config;
 use crate::backend::float_tensor;
 use crate::error::{Result, SaeplayError};
-use crate::io::tensors::{HostTensor, to_f32, write_safetensors};
+use crate::io::tensors::{HostTensor, shaped_f32, write_safetensors};
 use crate::model::fixtures::{Spread, random_tensors};
 
 #[derive(Debug, Clone)]
@@ -70,24 +70,11 @@ impl Gpt2Weights {
                 .tensor(&stored_name)
                 .or_else(|_| file.tensor(&name))
                 .map_err(|_| SaeplayError::MissingTensor(name.clone()))?;
-            if view.shape() != expected.as_slice() {
-                return Err(SaeplayError::TensorShape {
-                    name,
-                    expected,
-                    found: view.shape().to_vec(),
-                });
-            }
-            let values = to_f32(&name, &view)?;
-            if values.iter().any(|v| !v.is_finite()) {
+            let tensor = shaped_f32(&name, expected, &view)?;
+            if tensor.values.iter().any(|v| !v.is_finite()) {
                 return Err(SaeplayError::NonFinite { name });
             }
-            tensors.insert(
-                name,
-                HostTensor {
-                    shape: expected,
-                    values,
-                },
-            );
+            tensors.insert(name, tensor);
         }
         Ok(Self {
             config: config.clone(),

@@ -9,7 +9,7 @@ use safetensors::SafeTensors;
 
 use super::config::LlamaConfig;
 use crate::error::{Result, SaeplayError};
-use crate::io::tensors::{HostTensor, to_f32, write_safetensors};
+use crate::io::tensors::{HostTensor, shaped_f32, write_safetensors};
 use crate::kernels::QuantisedMatrix;
 use crate::model::fixtures::{Spread, random_tensors};
 
@@ -147,21 +147,8 @@ impl LlamaWeights {
                 .iter()
                 .find_map(|file| file.tensor(&name).ok())
                 .ok_or_else(|| SaeplayError::MissingTensor(name.clone()))?;
-            if view.shape() != expected.as_slice() {
-                return Err(SaeplayError::TensorShape {
-                    name,
-                    expected,
-                    found: view.shape().to_vec(),
-                });
-            }
-            let values = to_f32(&name, &view)?;
-            tensors.insert(
-                name,
-                HostTensor {
-                    shape: expected,
-                    values,
-                },
-            );
+            let tensor = shaped_f32(&name, expected, &view)?;
+            tensors.insert(name, tensor);
         }
         Self::checked(config.clone(), tensors, BTreeMap::new())
     }
