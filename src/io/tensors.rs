@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::error::{Result, SaeplayError};
+use crate::rng::SplitMix64;
 
 /// One tensor's values in row-major order.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,4 +97,34 @@ pub fn read_f32_tensors(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>> {
         );
     }
     Ok(out)
+}
+
+/// How a random tensor's values spread around their centre.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Spread {
+    /// `1 + scale * normal`: a norm's gain.
+    AroundOne(f32),
+    /// `scale * normal`.
+    AroundZero(f32),
+}
+
+/// Deterministic random tensors of the given shapes (a model family's `expected_shapes`, for its
+/// random weights), drawn in order from one SplitMix64 seeded with `seed`, each spread as
+/// `spread` says for its name.
+pub(crate) fn random_tensors(
+    shapes: Vec<(String, Vec<usize>)>,
+    seed: u64,
+    spread: impl Fn(&str) -> Spread,
+) -> BTreeMap<String, HostTensor> {
+    let mut rng = SplitMix64::new(seed);
+    let mut tensors = BTreeMap::new();
+    for (name, shape) in shapes {
+        let count: usize = shape.iter().product();
+        let values: Vec<f32> = match spread(&name) {
+            Spread::AroundOne(scale) => (0..count).map(|_| 1.0 + scale * rng.normal()).collect(),
+            Spread::AroundZero(scale) => (0..count).map(|_| scale * rng.normal()).collect(),
+        };
+        tensors.insert(name, HostTensor { shape, values });
+    }
+    tensors
 }

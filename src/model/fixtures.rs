@@ -1,42 +1,9 @@
 //! Deterministic GPT-2 and Llama checkpoints made by the project itself, for tests and
 //! benchmarks: no downloads anywhere.
 
-use std::collections::BTreeMap;
-
-use crate::io::tensors::HostTensor;
 use crate::model::files::HfFiles;
 use crate::model::{Gpt2Config, Gpt2Weights, LlamaConfig, LlamaWeights};
-use crate::rng::SplitMix64;
 use crate::tokenizer::byte_level_bpe_json;
-
-/// How a random tensor's values spread around their centre.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Spread {
-    /// `1 + scale * normal`: a norm's gain.
-    AroundOne(f32),
-    /// `scale * normal`.
-    AroundZero(f32),
-}
-
-/// Deterministic random tensors of the given shapes (a family's `expected_shapes`), drawn in
-/// order from one SplitMix64 seeded with `seed`, each spread as `spread` says for its name.
-pub(crate) fn random_tensors(
-    shapes: Vec<(String, Vec<usize>)>,
-    seed: u64,
-    spread: impl Fn(&str) -> Spread,
-) -> BTreeMap<String, HostTensor> {
-    let mut rng = SplitMix64::new(seed);
-    let mut tensors = BTreeMap::new();
-    for (name, shape) in shapes {
-        let count: usize = shape.iter().product();
-        let values: Vec<f32> = match spread(&name) {
-            Spread::AroundOne(scale) => (0..count).map(|_| 1.0 + scale * rng.normal()).collect(),
-            Spread::AroundZero(scale) => (0..count).map(|_| scale * rng.normal()).collect(),
-        };
-        tensors.insert(name, HostTensor { shape, values });
-    }
-    tensors
-}
 
 /// The shape of a generated checkpoint.
 #[derive(Debug, Clone, Copy)]

@@ -13,7 +13,7 @@ use super::config::Gpt2Config;
 use crate::backend::float_tensor;
 use crate::error::{Result, SaeplayError};
 use crate::io::tensors::{HostTensor, shaped_f32, write_safetensors};
-use crate::model::fixtures::{Spread, random_tensors};
+use crate::io::tensors::{Spread, random_tensors};
 
 #[derive(Debug, Clone)]
 pub struct Gpt2Weights {

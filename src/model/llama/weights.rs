@@ -10,8 +10,8 @@ use safetensors::SafeTensors;
 use super::config::LlamaConfig;
 use crate::error::{Result, SaeplayError};
 use crate::io::tensors::{HostTensor, shaped_f32, write_safetensors};
+use crate::io::tensors::{Spread, random_tensors};
 use crate::kernels::QuantisedMatrix;
-use crate::model::fixtures::{Spread, random_tensors};
 
 pub const EMBED: &str = "model.embed_tokens.weight";
 pub const FINAL_NORM: &str = "model.norm.weight";
